@@ -1,0 +1,77 @@
+"""Writes vectors.json: the shared test vectors of the worker protocol (SPEC.md).
+
+Each vector is a frame as a typed JSON value plus its exact bytes (4-byte length prefix and msgpack
+payload, hex). In `value`, a msgpack `bin` is written {"bin": "<hex>"}; every other JSON value stands
+for itself (str, int, bool, null, array, map). The bytes come from msgpack-python's canonical
+encoding, which SPEC.md §2 makes the rule for both sides. Run: .venv/bin/python gen_vectors.py
+"""
+from __future__ import annotations
+
+import json
+import pathlib
+import struct
+from typing import Any
+
+import msgpack
+
+
+def b(data: bytes) -> dict[str, str]:
+    return {"bin": data.hex()}
+
+
+def to_py(v: Any) -> Any:
+    if isinstance(v, dict):
+        if set(v) == {"bin"}:
+            return bytes.fromhex(v["bin"])
+        return {k: to_py(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [to_py(x) for x in v]
+    return v
+
+
+H = lambda n, v: [b(n), b(v)]  # noqa: E731
+
+VECTORS: list[tuple[str, str, list[Any]]] = [
+    ("hello_gateway", "g2w", [1, 0, {"protocol": 1, "pid": 4242, "max_frame": 1048576, "window": 262144, "worker_id": 0}]),
+    ("hello_worker", "w2g", [17, 0, {"protocol": 1, "pid": 4243, "python": "3.11.7", "features": []}]),
+    ("hello_worker_error", "w2g", [17, 0, {"protocol": 1, "pid": 4243, "error": "ModuleNotFoundError: No module named 'nope'"}]),
+    ("http_request_get", "g2w", [2, 1, "1.1", "GET", "http", "/", b(b"/"), b(b""), "",
+                                 [H(b"host", b"localhost:8000"), H(b"user-agent", b"curl/8.0")],
+                                 ["127.0.0.1", 51234], ["127.0.0.1", 8000], 0, b(b""), False]),
+    ("http_request_full", "g2w", [2, 4294967295, "1.0", "POST", "https", "/api/caf\u00e9 x",
+                                  b(b"/api/caf%C3%A9%20x"), b(b"a=1&a=2&b=%20"), "/api",
+                                  [H(b"host", b"example.com"), H(b"x-dup", b"1"), H(b"x-dup", b"2"),
+                                   H(b"content-length", b"5")],
+                                  ["::1", 65535], ["/tmp/gw.sock", None], 1, b(b"hello"), True]),
+    ("http_request_no_client", "g2w", [2, 300, "2", "GET", "http", "/", b(b"/"), b(b""), "", [], None, None, 0, b(b""), False]),
+    ("request_body", "g2w", [3, 7, b(b"\x00\x01\xffbody"), True]),
+    ("request_body_last_empty", "g2w", [3, 7, b(b""), False]),
+    ("request_body_256", "g2w", [3, 65536, b(bytes(range(256))), False]),
+    ("disconnect", "g2w", [4, 9]),
+    ("credit_g2w", "g2w", [5, 9, 131072]),
+    ("ping", "g2w", [6, 0, 18446744073709551615]),
+    ("response_start", "w2g", [18, 1, 200, [H(b"content-type", b"text/plain"), H(b"set-cookie", b"a=1"),
+                                            H(b"set-cookie", b"b=2")], 0, b(b""), True]),
+    ("response_start_with_body", "w2g", [18, 2, 404, [], 0, b(b"Not Found"), False]),
+    ("response_start_trailers", "w2g", [18, 70000, 999, [H(b"X-Mixed-Case", b"v")], 1, b(b""), True]),
+    ("response_body", "w2g", [19, 1, b(b"Hello, World!"), True]),
+    ("response_body_last", "w2g", [19, 1, b(b""), False]),
+    ("credit_w2g", "w2g", [20, 3, 262144]),
+    ("end_ok", "w2g", [21, 1, 0, ""]),
+    ("end_error", "w2g", [21, 2, 1, "ValueError: boom \u2603"]),
+    ("pong", "w2g", [22, 0, 5]),
+]
+
+
+def main() -> None:
+    out = []
+    for name, direction, value in VECTORS:
+        payload = msgpack.packb(to_py(value), use_bin_type=True)
+        frame = struct.pack(">I", len(payload)) + payload
+        out.append({"name": name, "direction": direction, "value": value, "hex": frame.hex()})
+    path = pathlib.Path(__file__).with_name("vectors.json")
+    path.write_text(json.dumps(out, indent=1, ensure_ascii=False) + "\n")
+
+
+if __name__ == "__main__":
+    main()
