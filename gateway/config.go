@@ -1,0 +1,64 @@
+package gateway
+
+import (
+	"time"
+
+	"github.com/asgi-gateway/asgi-gateway/gateway/http1"
+	"github.com/asgi-gateway/asgi-gateway/protocol"
+)
+
+// Config is everything the server needs; the command line fills it.
+type Config struct {
+	App      string // "module:attr"
+	AppDir   string // prepended to the worker's sys.path
+	Factory  bool   // call App with no arguments to get the ASGI app
+	Python   string // interpreter; empty = discover (see FindPython)
+	Workers  int
+	LogLevel string // passed to the workers
+
+	Host     string
+	Port     int
+	UDS      string // listen on this Unix socket path instead of Host:Port
+	RootPath string
+
+	AccessLog       bool
+	ServerHeader    bool
+	DateHeader      bool
+	Limits          http1.Limits
+	KeepAlive       time.Duration // idle time allowed between requests
+	BodyReadTimeout time.Duration // longest wait for the next bytes of a request body the app wants
+	ExtraHeaders    [][2]string   // default response headers (--header NAME:VALUE)
+	GracefulTimeout time.Duration // how long shutdown waits for in-flight requests
+	StartupTimeout  time.Duration // how long a worker may take to import the app and say hello
+
+	MaxFrame int // protocol frame limit
+	Window   int // protocol per-stream window
+}
+
+// DefaultConfig returns the defaults the command line starts from (uvicorn's where they exist).
+func DefaultConfig() Config {
+	return Config{
+		Workers:         1,
+		LogLevel:        "info",
+		Host:            "127.0.0.1",
+		Port:            8000,
+		AccessLog:       true,
+		ServerHeader:    true,
+		DateHeader:      true,
+		Limits:          http1.DefaultLimits(),
+		KeepAlive:       5 * time.Second,
+		BodyReadTimeout: 60 * time.Second,
+		GracefulTimeout: 30 * time.Second,
+		StartupTimeout:  60 * time.Second,
+		MaxFrame:        protocol.DefaultMaxFrame,
+		Window:          protocol.DefaultWindow,
+	}
+}
+
+// BodyTimeout is BodyReadTimeout with its default.
+func (c *Config) BodyTimeout() time.Duration {
+	if c.BodyReadTimeout <= 0 {
+		return 60 * time.Second
+	}
+	return c.BodyReadTimeout
+}

@@ -1,0 +1,487 @@
+package gateway
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/asgi-gateway/asgi-gateway/gateway/http1"
+	"github.com/asgi-gateway/asgi-gateway/protocol"
+)
+
+// exchange is one HTTP/1.1 request and its response, bridged to one protocol stream of a worker.
+// Its methods as a streamHandler run on the worker's reader goroutine; everything mutable is
+// guarded by the connection's mutex (c.mu).
+//
+// States of the response side, in order:
+//
+//	waiting   dispatched, no RESPONSE_START yet            (!started)
+//	streaming head written, body flowing                   (started && !complete)
+//	complete  the final body byte is queued for the client (complete)
+//
+// Orthogonal to those: ended (the worker sent END: the app task finished), lost (the client went away
+// or the connection was closed: nothing more is written), and on the request side reqDone (the whole
+// request body has been sent to the worker).
+type exchange struct {
+	c   *h1conn
+	w   *workerConn
+	sid uint32
+
+	// Fixed at dispatch.
+	minor     int
+	head      bool // a HEAD request: the response has no body
+	keepAlive bool // the request allows the connection to be reused
+	expect    bool // Expect: 100-continue
+	startTime time.Time
+	method    []byte // copies for the access log
+	target    []byte
+
+	// Guarded by c.mu.
+	reqCredit   int64 // request-body bytes the gateway may still send
+	reqDone     bool
+	continued   bool // 100 Continue written
+	started     bool
+	complete    bool
+	ended       bool
+	lost        bool
+	failed      bool // the app's response was invalid; a 500 went out instead
+	status      int
+	bodyAllowed bool
+	chunked     bool
+	remaining   int64 // content-length bytes the app still owes; -1 without content-length
+	closeAfter  bool  // the connection closes once this response is written
+	respWindow  int64 // response-body bytes the worker may still send (checked, not trusted)
+	queued      int64 // response-body bytes queued since the last write to the client
+	uncredited  int64 // response-body bytes written but not yet credited back to the worker
+	bytesOut    int64
+	logPending  bool
+
+	dirty bool // reader goroutine only: already in the worker's dirty list
+}
+
+var (
+	errStartTwice   = errors.New("RESPONSE_START sent twice")
+	errBodyNoStart  = errors.New("RESPONSE_BODY before RESPONSE_START")
+	errBodyAfterEnd = errors.New("response body after the final body")
+	errWindow       = errors.New("response body beyond the flow-control window")
+)
+
+func (ex *exchange) markDirty() {
+	if !ex.dirty {
+		ex.dirty = true
+		ex.w.markDirty(ex)
+	}
+}
+
+func (ex *exchange) flush() {
+	ex.dirty = false
+	c := ex.c
+	c.mu.Lock()
+	c.flushLocked()
+	c.mu.Unlock()
+}
+
+func (ex *exchange) responseStart(f *protocol.Frame) error {
+	c := ex.c
+	c.mu.Lock()
+	if ex.started {
+		c.mu.Unlock()
+		return errStartTwice
+	}
+	ex.started = true
+	if err := ex.takeWindow(len(f.Body)); err != nil {
+		c.mu.Unlock()
+		return err
+	}
+	if !ex.lost {
+		if msg := ex.writeHeadLocked(f.Status, f.Headers); msg != "" {
+			ex.failLocked(msg)
+		} else {
+			ex.bodyLocked(f.Body, f.MoreBody)
+		}
+		ex.markDirty()
+	} else if !f.MoreBody {
+		ex.complete = true
+	}
+	log := ex.takeLog()
+	c.mu.Unlock()
+	if log {
+		c.srv.accessLog(ex)
+	}
+	return nil
+}
+
+func (ex *exchange) responseBody(f *protocol.Frame) error {
+	c := ex.c
+	c.mu.Lock()
+	if !ex.started {
+		c.mu.Unlock()
+		return errBodyNoStart
+	}
+	if ex.complete && !ex.lost && !ex.failed {
+		c.mu.Unlock()
+		return errBodyAfterEnd
+	}
+	if err := ex.takeWindow(len(f.Body)); err != nil {
+		c.mu.Unlock()
+		return err
+	}
+	if !ex.lost && !ex.failed {
+		ex.bodyLocked(f.Body, f.MoreBody)
+		ex.markDirty()
+	}
+	log := ex.takeLog()
+	c.mu.Unlock()
+	if log {
+		c.srv.accessLog(ex)
+	}
+	return nil
+}
+
+// takeWindow accounts n response-body bytes against the window the worker was given.
+func (ex *exchange) takeWindow(n int) error {
+	ex.respWindow -= int64(n)
+	if ex.respWindow < 0 {
+		return errWindow
+	}
+	if ex.lost || ex.failed {
+		// Nobody will write these bytes: give the window straight back so the app is not stalled
+		// before it learns of the disconnect.
+		ex.uncredited += int64(n)
+		ex.creditLocked()
+	}
+	return nil
+}
+
+// credit is the worker granting request-body window.
+func (ex *exchange) credit(n uint64) {
+	c := ex.c
+	c.mu.Lock()
+	ex.reqCredit += int64(n)
+	c.mu.Unlock()
+	c.wakeUp()
+}
+
+// end is the worker's END: the app's task is over.
+func (ex *exchange) end(outcome uint64, message []byte) {
+	c := ex.c
+	c.mu.Lock()
+	ex.ended = true
+	if !ex.lost && !ex.complete {
+		if !ex.started {
+			// The app raised, or returned, before starting its response.
+			c.srv.log.Error().Uint32("stream", ex.sid).Int("worker", ex.w.id).Bytes("error", message).
+				Msg("the app did not send a response; answering 500")
+			ex.gatewayResponseLocked(500)
+		} else {
+			// The response is cut short: the client must see an incomplete response, not a
+			// truncated one that looks complete.
+			c.srv.log.Error().Uint32("stream", ex.sid).Int("worker", ex.w.id).Bytes("error", message).
+				Msg("the app did not complete its response; cutting the connection")
+			ex.cutLocked()
+		}
+		ex.markDirty()
+	}
+	log := ex.takeLog()
+	c.mu.Unlock()
+	c.wakeUp()
+	if log {
+		c.srv.accessLog(ex)
+	}
+}
+
+// workerLost: the worker connection failed with this stream open.
+func (ex *exchange) workerLost() {
+	c := ex.c
+	c.mu.Lock()
+	ex.ended = true
+	if !ex.lost && !ex.complete {
+		if !ex.started {
+			ex.gatewayResponseLocked(502)
+		} else {
+			ex.cutLocked()
+		}
+	}
+	c.flushLocked()
+	log := ex.takeLog()
+	c.mu.Unlock()
+	c.wakeUp()
+	if log {
+		c.srv.accessLog(ex)
+	}
+}
+
+// writeHeadLocked writes the status line and headers. It returns a non-empty reason when the app's
+// response head is invalid (nothing is written then).
+func (ex *exchange) writeHeadLocked(status int, headers []protocol.Header) string {
+	c := ex.c
+	if status < 200 || status > 999 {
+		return fmt.Sprintf("invalid status %d in http.response.start", status)
+	}
+	contentLength := int64(-1)
+	hasServer, hasDate, appClose := false, false, false
+	for i := range headers {
+		name, value := headers[i].Name, headers[i].Value
+		if !http1.ValidHeaderName(name) {
+			return fmt.Sprintf("invalid response header name %q", name)
+		}
+		if !http1.ValidHeaderValue(value) {
+			return fmt.Sprintf("invalid value for response header %q", name)
+		}
+		switch {
+		case asciiEqualFold(name, "content-length"):
+			n, ok := parseContentLength(value)
+			if !ok || (contentLength >= 0 && n != contentLength) {
+				return fmt.Sprintf("invalid content-length %q in the response", value)
+			}
+			contentLength = n
+		case asciiEqualFold(name, "server"):
+			hasServer = true
+		case asciiEqualFold(name, "date"):
+			hasDate = true
+		case asciiEqualFold(name, "connection"):
+			if headerHasToken(value, "close") {
+				appClose = true
+			}
+		}
+	}
+	ex.status = status
+	ex.bodyAllowed = http1.BodyAllowed(status, ex.methodForBody())
+	ex.remaining = -1
+	keep := ex.keepAlive && !appClose && !c.srv.isShuttingDown()
+	if ex.bodyAllowed {
+		switch {
+		case contentLength >= 0:
+			ex.remaining = contentLength
+		case ex.minor >= 1:
+			ex.chunked = true
+		default:
+			keep = false // HTTP/1.0 without a length: the body ends when the connection does
+		}
+	}
+	if !ex.reqDone && ex.expect && !ex.continued {
+		keep = false // the client may still send the body we never asked for
+	}
+	ex.closeAfter = !keep
+
+	out := http1.AppendStatusLine(c.out, ex.minor, status)
+	if !hasServer && c.srv.cfg.ServerHeader {
+		out = append(out, "server: asgi-gateway\r\n"...)
+	}
+	if !hasDate && c.srv.cfg.DateHeader {
+		out = append(out, c.srv.dateLine()...)
+	}
+	for _, h := range c.srv.extraHeaders {
+		out = http1.AppendHeader(out, h.Name, h.Value)
+	}
+	for i := range headers {
+		if asciiEqualFold(headers[i].Name, "transfer-encoding") {
+			continue // framing is the server's business
+		}
+		out = http1.AppendHeader(out, headers[i].Name, headers[i].Value)
+	}
+	if ex.chunked {
+		out = append(out, "transfer-encoding: chunked\r\n"...)
+	}
+	if !keep && ex.minor >= 1 && !appClose {
+		out = append(out, "connection: close\r\n"...)
+	} else if keep && ex.minor == 0 {
+		out = append(out, "connection: keep-alive\r\n"...)
+	}
+	c.out = append(out, "\r\n"...)
+	return ""
+}
+
+func (ex *exchange) methodForBody() []byte {
+	if ex.head {
+		return headMethod
+	}
+	return nil
+}
+
+// bodyLocked queues one http.response.body for the client.
+func (ex *exchange) bodyLocked(data []byte, more bool) {
+	c := ex.c
+	if ex.complete {
+		return
+	}
+	if !ex.bodyAllowed {
+		ex.uncredited += int64(len(data)) // dropped: HEAD, 204, 304
+	} else if len(data) > 0 {
+		if ex.remaining >= 0 && int64(len(data)) > ex.remaining {
+			c.srv.log.Error().Uint32("stream", ex.sid).Int64("content_length_left", ex.remaining).Int("body", len(data)).
+				Msg("the app sent more body than its content-length; dropping the excess and closing the connection")
+			data = data[:ex.remaining]
+			ex.closeAfter = true
+			more = false
+		}
+		if ex.remaining >= 0 {
+			ex.remaining -= int64(len(data))
+		}
+		if ex.chunked {
+			c.out = http1.AppendChunk(c.out, data)
+		} else {
+			c.out = append(c.out, data...)
+		}
+		ex.queued += int64(len(data))
+		ex.bytesOut += int64(len(data))
+	}
+	if more {
+		return
+	}
+	if ex.chunked {
+		c.out = http1.AppendLastChunk(c.out)
+	}
+	if ex.bodyAllowed && ex.remaining > 0 {
+		c.srv.log.Error().Uint32("stream", ex.sid).Int64("missing", ex.remaining).
+			Msg("the app's body is shorter than its content-length; cutting the connection")
+		ex.cutLocked()
+		return
+	}
+	ex.completeLocked()
+}
+
+// completeLocked: the last byte of the response is queued.
+func (ex *exchange) completeLocked() {
+	c := ex.c
+	ex.complete = true
+	ex.logPending = true
+	if c.cur == ex {
+		c.cur = nil
+	}
+	if ex.closeAfter || !ex.reqDone {
+		// A request body the app did not read makes the connection unusable for another request.
+		if !ex.reqDone {
+			ex.closeAfter = true
+		}
+		c.closing = true
+	} else {
+		c.idleDeadline()
+	}
+	c.wakeUp()
+}
+
+// gatewayResponseLocked answers with the gateway's own short response (500, 502, ...), which closes
+// the connection when the request body was not consumed.
+func (ex *exchange) gatewayResponseLocked(status int) {
+	c := ex.c
+	ex.started = true
+	ex.status = status
+	ex.bodyAllowed = false
+	ex.chunked = false
+	ex.remaining = -1
+	close := !ex.keepAlive || !ex.reqDone || c.srv.isShuttingDown()
+	c.out = c.srv.appendSimpleResponse(c.out, ex.minor, status, ex.head, close)
+	ex.closeAfter = close
+	ex.completeLocked()
+}
+
+// failLocked replaces an invalid app response with a 500 and tells the worker the client is gone,
+// so the app's further send() calls raise instead of stalling.
+func (ex *exchange) failLocked(reason string) {
+	ex.c.srv.log.Error().Uint32("stream", ex.sid).Int("worker", ex.w.id).Str("error", reason).Msg("invalid response from the app; answering 500")
+	ex.failed = true
+	ex.gatewayResponseLocked(500)
+	if !ex.ended {
+		ex.w.sendDisconnect(ex.sid)
+	}
+}
+
+// cutLocked ends the connection abruptly after what is queued, so the client sees the response
+// as incomplete.
+func (ex *exchange) cutLocked() {
+	c := ex.c
+	ex.complete = true
+	ex.logPending = true
+	ex.closeAfter = true
+	if c.cur == ex {
+		c.cur = nil
+	}
+	c.closing = true
+	c.abort = true
+	if !ex.ended && !ex.lost {
+		ex.w.sendDisconnect(ex.sid)
+	}
+	c.wakeUp()
+}
+
+// creditLocked returns written (or dropped) response bytes to the worker's window, in batches.
+func (ex *exchange) creditLocked() {
+	if ex.ended || (ex.complete && !ex.lost && !ex.failed) {
+		return
+	}
+	if ex.uncredited >= int64(ex.w.window/2) || (ex.uncredited > 0 && (ex.lost || ex.failed)) {
+		ex.respWindow += ex.uncredited
+		ex.w.sendCredit(ex.sid, uint64(ex.uncredited))
+		ex.uncredited = 0
+	}
+}
+
+func (ex *exchange) takeLog() bool {
+	if ex.logPending {
+		ex.logPending = false
+		return true
+	}
+	return false
+}
+
+// clientGoneLocked: the client went away; the worker learns it with DISCONNECT.
+func (ex *exchange) clientGoneLocked() {
+	if ex.lost {
+		return
+	}
+	ex.lost = true
+	if !ex.ended && !ex.complete {
+		ex.w.sendDisconnect(ex.sid)
+	}
+}
+
+func asciiEqualFold(b []byte, lower string) bool {
+	if len(b) != len(lower) {
+		return false
+	}
+	for i := 0; i < len(b); i++ {
+		c := b[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != lower[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// headerHasToken reports whether a comma-separated header value lists token (case-insensitively).
+func headerHasToken(v []byte, token string) bool {
+	for len(v) > 0 {
+		i := bytes.IndexByte(v, ',')
+		var part []byte
+		if i < 0 {
+			part, v = v, nil
+		} else {
+			part, v = v[:i], v[i+1:]
+		}
+		if asciiEqualFold(bytes.Trim(part, " \t"), token) {
+			return true
+		}
+	}
+	return false
+}
+
+func parseContentLength(v []byte) (int64, bool) {
+	if len(v) == 0 || len(v) > 18 {
+		return 0, false
+	}
+	var n int64
+	for _, c := range v {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int64(c-'0')
+	}
+	return n, true
+}
+
+var headMethod = []byte("HEAD")

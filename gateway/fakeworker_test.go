@@ -1,0 +1,117 @@
+package gateway
+
+import (
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"strings"
+
+	"github.com/asgi-gateway/asgi-gateway/protocol"
+)
+
+// The gateway tests run this test binary as the "Python" interpreter: with FAKE_WORKER set, TestMain
+// turns it into a worker that speaks the protocol in Go, so that the tests control exactly what a
+// worker sends (including what a broken one would).
+const fakeWorkerEnv = "ASGI_GATEWAY_FAKE_WORKER"
+
+// fakeWorkerMain serves HTTP_REQUEST frames: the body is "pid=<pid> path=<path> body=<n>". Modes (the
+// env var's value) make it misbehave on a request whose path is "/misbehave".
+func fakeWorkerMain(mode string) {
+	fs := flag.NewFlagSet("fake", flag.ContinueOnError)
+	fs.Bool("m", false, "")
+	sock := fs.String("socket", "", "")
+	fs.String("app", "", "")
+	fs.String("worker-id", "", "")
+	fs.String("log-level", "", "")
+	fs.String("app-dir", "", "")
+	fs.Bool("factory", false, "")
+	args := os.Args[1:]
+	if len(args) > 0 && args[0] == "-m" {
+		args = args[2:] // "-m python_worker"
+	}
+	if err := fs.Parse(args); err != nil {
+		fmt.Fprintln(os.Stderr, "fake worker:", err)
+		os.Exit(2)
+	}
+	nc, err := net.Dial("unix", *sock)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "fake worker:", err)
+		os.Exit(3)
+	}
+	hello := &protocol.WorkerHello{Protocol: protocol.Version, PID: uint64(os.Getpid()), Python: "fake", Features: []string{}}
+	if mode == "hello-error" {
+		hello = &protocol.WorkerHello{Protocol: protocol.Version, PID: uint64(os.Getpid()), Error: "ImportError: fake failure"}
+	}
+	nc.Write(protocol.AppendWorkerHello(nil, hello))
+	if mode == "hello-error" {
+		os.Exit(3)
+	}
+	r := protocol.NewReader(nc, protocol.DefaultMaxFrame)
+	var f protocol.Frame
+	bodies := map[uint32]int{}
+	paths := map[uint32]string{}
+	for {
+		payload, err := r.Next()
+		if err != nil {
+			os.Exit(0)
+		}
+		if err := f.Decode(payload); err != nil {
+			fmt.Fprintln(os.Stderr, "fake worker: bad frame:", err)
+			os.Exit(1)
+		}
+		var out []byte
+		switch f.Type {
+		case protocol.TypeHTTPRequest:
+			path := string(f.Request.Path)
+			if path == "/misbehave" {
+				switch mode {
+				case "garbage":
+					nc.Write([]byte("\x00\x00\x00\x05garbage!"))
+					continue
+				case "unknown-stream":
+					nc.Write(protocol.AppendResponseStart(nil, f.Stream+1000, 200, nil, 0, nil, false))
+					continue
+				case "oversize":
+					nc.Write([]byte{0x7f, 0xff, 0xff, 0xff})
+					continue
+				case "exit":
+					os.Exit(1)
+				}
+			}
+			if path == "/raise" {
+				nc.Write(protocol.AppendEnd(nil, f.Stream, protocol.OutcomeAppError, "RuntimeError: boom"))
+				continue
+			}
+			bodies[f.Stream] = len(f.Request.Body)
+			paths[f.Stream] = path
+			if !f.Request.MoreBody {
+				out = reply(out, f.Stream, paths, bodies)
+			}
+		case protocol.TypeRequestBody:
+			bodies[f.Stream] += len(f.Body)
+			out = protocol.AppendCredit(out, protocol.TypeCreditW2G, f.Stream, uint64(len(f.Body)))
+			if !f.MoreBody {
+				out = reply(out, f.Stream, paths, bodies)
+			}
+		case protocol.TypePing:
+			out = protocol.AppendPing(out, protocol.TypePong, f.Token)
+		}
+		if len(out) > 0 {
+			nc.Write(out)
+		}
+	}
+}
+
+func reply(out []byte, sid uint32, paths map[uint32]string, bodies map[uint32]int) []byte {
+	body := fmt.Sprintf("pid=%d path=%s body=%d", os.Getpid(), paths[sid], bodies[sid])
+	delete(paths, sid)
+	delete(bodies, sid)
+	hs := []protocol.Header{{Name: []byte("content-type"), Value: []byte("text/plain")},
+		{Name: []byte("set-cookie"), Value: []byte("a=1")}, {Name: []byte("set-cookie"), Value: []byte("b=2")}}
+	if strings.HasPrefix(paths[sid], "/chunked") {
+		hs = hs[:1]
+	}
+	out = protocol.AppendResponseStart(out, sid, 200, hs, 0, []byte(body), false)
+	return protocol.AppendEnd(out, sid, protocol.OutcomeOK, "")
+}

@@ -1,0 +1,204 @@
+package gateway
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+func TestMain(m *testing.M) {
+	if mode, ok := os.LookupEnv(fakeWorkerEnv); ok {
+		fakeWorkerMain(mode)
+		return
+	}
+	os.Exit(m.Run())
+}
+
+// startGateway runs a gateway on a free port with fake workers in the given mode.
+func startGateway(t *testing.T, mode string, workers int) (*Server, string) {
+	t.Helper()
+	t.Setenv(fakeWorkerEnv, mode)
+	cfg := DefaultConfig()
+	cfg.App = "fake:app"
+	cfg.Python = os.Args[0]
+	cfg.Port = 0
+	cfg.Workers = workers
+	cfg.AccessLog = false
+	cfg.StartupTimeout = 10 * time.Second
+	srv, err := NewServer(cfg, zerolog.New(io.Discard))
+	if err != nil {
+		t.Fatal(err)
+	}
+	where, err := srv.Start()
+	if err != nil {
+		t.Fatalf("start: %v", err)
+	}
+	go srv.Serve()
+	t.Cleanup(srv.Shutdown)
+	return srv, strings.TrimPrefix(where, "http://")
+}
+
+func get(t *testing.T, addr, path string) (*http.Response, string) {
+	t.Helper()
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	resp, err := client.Get("http://" + addr + path)
+	if err != nil {
+		t.Fatalf("GET %s: %v", path, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("GET %s body: %v", path, err)
+	}
+	return resp, string(b)
+}
+
+func TestGetThroughWorker(t *testing.T) {
+	_, addr := startGateway(t, "ok", 1)
+	resp, body := get(t, addr, "/caf%C3%A9")
+	if resp.StatusCode != 200 || !strings.Contains(body, "path=/café body=0") {
+		t.Fatalf("got %d %q", resp.StatusCode, body)
+	}
+	if got := resp.Header.Values("Set-Cookie"); len(got) != 2 || got[0] != "a=1" || got[1] != "b=2" {
+		t.Fatalf("set-cookie headers %q", got)
+	}
+	if resp.Header.Get("Server") != "asgi-gateway" || resp.Header.Get("Date") == "" {
+		t.Fatalf("default headers missing: %v", resp.Header)
+	}
+}
+
+func TestPipelinedRequestsAnswerInOrder(t *testing.T) {
+	_, addr := startGateway(t, "ok", 1)
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	nc.SetDeadline(time.Now().Add(5 * time.Second))
+	var reqs strings.Builder
+	for i := 0; i < 5; i++ {
+		fmt.Fprintf(&reqs, "POST /r%d HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s", i, i, strings.Repeat("x", i))
+	}
+	if _, err := io.WriteString(nc, reqs.String()); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(nc)
+	for i := 0; i < 5; i++ {
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("response %d: %v", i, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		if want := fmt.Sprintf("path=/r%d body=%d", i, i); !strings.Contains(string(b), want) {
+			t.Fatalf("response %d = %q, want %q", i, b, want)
+		}
+	}
+}
+
+func TestChunkedUploadReachesWorker(t *testing.T) {
+	_, addr := startGateway(t, "ok", 1)
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	nc.SetDeadline(time.Now().Add(5 * time.Second))
+	io.WriteString(nc, "POST /up HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
+	time.Sleep(20 * time.Millisecond)
+	io.WriteString(nc, "6\r\n world\r\n0\r\n\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(nc), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	if !strings.Contains(string(b), "body=11") {
+		t.Fatalf("got %q", b)
+	}
+}
+
+func TestMalformedRequestNeverReachesWorker(t *testing.T) {
+	_, addr := startGateway(t, "ok", 1)
+	for _, raw := range []string{
+		"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\nx",
+		"GET / HTTP/1.1\r\nHost : x\r\n\r\n",
+		"BLAH\r\n\r\n",
+	} {
+		nc, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		nc.SetDeadline(time.Now().Add(5 * time.Second))
+		io.WriteString(nc, raw)
+		resp, err := http.ReadResponse(bufio.NewReader(nc), nil)
+		nc.Close()
+		if err != nil || resp.StatusCode != 400 {
+			t.Fatalf("%q: got %v %v, want 400", raw, resp, err)
+		}
+	}
+	if resp, _ := get(t, addr, "/after"); resp.StatusCode != 200 {
+		t.Fatalf("server stopped serving after bad requests: %d", resp.StatusCode)
+	}
+}
+
+func TestAppErrorBeforeStartIs500(t *testing.T) {
+	_, addr := startGateway(t, "ok", 1)
+	if resp, _ := get(t, addr, "/raise"); resp.StatusCode != 500 {
+		t.Fatalf("got %d, want 500", resp.StatusCode)
+	}
+	if resp, _ := get(t, addr, "/fine"); resp.StatusCode != 200 {
+		t.Fatalf("after the error: %d", resp.StatusCode)
+	}
+}
+
+// A worker that breaks the protocol is killed and replaced; the request it held fails with 502 and
+// the next requests are served by its replacement.
+func TestBrokenWorkerIsReplaced(t *testing.T) {
+	for _, mode := range []string{"garbage", "unknown-stream", "oversize", "exit"} {
+		t.Run(mode, func(t *testing.T) {
+			srv, addr := startGateway(t, mode, 1)
+			before := srv.WorkerPIDs()
+			resp, _ := get(t, addr, "/misbehave")
+			if resp.StatusCode != 502 {
+				t.Fatalf("request on the broken worker: %d, want 502", resp.StatusCode)
+			}
+			deadline := time.Now().Add(10 * time.Second)
+			for {
+				pids := srv.WorkerPIDs()
+				if len(pids) == 1 && pids[0] != before[0] {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("worker not replaced: before %v, now %v", before, pids)
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			if resp, body := get(t, addr, "/next"); resp.StatusCode != 200 || !strings.Contains(body, "path=/next") {
+				t.Fatalf("after replacement: %d %q", resp.StatusCode, body)
+			}
+		})
+	}
+}
+
+func TestAppLoadErrorIsReported(t *testing.T) {
+	t.Setenv(fakeWorkerEnv, "hello-error")
+	cfg := DefaultConfig()
+	cfg.App, cfg.Python, cfg.Port = "fake:app", os.Args[0], 0
+	srv, err := NewServer(cfg, zerolog.New(io.Discard))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = srv.Start()
+	var appErr *AppLoadError
+	if !errors.As(err, &appErr) || !strings.Contains(appErr.Message, "fake failure") {
+		t.Fatalf("got %v, want an AppLoadError with the worker's message", err)
+	}
+}

@@ -1,0 +1,609 @@
+package gateway
+
+import (
+	"errors"
+	"net"
+	"os"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/asgi-gateway/asgi-gateway/gateway/http1"
+	"github.com/asgi-gateway/asgi-gateway/protocol"
+)
+
+const (
+	readBufStart = 4 << 10  // an idle connection holds this much
+	readBufBody  = 64 << 10 // grown to this while a request body streams
+	writeChunk   = 64 << 10 // a slow client's writes go in pieces of this, each with its own deadline
+	writeTimeout = 60 * time.Second
+	headTimeout  = 30 * time.Second // a started request head must be complete within this
+	workerWait   = 5 * time.Second  // how long a request waits for a worker while one is being replaced
+)
+
+var continueLine = []byte("HTTP/1.1 100 Continue\r\n\r\n")
+
+// h1conn is one HTTP/1.1 client connection. Its goroutine (serve) owns the read side: it parses
+// requests, dispatches each as an exchange, and pumps request bodies within the worker's credit.
+// The write side is shared: whoever has response bytes (the worker's reader goroutine, the serve
+// goroutine for its own error responses) appends them to out under mu and flushes with a
+// non-blocking write; when the client does not take them all, a drain goroutine (one at a time,
+// ending when out is empty) finishes the job with blocking writes.
+type h1conn struct {
+	srv    *Server
+	nc     net.Conn
+	rc     syscall.RawConn // nil when the connection has no file descriptor (TLS later)
+	client *protocol.Addr
+	server *protocol.Addr
+	scheme string
+
+	// Read side: the serve goroutine only.
+	rbuf       []byte
+	rpos, rend int
+	req        http1.Request
+	hr         protocol.HTTPRequest
+	hdrs       []protocol.Header
+	pathBuf    []byte
+	rawBuf     []byte
+	chunked    http1.ChunkedDecoder
+
+	mu       sync.Mutex
+	cur      *exchange // the exchange whose response is pending; nil when idle
+	out      []byte    // bytes for the client not yet written
+	spare    []byte
+	draining bool // a drain goroutine owns the socket's writes
+	closing  bool // close once out is written
+	abort    bool // ... with a reset, so the client sees an incomplete response
+	closed   bool
+	wake     chan struct{}
+
+	// Scratch for the non-blocking write (avoids a closure per write).
+	wsrc     []byte
+	wn       int
+	werr     error
+	rawWrite func(fd uintptr) bool
+}
+
+func newH1Conn(srv *Server, nc net.Conn, scheme string) *h1conn {
+	c := &h1conn{srv: srv, nc: nc, scheme: scheme, wake: make(chan struct{}, 1), rbuf: make([]byte, readBufStart)}
+	if sc, ok := nc.(syscall.Conn); ok {
+		if rc, err := sc.SyscallConn(); err == nil {
+			c.rc = rc
+			c.rawWrite = c.writeFd
+		}
+	}
+	c.client, c.server = addrsOf(nc)
+	return c
+}
+
+// serve runs the connection until the client leaves, an error, or shutdown.
+func (c *h1conn) serve() {
+	defer c.finish()
+	c.nc.SetReadDeadline(time.Now().Add(c.srv.cfg.KeepAlive))
+	for {
+		if !c.readHead() {
+			return
+		}
+		if !c.waitIdle() {
+			return
+		}
+		if !c.dispatch() {
+			return
+		}
+	}
+}
+
+// readHead reads until c.req holds a complete request head. On a malformed head it answers with the
+// parser's status and returns false.
+func (c *h1conn) readHead() bool {
+	partial := false
+	for {
+		n, err := http1.ParseHead(c.rbuf[c.rpos:c.rend], &c.req, &c.srv.cfg.Limits)
+		if err == nil {
+			c.rpos += n
+			return true
+		}
+		if err != http1.ErrNeedMore {
+			var perr *http1.Error
+			status := 400
+			if errors.As(err, &perr) {
+				status = perr.Status
+			}
+			c.srv.log.Debug().Err(err).Str("client", c.nc.RemoteAddr().String()).Msg("bad request")
+			c.mu.Lock()
+			c.out = c.srv.appendSimpleResponse(c.out, 1, status, false, true)
+			c.closing = true
+			c.flushLocked()
+			c.mu.Unlock()
+			return false
+		}
+		if !partial && c.rend > c.rpos {
+			partial = true
+			c.mu.Lock()
+			if c.cur == nil {
+				c.nc.SetReadDeadline(time.Now().Add(headTimeout))
+			}
+			c.mu.Unlock()
+		}
+		if !c.fill(c.srv.cfg.Limits.MaxHeaderBytes + 1024) {
+			return false
+		}
+	}
+}
+
+// fill reads more bytes from the client into rbuf, growing it up to max. False: the connection is
+// over (EOF, error, idle timeout).
+func (c *h1conn) fill(max int) bool {
+	if c.rpos == c.rend {
+		c.rpos, c.rend = 0, 0
+	} else if c.rpos > 0 && c.rend == len(c.rbuf) {
+		c.rend = copy(c.rbuf, c.rbuf[c.rpos:c.rend])
+		c.rpos = 0
+	}
+	if c.rend == len(c.rbuf) {
+		size := 2 * len(c.rbuf)
+		if size > max {
+			size = max
+		}
+		if size <= len(c.rbuf) {
+			// ParseHead reports limits before this; a full buffer here is a parser bug, not a hang.
+			return false
+		}
+		nb := make([]byte, size)
+		copy(nb, c.rbuf[:c.rend])
+		c.rbuf = nb
+	}
+	for {
+		n, err := c.nc.Read(c.rbuf[c.rend:])
+		if n > 0 {
+			c.rend += n
+			return true
+		}
+		if err == nil {
+			continue
+		}
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			c.mu.Lock()
+			busy := c.cur != nil
+			c.mu.Unlock()
+			if busy {
+				// A keep-alive deadline from the previous exchange raced with this one.
+				c.nc.SetReadDeadline(time.Time{})
+				continue
+			}
+		}
+		return false
+	}
+}
+
+// waitIdle waits until the previous response is complete (HTTP/1.1 pipelining keeps order).
+func (c *h1conn) waitIdle() bool {
+	c.mu.Lock()
+	for c.cur != nil && !c.closed && !c.closing {
+		c.mu.Unlock()
+		<-c.wake
+		c.mu.Lock()
+	}
+	ok := !c.closed && !c.closing
+	c.mu.Unlock()
+	return ok
+}
+
+// dispatch sends the parsed request to a worker, then pumps its body. False: stop serving.
+func (c *h1conn) dispatch() bool {
+	req := &c.req
+	ex := &exchange{
+		c:         c,
+		minor:     req.Minor,
+		head:      string(req.Method) == "HEAD",
+		keepAlive: !req.Close && !c.srv.isShuttingDown(),
+		expect:    req.ExpectContinue,
+	}
+	if c.srv.cfg.AccessLog {
+		ex.startTime = time.Now()
+		ex.method = append([]byte(nil), req.Method...)
+		ex.target = append([]byte(nil), req.Target...)
+	}
+	if !c.srv.buildScope(c, req, &c.hr) {
+		c.reject(ex, 400)
+		return false
+	}
+	hasBody := req.Chunked || req.ContentLength > 0
+	w := c.srv.pool.pickWait(workerWait)
+	if w == nil {
+		c.reject(ex, 503)
+		return false
+	}
+	ex.w = w
+	ex.respWindow = int64(w.window)
+	ex.reqCredit = int64(w.window)
+	c.hr.Body, c.hr.MoreBody = nil, false
+	var left int64 // content-length bytes not yet sent
+	if !hasBody {
+		ex.reqDone = true
+	} else if ex.expect {
+		ex.reqCredit = 0
+		c.hr.MoreBody = true
+	} else if req.Chunked {
+		c.chunked.Reset()
+		c.hr.MoreBody = true
+	} else {
+		left = req.ContentLength
+		piece := c.rend - c.rpos
+		if int64(piece) > left {
+			piece = int(left)
+		}
+		if piece > w.maxPiece {
+			piece = w.maxPiece
+		}
+		c.hr.Body = c.rbuf[c.rpos : c.rpos+piece]
+		c.rpos += piece
+		left -= int64(piece)
+		ex.reqCredit -= int64(piece)
+		c.hr.MoreBody = left > 0
+		ex.reqDone = left == 0
+	}
+	c.hr.Flags = 0
+	if ex.expect && c.hr.MoreBody {
+		c.hr.Flags = protocol.FlagExpectContinue
+	}
+	sid, err := w.open(ex)
+	if err != nil {
+		c.reject(ex, 502)
+		return false
+	}
+	ex.sid = sid
+	c.mu.Lock()
+	c.cur = ex
+	c.mu.Unlock()
+	c.nc.SetReadDeadline(time.Time{})
+	if err := w.sendHTTPRequest(sid, &c.hr); err != nil {
+		// The worker went away between open and send: workerLost answers 502. Or the scope could not
+		// be encoded (not valid UTF-8, which the parser rules out).
+		if !errors.Is(err, errWorkerGone) {
+			c.srv.log.Error().Err(err).Msg("cannot encode the request for the worker")
+			w.fail(err)
+		}
+		return c.waitIdle()
+	}
+	if ex.reqDone {
+		return true
+	}
+	if req.Chunked {
+		return c.pumpChunked(ex)
+	}
+	return c.pumpLength(ex, left)
+}
+
+// reject answers a request that never reached a worker, and closes the connection.
+func (c *h1conn) reject(ex *exchange, status int) {
+	ex.status = status
+	c.mu.Lock()
+	c.out = c.srv.appendSimpleResponse(c.out, ex.minor, status, ex.head, true)
+	c.closing = true
+	c.flushLocked()
+	c.mu.Unlock()
+	if c.srv.cfg.AccessLog {
+		c.srv.accessLog(ex)
+	}
+}
+
+// awaitCredit waits until the exchange may take more request body. It returns the credit, or 0 when
+// the body is no longer wanted (the response is complete, the app ended, the client or the worker
+// went away); the connection is then set to close.
+func (c *h1conn) awaitCredit(ex *exchange) int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for ex.reqCredit <= 0 && !ex.ended && !ex.complete && !ex.lost && !c.closed {
+		c.mu.Unlock()
+		<-c.wake
+		c.mu.Lock()
+	}
+	if ex.ended || ex.complete || ex.lost || c.closed {
+		// The rest of the body will not be read: this connection cannot carry another request.
+		c.closing = true
+		if ex.complete && len(c.out) == 0 && !c.draining {
+			c.closeLocked()
+		}
+		return 0
+	}
+	if ex.expect && !ex.continued {
+		ex.continued = true
+		c.out = append(c.out, continueLine...)
+		c.flushLocked()
+	}
+	return ex.reqCredit
+}
+
+// spend takes n bytes of request-body window; last marks the body as complete. Both happen before
+// the frame is queued, so that a response racing the frame sees the body as read.
+func (c *h1conn) spend(ex *exchange, n int, last bool) {
+	c.mu.Lock()
+	ex.reqCredit -= int64(n)
+	ex.reqDone = last
+	c.mu.Unlock()
+}
+
+// bodyDone runs after the last body frame was queued: if the response already completed, the
+// connection now goes idle (or closes).
+func (c *h1conn) bodyDone(ex *exchange) bool {
+	c.mu.Lock()
+	if ex.complete {
+		if ex.closeAfter {
+			c.closing = true
+		} else {
+			c.idleDeadline()
+		}
+	}
+	ok := !c.closed
+	c.mu.Unlock()
+	return ok
+}
+
+func (c *h1conn) pumpLength(ex *exchange, left int64) bool {
+	c.growForBody()
+	for left > 0 {
+		credit := c.awaitCredit(ex)
+		if credit == 0 {
+			return false
+		}
+		if c.rpos == c.rend {
+			c.nc.SetReadDeadline(time.Now().Add(c.srv.cfg.BodyTimeout()))
+			ok := c.fill(len(c.rbuf))
+			c.nc.SetReadDeadline(time.Time{})
+			if !ok {
+				c.clientGone()
+				return false
+			}
+		}
+		piece := int64(c.rend - c.rpos)
+		piece = min(piece, left, credit, int64(ex.w.maxPiece))
+		data := c.rbuf[c.rpos : c.rpos+int(piece)]
+		c.rpos += int(piece)
+		left -= piece
+		c.spend(ex, len(data), left == 0)
+		ex.w.sendBody(ex.sid, data, left > 0)
+	}
+	return c.bodyDone(ex)
+}
+
+func (c *h1conn) pumpChunked(ex *exchange) bool {
+	c.growForBody()
+	var pending []byte // decoded data not yet sent (aliases rbuf: no fill until it is sent)
+	done := false
+	for {
+		if len(pending) == 0 && !done {
+			n, data, fin, err := c.chunked.Decode(c.rbuf[c.rpos:c.rend])
+			if err != nil {
+				c.srv.log.Debug().Err(err).Msg("bad chunked request body")
+				c.clientGone()
+				return false
+			}
+			c.rpos += n
+			pending, done = data, fin
+			if n == 0 && len(data) == 0 && !fin {
+				c.nc.SetReadDeadline(time.Now().Add(c.srv.cfg.BodyTimeout()))
+				ok := c.fill(len(c.rbuf))
+				c.nc.SetReadDeadline(time.Time{})
+				if !ok {
+					c.clientGone()
+					return false
+				}
+			}
+			continue
+		}
+		if len(pending) == 0 && done {
+			if c.awaitCreditOrEnd(ex) {
+				c.spend(ex, 0, true)
+				ex.w.sendBody(ex.sid, nil, false)
+			}
+			return c.bodyDone(ex)
+		}
+		credit := c.awaitCredit(ex)
+		if credit == 0 {
+			return false
+		}
+		piece := min(int64(len(pending)), credit, int64(ex.w.maxPiece))
+		c.spend(ex, int(piece), false)
+		ex.w.sendBody(ex.sid, pending[:piece], true)
+		pending = pending[piece:]
+	}
+}
+
+// awaitCreditOrEnd is for the final, empty body frame, which needs no window: it only checks that
+// the stream still wants it.
+func (c *h1conn) awaitCreditOrEnd(ex *exchange) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return !ex.ended && !ex.lost && !c.closed
+}
+
+func (c *h1conn) growForBody() {
+	if len(c.rbuf) < readBufBody {
+		nb := make([]byte, readBufBody)
+		c.rend = copy(nb, c.rbuf[c.rpos:c.rend])
+		c.rpos = 0
+		c.rbuf = nb
+	}
+}
+
+// clientGone: reading from the client failed while an exchange was running.
+func (c *h1conn) clientGone() {
+	c.mu.Lock()
+	if ex := c.cur; ex != nil {
+		ex.clientGoneLocked()
+	}
+	c.closeLocked()
+	c.mu.Unlock()
+}
+
+// finish runs when serve returns: the client is gone or the connection is done.
+func (c *h1conn) finish() {
+	c.mu.Lock()
+	if ex := c.cur; ex != nil && !ex.complete {
+		ex.clientGoneLocked()
+		c.closeLocked()
+	} else if len(c.out) == 0 && !c.draining {
+		c.closeLocked()
+	} else {
+		c.closing = true // the writer closes once the response is out
+	}
+	c.mu.Unlock()
+	c.srv.untrack(c)
+}
+
+// idleDeadline starts the keep-alive timer: the next request must start within it.
+func (c *h1conn) idleDeadline() {
+	c.nc.SetReadDeadline(time.Now().Add(c.srv.cfg.KeepAlive))
+}
+
+func (c *h1conn) wakeUp() {
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+// flushLocked writes what is queued without blocking; the rest goes to a drain goroutine.
+func (c *h1conn) flushLocked() {
+	if c.closed || c.draining {
+		return
+	}
+	if len(c.out) > 0 {
+		n, err := c.tryWrite(c.out)
+		if err != nil {
+			c.writeFailedLocked()
+			return
+		}
+		if n < len(c.out) {
+			rest := copy(c.out, c.out[n:])
+			c.out = c.out[:rest]
+			c.draining = true
+			go c.drain()
+			return
+		}
+		c.out = c.out[:0]
+		c.wroteLocked()
+	}
+	if c.closing && c.cur == nil {
+		c.closeLocked()
+	}
+}
+
+// tryWrite writes as much of b as the socket takes now.
+func (c *h1conn) tryWrite(b []byte) (int, error) {
+	if c.rc == nil {
+		return 0, nil
+	}
+	c.wsrc = b
+	if err := c.rc.Write(c.rawWrite); err != nil {
+		return 0, err
+	}
+	c.wsrc = nil
+	return c.wn, c.werr
+}
+
+func (c *h1conn) writeFd(fd uintptr) bool {
+	for {
+		n, err := syscall.Write(int(fd), c.wsrc)
+		switch {
+		case err == syscall.EINTR:
+			continue
+		case err == syscall.EAGAIN:
+			c.wn, c.werr = 0, nil
+		case err != nil:
+			c.wn, c.werr = 0, err
+		default:
+			c.wn, c.werr = n, nil
+		}
+		return true
+	}
+}
+
+// drain finishes writing out with blocking writes; it is the only writer while c.draining is set.
+func (c *h1conn) drain() {
+	c.mu.Lock()
+	for len(c.out) > 0 && !c.closed {
+		buf := c.out
+		c.out = c.spare[:0]
+		c.mu.Unlock()
+		var err error
+		for len(buf) > 0 && err == nil {
+			n := min(len(buf), writeChunk)
+			c.nc.SetWriteDeadline(time.Now().Add(writeTimeout))
+			n, err = c.nc.Write(buf[:n])
+			buf = buf[n:]
+		}
+		c.mu.Lock()
+		c.spare = buf[:0]
+		if err != nil {
+			c.draining = false
+			c.writeFailedLocked()
+			c.mu.Unlock()
+			return
+		}
+		c.wroteLocked()
+	}
+	c.draining = false
+	if c.closing && c.cur == nil {
+		c.closeLocked()
+	}
+	c.mu.Unlock()
+}
+
+// wroteLocked: everything queued so far reached the socket; return the window to the worker.
+func (c *h1conn) wroteLocked() {
+	if ex := c.cur; ex != nil && ex.queued > 0 {
+		ex.uncredited += ex.queued
+		ex.queued = 0
+		ex.creditLocked()
+	}
+}
+
+func (c *h1conn) writeFailedLocked() {
+	c.out = c.out[:0]
+	if ex := c.cur; ex != nil {
+		ex.clientGoneLocked()
+	}
+	c.closeLocked()
+}
+
+// closeLocked closes the socket (once). The serve goroutine's blocked read then fails and it ends.
+func (c *h1conn) closeLocked() {
+	if c.closed {
+		return
+	}
+	c.closed = true
+	if c.abort {
+		if tc, ok := c.nc.(*net.TCPConn); ok {
+			tc.SetLinger(0)
+		}
+	}
+	c.nc.Close()
+	c.wakeUp()
+}
+
+// closeIfIdle is shutdown's way in: close a connection that has no request in flight.
+func (c *h1conn) closeIfIdle() {
+	c.mu.Lock()
+	if c.cur == nil && len(c.out) == 0 && !c.draining {
+		c.closeLocked()
+	} else {
+		c.closing = true
+	}
+	c.mu.Unlock()
+}
+
+func addrsOf(nc net.Conn) (client, server *protocol.Addr) {
+	switch ra := nc.RemoteAddr().(type) {
+	case *net.TCPAddr:
+		client = &protocol.Addr{Host: ra.IP.String(), Port: ra.Port, HasPort: true}
+	}
+	switch la := nc.LocalAddr().(type) {
+	case *net.TCPAddr:
+		server = &protocol.Addr{Host: la.IP.String(), Port: la.Port, HasPort: true}
+	case *net.UnixAddr:
+		server = &protocol.Addr{Host: la.Name}
+	}
+	return client, server
+}

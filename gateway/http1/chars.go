@@ -1,0 +1,129 @@
+package http1
+
+// Byte classes, as 256-entry tables so that the hot loops do one load per
+// byte and no branches on ranges.
+const (
+	classToken  = 1 << iota // tchar (RFC 9110 5.6.2)
+	classTarget             // visible ASCII allowed in a request-target: 0x21-0x7E except '#'
+	classHost               // bytes allowed in a Host value or an absolute-form authority
+	classValue              // field-vchar, SP, HTAB, obs-text: anything but CTLs other than HTAB
+)
+
+var byteClass = func() (t [256]uint8) {
+	for c := 0; c < 256; c++ {
+		var k uint8
+		if c >= 0x21 && c <= 0x7E && c != '#' {
+			k |= classTarget
+		}
+		if c == '\t' || (c >= 0x20 && c != 0x7F) {
+			k |= classValue
+		}
+		t[c] = k
+	}
+	for _, c := range []byte("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ") {
+		t[c] |= classToken
+	}
+	// As golang.org/x/net/http/httpguts.ValidHostHeader: reg-name, IP-literal
+	// and port characters, plus '%' for pct-encoded and zone identifiers.
+	for _, c := range []byte("!$%&'()*+,-.:;=[]_~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ") {
+		t[c] |= classHost
+	}
+	return t
+}()
+
+// unhex maps a hex digit to its value and anything else to 0xFF.
+var unhex = func() (t [256]uint8) {
+	for c := range t {
+		t[c] = 0xFF
+	}
+	for c := '0'; c <= '9'; c++ {
+		t[c] = uint8(c - '0')
+	}
+	for c := 'a'; c <= 'f'; c++ {
+		t[c] = uint8(c - 'a' + 10)
+		t[c-'a'+'A'] = uint8(c - 'a' + 10)
+	}
+	return t
+}()
+
+func isToken(b []byte) bool {
+	if len(b) == 0 {
+		return false
+	}
+	for _, c := range b {
+		if byteClass[c]&classToken == 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// tokenLen returns the length of the token at the start of b.
+func tokenLen(b []byte) int {
+	for i, c := range b {
+		if byteClass[c]&classToken == 0 {
+			return i
+		}
+	}
+	return len(b)
+}
+
+// equal reports whether b is exactly s.
+func equal(b []byte, s string) bool {
+	if len(b) != len(s) {
+		return false
+	}
+	for i := range len(b) {
+		if b[i] != s[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// equalFold reports whether b equals the lower-case ASCII string lower,
+// ignoring ASCII case.
+func equalFold(b []byte, lower string) bool {
+	if len(b) != len(lower) {
+		return false
+	}
+	for i := range len(b) {
+		c := b[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != lower[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func hasPrefixFold(b []byte, lower string) bool {
+	return len(b) >= len(lower) && equalFold(b[:len(lower)], lower)
+}
+
+func isWS(c byte) bool { return c == ' ' || c == '\t' }
+
+// trimOWS removes leading and trailing SP and HTAB.
+func trimOWS(b []byte) []byte {
+	for len(b) > 0 && isWS(b[0]) {
+		b = b[1:]
+	}
+	for len(b) > 0 && isWS(b[len(b)-1]) {
+		b = b[:len(b)-1]
+	}
+	return b
+}
+
+// nextElement splits the comma-separated list at its first comma. It returns
+// the first element with OWS trimmed, the rest after the comma, and whether
+// there was a comma (so that a trailing empty element is still seen).
+func nextElement(list []byte) (elem, rest []byte, more bool) {
+	for i, c := range list {
+		if c == ',' {
+			return trimOWS(list[:i]), list[i+1:], true
+		}
+	}
+	return trimOWS(list), nil, false
+}

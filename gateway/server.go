@@ -1,0 +1,247 @@
+package gateway
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/asgi-gateway/asgi-gateway/gateway/http1"
+)
+
+// Server is the gateway: a listener, its client connections, and the worker pool behind them.
+type Server struct {
+	cfg  Config
+	log  zerolog.Logger
+	pool *Pool
+
+	ln           net.Listener
+	scheme       string
+	extraHeaders []http1.Header
+
+	mu       sync.Mutex
+	conns    map[*h1conn]struct{}
+	shutting atomic.Bool
+	connWG   sync.WaitGroup
+
+	dateSec  atomic.Int64
+	dateBuf  atomic.Pointer[[]byte]
+	accessMu sync.Mutex
+}
+
+// NewServer checks the configuration and finds the interpreter; Start does the rest.
+func NewServer(cfg Config, log zerolog.Logger) (*Server, error) {
+	if cfg.App == "" {
+		return nil, errors.New("no app given: asgi-gateway run module:attribute")
+	}
+	s := &Server{cfg: cfg, log: log, scheme: "http", conns: make(map[*h1conn]struct{})}
+	for _, h := range cfg.ExtraHeaders {
+		name, value := []byte(h[0]), []byte(h[1])
+		if !http1.ValidHeaderName(name) || !http1.ValidHeaderValue(value) {
+			return nil, fmt.Errorf("invalid --header %q: %q", h[0], h[1])
+		}
+		s.extraHeaders = append(s.extraHeaders, http1.Header{Name: name, Value: value})
+	}
+	return s, nil
+}
+
+// Start spawns the workers, waits for all of them to be ready, then listens. It returns the
+// listening address ("http://host:port" or "unix:path").
+func (s *Server) Start() (string, error) {
+	python, err := FindPython(s.cfg.Python)
+	if err != nil {
+		return "", err
+	}
+	pool, err := NewPool(&s.cfg, python, s.log)
+	if err != nil {
+		return "", err
+	}
+	s.pool = pool
+	if err := pool.Start(); err != nil {
+		return "", err
+	}
+	ln, where, err := s.listen()
+	if err != nil {
+		pool.Stop(5 * time.Second)
+		return "", err
+	}
+	s.ln = ln
+	return where, nil
+}
+
+func (s *Server) listen() (net.Listener, string, error) {
+	if s.cfg.UDS != "" {
+		if fi, err := os.Lstat(s.cfg.UDS); err == nil && fi.Mode()&os.ModeSocket != 0 {
+			os.Remove(s.cfg.UDS) // a stale socket from an earlier run
+		}
+		ln, err := net.Listen("unix", s.cfg.UDS)
+		if err != nil {
+			return nil, "", fmt.Errorf("listen on %s: %w", s.cfg.UDS, err)
+		}
+		return ln, "unix:" + s.cfg.UDS, nil
+	}
+	addr := net.JoinHostPort(s.cfg.Host, strconv.Itoa(s.cfg.Port))
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, "", fmt.Errorf("listen on %s: %w", addr, err)
+	}
+	return ln, "http://" + ln.Addr().String(), nil
+}
+
+// Serve accepts connections until Shutdown.
+func (s *Server) Serve() error {
+	var delay time.Duration
+	for {
+		nc, err := s.ln.Accept()
+		if err != nil {
+			if s.shutting.Load() {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscallEMFILE) {
+				// Out of file descriptors or similar: back off instead of spinning.
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				s.log.Error().Err(err).Dur("retry_in", delay).Msg("accept failed")
+				time.Sleep(delay)
+				continue
+			}
+			return fmt.Errorf("accept: %w", err)
+		}
+		delay = 0
+		if tc, ok := nc.(*net.TCPConn); ok {
+			tc.SetNoDelay(true)
+		}
+		c := newH1Conn(s, nc, s.scheme)
+		if !s.track(c) {
+			nc.Close()
+			continue
+		}
+		go c.serve()
+	}
+}
+
+func (s *Server) track(c *h1conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.shutting.Load() {
+		return false
+	}
+	s.conns[c] = struct{}{}
+	s.connWG.Add(1)
+	return true
+}
+
+func (s *Server) untrack(c *h1conn) {
+	s.mu.Lock()
+	if _, ok := s.conns[c]; ok {
+		delete(s.conns, c)
+		s.connWG.Done()
+	}
+	s.mu.Unlock()
+}
+
+func (s *Server) isShuttingDown() bool { return s.shutting.Load() }
+
+// Shutdown stops accepting, closes idle connections, lets in-flight requests finish for up to
+// cfg.GracefulTimeout, then stops the workers.
+func (s *Server) Shutdown() {
+	if s.shutting.Swap(true) {
+		return
+	}
+	if s.ln != nil {
+		s.ln.Close()
+		if s.cfg.UDS != "" {
+			os.Remove(s.cfg.UDS)
+		}
+	}
+	s.mu.Lock()
+	for c := range s.conns {
+		c.closeIfIdle()
+	}
+	s.mu.Unlock()
+	done := make(chan struct{})
+	go func() {
+		s.connWG.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(s.cfg.GracefulTimeout):
+		s.log.Warn().Msg("graceful shutdown timed out; closing the remaining connections")
+		s.mu.Lock()
+		for c := range s.conns {
+			c.mu.Lock()
+			c.closeLocked()
+			c.mu.Unlock()
+		}
+		s.mu.Unlock()
+	}
+	if s.pool != nil {
+		s.pool.Stop(10 * time.Second)
+	}
+}
+
+// WorkerPIDs lists the pids of the ready workers.
+func (s *Server) WorkerPIDs() []int { return s.pool.Workers() }
+
+// dateLine returns the "date: ...\r\n" header line for now, formatted once per second.
+func (s *Server) dateLine() []byte {
+	now := time.Now()
+	sec := now.Unix()
+	if s.dateSec.Load() == sec {
+		if b := s.dateBuf.Load(); b != nil {
+			return *b
+		}
+	}
+	b := []byte("date: " + now.UTC().Format(http.TimeFormat) + "\r\n")
+	s.dateBuf.Store(&b)
+	s.dateSec.Store(sec)
+	return b
+}
+
+// appendSimpleResponse appends the gateway's own plain-text response for status.
+func (s *Server) appendSimpleResponse(dst []byte, minor, status int, head, close bool) []byte {
+	text := http.StatusText(status)
+	if text == "" {
+		text = "Error"
+	}
+	dst = http1.AppendStatusLine(dst, minor, status)
+	if s.cfg.ServerHeader {
+		dst = append(dst, "server: asgi-gateway\r\n"...)
+	}
+	if s.cfg.DateHeader {
+		dst = append(dst, s.dateLine()...)
+	}
+	dst = append(dst, "content-type: text/plain; charset=utf-8\r\ncontent-length: "...)
+	dst = strconv.AppendInt(dst, int64(len(text)), 10)
+	dst = append(dst, "\r\n"...)
+	if close {
+		dst = append(dst, "connection: close\r\n"...)
+	}
+	dst = append(dst, "\r\n"...)
+	if !head {
+		dst = append(dst, text...)
+	}
+	return dst
+}
+
+// accessLog writes the exchange's access-log line: one zerolog call, no other work.
+func (s *Server) accessLog(ex *exchange) {
+	if !s.cfg.AccessLog {
+		return
+	}
+	c := ex.c
+	host, port := "", 0
+	if c.client != nil {
+		host, port = c.client.Host, c.client.Port
+	}
+	s.log.Info().Str("client", host).Int("port", port).Bytes("method", ex.method).Bytes("path", ex.target).
+		Int("status", ex.status).Int64("bytes", ex.bytesOut).Dur("duration", time.Since(ex.startTime)).Msg("request")
+}

@@ -1,0 +1,297 @@
+package gateway
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/asgi-gateway/asgi-gateway/protocol"
+)
+
+// errWorkerGone is returned when a stream is opened on, or a frame sent to, a failed worker connection.
+var errWorkerGone = errors.New("worker connection is closed")
+
+// streamHandler receives one stream's frames from a worker connection's reader goroutine. The methods
+// must not block: that goroutine serves every stream of the worker. An error return means the worker
+// broke the protocol for this stream; the connection is then failed (and the worker replaced).
+type streamHandler interface {
+	responseStart(f *protocol.Frame) error
+	responseBody(f *protocol.Frame) error
+	credit(n uint64)
+	end(outcome uint64, message []byte)
+	// workerLost is called once if the worker connection fails while the stream is open.
+	workerLost()
+	// flush is called at the end of a batch of frames, for handlers that asked for it (markDirty).
+	flush()
+}
+
+// workerConn is the gateway's end of one worker's socket. It has exactly one reader goroutine
+// (readLoop: decodes frames and hands them to stream handlers) and one writer goroutine (writeLoop:
+// writes the frames others queue, many per syscall). Nothing else touches the socket.
+type workerConn struct {
+	id       int
+	pid      int
+	nc       *net.UnixConn
+	reader   *protocol.Reader
+	window   int
+	maxPiece int // largest body piece per frame
+
+	wmu    sync.Mutex
+	wbuf   []byte // frames queued for the writer
+	wspare []byte // the other buffer of the pair, while not being written
+	wdead  bool
+	wkick  chan struct{}
+
+	smu      sync.Mutex
+	streams  map[uint32]streamHandler
+	lastSID  uint32
+	sdead    bool
+	inflight atomic.Int64 // open streams: the pool routes to the least busy worker
+	served   atomic.Int64 // streams ever opened
+
+	lastPong atomic.Int64 // unix nanoseconds of the last PONG
+
+	dirty []streamHandler // reader goroutine only: handlers to flush at the end of the batch
+
+	done     chan struct{} // closed when the connection has failed
+	failOnce sync.Once
+	failErr  error
+}
+
+func newWorkerConn(id, pid int, nc *net.UnixConn, r *protocol.Reader, window, maxFrame int) *workerConn {
+	piece := maxFrame - protocol.BodyOverhead
+	if window < piece {
+		piece = window
+	}
+	return &workerConn{
+		id: id, pid: pid, nc: nc, reader: r, window: window, maxPiece: piece,
+		wbuf:    make([]byte, 0, 64<<10),
+		wspare:  make([]byte, 0, 64<<10),
+		wkick:   make(chan struct{}, 1),
+		streams: make(map[uint32]streamHandler),
+		done:    make(chan struct{}),
+	}
+}
+
+// start launches the reader and writer goroutines; they end when the connection fails.
+func (w *workerConn) start() {
+	go w.readLoop()
+	go w.writeLoop()
+}
+
+// open registers h as a new stream and returns its id.
+func (w *workerConn) open(h streamHandler) (uint32, error) {
+	w.smu.Lock()
+	defer w.smu.Unlock()
+	if w.sdead {
+		return 0, errWorkerGone
+	}
+	sid := w.lastSID
+	for {
+		sid++
+		if sid == 0 {
+			continue
+		}
+		if _, busy := w.streams[sid]; !busy {
+			break
+		}
+	}
+	w.lastSID = sid
+	w.streams[sid] = h
+	w.inflight.Add(1)
+	w.served.Add(1)
+	return sid, nil
+}
+
+// lock and unlock bracket appending frames to the write buffer (w.wbuf) without a closure per frame;
+// unlock wakes the writer.
+func (w *workerConn) lock() bool {
+	w.wmu.Lock()
+	if w.wdead {
+		w.wmu.Unlock()
+		return false
+	}
+	return true
+}
+
+func (w *workerConn) unlock() {
+	w.wmu.Unlock()
+	select {
+	case w.wkick <- struct{}{}:
+	default:
+	}
+}
+
+func (w *workerConn) sendHTTPRequest(sid uint32, r *protocol.HTTPRequest) error {
+	if !w.lock() {
+		return errWorkerGone
+	}
+	buf, err := protocol.AppendHTTPRequest(w.wbuf, sid, r)
+	if err == nil {
+		w.wbuf = buf
+	}
+	w.unlock()
+	return err
+}
+
+func (w *workerConn) sendBody(sid uint32, body []byte, more bool) {
+	if w.lock() {
+		w.wbuf = protocol.AppendRequestBody(w.wbuf, sid, body, more)
+		w.unlock()
+	}
+}
+
+func (w *workerConn) sendDisconnect(sid uint32) {
+	if w.lock() {
+		w.wbuf = protocol.AppendDisconnect(w.wbuf, sid)
+		w.unlock()
+	}
+}
+
+func (w *workerConn) sendCredit(sid uint32, n uint64) {
+	if w.lock() {
+		w.wbuf = protocol.AppendCredit(w.wbuf, protocol.TypeCreditG2W, sid, n)
+		w.unlock()
+	}
+}
+
+func (w *workerConn) sendPing(token uint64) {
+	if w.lock() {
+		w.wbuf = protocol.AppendPing(w.wbuf, protocol.TypePing, token)
+		w.unlock()
+	}
+}
+
+func (w *workerConn) writeLoop() {
+	for {
+		select {
+		case <-w.wkick:
+		case <-w.done:
+			return
+		}
+		w.wmu.Lock()
+		buf := w.wbuf
+		w.wbuf = w.wspare[:0]
+		w.wspare = nil
+		w.wmu.Unlock()
+		if len(buf) > 0 {
+			if _, err := w.nc.Write(buf); err != nil {
+				w.fail(fmt.Errorf("write to worker %d: %w", w.id, err))
+				return
+			}
+		}
+		if cap(buf) > 4<<20 {
+			buf = make([]byte, 0, 64<<10) // do not keep a burst's buffer forever
+		}
+		w.wmu.Lock()
+		w.wspare = buf[:0]
+		w.wmu.Unlock()
+	}
+}
+
+func (w *workerConn) readLoop() {
+	var f protocol.Frame
+	for {
+		payload, err := w.reader.Next()
+		if err != nil {
+			w.flushDirty()
+			w.fail(fmt.Errorf("read from worker %d: %w", w.id, err))
+			return
+		}
+		if err := f.Decode(payload); err != nil {
+			w.flushDirty()
+			w.fail(fmt.Errorf("worker %d sent a bad frame: %w", w.id, err))
+			return
+		}
+		if err := w.dispatch(&f); err != nil {
+			w.flushDirty()
+			w.fail(fmt.Errorf("worker %d broke the protocol: %w", w.id, err))
+			return
+		}
+		if !w.reader.Ready() {
+			w.flushDirty()
+		}
+	}
+}
+
+func (w *workerConn) dispatch(f *protocol.Frame) error {
+	switch f.Type {
+	case protocol.TypeResponseStart, protocol.TypeResponseBody, protocol.TypeCreditW2G, protocol.TypeEnd:
+	case protocol.TypePong:
+		w.lastPong.Store(time.Now().UnixNano())
+		return nil
+	default:
+		return fmt.Errorf("unexpected %s frame", f.Type)
+	}
+	w.smu.Lock()
+	h := w.streams[f.Stream]
+	if h != nil && f.Type == protocol.TypeEnd {
+		delete(w.streams, f.Stream)
+	}
+	w.smu.Unlock()
+	if h == nil {
+		return fmt.Errorf("%s frame for stream %d, which is not open", f.Type, f.Stream)
+	}
+	switch f.Type {
+	case protocol.TypeResponseStart:
+		return h.responseStart(f)
+	case protocol.TypeResponseBody:
+		return h.responseBody(f)
+	case protocol.TypeCreditW2G:
+		h.credit(f.Increment)
+	case protocol.TypeEnd:
+		w.inflight.Add(-1)
+		h.end(f.Outcome, f.Message)
+	}
+	return nil
+}
+
+// markDirty asks for h.flush at the end of the current batch. Reader goroutine only.
+func (w *workerConn) markDirty(h streamHandler) {
+	w.dirty = append(w.dirty, h)
+}
+
+func (w *workerConn) flushDirty() {
+	for i, h := range w.dirty {
+		h.flush()
+		w.dirty[i] = nil
+	}
+	w.dirty = w.dirty[:0]
+}
+
+// fail closes the connection once, and tells every open stream that its worker is gone.
+func (w *workerConn) fail(err error) {
+	w.failOnce.Do(func() {
+		w.failErr = err
+		w.wmu.Lock()
+		w.wdead = true
+		w.wmu.Unlock()
+		w.smu.Lock()
+		w.sdead = true
+		lost := make([]streamHandler, 0, len(w.streams))
+		for sid, h := range w.streams {
+			lost = append(lost, h)
+			delete(w.streams, sid)
+		}
+		w.inflight.Store(0)
+		w.smu.Unlock()
+		w.nc.Close()
+		close(w.done)
+		for _, h := range lost {
+			h.workerLost()
+		}
+	})
+}
+
+// err returns why the connection failed (nil while it is up).
+func (w *workerConn) err() error {
+	select {
+	case <-w.done:
+		return w.failErr
+	default:
+		return nil
+	}
+}

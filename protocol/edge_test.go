@@ -1,0 +1,582 @@
+package protocol
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"io"
+	"runtime"
+	"strings"
+	"testing"
+	"testing/iotest"
+)
+
+// payloadOf strips the length prefix of one frame built by an appender.
+func payloadOf(t testing.TB, frame []byte) []byte {
+	t.Helper()
+	if n := binary.BigEndian.Uint32(frame); int(n) != len(frame)-PrefixLen {
+		t.Fatalf("prefix %d for %d payload bytes", n, len(frame)-PrefixLen)
+	}
+	return frame[PrefixLen:]
+}
+
+// raw builds a payload from msgpack fragments (hex strings or byte slices).
+func raw(t testing.TB, parts ...any) []byte {
+	t.Helper()
+	var b []byte
+	for _, p := range parts {
+		switch p := p.(type) {
+		case string:
+			h, err := hex.DecodeString(strings.ReplaceAll(p, " ", ""))
+			if err != nil {
+				t.Fatal(err)
+			}
+			b = append(b, h...)
+		case []byte:
+			b = append(b, p...)
+		default:
+			t.Fatalf("raw: %T", p)
+		}
+	}
+	return b
+}
+
+func mustFail(t *testing.T, name string, payload []byte, target error) {
+	t.Helper()
+	var f Frame
+	err := f.Decode(payload)
+	if err == nil {
+		t.Errorf("%s: Decode(%x) succeeded", name, payload)
+		return
+	}
+	if target != nil && !errors.Is(err, target) {
+		t.Errorf("%s: error %v is not %v", name, err, target)
+	}
+}
+
+func mustDecode(t *testing.T, name string, payload []byte) *Frame {
+	t.Helper()
+	f := new(Frame)
+	if err := f.Decode(payload); err != nil {
+		t.Fatalf("%s: Decode(%x): %v", name, payload, err)
+	}
+	return f
+}
+
+// nextOffset steps through every offset of small inputs, and of large ones the first and last 512
+// and every 61st in between (the middle of a long bin is all alike).
+func nextOffset(i, n int) int {
+	if n <= 4096 || i < 512 || i >= n-512 {
+		return i + 1
+	}
+	return min(i+61, n-512)
+}
+
+func TestTruncatedEveryOffset(t *testing.T) {
+	for _, vec := range loadVectors(t) {
+		frame, _ := hex.DecodeString(vec.Hex)
+		payload := frame[PrefixLen:]
+		for i := 0; i < len(payload); i = nextOffset(i, len(payload)) {
+			// Copy so that the decoder cannot peek past the end of the slice into the rest.
+			mustFail(t, vec.Name, append([]byte(nil), payload[:i]...), ErrMalformed)
+		}
+		// And the frame stream truncated at every offset.
+		for i := 0; i < len(frame); i = nextOffset(i, len(frame)) {
+			rd := NewReader(bytes.NewReader(frame[:i]), DefaultMaxFrame)
+			_, err := rd.Next()
+			want := io.ErrUnexpectedEOF
+			if i == 0 {
+				want = io.EOF
+			}
+			if err != want {
+				t.Fatalf("%s: stream cut at %d: %v, want %v", vec.Name, i, err, want)
+			}
+		}
+	}
+}
+
+func TestStrictTypes(t *testing.T) {
+	cases := []struct {
+		name    string
+		payload []byte
+	}{
+		{"str body", raw(t, "94 03 07 a3616263 c3")},
+		{"nil body", raw(t, "94 03 07 c0 c3")},
+		{"int more_body", raw(t, "94 03 07 c400 01")},
+		{"bin message", raw(t, "94 15 01 00 c40161")},
+		{"str header name", raw(t, "97 12 01 cc c8 91 92 a161 c40162 00 c400 c3")},
+		{"header arity 3", raw(t, "97 12 01 cc c8 91 93 c40161 c40162 c0 00 c400 c3")},
+		{"headers not array", raw(t, "97 12 01 cc c8 c0 00 c400 c3")},
+		{"float status", raw(t, "97 12 01 ca43480000 90 00 c400 c3")},
+		{"str status", raw(t, "97 12 01 a3323030 90 00 c400 c3")},
+		{"negative flags", raw(t, "97 12 01 cc c8 90 ff c400 c3")},
+		{"negative int8 increment", raw(t, "93 05 01 d0ff")},
+		{"negative int64 token", raw(t, "93 06 00 d38000000000000000")},
+		{"bool token", raw(t, "93 06 00 c3")},
+		{"sid > u32", raw(t, "92 04 cf0000000100000000")},
+		{"negative sid", raw(t, "92 04 ff")},
+		{"type > u8", raw(t, "92 cd0104 01")},
+		{"str type", raw(t, "92 a104 01")},
+		{"not an array", raw(t, "82 a161 01 a162 02")},
+		{"array of 1", raw(t, "91 04")},
+		{"empty array", raw(t, "90")},
+		{"empty payload", nil},
+		{"invalid code", raw(t, "c1")},
+	}
+	for _, c := range cases {
+		mustFail(t, c.name, c.payload, ErrMalformed)
+	}
+}
+
+func TestHTTPRequestStrict(t *testing.T) {
+	ok := "9f 02 01 a3312e31 a3474554 a468747470 a12f c4012f c400 a0 90 c0 c0 00 c400 c2"
+	mustDecode(t, "minimal", raw(t, ok))
+	bad := map[string]string{
+		"bin method":        "9f 02 01 a3312e31 c403474554 a468747470 a12f c4012f c400 a0 90 c0 c0 00 c400 c2",
+		"bin version":       "9f 02 01 c4 03 312e31 a3474554 a468747470 a12f c4012f c400 a0 90 c0 c0 00 c400 c2",
+		"str raw_path":      "9f 02 01 a3312e31 a3474554 a468747470 a12f a12f c400 a0 90 c0 c0 00 c400 c2",
+		"str query":         "9f 02 01 a3312e31 a3474554 a468747470 a12f c4012f a0 a0 90 c0 c0 00 c400 c2",
+		"bin root_path":     "9f 02 01 a3312e31 a3474554 a468747470 a12f c4012f c400 c400 90 c0 c0 00 c400 c2",
+		"client no port":    "9f 02 01 a3312e31 a3474554 a468747470 a12f c4012f c400 a0 90 92a161c0 c0 00 c400 c2",
+		"client arity 1":    "9f 02 01 a3312e31 a3474554 a468747470 a12f c4012f c400 a0 90 91a161 c0 00 c400 c2",
+		"client bin host":   "9f 02 01 a3312e31 a3474554 a468747470 a12f c4012f c400 a0 90 92c4016101 c0 00 c400 c2",
+		"client port 65536": "9f 02 01 a3312e31 a3474554 a468747470 a12f c4012f c400 a0 90 92a161ce00010000 c0 00 c400 c2",
+		"server str port":   "9f 02 01 a3312e31 a3474554 a468747470 a12f c4012f c400 a0 90 c0 92a161a131 00 c400 c2",
+		"invalid utf8 path": "9f 02 01 a3312e31 a3474554 a468747470 a2c328 c4012f c400 a0 90 c0 c0 00 c400 c2",
+		"arity 14":          "9e 02 01 a3312e31 a3474554 a468747470 a12f c4012f c400 a0 90 c0 c0 00 c400",
+		"sid 0":             "9f 02 00 a3312e31 a3474554 a468747470 a12f c4012f c400 a0 90 c0 c0 00 c400 c2",
+	}
+	for name, h := range bad {
+		mustFail(t, name, raw(t, h), ErrMalformed)
+	}
+	var f Frame
+	err := f.Decode(raw(t, bad["invalid utf8 path"]))
+	if !errors.Is(err, ErrInvalidUTF8) || !strings.Contains(err.Error(), "path") {
+		t.Errorf("invalid utf8 error: %v", err)
+	}
+	// Server [path, nil] and a non-standard version/scheme are kept.
+	f2 := mustDecode(t, "odd", raw(t, "9f 02 01 a3332e30 a3474554 a27773 a12f c4012f c400 a0 90 c0 92a32f7473c0 00 c400 c2"))
+	if f2.Request.HTTPVersion != "3.0" || f2.Request.Scheme != "ws" || f2.Request.Server == nil ||
+		f2.Request.Server.HasPort || f2.Request.Server.Host != "/ts" || f2.Request.Client != nil {
+		t.Errorf("odd request: %+v", f2.Request)
+	}
+}
+
+func TestArityAndTrailing(t *testing.T) {
+	for name, h := range map[string]string{
+		"body 3 items":        "93 03 07 c400",
+		"body 5 items":        "95 03 07 c400 c3 c0",
+		"disconnect 3 items":  "93 04 09 00",
+		"credit 2 items":      "92 05 09",
+		"end 3 items":         "93 15 01 00",
+		"start 6 items":       "96 12 01 cc c8 90 00 c400",
+		"hello 2 items":       "92 01 00",
+		"trailing nil":        "92 04 09 c0",
+		"trailing after ping": "93 06 00 05 00",
+		"two arrays":          "92 04 09 92 04 09",
+	} {
+		mustFail(t, name, raw(t, h), ErrMalformed)
+	}
+	mustFail(t, "unknown type 0x07", raw(t, "92 07 01"), ErrUnknownType)
+	mustFail(t, "unknown type 0x00", raw(t, "92 00 00"), ErrUnknownType)
+	mustFail(t, "unknown type 0x17", raw(t, "92 17 01"), ErrUnknownType)
+}
+
+func TestStreamIDRules(t *testing.T) {
+	for name, h := range map[string]string{
+		"body sid 0":       "94 03 00 c400 c3",
+		"disconnect sid 0": "92 04 00",
+		"credit sid 0":     "93 14 00 01",
+		"start sid 0":      "97 12 00 cc c8 90 00 c400 c3",
+		"resp body sid 0":  "94 13 00 c400 c3",
+		"end sid 0":        "94 15 00 00 a0",
+		"ping sid 1":       "93 06 01 05",
+		"pong sid 1":       "93 16 01 05",
+		"hello sid 1":      "93 01 01 81 a8 70726f746f636f6c 01",
+	} {
+		mustFail(t, name, raw(t, h), ErrMalformed)
+	}
+}
+
+func TestLooseIntegers(t *testing.T) {
+	// Any int encoding whose value fits and is >= 0 is accepted.
+	f := mustDecode(t, "wide", raw(t, "93 cf0000000000000014 d2000000ff d100c8"))
+	if f.Type != TypeCreditW2G || f.Stream != 255 || f.Increment != 200 {
+		t.Errorf("got %+v", f)
+	}
+	f = mustDecode(t, "int8 status", raw(t, "97 d012 cd0001 d1 00c8 90 d000 c400 c3"))
+	if f.Type != TypeResponseStart || f.Stream != 1 || f.Status != 200 {
+		t.Errorf("got %+v", f)
+	}
+	f = mustDecode(t, "max sid", raw(t, "92 04 d3 00000000ffffffff"))
+	if f.Stream != 0xffffffff {
+		t.Errorf("sid %d", f.Stream)
+	}
+	// Non-canonical str/bin/array lengths are accepted too.
+	f = mustDecode(t, "str32 message", raw(t, "dc0004 15 01 00 db00000002 6869"))
+	if string(f.Message) != "hi" {
+		t.Errorf("message %q", f.Message)
+	}
+}
+
+func TestStatusRange(t *testing.T) {
+	for _, st := range []int{MinStatus, 404, MaxStatus} {
+		p := payloadOf(t, AppendResponseStart(nil, 1, st, nil, 0, nil, true))
+		if f := mustDecode(t, "status", p); f.Status != st {
+			t.Errorf("status %d", f.Status)
+		}
+	}
+	for _, st := range []int{0, 100, 101, 199, 1000, 65536} {
+		mustFail(t, "status", payloadOf(t, AppendResponseStart(nil, 1, st, nil, 0, nil, true)), ErrMalformed)
+	}
+}
+
+func TestUTF8(t *testing.T) {
+	mustFail(t, "end invalid utf8", raw(t, "94 15 01 01 a2 ff fe"), ErrInvalidUTF8)
+	mustFail(t, "worker hello invalid utf8",
+		raw(t, "93 11 00 82 a8 70726f746f636f6c 01 a6 707974686f6e a1 ff"), ErrInvalidUTF8)
+
+	// AppendEnd repairs invalid UTF-8 instead of producing an undecodable frame.
+	p := payloadOf(t, AppendEnd(nil, 1, OutcomeAppError, "bad \xff\xfe end \xe2\x98"))
+	f := mustDecode(t, "end", p)
+	if got := string(f.Message); got != "bad \ufffd end \ufffd" {
+		t.Errorf("message %q", got)
+	}
+
+	// AppendHTTPRequest refuses invalid UTF-8 and leaves dst unchanged.
+	good := HTTPRequest{HTTPVersion: "1.1", Method: []byte("GET"), Scheme: "http", Path: []byte("/")}
+	for name, mut := range map[string]func(r *HTTPRequest){
+		"method":    func(r *HTTPRequest) { r.Method = []byte("G\xffT") },
+		"path":      func(r *HTTPRequest) { r.Path = []byte("/\xc3") },
+		"version":   func(r *HTTPRequest) { r.HTTPVersion = "\xff" },
+		"scheme":    func(r *HTTPRequest) { r.Scheme = "\xff" },
+		"root_path": func(r *HTTPRequest) { r.RootPath = "/\xff" },
+		"client":    func(r *HTTPRequest) { r.Client = &Addr{Host: "\xff", Port: 1, HasPort: true} },
+		"server":    func(r *HTTPRequest) { r.Server = &Addr{Host: "\xff"} },
+		"port":      func(r *HTTPRequest) { r.Client = &Addr{Host: "h", Port: 70000, HasPort: true} },
+	} {
+		r := good
+		mut(&r)
+		dst := []byte("keep")
+		out, err := AppendHTTPRequest(dst, 1, &r)
+		if err == nil || string(out) != "keep" {
+			t.Errorf("%s: err %v, out %q", name, err, out)
+		}
+	}
+	if _, err := AppendHTTPRequest(nil, 1, &good); err != nil {
+		t.Error(err)
+	}
+}
+
+func TestHello(t *testing.T) {
+	// Keys in any order, unknown keys (with nested values) skipped.
+	p := raw(t, "93 01 00 87",
+		"a6 77696e646f77 cd1000",
+		"a5 6578747261 93 81 a161 93 01 c40100 ca00000000 d7 01 0000000000000000 c0",
+		"a9 776f726b65725f6964 07",
+		"a3 706964 d200000010",
+		"a9 6d61785f6672616d65 ce00010000",
+		"a8 70726f746f636f6c 01",
+		"a4 66656174 c0")
+	f := mustDecode(t, "gateway hello", p)
+	want := GatewayHello{Protocol: 1, PID: 16, MaxFrame: 65536, Window: 4096, WorkerID: 7}
+	if f.GatewayHello == nil || *f.GatewayHello != want {
+		t.Fatalf("got %+v", f.GatewayHello)
+	}
+
+	w := &WorkerHello{Protocol: 1, PID: 9, Python: "3.13", Features: []string{"a"}}
+	f = mustDecode(t, "worker hello", payloadOf(t, AppendWorkerHello(nil, w)))
+	if f.WorkerHello == nil || f.WorkerHello.Python != "3.13" || len(f.WorkerHello.Features) != 1 {
+		t.Fatalf("got %+v", f.WorkerHello)
+	}
+
+	for name, h := range map[string]string{
+		"no protocol":       "93 01 00 81 a3706964 01",
+		"bin key":           "93 01 00 81 c408 70726f746f636f6c 01",
+		"int key":           "93 01 00 81 01 01",
+		"negative pid":      "93 01 00 82 a8 70726f746f636f6c 01 a3706964 ff",
+		"str pid":           "93 01 00 82 a8 70726f746f636f6c 01 a3706964 a131",
+		"not a map":         "93 01 00 91 01",
+		"map too long":      "93 01 00 df ffffffff a8 70726f746f636f6c 01",
+		"features not list": "93 11 00 82 a8 70726f746f636f6c 01 a8 6665617475726573 a0",
+		"features of bin":   "93 11 00 82 a8 70726f746f636f6c 01 a8 6665617475726573 91 c400",
+		"features huge":     "93 11 00 82 a8 70726f746f636f6c 01 a8 6665617475726573 ddffffffff a0",
+		"python bin":        "93 11 00 82 a8 70726f746f636f6c 01 a6 707974686f6e c400",
+		"error str32 huge":  "93 11 00 82 a8 70726f746f636f6c 01 a5 6572726f72 dbffffffff 61",
+		"unknown truncated": "93 11 00 82 a8 70726f746f636f6c 01 a1 78 dd ffffffff",
+		"trailing":          "93 11 00 81 a8 70726f746f636f6c 01 c0",
+	} {
+		p := raw(t, h)
+		mustFail(t, name, p, ErrMalformed)
+		var f Frame
+		if n := allocBytes(func() { _ = f.Decode(p) }); n > 8192 {
+			t.Errorf("%s: %d bytes allocated", name, n)
+		}
+	}
+
+	// A deeply nested unknown value costs no recursion.
+	deep := raw(t, "93 11 00 82 a8 70726f746f636f6c 01 a1 78")
+	deep = append(deep, bytes.Repeat([]byte{0x91}, 1<<20)...)
+	deep = append(deep, 0xc0)
+	mustDecode(t, "deep", deep)
+}
+
+// failAfter serves data, then fails the test if read again.
+type failAfter struct {
+	t    *testing.T
+	data []byte
+}
+
+func (r *failAfter) Read(p []byte) (int, error) {
+	if len(r.data) == 0 {
+		r.t.Fatal("read past the length prefix")
+	}
+	n := copy(p, r.data)
+	r.data = r.data[n:]
+	return n, nil
+}
+
+func TestReaderTooLarge(t *testing.T) {
+	const max = 1000
+	rd := NewReader(&failAfter{t: t, data: []byte{0, 0, 0x03, 0xe9}}, max)
+	if _, err := rd.Next(); !errors.Is(err, ErrFrameTooLarge) {
+		t.Fatalf("err %v", err)
+	}
+	if _, err := rd.Next(); !errors.Is(err, ErrFrameTooLarge) {
+		t.Fatalf("not sticky: %v", err)
+	}
+	rd = NewReader(&failAfter{t: t, data: []byte{0xff, 0xff, 0xff, 0xff}}, DefaultMaxFrame)
+	if _, err := rd.Next(); !errors.Is(err, ErrFrameTooLarge) {
+		t.Fatalf("err %v", err)
+	}
+	if cap(rd.buf) > initialBuffer {
+		t.Fatalf("buffer grew to %d", cap(rd.buf))
+	}
+	rd = NewReader(&failAfter{t: t, data: []byte{0, 0, 0, 0}}, max)
+	if _, err := rd.Next(); !errors.Is(err, ErrEmptyFrame) {
+		t.Fatalf("err %v", err)
+	}
+}
+
+func frameOfSize(n int) []byte {
+	b := make([]byte, PrefixLen+n)
+	binary.BigEndian.PutUint32(b, uint32(n))
+	for i := range b[PrefixLen:] {
+		b[PrefixLen+i] = byte(i)
+	}
+	return b
+}
+
+func TestReaderMaxSize(t *testing.T) {
+	const max = 200000 // above the initial buffer, so the buffer must grow
+	stream := append(frameOfSize(max), frameOfSize(5)...)
+	rd := NewReader(bytes.NewReader(stream), max)
+	p, err := rd.Next()
+	if err != nil || len(p) != max || !bytes.Equal(p, stream[PrefixLen:PrefixLen+max]) {
+		t.Fatalf("max frame: %d bytes, %v", len(p), err)
+	}
+	if cap(rd.buf) > PrefixLen+max {
+		t.Fatalf("buffer %d > %d", cap(rd.buf), PrefixLen+max)
+	}
+	if p, err = rd.Next(); err != nil || len(p) != 5 {
+		t.Fatalf("after max frame: %d, %v", len(p), err)
+	}
+	if _, err = rd.Next(); err != io.EOF {
+		t.Fatalf("end: %v", err)
+	}
+
+	rd = NewReader(bytes.NewReader(frameOfSize(max+1)), max)
+	if _, err := rd.Next(); !errors.Is(err, ErrFrameTooLarge) {
+		t.Fatalf("max+1: %v", err)
+	}
+
+	// A small limit caps the initial buffer too.
+	rd = NewReader(bytes.NewReader(frameOfSize(10)), 10)
+	if cap(rd.buf) != PrefixLen+10 {
+		t.Fatalf("buffer %d", cap(rd.buf))
+	}
+	if p, err := rd.Next(); err != nil || len(p) != 10 {
+		t.Fatalf("%d, %v", len(p), err)
+	}
+}
+
+func allVectorFrames(t *testing.T) ([]byte, [][]byte) {
+	var stream []byte
+	var payloads [][]byte
+	for _, vec := range loadVectors(t) {
+		b, _ := hex.DecodeString(vec.Hex)
+		stream = append(stream, b...)
+		payloads = append(payloads, b[PrefixLen:])
+	}
+	return stream, payloads
+}
+
+func readAll(t *testing.T, rd *Reader, want [][]byte) {
+	t.Helper()
+	for i, w := range want {
+		p, err := rd.Next()
+		if err != nil {
+			t.Fatalf("frame %d: %v", i, err)
+		}
+		if !bytes.Equal(p, w) {
+			t.Fatalf("frame %d differs", i)
+		}
+	}
+	if _, err := rd.Next(); err != io.EOF {
+		t.Fatalf("end: %v", err)
+	}
+	if _, err := rd.Next(); err != io.EOF {
+		t.Fatalf("end again: %v", err)
+	}
+}
+
+func TestReaderOneByteReads(t *testing.T) {
+	stream, payloads := allVectorFrames(t)
+	readAll(t, NewReader(iotest.OneByteReader(bytes.NewReader(stream)), DefaultMaxFrame), payloads)
+	readAll(t, NewReader(iotest.HalfReader(bytes.NewReader(stream)), DefaultMaxFrame), payloads)
+	readAll(t, NewReader(iotest.DataErrReader(bytes.NewReader(stream)), DefaultMaxFrame), payloads)
+}
+
+type countingReader struct {
+	r     io.Reader
+	calls int
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	c.calls++
+	return c.r.Read(p)
+}
+
+func TestReaderBatching(t *testing.T) {
+	var stream []byte
+	var payloads [][]byte
+	for i := 0; i < 500; i++ {
+		stream = AppendResponseBody(stream, uint32(i+1), []byte("chunk of body"), true)
+	}
+	for rest := stream; len(rest) > 0; {
+		n := int(binary.BigEndian.Uint32(rest))
+		payloads = append(payloads, rest[PrefixLen:PrefixLen+n])
+		rest = rest[PrefixLen+n:]
+	}
+	c := &countingReader{r: bytes.NewReader(stream)}
+	rd := NewReader(c, DefaultMaxFrame)
+	consumed := 0
+	for i, w := range payloads {
+		p, err := rd.Next()
+		if err != nil || !bytes.Equal(p, w) {
+			t.Fatalf("frame %d: %v", i, err)
+		}
+		consumed += PrefixLen + len(w)
+		if want := len(stream) - consumed; rd.Buffered() != want {
+			t.Fatalf("frame %d: Buffered %d, want %d", i, rd.Buffered(), want)
+		}
+	}
+	if c.calls != 1 {
+		t.Fatalf("%d reads for %d bytes", c.calls, len(stream))
+	}
+	if rd.Ready() {
+		t.Fatal("Ready with nothing buffered")
+	}
+}
+
+func TestReaderBuffered(t *testing.T) {
+	f1 := AppendPing(nil, TypePong, 1)
+	f2 := AppendPing(nil, TypePong, 2)
+	pr, pw := io.Pipe()
+	rd := NewReader(pr, DefaultMaxFrame)
+	if rd.Buffered() != 0 || rd.Ready() {
+		t.Fatal("fresh reader has data")
+	}
+	// One write carries a frame and a half: Buffered counts the half, Ready says it is not whole.
+	go func() { _, _ = pw.Write(append(append([]byte(nil), f1...), f2[:3]...)) }()
+	if p, err := rd.Next(); err != nil || !bytes.Equal(p, f1[PrefixLen:]) {
+		t.Fatalf("first: %v", err)
+	}
+	if rd.Buffered() != 3 || rd.Ready() {
+		t.Fatalf("Buffered %d, Ready %v", rd.Buffered(), rd.Ready())
+	}
+	go func() { _, _ = pw.Write(f2[3:]); _ = pw.Close() }()
+	if p, err := rd.Next(); err != nil || !bytes.Equal(p, f2[PrefixLen:]) {
+		t.Fatalf("second: %v", err)
+	}
+	if rd.Buffered() != 0 {
+		t.Fatalf("Buffered %d", rd.Buffered())
+	}
+	if _, err := rd.Next(); err != io.EOF {
+		t.Fatalf("end: %v", err)
+	}
+
+	// Two whole frames in memory: Ready after the first.
+	rd = NewReader(bytes.NewReader(append(append([]byte(nil), f1...), f2...)), DefaultMaxFrame)
+	if _, err := rd.Next(); err != nil {
+		t.Fatal(err)
+	}
+	if rd.Buffered() != len(f2) || !rd.Ready() {
+		t.Fatalf("Buffered %d, Ready %v", rd.Buffered(), rd.Ready())
+	}
+}
+
+type errReader struct{ err error }
+
+func (r errReader) Read([]byte) (int, error) { return 0, r.err }
+
+func TestReaderErrors(t *testing.T) {
+	boom := errors.New("boom")
+	rd := NewReader(io.MultiReader(bytes.NewReader([]byte{0, 0, 0, 5, 1}), errReader{boom}), DefaultMaxFrame)
+	if _, err := rd.Next(); err != boom {
+		t.Fatalf("err %v", err)
+	}
+	rd = NewReader(errReader{nil}, DefaultMaxFrame)
+	if _, err := rd.Next(); err != io.ErrNoProgress {
+		t.Fatalf("err %v", err)
+	}
+	rd = NewReader(bytes.NewReader([]byte{0, 0}), DefaultMaxFrame)
+	if _, err := rd.Next(); err != io.ErrUnexpectedEOF {
+		t.Fatalf("err %v", err)
+	}
+}
+
+// allocBytes returns the bytes fn allocates, averaged over 10 runs.
+func allocBytes(fn func()) uint64 {
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	for i := 0; i < 10; i++ {
+		fn()
+	}
+	runtime.ReadMemStats(&after)
+	return (after.TotalAlloc - before.TotalAlloc) / 10
+}
+
+func TestHostileLengths(t *testing.T) {
+	for name, h := range map[string]string{
+		"array32 huge":   "dd ffffffff 04 01",
+		"headers huge":   "97 12 01 cc c8 dd 7fffffff 92 c400 c400",
+		"headers dc":     "97 12 01 cc c8 dc ffff 92 c400 c400",
+		"bin32 huge":     "94 13 01 c6 ffffffff 00",
+		"str32 huge":     "94 15 01 00 db ffffffff 61",
+		"bin16 short":    "94 13 01 c5 0100 00",
+		"header arr big": "97 12 01 cc c8 91 dd ffffffff c400 c400",
+	} {
+		var f Frame
+		p := raw(t, h)
+		mustFail(t, name, p, ErrMalformed)
+		if n := allocBytes(func() { _ = f.Decode(p) }); n > 4096 { // the error value only
+			t.Errorf("%s: %d bytes allocated", name, n)
+		}
+	}
+}
+
+func TestDecodeResetsOtherFields(t *testing.T) {
+	var f Frame
+	if err := f.Decode(payloadOf(t, AppendResponseStart(nil, 1, 200, []Header{{[]byte("a"), []byte("b")}}, 1, []byte("x"), false))); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Decode(payloadOf(t, AppendPing(nil, TypePong, 3))); err != nil {
+		t.Fatal(err)
+	}
+	if f.Status != 0 || f.Headers != nil || f.Body != nil || f.Flags != 0 || f.Token != 3 {
+		t.Fatalf("stale fields: %+v", f)
+	}
+}

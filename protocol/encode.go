@@ -1,0 +1,284 @@
+package protocol
+
+import (
+	"encoding/binary"
+	"fmt"
+	"unicode/utf8"
+)
+
+// Canonical msgpack appenders (SPEC.md §2): the shortest encoding of each value, as
+// msgpack-python packb(obj, use_bin_type=True) writes it.
+
+func appendUint(dst []byte, v uint64) []byte {
+	switch {
+	case v <= 0x7f:
+		return append(dst, byte(v))
+	case v <= 0xff:
+		return append(dst, 0xcc, byte(v))
+	case v <= 0xffff:
+		return append(dst, 0xcd, byte(v>>8), byte(v))
+	case v <= 0xffffffff:
+		return append(dst, 0xce, byte(v>>24), byte(v>>16), byte(v>>8), byte(v))
+	}
+	return append(dst, 0xcf, byte(v>>56), byte(v>>48), byte(v>>40), byte(v>>32),
+		byte(v>>24), byte(v>>16), byte(v>>8), byte(v))
+}
+
+func appendStrLen(dst []byte, n int) []byte {
+	switch {
+	case n < 32:
+		return append(dst, 0xa0|byte(n))
+	case n <= 0xff:
+		return append(dst, 0xd9, byte(n))
+	case n <= 0xffff:
+		return append(dst, 0xda, byte(n>>8), byte(n))
+	}
+	return append(dst, 0xdb, byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
+}
+
+func appendStr(dst []byte, s string) []byte {
+	return append(appendStrLen(dst, len(s)), s...)
+}
+
+func appendStrBytes(dst []byte, s []byte) []byte {
+	return append(appendStrLen(dst, len(s)), s...)
+}
+
+// appendValidStr appends s as str, replacing each run of invalid UTF-8 bytes by one U+FFFD (as
+// strings.ToValidUTF8 does), so that the frame stays valid. It does not allocate.
+func appendValidStr(dst []byte, s string) []byte {
+	if utf8.ValidString(s) {
+		return appendStr(dst, s)
+	}
+	return forValidUTF8(forValidUTF8(dst, s, true), s, false)
+}
+
+// forValidUTF8 appends the str header (header true) or the repaired bytes (header false) of s.
+func forValidUTF8(dst []byte, s string, header bool) []byte {
+	n := 0
+	invalid := false
+	for i := 0; i < len(s); {
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			if !invalid {
+				invalid = true
+				n += 3
+				if !header {
+					dst = utf8.AppendRune(dst, utf8.RuneError)
+				}
+			}
+		} else {
+			invalid = false
+			n += size
+			if !header {
+				dst = append(dst, s[i:i+size]...)
+			}
+		}
+		i += size
+	}
+	if header {
+		return appendStrLen(dst, n)
+	}
+	return dst
+}
+
+func appendBin(dst []byte, b []byte) []byte {
+	n := len(b)
+	switch {
+	case n <= 0xff:
+		dst = append(dst, 0xc4, byte(n))
+	case n <= 0xffff:
+		dst = append(dst, 0xc5, byte(n>>8), byte(n))
+	default:
+		dst = append(dst, 0xc6, byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
+	}
+	return append(dst, b...)
+}
+
+func appendArrayLen(dst []byte, n int) []byte {
+	switch {
+	case n < 16:
+		return append(dst, 0x90|byte(n))
+	case n <= 0xffff:
+		return append(dst, 0xdc, byte(n>>8), byte(n))
+	}
+	return append(dst, 0xdd, byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
+}
+
+func appendBool(dst []byte, v bool) []byte {
+	if v {
+		return append(dst, 0xc3)
+	}
+	return append(dst, 0xc2)
+}
+
+func appendNil(dst []byte) []byte { return append(dst, 0xc0) }
+
+// beginFrame appends a placeholder length prefix, the array header and [type, sid].
+// It returns the extended slice and the offset of the prefix.
+func beginFrame(dst []byte, n int, t Type, sid uint32) ([]byte, int) {
+	start := len(dst)
+	dst = append(dst, 0, 0, 0, 0)
+	dst = appendArrayLen(dst, n)
+	dst = append(dst, byte(t)) // all types are positive fixints
+	dst = appendUint(dst, uint64(sid))
+	return dst, start
+}
+
+// endFrame writes the payload length into the prefix at start.
+func endFrame(dst []byte, start int) []byte {
+	binary.BigEndian.PutUint32(dst[start:], uint32(len(dst)-start-PrefixLen))
+	return dst
+}
+
+func appendHeaders(dst []byte, hs []Header) []byte {
+	dst = appendArrayLen(dst, len(hs))
+	for i := range hs {
+		dst = append(dst, 0x92)
+		dst = appendBin(dst, hs[i].Name)
+		dst = appendBin(dst, hs[i].Value)
+	}
+	return dst
+}
+
+func appendAddr(dst []byte, a *Addr) []byte {
+	if a == nil {
+		return appendNil(dst)
+	}
+	dst = append(dst, 0x92)
+	dst = appendStr(dst, a.Host)
+	if !a.HasPort {
+		return appendNil(dst)
+	}
+	return appendUint(dst, uint64(a.Port))
+}
+
+func checkStr(field, s string) error {
+	if !utf8.ValidString(s) {
+		return fmt.Errorf("protocol: HTTP_REQUEST field %s: %w", field, ErrInvalidUTF8)
+	}
+	return nil
+}
+
+func checkAddr(field string, a *Addr) error {
+	if a == nil {
+		return nil
+	}
+	if !utf8.ValidString(a.Host) {
+		return fmt.Errorf("protocol: HTTP_REQUEST field %s.host: %w", field, ErrInvalidUTF8)
+	}
+	if a.HasPort && (a.Port < 0 || a.Port > 0xffff) {
+		return fmt.Errorf("protocol: HTTP_REQUEST field %s.port %d: %w", field, a.Port, ErrMalformed)
+	}
+	return nil
+}
+
+// AppendHTTPRequest appends an HTTP_REQUEST frame. It returns an error and dst unchanged if
+// Method, Path, HTTPVersion, Scheme, RootPath or an Addr host is not valid UTF-8 (or a port is
+// outside 0..65535).
+func AppendHTTPRequest(dst []byte, sid uint32, r *HTTPRequest) ([]byte, error) {
+	if !utf8.Valid(r.Method) {
+		return dst, fmt.Errorf("protocol: HTTP_REQUEST field method: %w", ErrInvalidUTF8)
+	}
+	if !utf8.Valid(r.Path) {
+		return dst, fmt.Errorf("protocol: HTTP_REQUEST field path: %w", ErrInvalidUTF8)
+	}
+	if err := checkStr("http_version", r.HTTPVersion); err != nil {
+		return dst, err
+	}
+	if err := checkStr("scheme", r.Scheme); err != nil {
+		return dst, err
+	}
+	if err := checkStr("root_path", r.RootPath); err != nil {
+		return dst, err
+	}
+	if err := checkAddr("client", r.Client); err != nil {
+		return dst, err
+	}
+	if err := checkAddr("server", r.Server); err != nil {
+		return dst, err
+	}
+	dst, start := beginFrame(dst, 15, TypeHTTPRequest, sid)
+	dst = appendStr(dst, r.HTTPVersion)
+	dst = appendStrBytes(dst, r.Method)
+	dst = appendStr(dst, r.Scheme)
+	dst = appendStrBytes(dst, r.Path)
+	dst = appendBin(dst, r.RawPath)
+	dst = appendBin(dst, r.QueryString)
+	dst = appendStr(dst, r.RootPath)
+	dst = appendHeaders(dst, r.Headers)
+	dst = appendAddr(dst, r.Client)
+	dst = appendAddr(dst, r.Server)
+	dst = appendUint(dst, r.Flags)
+	dst = appendBin(dst, r.Body)
+	dst = appendBool(dst, r.MoreBody)
+	return endFrame(dst, start), nil
+}
+
+func appendBodyFrame(dst []byte, t Type, sid uint32, body []byte, more bool) []byte {
+	dst, start := beginFrame(dst, 4, t, sid)
+	dst = appendBin(dst, body)
+	dst = appendBool(dst, more)
+	return endFrame(dst, start)
+}
+
+// AppendRequestBody appends a REQUEST_BODY frame.
+func AppendRequestBody(dst []byte, sid uint32, body []byte, more bool) []byte {
+	return appendBodyFrame(dst, TypeRequestBody, sid, body, more)
+}
+
+// AppendResponseBody appends a RESPONSE_BODY frame.
+func AppendResponseBody(dst []byte, sid uint32, body []byte, more bool) []byte {
+	return appendBodyFrame(dst, TypeResponseBody, sid, body, more)
+}
+
+// AppendDisconnect appends a DISCONNECT frame.
+func AppendDisconnect(dst []byte, sid uint32) []byte {
+	dst, start := beginFrame(dst, 2, TypeDisconnect, sid)
+	return endFrame(dst, start)
+}
+
+// AppendCredit appends a CREDIT frame; t is TypeCreditG2W or TypeCreditW2G (it panics otherwise:
+// a programming error).
+func AppendCredit(dst []byte, t Type, sid uint32, increment uint64) []byte {
+	if t != TypeCreditG2W && t != TypeCreditW2G {
+		panic("protocol: AppendCredit with type " + t.String())
+	}
+	dst, start := beginFrame(dst, 3, t, sid)
+	dst = appendUint(dst, increment)
+	return endFrame(dst, start)
+}
+
+// AppendPing appends a PING or PONG frame; t is TypePing or TypePong (it panics otherwise:
+// a programming error).
+func AppendPing(dst []byte, t Type, token uint64) []byte {
+	if t != TypePing && t != TypePong {
+		panic("protocol: AppendPing with type " + t.String())
+	}
+	dst, start := beginFrame(dst, 3, t, 0)
+	dst = appendUint(dst, token)
+	return endFrame(dst, start)
+}
+
+// AppendResponseStart appends a RESPONSE_START frame. A start alone is body nil, more true.
+// status must not be negative (it panics: a programming error); decoders accept 200..999 only.
+func AppendResponseStart(dst []byte, sid uint32, status int, headers []Header, flags uint64, body []byte, more bool) []byte {
+	if status < 0 {
+		panic("protocol: AppendResponseStart with negative status")
+	}
+	dst, start := beginFrame(dst, 7, TypeResponseStart, sid)
+	dst = appendUint(dst, uint64(status))
+	dst = appendHeaders(dst, headers)
+	dst = appendUint(dst, flags)
+	dst = appendBin(dst, body)
+	dst = appendBool(dst, more)
+	return endFrame(dst, start)
+}
+
+// AppendEnd appends an END frame. Invalid UTF-8 in message is replaced by U+FFFD.
+func AppendEnd(dst []byte, sid uint32, outcome uint64, message string) []byte {
+	dst, start := beginFrame(dst, 4, TypeEnd, sid)
+	dst = appendUint(dst, outcome)
+	dst = appendValidStr(dst, message)
+	return endFrame(dst, start)
+}

@@ -1,0 +1,180 @@
+package protocol
+
+import (
+	"errors"
+	"strconv"
+)
+
+// Protocol constants (SPEC.md §1, §3, §4).
+const (
+	Version         = 1
+	PrefixLen       = 4       // length prefix bytes
+	DefaultMaxFrame = 1 << 20 // default frame limit (payload bytes)
+	DefaultWindow   = 256 << 10
+	BodyOverhead    = 64 // max body piece = min(window, maxFrame-BodyOverhead)
+)
+
+// Type is a frame type, the first item of every payload.
+type Type uint8
+
+// Frame types. 0x01..0x0F go from gateway to worker, 0x11..0x1F from worker to gateway.
+const (
+	TypeHello         Type = 0x01 // G→W
+	TypeHTTPRequest   Type = 0x02
+	TypeRequestBody   Type = 0x03
+	TypeDisconnect    Type = 0x04
+	TypeCreditG2W     Type = 0x05
+	TypePing          Type = 0x06
+	TypeWorkerHello   Type = 0x11 // W→G
+	TypeResponseStart Type = 0x12
+	TypeResponseBody  Type = 0x13
+	TypeCreditW2G     Type = 0x14
+	TypeEnd           Type = 0x15
+	TypePong          Type = 0x16
+)
+
+// String returns the SPEC name of t, with the direction for the names both sides use
+// ("HELLO" / "WORKER_HELLO", "CREDIT_G2W" / "CREDIT_W2G").
+func (t Type) String() string {
+	switch t {
+	case TypeHello:
+		return "HELLO"
+	case TypeHTTPRequest:
+		return "HTTP_REQUEST"
+	case TypeRequestBody:
+		return "REQUEST_BODY"
+	case TypeDisconnect:
+		return "DISCONNECT"
+	case TypeCreditG2W:
+		return "CREDIT_G2W"
+	case TypePing:
+		return "PING"
+	case TypeWorkerHello:
+		return "WORKER_HELLO"
+	case TypeResponseStart:
+		return "RESPONSE_START"
+	case TypeResponseBody:
+		return "RESPONSE_BODY"
+	case TypeCreditW2G:
+		return "CREDIT_W2G"
+	case TypeEnd:
+		return "END"
+	case TypePong:
+		return "PONG"
+	}
+	return "Type(0x" + strconv.FormatUint(uint64(t), 16) + ")"
+}
+
+// FromGateway reports whether t is in the gateway-to-worker range 0x01..0x0F.
+func (t Type) FromGateway() bool { return t >= 0x01 && t <= 0x0F }
+
+// Known reports whether t is one of the frame types of this protocol version.
+func (t Type) Known() bool {
+	switch t {
+	case TypeHello, TypeHTTPRequest, TypeRequestBody, TypeDisconnect, TypeCreditG2W, TypePing,
+		TypeWorkerHello, TypeResponseStart, TypeResponseBody, TypeCreditW2G, TypeEnd, TypePong:
+		return true
+	}
+	return false
+}
+
+// FlagExpectContinue is HTTP_REQUEST flags bit 0: the client sent "Expect: 100-continue".
+const FlagExpectContinue uint64 = 1
+
+// FlagTrailers is RESPONSE_START flags bit 0: the app asked for trailers.
+const FlagTrailers uint64 = 1
+
+// END outcomes.
+const (
+	OutcomeOK         uint64 = 0
+	OutcomeAppError   uint64 = 1
+	OutcomeNoResponse uint64 = 2
+)
+
+// Status bounds a decoder accepts in RESPONSE_START (SPEC.md §3, "status 200–999").
+const (
+	MinStatus = 200
+	MaxStatus = 999
+)
+
+// Errors. Decode and Reader errors wrap one of these, with the frame type and field as context.
+var (
+	ErrMalformed     = errors.New("protocol: malformed frame")
+	ErrUnknownType   = errors.New("protocol: unknown frame type")
+	ErrFrameTooLarge = errors.New("protocol: frame too large")
+	ErrEmptyFrame    = errors.New("protocol: empty frame")
+	ErrInvalidUTF8   = errors.New("protocol: invalid UTF-8 in str field")
+)
+
+// Header is one HTTP header: name and value as bytes.
+type Header struct{ Name, Value []byte }
+
+// Addr is a client or server address of an HTTP_REQUEST.
+type Addr struct {
+	Host    string
+	Port    int
+	HasPort bool // false → port encoded as nil (Unix socket server address)
+}
+
+// HTTPRequest is the ASGI http scope plus the first body piece. Path and RawPath are the full
+// values sent on the wire (root_path already in front, see SPEC); all []byte fields may alias
+// caller buffers.
+type HTTPRequest struct {
+	HTTPVersion string   // "1.0", "1.1", "2"
+	Method      []byte   // encoded as str; must be valid UTF-8
+	Scheme      string   // "http", "https"
+	Path        []byte   // encoded as str; must be valid UTF-8
+	RawPath     []byte   // bin
+	QueryString []byte   // bin
+	RootPath    string   // str
+	Headers     []Header // each encoded [bin, bin]
+	Client      *Addr    // nil → nil
+	Server      *Addr    // nil → nil
+	Flags       uint64
+	Body        []byte
+	MoreBody    bool
+}
+
+// GatewayHello is the gateway's HELLO map.
+type GatewayHello struct{ Protocol, PID, MaxFrame, Window, WorkerID uint64 }
+
+// WorkerHello is the worker's HELLO map.
+type WorkerHello struct {
+	Protocol, PID uint64
+	Python        string
+	Features      []string
+	Error         string // non-empty → encoded instead of python/features, as the SPEC says
+}
+
+// Frame is one decoded payload. Decode fills only the fields of its type and zeroes the others;
+// []byte fields and Headers alias the payload and are valid until the next Decode (Headers' backing
+// array is reused: zero allocations in steady state). Hello fields are allocated (once per
+// connection). A Frame must not be copied after its first Decode (Request.Client/Server point
+// into it).
+type Frame struct {
+	Type      Type
+	Stream    uint32
+	Request   HTTPRequest // HTTP_REQUEST
+	Status    int         // RESPONSE_START
+	Headers   []Header    // RESPONSE_START
+	Flags     uint64      // RESPONSE_START
+	Body      []byte      // REQUEST_BODY, RESPONSE_START, RESPONSE_BODY
+	MoreBody  bool        // REQUEST_BODY, RESPONSE_START, RESPONSE_BODY
+	Increment uint64      // CREDIT
+	Token     uint64      // PING/PONG
+	Outcome   uint64      // END
+	Message   []byte      // END (valid UTF-8 checked)
+
+	GatewayHello *GatewayHello // HELLO (G→W)
+	WorkerHello  *WorkerHello  // HELLO (W→G)
+
+	// Reused storage, so that steady-state decoding does not allocate.
+	client, server Addr
+	reqHeaders     []Header
+	respHeaders    []Header
+	rootPath       string
+	clientHost     string
+	serverHost     string
+	otherVersion   string
+	otherScheme    string
+}

@@ -1,0 +1,301 @@
+package protocol
+
+import (
+	"bytes"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"os"
+	"reflect"
+	"strconv"
+	"testing"
+
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+type vector struct {
+	Name      string          `json:"name"`
+	Direction string          `json:"direction"`
+	Value     json.RawMessage `json:"value"`
+	Hex       string          `json:"hex"`
+}
+
+func loadVectors(t testing.TB) []vector {
+	t.Helper()
+	data, err := os.ReadFile("testdata/vectors.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var vs []vector
+	if err := json.Unmarshal(data, &vs); err != nil {
+		t.Fatal(err)
+	}
+	if len(vs) == 0 {
+		t.Fatal("no vectors")
+	}
+	return vs
+}
+
+// typedJSON converts the vectors' typed JSON ({"bin": hex} for msgpack bin, everything else
+// itself) into the generic form used for comparisons: []byte, string, uint64 (int64 if negative),
+// bool, nil, []any, map[string]any.
+func typedJSON(t testing.TB, raw json.RawMessage) any {
+	t.Helper()
+	d := json.NewDecoder(bytes.NewReader(raw))
+	d.UseNumber()
+	var v any
+	if err := d.Decode(&v); err != nil {
+		t.Fatal(err)
+	}
+	out, err := fromJSON(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func fromJSON(v any) (any, error) {
+	switch v := v.(type) {
+	case json.Number:
+		if u, err := strconv.ParseUint(string(v), 10, 64); err == nil {
+			return u, nil
+		}
+		return strconv.ParseInt(string(v), 10, 64)
+	case map[string]any:
+		if h, ok := v["bin"].(string); ok && len(v) == 1 {
+			return hex.DecodeString(h)
+		}
+		m := make(map[string]any, len(v))
+		for k, x := range v {
+			y, err := fromJSON(x)
+			if err != nil {
+				return nil, err
+			}
+			m[k] = y
+		}
+		return m, nil
+	case []any:
+		a := make([]any, len(v))
+		for i, x := range v {
+			y, err := fromJSON(x)
+			if err != nil {
+				return nil, err
+			}
+			a[i] = y
+		}
+		return a, nil
+	}
+	return v, nil // string, bool, nil
+}
+
+// generic normalises a value decoded by msgpack.Decoder.DecodeInterface into the same form.
+func generic(v any) any {
+	switch v := v.(type) {
+	case int8:
+		return normInt(int64(v))
+	case int16:
+		return normInt(int64(v))
+	case int32:
+		return normInt(int64(v))
+	case int64:
+		return normInt(v)
+	case uint8:
+		return uint64(v)
+	case uint16:
+		return uint64(v)
+	case uint32:
+		return uint64(v)
+	case uint64:
+		return v
+	case []any:
+		a := make([]any, len(v))
+		for i, x := range v {
+			a[i] = generic(x)
+		}
+		return a
+	case map[string]any:
+		m := make(map[string]any, len(v))
+		for k, x := range v {
+			m[k] = generic(x)
+		}
+		return m
+	}
+	return v
+}
+
+func normInt(v int64) any {
+	if v >= 0 {
+		return uint64(v)
+	}
+	return v
+}
+
+func headersValue(hs []Header) []any {
+	a := make([]any, len(hs))
+	for i, h := range hs {
+		a[i] = []any{bytesOf(h.Name), bytesOf(h.Value)}
+	}
+	return a
+}
+
+// bytesOf returns b, with nil as empty (a decoded empty bin is an empty slice either way).
+func bytesOf(b []byte) []byte {
+	if b == nil {
+		return []byte{}
+	}
+	return b
+}
+
+func addrValue(a *Addr) any {
+	if a == nil {
+		return nil
+	}
+	var port any
+	if a.HasPort {
+		port = uint64(a.Port)
+	}
+	return []any{a.Host, port}
+}
+
+// frameValue turns a decoded Frame back into the generic payload value [type, sid, fields...].
+func frameValue(f *Frame) any {
+	v := []any{uint64(f.Type), uint64(f.Stream)}
+	switch f.Type {
+	case TypeHello:
+		h := f.GatewayHello
+		v = append(v, map[string]any{"protocol": h.Protocol, "pid": h.PID, "max_frame": h.MaxFrame,
+			"window": h.Window, "worker_id": h.WorkerID})
+	case TypeWorkerHello:
+		h := f.WorkerHello
+		m := map[string]any{"protocol": h.Protocol, "pid": h.PID}
+		if h.Error != "" {
+			m["error"] = h.Error
+		} else {
+			feats := make([]any, len(h.Features))
+			for i, s := range h.Features {
+				feats[i] = s
+			}
+			m["python"] = h.Python
+			m["features"] = feats
+		}
+		v = append(v, m)
+	case TypeHTTPRequest:
+		q := &f.Request
+		v = append(v, q.HTTPVersion, string(q.Method), q.Scheme, string(q.Path), bytesOf(q.RawPath),
+			bytesOf(q.QueryString), q.RootPath, headersValue(q.Headers), addrValue(q.Client),
+			addrValue(q.Server), q.Flags, bytesOf(q.Body), q.MoreBody)
+	case TypeRequestBody, TypeResponseBody:
+		v = append(v, bytesOf(f.Body), f.MoreBody)
+	case TypeDisconnect:
+	case TypeCreditG2W, TypeCreditW2G:
+		v = append(v, f.Increment)
+	case TypePing, TypePong:
+		v = append(v, f.Token)
+	case TypeResponseStart:
+		v = append(v, uint64(f.Status), headersValue(f.Headers), f.Flags, bytesOf(f.Body), f.MoreBody)
+	case TypeEnd:
+		v = append(v, f.Outcome, string(f.Message))
+	}
+	return v
+}
+
+// appendFrame re-encodes a decoded Frame with the matching Append* function.
+func appendFrame(dst []byte, f *Frame) ([]byte, error) {
+	switch f.Type {
+	case TypeHello:
+		return AppendGatewayHello(dst, f.GatewayHello), nil
+	case TypeWorkerHello:
+		return AppendWorkerHello(dst, f.WorkerHello), nil
+	case TypeHTTPRequest:
+		return AppendHTTPRequest(dst, f.Stream, &f.Request)
+	case TypeRequestBody:
+		return AppendRequestBody(dst, f.Stream, f.Body, f.MoreBody), nil
+	case TypeDisconnect:
+		return AppendDisconnect(dst, f.Stream), nil
+	case TypeCreditG2W, TypeCreditW2G:
+		return AppendCredit(dst, f.Type, f.Stream, f.Increment), nil
+	case TypePing, TypePong:
+		return AppendPing(dst, f.Type, f.Token), nil
+	case TypeResponseStart:
+		return AppendResponseStart(dst, f.Stream, f.Status, f.Headers, f.Flags, f.Body, f.MoreBody), nil
+	case TypeResponseBody:
+		return AppendResponseBody(dst, f.Stream, f.Body, f.MoreBody), nil
+	case TypeEnd:
+		return AppendEnd(dst, f.Stream, f.Outcome, string(f.Message)), nil
+	}
+	return nil, fmt.Errorf("appendFrame: type %v", f.Type)
+}
+
+func TestVectors(t *testing.T) {
+	seen := map[Type]bool{}
+	for _, vec := range loadVectors(t) {
+		t.Run(vec.Name, func(t *testing.T) {
+			frame, err := hex.DecodeString(vec.Hex)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := typedJSON(t, vec.Value)
+
+			// Framing: the Reader yields exactly the payload.
+			rd := NewReader(bytes.NewReader(frame), DefaultMaxFrame)
+			payload, err := rd.Next()
+			if err != nil {
+				t.Fatalf("Reader.Next: %v", err)
+			}
+			if !bytes.Equal(payload, frame[PrefixLen:]) {
+				t.Fatalf("Reader payload mismatch")
+			}
+
+			// Cross-check the vector itself with a generic msgpack decoder.
+			dec := msgpack.NewDecoder(bytes.NewReader(payload))
+			gv, err := dec.DecodeInterface()
+			if err != nil {
+				t.Fatalf("DecodeInterface: %v", err)
+			}
+			if g := generic(gv); !reflect.DeepEqual(g, want) {
+				t.Fatalf("generic decode:\n got %#v\nwant %#v", g, want)
+			}
+
+			var f Frame
+			if err := f.Decode(payload); err != nil {
+				t.Fatalf("Decode: %v", err)
+			}
+			seen[f.Type] = true
+			if got := f.Type.FromGateway(); got != (vec.Direction == "g2w") {
+				t.Errorf("FromGateway() = %v for direction %s", got, vec.Direction)
+			}
+			if got := frameValue(&f); !reflect.DeepEqual(got, want) {
+				t.Fatalf("Decode:\n got %#v\nwant %#v", got, want)
+			}
+
+			out, err := appendFrame([]byte("prefix"), &f)
+			if err != nil {
+				t.Fatalf("append: %v", err)
+			}
+			if string(out[:6]) != "prefix" {
+				t.Fatalf("append clobbered dst")
+			}
+			if got := hex.EncodeToString(out[6:]); got != vec.Hex {
+				t.Fatalf("re-encode:\n got %s\nwant %s", got, vec.Hex)
+			}
+		})
+	}
+	for _, typ := range []Type{TypeHello, TypeHTTPRequest, TypeRequestBody, TypeDisconnect, TypeCreditG2W,
+		TypePing, TypeWorkerHello, TypeResponseStart, TypeResponseBody, TypeCreditW2G, TypeEnd, TypePong} {
+		if !seen[typ] {
+			t.Errorf("no vector for %v", typ)
+		}
+	}
+}
+
+func TestTypeString(t *testing.T) {
+	for typ, want := range map[Type]string{TypeHello: "HELLO", TypeHTTPRequest: "HTTP_REQUEST",
+		TypeResponseStart: "RESPONSE_START", TypeEnd: "END", TypePong: "PONG", 0x7f: "Type(0x7f)"} {
+		if got := typ.String(); got != want {
+			t.Errorf("%d: %q, want %q", typ, got, want)
+		}
+	}
+	if !TypePing.FromGateway() || TypePong.FromGateway() || Type(0).FromGateway() {
+		t.Error("FromGateway")
+	}
+}

@@ -1,0 +1,60 @@
+"""Command line of the worker: ``python -m python_worker --socket PATH --app module:attr [...]``.
+
+This module owns argument parsing and the check that ``msgpack`` is importable (exit status 4 with a
+one-line message when it is not). It imports only the standard library before that check; everything
+else lives in :mod:`python_worker.worker`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import List, Optional
+
+EXIT_NO_MSGPACK = 4
+
+LOG_LEVEL_NAMES = ("critical", "error", "warning", "info", "debug", "trace")
+
+
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m python_worker",
+        description="asgi-gateway worker: serves an ASGI 3 app to the Go gateway over a Unix socket.",
+    )
+    parser.add_argument("--socket", required=True, metavar="PATH", help="the gateway's Unix socket")
+    parser.add_argument("--app", required=True, metavar="MODULE:ATTR", help="the ASGI app, e.g. main:app")
+    parser.add_argument("--app-dir", default=None, metavar="DIR",
+                        help="directory put first on sys.path (default: the current directory)")
+    parser.add_argument("--factory", action="store_true", help="ATTR is a factory: call it with no arguments")
+    parser.add_argument("--worker-id", type=int, default=None, metavar="N", help="the worker's slot number")
+    parser.add_argument("--log-level", default="info", type=str.lower, choices=LOG_LEVEL_NAMES)
+    return parser.parse_args(argv)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = parse_args(argv)
+    try:
+        import msgpack  # noqa: F401
+    except ImportError:
+        print(
+            f"asgi-gateway worker: the Python package 'msgpack' is not installed in {sys.executable} "
+            "(pip install msgpack)",
+            file=sys.stderr,
+        )
+        return EXIT_NO_MSGPACK
+    from .worker import Options, run
+
+    return run(
+        Options(
+            socket=args.socket,
+            app=args.app,
+            app_dir=args.app_dir,
+            factory=args.factory,
+            worker_id=args.worker_id,
+            log_level=args.log_level,
+        )
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,340 @@
+"""The worker's side of the gateway connection: an ``asyncio.Protocol`` on the Unix stream socket.
+
+This module owns the connection (stream 0 and the stream table), not the ASGI calls: it cuts the byte
+stream into length-prefixed frames (SPEC §1, with the hard frame limit checked before a payload is
+buffered), decodes and dispatches them (the HELLO handshake, HTTP_REQUEST opens a
+:class:`~python_worker.cycle.RequestCycle`, REQUEST_BODY / CREDIT / DISCONNECT go to their cycle, PING
+is answered with PONG at once), batches every outgoing frame of one event-loop iteration into one
+``transport.write`` (the cycles append to ``_out``; one ``loop.call_soon`` flush), honours the
+transport's ``pause_writing``/``resume_writing``, closes on a protocol error and drains on shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import struct
+from typing import Any, Dict, List, Optional, Union
+
+from .cycle import RequestCycle
+from .protocol import (
+    CREDIT,
+    DEFAULT_MAX_FRAME,
+    DEFAULT_WINDOW,
+    DISCONNECT,
+    FRAME_NAMES,
+    FRAME_OVERHEAD,
+    HELLO,
+    HTTP_REQUEST,
+    OUTCOME_APP_ERROR,
+    PING,
+    PROTOCOL_VERSION,
+    REQUEST_BODY,
+    ProtocolError,
+    decode,
+    encode_end,
+    encode_pong,
+)
+
+__all__ = ["Connection"]
+
+logger = logging.getLogger("python_worker.connection")
+
+_unpack_u32_from = struct.Struct(">I").unpack_from
+
+# Payloads at least this big are decoded from a memoryview of the read buffer instead of a copy.
+_VIEW_THRESHOLD = 2048
+
+SHUTDOWN_MESSAGE = "the worker is shutting down"
+
+
+class Connection(asyncio.Protocol):
+    """One worker's connection to the gateway, multiplexing many request streams."""
+
+    __slots__ = (
+        "app",
+        "loop",
+        "state",
+        "transport",
+        "streams",
+        "max_frame",
+        "window",
+        "half_window",
+        "max_piece",
+        "worker_id",
+        "error",
+        "closed",
+        "handshake",
+        "_hello",
+        "_hello_received",
+        "_out",
+        "_placeholders",
+        "_flush_scheduled",
+        "_rbuf",
+        "_rbuf_len",
+        "_need",
+        "_write_paused",
+        "_drain_waiter",
+        "_closed",
+        "_shutting_down",
+    )
+
+    def __init__(
+        self,
+        app: Any,
+        hello: bytes,
+        *,
+        loop: Optional[asyncio.AbstractEventLoop] = None,
+        state: Optional[Dict[str, Any]] = None,
+    ) -> None:
+        self.app = app
+        self.loop = loop or asyncio.get_event_loop()
+        self.state: Dict[str, Any] = state if state is not None else {}
+        self.transport: Optional[asyncio.Transport] = None
+        self.streams: Dict[int, RequestCycle] = {}
+        self.max_frame = DEFAULT_MAX_FRAME
+        self.window = DEFAULT_WINDOW
+        self.half_window = (DEFAULT_WINDOW + 1) // 2
+        self.max_piece = min(DEFAULT_WINDOW, DEFAULT_MAX_FRAME - FRAME_OVERHEAD)
+        self.worker_id: Optional[int] = None
+        #: why the connection was closed by us (a protocol error), or None
+        self.error: Optional[str] = None
+        #: resolved when the connection is lost (result: the exception or None)
+        self.closed: asyncio.Future = self.loop.create_future()
+        #: resolved with the gateway's HELLO map
+        self.handshake: asyncio.Future = self.loop.create_future()
+        self._hello = hello
+        self._hello_received = False
+        self._out: List[Union[bytes, memoryview, RequestCycle]] = []
+        self._placeholders = 0
+        self._flush_scheduled = False
+        self._rbuf: List[bytes] = []
+        self._rbuf_len = 0
+        self._need = 4
+        self._write_paused = False
+        self._drain_waiter: Optional[asyncio.Future] = None
+        self._closed = False
+        self._shutting_down = False
+
+    # -----------------------------------------------------------------------------------------------
+    # asyncio.Protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        transport.write(self._hello)  # type: ignore[attr-defined]
+
+    def data_received(self, data: bytes) -> None:
+        if self._closed:
+            return
+        if self._rbuf:
+            self._rbuf.append(data)
+            self._rbuf_len += len(data)
+            if self._rbuf_len < self._need:
+                return
+            data = b"".join(self._rbuf)
+            self._rbuf.clear()
+            self._rbuf_len = 0
+        n = len(data)
+        pos = 0
+        max_frame = self.max_frame
+        streams = self.streams
+        view: Optional[memoryview] = None
+        try:
+            while True:
+                if n - pos < 4:
+                    self._need = 4
+                    break
+                (length,) = _unpack_u32_from(data, pos)
+                if length == 0 or length > max_frame:
+                    raise ProtocolError(f"frame length {length} is outside 1..{max_frame}")
+                end = pos + 4 + length
+                if end > n:
+                    self._need = end - pos
+                    break
+                if length < _VIEW_THRESHOLD:
+                    f = decode(data[pos + 4 : end])
+                else:
+                    if view is None:
+                        view = memoryview(data)
+                    f = decode(view[pos + 4 : end])
+                pos = end
+                t = f[0]
+                if not self._hello_received and t != HELLO:
+                    raise ProtocolError(f"{FRAME_NAMES[t]} before the gateway's HELLO")
+                if t == HTTP_REQUEST:
+                    sid = f[1]
+                    if sid in streams:
+                        raise ProtocolError(f"HTTP_REQUEST for stream {sid}, which is open")
+                    if self._shutting_down:
+                        self._refuse(sid)
+                        continue
+                    cycle = RequestCycle(self, f)
+                    streams[sid] = cycle
+                    cycle.task = self.loop.create_task(cycle.run())
+                elif t == REQUEST_BODY:
+                    cycle = streams.get(f[1])
+                    if cycle is not None:  # else: the stream has ended; the body is dropped
+                        cycle.on_body(f[2], f[3])
+                elif t == CREDIT:
+                    cycle = streams.get(f[1])
+                    if cycle is not None:
+                        cycle.on_credit(f[2])
+                elif t == DISCONNECT:
+                    cycle = streams.get(f[1])
+                    if cycle is not None:
+                        cycle.on_disconnect()
+                elif t == PING:
+                    self.transport.write(encode_pong(f[2]))  # type: ignore[union-attr]
+                elif t == HELLO:
+                    self._on_hello(f[2])
+                    max_frame = self.max_frame
+                else:
+                    raise ProtocolError(
+                        f"received {FRAME_NAMES[t]} (0x{t:02x}), a frame that goes from the worker to the gateway"
+                    )
+        except ProtocolError as exc:
+            self._protocol_error(str(exc))
+            return
+        finally:
+            if view is not None:
+                view.release()
+        if pos < n:
+            rest = data[pos:]
+            self._rbuf.append(rest)
+            self._rbuf_len = len(rest)
+
+    def eof_received(self) -> Optional[bool]:
+        logger.debug("the gateway closed the connection")
+        return None  # close the transport
+
+    def connection_lost(self, exc: Optional[Exception]) -> None:
+        self._closed = True
+        self._out.clear()
+        self._placeholders = 0
+        self._write_paused = False
+        w = self._drain_waiter
+        if w is not None:
+            self._drain_waiter = None
+            if not w.done():
+                w.set_result(None)
+        for cycle in list(self.streams.values()):
+            cycle.abort("the connection to the gateway was lost", disconnected=True)
+        if not self.handshake.done():
+            self.handshake.set_exception(ConnectionError("the gateway closed the connection before its HELLO"))
+            self.handshake.exception()  # retrieved: no "never retrieved" warning when nobody waits
+        if not self.closed.done():
+            self.closed.set_result(exc)
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        w = self._drain_waiter
+        if w is not None:
+            self._drain_waiter = None
+            if not w.done():
+                w.set_result(None)
+
+    # -----------------------------------------------------------------------------------------------
+    # Output
+
+    def _schedule_flush(self) -> None:
+        self._flush_scheduled = True
+        self.loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        """Write everything queued in this event-loop iteration with one ``transport.write``."""
+        self._flush_scheduled = False
+        out = self._out
+        if not out:
+            return
+        if self._placeholders:
+            for i, item in enumerate(out):
+                if type(item) is RequestCycle:
+                    out[i] = item.start_only_frame()
+            self._placeholders = 0
+        if self._closed:
+            out.clear()
+            return
+        data = out[0] if len(out) == 1 else b"".join(out)  # type: ignore[arg-type]
+        out.clear()
+        self.transport.write(data)  # type: ignore[union-attr]
+
+    async def drain(self) -> None:
+        """Wait until the transport's buffer is below its high-water mark."""
+        if not self._write_paused or self._closed:
+            return
+        w = self._drain_waiter
+        if w is None:
+            w = self._drain_waiter = self.loop.create_future()
+        await asyncio.shield(w)
+
+    def _refuse(self, sid: int) -> None:
+        self._out.append(encode_end(sid, OUTCOME_APP_ERROR, SHUTDOWN_MESSAGE))
+        if not self._flush_scheduled:
+            self._schedule_flush()
+
+    # -----------------------------------------------------------------------------------------------
+    # Connection frames, errors, shutdown
+
+    def _on_hello(self, hello: Dict[str, Any]) -> None:
+        if self._hello_received:
+            raise ProtocolError("a second HELLO")
+        protocol = hello["protocol"]
+        if protocol != PROTOCOL_VERSION:
+            raise ProtocolError(
+                f"the gateway speaks protocol version {protocol}, this worker speaks version {PROTOCOL_VERSION}"
+            )
+        max_frame = hello.get("max_frame", DEFAULT_MAX_FRAME)
+        window = hello.get("window", DEFAULT_WINDOW)
+        if max_frame <= FRAME_OVERHEAD or max_frame > 0xFFFFFFFF:
+            raise ProtocolError(f"HELLO max_frame {max_frame} is outside {FRAME_OVERHEAD + 1}..{0xFFFFFFFF}")
+        if window < 1:
+            raise ProtocolError("HELLO window is 0")
+        self.max_frame = max_frame
+        self.window = window
+        self.half_window = (window + 1) // 2
+        self.max_piece = min(window, max_frame - FRAME_OVERHEAD)
+        self.worker_id = hello.get("worker_id")
+        self._hello_received = True
+        if not self.handshake.done():
+            self.handshake.set_result(hello)
+
+    def _protocol_error(self, message: str) -> None:
+        if self._closed:
+            return
+        logger.error("protocol error: %s; closing the connection to the gateway", message)
+        self.error = message
+        self._flush()
+        self._closed = True  # no more input handled; connection_lost follows
+        transport = self.transport
+        if transport is not None:
+            transport.close()
+
+    async def shutdown(self, timeout: float = 10.0) -> None:
+        """SIGTERM: open no new streams, give the running ones ``timeout`` seconds, then close."""
+        if self._shutting_down:
+            return
+        self._shutting_down = True
+        tasks = [c.task for c in self.streams.values() if c.task is not None]
+        if tasks:
+            logger.info("shutting down: waiting for %d running request(s)", len(tasks))
+            _, pending = await asyncio.wait(tasks, timeout=timeout)
+            if pending:
+                logger.warning("shutting down: cancelling %d request(s) still running after %gs", len(pending), timeout)
+                for cycle in list(self.streams.values()):
+                    cycle.abort("the worker shut down before the app finished", disconnected=False)
+                await asyncio.wait(pending, timeout=1.0)
+        self.close()
+        await self.closed
+
+    def close(self) -> None:
+        """Flush what is queued and close the connection."""
+        if self.transport is None:
+            if not self.closed.done():
+                self.closed.set_result(None)
+            return
+        if not self._closed:
+            self._flush()
+            self.transport.close()

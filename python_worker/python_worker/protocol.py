@@ -1,0 +1,451 @@
+"""The worker protocol's wire format (protocol/SPEC.md, version 1): constants and frame codec.
+
+This module owns the bytes: frame type numbers, flags, END outcomes, the length-prefixed framing and
+the canonical msgpack encoding of every frame (the way ``msgpack.packb(obj, use_bin_type=True)`` writes
+it, SPEC §2), and strict decoding of incoming payloads: a payload that is not exactly one array of the
+right arity and field types raises :class:`ProtocolError`. It knows nothing about asyncio or ASGI.
+
+Decoded frames are tuples (msgpack arrays are unpacked with ``use_list=False``): headers arrive as a
+tuple of ``(bytes, bytes)`` tuples, ``client``/``server`` as ``(host, port)`` tuples or ``None``.
+
+The encoders used on the hot path (``*_parts``) return the frame as a few ``bytes`` pieces, so that a
+large body is never copied into a msgpack buffer: the caller joins them (once, when it writes). The
+plain ``encode_*`` functions return the whole frame (4-byte length prefix and payload).
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any, Iterable, Sequence
+
+import msgpack
+
+__all__ = [
+    "PROTOCOL_VERSION",
+    "DEFAULT_MAX_FRAME",
+    "DEFAULT_WINDOW",
+    "FRAME_OVERHEAD",
+    "HELLO",
+    "HTTP_REQUEST",
+    "REQUEST_BODY",
+    "DISCONNECT",
+    "CREDIT",
+    "PING",
+    "W_HELLO",
+    "RESPONSE_START",
+    "RESPONSE_BODY",
+    "W_CREDIT",
+    "END",
+    "PONG",
+    "FLAG_EXPECT_CONTINUE",
+    "FLAG_TRAILERS",
+    "OUTCOME_OK",
+    "OUTCOME_APP_ERROR",
+    "OUTCOME_NO_RESPONSE",
+    "ProtocolError",
+    "decode",
+    "encode",
+    "frame",
+    "read_length",
+    "bin_header",
+    "pack_uint",
+    "encode_hello_worker",
+    "encode_hello_error",
+    "encode_response_start",
+    "response_start_head",
+    "response_start_parts",
+    "encode_response_body",
+    "response_body_parts",
+    "encode_credit",
+    "encode_end",
+    "encode_pong",
+]
+
+PROTOCOL_VERSION = 1
+DEFAULT_MAX_FRAME = 1 << 20  # 1 MiB, SPEC §1
+DEFAULT_WINDOW = 262144  # SPEC §3, HELLO map
+FRAME_OVERHEAD = 64  # a body piece is at most min(window, max_frame - FRAME_OVERHEAD), SPEC §4
+
+# Gateway -> worker
+HELLO = 0x01
+HTTP_REQUEST = 0x02
+REQUEST_BODY = 0x03
+DISCONNECT = 0x04
+CREDIT = 0x05
+PING = 0x06
+# Worker -> gateway
+W_HELLO = 0x11
+RESPONSE_START = 0x12
+RESPONSE_BODY = 0x13
+W_CREDIT = 0x14
+END = 0x15
+PONG = 0x16
+
+FRAME_NAMES = {
+    HELLO: "HELLO",
+    HTTP_REQUEST: "HTTP_REQUEST",
+    REQUEST_BODY: "REQUEST_BODY",
+    DISCONNECT: "DISCONNECT",
+    CREDIT: "CREDIT",
+    PING: "PING",
+    W_HELLO: "HELLO",
+    RESPONSE_START: "RESPONSE_START",
+    RESPONSE_BODY: "RESPONSE_BODY",
+    W_CREDIT: "CREDIT",
+    END: "END",
+    PONG: "PONG",
+}
+
+# HTTP_REQUEST flags
+FLAG_EXPECT_CONTINUE = 1
+# RESPONSE_START flags
+FLAG_TRAILERS = 1
+
+# END outcomes
+OUTCOME_OK = 0
+OUTCOME_APP_ERROR = 1
+OUTCOME_NO_RESPONSE = 2
+
+_U32 = struct.Struct(">I")
+_U16 = struct.Struct(">H")
+_pack_u32 = _U32.pack
+_unpack_u32_from = _U32.unpack_from
+
+MAX_U32 = 0xFFFFFFFF
+MAX_U64 = 0xFFFFFFFFFFFFFFFF
+
+
+class ProtocolError(Exception):
+    """The peer broke SPEC.md: the connection must be closed."""
+
+
+# ---------------------------------------------------------------------------------------------------
+# Framing
+
+
+def frame(payload: bytes) -> bytes:
+    """The frame for an encoded payload: 4-byte big-endian length, then the payload."""
+    return _pack_u32(len(payload)) + payload
+
+
+def read_length(data: bytes | bytearray | memoryview, offset: int, max_frame: int) -> int:
+    """The payload length of the frame whose prefix starts at ``offset``, checked against the limit."""
+    (length,) = _unpack_u32_from(data, offset)
+    if length == 0 or length > max_frame:
+        raise ProtocolError(f"frame length {length} is outside 1..{max_frame}")
+    return length
+
+
+# ---------------------------------------------------------------------------------------------------
+# Encoding
+
+_packer = msgpack.Packer(use_bin_type=True)
+_pack = _packer.pack
+
+
+def encode(value: Sequence[Any]) -> bytes:
+    """Canonical frame (length prefix + msgpack payload) for any frame given as a list/tuple."""
+    return frame(_pack(value))
+
+
+def pack_uint(n: int) -> bytes:
+    """Canonical msgpack encoding of a non-negative integer."""
+    if n < 128:
+        return _SMALL_INTS[n]
+    return _pack(n)
+
+
+_SMALL_INTS = [bytes((i,)) for i in range(128)]
+_BIN8 = [b"\xc4" + bytes((i,)) for i in range(256)]
+
+
+def bin_header(n: int) -> bytes:
+    """Canonical msgpack ``bin`` header for ``n`` bytes (bin8, bin16 or bin32, SPEC §2)."""
+    if n < 256:
+        return _BIN8[n]
+    if n < 65536:
+        return b"\xc5" + _U16.pack(n)
+    return b"\xc6" + _pack_u32(n)
+
+
+_TRUE = b"\xc3"
+_FALSE = b"\xc2"
+
+
+def encode_hello_worker(pid: int, python: str, features: Iterable[str] = ()) -> bytes:
+    """The worker's HELLO: ``[17, 0, {protocol, pid, python, features}]`` in SPEC key order."""
+    return encode(
+        [W_HELLO, 0, {"protocol": PROTOCOL_VERSION, "pid": pid, "python": python, "features": list(features)}]
+    )
+
+
+def encode_hello_error(pid: int, error: str) -> bytes:
+    """The worker's HELLO when the app could not be loaded: ``{protocol, pid, error}``."""
+    return encode([W_HELLO, 0, {"protocol": PROTOCOL_VERSION, "pid": pid, "error": _valid_text(error)}])
+
+
+def response_start_head(sid_enc: bytes, status: int, headers: list, flags: int) -> bytes:
+    """RESPONSE_START payload up to (not including) ``body``: ``97 12 sid status headers flags``.
+
+    ``sid_enc`` is ``pack_uint(sid)``. Raises TypeError/ValueError (from msgpack) for values it
+    cannot encode; the caller validates types first for readable messages.
+    """
+    # Packing a 3-array gives 0x93 + the items; the frame array has 7 items (0x97).
+    items = _pack((status, headers, flags))
+    return b"\x97\x12" + sid_enc + items[1:]
+
+
+def response_start_parts(head: bytes, body: bytes, more_body: bool) -> list[bytes]:
+    """Frame pieces of a RESPONSE_START whose head came from :func:`response_start_head`."""
+    n = len(body)
+    tail = _TRUE if more_body else _FALSE
+    hdr = bin_header(n)
+    if n < 4096:
+        payload = head + hdr + body + tail
+        return [_pack_u32(len(payload)) + payload]
+    return [_pack_u32(len(head) + len(hdr) + n + 1) + head + hdr, body, tail]
+
+
+def encode_response_start(
+    sid: int, status: int, headers: list, flags: int = 0, body: bytes = b"", more_body: bool = True
+) -> bytes:
+    """Whole RESPONSE_START frame."""
+    return b"".join(response_start_parts(response_start_head(pack_uint(sid), status, headers, flags), body, more_body))
+
+
+def response_body_parts(sid_enc: bytes, body: bytes, more_body: bool) -> list[bytes]:
+    """Frame pieces of ``[19, sid, body, more_body]``; a large body is its own piece (not copied)."""
+    n = len(body)
+    hdr = bin_header(n)
+    tail = _TRUE if more_body else _FALSE
+    if n < 4096:
+        payload = b"\x94\x13" + sid_enc + hdr + body + tail
+        return [_pack_u32(len(payload)) + payload]
+    return [_pack_u32(2 + len(sid_enc) + len(hdr) + n + 1) + b"\x94\x13" + sid_enc + hdr, body, tail]
+
+
+def encode_response_body(sid: int, body: bytes, more_body: bool) -> bytes:
+    """Whole RESPONSE_BODY frame."""
+    return b"".join(response_body_parts(pack_uint(sid), body, more_body))
+
+
+def encode_credit(sid: int, increment: int) -> bytes:
+    """W->G CREDIT ``[20, sid, increment]``: request-body window."""
+    payload = b"\x93\x14" + pack_uint(sid) + pack_uint(increment)
+    return _pack_u32(len(payload)) + payload
+
+
+_END_OK_TAIL = b"\x00\xa0"  # outcome 0, message ""
+
+
+def encode_end(sid_or_enc: int | bytes, outcome: int = OUTCOME_OK, message: str = "") -> bytes:
+    """END ``[21, sid, outcome, message]``; ``sid_or_enc`` is the sid or ``pack_uint(sid)``."""
+    sid_enc = sid_or_enc if type(sid_or_enc) is bytes else pack_uint(sid_or_enc)
+    if outcome == OUTCOME_OK and not message:
+        payload = b"\x94\x15" + sid_enc + _END_OK_TAIL
+    else:
+        payload = b"\x94\x15" + sid_enc + pack_uint(outcome) + _pack(_valid_text(message))
+    return _pack_u32(len(payload)) + payload
+
+
+def encode_pong(token: int) -> bytes:
+    """PONG ``[22, 0, token]``."""
+    payload = b"\x93\x16\x00" + pack_uint(token)
+    return _pack_u32(len(payload)) + payload
+
+
+def _valid_text(text: str) -> str:
+    """``text`` made encodable as valid UTF-8 (lone surrogates escaped), SPEC §2."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
+# ---------------------------------------------------------------------------------------------------
+# Decoding
+
+
+def decode(payload: bytes | memoryview) -> tuple:
+    """Decode and validate one frame payload (without the length prefix), either direction.
+
+    Returns the frame as a tuple ``(type, stream, field...)``. Raises :class:`ProtocolError` if the
+    payload is not exactly one msgpack array of a known frame type with fields of the SPEC's types.
+    """
+    try:
+        f = msgpack.unpackb(payload, raw=False, use_list=False, strict_map_key=True)
+    except Exception as exc:  # ExtraData, FormatError, StackError, UnicodeDecodeError, ValueError...
+        raise ProtocolError(f"undecodable payload: {type(exc).__name__}: {exc}") from None
+    if type(f) is not tuple or len(f) < 2:
+        raise ProtocolError(f"payload is not an array [type, stream, ...]: {_short(f)}")
+    t = f[0]
+    # Hot path, inlined: HTTP_REQUEST.
+    if t == 2 and type(t) is int:
+        if len(f) == 15:
+            (_, sid, hv, method, scheme, path, raw_path, qs, root_path, headers, client, server, flags, body, more) = f
+            if (
+                type(sid) is int
+                and 0 < sid <= MAX_U32
+                and type(hv) is str
+                and type(method) is str
+                and type(scheme) is str
+                and type(path) is str
+                and type(raw_path) is bytes
+                and type(qs) is bytes
+                and type(root_path) is str
+                and type(headers) is tuple
+                and type(flags) is int
+                and flags >= 0
+                and type(body) is bytes
+                and type(more) is bool
+                and (client is None or (type(client) is tuple and len(client) == 2 and type(client[0]) is str
+                                        and type(client[1]) is int and client[1] >= 0))
+                and (server is None or (type(server) is tuple and len(server) == 2 and type(server[0]) is str
+                                        and (server[1] is None or (type(server[1]) is int and server[1] >= 0))))
+            ):
+                for h in headers:
+                    if type(h) is not tuple or len(h) != 2 or type(h[0]) is not bytes or type(h[1]) is not bytes:
+                        break
+                else:
+                    return f
+        _check_schema(f, _SCHEMAS[HTTP_REQUEST])  # raises with a precise message
+        return f  # pragma: no cover - the fast check and the schema agree
+    schema = _SCHEMAS.get(t) if type(t) is int else None
+    if schema is None:
+        raise ProtocolError(f"unknown frame type {_short(t)}")
+    _check_schema(f, schema)
+    return f
+
+
+def _short(v: Any) -> str:
+    r = repr(v)
+    return r if len(r) <= 80 else r[:77] + "..."
+
+
+def _is_uint(v: Any, limit: int = MAX_U64) -> bool:
+    return type(v) is int and 0 <= v <= limit
+
+
+def _check_sid(v: Any) -> str | None:
+    return None if _is_uint(v, MAX_U32) and v != 0 else "a stream id (uint32, not 0)"
+
+
+def _check_zero(v: Any) -> str | None:
+    return None if type(v) is int and v == 0 else "0 (connection frame)"
+
+
+def _check_uint(v: Any) -> str | None:
+    return None if _is_uint(v) else "uint"
+
+
+def _check_str(v: Any) -> str | None:
+    return None if type(v) is str else "str"
+
+
+def _check_bin(v: Any) -> str | None:
+    return None if type(v) is bytes else "bin"
+
+
+def _check_bool(v: Any) -> str | None:
+    return None if type(v) is bool else "bool"
+
+
+def _check_headers(v: Any) -> str | None:
+    if type(v) is not tuple:
+        return "[[bin, bin]...]"
+    for h in v:
+        if type(h) is not tuple or len(h) != 2 or type(h[0]) is not bytes or type(h[1]) is not bytes:
+            return f"[[bin, bin]...] (item {_short(h)})"
+    return None
+
+
+def _check_client(v: Any) -> str | None:
+    if v is None:
+        return None
+    if type(v) is tuple and len(v) == 2 and type(v[0]) is str and _is_uint(v[1]):
+        return None
+    return "[str, uint] or nil"
+
+
+def _check_server(v: Any) -> str | None:
+    if v is None:
+        return None
+    if type(v) is tuple and len(v) == 2 and type(v[0]) is str and (v[1] is None or _is_uint(v[1])):
+        return None
+    return "[str, uint or nil] or nil"
+
+
+_HELLO_KEYS = {
+    "protocol": _check_uint,
+    "pid": _check_uint,
+    "max_frame": _check_uint,
+    "window": _check_uint,
+    "worker_id": _check_uint,
+    "python": _check_str,
+    "error": _check_str,
+}
+
+
+def _check_hello_map(v: Any) -> str | None:
+    if type(v) is not dict:
+        return "map"
+    for key, value in v.items():
+        if type(key) is not str:
+            return f"map with str keys (key {_short(key)})"
+        check = _HELLO_KEYS.get(key)
+        if check is not None and check(value) is not None:
+            return f"map whose {key!r} is {check(value)}"
+        if key == "features" and not (type(value) is tuple and all(type(x) is str for x in value)):
+            return "map whose 'features' is [str]"
+    if "protocol" not in v:
+        return "map with a 'protocol' key"
+    return None
+
+
+_SCHEMAS: dict[int, tuple[tuple[str, Any], ...]] = {
+    HELLO: (("stream", _check_zero), ("hello", _check_hello_map)),
+    HTTP_REQUEST: (
+        ("stream", _check_sid),
+        ("http_version", _check_str),
+        ("method", _check_str),
+        ("scheme", _check_str),
+        ("path", _check_str),
+        ("raw_path", _check_bin),
+        ("query_string", _check_bin),
+        ("root_path", _check_str),
+        ("headers", _check_headers),
+        ("client", _check_client),
+        ("server", _check_server),
+        ("flags", _check_uint),
+        ("body", _check_bin),
+        ("more_body", _check_bool),
+    ),
+    REQUEST_BODY: (("stream", _check_sid), ("body", _check_bin), ("more_body", _check_bool)),
+    DISCONNECT: (("stream", _check_sid),),
+    CREDIT: (("stream", _check_sid), ("increment", _check_uint)),
+    PING: (("stream", _check_zero), ("token", _check_uint)),
+    W_HELLO: (("stream", _check_zero), ("hello", _check_hello_map)),
+    RESPONSE_START: (
+        ("stream", _check_sid),
+        ("status", _check_uint),
+        ("headers", _check_headers),
+        ("flags", _check_uint),
+        ("body", _check_bin),
+        ("more_body", _check_bool),
+    ),
+    RESPONSE_BODY: (("stream", _check_sid), ("body", _check_bin), ("more_body", _check_bool)),
+    W_CREDIT: (("stream", _check_sid), ("increment", _check_uint)),
+    END: (("stream", _check_sid), ("outcome", _check_uint), ("message", _check_str)),
+    PONG: (("stream", _check_zero), ("token", _check_uint)),
+}
+
+
+def _check_schema(f: tuple, schema: tuple[tuple[str, Any], ...]) -> None:
+    name = FRAME_NAMES[f[0]]
+    if len(f) != len(schema) + 1:
+        raise ProtocolError(f"{name} frame has {len(f)} items, expected {len(schema) + 1}")
+    for (field, check), value in zip(schema, f[1:]):
+        expected = check(value)
+        if expected is not None:
+            raise ProtocolError(f"{name} frame: {field} must be {expected}, got {_short(value)}")

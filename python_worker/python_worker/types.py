@@ -1,0 +1,118 @@
+"""Typing of the ASGI 3 interface as the worker serves it (modelled on uvicorn's ``_types.py``).
+
+This module owns the type declarations only: the ``http`` connection scope, the receive/send events of
+the HTTP protocol (asgiref ``specs/www.rst``, spec version 2.5) and the application callable. It has
+no runtime behaviour.
+"""
+
+from __future__ import annotations
+
+from typing import (
+    Any,
+    Awaitable,
+    Callable,
+    Dict,
+    Iterable,
+    List,
+    Literal,
+    MutableMapping,
+    Optional,
+    Protocol,
+    Tuple,
+    TypedDict,
+    Union,
+)
+
+__all__ = [
+    "ASGIVersions",
+    "HTTPScope",
+    "HTTPRequestEvent",
+    "HTTPDisconnectEvent",
+    "HTTPResponseStartEvent",
+    "HTTPResponseBodyEvent",
+    "HTTPResponseTrailersEvent",
+    "ASGIReceiveEvent",
+    "ASGISendEvent",
+    "ASGIReceiveCallable",
+    "ASGISendCallable",
+    "ASGI3Application",
+    "Scope",
+    "Message",
+]
+
+# Generic, as the apps see them.
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+
+
+class ASGIVersions(TypedDict):
+    version: Literal["3.0"]
+    spec_version: str
+
+
+class HTTPScope(TypedDict):
+    type: Literal["http"]
+    asgi: ASGIVersions
+    http_version: str
+    method: str
+    scheme: str
+    path: str
+    raw_path: bytes
+    query_string: bytes
+    root_path: str
+    headers: List[Tuple[bytes, bytes]]
+    client: Optional[Tuple[str, int]]
+    server: Optional[Tuple[str, Optional[int]]]
+    state: Dict[str, Any]
+    extensions: Dict[str, Dict[object, object]]
+
+
+class HTTPRequestEvent(TypedDict):
+    type: Literal["http.request"]
+    body: bytes
+    more_body: bool
+
+
+class HTTPDisconnectEvent(TypedDict):
+    type: Literal["http.disconnect"]
+
+
+class _HTTPResponseStartRequired(TypedDict):
+    type: Literal["http.response.start"]
+    status: int
+
+
+class HTTPResponseStartEvent(_HTTPResponseStartRequired, total=False):
+    headers: Iterable[Tuple[bytes, bytes]]
+    trailers: bool
+
+
+class _HTTPResponseBodyRequired(TypedDict):
+    type: Literal["http.response.body"]
+
+
+class HTTPResponseBodyEvent(_HTTPResponseBodyRequired, total=False):
+    body: bytes
+    more_body: bool
+
+
+class _HTTPResponseTrailersRequired(TypedDict):
+    type: Literal["http.response.trailers"]
+
+
+class HTTPResponseTrailersEvent(_HTTPResponseTrailersRequired, total=False):
+    headers: Iterable[Tuple[bytes, bytes]]
+    more_trailers: bool
+
+
+ASGIReceiveEvent = Union[HTTPRequestEvent, HTTPDisconnectEvent]
+ASGISendEvent = Union[HTTPResponseStartEvent, HTTPResponseBodyEvent, HTTPResponseTrailersEvent]
+
+ASGIReceiveCallable = Callable[[], Awaitable[ASGIReceiveEvent]]
+ASGISendCallable = Callable[[ASGISendEvent], Awaitable[None]]
+
+
+class ASGI3Application(Protocol):
+    def __call__(
+        self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
+    ) -> Awaitable[None]: ...  # pragma: no cover

@@ -1,0 +1,258 @@
+"""The worker process: logging, app loading, event loop, signals, connecting to the gateway, serving.
+
+This module owns the process around the connection: it configures stdlib logging, imports the ASGI
+app the way uvicorn's ``importer`` does (with one-line error messages), connects to the gateway's Unix
+socket and sends the HELLO (or, when the app could not be loaded, a HELLO with ``error`` and exit
+status 3), runs the :class:`~python_worker.connection.Connection` on uvloop when it can be imported
+(asyncio otherwise), ignores SIGINT (the gateway owns Ctrl-C) and drains on SIGTERM.
+
+Exit status: 0 when the gateway closed the connection or after SIGTERM, 1 after a protocol error,
+3 when the app could not be loaded or the socket could not be reached.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+import os
+import platform
+import signal
+import socket
+import sys
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from .connection import Connection
+from .protocol import encode_hello_error, encode_hello_worker
+
+__all__ = [
+    "EXIT_OK",
+    "EXIT_PROTOCOL_ERROR",
+    "EXIT_LOAD_ERROR",
+    "TRACE",
+    "LOG_LEVELS",
+    "AppLoadError",
+    "Options",
+    "configure_logging",
+    "import_from_string",
+    "load_app",
+    "new_event_loop",
+    "run",
+    "serve",
+]
+
+EXIT_OK = 0
+EXIT_PROTOCOL_ERROR = 1
+EXIT_LOAD_ERROR = 3
+
+SHUTDOWN_TIMEOUT = 10.0
+TRACE = 5
+LOG_LEVELS = {
+    "critical": logging.CRITICAL,
+    "error": logging.ERROR,
+    "warning": logging.WARNING,
+    "info": logging.INFO,
+    "debug": logging.DEBUG,
+    "trace": TRACE,
+}
+LOG_FORMAT = "%(levelname)s [%(name)s] %(message)s"
+
+logger = logging.getLogger("python_worker.worker")
+
+
+@dataclass
+class Options:
+    socket: str
+    app: str
+    app_dir: Optional[str] = None
+    factory: bool = False
+    worker_id: Optional[int] = None
+    log_level: str = "info"
+
+
+def configure_logging(level: str) -> None:
+    """stdlib logging on stderr, ``LEVEL [logger] message`` (the gateway prefixes the worker id)."""
+    logging.addLevelName(TRACE, "TRACE")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    root = logging.getLogger()
+    for h in list(root.handlers):
+        root.removeHandler(h)
+    root.addHandler(handler)
+    root.setLevel(LOG_LEVELS[level])
+
+
+# -------------------------------------------------------------------------------------------------
+# Loading the app
+
+
+class AppLoadError(Exception):
+    """The app could not be loaded; ``str(exc)`` is one line for a person, ``cause`` the exception."""
+
+    def __init__(self, message: str, cause: Optional[BaseException] = None) -> None:
+        super().__init__(message)
+        self.cause = cause
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def import_from_string(import_str: str) -> Any:
+    """``"module:attr.sub"`` → the object, like ``uvicorn.importer.import_from_string``."""
+    module_str, _, attrs_str = import_str.partition(":")
+    if not module_str or not attrs_str:
+        raise AppLoadError(f'Import string "{import_str}" must be in format "<module>:<attribute>".')
+    try:
+        module = importlib.import_module(module_str)
+    except ModuleNotFoundError as exc:
+        missing = exc.name or ""
+        if missing == module_str or module_str.startswith(missing + "."):
+            raise AppLoadError(f'Could not import module "{module_str}".') from None
+        raise AppLoadError(
+            f'Could not import module "{module_str}": it imports "{missing}", which was not found '
+            f"({_describe(exc)}).",
+            exc,
+        ) from None
+    except BaseException as exc:  # noqa: B036 - SystemExit in a module body is a load error too
+        raise AppLoadError(_describe(exc), exc) from None
+    instance: Any = module
+    try:
+        for attr_str in attrs_str.split("."):
+            instance = getattr(instance, attr_str)
+    except AttributeError:
+        raise AppLoadError(f'Attribute "{attrs_str}" not found in module "{module_str}".') from None
+    return instance
+
+
+def load_app(import_str: str, app_dir: Optional[str] = None, factory: bool = False) -> Any:
+    """Put ``app_dir`` (default: the current directory) first on ``sys.path`` and load the app."""
+    sys.path.insert(0, os.path.abspath(app_dir if app_dir is not None else os.getcwd()))
+    app = import_from_string(import_str)
+    if factory:
+        if not callable(app):
+            raise AppLoadError(f'The app factory "{import_str}" is not callable.')
+        try:
+            app = app()
+        except BaseException as exc:  # noqa: B036
+            raise AppLoadError(f'Error calling the app factory "{import_str}": {_describe(exc)}', exc) from None
+    if not callable(app):
+        raise AppLoadError(f'The ASGI app "{import_str}" is not callable (it is a {type(app).__name__}).')
+    return app
+
+
+def _send_hello_error(path: str, message: str) -> None:
+    """Connect (blocking), send the HELLO carrying ``error``, and close."""
+    frame = encode_hello_error(os.getpid(), message)
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(5.0)
+            sock.connect(path)
+            sock.sendall(frame)
+            sock.shutdown(socket.SHUT_WR)
+            # Read what the gateway sent (its HELLO) until it closes, so that closing with unread data
+            # does not turn into a reset on its side.
+            sock.settimeout(2.0)
+            while sock.recv(65536):
+                pass
+    except socket.timeout:
+        pass
+    except OSError as exc:
+        logger.error("cannot connect to the gateway socket %s: %s", path, exc)
+
+
+# -------------------------------------------------------------------------------------------------
+# Running
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """A uvloop loop when uvloop can be imported, else asyncio's default loop."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
+async def serve(app: Any, path: str, *, shutdown_timeout: float = SHUTDOWN_TIMEOUT) -> int:
+    """Connect to the gateway at ``path`` and serve ``app`` until the connection ends."""
+    loop = asyncio.get_running_loop()
+    hello = encode_hello_worker(os.getpid(), platform.python_version())
+    conn = Connection(app, hello, loop=loop)
+    try:
+        await loop.create_unix_connection(lambda: conn, path)
+    except OSError as exc:
+        logger.error("cannot connect to the gateway socket %s: %s", path, exc)
+        return EXIT_LOAD_ERROR
+
+    def on_sigterm() -> None:
+        logger.info("SIGTERM: finishing running requests (up to %gs)", shutdown_timeout)
+        loop.create_task(conn.shutdown(shutdown_timeout))
+
+    try:
+        loop.add_signal_handler(signal.SIGTERM, on_sigterm)
+    except (NotImplementedError, RuntimeError, ValueError):  # pragma: no cover - not the main thread
+        pass
+    try:
+        hello_map = await conn.handshake
+    except ConnectionError:
+        logger.error("the gateway closed the connection before its HELLO")
+    else:
+        logger.debug(
+            "connected to the gateway (pid %s, worker %s, max_frame %d, window %d)",
+            hello_map.get("pid"), hello_map.get("worker_id"), conn.max_frame, conn.window,
+        )
+    await conn.closed
+    try:
+        loop.remove_signal_handler(signal.SIGTERM)
+    except (NotImplementedError, RuntimeError, ValueError):  # pragma: no cover
+        pass
+    leftover = [c.task for c in conn.streams.values() if c.task is not None and not c.task.done()]
+    if leftover:
+        await asyncio.wait(leftover, timeout=2.0)
+    if conn.error is not None:
+        return EXIT_PROTOCOL_ERROR
+    logger.debug("the connection to the gateway is closed")
+    return EXIT_OK
+
+
+def _cancel_all(loop: asyncio.AbstractEventLoop) -> None:
+    tasks = [t for t in asyncio.all_tasks(loop) if not t.done()]
+    for t in tasks:
+        t.cancel()
+    if tasks:
+        loop.run_until_complete(asyncio.wait(tasks, timeout=2.0))
+    loop.run_until_complete(loop.shutdown_asyncgens())
+
+
+def run(options: Options) -> int:
+    """The whole worker process; returns the exit status."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the gateway owns Ctrl-C
+    configure_logging(options.log_level)
+    try:
+        app = load_app(options.app, options.app_dir, options.factory)
+    except AppLoadError as exc:
+        cause = exc.cause
+        if cause is not None:
+            logger.error("%s", exc, exc_info=cause)
+        else:
+            logger.error("%s", exc)
+        _send_hello_error(options.socket, str(exc))
+        return EXIT_LOAD_ERROR
+
+    loop = new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        logger.info(
+            "serving %s (pid %d, Python %s, %s)",
+            options.app, os.getpid(), platform.python_version(), type(loop).__module__.split(".")[0],
+        )
+        return loop.run_until_complete(serve(app, options.socket))
+    finally:
+        try:
+            _cancel_all(loop)
+        finally:
+            asyncio.set_event_loop(None)
+            loop.close()
