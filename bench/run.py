@@ -21,6 +21,7 @@ import json
 import os
 import platform
 import resource
+import shutil
 import signal
 import socket
 import statistics
@@ -101,6 +102,15 @@ def _children_map() -> dict[int, list[int]]:
         ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
         children.setdefault(ppid, []).append(int(entry))
     return children
+
+
+def start_time(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    return int(stat[stat.rindex(")") + 2 :].split()[19])  # field 22: starttime
 
 
 def process_tree(root: int) -> list[int]:
@@ -330,10 +340,15 @@ class Server:
                                      stderr=subprocess.STDOUT, start_new_session=True)
 
     def log_tail(self, n: int = 6) -> str:
+        """The end of the server's log, or from its first Go panic or fatal error on."""
         try:
             lines = self.log_path.read_text(errors="replace").strip().splitlines()
         except OSError:
             return ""
+        for i, line in enumerate(lines):
+            if line.startswith(("panic:", "fatal error:")):
+                # The message and the top frame: "panic: ...", goroutine, function, file:line.
+                return " | ".join(x.strip() for x in lines[i : i + 6] if x.strip())
         return " | ".join(lines[-n:])
 
     def wait_ready(self, timeout: float = 30.0):
@@ -349,6 +364,10 @@ class Server:
                 last = f"{type(e).__name__}: {e}"
                 time.sleep(0.1)
                 continue
+            if status in (502, 503, 504):  # a front end up before its worker
+                last = f"status {status}"
+                time.sleep(0.1)
+                continue
             problem = check_response(self.wl, status, body)
             if problem:
                 raise RunError(f"wrong response to {self.wl.method} {self.wl.path}: {problem}")
@@ -358,6 +377,9 @@ class Server:
     def stop(self):
         if self.proc is None:
             return
+        # Worker processes might live in a session of their own: remember them all, by id,
+        # to end any that outlive the server's group.
+        tree = [(pid, start_time(pid)) for pid in process_tree(self.proc.pid)] if self.proc.poll() is None else []
         if self.proc.poll() is None:
             try:
                 os.killpg(self.proc.pid, signal.SIGTERM)
@@ -373,6 +395,12 @@ class Server:
                 os.killpg(self.proc.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+        for pid, started in tree[1:]:
+            if started is not None and start_time(pid) == started:  # the same process, not a reused id
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
         self.log.close()
 
 
@@ -496,8 +524,9 @@ def measure_http(server: Server, wl: Workload, args) -> dict:
     win = window.close()
     cpu = win["cpu_seconds"]
     requests = res["requests"]
-    if requests <= 0:
-        raise RunError(f"no request completed (wrk errors: {wrk_errors(res)})")
+    if requests < 2 * wl.conns:
+        raise RunError(f"stalled: {requests:.0f} requests completed over {wl.conns} connections in "
+                       f"{args.duration} s (wrk errors: {wrk_errors(res) or 'none'})")
     bad = res["err_status"] + res["err_timeout"]
     if bad > 0.01 * requests:
         raise RunError(f"{res['err_status']} non-2xx/3xx and {res['err_timeout']} timed-out of {requests} requests")
@@ -510,12 +539,15 @@ def measure_http(server: Server, wl: Workload, args) -> dict:
         **per_unit(cpu, requests),
         "wrk": res,
     }
+    warnings = []
     errors = wrk_errors(res)
     if errors:
-        out["warning"] = f"wrk errors: {errors}"
+        warnings.append(f"wrk errors: {errors}")
     stretched = res["duration_us"] / 1e6 / args.duration
     if stretched > 1.2:
-        out["warning"] = f"wrk ran {stretched:.1f}x its {args.duration} s (stalls)"
+        warnings.append(f"wrk ran {stretched:.1f}x its {args.duration} s (stalls)")
+    if warnings:
+        out["warning"] = "; ".join(warnings)
     return out
 
 
@@ -616,12 +648,37 @@ def measure_ws_idle(server: Server, wl: Workload, args) -> dict:
     return out
 
 
+def cores_busy(cpus: list[int], seconds: float = 0.5) -> float:
+    """The busiest of these cores' busy share over the next `seconds`."""
+    before = [core_ticks(c) for c in cpus]
+    time.sleep(seconds)
+    shares = []
+    for c, (b0, t0) in zip(cpus, before):
+        b1, t1 = core_ticks(c)
+        shares.append((b1 - b0) / (t1 - t0) if t1 > t0 else 0.0)
+    return max(shares, default=0.0)
+
+
+def wait_quiet(args) -> dict:
+    """Waits (at most --quiet-wait s) until both pinned cores are mostly idle: the machine is shared."""
+    cpus = [c for c in (args.server_cpu, args.load_cpu) if c is not None]
+    if not cpus or args.quiet_wait <= 0:
+        return {}
+    t0 = time.monotonic()
+    while True:
+        busy = cores_busy(cpus)
+        waited = time.monotonic() - t0
+        if busy < 0.15 or waited >= args.quiet_wait:
+            return {"quiet_wait_seconds": round(waited, 1), "busy_before": round(busy, 3)}
+
+
 def run_one(server_name: str, wl: Workload, rnd: int, args) -> dict:
     record = {"server": server_name, "workload": wl.name, "round": rnd}
     reason = not_applicable(server_name, wl)
     if reason:
         record.update(ok=False, skipped=True, error=reason, inapplicable=server_name == "floor")
         return record
+    record.update(wait_quiet(args))
     log_path = args.workdir / f"{wl.name}-{server_name}-r{rnd}.log"
     server = Server(server_name, wl, args.server_cpu, log_path)
     t0 = time.monotonic()
@@ -633,7 +690,10 @@ def run_one(server_name: str, wl: Workload, rnd: int, args) -> dict:
         record.update(measure(server, wl, args))
         record["ok"] = True
     except RunError as e:
-        record.update(ok=False, error=str(e))
+        error = str(e)
+        if server.proc is not None and server.proc.poll() is not None and "exited" not in error:
+            error += f" (the server had exited with status {server.proc.returncode}: {server.log_tail()})"
+        record.update(ok=False, error=error)
     except Exception as e:  # a harness bug must not take the whole benchmark down
         record.update(ok=False, error=f"harness error: {type(e).__name__}: {e}")
     finally:
@@ -783,6 +843,9 @@ def parse_args(argv=None):
     p.add_argument("--server-cpu", type=int, help="core the servers are pinned to (default: the second allowed core)")
     p.add_argument("--load-cpu", type=int, help="core the load generators are pinned to (default: the first)")
     p.add_argument("--no-pin", action="store_true", help="do not pin anything (not comparable with pinned runs)")
+    p.add_argument("--quiet-wait", type=float,
+                   help="before each run, wait up to this many seconds for both pinned cores to be <15%% busy "
+                        "(default 10, quick 3; 0: do not wait)")
     p.add_argument("--output", help="where to write the JSON (default bench/results/<time>.json)")
     p.add_argument("--list", action="store_true", help="list workloads and servers, then exit")
     args = p.parse_args(argv)
@@ -792,6 +855,8 @@ def parse_args(argv=None):
     args.warmup = args.warmup if args.warmup is not None else (1 if args.quick else 2)
     args.warmup = max(args.warmup, 1)  # wrk's minimum
     args.idle_conns = args.idle_conns or (2000 if args.quick else 10000)
+    if args.quiet_wait is None:
+        args.quiet_wait = 3.0 if args.quick else 10.0
     if args.workloads:
         names = [n.strip() for n in args.workloads.split(",") if n.strip()]
         unknown = [n for n in names if n not in WORKLOADS_BY_NAME]
@@ -810,9 +875,9 @@ def parse_args(argv=None):
         args.server_list = list(SERVERS)
 
     cpus = sorted(os.sched_getaffinity(0))
-    if args.no_pin or len(cpus) < 2:
+    if args.no_pin or len(cpus) < 2 or not shutil.which("taskset"):
         if not args.no_pin:
-            print("warning: fewer than 2 cores allowed: not pinning", file=sys.stderr)
+            print("warning: fewer than 2 cores allowed, or no taskset: not pinning", file=sys.stderr)
         args.server_cpu = args.load_cpu = None
     else:
         args.load_cpu = cpus[0] if args.load_cpu is None else args.load_cpu
@@ -867,7 +932,8 @@ def main(argv=None) -> int:
         "gateway_binary_mtime": (datetime.datetime.fromtimestamp(GATEWAY.stat().st_mtime).isoformat(timespec="seconds")
                                  if GATEWAY.exists() else None),
     }
-    config = {k: getattr(args, k) for k in ("quick", "rounds", "duration", "warmup", "idle_conns", "server_cpu", "load_cpu")}
+    config = {k: getattr(args, k) for k in ("quick", "rounds", "duration", "warmup", "idle_conns", "server_cpu",
+                                           "load_cpu", "quiet_wait")}
     config.update(workloads=[w.name for w in workloads], servers=servers, malloc_env=MALLOC_ENV)
 
     total = len(workloads) * len(servers) * args.rounds
@@ -880,6 +946,7 @@ def main(argv=None) -> int:
               file=sys.stderr)
 
     runs: list[dict] = []
+    started = time.monotonic()
     done = 0
     interrupted = False
     try:
@@ -892,6 +959,8 @@ def main(argv=None) -> int:
                     runs.append(rec)
                     if rec.get("ok"):
                         status = f"{fmt(rec['rate'], 'rate')}/s p99 {rec['p99_ms']:.2f} ms"
+                        if "foreign_cpu_share" in rec:
+                            status += f" (server core {rec['foreign_cpu_share']:.0%} busy with others)"
                     else:
                         status = "n/a: " + rec["error"]
                     print(f"  [{done}/{total}] {wl.name} round {rnd + 1} {s}: {status}", file=sys.stderr, flush=True)
@@ -902,6 +971,7 @@ def main(argv=None) -> int:
         print("interrupted: saving what ran", file=sys.stderr)
 
     meta["finished"] = datetime.datetime.now().isoformat(timespec="seconds")
+    meta["elapsed_seconds"] = time.monotonic() - started
     meta["loadavg_end"] = os.getloadavg()
     ran = [w for w in workloads if any(r["workload"] == w.name for r in runs)]
     doc = {"meta": meta, "config": config, "summary": summarize(runs, ran, servers), "runs": runs}
@@ -915,7 +985,8 @@ def main(argv=None) -> int:
         pass
     print(f"Ratios in parentheses are to {BASELINE} in the same run (throughput: higher is better; "
           "latency, CPU and memory: lower is better). Medians over rounds.")
-    print(f"Raw results: {output.relative_to(ROOT) if output.is_relative_to(ROOT) else output}")
+    print(f"Raw results: {output.relative_to(ROOT) if output.is_relative_to(ROOT) else output} "
+          f"({meta['elapsed_seconds'] / 60:.1f} min)")
     return 130 if interrupted else 0
 
 

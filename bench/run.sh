@@ -9,6 +9,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 PYTHON=${PYTHON:-python3}
 GO=${GO:-go}
 VENV=${VENV:-.venv}
+case $VENV in /*) ;; *) VENV=$PWD/$VENV ;; esac
 VPY=$VENV/bin/python
 
 say() { printf 'bench: %s\n' "$*" >&2; }
@@ -37,7 +38,7 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     echo "$want" >"$stamp"
 fi
 # The gateway's worker package (make venv installs it too); best effort while it is being written.
-if ! "$VPY" -c 'import python_worker' >/dev/null 2>&1 && [ -f python_worker/pyproject.toml ]; then
+if ! (cd / && "$VPY" -c 'import python_worker.worker') >/dev/null 2>&1 && [ -f python_worker/pyproject.toml ]; then
     "$VPY" -m pip install -q -e ./python_worker >/dev/null 2>&1 || say "warning: could not install ./python_worker"
 fi
 

@@ -115,6 +115,8 @@ async def stream(request: Request) -> Response:
 
 async def echo(request: Request) -> Response:
     # The body is passed through piece by piece, never held in memory as a whole.
+    # (Reading the request while streaming the response needs ASGI spec_version >= 2.4,
+    # which asgi-gateway provides: Starlette then leaves receive() to request.stream().)
     media_type = request.headers.get("content-type", "application/octet-stream")
     return StreamingResponse(request.stream(), media_type=media_type)
 

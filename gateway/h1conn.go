@@ -1,9 +1,12 @@
 package gateway
 
 import (
+	"bytes"
 	"errors"
+	"fmt"
 	"net"
 	"os"
+	"runtime/debug"
 	"sync"
 	"syscall"
 	"time"
@@ -79,6 +82,16 @@ func newH1Conn(srv *Server, nc net.Conn, scheme string) *h1conn {
 // serve runs the connection until the client leaves, an error, or shutdown.
 func (c *h1conn) serve() {
 	defer c.finish()
+	defer func() {
+		if r := recover(); r != nil {
+			// A bug must cost one connection, not the server.
+			c.srv.log.Error().Str("panic", fmt.Sprint(r)).Bytes("stack", debug.Stack()).Msg("connection handler panicked")
+			c.mu.Lock()
+			c.abort = true
+			c.closeLocked()
+			c.mu.Unlock()
+		}
+	}()
 	c.nc.SetReadDeadline(time.Now().Add(c.srv.cfg.KeepAlive))
 	for {
 		if !c.readHead() {
@@ -97,7 +110,21 @@ func (c *h1conn) serve() {
 // parser's status and returns false.
 func (c *h1conn) readHead() bool {
 	partial := false
+	scanned := 0 // bytes after rpos already searched for LF: parsing again is pointless until one arrives
 	for {
+		if bytes.IndexByte(c.rbuf[c.rpos+scanned:c.rend], '\n') < 0 && c.rend-c.rpos <= c.srv.cfg.Limits.MaxRequestLine {
+			// No new line end yet and no limit reachable: a trickling client costs no re-parse.
+			scanned = c.rend - c.rpos
+			if c.rend > c.rpos && !partial {
+				partial = true
+				c.headDeadline()
+			}
+			if !c.fill(c.srv.cfg.Limits.MaxHeaderBytes + 1024) {
+				return false
+			}
+			continue
+		}
+		scanned = c.rend - c.rpos
 		n, err := http1.ParseHead(c.rbuf[c.rpos:c.rend], &c.req, &c.srv.cfg.Limits)
 		if err == nil {
 			c.rpos += n
@@ -119,16 +146,22 @@ func (c *h1conn) readHead() bool {
 		}
 		if !partial && c.rend > c.rpos {
 			partial = true
-			c.mu.Lock()
-			if c.cur == nil {
-				c.nc.SetReadDeadline(time.Now().Add(headTimeout))
-			}
-			c.mu.Unlock()
+			c.headDeadline()
 		}
 		if !c.fill(c.srv.cfg.Limits.MaxHeaderBytes + 1024) {
 			return false
 		}
 	}
+}
+
+// headDeadline: a request head has started; it must be complete within headTimeout (unless an
+// exchange is still running, whose response completion sets the deadline).
+func (c *h1conn) headDeadline() {
+	c.mu.Lock()
+	if c.cur == nil {
+		c.nc.SetReadDeadline(time.Now().Add(headTimeout))
+	}
+	c.mu.Unlock()
 }
 
 // fill reads more bytes from the client into rbuf, growing it up to max. False: the connection is
@@ -222,8 +255,12 @@ func (c *h1conn) dispatch() bool {
 	if !hasBody {
 		ex.reqDone = true
 	} else if ex.expect {
-		ex.reqCredit = 0
+		ex.reqCredit = 0 // the worker grants window on the app's first receive(); then 100 Continue
 		c.hr.MoreBody = true
+		left = req.ContentLength
+		if req.Chunked {
+			c.chunked.Reset()
+		}
 	} else if req.Chunked {
 		c.chunked.Reset()
 		c.hr.MoreBody = true
@@ -369,6 +406,9 @@ func (c *h1conn) pumpLength(ex *exchange, left int64) bool {
 
 func (c *h1conn) pumpChunked(ex *exchange) bool {
 	c.growForBody()
+	if ex.expect && c.awaitCredit(ex) == 0 {
+		return false // the client sends nothing before 100 Continue, which waits for the app
+	}
 	var pending []byte // decoded data not yet sent (aliases rbuf: no fill until it is sent)
 	done := false
 	for {
@@ -376,7 +416,7 @@ func (c *h1conn) pumpChunked(ex *exchange) bool {
 			n, data, fin, err := c.chunked.Decode(c.rbuf[c.rpos:c.rend])
 			if err != nil {
 				c.srv.log.Debug().Err(err).Msg("bad chunked request body")
-				c.clientGone()
+				c.badBody(ex)
 				return false
 			}
 			c.rpos += n
@@ -425,6 +465,25 @@ func (c *h1conn) growForBody() {
 		c.rpos = 0
 		c.rbuf = nb
 	}
+}
+
+// badBody: the client's chunked framing is broken. The app learns of it as a disconnect; the client
+// gets a 400 if no response has started, and the connection closes.
+func (c *h1conn) badBody(ex *exchange) {
+	c.mu.Lock()
+	started := ex.started
+	ex.clientGoneLocked()
+	if !started {
+		ex.started, ex.status = true, 400
+		c.out = c.srv.appendSimpleResponse(c.out, ex.minor, 400, ex.head, true)
+		ex.completeLocked()
+	}
+	c.closing = true
+	c.flushLocked()
+	if !c.draining {
+		c.closeLocked()
+	}
+	c.mu.Unlock()
 }
 
 // clientGone: reading from the client failed while an exchange was running.

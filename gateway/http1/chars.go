@@ -1,5 +1,7 @@
 package http1
 
+import "encoding/binary"
+
 // Byte classes, as 256-entry tables so that the hot loops do one load per
 // byte and no branches on ranges.
 const (
@@ -126,4 +128,57 @@ func nextElement(list []byte) (elem, rest []byte, more bool) {
 		}
 	}
 	return trimOWS(list), nil, false
+}
+
+// Word-at-a-time tests (SWAR) for the long runs of a head: field values and
+// request-targets. Each reports exactly whether any byte of the 8-byte word x
+// has the property.
+const (
+	lsb = 0x0101010101010101
+	msb = 0x8080808080808080
+)
+
+// hasLess reports whether a byte of x is less than n (n <= 128).
+func hasLess(x uint64, n byte) bool { return (x-lsb*uint64(n))&^x&msb != 0 }
+
+// hasByte reports whether a byte of x equals c.
+func hasByte(x uint64, c byte) bool { return hasLess(x^(lsb*uint64(c)), 1) }
+
+// validValue reports whether b contains only field-value bytes: no CTL other
+// than HTAB.
+func validValue(b []byte) bool {
+	for len(b) >= 8 {
+		if x := binary.LittleEndian.Uint64(b); hasLess(x, 0x20) || hasByte(x, 0x7F) {
+			for _, c := range b[:8] { // HTAB, or an error
+				if byteClass[c]&classValue == 0 {
+					return false
+				}
+			}
+		}
+		b = b[8:]
+	}
+	for _, c := range b {
+		if byteClass[c]&classValue == 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// validTarget reports whether b contains only request-target bytes: visible
+// ASCII other than '#'.
+func validTarget(b []byte) bool {
+	for len(b) >= 8 {
+		x := binary.LittleEndian.Uint64(b)
+		if hasLess(x, 0x21) || x&msb != 0 || hasByte(x, 0x7F) || hasByte(x, '#') {
+			return false
+		}
+		b = b[8:]
+	}
+	for _, c := range b {
+		if byteClass[c]&classTarget == 0 {
+			return false
+		}
+	}
+	return true
 }

@@ -1,6 +1,9 @@
 package http1
 
-import "math"
+import (
+	"bytes"
+	"math"
+)
 
 const (
 	maxChunkLine    = 4096  // chunk-size line, extensions included, CRLF excluded
@@ -124,27 +127,24 @@ func (d *ChunkedDecoder) fail(n int, data []byte, err error) (int, []byte, bool,
 }
 
 // findLineEnd finds the CRLF ending the line at the start of b, looking at no
-// more than max content bytes. It returns the index of the CR, or -1 if the
+// more than limit content bytes. It returns the index of the CR, or -1 if the
 // line is not complete yet, or an error for a bare CR or LF or for more than
-// max content bytes.
-func findLineEnd(b []byte, max int, tooLong error) (int, error) {
-	for i := 0; i < len(b); i++ {
-		switch {
-		case i > max:
-			return 0, tooLong
-		case b[i] == '\n':
-			return 0, errChunkLineEnd
-		case b[i] == '\r':
-			if i+1 == len(b) {
-				return -1, nil
-			}
-			if b[i+1] != '\n' {
-				return 0, errChunkLineEnd
-			}
-			return i, nil
+// limit content bytes.
+func findLineEnd(b []byte, limit int, tooLong error) (int, error) {
+	w := b[:max(0, min(len(b), limit+1))]
+	cr, lf := bytes.IndexByte(w, '\r'), bytes.IndexByte(w, '\n')
+	switch {
+	case lf >= 0 && (cr < 0 || lf < cr):
+		return 0, errChunkLineEnd
+	case cr >= 0:
+		if cr+1 == len(b) {
+			return -1, nil
 		}
-	}
-	if len(b) > max {
+		if b[cr+1] != '\n' {
+			return 0, errChunkLineEnd
+		}
+		return cr, nil
+	case len(b) > limit:
 		return 0, tooLong
 	}
 	return -1, nil

@@ -6,7 +6,7 @@ import (
 )
 
 // Error is a request the server must refuse. Status is the status code to
-// answer with (400, 405, 414, 417, 431, 501, 505) and Reason a short human
+// answer with (400, 414, 417, 431, 501 or 505) and Reason a short human
 // readable message for the log or the response body.
 //
 // The parser returns a small set of fixed *Error values; callers must not
@@ -29,6 +29,7 @@ func badRequest(reason string) *Error { return &Error{Status: 400, Reason: reaso
 // Request head errors.
 var (
 	errBareCR           = badRequest("bare CR in request head")
+	errEmptyLines       = badRequest("too many empty lines before request-line")
 	errRequestLine      = badRequest("malformed request-line")
 	errMethod           = badRequest("invalid method")
 	errVersion          = badRequest("malformed HTTP version")

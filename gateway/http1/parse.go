@@ -15,7 +15,7 @@ type Request struct {
 	// Path is the raw path: the origin-form path, the path of an
 	// absolute-form URI ("/" if empty), or "*" for asterisk-form.
 	Path  []byte
-	Query []byte // raw bytes after '?', empty if none
+	Query []byte // raw bytes after '?'; nil if the target has none
 	Minor int    // HTTP/1.<Minor>: 0 or 1
 	// Headers holds the header fields in order, duplicates kept. ParseHead
 	// reuses its backing array (req.Headers[:0]).
@@ -47,6 +47,8 @@ const (
 	defaultMaxRequestLine = 8190
 	defaultMaxHeaderBytes = 16384
 	defaultMaxHeaders     = 100
+
+	maxEmptyLines = 4 // empty lines ignored before a request-line
 )
 
 // DefaultLimits returns the default limits.
@@ -67,6 +69,11 @@ func DefaultLimits() Limits {
 //
 // Calling ParseHead again on the same bytes (after ErrNeedMore, with more
 // bytes appended) gives the same result as calling it once on all of them.
+// Each call parses from the start of buf. A head can only complete when a
+// '\n' arrives, so to keep a client that trickles bytes from causing
+// quadratic work a caller may skip calls after reads that brought no '\n'
+// (some refusals are then found later, at the latest when the buffer reaches
+// MaxHeaderBytes).
 func ParseHead(buf []byte, req *Request, lim *Limits) (int, error) {
 	maxLine, maxBytes, maxFields := defaultMaxRequestLine, defaultMaxHeaderBytes, defaultMaxHeaders
 	if lim != nil {
@@ -82,22 +89,27 @@ func ParseHead(buf []byte, req *Request, lim *Limits) (int, error) {
 	}
 	*req = Request{Headers: req.Headers[:0], ContentLength: -1}
 
-	// RFC 9112 2.2: ignore empty lines before the request-line. They count
-	// toward MaxHeaderBytes.
+	// RFC 9112 2.2: ignore at least one empty line before the request-line
+	// (clients may send a stray CRLF after a body). A few are ignored, more
+	// are refused, so that a client cannot make every call rescan them. They
+	// count toward MaxHeaderBytes.
 	pos := 0
-	for {
+	for empty := 0; ; empty++ {
 		if pos >= maxBytes {
 			return 0, errHeadTooLarge
 		}
 		if pos == len(buf) {
 			return 0, ErrNeedMore
 		}
+		if buf[pos] != '\r' && buf[pos] != '\n' {
+			break
+		}
+		if empty == maxEmptyLines {
+			return 0, errEmptyLines
+		}
 		if buf[pos] == '\n' {
 			pos++
 			continue
-		}
-		if buf[pos] != '\r' {
-			break
 		}
 		if pos+1 == len(buf) {
 			return needMore(buf, maxBytes)
@@ -162,7 +174,9 @@ func ParseHead(buf []byte, req *Request, lim *Limits) (int, error) {
 		if err != nil {
 			return 0, err
 		}
-		req.Headers = append(req.Headers, Header{Name: name, Value: value})
+		req.Headers = append(req.Headers, Header{})
+		f := &req.Headers[len(req.Headers)-1] // filled in place: cheaper than copying a Header
+		f.Name, f.Value = name, value
 		if err := h.process(req, name, value); err != nil {
 			return 0, err
 		}
@@ -219,27 +233,17 @@ func parseRequestLine(line []byte, req *Request) (authority []byte, err error) {
 		return nil, errConnect
 	}
 
-	// One pass over the target: character set, '%' escapes before the
-	// query, position of the query.
-	q := len(target)
-	for i := 0; i < len(target); i++ {
-		c := target[i]
-		if byteClass[c]&classTarget == 0 {
-			return nil, errTarget
-		}
-		if q == len(target) {
-			switch c {
-			case '?':
-				q = i
-			case '%':
-				if i+2 >= q || unhex[target[i+1]] == 0xFF || unhex[target[i+2]] == 0xFF {
-					return nil, errPercent
-				}
-			}
-		}
+	if !validTarget(target) {
+		return nil, errTarget
 	}
-	if q < len(target) {
+	q := bytes.IndexByte(target, '?')
+	if q < 0 {
+		q = len(target)
+	} else {
 		req.Query = target[q+1:]
+	}
+	if !validEscapes(target[:q]) {
+		return nil, errPercent
 	}
 
 	switch {
@@ -272,8 +276,8 @@ func parseRequestLine(line []byte, req *Request) (authority []byte, err error) {
 			authority, req.Path = hier, target[n-1:n]
 		}
 		// RFC 9110 4.2.1: an http(s) URI with an empty host is invalid;
-		// 4.2.4: userinfo is treated as an error.
-		if len(authority) == 0 || !validHost(authority) || bytes.IndexByte(authority, '@') >= 0 {
+		// 4.2.4: userinfo is treated as an error ('@' is not a host byte).
+		if len(authority) == 0 || !validHost(authority) {
 			return nil, errAuthority
 		}
 	}
@@ -289,6 +293,20 @@ func parseVersion(v []byte) (int, error) {
 		return 0, errHTTPVersion
 	}
 	return int(v[7] - '0'), nil
+}
+
+// validEscapes reports whether every '%' in b is followed by two hex digits.
+func validEscapes(b []byte) bool {
+	for {
+		i := bytes.IndexByte(b, '%')
+		if i < 0 {
+			return true
+		}
+		if i+2 >= len(b) || unhex[b[i+1]] == 0xFF || unhex[b[i+2]] == 0xFF {
+			return false
+		}
+		b = b[i+3:]
+	}
 }
 
 func isDigit(c byte) bool { return '0' <= c && c <= '9' }
@@ -325,13 +343,11 @@ func parseField(line []byte, lower bool) (name, value []byte, err error) {
 		return nil, nil, errHeaderName
 	}
 	name, value = line[:i], trimOWS(line[i+1:])
-	for _, c := range value {
-		if byteClass[c]&classValue == 0 {
-			if c == '\r' {
-				return nil, nil, errBareCR
-			}
-			return nil, nil, errHeaderValue
+	if !validValue(value) {
+		if bytes.IndexByte(value, '\r') >= 0 {
+			return nil, nil, errBareCR
 		}
+		return nil, nil, errHeaderValue
 	}
 	return name, value, nil
 }

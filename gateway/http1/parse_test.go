@@ -33,6 +33,8 @@ var badHeads = []struct {
 	// Request-line.
 	{"bare CR in request-line", "GET /\r HTTP/1.1\r\nHost: a\r\n\r\n", 400},
 	{"bare CR ending request-line", "GET / HTTP/1.1\rHost: a\r\n\r\n", 400},
+	{"five leading empty lines", "\r\n\n\r\n\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n", 400},
+	{"only empty lines", "\r\n\r\n\r\n\r\n\r\n", 400},
 	{"bare CR before request-line", "\rGET / HTTP/1.1\r\nHost: a\r\n\r\n", 400},
 	{"double space after method", "GET  / HTTP/1.1\r\nHost: a\r\n\r\n", 400},
 	{"double space before version", "GET /  HTTP/1.1\r\nHost: a\r\n\r\n", 400},
@@ -253,7 +255,7 @@ var goodHeads = []struct {
 		method: "GET", target: "/", path: "/", host: "h", minor: 1,
 		headers: hdrs("host", "h"), contentLength: -1,
 	}},
-	{"leading empty lines", "\r\n\n\r\nGET / HTTP/1.1\r\nHost: h\r\n\r\n", want{
+	{"four leading empty lines", "\r\n\n\r\n\nGET / HTTP/1.1\r\nHost: h\r\n\r\n", want{
 		method: "GET", target: "/", path: "/", host: "h", minor: 1,
 		headers: hdrs("host", "h"), contentLength: -1,
 	}},
@@ -676,11 +678,23 @@ func TestParseHeadLimits(t *testing.T) {
 		{"head past limit minus final LF", head(257, "\r\n")[:256], errHeadTooLarge},
 		{"head past limit, no LF at all", "GET / HTTP/1.1\r\nHost: h\r\nX: " + strings.Repeat("v", 300), errHeadTooLarge},
 		{"leading CRLF counted", "\r\n" + head(255, "\r\n"), errHeadTooLarge},
-		{"only CRLFs", strings.Repeat("\r\n", 128), errHeadTooLarge},
-		{"only CRLFs below limit", strings.Repeat("\r\n", 127), ErrNeedMore},
 	} {
 		if _, _, _, err := parse(tt.in, lim); err != tt.want {
 			t.Errorf("%s: %v; want %v", tt.name, err, tt.want)
+		}
+	}
+}
+
+func TestParseHeadTinyLimit(t *testing.T) {
+	lim := &Limits{MaxHeaderBytes: 3}
+	for _, in := range []string{"\r\n\r\n", "\r\nG", "GET"} {
+		if _, _, _, err := parse(in, lim); err != errHeadTooLarge {
+			t.Errorf("ParseHead(%q) = %v; want %v", in, err, errHeadTooLarge)
+		}
+	}
+	for _, in := range []string{"\r\n", "GE"} {
+		if _, _, _, err := parse(in, lim); err != ErrNeedMore {
+			t.Errorf("ParseHead(%q) = %v; want ErrNeedMore", in, err)
 		}
 	}
 }

@@ -69,6 +69,7 @@ class Connection(asyncio.Protocol):
         "_hello_received",
         "_out",
         "_placeholders",
+        "_big_parts",
         "_flush_scheduled",
         "_rbuf",
         "_rbuf_len",
@@ -107,6 +108,7 @@ class Connection(asyncio.Protocol):
         self._hello_received = False
         self._out: List[Union[bytes, memoryview, RequestCycle]] = []
         self._placeholders = 0
+        self._big_parts = False
         self._flush_scheduled = False
         self._rbuf: List[bytes] = []
         self._rbuf_len = 0
@@ -139,6 +141,8 @@ class Connection(asyncio.Protocol):
         max_frame = self.max_frame
         streams = self.streams
         view: Optional[memoryview] = None
+        create_task = self.loop.create_task
+        opened = False
         try:
             while True:
                 if n - pos < 4:
@@ -170,7 +174,8 @@ class Connection(asyncio.Protocol):
                         continue
                     cycle = RequestCycle(self, f)
                     streams[sid] = cycle
-                    cycle.task = self.loop.create_task(cycle.run())
+                    cycle.task = create_task(cycle.run())
+                    opened = True
                 elif t == REQUEST_BODY:
                     cycle = streams.get(f[1])
                     if cycle is not None:  # else: the stream has ended; the body is dropped
@@ -202,6 +207,10 @@ class Connection(asyncio.Protocol):
             rest = data[pos:]
             self._rbuf.append(rest)
             self._rbuf_len = len(rest)
+        if opened and not self._flush_scheduled:
+            # Scheduled after the new tasks' first steps: what they send in that step (often the
+            # whole response and END) goes out in the same event-loop iteration, in one write.
+            self._schedule_flush()
 
     def eof_received(self) -> Optional[bool]:
         logger.debug("the gateway closed the connection")
@@ -255,6 +264,13 @@ class Connection(asyncio.Protocol):
                     out[i] = item.start_only_frame()
             self._placeholders = 0
         if self._closed:
+            out.clear()
+            return
+        if self._big_parts:
+            # Large bodies are separate items: let the transport gather them (uvloop: writev)
+            # instead of copying them into one buffer here.
+            self._big_parts = False
+            self.transport.writelines(out)  # type: ignore[union-attr]
             out.clear()
             return
         data = out[0] if len(out) == 1 else b"".join(out)  # type: ignore[arg-type]

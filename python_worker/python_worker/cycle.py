@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import struct
 from collections import deque
 from typing import TYPE_CHECKING, Any, Deque, Optional, Tuple
 
@@ -28,26 +29,36 @@ from .protocol import (
     OUTCOME_NO_RESPONSE,
     OUTCOME_OK,
     ProtocolError,
+    _pack,
+    bin_header,
     encode_credit,
     encode_end,
     pack_uint,
     response_body_parts,
-    response_start_head,
     response_start_parts,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
     from .connection import Connection
-    from .types import ASGI3Application
 
 __all__ = ["ClientDisconnected", "RequestCycle"]
 
 logger = logging.getLogger("python_worker.app")
 
 _CancelledError = asyncio.CancelledError
+_pack_u32 = struct.Struct(">I").pack
+_BIN8 = [b"\xc4" + bytes((i,)) for i in range(256)]
 
-# Largest body piece (in bytes) emitted without going through the slow, splitting path.
-_START_SLACK = 6  # bin32 header (5) + more_body (1) after a RESPONSE_START head
+# A RESPONSE_START head is followed by a bin header (at most 5 bytes) and more_body (1 byte).
+_START_SLACK = 6
+
+# Response states.
+_NOT_STARTED = 0
+_STARTED = 1
+_COMPLETE = 2  # the final body was sent, or the stream has ended: later send()s are ignored
+
+# END with outcome OK and message "": prefix (length, array, type) by the length of the encoded sid.
+_END_OK_PREFIX = {k: _pack_u32(4 + k) + b"\x94\x15" for k in (1, 2, 3, 5)}
 
 
 class ClientDisconnected(OSError):
@@ -79,20 +90,18 @@ class RequestCycle:
         # request body
         "_body",
         "_more_body",
-        "_first_pending",
         "_chunks",
         "_req_done",
         "_req_window",
         "_ungranted",
         "_waiter",
         # response
+        "_state",
         "_send_window",
-        "_started",
-        "_complete",
         "_start_head",
         "_start_index",
         "_credit_waiter",
-        # state
+        # both
         "disconnected",
         "_error",
         "_cancel_reason",
@@ -123,23 +132,20 @@ class RequestCycle:
         }
         self.task: Optional[asyncio.Task] = None
         self.flags = flags
-        window = conn.window
-        if flags & FLAG_EXPECT_CONTINUE:
-            window = 0
-        window -= len(body)
-        if window < 0:
-            raise ProtocolError(f"HTTP_REQUEST for stream {sid} carries more body than the window allows")
+        window = 0 if flags & FLAG_EXPECT_CONTINUE else conn.window
+        if body:
+            window -= len(body)
+            if window < 0:
+                raise ProtocolError(f"HTTP_REQUEST for stream {sid} carries more body than the window allows")
         self._req_window = window
-        self._body = body
+        self._body: Optional[bytes] = body  # the first http.request, until the app receives it
         self._more_body = more_body
-        self._first_pending = True
         self._chunks: Optional[Deque[Tuple[bytes, bool]]] = None
         self._req_done = not more_body
         self._ungranted = 0
         self._waiter: Optional[asyncio.Future] = None
+        self._state = _NOT_STARTED
         self._send_window = conn.window
-        self._started = False
-        self._complete = False
         self._start_head = b""
         self._start_index: Optional[int] = None
         self._credit_waiter: Optional[asyncio.Future] = None
@@ -159,6 +165,17 @@ class RequestCycle:
         else:
             if result is not None:
                 logger.warning("ASGI callable returned a value other than None (%s); it is ignored", type(result).__name__)
+            if self._state == _COMPLETE and self._error is None:
+                # The common case, inlined: END OK.
+                conn = self.conn
+                conn.streams.pop(self.sid, None)
+                self.disconnected = True
+                if not conn._closed:
+                    sid_enc = self.sid_enc
+                    conn._out.append(_END_OK_PREFIX[len(sid_enc)] + sid_enc + b"\x00\xa0")
+                    if not conn._flush_scheduled:
+                        conn._schedule_flush()
+                return
             outcome, message = self._returned()
         self._end(outcome, message)
 
@@ -175,9 +192,9 @@ class RequestCycle:
         if self._error is not None:  # an invalid message that the app swallowed
             logger.error("ASGI callable sent an invalid message: %s", _describe(self._error))
             return OUTCOME_APP_ERROR, _describe(self._error)
-        if self._complete or self.disconnected:
+        if self._state == _COMPLETE or self.disconnected:
             return OUTCOME_OK, ""
-        if self._started:
+        if self._state == _STARTED:
             msg = "ASGI callable returned without completing response."
         else:
             msg = "ASGI callable returned without starting response."
@@ -186,11 +203,10 @@ class RequestCycle:
 
     def _end(self, outcome: int, message: str) -> None:
         conn = self.conn
-        if conn.streams.get(self.sid) is self:
-            del conn.streams[self.sid]
+        conn.streams.pop(self.sid, None)
         # After END nothing more may go out for the sid: later send()s are ignored, receive()s
         # return http.disconnect (a task the app left behind).
-        self._complete = True
+        self._state = _COMPLETE
         self.disconnected = True
         if conn._closed:
             return
@@ -213,7 +229,7 @@ class RequestCycle:
         self._req_window = window
         if not more_body:
             self._req_done = True
-        if self._complete:
+        if self._state == _COMPLETE:
             return  # the app's receive() returns http.disconnect from now on: drop the body
         chunks = self._chunks
         if chunks is None:
@@ -256,18 +272,18 @@ class RequestCycle:
     def start_only_frame(self) -> bytes:
         """At flush: the pending RESPONSE_START placeholder as a start without body."""
         self._start_index = None
-        return response_start_parts(self._start_head, b"", True)[0]
+        payload = self._start_head + b"\xc4\x00\xc3"  # body b"", more_body true
+        return _pack_u32(len(payload)) + payload
 
     # -----------------------------------------------------------------------------------------------
     # ASGI receive
 
     async def receive(self) -> dict:
-        if self._first_pending:
-            self._first_pending = False
-            if not (self.disconnected or self._complete):
-                body = self._body
+        body = self._body
+        if body is not None:  # the first http.request, from the HTTP_REQUEST frame
+            self._body = None
+            if not self.disconnected and self._state != _COMPLETE:
                 more_body = self._more_body
-                self._body = b""
                 if more_body:
                     if self.flags & FLAG_EXPECT_CONTINUE:
                         self._grant(self.conn.window)  # the gateway sends 100 Continue on it
@@ -275,7 +291,7 @@ class RequestCycle:
                         self._consumed(len(body))
                 return {"type": "http.request", "body": body, "more_body": more_body}
         while True:
-            if self.disconnected or self._complete:
+            if self.disconnected or self._state == _COMPLETE:
                 return {"type": "http.disconnect"}
             chunks = self._chunks
             if chunks:
@@ -298,10 +314,10 @@ class RequestCycle:
 
     def _grant(self, n: int) -> None:
         self._ungranted = 0
-        if self._req_done or self.disconnected or self.conn._closed:
+        conn = self.conn
+        if self._req_done or self.disconnected or conn._closed:
             return
         self._req_window += n
-        conn = self.conn
         conn._out.append(encode_credit(self.sid, n))
         if not conn._flush_scheduled:
             conn._schedule_flush()
@@ -310,46 +326,89 @@ class RequestCycle:
     # ASGI send
 
     async def send(self, message: Any) -> None:
-        mtype = message["type"]
-        if self._complete:
-            return  # after the final body (or after END): ignored
-        if self.disconnected:
-            raise ClientDisconnected(f"the client of stream {self.sid} has disconnected")
-        if not self._started:
-            if mtype != "http.response.start":
-                self._invalid(RuntimeError(f"Expected ASGI message 'http.response.start', but got '{mtype}'."))
-            self._start(message)
-            return
-        if mtype != "http.response.body":
-            self._invalid(RuntimeError(f"Expected ASGI message 'http.response.body', but got '{mtype}'."))
-        body = message.get("body", b"")
-        if type(body) is not bytes:
-            body = self._check_body(body)
-        more_body = message.get("more_body", False)
-        conn = self.conn
-        n = len(body)
-        if (
-            n <= self._send_window
-            and n <= conn.max_piece
-            and not conn._write_paused
-            and (self._start_index is None or len(self._start_head) + n + _START_SLACK <= conn.max_frame)
-        ):
-            if more_body:
-                if not n:
-                    return
-                self._send_window -= n
-                self._emit(body, True)
+        state = self._state
+        if state == _STARTED:
+            if self.disconnected:
+                raise ClientDisconnected(f"the client of stream {self.sid} has disconnected")
+            if message["type"] != "http.response.body":
+                self._invalid(RuntimeError(
+                    f"Expected ASGI message 'http.response.body', but got '{message['type']}'."))
+            body = message.get("body", b"")
+            if type(body) is not bytes:
+                body = self._check_body(body)
+            n = len(body)
+            conn = self.conn
+            if n > self._send_window or n > conn.max_piece or conn._write_paused:
+                await self._send_slow(body, bool(message.get("more_body", False)))
                 return
+            index = self._start_index
+            if message.get("more_body", False):
+                if n:
+                    self._send_window -= n
+                    if index is not None and len(self._start_head) + n + _START_SLACK <= conn.max_frame:
+                        self._start_index = None
+                        conn._placeholders -= 1
+                        conn._out[index] = b"".join(response_start_parts(self._start_head, body, True))
+                    else:
+                        self._emit(body, True)
+                return
+            self._state = _COMPLETE
             self._send_window -= n
-            self._complete = True
-            self._emit(body, False)
+            if index is not None and n < 256 and len(self._start_head) + 258 <= conn.max_frame:
+                # The common case, inlined: one RESPONSE_START carrying the whole (small) body.
+                self._start_index = None
+                conn._placeholders -= 1
+                head = self._start_head
+                conn._out[index] = b"".join((_pack_u32(len(head) + n + 3), head, _BIN8[n], body, b"\xc2"))
+            else:
+                self._emit(body, False)
             w = self._waiter
             if w is not None and not w.done():
                 w.set_result(None)
-            return
-        await self._send_slow(body, bool(more_body))
+        elif state == _NOT_STARTED:
+            if self.disconnected:
+                raise ClientDisconnected(f"the client of stream {self.sid} has disconnected")
+            if message["type"] != "http.response.start":
+                self._invalid(RuntimeError(
+                    f"Expected ASGI message 'http.response.start', but got '{message['type']}'."))
+            self._start(message)
+        # _COMPLETE: after the final body (or after END) messages are ignored
+
+    def _start(self, message: Any) -> None:
+        status = message["status"]
+        if type(status) is not int:
+            self._invalid(TypeError(f"http.response.start 'status' must be an int, got {type(status).__name__} {status!r}"))
+        if not 200 <= status <= 999:
+            self._invalid(ValueError(f"http.response.start 'status' must be 200..999, got {status}"))
+        headers = message.get("headers", ())
+        if type(headers) is not list and type(headers) is not tuple:
+            headers = list(headers)  # any iterable
+        for item in headers:
+            if (type(item) is tuple or type(item) is list) and len(item) == 2 and type(item[0]) is bytes \
+                    and type(item[1]) is bytes:
+                continue
+            headers = self._normalize_headers(headers)
+            break
+        # RESPONSE_START up to its body: 97 12 sid status headers flags. Packing a 3-array gives
+        # 0x93 and the three items.
+        items = _pack((status, headers, FLAG_TRAILERS if message.get("trailers", False) else 0))
+        head = b"\x97\x12" + self.sid_enc + items[1:]
+        conn = self.conn
+        if len(head) + 3 > conn.max_frame:
+            self._invalid(ValueError(
+                f"http.response.start headers are too large: {len(head)} bytes encoded, "
+                f"the frame limit is {conn.max_frame}"))
+        self._state = _STARTED
+        self._start_head = head
+        out = conn._out
+        self._start_index = len(out)
+        out.append(self)
+        conn._placeholders += 1
+        if not conn._flush_scheduled:
+            conn._schedule_flush()
 
     async def _send_slow(self, body: bytes, more_body: bool) -> None:
+        """A body that must wait (window, paused transport) or be split into pieces."""
         conn = self.conn
         total = len(body)
         if total == 0 and more_body:
@@ -358,7 +417,8 @@ class RequestCycle:
             len(self._start_head) + min(total, conn.max_piece) + _START_SLACK > conn.max_frame
         ):
             # The headers leave no room for a body piece in RESPONSE_START: send the start alone.
-            conn._out[self._start_index] = self.start_only_frame()
+            index = self._start_index
+            conn._out[index] = self.start_only_frame()
             conn._placeholders -= 1
         view = memoryview(body) if total > conn.max_piece or total > self._send_window else body
         pos = 0
@@ -379,7 +439,7 @@ class RequestCycle:
             pos = end
             if final:
                 if not more_body:
-                    self._complete = True
+                    self._state = _COMPLETE
                 self._emit(chunk, more_body)
                 if not more_body:
                     w = self._waiter
@@ -407,46 +467,29 @@ class RequestCycle:
         if index is not None:
             self._start_index = None
             conn._placeholders -= 1
-            parts = response_start_parts(self._start_head, body, more_body)
-            conn._out[index] = parts[0] if len(parts) == 1 else b"".join(parts)
+            conn._out[index] = b"".join(response_start_parts(self._start_head, body, more_body))
             return
-        conn._out += response_body_parts(self.sid_enc, body, more_body)
+        parts = response_body_parts(self.sid_enc, body, more_body)
+        if len(parts) > 1:
+            conn._big_parts = True
+        conn._out += parts
         if not conn._flush_scheduled:
             conn._schedule_flush()
 
-    def _start(self, message: Any) -> None:
-        status = message["status"]
-        if type(status) is not int:
-            self._invalid(TypeError(f"http.response.start 'status' must be an int, got {type(status).__name__} {status!r}"))
-        if not 200 <= status <= 999:
-            self._invalid(ValueError(f"http.response.start 'status' must be 200..999, got {status}"))
-        headers = []
-        for item in message.get("headers", ()):
+    def _normalize_headers(self, headers: Any) -> list:
+        """Headers that are not all plain ``(bytes, bytes)`` pairs: validate, return plain pairs."""
+        out = []
+        for item in headers:
             try:
                 name, value = item
             except (TypeError, ValueError):
                 self._invalid(TypeError(f"http.response.start headers must be [name, value] pairs, got {item!r}"))
-            if type(name) is not bytes or type(value) is not bytes:
-                for what, x in (("name", name), ("value", value)):
-                    if not isinstance(x, bytes):
-                        self._invalid(TypeError(
-                            f"http.response.start header {what}s must be bytes, got {type(x).__name__} {x!r}"))
-            headers.append((name, value))
-        flags = FLAG_TRAILERS if message.get("trailers", False) else 0
-        head = response_start_head(self.sid_enc, status, headers, flags)
-        conn = self.conn
-        if len(head) + 3 > conn.max_frame:
-            self._invalid(ValueError(
-                f"http.response.start headers are too large: {len(head)} bytes encoded, "
-                f"the frame limit is {conn.max_frame}"))
-        self._started = True
-        self._start_head = head
-        out = conn._out
-        self._start_index = len(out)
-        out.append(self)
-        conn._placeholders += 1
-        if not conn._flush_scheduled:
-            conn._schedule_flush()
+            for what, x in (("name", name), ("value", value)):
+                if not isinstance(x, bytes):
+                    self._invalid(TypeError(
+                        f"http.response.start header {what}s must be bytes, got {type(x).__name__} {x!r}"))
+            out.append((bytes(name), bytes(value)))
+        return out
 
     def _check_body(self, body: Any) -> bytes:
         if isinstance(body, (bytes, bytearray, memoryview)):
@@ -467,3 +510,4 @@ def _describe(exc: BaseException) -> str:
     if len(message) > 4000:
         message = message[:3997] + "..."
     return message
+

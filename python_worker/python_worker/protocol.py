@@ -281,41 +281,48 @@ def decode(payload: bytes | memoryview) -> tuple:
         raise ProtocolError(f"payload is not an array [type, stream, ...]: {_short(f)}")
     t = f[0]
     # Hot path, inlined: HTTP_REQUEST.
-    if t == 2 and type(t) is int:
-        if len(f) == 15:
-            (_, sid, hv, method, scheme, path, raw_path, qs, root_path, headers, client, server, flags, body, more) = f
-            if (
-                type(sid) is int
-                and 0 < sid <= MAX_U32
-                and type(hv) is str
-                and type(method) is str
-                and type(scheme) is str
-                and type(path) is str
-                and type(raw_path) is bytes
-                and type(qs) is bytes
-                and type(root_path) is str
-                and type(headers) is tuple
-                and type(flags) is int
-                and flags >= 0
-                and type(body) is bytes
-                and type(more) is bool
-                and (client is None or (type(client) is tuple and len(client) == 2 and type(client[0]) is str
-                                        and type(client[1]) is int and client[1] >= 0))
-                and (server is None or (type(server) is tuple and len(server) == 2 and type(server[0]) is str
-                                        and (server[1] is None or (type(server[1]) is int and server[1] >= 0))))
-            ):
-                for h in headers:
-                    if type(h) is not tuple or len(h) != 2 or type(h[0]) is not bytes or type(h[1]) is not bytes:
-                        break
-                else:
-                    return f
-        _check_schema(f, _SCHEMAS[HTTP_REQUEST])  # raises with a precise message
-        return f  # pragma: no cover - the fast check and the schema agree
+    if t == 2 and type(t) is int and len(f) == 15:
+        (_, sid, hv, method, scheme, path, raw_path, qs, root_path, headers, client, server, flags, body, more) = f
+        if (
+            type(sid) is int
+            and 0 < sid <= MAX_U32
+            and type(hv) is str
+            and type(method) is str
+            and type(scheme) is str
+            and type(path) is str
+            and type(raw_path) is bytes
+            and type(qs) is bytes
+            and type(root_path) is str
+            and type(headers) is tuple
+            and type(flags) is int
+            and flags >= 0
+            and type(body) is bytes
+            and type(more) is bool
+            and (client is None or (type(client) is tuple and len(client) == 2 and type(client[0]) is str
+                                    and type(client[1]) is int and client[1] >= 0))
+            and (server is None or (type(server) is tuple and len(server) == 2 and type(server[0]) is str
+                                    and (server[1] is None or (type(server[1]) is int and server[1] >= 0))))
+        ):
+            for h in headers:
+                if type(h) is not tuple or len(h) != 2 or type(h[0]) is not bytes or type(h[1]) is not bytes:
+                    break
+            else:
+                return f
+    elif t == 3 and type(t) is int and len(f) == 4:  # REQUEST_BODY
+        sid = f[1]
+        if type(sid) is int and 0 < sid <= MAX_U32 and type(f[2]) is bytes and type(f[3]) is bool:
+            return f
+    elif t == 5 and type(t) is int and len(f) == 3:  # CREDIT
+        sid = f[1]
+        increment = f[2]
+        if type(sid) is int and 0 < sid <= MAX_U32 and type(increment) is int and increment >= 0:
+            return f
     schema = _SCHEMAS.get(t) if type(t) is int else None
     if schema is None:
         raise ProtocolError(f"unknown frame type {_short(t)}")
     _check_schema(f, schema)
     return f
+
 
 
 def _short(v: Any) -> str:

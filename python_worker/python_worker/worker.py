@@ -143,6 +143,19 @@ def load_app(import_str: str, app_dir: Optional[str] = None, factory: bool = Fal
     return app
 
 
+def _app_traceback(exc: BaseException) -> BaseException:
+    """``exc`` with the worker's and importlib's frames cut from the front of its traceback."""
+    tb = exc.__traceback__
+    while tb is not None:
+        filename = tb.tb_frame.f_code.co_filename
+        if filename != __file__ and not filename.startswith("<frozen importlib") and (
+            os.path.basename(os.path.dirname(filename)) != "importlib"
+        ):
+            return exc.with_traceback(tb)
+        tb = tb.tb_next
+    return exc  # nothing of the app's (a SyntaxError): keep all
+
+
 def _send_hello_error(path: str, message: str) -> None:
     """Connect (blocking), send the HELLO carrying ``error``, and close."""
     frame = encode_hello_error(os.getpid(), message)
@@ -236,7 +249,7 @@ def run(options: Options) -> int:
     except AppLoadError as exc:
         cause = exc.cause
         if cause is not None:
-            logger.error("%s", exc, exc_info=cause)
+            logger.error("%s", exc, exc_info=_app_traceback(cause))
         else:
             logger.error("%s", exc)
         _send_hello_error(options.socket, str(exc))

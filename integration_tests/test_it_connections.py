@@ -1,0 +1,113 @@
+"""Connections: persistence, pipelining, close, HTTP/1.0, and malformed requests (RFC 9112)."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+
+from gateway_harness import GatewayServer
+
+
+def test_keep_alive_several_requests_on_one_connection(server: GatewayServer) -> None:
+    with server.raw() as conn:
+        for index in range(5):
+            response = conn.request("GET", f"/keep/{index}")
+            assert response.status == 200
+            assert "close" not in response.connection_tokens()
+            scope = json.loads(response.body)["scope"]
+            assert scope["path"] == f"/keep/{index}"
+            # The same connection, so the same client port each time.
+            assert scope["client"] == ["127.0.0.1", conn.local_port]
+
+
+def test_keep_alive_with_bodies_and_mixed_framing(server: GatewayServer) -> None:
+    with server.raw() as conn:
+        assert conn.request("POST", "/_/echo", body=b"first").body == b"first"
+        assert conn.request("GET", "/_/stream?n=2&delay=0.01").body == b"piece 0\npiece 1\n"
+        assert conn.request("POST", "/_/echo", body=b"third" * 1000).body == b"third" * 1000
+        assert conn.request("GET", "/_/length").body == b"hello world"
+
+
+def test_pipelined_requests_are_answered_in_order(server: GatewayServer) -> None:
+    with server.raw() as conn:
+        conn.send(
+            b"GET /pipe/1 HTTP/1.1\r\nHost: test.local\r\n\r\n"
+            b"POST /_/echo HTTP/1.1\r\nHost: test.local\r\nContent-Length: 4\r\n\r\nbody"
+            b"GET /pipe/3 HTTP/1.1\r\nHost: test.local\r\n\r\n"
+        )
+        first = conn.read_response()
+        second = conn.read_response()
+        third = conn.read_response()
+    assert json.loads(first.body)["scope"]["path"] == "/pipe/1"
+    assert second.body == b"body"
+    assert json.loads(third.body)["scope"]["path"] == "/pipe/3"
+
+
+def test_connection_close_closes_after_the_response(server: GatewayServer) -> None:
+    with server.raw() as conn:
+        response = conn.request("GET", "/closing", headers=[("Connection", "close")])
+        assert response.status == 200
+        assert json.loads(response.body)["scope"]["path"] == "/closing"
+        assert conn.peer_closed(timeout=5), "the server kept the connection open after Connection: close"
+
+
+def test_http_10_request_gets_a_response_and_close(server: GatewayServer) -> None:
+    with server.raw() as conn:
+        conn.send(b"GET /old HTTP/1.0\r\n\r\n")
+        response = conn.read_response()
+        assert response.status == 200
+        assert json.loads(response.body)["scope"]["http_version"] == "1.0"
+        assert conn.peer_closed(timeout=5)
+
+
+def test_http_10_streaming_response_is_not_chunked(server: GatewayServer) -> None:
+    # RFC 9112 6.1: no Transfer-Encoding unless the request is HTTP/1.1 or later.
+    with server.raw() as conn:
+        conn.send(b"GET /_/stream?n=3&delay=0.02 HTTP/1.0\r\n\r\n")
+        response = conn.read_response()
+        assert response.status == 200
+        assert response.header("transfer-encoding") is None
+        assert response.body == b"piece 0\npiece 1\npiece 2\n"
+        assert conn.peer_closed(timeout=5)
+
+
+MALFORMED = {
+    "garbage request line": b"GARBAGE\r\n\r\n",
+    "space before colon": b"GET / HTTP/1.1\r\nHost: test.local\r\nX-Bad : value\r\n\r\n",
+    "header without colon": b"GET / HTTP/1.1\r\nHost: test.local\r\nNoColonHere\r\n\r\n",
+    "duplicate content-length": (
+        b"POST /_/echo HTTP/1.1\r\nHost: test.local\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!"
+    ),
+    "invalid content-length": b"POST /_/echo HTTP/1.1\r\nHost: test.local\r\nContent-Length: abc\r\n\r\nhello",
+    "invalid chunk size": (
+        b"POST /_/echo HTTP/1.1\r\nHost: test.local\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"zz\r\nhello\r\n0\r\n\r\n"
+    ),
+    "missing host": b"GET / HTTP/1.1\r\n\r\n",
+    "two hosts": b"GET / HTTP/1.1\r\nHost: a.test\r\nHost: b.test\r\n\r\n",
+}
+
+
+@pytest.mark.parametrize("request_bytes", list(MALFORMED.values()), ids=list(MALFORMED))
+def test_malformed_request_gets_400_and_the_server_keeps_serving(
+    server: GatewayServer, request_bytes: bytes
+) -> None:
+    with server.raw() as conn:
+        conn.send(request_bytes)
+        response = conn.read_response()
+        assert response.status == 400
+        if b"Host: a.test" not in request_bytes and b"HTTP/1.1\r\n\r\n" not in request_bytes:
+            # A message whose framing cannot be trusted: the server closes (RFC 9112 6.3).
+            assert conn.peer_closed(timeout=5), "the connection stayed open after a malformed request"
+    follow_up = httpx.get(f"{server.url}/_/pid")
+    assert follow_up.status_code == 200
+
+
+def test_too_large_request_head_gets_431(server: GatewayServer) -> None:
+    with server.raw() as conn:
+        conn.send(b"GET / HTTP/1.1\r\nHost: test.local\r\nX-Big: " + b"a" * 20_000 + b"\r\n\r\n")
+        response = conn.read_response()
+        assert response.status == 431
+    assert httpx.get(f"{server.url}/_/pid").status_code == 200

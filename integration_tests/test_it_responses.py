@@ -1,0 +1,209 @@
+"""Responses: status, headers, framing (RFC 9112 section 6), streaming, HEAD, 204/304, 100-continue."""
+
+from __future__ import annotations
+
+import socket
+import time
+import uuid
+
+import httpx
+import pytest
+
+from gateway_harness import GatewayServer, RawConnection
+
+APP_HEADERS = [
+    ("x-first", "1"),
+    ("set-cookie", "a=1; Path=/"),
+    ("content-type", "text/plain"),
+    ("x-dup", "one"),
+    ("set-cookie", "b=2; Path=/; HttpOnly"),
+    ("x-dup", "two"),
+    ("content-length", "7"),
+    ("x-last", "z"),
+]
+
+
+def assert_connection_usable(conn: RawConnection) -> None:
+    """The next request on the same connection gets a well-formed response (no stray bytes)."""
+    response = conn.request("GET", "/_/pid")
+    assert response.status == 200, response
+    assert response.body.isdigit()
+
+
+@pytest.mark.parametrize("status", [200, 201, 299, 418])
+def test_status_and_header_order_and_duplicates(server: GatewayServer, status: int) -> None:
+    with server.raw() as conn:
+        response = conn.request("GET", f"/_/headers?status={status}")
+        assert response.status == status
+        app_names = {name for name, _ in APP_HEADERS}
+        seen = [(name.lower(), value) for name, value in response.headers if name.lower() in app_names]
+        assert seen == APP_HEADERS
+        assert response.body == b"headers"
+        assert_connection_usable(conn)
+
+
+def test_two_set_cookie_headers_with_httpx(server: GatewayServer) -> None:
+    response = httpx.get(f"{server.url}/_/headers")
+    assert response.headers.get_list("set-cookie") == ["a=1; Path=/", "b=2; Path=/; HttpOnly"]
+    assert response.cookies["a"] == "1" and response.cookies["b"] == "2"
+
+
+def test_content_length_is_honoured(server: GatewayServer) -> None:
+    with server.raw() as conn:
+        response = conn.request("GET", "/_/length")
+        assert response.status == 200
+        assert response.header_list("content-length") == ["11"]
+        assert response.header("transfer-encoding") is None
+        assert response.framing == "length"
+        assert response.body == b"hello world"
+        assert_connection_usable(conn)
+
+
+def test_chunked_when_the_app_gives_no_content_length(server: GatewayServer) -> None:
+    with server.raw() as conn:
+        response = conn.request("GET", "/_/stream?n=3&delay=0.05")
+        assert response.status == 200
+        assert response.header("content-length") is None
+        assert [value.lower() for value in response.header_list("transfer-encoding")] == ["chunked"]
+        assert response.framing == "chunked"
+        assert response.body == b"piece 0\npiece 1\npiece 2\n"
+        # The app's empty body messages must not produce a premature last chunk.
+        assert response.chunk_sizes[-1] == 0
+        assert all(size > 0 for size in response.chunk_sizes[:-1]), response.chunk_sizes
+        assert_connection_usable(conn)
+
+
+def test_transfer_encoding_header_from_the_app_is_ignored(server: GatewayServer) -> None:
+    # Spec 2.5: "You may send a Transfer-Encoding header ..., but the server must ignore it."
+    with server.raw() as conn:
+        response = conn.request("GET", "/_/app-transfer-encoding")
+        assert response.status == 200
+        assert len(response.header_list("transfer-encoding")) <= 1
+        assert response.body == b"plain bytes"
+        assert_connection_usable(conn)
+
+
+def test_streaming_is_flushed_per_body_message(server: GatewayServer) -> None:
+    key = uuid.uuid4().hex
+    with server.raw(timeout=8) as conn:
+        conn.send(f"GET /_/gated?key={key} HTTP/1.1\r\nHost: test.local\r\n\r\n".encode())
+        head = conn.read_head()
+        assert head.status == 200
+        # The app sent "first\n" and now waits for /_/open-gate: it must reach us before that.
+        try:
+            conn.read_until(b"first\n")
+        except socket.timeout:
+            pytest.fail("the first body message was not flushed to the client while the app waited")
+        opened = httpx.get(f"{server.url}/_/open-gate?key={key}")
+        assert opened.status_code == 200
+        rest = conn.read_until(b"0\r\n\r\n")
+        assert b"second\n" in rest, rest
+
+
+def test_streaming_pieces_arrive_over_time(server: GatewayServer) -> None:
+    arrivals: list[tuple[float, bytes]] = []
+    started = time.monotonic()
+    with httpx.stream("GET", f"{server.url}/_/stream?n=3&delay=0.6") as response:
+        assert response.status_code == 200
+        for piece in response.iter_raw():
+            arrivals.append((time.monotonic() - started, piece))
+    body = b"".join(piece for _, piece in arrivals)
+    assert body == b"piece 0\npiece 1\npiece 2\n"
+    first_time, first_piece = arrivals[0]
+    assert first_piece.startswith(b"piece 0\n")
+    assert first_time < 0.5, f"first piece came after {first_time:.2f} s, not streamed"
+    assert arrivals[-1][0] >= 1.2
+    assert len(arrivals) >= 3, arrivals
+
+
+def test_head_response_has_headers_but_no_body(server: GatewayServer) -> None:
+    get = httpx.get(f"{server.url}/_/head-body")
+    assert get.content == b"this body is not sent for HEAD"
+    with server.raw() as conn:
+        response = conn.request("HEAD", "/_/head-body")
+        assert response.status == 200
+        assert response.header("content-length") == str(len(get.content))
+        assert response.header("content-type") == "text/plain; charset=utf-8"
+        assert response.body == b""
+        # No body bytes came after the head: the next response starts right away.
+        assert_connection_usable(conn)
+
+
+def test_head_response_to_a_streaming_app_has_no_body(server: GatewayServer) -> None:
+    with server.raw() as conn:
+        response = conn.request("HEAD", "/_/stream?n=2&delay=0.01")
+        assert response.status == 200
+        assert_connection_usable(conn)
+
+
+@pytest.mark.parametrize("code", [204, 304])
+def test_204_and_304_have_no_body(server: GatewayServer, code: int) -> None:
+    with server.raw() as conn:
+        response = conn.request("GET", f"/_/status?code={code}&etag=1")
+        assert response.status == code
+        assert response.header("x-status") == str(code)
+        # RFC 9112 6.1 and RFC 9110 8.6: no Transfer-Encoding nor Content-Length in a 204
+        # (a 304 may carry them, to describe the 200 response it stands for).
+        if code == 204:
+            assert response.header("transfer-encoding") is None
+            assert response.header("content-length") is None
+        # No body and no chunked terminator on the wire: the next response starts right away.
+        assert_connection_usable(conn)
+
+
+def test_expect_100_continue(server: GatewayServer) -> None:
+    body = b"body after 100 continue"
+    with server.raw(timeout=5) as conn:
+        conn.send(
+            b"POST /_/echo HTTP/1.1\r\nHost: test.local\r\nExpect: 100-continue\r\n"
+            b"Content-Length: %d\r\n\r\n" % len(body)
+        )
+        interim = conn.read_head()
+        assert (interim.version, interim.status) == ("1.1", 100)
+        conn.send(body)
+        response = conn.read_response()
+        assert response.status == 200
+        assert response.body == body
+        assert_connection_usable(conn)
+
+
+def test_expect_100_continue_with_a_chunked_body(server: GatewayServer) -> None:
+    with server.raw(timeout=5) as conn:
+        conn.send(
+            b"POST /_/echo HTTP/1.1\r\nHost: test.local\r\nExpect: 100-continue\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n"
+        )
+        interim = conn.read_head()
+        assert (interim.version, interim.status) == ("1.1", 100)
+        conn.send(b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n")
+        response = conn.read_response()
+        assert response.status == 200
+        assert response.body == b"hello world"
+        assert_connection_usable(conn)
+
+
+def test_expect_100_continue_not_sent_when_the_app_does_not_read(server: GatewayServer) -> None:
+    with server.raw() as conn:
+        conn.send(
+            b"POST /_/no-read HTTP/1.1\r\nHost: test.local\r\nExpect: 100-continue\r\n"
+            b"Content-Length: 5\r\n\r\n"
+        )
+        first = conn.read_head()
+        assert first.status == 200, "a 100 Continue came although the app never read the body"
+        length = int(first.header("content-length") or 0)
+        assert conn.read_exact(length) == b"did not read the body"
+
+
+def test_receive_after_the_response_returns_http_disconnect(server: GatewayServer) -> None:
+    # Spec: http.disconnect is "sent to the application if receive is called after a response
+    # has been sent or after the HTTP connection has been closed".
+    key = uuid.uuid4().hex
+    with server.raw() as conn:  # the connection stays open while we look
+        response = conn.request("GET", f"/_/receive-after-response?key={key}")
+        assert response.body == b"done"
+        deadline = time.monotonic() + 12
+        records: list[dict[str, object]] = []
+        while time.monotonic() < deadline and not records:
+            records = httpx.get(f"{server.url}/_/records?key={key}").json()
+            time.sleep(0.1)
+    assert records == [{"event": "http.disconnect"}]

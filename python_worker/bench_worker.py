@@ -1,0 +1,150 @@
+"""Micro-benchmark of the worker's per-request cost, without a socket or a gateway.
+
+Drives :class:`python_worker.connection.Connection` with an in-memory fake transport: HTTP_REQUEST
+frames go into ``data_received`` (in batches of B requests, as the gateway batches them under load),
+a raw ASGI hello-world app answers, and the frames the worker writes are counted and checked. What is
+measured is the worker's whole path per request: frame decode, scope, task, app, send, frame encode,
+END, the batched write, and the event loop's own overhead.
+
+Run: ``.venv/bin/python python_worker/bench_worker.py [--requests N] [--batch B ...] [--loop uvloop|asyncio]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import os
+import sys
+import time
+from typing import Any, List
+
+try:
+    import python_worker  # noqa: F401
+except ImportError:  # run from a checkout without installing the package
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from python_worker import protocol as P
+from python_worker.connection import Connection
+
+HEADERS = [
+    (b"host", b"localhost:8000"),
+    (b"user-agent", b"wrk/4.2.0"),
+    (b"accept", b"*/*"),
+    (b"accept-encoding", b"gzip, deflate"),
+]
+
+RESPONSE_HEADERS = [(b"content-type", b"text/plain"), (b"content-length", b"13")]
+
+
+async def hello_app(scope: Any, receive: Any, send: Any) -> None:
+    await send({"type": "http.response.start", "status": 200, "headers": RESPONSE_HEADERS})
+    await send({"type": "http.response.body", "body": b"Hello, world!"})
+
+
+class FakeTransport(asyncio.Transport):
+    """Counts what the worker writes; never blocks."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes = 0
+        self.nbytes = 0
+        self.last = b""
+        self.closing = False
+
+    def write(self, data: Any) -> None:
+        self.writes += 1
+        self.nbytes += len(data)
+        self.last = data
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def close(self) -> None:
+        self.closing = True
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return default
+
+
+def request_frame(sid: int) -> bytes:
+    return P.encode(
+        [P.HTTP_REQUEST, sid, "1.1", "GET", "http", "/", b"/", b"", "", HEADERS,
+         ["127.0.0.1", 51234], ["127.0.0.1", 8000], 0, b"", False]
+    )
+
+
+async def bench(requests: int, batch: int) -> float:
+    loop = asyncio.get_running_loop()
+    conn = Connection(hello_app, P.encode_hello_worker(os.getpid(), "bench"), loop=loop)
+    transport = FakeTransport()
+    conn.connection_made(transport)
+    conn.data_received(P.encode([P.HELLO, 0, {"protocol": 1, "pid": 1, "max_frame": 1 << 20,
+                                              "window": 262144, "worker_id": 0}]))
+    batches: List[bytes] = [b"".join(request_frame(sid) for sid in range(1, batch + 1))]
+    rounds = max(1, requests // batch)
+    expected_writes = transport.writes + rounds
+    streams = conn.streams
+    sleep0 = asyncio.sleep
+    gc.collect()
+    t0 = time.perf_counter()
+    c0 = time.process_time()
+    data = batches[0]
+    for _ in range(rounds):
+        conn.data_received(data)
+        while streams or conn._flush_scheduled:
+            await sleep0(0)
+    c1 = time.process_time()
+    t1 = time.perf_counter()
+    assert transport.writes == expected_writes, (transport.writes, expected_writes)
+    check_last_write(transport.last, batch)
+    n = rounds * batch
+    return (c1 - c0) / n * 1e6, (t1 - t0) / n * 1e6
+
+
+def check_last_write(data: bytes, batch: int) -> None:
+    """The last write holds a RESPONSE_START with the body and an END for each stream of the batch."""
+    pos = 0
+    starts = ends = 0
+    while pos < len(data):
+        length = int.from_bytes(data[pos : pos + 4], "big")
+        f = P.decode(data[pos + 4 : pos + 4 + length])
+        pos += 4 + length
+        if f[0] == P.RESPONSE_START:
+            assert f[2] == 200 and f[5] == b"Hello, world!" and f[6] is False, f
+            starts += 1
+        elif f[0] == P.END:
+            assert f[2] == P.OUTCOME_OK, f
+            ends += 1
+    assert starts == ends == batch, (starts, ends, batch)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--requests", type=int, default=200_000)
+    parser.add_argument("--batch", type=int, nargs="+", default=[1, 16, 64])
+    parser.add_argument("--loop", choices=["uvloop", "asyncio", "both"], default="both")
+    args = parser.parse_args()
+    loops = ["uvloop", "asyncio"] if args.loop == "both" else [args.loop]
+    for name in loops:
+        if name == "uvloop":
+            try:
+                import uvloop
+            except ImportError:
+                print("uvloop: not installed")
+                continue
+            factory = uvloop.new_event_loop
+        else:
+            factory = asyncio.new_event_loop
+        for batch in args.batch:
+            loop = factory()
+            try:
+                loop.run_until_complete(bench(min(args.requests, 20_000), batch))  # warm-up
+                cpu, wall = loop.run_until_complete(bench(args.requests, batch))
+            finally:
+                loop.close()
+            print(f"{name:8s} batch {batch:3d}: {cpu:6.2f} µs CPU/request ({wall:6.2f} µs wall)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,241 @@
+"""A fake gateway for the tests: the gateway's end of a real Unix socketpair, speaking SPEC.md frames
+to a :class:`python_worker.connection.Connection` on the other end (same event loop)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import platform
+import socket
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable, Dict, List, Optional, Sequence, Tuple
+
+from python_worker import protocol as P
+from python_worker.connection import Connection
+
+try:
+    import uvloop
+except ImportError:  # pragma: no cover
+    uvloop = None
+
+LOOP_NAMES = ["asyncio"] + (["uvloop"] if uvloop is not None else [])
+
+
+def new_loop(name: str) -> asyncio.AbstractEventLoop:
+    if name == "uvloop":
+        return uvloop.new_event_loop()
+    return asyncio.new_event_loop()
+
+
+def run(loop_name: str, coro: Awaitable[Any], timeout: float = 20.0) -> Any:
+    """Run ``coro`` on a fresh loop of the given kind; cancel what is left afterwards."""
+    loop = new_loop(loop_name)
+    try:
+        return loop.run_until_complete(asyncio.wait_for(coro, timeout))
+    finally:
+        tasks = [t for t in asyncio.all_tasks(loop) if not t.done()]
+        for t in tasks:
+            t.cancel()
+        if tasks:
+            loop.run_until_complete(asyncio.wait(tasks, timeout=2))
+        loop.close()
+
+
+@dataclass
+class Response:
+    sid: int
+    frames: List[tuple] = field(default_factory=list)
+
+    @property
+    def start(self) -> Optional[tuple]:
+        for f in self.frames:
+            if f[0] == P.RESPONSE_START:
+                return f
+        return None
+
+    @property
+    def status(self) -> Optional[int]:
+        s = self.start
+        return None if s is None else s[2]
+
+    @property
+    def headers(self) -> List[Tuple[bytes, bytes]]:
+        s = self.start
+        return [] if s is None else [tuple(h) for h in s[3]]
+
+    @property
+    def body(self) -> bytes:
+        out = []
+        for f in self.frames:
+            if f[0] == P.RESPONSE_START:
+                out.append(f[5])
+            elif f[0] == P.RESPONSE_BODY:
+                out.append(f[2])
+        return b"".join(out)
+
+    @property
+    def complete(self) -> bool:
+        for f in self.frames:
+            if f[0] == P.RESPONSE_START and f[6] is False:
+                return True
+            if f[0] == P.RESPONSE_BODY and f[3] is False:
+                return True
+        return False
+
+    @property
+    def end(self) -> Optional[tuple]:
+        return self.frames[-1] if self.frames and self.frames[-1][0] == P.END else None
+
+    @property
+    def outcome(self) -> Optional[int]:
+        e = self.end
+        return None if e is None else e[2]
+
+    @property
+    def message(self) -> Optional[str]:
+        e = self.end
+        return None if e is None else e[3]
+
+    @property
+    def credits(self) -> List[int]:
+        return [f[2] for f in self.frames if f[0] == P.W_CREDIT]
+
+
+class FakeGateway:
+    """``async with FakeGateway(app) as gw:`` connects a worker Connection for ``app`` and does HELLO."""
+
+    def __init__(
+        self,
+        app: Callable[..., Any],
+        *,
+        window: int = P.DEFAULT_WINDOW,
+        max_frame: int = P.DEFAULT_MAX_FRAME,
+        send_hello: bool = True,
+        hello_map: Optional[Dict[str, Any]] = None,
+    ) -> None:
+        self.app = app
+        self.window = window
+        self.max_frame = max_frame
+        self.send_hello = send_hello
+        self.hello_map = hello_map
+        self.pending: Dict[int, List[tuple]] = {}
+        self.other: List[tuple] = []
+
+    async def __aenter__(self) -> "FakeGateway":
+        loop = asyncio.get_running_loop()
+        gsock, wsock = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.conn = Connection(self.app, P.encode_hello_worker(os.getpid(), platform.python_version()), loop=loop)
+        await loop.connect_accepted_socket(lambda: self.conn, sock=wsock)
+        self.reader, self.writer = await asyncio.open_unix_connection(sock=gsock)
+        self.worker_hello = await self.read_frame()
+        if self.send_hello:
+            hello = self.hello_map or {
+                "protocol": 1,
+                "pid": os.getpid(),
+                "max_frame": self.max_frame,
+                "window": self.window,
+                "worker_id": 0,
+            }
+            self.send_frame([P.HELLO, 0, hello])
+            await asyncio.wait_for(asyncio.shield(self.conn.handshake), 5)
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        self.writer.close()
+        try:
+            await asyncio.wait_for(asyncio.shield(self.conn.closed), 5)
+        except asyncio.TimeoutError:  # pragma: no cover
+            pass
+
+    # -- sending -------------------------------------------------------------------------------------
+
+    def send(self, *frames: bytes) -> None:
+        self.writer.write(b"".join(frames))
+
+    def send_frame(self, value: Sequence[Any]) -> None:
+        self.send(P.encode(value))
+
+    def request(
+        self,
+        sid: int,
+        *,
+        method: str = "GET",
+        path: str = "/",
+        raw_path: Optional[bytes] = None,
+        query_string: bytes = b"",
+        root_path: str = "",
+        headers: Sequence[Tuple[bytes, bytes]] = (),
+        body: bytes = b"",
+        more_body: bool = False,
+        flags: int = 0,
+        client: Optional[Tuple[str, int]] = ("127.0.0.1", 51234),
+        server: Optional[Tuple[str, Optional[int]]] = ("127.0.0.1", 8000),
+        http_version: str = "1.1",
+        scheme: str = "http",
+        send: bool = True,
+    ) -> bytes:
+        frame = P.encode(
+            [P.HTTP_REQUEST, sid, http_version, method, scheme, path,
+             raw_path if raw_path is not None else path.encode(), query_string, root_path,
+             [list(h) for h in headers], list(client) if client else None, list(server) if server else None,
+             flags, body, more_body]
+        )
+        if send:
+            self.send(frame)
+        return frame
+
+    def body(self, sid: int, body: bytes, more_body: bool) -> None:
+        self.send_frame([P.REQUEST_BODY, sid, body, more_body])
+
+    def credit(self, sid: int, increment: int) -> None:
+        self.send_frame([P.CREDIT, sid, increment])
+
+    def disconnect(self, sid: int) -> None:
+        self.send_frame([P.DISCONNECT, sid])
+
+    def ping(self, token: int) -> None:
+        self.send_frame([P.PING, 0, token])
+
+    # -- receiving -----------------------------------------------------------------------------------
+
+    async def read_frame(self, timeout: float = 5.0) -> tuple:
+        async def read() -> tuple:
+            hdr = await self.reader.readexactly(4)
+            length = int.from_bytes(hdr, "big")
+            assert 1 <= length <= self.max_frame, length
+            return P.decode(await self.reader.readexactly(length))
+
+        return await asyncio.wait_for(read(), timeout)
+
+    async def next_frame(self, sid: int, timeout: float = 5.0) -> tuple:
+        """The next frame for ``sid`` (frames of other streams are kept for later)."""
+        queue = self.pending.setdefault(sid, [])
+        while not queue:
+            f = await self.read_frame(timeout)
+            if f[1] == 0:
+                self.other.append(f)
+            else:
+                self.pending.setdefault(f[1], []).append(f)
+        return queue.pop(0)
+
+    async def response(self, sid: int, timeout: float = 5.0) -> Response:
+        """All frames of ``sid`` up to and including its END."""
+        r = Response(sid)
+        while True:
+            f = await self.next_frame(sid, timeout)
+            r.frames.append(f)
+            if f[0] == P.END:
+                return r
+
+    async def expect_silence(self, timeout: float = 0.2) -> None:
+        """Assert that the worker sends nothing for ``timeout`` seconds."""
+        try:
+            f = await asyncio.wait_for(self.reader.readexactly(4), timeout)
+        except asyncio.TimeoutError:
+            return
+        raise AssertionError(f"unexpected frame from the worker: prefix {f!r}")
+
+    async def expect_eof(self, timeout: float = 5.0) -> None:
+        data = await asyncio.wait_for(self.reader.read(), timeout)
+        assert self.reader.at_eof()
+        del data

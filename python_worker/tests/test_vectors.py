@@ -1,0 +1,242 @@
+"""The shared vectors (protocol/testdata/vectors.json): decode each frame to its value, and the
+worker's own encoders produce the exact bytes of each worker-to-gateway frame. Plus canonical encoding
+at the msgpack size boundaries and strict decoding."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import random
+import struct
+from typing import Any
+
+import msgpack
+import pytest
+
+from python_worker import protocol as P
+
+VECTORS_PATH = pathlib.Path(__file__).resolve().parents[2] / "protocol" / "testdata" / "vectors.json"
+VECTORS = json.loads(VECTORS_PATH.read_text())
+
+
+def to_py(v: Any) -> Any:
+    if isinstance(v, dict):
+        if set(v) == {"bin"}:
+            return bytes.fromhex(v["bin"])
+        return {k: to_py(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [to_py(x) for x in v]
+    return v
+
+
+def as_lists(v: Any) -> Any:
+    if isinstance(v, (list, tuple)):
+        return [as_lists(x) for x in v]
+    if isinstance(v, dict):
+        return {k: as_lists(x) for k, x in v.items()}
+    return v
+
+
+def test_vectors_present() -> None:
+    names = {v["name"] for v in VECTORS}
+    assert {"hello_gateway", "http_request_get", "response_start", "end_error", "pong"} <= names
+    assert {v["direction"] for v in VECTORS} == {"g2w", "w2g"}
+
+
+@pytest.mark.parametrize("vector", VECTORS, ids=[v["name"] for v in VECTORS])
+def test_decode_vector(vector: dict) -> None:
+    data = bytes.fromhex(vector["hex"])
+    length = P.read_length(data, 0, P.DEFAULT_MAX_FRAME)
+    assert length == len(data) - 4
+    f = P.decode(data[4:])
+    assert type(f) is tuple
+    assert as_lists(f) == to_py(vector["value"])
+    # bytes stay bytes, text stays text
+    assert type(f[0]) is int
+
+
+def test_decoded_request_shapes() -> None:
+    v = next(v for v in VECTORS if v["name"] == "http_request_full")
+    f = P.decode(bytes.fromhex(v["hex"])[4:])
+    headers, client, server = f[9], f[10], f[11]
+    assert all(type(h) is tuple and len(h) == 2 and all(type(x) is bytes for x in h) for h in headers)
+    assert client == ("::1", 65535)
+    assert server == ("/tmp/gw.sock", None)
+    assert f[5] == "/api/caf\u00e9 x" and f[6] == b"/api/caf%C3%A9%20x"
+
+
+def encode_with_worker_encoders(value: list) -> bytes:
+    """The worker's own encoder for each W->G frame type."""
+    t, sid = value[0], value[1]
+    if t == P.W_HELLO:
+        m = value[2]
+        if "error" in m:
+            return P.encode_hello_error(m["pid"], m["error"])
+        return P.encode_hello_worker(m["pid"], m["python"], m["features"])
+    if t == P.RESPONSE_START:
+        _, _, status, headers, flags, body, more = value
+        return P.encode_response_start(sid, status, [tuple(h) for h in headers], flags, body, more)
+    if t == P.RESPONSE_BODY:
+        return P.encode_response_body(sid, value[2], value[3])
+    if t == P.W_CREDIT:
+        return P.encode_credit(sid, value[2])
+    if t == P.END:
+        return P.encode_end(sid, value[2], value[3])
+    if t == P.PONG:
+        return P.encode_pong(value[2])
+    raise AssertionError(f"no worker encoder for type {t}")
+
+
+W2G = [v for v in VECTORS if v["direction"] == "w2g"]
+
+
+@pytest.mark.parametrize("vector", W2G, ids=[v["name"] for v in W2G])
+def test_worker_encoders_match_vector(vector: dict) -> None:
+    assert encode_with_worker_encoders(to_py(vector["value"])).hex() == vector["hex"]
+
+
+@pytest.mark.parametrize("vector", VECTORS, ids=[v["name"] for v in VECTORS])
+def test_generic_encode_matches_vector(vector: dict) -> None:
+    assert P.encode(to_py(vector["value"])).hex() == vector["hex"]
+
+
+def test_hello_worker_with_this_python() -> None:
+    import platform
+
+    data = P.encode_hello_worker(123, platform.python_version())
+    f = P.decode(data[4:])
+    assert f == (P.W_HELLO, 0, {"protocol": 1, "pid": 123, "python": platform.python_version(), "features": ()})
+
+
+# -- canonical encoding at the boundaries ------------------------------------------------------------
+
+SIDS = [1, 127, 128, 255, 256, 65535, 65536, 2**32 - 1]
+SIZES = [0, 1, 31, 32, 255, 256, 4095, 4096, 65535, 65536, 70000]
+
+
+def canonical(value: list) -> bytes:
+    payload = msgpack.packb(value, use_bin_type=True)
+    return struct.pack(">I", len(payload)) + payload
+
+
+@pytest.mark.parametrize("sid", SIDS)
+@pytest.mark.parametrize("size", SIZES)
+def test_body_frames_canonical(sid: int, size: int) -> None:
+    body = bytes(random.getrandbits(8) for _ in range(min(size, 64))) * (size // 64 + 1)
+    body = body[:size]
+    for more in (True, False):
+        assert P.encode_response_body(sid, body, more) == canonical([19, sid, body, more])
+        headers = [(b"content-type", b"text/plain"), (b"x" * size, b"")]
+        for status in (200, 404, 999):
+            for flags in (0, 1):
+                assert P.encode_response_start(sid, status, headers, flags, body, more) == canonical(
+                    [18, sid, status, headers, flags, body, more]
+                )
+
+
+@pytest.mark.parametrize("sid", SIDS)
+def test_small_frames_canonical(sid: int) -> None:
+    for inc in (0, 1, 127, 128, 65536, 2**32, 2**64 - 1):
+        assert P.encode_credit(sid, inc) == canonical([20, sid, inc])
+        assert P.encode_pong(inc) == canonical([22, 0, inc])
+    for outcome in (0, 1, 2):
+        for message in ("", "x", "ValueError: boom \u2603", "y" * 40, "z" * 300, "w" * 70000):
+            assert P.encode_end(sid, outcome, message) == canonical([21, sid, outcome, message])
+            assert P.encode_end(P.pack_uint(sid), outcome, message) == canonical([21, sid, outcome, message])
+
+
+def test_end_message_with_surrogates_is_valid_utf8() -> None:
+    data = P.encode_end(1, 1, "OSError: bad name \udcff")
+    f = P.decode(data[4:])
+    assert f[3] == "OSError: bad name \\udcff"
+
+
+# -- strict decoding ---------------------------------------------------------------------------------
+
+
+def pack(value: Any) -> bytes:
+    return msgpack.packb(value, use_bin_type=True)
+
+
+GOOD_REQUEST = [2, 1, "1.1", "GET", "http", "/", b"/", b"", "", [[b"a", b"b"]], ["h", 1], ["s", None], 0, b"", False]
+
+
+def bad_request(index: int, value: Any) -> bytes:
+    v = list(GOOD_REQUEST)
+    v[index] = value
+    return pack(v)
+
+
+BAD_PAYLOADS = {
+    "not msgpack": b"\xc1",
+    "truncated": pack([4, 1])[:-1],
+    "trailing bytes": pack([4, 1]) + b"\x00",
+    "two values": pack([4, 1]) + pack([4, 1]),
+    "not an array": pack({"type": 4}),
+    "one item": pack([4]),
+    "unknown type": pack([7, 1]),
+    "type is str": pack(["4", 1]),
+    "type is bool": pack([True, 1]),
+    "sid 0": pack([4, 0]),
+    "sid too big": pack([4, 2**32]),
+    "sid negative": pack([4, -1]),
+    "sid is str": pack([4, "1"]),
+    "disconnect arity": pack([4, 1, 2]),
+    "credit negative": pack([5, 1, -5]),
+    "credit bool": pack([5, 1, True]),
+    "credit float": pack([5, 1, 1.0]),
+    "ping sid": pack([6, 1, 5]),
+    "body str": pack([3, 1, "abc", False]),
+    "body more int": pack([3, 1, b"abc", 0]),
+    "invalid utf-8": b"\x94\x03\x01\xa2\xff\xfe\xc2",
+    "request arity": pack(GOOD_REQUEST[:-1]),
+    "request method bin": bad_request(3, b"GET"),
+    "request raw_path str": bad_request(6, "/"),
+    "request query str": bad_request(7, ""),
+    "request headers str": bad_request(9, [["a", "b"]]),
+    "request header triple": bad_request(9, [[b"a", b"b", b"c"]]),
+    "request header flat": bad_request(9, [b"a", b"b"]),
+    "request headers map": bad_request(9, {"a": "b"}),
+    "request client port str": bad_request(10, ["h", "1"]),
+    "request client port nil": bad_request(10, ["h", None]),
+    "request client short": bad_request(10, ["h"]),
+    "request server bin": bad_request(11, [b"s", 1]),
+    "request flags negative": bad_request(12, -1),
+    "request body str": bad_request(13, ""),
+    "request more_body nil": bad_request(14, None),
+    "hello not map": pack([1, 0, [1]]),
+    "hello no protocol": pack([1, 0, {"pid": 1}]),
+    "hello protocol str": pack([1, 0, {"protocol": "1"}]),
+    "hello window negative": pack([1, 0, {"protocol": 1, "window": -1}]),
+    "hello int key": pack([1, 0, {1: 1}]),
+    "hello sid": pack([1, 1, {"protocol": 1}]),
+    "timestamp ext": pack([5, 1, msgpack.Timestamp(1, 0)]),
+}
+
+
+@pytest.mark.parametrize("payload", list(BAD_PAYLOADS.values()), ids=list(BAD_PAYLOADS))
+def test_decode_rejects(payload: bytes) -> None:
+    with pytest.raises(P.ProtocolError):
+        P.decode(payload)
+
+
+def test_decode_accepts_any_integer_encoding() -> None:
+    # sid 5 as int8 (d0), int64 (d3), uint64 (cf); increment as int32 (d2).
+    assert P.decode(b"\x93\x05\xd0\x05\xd2\x00\x00\x01\x00") == (5, 5, 256)
+    assert P.decode(b"\x92\x04\xd3" + (5).to_bytes(8, "big")) == (4, 5)
+    assert P.decode(b"\x92\x04\xcf" + (5).to_bytes(8, "big")) == (4, 5)
+
+
+def test_decode_accepts_good_request_and_unknown_hello_keys() -> None:
+    f = P.decode(pack(GOOD_REQUEST))
+    assert f[9] == ((b"a", b"b"),) and f[10] == ("h", 1) and f[11] == ("s", None)
+    f = P.decode(pack([1, 0, {"window": 5, "protocol": 1, "future_key": [1, 2]}]))
+    assert f[2]["window"] == 5
+
+
+def test_read_length_limits() -> None:
+    assert P.read_length(b"\x00\x00\x00\x01", 0, 10) == 1
+    with pytest.raises(P.ProtocolError):
+        P.read_length(b"\x00\x00\x00\x00", 0, 10)
+    with pytest.raises(P.ProtocolError):
+        P.read_length(b"\x00\x00\x00\x0b", 0, 10)
