@@ -10,7 +10,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 GO_SOURCES := $(shell find cmd gateway protocol -name '*.go' 2>/dev/null) go.mod go.sum
 
-.PHONY: all build venv run test test-go test-python fuzz bench clean
+.PHONY: all build venv run test test-go test-python fuzz bench memcheck clean
 
 all: build
 
@@ -51,3 +51,7 @@ fuzz:
 
 clean:
 	rm -rf bin $(VENV)
+
+# Memory check: 1 GiB upload to a slow app and 1 GiB download by a slow client; prints peak RSS.
+memcheck: build venv
+	$(VPY) bench/memcheck.py

@@ -21,15 +21,17 @@ type Config struct {
 	UDS      string // listen on this Unix socket path instead of Host:Port
 	RootPath string
 
-	AccessLog       bool
-	ServerHeader    bool
-	DateHeader      bool
-	Limits          http1.Limits
-	KeepAlive       time.Duration // idle time allowed between requests
-	BodyReadTimeout time.Duration // longest wait for the next bytes of a request body the app wants
-	ExtraHeaders    [][2]string   // default response headers (--header NAME:VALUE)
-	GracefulTimeout time.Duration // how long shutdown waits for in-flight requests
-	StartupTimeout  time.Duration // how long a worker may take to import the app and say hello
+	AccessLog        bool
+	ServerHeader     bool
+	DateHeader       bool
+	Limits           http1.Limits
+	KeepAlive        time.Duration // idle time allowed between requests
+	BodyReadTimeout  time.Duration // longest wait for the next bytes of a request body the app wants
+	ExtraHeaders     [][2]string   // default response headers (--header NAME:VALUE)
+	GracefulTimeout  time.Duration // how long shutdown waits for in-flight requests
+	StartupTimeout   time.Duration // how long a worker may take to import the app and say hello
+	HealthTimeout    time.Duration // a worker not answering a PING within this is killed (0: no checks)
+	LimitConcurrency int           // above this many requests in flight, answer 503 at once (0: no limit)
 
 	MaxFrame int // protocol frame limit
 	Window   int // protocol per-stream window
@@ -50,6 +52,7 @@ func DefaultConfig() Config {
 		BodyReadTimeout: 60 * time.Second,
 		GracefulTimeout: 30 * time.Second,
 		StartupTimeout:  60 * time.Second,
+		HealthTimeout:   5 * time.Second,
 		MaxFrame:        protocol.DefaultMaxFrame,
 		Window:          protocol.DefaultWindow,
 	}

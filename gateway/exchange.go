@@ -166,6 +166,7 @@ func (ex *exchange) credit(n uint64) {
 // end is the worker's END: the app's task is over.
 func (ex *exchange) end(outcome uint64, message []byte) {
 	c := ex.c
+	c.srv.inflight.Add(-1)
 	c.mu.Lock()
 	ex.ended = true
 	if !ex.lost && !ex.complete {
@@ -194,6 +195,7 @@ func (ex *exchange) end(outcome uint64, message []byte) {
 // workerLost: the worker connection failed with this stream open.
 func (ex *exchange) workerLost() {
 	c := ex.c
+	c.srv.inflight.Add(-1)
 	c.mu.Lock()
 	ex.ended = true
 	if !ex.lost && !ex.complete {

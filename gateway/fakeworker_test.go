@@ -77,6 +77,9 @@ func fakeWorkerMain(mode string) {
 					continue
 				case "exit":
 					os.Exit(1)
+				case "hang":
+					select {} // a blocked event loop: no PONG, no response
+
 				}
 			}
 			if path == "/raise" {

@@ -34,6 +34,7 @@ func startGateway(t *testing.T, mode string, workers int) (*Server, string) {
 	cfg.Workers = workers
 	cfg.AccessLog = false
 	cfg.StartupTimeout = 10 * time.Second
+	cfg.HealthTimeout = 400 * time.Millisecond
 	srv, err := NewServer(cfg, zerolog.New(io.Discard))
 	if err != nil {
 		t.Fatal(err)
@@ -162,7 +163,7 @@ func TestAppErrorBeforeStartIs500(t *testing.T) {
 // A worker that breaks the protocol is killed and replaced; the request it held fails with 502 and
 // the next requests are served by its replacement.
 func TestBrokenWorkerIsReplaced(t *testing.T) {
-	for _, mode := range []string{"garbage", "unknown-stream", "oversize", "exit"} {
+	for _, mode := range []string{"garbage", "unknown-stream", "oversize", "exit", "hang"} {
 		t.Run(mode, func(t *testing.T) {
 			srv, addr := startGateway(t, mode, 1)
 			before := srv.WorkerPIDs()
@@ -200,5 +201,45 @@ func TestAppLoadErrorIsReported(t *testing.T) {
 	var appErr *AppLoadError
 	if !errors.As(err, &appErr) || !strings.Contains(appErr.Message, "fake failure") {
 		t.Fatalf("got %v, want an AppLoadError with the worker's message", err)
+	}
+}
+
+func TestLimitConcurrencyAnswers503(t *testing.T) {
+	t.Setenv(fakeWorkerEnv, "hang")
+	cfg := DefaultConfig()
+	cfg.App, cfg.Python, cfg.Port, cfg.AccessLog = "fake:app", os.Args[0], 0, false
+	cfg.LimitConcurrency = 1
+	cfg.HealthTimeout = 0 // the hanging request must stay in flight
+	srv, err := NewServer(cfg, zerolog.New(io.Discard))
+	if err != nil {
+		t.Fatal(err)
+	}
+	where, err := srv.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve()
+	defer srv.Shutdown()
+	addr := strings.TrimPrefix(where, "http://")
+	hung, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hung.Close()
+	io.WriteString(hung, "GET /misbehave HTTP/1.1\r\nHost: x\r\n\r\n")
+	deadline := time.Now().Add(5 * time.Second)
+	for srv.inflight.Load() != 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("the first request never went in flight")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	start := time.Now()
+	resp, _ := get(t, addr, "/second")
+	if resp.StatusCode != 503 {
+		t.Fatalf("second request: %d, want 503", resp.StatusCode)
+	}
+	if took := time.Since(start); took > time.Second {
+		t.Fatalf("503 took %s: it must come at once, not after a wait", took)
 	}
 }

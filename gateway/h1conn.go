@@ -242,6 +242,10 @@ func (c *h1conn) dispatch() bool {
 		return false
 	}
 	hasBody := req.Chunked || req.ContentLength > 0
+	if limit := c.srv.cfg.LimitConcurrency; limit > 0 && c.srv.inflight.Load() >= int64(limit) {
+		c.reject(ex, 503) // overloaded: answer at once rather than queue without bound
+		return false
+	}
 	w := c.srv.pool.pickWait(workerWait)
 	if w == nil {
 		c.reject(ex, 503)
@@ -290,6 +294,7 @@ func (c *h1conn) dispatch() bool {
 		return false
 	}
 	ex.sid = sid
+	c.srv.inflight.Add(1)
 	c.mu.Lock()
 	c.cur = ex
 	c.mu.Unlock()

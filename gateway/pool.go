@@ -93,7 +93,41 @@ func (p *Pool) Start() error {
 			p.Stop(0)
 		}
 	}
+	if first == nil && p.cfg.HealthTimeout > 0 {
+		p.supervise.Add(1)
+		go p.healthLoop()
+	}
 	return first
+}
+
+// healthLoop pings every ready worker and kills one whose event loop has not answered within
+// HealthTimeout (a blocked loop: a sync call, a CPU-bound handler, a deadlock). Its supervisor then
+// starts a replacement.
+func (p *Pool) healthLoop() {
+	defer p.supervise.Done()
+	timeout := p.cfg.HealthTimeout
+	tick := time.NewTicker(min(timeout/4, time.Second))
+	defer tick.Stop()
+	for {
+		select {
+		case <-tick.C:
+		case <-p.stopping:
+			return
+		}
+		now := time.Now().UnixNano()
+		for _, w := range *p.ready.Load() {
+			if w.pingSent != 0 && w.lastPong.Load() != w.pingSent {
+				if time.Duration(now-w.pingSent) > timeout {
+					p.log.Error().Int("worker", w.id).Int("pid", w.pid).Dur("timeout", timeout).
+						Msg("worker did not answer its health check (event loop blocked?); killing it")
+					w.fail(fmt.Errorf("no answer to the health check within %s", timeout))
+				}
+				continue
+			}
+			w.pingSent = now
+			w.sendPing(uint64(now))
+		}
+	}
 }
 
 // run is a slot's supervisor: it starts a worker, publishes it, waits for it to fail, and starts the

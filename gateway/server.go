@@ -26,6 +26,8 @@ type Server struct {
 	scheme       string
 	extraHeaders []http1.Header
 
+	inflight atomic.Int64 // requests dispatched to a worker whose app task has not ended
+
 	mu       sync.Mutex
 	conns    map[*h1conn]struct{}
 	shutting atomic.Bool

@@ -6,7 +6,6 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/asgi-gateway/asgi-gateway/protocol"
 )
@@ -52,7 +51,8 @@ type workerConn struct {
 	inflight atomic.Int64 // open streams: the pool routes to the least busy worker
 	served   atomic.Int64 // streams ever opened
 
-	lastPong atomic.Int64 // unix nanoseconds of the last PONG
+	lastPong atomic.Int64 // token (unix nanoseconds of its PING) of the last PONG
+	pingSent int64        // health loop only: token of the outstanding PING, 0 if none
 
 	dirty []streamHandler // reader goroutine only: handlers to flush at the end of the batch
 
@@ -221,7 +221,7 @@ func (w *workerConn) dispatch(f *protocol.Frame) error {
 	switch f.Type {
 	case protocol.TypeResponseStart, protocol.TypeResponseBody, protocol.TypeCreditW2G, protocol.TypeEnd:
 	case protocol.TypePong:
-		w.lastPong.Store(time.Now().UnixNano())
+		w.lastPong.Store(int64(f.Token))
 		return nil
 	default:
 		return fmt.Errorf("unexpected %s frame", f.Type)

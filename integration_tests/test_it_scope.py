@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from gateway_harness import APPS_DIR, GatewayServer, RawConnection
+from gateway_harness import APPS_DIR, GatewayServer
 
 SCOPE_KEYS = {
     "type",

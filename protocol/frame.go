@@ -25,12 +25,19 @@ const (
 	TypeDisconnect    Type = 0x04
 	TypeCreditG2W     Type = 0x05
 	TypePing          Type = 0x06
+	TypeWSConnect     Type = 0x07
+	TypeWSReceive     Type = 0x08
+	TypeWSDisconnect  Type = 0x09
+	TypeShutdown      Type = 0x0A
 	TypeWorkerHello   Type = 0x11 // W→G
 	TypeResponseStart Type = 0x12
 	TypeResponseBody  Type = 0x13
 	TypeCreditW2G     Type = 0x14
 	TypeEnd           Type = 0x15
 	TypePong          Type = 0x16
+	TypeWSAccept      Type = 0x17
+	TypeWSSend        Type = 0x18
+	TypeWSClose       Type = 0x19
 )
 
 // String returns the SPEC name of t, with the direction for the names both sides use
@@ -49,6 +56,14 @@ func (t Type) String() string {
 		return "CREDIT_G2W"
 	case TypePing:
 		return "PING"
+	case TypeWSConnect:
+		return "WS_CONNECT"
+	case TypeWSReceive:
+		return "WS_RECEIVE"
+	case TypeWSDisconnect:
+		return "WS_DISCONNECT"
+	case TypeShutdown:
+		return "SHUTDOWN"
 	case TypeWorkerHello:
 		return "WORKER_HELLO"
 	case TypeResponseStart:
@@ -61,6 +76,12 @@ func (t Type) String() string {
 		return "END"
 	case TypePong:
 		return "PONG"
+	case TypeWSAccept:
+		return "WS_ACCEPT"
+	case TypeWSSend:
+		return "WS_SEND"
+	case TypeWSClose:
+		return "WS_CLOSE"
 	}
 	return "Type(0x" + strconv.FormatUint(uint64(t), 16) + ")"
 }
@@ -72,11 +93,17 @@ func (t Type) FromGateway() bool { return t >= 0x01 && t <= 0x0F }
 func (t Type) Known() bool {
 	switch t {
 	case TypeHello, TypeHTTPRequest, TypeRequestBody, TypeDisconnect, TypeCreditG2W, TypePing,
-		TypeWorkerHello, TypeResponseStart, TypeResponseBody, TypeCreditW2G, TypeEnd, TypePong:
+		TypeWSConnect, TypeWSReceive, TypeWSDisconnect, TypeShutdown,
+		TypeWorkerHello, TypeResponseStart, TypeResponseBody, TypeCreditW2G, TypeEnd, TypePong,
+		TypeWSAccept, TypeWSSend, TypeWSClose:
 		return true
 	}
 	return false
 }
+
+// Close code bounds a decoder accepts in WS_DISCONNECT and WS_CLOSE (any uint16; the users
+// validate the meaning).
+const MaxCloseCode = 0xffff
 
 // FlagExpectContinue is HTTP_REQUEST flags bit 0: the client sent "Expect: 100-continue".
 const FlagExpectContinue uint64 = 1
@@ -135,6 +162,22 @@ type HTTPRequest struct {
 	MoreBody    bool
 }
 
+// WSConnect is the ASGI websocket scope of a WS_CONNECT. It shares HTTPRequest's scope fields
+// (an HTTPRequest's Method and Body have no counterpart); all []byte fields may alias caller buffers.
+type WSConnect struct {
+	HTTPVersion  string   // "1.1", "2"
+	Scheme       string   // "ws", "wss"
+	Path         []byte   // encoded as str; must be valid UTF-8
+	RawPath      []byte   // bin
+	QueryString  []byte   // bin
+	RootPath     string   // str
+	Headers      []Header // each encoded [bin, bin]
+	Client       *Addr    // nil → nil
+	Server       *Addr    // nil → nil
+	Subprotocols [][]byte // each encoded as str; must be valid UTF-8
+	Flags        uint64
+}
+
 // GatewayHello is the gateway's HELLO map.
 type GatewayHello struct{ Protocol, PID, MaxFrame, Window, WorkerID uint64 }
 
@@ -149,21 +192,28 @@ type WorkerHello struct {
 // Frame is one decoded payload. Decode fills only the fields of its type and zeroes the others;
 // []byte fields and Headers alias the payload and are valid until the next Decode (Headers' backing
 // array is reused: zero allocations in steady state). Hello fields are allocated (once per
-// connection). A Frame must not be copied after its first Decode (Request.Client/Server point
-// into it).
+// connection). A Frame must not be copied after its first Decode (Request.Client/Server and
+// WS.Client/Server point into it).
 type Frame struct {
 	Type      Type
 	Stream    uint32
 	Request   HTTPRequest // HTTP_REQUEST
 	Status    int         // RESPONSE_START
-	Headers   []Header    // RESPONSE_START
+	Headers   []Header    // RESPONSE_START, WS_ACCEPT
 	Flags     uint64      // RESPONSE_START
-	Body      []byte      // REQUEST_BODY, RESPONSE_START, RESPONSE_BODY
+	Body      []byte      // REQUEST_BODY, RESPONSE_START, RESPONSE_BODY; WS_RECEIVE/WS_SEND data
 	MoreBody  bool        // REQUEST_BODY, RESPONSE_START, RESPONSE_BODY
 	Increment uint64      // CREDIT
 	Token     uint64      // PING/PONG
 	Outcome   uint64      // END
-	Message   []byte      // END (valid UTF-8 checked)
+	Message   []byte      // END; WS_DISCONNECT/WS_CLOSE reason (valid UTF-8 checked)
+
+	WS             WSConnect // WS_CONNECT (Subprotocols' backing array is reused)
+	Text           bool      // WS_RECEIVE/WS_SEND: the data was a str (valid UTF-8 checked), not a bin
+	Code           int       // WS_DISCONNECT/WS_CLOSE close code, 0..65535
+	Subprotocol    []byte    // WS_ACCEPT, when HasSubprotocol (valid UTF-8 checked)
+	HasSubprotocol bool      // WS_ACCEPT: the subprotocol was not nil
+	Grace          uint64    // SHUTDOWN grace_ms
 
 	GatewayHello *GatewayHello // HELLO (G→W)
 	WorkerHello  *WorkerHello  // HELLO (W→G)
@@ -172,6 +222,7 @@ type Frame struct {
 	client, server Addr
 	reqHeaders     []Header
 	respHeaders    []Header
+	subprotocols   [][]byte
 	rootPath       string
 	clientHost     string
 	serverHost     string

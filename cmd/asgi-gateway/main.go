@@ -46,6 +46,8 @@ func runFlags() []cli.Flag {
 		&cli.BoolFlag{Name: "no-access-log", Usage: "do not log requests", EnvVars: env("no-access-log"), Category: "Logging"},
 		&cli.Float64Flag{Name: "timeout-keep-alive", Value: d.KeepAlive.Seconds(), Usage: "close keep-alive connections idle this many seconds", EnvVars: env("timeout-keep-alive"), Category: "Timeouts"},
 		&cli.Float64Flag{Name: "timeout-graceful-shutdown", Value: d.GracefulTimeout.Seconds(), Usage: "on shutdown, wait this many seconds for requests in flight", EnvVars: env("timeout-graceful-shutdown"), Category: "Timeouts"},
+		&cli.IntFlag{Name: "limit-concurrency", Usage: "answer 503 at once above this many requests in flight (0: no limit)", EnvVars: env("limit-concurrency"), Category: "Workers"},
+		&cli.Float64Flag{Name: "timeout-worker-healthcheck", Value: d.HealthTimeout.Seconds(), Usage: "kill and replace a worker whose event loop does not answer a ping within this many seconds (0: off)", EnvVars: env("timeout-worker-healthcheck"), Category: "Workers"},
 		&cli.StringSliceFlag{Name: "header", Usage: "add a default response header NAME:VALUE (repeatable)", EnvVars: env("header"), Category: "HTTP"},
 		&cli.BoolFlag{Name: "server-header", Value: true, Usage: "send a server header", EnvVars: env("server-header"), Category: "HTTP"},
 		&cli.BoolFlag{Name: "no-server-header", Usage: "do not send a server header", EnvVars: env("no-server-header"), Category: "HTTP"},
@@ -111,6 +113,8 @@ func configFrom(ctx *cli.Context) (gateway.Config, error) {
 	cfg.KeepAlive = seconds(ctx.Float64("timeout-keep-alive"))
 	cfg.GracefulTimeout = seconds(ctx.Float64("timeout-graceful-shutdown"))
 	cfg.Limits.MaxHeaderBytes = ctx.Int("h11-max-incomplete-event-size")
+	cfg.LimitConcurrency = ctx.Int("limit-concurrency")
+	cfg.HealthTimeout = seconds(ctx.Float64("timeout-worker-healthcheck"))
 	for _, h := range ctx.StringSlice("header") {
 		name, value, ok := strings.Cut(h, ":")
 		if !ok || strings.TrimSpace(name) == "" {
