@@ -33,6 +33,12 @@ type Config struct {
 	HealthTimeout    time.Duration // a worker not answering a PING within this is killed (0: no checks)
 	LimitConcurrency int           // above this many requests in flight, answer 503 at once (0: no limit)
 
+	MaxRequests       int           // recycle a worker after this many requests (0: never)
+	MaxRequestsJitter int           // ... plus a random 0..jitter, so workers do not recycle together
+	MaxRSS            int64         // recycle a worker whose RSS exceeds this many bytes (0: never)
+	Lifetime          time.Duration // recycle a worker after this long (0: never)
+	Lifespan          string        // auto, on or off: the worker runs the ASGI lifespan protocol
+
 	MaxFrame int // protocol frame limit
 	Window   int // protocol per-stream window
 }

@@ -107,7 +107,7 @@ func fakeWorkerMain(mode string) {
 }
 
 func reply(out []byte, sid uint32, paths map[uint32]string, bodies map[uint32]int) []byte {
-	body := fmt.Sprintf("pid=%d path=%s body=%d", os.Getpid(), paths[sid], bodies[sid])
+	body := fmt.Sprintf("%d pid=%d path=%s body=%d", os.Getpid(), os.Getpid(), paths[sid], bodies[sid])
 	delete(paths, sid)
 	delete(bodies, sid)
 	hs := []protocol.Header{{Name: []byte("content-type"), Value: []byte("text/plain")},

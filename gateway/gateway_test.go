@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -241,5 +242,145 @@ func TestLimitConcurrencyAnswers503(t *testing.T) {
 	}
 	if took := time.Since(start); took > time.Second {
 		t.Fatalf("503 took %s: it must come at once, not after a wait", took)
+	}
+}
+
+// startGatewayCfg is startGateway with a configuration hook.
+func startGatewayCfg(t *testing.T, mode string, tweak func(*Config)) (*Server, string) {
+	t.Helper()
+	t.Setenv(fakeWorkerEnv, mode)
+	cfg := DefaultConfig()
+	cfg.App, cfg.Python, cfg.Port, cfg.AccessLog = "fake:app", os.Args[0], 0, false
+	cfg.GracefulTimeout = 2 * time.Second
+	tweak(&cfg)
+	srv, err := NewServer(cfg, zerolog.New(io.Discard))
+	if err != nil {
+		t.Fatal(err)
+	}
+	where, err := srv.Start()
+	if err != nil {
+		t.Fatalf("start: %v", err)
+	}
+	go srv.Serve()
+	t.Cleanup(srv.Shutdown)
+	return srv, strings.TrimPrefix(where, "http://")
+}
+
+// pidOf extracts the worker pid the fake worker puts in its answer.
+func pidOf(body string) string {
+	f := strings.Fields(body)
+	if len(f) == 0 {
+		return ""
+	}
+	return f[0]
+}
+
+func TestMaxRequestsRecyclesWithoutFailures(t *testing.T) {
+	srv, addr := startGatewayCfg(t, "ok", func(c *Config) { c.MaxRequests = 5 })
+	pids := map[string]int{}
+	for i := 0; i < 40; i++ {
+		resp, body := get(t, addr, fmt.Sprintf("/r%d", i))
+		if resp.StatusCode != 200 {
+			t.Fatalf("request %d during recycling: %d %q", i, resp.StatusCode, body)
+		}
+		pids[pidOf(body)]++
+	}
+	// The old worker keeps serving until its replacement is ready (no gap), so it may pass the limit
+	// by the requests that arrive meanwhile; it must never be retired before reaching it.
+	current := strconv.Itoa(srv.WorkerPIDs()[0])
+	if len(pids) < 2 {
+		t.Fatalf("40 requests with --limit-max-requests 5 were all served by one worker: %v", pids)
+	}
+	for pid, n := range pids {
+		if pid != current && n < 5 {
+			t.Fatalf("worker %s was retired after %d requests, before the limit of 5: %v", pid, n, pids)
+		}
+	}
+	if srv.pool.Restarts() == 0 {
+		t.Fatal("no restart counted")
+	}
+}
+
+func TestReloadUnderLoadLosesNothing(t *testing.T) {
+	srv, addr := startGatewayCfg(t, "ok", func(c *Config) { c.Workers = 2 })
+	before := map[int]bool{}
+	for _, pid := range srv.WorkerPIDs() {
+		before[pid] = true
+	}
+	stop := make(chan struct{})
+	errs := make(chan error, 4)
+	var done = make(chan int, 4)
+	for g := 0; g < 4; g++ {
+		go func() {
+			client := &http.Client{Timeout: 5 * time.Second}
+			n := 0
+			for {
+				select {
+				case <-stop:
+					done <- n
+					return
+				default:
+				}
+				resp, err := client.Get("http://" + addr + "/load")
+				if err != nil {
+					errs <- err
+					done <- n
+					return
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 200 {
+					errs <- fmt.Errorf("status %d", resp.StatusCode)
+					done <- n
+					return
+				}
+				n++
+			}
+		}()
+	}
+	time.Sleep(100 * time.Millisecond)
+	srv.Reload()
+	time.Sleep(100 * time.Millisecond)
+	close(stop)
+	total := 0
+	for g := 0; g < 4; g++ {
+		total += <-done
+	}
+	select {
+	case err := <-errs:
+		t.Fatalf("a request failed during the reload: %v", err)
+	default:
+	}
+	for _, pid := range srv.WorkerPIDs() {
+		if before[pid] {
+			t.Fatalf("worker %d survived the reload: before %v, after %v", pid, before, srv.WorkerPIDs())
+		}
+	}
+	if total < 20 {
+		t.Fatalf("only %d requests during the test", total)
+	}
+}
+
+func TestAddAndRemoveWorkers(t *testing.T) {
+	srv, _ := startGatewayCfg(t, "ok", func(c *Config) {})
+	srv.AddWorker()
+	deadline := time.Now().Add(10 * time.Second)
+	for len(srv.WorkerPIDs()) != 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("workers after AddWorker: %v", srv.WorkerPIDs())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	srv.RemoveWorker()
+	for len(srv.WorkerPIDs()) != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("workers after RemoveWorker: %v", srv.WorkerPIDs())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	srv.RemoveWorker() // never below one
+	time.Sleep(50 * time.Millisecond)
+	if n := len(srv.WorkerPIDs()); n != 1 {
+		t.Fatalf("%d workers after removing the last one", n)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -30,7 +31,9 @@ type AppLoadError struct {
 func (e *AppLoadError) Error() string { return "cannot load the app: " + e.Message }
 
 // Pool spawns the worker processes, supervises them (a worker that dies or breaks the protocol is
-// replaced, with backoff when it keeps dying) and routes each new stream to the least busy one.
+// replaced, with backoff when it keeps dying), recycles them (max requests, memory, age, SIGHUP: the
+// replacement is ready before the old one stops taking traffic) and routes each new stream to the
+// least busy one.
 type Pool struct {
 	cfg    *Config
 	python string
@@ -41,20 +44,43 @@ type Pool struct {
 	mu        sync.Mutex
 	changed   chan struct{} // closed and replaced whenever ready changes
 	slots     []*slot
+	nextSlot  int
 	stopping  chan struct{}
 	stopOnce  sync.Once
 	supervise sync.WaitGroup
+	restarts  atomic.Int64
 }
 
-// slot is one place in the pool, filled by successive worker processes.
+// slot is one place in the pool, filled by successive worker processes. Its supervisor goroutine
+// (run) owns it.
 type slot struct {
-	id  int
-	gen int
+	id      int
+	gen     int
+	recycle chan recycleRequest // ask the supervisor for a rolling replacement
+	remove  chan struct{}       // closed: drain the worker and end the slot (SIGTTOU)
 
-	mu     sync.Mutex
-	cmd    *exec.Cmd
-	conn   *workerConn
-	exited chan struct{}
+	mu  sync.Mutex
+	cur *proc
+}
+
+type recycleRequest struct {
+	reason string
+	done   chan struct{} // closed when the replacement is serving (or it failed); may be nil
+}
+
+// proc is one worker process and its connection.
+type proc struct {
+	cmd     *exec.Cmd
+	exited  chan struct{}
+	conn    *workerConn
+	started time.Time
+	limit   int64 // requests after which it is recycled (0: never)
+}
+
+func (pr *proc) kill() {
+	if pr.cmd.Process != nil {
+		pr.cmd.Process.Kill()
+	}
 }
 
 // NewPool prepares a pool; Start spawns the workers.
@@ -75,16 +101,10 @@ func NewPool(cfg *Config, python string, log zerolog.Logger) (*Pool, error) {
 // Start spawns every worker and returns once all are ready, or with the first error (an
 // *AppLoadError when the app cannot be imported). On error the pool is stopped.
 func (p *Pool) Start() error {
-	n := p.cfg.Workers
-	if n < 1 {
-		n = 1
-	}
+	n := max(p.cfg.Workers, 1)
 	results := make(chan error, n)
 	for i := 0; i < n; i++ {
-		s := &slot{id: i}
-		p.slots = append(p.slots, s)
-		p.supervise.Add(1)
-		go p.run(s, results)
+		p.addSlot(results)
 	}
 	var first error
 	for i := 0; i < n; i++ {
@@ -93,20 +113,222 @@ func (p *Pool) Start() error {
 			p.Stop(0)
 		}
 	}
-	if first == nil && p.cfg.HealthTimeout > 0 {
+	if first == nil && (p.cfg.HealthTimeout > 0 || p.cfg.MaxRSS > 0 || p.cfg.Lifetime > 0) {
 		p.supervise.Add(1)
-		go p.healthLoop()
+		go p.watchLoop()
 	}
 	return first
 }
 
-// healthLoop pings every ready worker and kills one whose event loop has not answered within
-// HealthTimeout (a blocked loop: a sync call, a CPU-bound handler, a deadlock). Its supervisor then
-// starts a replacement.
-func (p *Pool) healthLoop() {
+func (p *Pool) addSlot(first chan<- error) {
+	p.mu.Lock()
+	s := &slot{id: p.nextSlot, recycle: make(chan recycleRequest, 1), remove: make(chan struct{})}
+	p.nextSlot++
+	p.slots = append(p.slots, s)
+	p.mu.Unlock()
+	p.supervise.Add(1)
+	go p.run(s, first)
+}
+
+// AddWorker adds a worker (SIGTTIN).
+func (p *Pool) AddWorker() {
+	select {
+	case <-p.stopping:
+	default:
+		p.addSlot(nil)
+	}
+}
+
+// RemoveWorker drains and stops the newest worker, keeping at least one (SIGTTOU).
+func (p *Pool) RemoveWorker() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.slots) <= 1 {
+		p.log.Warn().Msg("not removing the last worker")
+		return
+	}
+	s := p.slots[len(p.slots)-1]
+	p.slots = p.slots[:len(p.slots)-1]
+	close(s.remove)
+}
+
+// Reload replaces every worker, one at a time, each replacement ready before its old worker stops
+// taking traffic (SIGHUP). New workers import the app afresh, so code changes take effect.
+func (p *Pool) Reload() {
+	p.mu.Lock()
+	slots := append([]*slot(nil), p.slots...)
+	p.mu.Unlock()
+	for _, s := range slots {
+		done := make(chan struct{})
+		select {
+		case s.recycle <- recycleRequest{reason: "reload", done: done}:
+		case <-p.stopping:
+			return
+		case <-s.remove:
+			continue
+		}
+		select {
+		case <-done:
+		case <-p.stopping:
+			return
+		}
+	}
+}
+
+// run is a slot's supervisor: it keeps one worker serving in the slot until the pool stops or the
+// slot is removed. The first start's outcome goes to first (when not nil).
+func (p *Pool) run(s *slot, first chan<- error) {
 	defer p.supervise.Done()
-	timeout := p.cfg.HealthTimeout
-	tick := time.NewTicker(min(timeout/4, time.Second))
+	backoff := 100 * time.Millisecond
+	var cur *proc
+	for {
+		if cur == nil {
+			pr, err := p.spawn(s)
+			if first != nil {
+				first <- err
+				first = nil
+				if err != nil {
+					return
+				}
+			}
+			if err != nil {
+				if p.stopped() {
+					return
+				}
+				p.log.Error().Err(err).Int("worker", s.id).Dur("retry_in", backoff).Msg("worker failed to start")
+				select {
+				case <-time.After(backoff):
+				case <-p.stopping:
+					return
+				case <-s.remove:
+					return
+				}
+				backoff = min(2*backoff, 10*time.Second)
+				continue
+			}
+			cur = pr
+			s.setCur(pr)
+			p.publish(pr.conn, nil)
+			p.log.Info().Int("worker", s.id).Int("pid", pr.conn.pid).Msg("worker ready")
+		}
+		select {
+		case <-cur.conn.done:
+		case <-cur.exited:
+			cur.conn.fail(errors.New("worker process exited"))
+		case <-p.stopping:
+			return // Stop ends the processes
+		case <-s.remove:
+			p.publish(nil, cur.conn)
+			p.drain(cur, "removed")
+			return
+		case req := <-s.recycle:
+			next, err := p.spawn(s)
+			if err != nil {
+				p.log.Error().Err(err).Int("worker", s.id).Str("reason", req.reason).Msg("replacement worker failed to start; keeping the old one")
+			} else {
+				p.restarts.Add(1)
+				s.setCur(next)
+				p.publish(next.conn, cur.conn) // the new one takes traffic before the old one leaves
+				p.log.Info().Int("worker", s.id).Int("pid", next.conn.pid).Int("old_pid", cur.conn.pid).Str("reason", req.reason).Msg("worker replaced")
+				old := cur
+				cur = next
+				p.supervise.Add(1)
+				go func() {
+					defer p.supervise.Done()
+					p.drain(old, req.reason)
+				}()
+			}
+			if req.done != nil {
+				close(req.done)
+			}
+			continue
+		}
+		// The worker died (or broke the protocol, or failed its health check).
+		p.publish(nil, cur.conn)
+		cur.kill()
+		<-cur.exited
+		if p.stopped() {
+			return
+		}
+		p.restarts.Add(1)
+		p.log.Error().Int("worker", s.id).Int("pid", cur.conn.pid).Str("reason", describeExit(cur.cmd, cur.conn.err())).Msg("worker died; starting a new one")
+		if time.Since(cur.started) > 10*time.Second {
+			backoff = 100 * time.Millisecond
+		} else {
+			select {
+			case <-time.After(backoff):
+			case <-p.stopping:
+				return
+			}
+			backoff = min(2*backoff, 10*time.Second)
+		}
+		cur = nil
+	}
+}
+
+func (p *Pool) stopped() bool {
+	select {
+	case <-p.stopping:
+		return true
+	default:
+		return false
+	}
+}
+
+func (s *slot) setCur(pr *proc) {
+	s.mu.Lock()
+	s.cur = pr
+	s.mu.Unlock()
+}
+
+// drain retires a worker that no longer takes new streams: its open streams get up to
+// GracefulTimeout to finish, then it is asked to stop (SIGTERM: it finishes, runs the lifespan
+// shutdown and exits), and killed if it does not.
+func (p *Pool) drain(pr *proc, reason string) {
+	deadline := time.After(p.cfg.GracefulTimeout)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+wait:
+	for pr.conn.inflight.Load() > 0 {
+		select {
+		case <-tick.C:
+		case <-deadline:
+			break wait
+		case <-pr.exited:
+			break wait
+		case <-p.stopping:
+			break wait
+		}
+	}
+	p.terminate(pr, 10*time.Second)
+	p.log.Debug().Int("pid", pr.conn.pid).Str("reason", reason).Msg("old worker stopped")
+}
+
+// terminate sends SIGTERM and waits up to grace for the exit, then kills.
+func (p *Pool) terminate(pr *proc, grace time.Duration) {
+	if pr.cmd.Process == nil {
+		return
+	}
+	pr.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-pr.exited:
+	case <-time.After(grace):
+		pr.kill()
+		<-pr.exited
+	}
+	pr.conn.fail(errors.New("worker stopped"))
+}
+
+// watchLoop pings every ready worker and kills one whose event loop has not answered within
+// HealthTimeout (a blocked loop: a sync call, a CPU-bound handler, a deadlock); its supervisor then
+// starts a replacement. It also asks for the soft recycling of workers past their memory or age limit.
+func (p *Pool) watchLoop() {
+	defer p.supervise.Done()
+	period := time.Second
+	if t := p.cfg.HealthTimeout; t > 0 {
+		period = min(t/4, period)
+	}
+	tick := time.NewTicker(period)
 	defer tick.Stop()
 	for {
 		select {
@@ -115,76 +337,60 @@ func (p *Pool) healthLoop() {
 			return
 		}
 		now := time.Now().UnixNano()
-		for _, w := range *p.ready.Load() {
-			if w.pingSent != 0 && w.lastPong.Load() != w.pingSent {
-				if time.Duration(now-w.pingSent) > timeout {
-					p.log.Error().Int("worker", w.id).Int("pid", w.pid).Dur("timeout", timeout).
-						Msg("worker did not answer its health check (event loop blocked?); killing it")
-					w.fail(fmt.Errorf("no answer to the health check within %s", timeout))
+		if timeout := p.cfg.HealthTimeout; timeout > 0 {
+			for _, w := range *p.ready.Load() {
+				if w.pingSent != 0 && w.lastPong.Load() != w.pingSent {
+					if time.Duration(now-w.pingSent) > timeout {
+						p.log.Error().Int("worker", w.id).Int("pid", w.pid).Dur("timeout", timeout).
+							Msg("worker did not answer its health check (event loop blocked?); killing it")
+						w.fail(fmt.Errorf("no answer to the health check within %s", timeout))
+					}
+					continue
 				}
+				w.pingSent = now
+				w.sendPing(uint64(now))
+			}
+		}
+		p.mu.Lock()
+		slots := append([]*slot(nil), p.slots...)
+		p.mu.Unlock()
+		for _, s := range slots {
+			s.mu.Lock()
+			pr := s.cur
+			s.mu.Unlock()
+			if pr == nil || pr.conn.err() != nil {
 				continue
 			}
-			w.pingSent = now
-			w.sendPing(uint64(now))
+			reason := ""
+			if p.cfg.Lifetime > 0 && time.Since(pr.started) > p.cfg.Lifetime {
+				reason = "lifetime"
+			} else if p.cfg.MaxRSS > 0 {
+				if rss, err := rssBytes(pr.cmd.Process.Pid); err == nil && rss > p.cfg.MaxRSS {
+					reason = "max-rss"
+				}
+			}
+			if reason != "" {
+				select {
+				case s.recycle <- recycleRequest{reason: reason}:
+				default: // one already pending
+				}
+			}
 		}
 	}
 }
 
-// run is a slot's supervisor: it starts a worker, publishes it, waits for it to fail, and starts the
-// next, until the pool stops. The first start's outcome goes to first.
-func (p *Pool) run(s *slot, first chan<- error) {
-	defer p.supervise.Done()
-	backoff := 100 * time.Millisecond
-	for {
-		started := time.Now()
-		w, err := p.spawn(s)
-		if first != nil {
-			first <- err
-			first = nil
-			if err != nil {
-				return
-			}
-		}
-		if err != nil {
-			select {
-			case <-p.stopping:
-				return
-			default:
-			}
-			p.log.Error().Err(err).Int("worker", s.id).Dur("retry_in", backoff).Msg("worker failed to start")
-		} else {
-			p.publish(w, true)
-			p.log.Info().Int("worker", s.id).Int("pid", w.pid).Msg("worker ready")
-			select {
-			case <-w.done:
-			case <-s.exited:
-				w.fail(errors.New("worker process exited"))
-			case <-p.stopping:
-				p.publish(w, false)
-				return
-			}
-			p.publish(w, false)
-			s.kill()
-			<-s.exited
-			select {
-			case <-p.stopping:
-				return
-			default:
-			}
-			p.log.Error().Int("worker", s.id).Int("pid", w.pid).Str("reason", describeExit(s.cmd, w.err())).Msg("worker died; starting a new one")
-			if time.Since(started) > 10*time.Second {
-				backoff = 100 * time.Millisecond
-			}
-		}
-		select {
-		case <-time.After(backoff):
-		case <-p.stopping:
-			return
-		}
-		if backoff < 10*time.Second {
-			backoff *= 2
-		}
+// rssBytes reads a process's resident set size from /proc.
+func rssBytes(pid int) (int64, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/statm")
+	if err != nil {
+		return 0, err
 	}
+	fields := strings.Fields(string(b))
+	if len(fields) < 2 {
+		return 0, fmt.Errorf("unexpected statm %q", b)
+	}
+	pages, err := strconv.ParseInt(fields[1], 10, 64)
+	return pages * int64(os.Getpagesize()), err
 }
 
 func describeExit(cmd *exec.Cmd, connErr error) string {
@@ -200,19 +406,19 @@ func describeExit(cmd *exec.Cmd, connErr error) string {
 	return "unknown"
 }
 
-// publish adds w to, or removes it from, the set of workers taking traffic.
-func (p *Pool) publish(w *workerConn, add bool) {
+// publish adds add to, and removes remove from, the set of workers taking traffic, in one step.
+func (p *Pool) publish(add, remove *workerConn) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	old := *p.ready.Load()
 	next := make([]*workerConn, 0, len(old)+1)
 	for _, x := range old {
-		if x != w {
+		if x != remove && x != add {
 			next = append(next, x)
 		}
 	}
-	if add {
-		next = append(next, w)
+	if add != nil {
+		next = append(next, add)
 	}
 	p.ready.Store(&next)
 	close(p.changed)
@@ -257,7 +463,7 @@ func (p *Pool) pickWait(wait time.Duration) *workerConn {
 }
 
 // spawn starts one worker process in slot s and waits for its HELLO.
-func (p *Pool) spawn(s *slot) (*workerConn, error) {
+func (p *Pool) spawn(s *slot) (*proc, error) {
 	s.gen++
 	sock := filepath.Join(p.dir, fmt.Sprintf("w%d.%d.sock", s.id, s.gen))
 	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: sock, Net: "unix"})
@@ -278,6 +484,9 @@ func (p *Pool) spawn(s *slot) (*workerConn, error) {
 	if p.cfg.Factory {
 		args = append(args, "--factory")
 	}
+	if p.cfg.Lifespan != "" {
+		args = append(args, "--lifespan", p.cfg.Lifespan)
+	}
 	cmd := exec.Command(p.python, args...)
 	cmd.Env = append(os.Environ(), "PYTHONUNBUFFERED=1")
 	// Own process group (a terminal's Ctrl-C goes to the gateway only, which stops the workers in
@@ -295,7 +504,7 @@ func (p *Pool) spawn(s *slot) (*workerConn, error) {
 		return nil, fmt.Errorf("start %s: %w", p.python, err)
 	}
 	tail := &lineTail{}
-	exited := make(chan struct{})
+	pr := &proc{cmd: cmd, exited: make(chan struct{}), started: time.Now()}
 	var outputs sync.WaitGroup
 	outputs.Add(2)
 	go p.forward(stdout, s.id, "stdout", nil, &outputs)
@@ -303,23 +512,31 @@ func (p *Pool) spawn(s *slot) (*workerConn, error) {
 	go func() {
 		outputs.Wait() // Wait may only run once the pipes are drained
 		cmd.Wait()
-		close(exited)
+		close(pr.exited)
 	}()
-	s.mu.Lock()
-	s.cmd, s.exited = cmd, exited
-	s.mu.Unlock()
 
-	w, err := p.handshake(s, ln, exited)
+	w, err := p.handshake(s, ln, pr.exited)
 	if err != nil {
-		s.kill()
-		<-exited
+		pr.kill()
+		<-pr.exited
 		return nil, p.explain(err, cmd, tail)
 	}
-	s.mu.Lock()
-	s.conn = w
-	s.mu.Unlock()
+	pr.conn = w
+	if n := p.cfg.MaxRequests; n > 0 {
+		pr.limit = int64(n)
+		if j := p.cfg.MaxRequestsJitter; j > 0 {
+			pr.limit += rand.Int64N(int64(j) + 1)
+		}
+		w.maxServed = pr.limit
+		w.onLimit = func() {
+			select {
+			case s.recycle <- recycleRequest{reason: "max-requests"}:
+			default:
+			}
+		}
+	}
 	w.start()
-	return w, nil
+	return pr, nil
 }
 
 // handshake accepts the worker's connection and exchanges HELLOs.
@@ -357,10 +574,9 @@ func (p *Pool) handshake(s *slot, ln *net.UnixListener, exited <-chan struct{}) 
 		Protocol: protocol.Version, PID: uint64(os.Getpid()),
 		MaxFrame: uint64(p.cfg.MaxFrame), Window: uint64(p.cfg.Window), WorkerID: uint64(s.id),
 	})
-	if _, err := nc.Write(hello); err != nil {
-		nc.Close()
-		return nil, fmt.Errorf("send hello to worker: %w", err)
-	}
+	// A write error is not final: a worker that failed to load the app sends its error HELLO and
+	// exits without reading ours, and that HELLO is what to report.
+	_, werr := nc.Write(hello)
 	r := protocol.NewReader(nc, p.cfg.MaxFrame)
 	payload, err := r.Next()
 	if err != nil {
@@ -369,6 +585,9 @@ func (p *Pool) handshake(s *slot, ln *net.UnixListener, exited <-chan struct{}) 
 		case <-exited:
 			return nil, errExitedEarly
 		case <-time.After(2 * time.Second):
+		}
+		if werr != nil {
+			return nil, fmt.Errorf("send hello to worker: %w", werr)
 		}
 		return nil, fmt.Errorf("read the worker's hello: %w", err)
 	}
@@ -487,16 +706,6 @@ func lastLines(s string, n int) string {
 	return strings.Join(lines, "\n")
 }
 
-// kill ends the slot's current process, if any.
-func (s *slot) kill() {
-	s.mu.Lock()
-	cmd := s.cmd
-	s.mu.Unlock()
-	if cmd != nil && cmd.Process != nil {
-		cmd.Process.Kill()
-	}
-}
-
 // Workers returns the pids of the ready workers (for logs and tests).
 func (p *Pool) Workers() []int {
 	var pids []int
@@ -506,28 +715,32 @@ func (p *Pool) Workers() []int {
 	return pids
 }
 
-// Stop stops taking traffic and ends every worker: SIGTERM, then SIGKILL after grace.
+// Restarts counts worker replacements (deaths and recycling).
+func (p *Pool) Restarts() int64 { return p.restarts.Load() }
+
+// Stop stops taking traffic and ends every worker: SIGTERM (each finishes its streams and runs the
+// lifespan shutdown), then SIGKILL after grace.
 func (p *Pool) Stop(grace time.Duration) {
 	p.stopOnce.Do(func() {
 		close(p.stopping)
-		for _, s := range p.slots {
+		p.mu.Lock()
+		slots := append([]*slot(nil), p.slots...)
+		p.mu.Unlock()
+		var wg sync.WaitGroup
+		for _, s := range slots {
 			s.mu.Lock()
-			cmd, exited := s.cmd, s.exited
+			pr := s.cur
 			s.mu.Unlock()
-			if cmd == nil || cmd.Process == nil {
+			if pr == nil {
 				continue
 			}
-			cmd.Process.Signal(syscall.SIGTERM)
-			select {
-			case <-exited:
-			case <-time.After(grace):
-				cmd.Process.Kill()
-				<-exited
-			}
-			if s.conn != nil {
-				s.conn.fail(errors.New("the gateway is stopping"))
-			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				p.terminate(pr, grace)
+			}()
 		}
+		wg.Wait()
 		p.supervise.Wait()
 		os.RemoveAll(p.dir)
 	})

@@ -247,3 +247,10 @@ func (s *Server) accessLog(ex *exchange) {
 	s.log.Info().Str("client", host).Int("port", port).Bytes("method", ex.method).Bytes("path", ex.target).
 		Int("status", ex.status).Int64("bytes", ex.bytesOut).Dur("duration", time.Since(ex.startTime)).Msg("request")
 }
+
+// Reload replaces every worker, one at a time, without failing a request (SIGHUP).
+func (s *Server) Reload() { s.pool.Reload() }
+
+// AddWorker and RemoveWorker grow and shrink the pool by one (SIGTTIN, SIGTTOU).
+func (s *Server) AddWorker()    { s.pool.AddWorker() }
+func (s *Server) RemoveWorker() { s.pool.RemoveWorker() }

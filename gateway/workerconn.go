@@ -44,12 +44,14 @@ type workerConn struct {
 	wdead  bool
 	wkick  chan struct{}
 
-	smu      sync.Mutex
-	streams  map[uint32]streamHandler
-	lastSID  uint32
-	sdead    bool
-	inflight atomic.Int64 // open streams: the pool routes to the least busy worker
-	served   atomic.Int64 // streams ever opened
+	smu       sync.Mutex
+	streams   map[uint32]streamHandler
+	lastSID   uint32
+	sdead     bool
+	inflight  atomic.Int64 // open streams: the pool routes to the least busy worker
+	served    atomic.Int64 // streams ever opened
+	maxServed int64        // after this many streams onLimit is called once (0: never)
+	onLimit   func()
 
 	lastPong atomic.Int64 // token (unix nanoseconds of its PING) of the last PONG
 	pingSent int64        // health loop only: token of the outstanding PING, 0 if none
@@ -102,7 +104,9 @@ func (w *workerConn) open(h streamHandler) (uint32, error) {
 	w.lastSID = sid
 	w.streams[sid] = h
 	w.inflight.Add(1)
-	w.served.Add(1)
+	if n := w.served.Add(1); n == w.maxServed && w.onLimit != nil {
+		w.onLimit()
+	}
 	return sid, nil
 }
 

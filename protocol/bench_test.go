@@ -29,6 +29,26 @@ func realisticRequest() *HTTPRequest {
 	}
 }
 
+func realisticWSConnect() *WSConnect {
+	r := realisticRequest()
+	return &WSConnect{
+		HTTPVersion: "1.1",
+		Scheme:      "wss",
+		Path:        []byte("/ws/chat"),
+		RawPath:     []byte("/ws/chat"),
+		QueryString: []byte("room=42"),
+		Headers: append(r.Headers[:2:2],
+			Header{[]byte("upgrade"), []byte("websocket")},
+			Header{[]byte("connection"), []byte("Upgrade")},
+			Header{[]byte("sec-websocket-key"), []byte("dGhlIHNhbXBsZSBub25jZQ==")},
+			Header{[]byte("sec-websocket-version"), []byte("13")},
+			Header{[]byte("sec-websocket-protocol"), []byte("chat.v2, chat.v1")}),
+		Client:       r.Client,
+		Server:       r.Server,
+		Subprotocols: [][]byte{[]byte("chat.v2"), []byte("chat.v1")},
+	}
+}
+
 var responseHeaders = []Header{
 	{[]byte("content-type"), []byte("application/json")},
 	{[]byte("content-length"), []byte("1234")},
@@ -40,6 +60,7 @@ var responseHeaders = []Header{
 // steady state (dst and Frame reused).
 func TestZeroAllocs(t *testing.T) {
 	req := realisticRequest()
+	ws := realisticWSConnect()
 	body := bytes.Repeat([]byte("b"), 4096)
 	hot := map[string]func(dst []byte) []byte{
 		"HTTP_REQUEST": func(dst []byte) []byte {
@@ -68,6 +89,24 @@ func TestZeroAllocs(t *testing.T) {
 		"CREDIT_W2G":    func(dst []byte) []byte { return AppendCredit(dst, TypeCreditW2G, 7, 1<<17) },
 		"END":           func(dst []byte) []byte { return AppendEnd(dst, 7, OutcomeAppError, "ValueError: boom") },
 		"PONG":          func(dst []byte) []byte { return AppendPing(dst, TypePong, 5) },
+		"WS_CONNECT": func(dst []byte) []byte {
+			out, err := AppendWSConnect(dst, 7, ws)
+			if err != nil {
+				panic(err)
+			}
+			return out
+		},
+		"WS_RECEIVE_text":   func(dst []byte) []byte { return AppendWSMessage(dst, TypeWSReceive, 7, true, body[:200]) },
+		"WS_RECEIVE_binary": func(dst []byte) []byte { return AppendWSMessage(dst, TypeWSReceive, 7, false, body) },
+		"WS_DISCONNECT":     func(dst []byte) []byte { return AppendWSClose(dst, TypeWSDisconnect, 7, 1001, "going away") },
+		"SHUTDOWN":          func(dst []byte) []byte { return AppendShutdown(dst, 30000) },
+		"WS_ACCEPT": func(dst []byte) []byte {
+			return AppendWSAccept(dst, 7, ws.Subprotocols[0], true, responseHeaders[3:])
+		},
+		"WS_ACCEPT_nil":  func(dst []byte) []byte { return AppendWSAccept(dst, 7, nil, false, nil) },
+		"WS_SEND_text":   func(dst []byte) []byte { return AppendWSMessage(dst, TypeWSSend, 7, true, body[:50]) },
+		"WS_SEND_binary": func(dst []byte) []byte { return AppendWSMessage(dst, TypeWSSend, 7, false, body) },
+		"WS_CLOSE":       func(dst []byte) []byte { return AppendWSClose(dst, TypeWSClose, 7, 4000, "bye \u2603") },
 	}
 	for name, appendFn := range hot {
 		buf := make([]byte, 0, 16<<10)

@@ -14,6 +14,7 @@ const (
 	rRange     = "integer out of range"
 	rNotStr    = "not a str"
 	rNotBin    = "not a bin"
+	rNotData   = "not a str or bin"
 	rNotBool   = "not a bool"
 	rNotArray  = "not an array"
 	rNotMap    = "not a map"
@@ -162,6 +163,23 @@ func (d *dec) bin() ([]byte, string) {
 	s := d.b[d.p : d.p+l : d.p+l]
 	d.p += l
 	return s, ""
+}
+
+// data reads a str or a bin (a WebSocket message) and returns its bytes, aliasing the payload,
+// and whether it was a str (then checked to be valid UTF-8).
+func (d *dec) data() ([]byte, bool, string) {
+	if !d.need(1) {
+		return nil, false, rTruncated
+	}
+	switch c := d.b[d.p]; {
+	case c >= 0xa0 && c <= 0xbf, c >= 0xd9 && c <= 0xdb:
+		s, r := d.str()
+		return s, true, r
+	case c >= 0xc4 && c <= 0xc6:
+		b, r := d.bin()
+		return b, false, r
+	}
+	return nil, false, rNotData
 }
 
 func (d *dec) bool() (bool, string) {
@@ -327,11 +345,14 @@ func (d *dec) skip() string {
 // arity is the exact payload array length of each type.
 func arity(t Type) int {
 	switch t {
-	case TypeHello, TypeWorkerHello, TypeCreditG2W, TypeCreditW2G, TypePing, TypePong:
+	case TypeHello, TypeWorkerHello, TypeCreditG2W, TypeCreditW2G, TypePing, TypePong,
+		TypeWSReceive, TypeWSSend, TypeShutdown:
 		return 3
 	case TypeHTTPRequest:
 		return 15
-	case TypeRequestBody, TypeResponseBody, TypeEnd:
+	case TypeWSConnect:
+		return 13
+	case TypeRequestBody, TypeResponseBody, TypeEnd, TypeWSDisconnect, TypeWSClose, TypeWSAccept:
 		return 4
 	case TypeDisconnect:
 		return 2
@@ -363,13 +384,20 @@ func (f *Frame) reset() {
 	f.Message = nil
 	f.GatewayHello = nil
 	f.WorkerHello = nil
+	f.WS = WSConnect{}
+	f.Text = false
+	f.Code = 0
+	f.Subprotocol = nil
+	f.HasSubprotocol = false
+	f.Grace = 0
 }
 
 // Decode decodes one payload (without the length prefix) strictly per SPEC: exact array arity
 // per type, str vs bin enforced, str fields valid UTF-8, integers any msgpack int encoding that
-// fits and is >= 0, sid == 0 for HELLO/PING/PONG and != 0 for stream frames, status 200..999
-// (SPEC §3), ports 0..65535, no trailing bytes. It does not check the direction: the receiver
-// compares Type.FromGateway() with what it expects. Errors wrap ErrMalformed or ErrUnknownType.
+// fits and is >= 0, sid == 0 for HELLO/PING/PONG/SHUTDOWN and != 0 for stream frames, status
+// 200..999 (SPEC §3), ports and close codes 0..65535, no trailing bytes. It does not check the
+// direction: the receiver compares Type.FromGateway() with what it expects. Errors wrap
+// ErrMalformed or ErrUnknownType.
 func (f *Frame) Decode(payload []byte) error {
 	f.reset()
 	d := dec{b: payload}
@@ -398,7 +426,7 @@ func (f *Frame) Decode(payload []byte) error {
 	}
 	f.Stream = uint32(sid)
 	switch t {
-	case TypeHello, TypeWorkerHello, TypePing, TypePong:
+	case TypeHello, TypeWorkerHello, TypePing, TypePong, TypeShutdown:
 		if sid != 0 {
 			return fmt.Errorf("protocol: %s: stream %d on a connection frame: %w", t, sid, ErrMalformed)
 		}
@@ -440,6 +468,27 @@ func (f *Frame) Decode(payload []byte) error {
 		}
 		if f.Message, r = d.str(); r != "" {
 			return fieldErr(t, "message", r)
+		}
+	case TypeWSConnect:
+		err = f.decodeWSConnect(&d)
+	case TypeWSReceive, TypeWSSend:
+		if f.Body, f.Text, r = d.data(); r != "" {
+			return fieldErr(t, "data", r)
+		}
+	case TypeWSDisconnect, TypeWSClose:
+		var code uint64
+		if code, r = d.uint(MaxCloseCode); r != "" {
+			return fieldErr(t, "code", r)
+		}
+		f.Code = int(code)
+		if f.Message, r = d.str(); r != "" {
+			return fieldErr(t, "reason", r)
+		}
+	case TypeWSAccept:
+		err = f.decodeWSAccept(&d)
+	case TypeShutdown:
+		if f.Grace, r = d.uint(math.MaxUint64); r != "" {
+			return fieldErr(t, "grace_ms", r)
 		}
 	}
 	if err != nil {
@@ -508,6 +557,24 @@ func (f *Frame) decodeResponseStart(d *dec) error {
 	return nil
 }
 
+func (f *Frame) decodeWSAccept(d *dec) error {
+	const t = TypeWSAccept
+	if !d.nil() {
+		var r string
+		if f.Subprotocol, r = d.str(); r != "" {
+			return fieldErr(t, "subprotocol", r)
+		}
+		f.HasSubprotocol = true
+	}
+	hs, err := d.headers(t, f.respHeaders[:0])
+	f.respHeaders = hs[:0]
+	if err != nil {
+		return err
+	}
+	f.Headers = hs
+	return nil
+}
+
 // cached returns s if it equals b, else a new string of b (stored for next time).
 func cached(cache *string, b []byte) string {
 	if string(b) != *cache {
@@ -516,8 +583,7 @@ func cached(cache *string, b []byte) string {
 	return *cache
 }
 
-func (f *Frame) decodeAddr(d *dec, field string, a *Addr, cache *string, portOptional bool) (*Addr, error) {
-	const t = TypeHTTPRequest
+func (f *Frame) decodeAddr(d *dec, t Type, field string, a *Addr, cache *string, portOptional bool) (*Addr, error) {
 	if d.nil() {
 		return nil, nil
 	}
@@ -545,6 +611,34 @@ func (f *Frame) decodeAddr(d *dec, field string, a *Addr, cache *string, portOpt
 	return a, nil
 }
 
+// version returns the http_version b as a string, without allocating for the usual values.
+func (f *Frame) version(b []byte) string {
+	switch string(b) {
+	case "1.1":
+		return "1.1"
+	case "1.0":
+		return "1.0"
+	case "2":
+		return "2"
+	}
+	return cached(&f.otherVersion, b)
+}
+
+// scheme returns the scheme b as a string, without allocating for the usual values.
+func (f *Frame) scheme(b []byte) string {
+	switch string(b) {
+	case "http":
+		return "http"
+	case "https":
+		return "https"
+	case "ws":
+		return "ws"
+	case "wss":
+		return "wss"
+	}
+	return cached(&f.otherScheme, b)
+}
+
 func (f *Frame) decodeHTTPRequest(d *dec) error {
 	const t = TypeHTTPRequest
 	q := &f.Request
@@ -552,30 +646,14 @@ func (f *Frame) decodeHTTPRequest(d *dec) error {
 	if r != "" {
 		return fieldErr(t, "http_version", r)
 	}
-	switch string(b) {
-	case "1.1":
-		q.HTTPVersion = "1.1"
-	case "1.0":
-		q.HTTPVersion = "1.0"
-	case "2":
-		q.HTTPVersion = "2"
-	default:
-		q.HTTPVersion = cached(&f.otherVersion, b)
-	}
+	q.HTTPVersion = f.version(b)
 	if q.Method, r = d.str(); r != "" {
 		return fieldErr(t, "method", r)
 	}
 	if b, r = d.str(); r != "" {
 		return fieldErr(t, "scheme", r)
 	}
-	switch string(b) {
-	case "http":
-		q.Scheme = "http"
-	case "https":
-		q.Scheme = "https"
-	default:
-		q.Scheme = cached(&f.otherScheme, b)
-	}
+	q.Scheme = f.scheme(b)
 	if q.Path, r = d.str(); r != "" {
 		return fieldErr(t, "path", r)
 	}
@@ -595,10 +673,10 @@ func (f *Frame) decodeHTTPRequest(d *dec) error {
 		return err
 	}
 	q.Headers = hs
-	if q.Client, err = f.decodeAddr(d, "client", &f.client, &f.clientHost, false); err != nil {
+	if q.Client, err = f.decodeAddr(d, t, "client", &f.client, &f.clientHost, false); err != nil {
 		return err
 	}
-	if q.Server, err = f.decodeAddr(d, "server", &f.server, &f.serverHost, true); err != nil {
+	if q.Server, err = f.decodeAddr(d, t, "server", &f.server, &f.serverHost, true); err != nil {
 		return err
 	}
 	if q.Flags, r = d.uint(math.MaxUint64); r != "" {
@@ -609,6 +687,64 @@ func (f *Frame) decodeHTTPRequest(d *dec) error {
 	}
 	if q.MoreBody, r = d.bool(); r != "" {
 		return fieldErr(t, "more_body", r)
+	}
+	return nil
+}
+
+func (f *Frame) decodeWSConnect(d *dec) error {
+	const t = TypeWSConnect
+	c := &f.WS
+	b, r := d.str()
+	if r != "" {
+		return fieldErr(t, "http_version", r)
+	}
+	c.HTTPVersion = f.version(b)
+	if b, r = d.str(); r != "" {
+		return fieldErr(t, "scheme", r)
+	}
+	c.Scheme = f.scheme(b)
+	if c.Path, r = d.str(); r != "" {
+		return fieldErr(t, "path", r)
+	}
+	if c.RawPath, r = d.bin(); r != "" {
+		return fieldErr(t, "raw_path", r)
+	}
+	if c.QueryString, r = d.bin(); r != "" {
+		return fieldErr(t, "query_string", r)
+	}
+	if b, r = d.str(); r != "" {
+		return fieldErr(t, "root_path", r)
+	}
+	c.RootPath = cached(&f.rootPath, b)
+	hs, err := d.headers(t, f.reqHeaders[:0])
+	f.reqHeaders = hs[:0]
+	if err != nil {
+		return err
+	}
+	c.Headers = hs
+	if c.Client, err = f.decodeAddr(d, t, "client", &f.client, &f.clientHost, false); err != nil {
+		return err
+	}
+	if c.Server, err = f.decodeAddr(d, t, "server", &f.server, &f.serverHost, true); err != nil {
+		return err
+	}
+	n, r := d.arrayLen(1) // the smallest str is fixstr a0
+	if r != "" {
+		return fieldErr(t, "subprotocols", r)
+	}
+	ps := f.subprotocols[:0]
+	for i := 0; i < n; i++ {
+		p, r := d.str()
+		if r != "" {
+			f.subprotocols = ps[:0]
+			return fieldErr(t, "subprotocols", r)
+		}
+		ps = append(ps, p)
+	}
+	f.subprotocols = ps[:0]
+	c.Subprotocols = ps
+	if c.Flags, r = d.uint(math.MaxUint64); r != "" {
+		return fieldErr(t, "flags", r)
 	}
 	return nil
 }

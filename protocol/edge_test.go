@@ -178,9 +178,9 @@ func TestArityAndTrailing(t *testing.T) {
 	} {
 		mustFail(t, name, raw(t, h), ErrMalformed)
 	}
-	mustFail(t, "unknown type 0x07", raw(t, "92 07 01"), ErrUnknownType)
+	mustFail(t, "unknown type 0x0b", raw(t, "92 0b 01"), ErrUnknownType)
 	mustFail(t, "unknown type 0x00", raw(t, "92 00 00"), ErrUnknownType)
-	mustFail(t, "unknown type 0x17", raw(t, "92 17 01"), ErrUnknownType)
+	mustFail(t, "unknown type 0x1a", raw(t, "92 1a 01"), ErrUnknownType)
 }
 
 func TestStreamIDRules(t *testing.T) {
@@ -577,6 +577,197 @@ func TestDecodeResetsOtherFields(t *testing.T) {
 		t.Fatal(err)
 	}
 	if f.Status != 0 || f.Headers != nil || f.Body != nil || f.Flags != 0 || f.Token != 3 {
+		t.Fatalf("stale fields: %+v", f)
+	}
+}
+
+// wsConnectOK is a minimal valid WS_CONNECT payload; the cases below edit it.
+const wsConnectOK = "9d 07 01 a3312e31 a27773 a12f c4012f c400 a0 90 c0 c0 90 00"
+
+func TestWSStrict(t *testing.T) {
+	f := mustDecode(t, "minimal ws_connect", raw(t, wsConnectOK))
+	if f.WS.Scheme != "ws" || string(f.WS.Path) != "/" || len(f.WS.Subprotocols) != 0 || f.WS.Client != nil {
+		t.Errorf("got %+v", f.WS)
+	}
+	bad := map[string]string{
+		// WS_CONNECT
+		"connect arity 12":         "9c 07 01 a3312e31 a27773 a12f c4012f c400 a0 90 c0 c0 90",
+		"connect arity 14":         "9e 07 01 a3312e31 a27773 a12f c4012f c400 a0 90 c0 c0 90 00 00",
+		"connect sid 0":            "9d 07 00 a3312e31 a27773 a12f c4012f c400 a0 90 c0 c0 90 00",
+		"connect bin path":         "9d 07 01 a3312e31 a27773 c4012f c4012f c400 a0 90 c0 c0 90 00",
+		"connect str raw_path":     "9d 07 01 a3312e31 a27773 a12f a12f c400 a0 90 c0 c0 90 00",
+		"connect bin scheme":       "9d 07 01 a3312e31 c4027773 a12f c4012f c400 a0 90 c0 c0 90 00",
+		"connect invalid utf8":     "9d 07 01 a3312e31 a27773 a2c328 c4012f c400 a0 90 c0 c0 90 00",
+		"connect subprotocols nil": "9d 07 01 a3312e31 a27773 a12f c4012f c400 a0 90 c0 c0 c0 00",
+		"connect subprotocol bin":  "9d 07 01 a3312e31 a27773 a12f c4012f c400 a0 90 c0 c0 91 c40161 00",
+		"connect subprotocol utf8": "9d 07 01 a3312e31 a27773 a12f c4012f c400 a0 90 c0 c0 91 a1ff 00",
+		"connect subprotocols big": "9d 07 01 a3312e31 a27773 a12f c4012f c400 a0 90 c0 c0 ddffffffff a0",
+		"connect client port":      "9d 07 01 a3312e31 a27773 a12f c4012f c400 a0 90 92a161ce00010000 c0 90 00",
+		"connect negative flags":   "9d 07 01 a3312e31 a27773 a12f c4012f c400 a0 90 c0 c0 90 ff",
+		// WS_RECEIVE / WS_SEND
+		"receive nil":         "93 08 01 c0",
+		"receive int":         "93 08 01 01",
+		"receive array":       "93 08 01 90",
+		"receive invalid utf": "93 08 01 a2 c328",
+		"send invalid utf":    "93 18 01 a1 ff",
+		"send str16 short":    "93 18 01 da 0005 6162",
+		"receive sid 0":       "93 08 00 a0",
+		"send arity 4":        "94 18 01 a0 c3",
+		"receive arity 2":     "92 08 01",
+		// WS_DISCONNECT / WS_CLOSE
+		"close code 65536":     "94 19 01 ce00010000 a0",
+		"close negative code":  "94 19 01 d1ff18 a0",
+		"close str code":       "94 19 01 a431303030 a0",
+		"close bin reason":     "94 19 01 cd03e8 c400",
+		"close nil reason":     "94 19 01 cd03e8 c0",
+		"close utf8 reason":    "94 19 01 cd03e8 a2 fffe",
+		"disconnect arity 3":   "93 09 01 cd03e8",
+		"disconnect sid 0":     "94 09 00 cd03e8 a0",
+		"disconnect nil code":  "94 09 01 c0 a0",
+		"disconnect code 1e16": "94 09 01 cf0000000100000000 a0",
+		// WS_ACCEPT
+		"accept bin subprotocol": "94 17 01 c40161 90",
+		"accept utf8 subproto":   "94 17 01 a1ff 90",
+		"accept headers nil":     "94 17 01 c0 c0",
+		"accept str header":      "94 17 01 c0 91 92 a161 c40162",
+		"accept arity 3":         "93 17 01 c0",
+		"accept sid 0":           "94 17 00 c0 90",
+		// SHUTDOWN
+		"shutdown sid 1":     "93 0a 01 00",
+		"shutdown negative":  "93 0a 00 ff",
+		"shutdown str grace": "93 0a 00 a131",
+		"shutdown arity 2":   "92 0a 00",
+	}
+	for name, h := range bad {
+		mustFail(t, name, raw(t, h), ErrMalformed)
+	}
+	for _, name := range []string{"connect invalid utf8", "connect subprotocol utf8", "receive invalid utf",
+		"close utf8 reason", "accept utf8 subproto"} {
+		var f Frame
+		if err := f.Decode(raw(t, bad[name])); !errors.Is(err, ErrInvalidUTF8) {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+
+	// Any int encoding that fits, codes 0..65535.
+	f = mustDecode(t, "wide close", raw(t, "94 d019 d2000000ff d3000000000000ffff a0"))
+	if f.Type != TypeWSClose || f.Stream != 255 || f.Code != 65535 {
+		t.Errorf("got %+v", f)
+	}
+	f = mustDecode(t, "code 0", raw(t, "94 09 01 00 a0"))
+	if f.Code != 0 {
+		t.Errorf("code %d", f.Code)
+	}
+	// A str32-encoded text message and a bin32 binary one.
+	f = mustDecode(t, "str32 text", raw(t, "93 08 01 db00000002 6869"))
+	if !f.Text || string(f.Body) != "hi" {
+		t.Errorf("text %v %q", f.Text, f.Body)
+	}
+	f = mustDecode(t, "bin32 binary", raw(t, "93 18 01 c600000002 6869"))
+	if f.Text || string(f.Body) != "hi" {
+		t.Errorf("text %v %q", f.Text, f.Body)
+	}
+}
+
+func TestWSHostileLengths(t *testing.T) {
+	for name, h := range map[string]string{
+		"subprotocols huge": "9d 07 01 a3312e31 a27773 a12f c4012f c400 a0 90 c0 c0 dd ffffffff a0 00",
+		"text str32 huge":   "93 08 01 db ffffffff 61",
+		"data bin32 huge":   "93 18 01 c6 ffffffff 61",
+		"reason str32 huge": "94 19 01 00 db ffffffff 61",
+		"accept hdrs huge":  "94 17 01 c0 dd 7fffffff 92 c400 c400",
+	} {
+		var f Frame
+		p := raw(t, h)
+		mustFail(t, name, p, ErrMalformed)
+		if n := allocBytes(func() { _ = f.Decode(p) }); n > 4096 {
+			t.Errorf("%s: %d bytes allocated", name, n)
+		}
+	}
+}
+
+func TestWSAppend(t *testing.T) {
+	// AppendWSConnect refuses invalid UTF-8 and leaves dst unchanged.
+	good := WSConnect{HTTPVersion: "1.1", Scheme: "ws", Path: []byte("/"), Subprotocols: [][]byte{[]byte("a")}}
+	for name, mut := range map[string]func(c *WSConnect){
+		"path":        func(c *WSConnect) { c.Path = []byte("/\xc3") },
+		"version":     func(c *WSConnect) { c.HTTPVersion = "\xff" },
+		"scheme":      func(c *WSConnect) { c.Scheme = "\xff" },
+		"root_path":   func(c *WSConnect) { c.RootPath = "/\xff" },
+		"client":      func(c *WSConnect) { c.Client = &Addr{Host: "\xff", Port: 1, HasPort: true} },
+		"server":      func(c *WSConnect) { c.Server = &Addr{Host: "\xff"} },
+		"port":        func(c *WSConnect) { c.Client = &Addr{Host: "h", Port: -1, HasPort: true} },
+		"subprotocol": func(c *WSConnect) { c.Subprotocols = [][]byte{[]byte("ok"), []byte("\xff")} },
+	} {
+		c := good
+		mut(&c)
+		out, err := AppendWSConnect([]byte("keep"), 1, &c)
+		if err == nil || string(out) != "keep" || !strings.Contains(err.Error(), "WS_CONNECT") {
+			t.Errorf("%s: err %v, out %q", name, err, out)
+		}
+	}
+	out, err := AppendWSConnect(nil, 1, &good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := mustDecode(t, "ws_connect", payloadOf(t, out))
+	if len(f.WS.Subprotocols) != 1 || string(f.WS.Subprotocols[0]) != "a" {
+		t.Errorf("subprotocols %q", f.WS.Subprotocols)
+	}
+
+	// AppendWSClose repairs invalid UTF-8 in the reason.
+	f = mustDecode(t, "close", payloadOf(t, AppendWSClose(nil, TypeWSClose, 1, 1011, "bad \xff end")))
+	if f.Code != 1011 || string(f.Message) != "bad \ufffd end" {
+		t.Errorf("close %d %q", f.Code, f.Message)
+	}
+
+	// A nil and an empty subprotocol differ.
+	f = mustDecode(t, "accept nil", payloadOf(t, AppendWSAccept(nil, 1, nil, false, nil)))
+	if f.HasSubprotocol || f.Subprotocol != nil || len(f.Headers) != 0 {
+		t.Errorf("accept nil: %+v", f)
+	}
+	f = mustDecode(t, "accept empty", payloadOf(t, AppendWSAccept(nil, 1, nil, true, nil)))
+	if !f.HasSubprotocol || f.Subprotocol == nil || len(f.Subprotocol) != 0 {
+		t.Errorf("accept empty: %+v", f)
+	}
+
+	// Wrong types and codes are programming errors.
+	for name, fn := range map[string]func(){
+		"message type":  func() { AppendWSMessage(nil, TypeRequestBody, 1, false, nil) },
+		"close type":    func() { AppendWSClose(nil, TypeEnd, 1, 1000, "") },
+		"close code -1": func() { AppendWSClose(nil, TypeWSClose, 1, -1, "") },
+		"close 65536":   func() { AppendWSClose(nil, TypeWSDisconnect, 1, 65536, "") },
+	} {
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Errorf("%s: no panic", name)
+				}
+			}()
+			fn()
+		}()
+	}
+}
+
+func TestWSDecodeResetsOtherFields(t *testing.T) {
+	var f Frame
+	c := WSConnect{HTTPVersion: "1.1", Scheme: "wss", Path: []byte("/"), Subprotocols: [][]byte{[]byte("x")},
+		Headers: []Header{{[]byte("a"), []byte("b")}}, Client: &Addr{Host: "h", Port: 1, HasPort: true}}
+	out, _ := AppendWSConnect(nil, 1, &c)
+	for _, frame := range [][]byte{
+		out,
+		AppendWSMessage(nil, TypeWSSend, 1, true, []byte("t")),
+		AppendWSClose(nil, TypeWSClose, 1, 1000, "r"),
+		AppendWSAccept(nil, 1, []byte("p"), true, c.Headers),
+		AppendShutdown(nil, 9),
+	} {
+		if err := f.Decode(payloadOf(t, frame)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if f.Type != TypeShutdown || f.Grace != 9 || f.WS.Subprotocols != nil || f.WS.Client != nil ||
+		f.Text || f.Body != nil || f.Code != 0 || f.Message != nil || f.Subprotocol != nil ||
+		f.HasSubprotocol || f.Headers != nil {
 		t.Fatalf("stale fields: %+v", f)
 	}
 }

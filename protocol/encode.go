@@ -153,24 +153,44 @@ func appendAddr(dst []byte, a *Addr) []byte {
 	return appendUint(dst, uint64(a.Port))
 }
 
-func checkStr(field, s string) error {
+func checkStr(t Type, field, s string) error {
 	if !utf8.ValidString(s) {
-		return fmt.Errorf("protocol: HTTP_REQUEST field %s: %w", field, ErrInvalidUTF8)
+		return fmt.Errorf("protocol: %s field %s: %w", t, field, ErrInvalidUTF8)
 	}
 	return nil
 }
 
-func checkAddr(field string, a *Addr) error {
+func checkAddr(t Type, field string, a *Addr) error {
 	if a == nil {
 		return nil
 	}
 	if !utf8.ValidString(a.Host) {
-		return fmt.Errorf("protocol: HTTP_REQUEST field %s.host: %w", field, ErrInvalidUTF8)
+		return fmt.Errorf("protocol: %s field %s.host: %w", t, field, ErrInvalidUTF8)
 	}
 	if a.HasPort && (a.Port < 0 || a.Port > 0xffff) {
-		return fmt.Errorf("protocol: HTTP_REQUEST field %s.port %d: %w", field, a.Port, ErrMalformed)
+		return fmt.Errorf("protocol: %s field %s.port %d: %w", t, field, a.Port, ErrMalformed)
 	}
 	return nil
+}
+
+// checkScope checks the scope fields HTTP_REQUEST and WS_CONNECT share, in their order.
+func checkScope(t Type, path []byte, version, scheme, rootPath string, client, server *Addr) error {
+	if !utf8.Valid(path) {
+		return fmt.Errorf("protocol: %s field path: %w", t, ErrInvalidUTF8)
+	}
+	if err := checkStr(t, "http_version", version); err != nil {
+		return err
+	}
+	if err := checkStr(t, "scheme", scheme); err != nil {
+		return err
+	}
+	if err := checkStr(t, "root_path", rootPath); err != nil {
+		return err
+	}
+	if err := checkAddr(t, "client", client); err != nil {
+		return err
+	}
+	return checkAddr(t, "server", server)
 }
 
 // AppendHTTPRequest appends an HTTP_REQUEST frame. It returns an error and dst unchanged if
@@ -180,22 +200,7 @@ func AppendHTTPRequest(dst []byte, sid uint32, r *HTTPRequest) ([]byte, error) {
 	if !utf8.Valid(r.Method) {
 		return dst, fmt.Errorf("protocol: HTTP_REQUEST field method: %w", ErrInvalidUTF8)
 	}
-	if !utf8.Valid(r.Path) {
-		return dst, fmt.Errorf("protocol: HTTP_REQUEST field path: %w", ErrInvalidUTF8)
-	}
-	if err := checkStr("http_version", r.HTTPVersion); err != nil {
-		return dst, err
-	}
-	if err := checkStr("scheme", r.Scheme); err != nil {
-		return dst, err
-	}
-	if err := checkStr("root_path", r.RootPath); err != nil {
-		return dst, err
-	}
-	if err := checkAddr("client", r.Client); err != nil {
-		return dst, err
-	}
-	if err := checkAddr("server", r.Server); err != nil {
+	if err := checkScope(TypeHTTPRequest, r.Path, r.HTTPVersion, r.Scheme, r.RootPath, r.Client, r.Server); err != nil {
 		return dst, err
 	}
 	dst, start := beginFrame(dst, 15, TypeHTTPRequest, sid)
@@ -280,5 +285,88 @@ func AppendEnd(dst []byte, sid uint32, outcome uint64, message string) []byte {
 	dst, start := beginFrame(dst, 4, TypeEnd, sid)
 	dst = appendUint(dst, outcome)
 	dst = appendValidStr(dst, message)
+	return endFrame(dst, start)
+}
+
+// AppendWSConnect appends a WS_CONNECT frame. It returns an error and dst unchanged if Path,
+// HTTPVersion, Scheme, RootPath, an Addr host or a subprotocol is not valid UTF-8 (or a port is
+// outside 0..65535).
+func AppendWSConnect(dst []byte, sid uint32, c *WSConnect) ([]byte, error) {
+	const t = TypeWSConnect
+	if err := checkScope(t, c.Path, c.HTTPVersion, c.Scheme, c.RootPath, c.Client, c.Server); err != nil {
+		return dst, err
+	}
+	for _, p := range c.Subprotocols {
+		if !utf8.Valid(p) {
+			return dst, fmt.Errorf("protocol: %s field subprotocols: %w", t, ErrInvalidUTF8)
+		}
+	}
+	dst, start := beginFrame(dst, 13, t, sid)
+	dst = appendStr(dst, c.HTTPVersion)
+	dst = appendStr(dst, c.Scheme)
+	dst = appendStrBytes(dst, c.Path)
+	dst = appendBin(dst, c.RawPath)
+	dst = appendBin(dst, c.QueryString)
+	dst = appendStr(dst, c.RootPath)
+	dst = appendHeaders(dst, c.Headers)
+	dst = appendAddr(dst, c.Client)
+	dst = appendAddr(dst, c.Server)
+	dst = appendArrayLen(dst, len(c.Subprotocols))
+	for _, p := range c.Subprotocols {
+		dst = appendStrBytes(dst, p)
+	}
+	dst = appendUint(dst, c.Flags)
+	return endFrame(dst, start), nil
+}
+
+// AppendWSMessage appends a WS_RECEIVE or WS_SEND frame; t is TypeWSReceive or TypeWSSend (it
+// panics otherwise: a programming error). A text message (text true) is encoded as str: the
+// caller guarantees that data is valid UTF-8 (decoders check it); a binary one as bin.
+func AppendWSMessage(dst []byte, t Type, sid uint32, text bool, data []byte) []byte {
+	if t != TypeWSReceive && t != TypeWSSend {
+		panic("protocol: AppendWSMessage with type " + t.String())
+	}
+	dst, start := beginFrame(dst, 3, t, sid)
+	if text {
+		dst = appendStrBytes(dst, data)
+	} else {
+		dst = appendBin(dst, data)
+	}
+	return endFrame(dst, start)
+}
+
+// AppendWSClose appends a WS_DISCONNECT or WS_CLOSE frame; t is TypeWSDisconnect or TypeWSClose
+// and code is in 0..MaxCloseCode (it panics otherwise: a programming error). Invalid UTF-8 in
+// reason is replaced by U+FFFD.
+func AppendWSClose(dst []byte, t Type, sid uint32, code int, reason string) []byte {
+	if t != TypeWSDisconnect && t != TypeWSClose {
+		panic("protocol: AppendWSClose with type " + t.String())
+	}
+	if code < 0 || code > MaxCloseCode {
+		panic("protocol: AppendWSClose with code out of range")
+	}
+	dst, start := beginFrame(dst, 4, t, sid)
+	dst = appendUint(dst, uint64(code))
+	dst = appendValidStr(dst, reason)
+	return endFrame(dst, start)
+}
+
+// AppendWSAccept appends a WS_ACCEPT frame. The subprotocol is encoded as str when
+// hasSubprotocol (the caller guarantees that it is valid UTF-8; decoders check it), else as nil.
+func AppendWSAccept(dst []byte, sid uint32, subprotocol []byte, hasSubprotocol bool, headers []Header) []byte {
+	dst, start := beginFrame(dst, 4, TypeWSAccept, sid)
+	if hasSubprotocol {
+		dst = appendStrBytes(dst, subprotocol)
+	} else {
+		dst = appendNil(dst)
+	}
+	dst = appendHeaders(dst, headers)
+	return endFrame(dst, start)
+}
+
+// AppendShutdown appends a SHUTDOWN frame (stream 0) with the grace period in milliseconds.
+func AppendShutdown(dst []byte, graceMS uint64) []byte {
+	dst, start := beginFrame(dst, 3, TypeShutdown, 0)
+	dst = appendUint(dst, graceMS)
 	return endFrame(dst, start)
 }

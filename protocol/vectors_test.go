@@ -195,6 +195,30 @@ func frameValue(f *Frame) any {
 		v = append(v, uint64(f.Status), headersValue(f.Headers), f.Flags, bytesOf(f.Body), f.MoreBody)
 	case TypeEnd:
 		v = append(v, f.Outcome, string(f.Message))
+	case TypeWSConnect:
+		c := &f.WS
+		subs := make([]any, len(c.Subprotocols))
+		for i, p := range c.Subprotocols {
+			subs[i] = string(p)
+		}
+		v = append(v, c.HTTPVersion, c.Scheme, string(c.Path), bytesOf(c.RawPath), bytesOf(c.QueryString),
+			c.RootPath, headersValue(c.Headers), addrValue(c.Client), addrValue(c.Server), subs, c.Flags)
+	case TypeWSReceive, TypeWSSend:
+		if f.Text {
+			v = append(v, string(f.Body))
+		} else {
+			v = append(v, bytesOf(f.Body))
+		}
+	case TypeWSDisconnect, TypeWSClose:
+		v = append(v, uint64(f.Code), string(f.Message))
+	case TypeWSAccept:
+		var sub any
+		if f.HasSubprotocol {
+			sub = string(f.Subprotocol)
+		}
+		v = append(v, sub, headersValue(f.Headers))
+	case TypeShutdown:
+		v = append(v, f.Grace)
 	}
 	return v
 }
@@ -222,6 +246,16 @@ func appendFrame(dst []byte, f *Frame) ([]byte, error) {
 		return AppendResponseBody(dst, f.Stream, f.Body, f.MoreBody), nil
 	case TypeEnd:
 		return AppendEnd(dst, f.Stream, f.Outcome, string(f.Message)), nil
+	case TypeWSConnect:
+		return AppendWSConnect(dst, f.Stream, &f.WS)
+	case TypeWSReceive, TypeWSSend:
+		return AppendWSMessage(dst, f.Type, f.Stream, f.Text, f.Body), nil
+	case TypeWSDisconnect, TypeWSClose:
+		return AppendWSClose(dst, f.Type, f.Stream, f.Code, string(f.Message)), nil
+	case TypeWSAccept:
+		return AppendWSAccept(dst, f.Stream, f.Subprotocol, f.HasSubprotocol, f.Headers), nil
+	case TypeShutdown:
+		return AppendShutdown(dst, f.Grace), nil
 	}
 	return nil, fmt.Errorf("appendFrame: type %v", f.Type)
 }
@@ -281,7 +315,9 @@ func TestVectors(t *testing.T) {
 		})
 	}
 	for _, typ := range []Type{TypeHello, TypeHTTPRequest, TypeRequestBody, TypeDisconnect, TypeCreditG2W,
-		TypePing, TypeWorkerHello, TypeResponseStart, TypeResponseBody, TypeCreditW2G, TypeEnd, TypePong} {
+		TypePing, TypeWSConnect, TypeWSReceive, TypeWSDisconnect, TypeShutdown,
+		TypeWorkerHello, TypeResponseStart, TypeResponseBody, TypeCreditW2G, TypeEnd, TypePong,
+		TypeWSAccept, TypeWSSend, TypeWSClose} {
 		if !seen[typ] {
 			t.Errorf("no vector for %v", typ)
 		}
@@ -290,12 +326,30 @@ func TestVectors(t *testing.T) {
 
 func TestTypeString(t *testing.T) {
 	for typ, want := range map[Type]string{TypeHello: "HELLO", TypeHTTPRequest: "HTTP_REQUEST",
-		TypeResponseStart: "RESPONSE_START", TypeEnd: "END", TypePong: "PONG", 0x7f: "Type(0x7f)"} {
+		TypeResponseStart: "RESPONSE_START", TypeEnd: "END", TypePong: "PONG", 0x7f: "Type(0x7f)",
+		TypeWSConnect: "WS_CONNECT", TypeWSReceive: "WS_RECEIVE", TypeWSDisconnect: "WS_DISCONNECT",
+		TypeShutdown: "SHUTDOWN", TypeWSAccept: "WS_ACCEPT", TypeWSSend: "WS_SEND", TypeWSClose: "WS_CLOSE",
+		0x0b: "Type(0xb)", 0x1a: "Type(0x1a)"} {
 		if got := typ.String(); got != want {
 			t.Errorf("%d: %q, want %q", typ, got, want)
 		}
 	}
 	if !TypePing.FromGateway() || TypePong.FromGateway() || Type(0).FromGateway() {
 		t.Error("FromGateway")
+	}
+	for _, typ := range []Type{TypeWSConnect, TypeWSReceive, TypeWSDisconnect, TypeShutdown} {
+		if !typ.FromGateway() || !typ.Known() {
+			t.Errorf("%v: FromGateway %v, Known %v", typ, typ.FromGateway(), typ.Known())
+		}
+	}
+	for _, typ := range []Type{TypeWSAccept, TypeWSSend, TypeWSClose} {
+		if typ.FromGateway() || !typ.Known() {
+			t.Errorf("%v: FromGateway %v, Known %v", typ, typ.FromGateway(), typ.Known())
+		}
+	}
+	for _, typ := range []Type{0x00, 0x0b, 0x0f, 0x10, 0x1a, 0x1f} {
+		if typ.Known() {
+			t.Errorf("%v known", typ)
+		}
 	}
 }

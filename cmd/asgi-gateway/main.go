@@ -48,6 +48,11 @@ func runFlags() []cli.Flag {
 		&cli.Float64Flag{Name: "timeout-graceful-shutdown", Value: d.GracefulTimeout.Seconds(), Usage: "on shutdown, wait this many seconds for requests in flight", EnvVars: env("timeout-graceful-shutdown"), Category: "Timeouts"},
 		&cli.IntFlag{Name: "limit-concurrency", Usage: "answer 503 at once above this many requests in flight (0: no limit)", EnvVars: env("limit-concurrency"), Category: "Workers"},
 		&cli.Float64Flag{Name: "timeout-worker-healthcheck", Value: d.HealthTimeout.Seconds(), Usage: "kill and replace a worker whose event loop does not answer a ping within this many seconds (0: off)", EnvVars: env("timeout-worker-healthcheck"), Category: "Workers"},
+		&cli.IntFlag{Name: "limit-max-requests", Usage: "replace a worker after it has served this many requests (0: never)", EnvVars: env("limit-max-requests"), Category: "Workers"},
+		&cli.IntFlag{Name: "limit-max-requests-jitter", Usage: "add a random 0..N to --limit-max-requests per worker, so they do not all recycle at once", EnvVars: env("limit-max-requests-jitter"), Category: "Workers"},
+		&cli.IntFlag{Name: "workers-max-rss", Usage: "replace a worker whose resident memory exceeds this many MiB (0: never)", EnvVars: env("workers-max-rss"), Category: "Workers"},
+		&cli.Float64Flag{Name: "workers-lifetime", Usage: "replace a worker after this many seconds (0: never)", EnvVars: env("workers-lifetime"), Category: "Workers"},
+		&cli.StringFlag{Name: "lifespan", Value: "auto", Usage: "ASGI lifespan protocol: auto, on or off", EnvVars: env("lifespan"), Category: "Application"},
 		&cli.StringSliceFlag{Name: "header", Usage: "add a default response header NAME:VALUE (repeatable)", EnvVars: env("header"), Category: "HTTP"},
 		&cli.BoolFlag{Name: "server-header", Value: true, Usage: "send a server header", EnvVars: env("server-header"), Category: "HTTP"},
 		&cli.BoolFlag{Name: "no-server-header", Usage: "do not send a server header", EnvVars: env("no-server-header"), Category: "HTTP"},
@@ -114,6 +119,16 @@ func configFrom(ctx *cli.Context) (gateway.Config, error) {
 	cfg.GracefulTimeout = seconds(ctx.Float64("timeout-graceful-shutdown"))
 	cfg.Limits.MaxHeaderBytes = ctx.Int("h11-max-incomplete-event-size")
 	cfg.LimitConcurrency = ctx.Int("limit-concurrency")
+	cfg.MaxRequests = ctx.Int("limit-max-requests")
+	cfg.MaxRequestsJitter = ctx.Int("limit-max-requests-jitter")
+	cfg.MaxRSS = int64(ctx.Int("workers-max-rss")) << 20
+	cfg.Lifetime = seconds(ctx.Float64("workers-lifetime"))
+	cfg.Lifespan = ctx.String("lifespan")
+	switch cfg.Lifespan {
+	case "auto", "on", "off":
+	default:
+		return cfg, cli.Exit(fmt.Sprintf("--lifespan %q: expected auto, on or off", cfg.Lifespan), 2)
+	}
 	cfg.HealthTimeout = seconds(ctx.Float64("timeout-worker-healthcheck"))
 	for _, h := range ctx.StringSlice("header") {
 		name, value, ok := strings.Cut(h, ":")
@@ -164,6 +179,8 @@ func run(ctx *cli.Context) error {
 	}
 	signals := make(chan os.Signal, 2)
 	signal.Notify(signals, syscall.SIGINT, syscall.SIGTERM)
+	control := make(chan os.Signal, 4)
+	signal.Notify(control, syscall.SIGHUP, syscall.SIGTTIN, syscall.SIGTTOU)
 
 	where, err := srv.Start()
 	if err != nil {
@@ -177,6 +194,23 @@ func run(ctx *cli.Context) error {
 
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve() }()
+	go func() {
+		// Pool control signals; this goroutine lives as long as the process.
+		for sig := range control {
+			switch sig {
+			case syscall.SIGHUP:
+				log.Info().Msg("SIGHUP: replacing the workers one at a time")
+				srv.Reload()
+				log.Info().Ints("pids", srv.WorkerPIDs()).Msg("reload complete")
+			case syscall.SIGTTIN:
+				log.Info().Msg("SIGTTIN: adding a worker")
+				srv.AddWorker()
+			case syscall.SIGTTOU:
+				log.Info().Msg("SIGTTOU: removing a worker")
+				srv.RemoveWorker()
+			}
+		}
+	}()
 	select {
 	case sig := <-signals:
 		log.Info().Str("signal", sig.String()).Msg("shutting down")
