@@ -484,7 +484,7 @@ func (p *Pool) spawn(s *slot) (*proc, error) {
 	if p.cfg.Factory {
 		args = append(args, "--factory")
 	}
-	if p.cfg.Lifespan != "" {
+	if p.cfg.Lifespan != "" && p.cfg.Lifespan != "auto" { // auto is the worker's default
 		args = append(args, "--lifespan", p.cfg.Lifespan)
 	}
 	cmd := exec.Command(p.python, args...)

@@ -14,10 +14,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import struct
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Awaitable, Callable, Dict, List, Optional, Union
 
 from .cycle import RequestCycle
 from .protocol import (
+    SHUTDOWN,
+    WS_CONNECT,
+    WS_DISCONNECT,
+    WS_RECEIVE,
     CREDIT,
     DEFAULT_MAX_FRAME,
     DEFAULT_WINDOW,
@@ -35,6 +39,7 @@ from .protocol import (
     encode_end,
     encode_pong,
 )
+from .websocket import WebSocketCycle
 
 __all__ = ["Connection"]
 
@@ -78,6 +83,7 @@ class Connection(asyncio.Protocol):
         "_drain_waiter",
         "_closed",
         "_shutting_down",
+        "before_close",
     )
 
     def __init__(
@@ -117,6 +123,8 @@ class Connection(asyncio.Protocol):
         self._drain_waiter: Optional[asyncio.Future] = None
         self._closed = False
         self._shutting_down = False
+        #: awaited by :meth:`shutdown` after the streams and before closing (the lifespan shutdown)
+        self.before_close: Optional[Callable[[], Awaitable[None]]] = None
 
     # -----------------------------------------------------------------------------------------------
     # asyncio.Protocol
@@ -190,6 +198,31 @@ class Connection(asyncio.Protocol):
                         cycle.on_disconnect()
                 elif t == PING:
                     self.transport.write(encode_pong(f[2]))  # type: ignore[union-attr]
+                elif t == WS_RECEIVE:
+                    cycle = streams.get(f[1])
+                    if cycle is not None:
+                        if type(cycle) is not WebSocketCycle:
+                            raise ProtocolError(f"WS_RECEIVE for stream {f[1]}, which is not a WebSocket")
+                        cycle.on_ws_receive(f[2])
+                elif t == WS_CONNECT:
+                    sid = f[1]
+                    if sid in streams:
+                        raise ProtocolError(f"WS_CONNECT for stream {sid}, which is open")
+                    if self._shutting_down:
+                        self._refuse(sid)
+                        continue
+                    cycle = WebSocketCycle(self, f)
+                    streams[sid] = cycle
+                    cycle.task = create_task(cycle.run())
+                    opened = True
+                elif t == WS_DISCONNECT:
+                    cycle = streams.get(f[1])
+                    if cycle is not None:
+                        if type(cycle) is not WebSocketCycle:
+                            raise ProtocolError(f"WS_DISCONNECT for stream {f[1]}, which is not a WebSocket")
+                        cycle.on_ws_disconnect(f[2], f[3])
+                elif t == SHUTDOWN:
+                    self._on_shutdown_frame(f[2])
                 elif t == HELLO:
                     self._on_hello(f[2])
                     max_frame = self.max_frame
@@ -207,9 +240,10 @@ class Connection(asyncio.Protocol):
             rest = data[pos:]
             self._rbuf.append(rest)
             self._rbuf_len = len(rest)
-        if opened and not self._flush_scheduled:
-            # Scheduled after the new tasks' first steps: what they send in that step (often the
-            # whole response and END) goes out in the same event-loop iteration, in one write.
+        if opened:
+            # A flush scheduled after the new tasks' first steps (even if an earlier one is pending,
+            # which would run before them): what they send in that step, often the whole response
+            # and END, goes out in the same event-loop iteration, in one write.
             self._schedule_flush()
 
     def eof_received(self) -> Optional[bool]:
@@ -328,8 +362,13 @@ class Connection(asyncio.Protocol):
         if transport is not None:
             transport.close()
 
+    def _on_shutdown_frame(self, grace_ms: int) -> None:
+        logger.info("SHUTDOWN from the gateway: finishing running requests (up to %gs)", grace_ms / 1000)
+        self.loop.create_task(self.shutdown(grace_ms / 1000))
+
     async def shutdown(self, timeout: float = 10.0) -> None:
-        """SIGTERM: open no new streams, give the running ones ``timeout`` seconds, then close."""
+        """SIGTERM or SHUTDOWN: open no new streams, give the running ones ``timeout`` seconds, run
+        the ``before_close`` hook (the lifespan shutdown), then close."""
         if self._shutting_down:
             return
         self._shutting_down = True
@@ -342,6 +381,11 @@ class Connection(asyncio.Protocol):
                 for cycle in list(self.streams.values()):
                     cycle.abort("the worker shut down before the app finished", disconnected=False)
                 await asyncio.wait(pending, timeout=1.0)
+        if self.before_close is not None:
+            try:
+                await self.before_close()
+            except Exception:  # pragma: no cover - the hook logs its own errors
+                logger.exception("error while shutting down")
         self.close()
         await self.closed
 

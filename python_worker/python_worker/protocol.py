@@ -37,6 +37,13 @@ __all__ = [
     "W_CREDIT",
     "END",
     "PONG",
+    "WS_CONNECT",
+    "WS_RECEIVE",
+    "WS_DISCONNECT",
+    "SHUTDOWN",
+    "WS_ACCEPT",
+    "WS_SEND",
+    "WS_CLOSE",
     "FLAG_EXPECT_CONTINUE",
     "FLAG_TRAILERS",
     "OUTCOME_OK",
@@ -59,6 +66,10 @@ __all__ = [
     "encode_credit",
     "encode_end",
     "encode_pong",
+    "encode_ws_accept",
+    "ws_send_frame",
+    "encode_ws_send",
+    "encode_ws_close",
 ]
 
 PROTOCOL_VERSION = 1
@@ -73,6 +84,10 @@ REQUEST_BODY = 0x03
 DISCONNECT = 0x04
 CREDIT = 0x05
 PING = 0x06
+WS_CONNECT = 0x07
+WS_RECEIVE = 0x08
+WS_DISCONNECT = 0x09
+SHUTDOWN = 0x0A
 # Worker -> gateway
 W_HELLO = 0x11
 RESPONSE_START = 0x12
@@ -80,6 +95,9 @@ RESPONSE_BODY = 0x13
 W_CREDIT = 0x14
 END = 0x15
 PONG = 0x16
+WS_ACCEPT = 0x17
+WS_SEND = 0x18
+WS_CLOSE = 0x19
 
 FRAME_NAMES = {
     HELLO: "HELLO",
@@ -94,6 +112,13 @@ FRAME_NAMES = {
     W_CREDIT: "CREDIT",
     END: "END",
     PONG: "PONG",
+    WS_CONNECT: "WS_CONNECT",
+    WS_RECEIVE: "WS_RECEIVE",
+    WS_DISCONNECT: "WS_DISCONNECT",
+    SHUTDOWN: "SHUTDOWN",
+    WS_ACCEPT: "WS_ACCEPT",
+    WS_SEND: "WS_SEND",
+    WS_CLOSE: "WS_CLOSE",
 }
 
 # HTTP_REQUEST flags
@@ -254,6 +279,38 @@ def encode_pong(token: int) -> bytes:
     return _pack_u32(len(payload)) + payload
 
 
+def encode_ws_accept(sid: int, subprotocol: str | None, headers: list) -> bytes:
+    """WS_ACCEPT ``[23, sid, subprotocol | nil, headers]``."""
+    return encode([WS_ACCEPT, sid, subprotocol, headers])
+
+
+def ws_send_frame(sid_enc: bytes, data: bytes | str) -> tuple[bytes, int]:
+    """WS_SEND ``[24, sid, data]`` (``bin`` for bytes, ``str`` for text) and the message's size in
+    bytes (UTF-8 for text), which is what counts against the window."""
+    packed = _pack(data)
+    first = packed[0]
+    if first == 0xC4 or first == 0xD9:
+        size = len(packed) - 2
+    elif first == 0xC5 or first == 0xDA:
+        size = len(packed) - 3
+    elif first == 0xC6 or first == 0xDB:
+        size = len(packed) - 5
+    else:  # fixstr
+        size = len(packed) - 1
+    payload = b"\x93\x18" + sid_enc + packed
+    return _pack_u32(len(payload)) + payload, size
+
+
+def encode_ws_send(sid: int, data: bytes | str) -> bytes:
+    """Whole WS_SEND frame."""
+    return ws_send_frame(pack_uint(sid), data)[0]
+
+
+def encode_ws_close(sid: int, code: int, reason: str) -> bytes:
+    """WS_CLOSE ``[25, sid, code, reason]``."""
+    return encode([WS_CLOSE, sid, code, _valid_text(reason)])
+
+
 def _valid_text(text: str) -> str:
     """``text`` made encodable as valid UTF-8 (lone surrogates escaped), SPEC §2."""
     try:
@@ -383,6 +440,20 @@ def _check_server(v: Any) -> str | None:
     return "[str, uint or nil] or nil"
 
 
+def _check_str_list(v: Any) -> str | None:
+    if type(v) is tuple and all(type(x) is str for x in v):
+        return None
+    return "[str...]"
+
+
+def _check_str_or_bin(v: Any) -> str | None:
+    return None if type(v) is str or type(v) is bytes else "str or bin"
+
+
+def _check_str_or_nil(v: Any) -> str | None:
+    return None if v is None or type(v) is str else "str or nil"
+
+
 _HELLO_KEYS = {
     "protocol": _check_uint,
     "pid": _check_uint,
@@ -445,6 +516,26 @@ _SCHEMAS: dict[int, tuple[tuple[str, Any], ...]] = {
     W_CREDIT: (("stream", _check_sid), ("increment", _check_uint)),
     END: (("stream", _check_sid), ("outcome", _check_uint), ("message", _check_str)),
     PONG: (("stream", _check_zero), ("token", _check_uint)),
+    WS_CONNECT: (
+        ("stream", _check_sid),
+        ("http_version", _check_str),
+        ("scheme", _check_str),
+        ("path", _check_str),
+        ("raw_path", _check_bin),
+        ("query_string", _check_bin),
+        ("root_path", _check_str),
+        ("headers", _check_headers),
+        ("client", _check_client),
+        ("server", _check_server),
+        ("subprotocols", _check_str_list),
+        ("flags", _check_uint),
+    ),
+    WS_RECEIVE: (("stream", _check_sid), ("data", _check_str_or_bin)),
+    WS_DISCONNECT: (("stream", _check_sid), ("code", _check_uint), ("reason", _check_str)),
+    SHUTDOWN: (("stream", _check_zero), ("grace_ms", _check_uint)),
+    WS_ACCEPT: (("stream", _check_sid), ("subprotocol", _check_str_or_nil), ("headers", _check_headers)),
+    WS_SEND: (("stream", _check_sid), ("data", _check_str_or_bin)),
+    WS_CLOSE: (("stream", _check_sid), ("code", _check_uint), ("reason", _check_str)),
 }
 
 

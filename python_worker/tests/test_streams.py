@@ -794,3 +794,70 @@ def test_byte_by_byte_input(loop_name: str) -> None:
             assert r.body == b"hello" + b" world" * 1000
 
     run(loop_name, main())
+
+
+def test_headers_any_iterable_of_pairs(loop_name: str) -> None:
+    class B(bytes):
+        pass
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        headers = ((n, v) for n, v in [(b"a", b"1"), [b"b", b"2"], (B(b"c"), b"3")])
+        await send({"type": "http.response.start", "status": 201, "headers": headers})
+        await send({"type": "http.response.body", "body": b"x"})
+
+    r = outcome_of(loop_name, app)
+    assert r.status == 201 and r.headers == [(b"a", b"1"), (b"b", b"2"), (b"c", b"3")]
+    assert r.outcome == P.OUTCOME_OK
+
+
+def test_shutdown_waits_then_cancels(loop_name: str) -> None:
+    finished: List[str] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["path"] == "/quick":
+            await asyncio.sleep(0.05)
+            finished.append("quick")
+            await hello_app(scope, receive, send)
+            return
+        await send({"type": "http.response.start", "status": 200})
+        await asyncio.sleep(30)
+
+    async def main() -> None:
+        async with FakeGateway(app) as gw:
+            gw.request(1, path="/quick")
+            gw.request(2, path="/slow")
+            await asyncio.sleep(0.01)
+            shutdown = asyncio.ensure_future(gw.conn.shutdown(timeout=0.3))
+            r1 = await gw.response(1)
+            assert r1.outcome == P.OUTCOME_OK and r1.body == b"Hello, world!"
+            r2 = await gw.response(2)
+            assert r2.end == (P.END, 2, P.OUTCOME_APP_ERROR, "the worker shut down before the app finished")
+            await gw.expect_eof()
+            await asyncio.wait_for(shutdown, 5)
+
+    run(loop_name, main())
+    assert finished == ["quick"]
+
+
+def test_large_request_body_pieces(loop_name: str) -> None:
+    window = 65536
+
+    async def main() -> None:
+        async with FakeGateway(summary_app, window=window) as gw:
+            total = 1 << 20
+            sent = 0
+            granted = window
+            gw.request(1, method="POST", body=b"", more_body=True)
+            while sent < total:
+                piece = min(granted - sent, 16384, total - sent)
+                if piece == 0:
+                    f = await gw.next_frame(1)
+                    assert f[0] == P.W_CREDIT
+                    granted += f[2]
+                    continue
+                sent += piece
+                gw.body(1, bytes([sent % 251]) * piece, sent < total)
+            r = await gw.response(1)
+            assert r.body.startswith(b"%d " % total)
+
+    run(loop_name, main())

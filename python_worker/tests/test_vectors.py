@@ -84,6 +84,12 @@ def encode_with_worker_encoders(value: list) -> bytes:
         return P.encode_end(sid, value[2], value[3])
     if t == P.PONG:
         return P.encode_pong(value[2])
+    if t == P.WS_ACCEPT:
+        return P.encode_ws_accept(sid, value[2], [tuple(h) for h in value[3]])
+    if t == P.WS_SEND:
+        return P.encode_ws_send(sid, value[2])
+    if t == P.WS_CLOSE:
+        return P.encode_ws_close(sid, value[2], value[3])
     raise AssertionError(f"no worker encoder for type {t}")
 
 
@@ -211,6 +217,13 @@ BAD_PAYLOADS = {
     "hello int key": pack([1, 0, {1: 1}]),
     "hello sid": pack([1, 1, {"protocol": 1}]),
     "timestamp ext": pack([5, 1, msgpack.Timestamp(1, 0)]),
+    "ws_connect arity": pack([7, 1, "1.1", "ws", "/", b"/", b"", "", [], None, None, []]),
+    "ws_connect subprotocol bin": pack([7, 1, "1.1", "ws", "/", b"/", b"", "", [], None, None, [b"x"], 0]),
+    "ws_receive int": pack([8, 1, 5]),
+    "ws_receive nil": pack([8, 1, None]),
+    "ws_disconnect reason bin": pack([9, 1, 1000, b""]),
+    "shutdown sid": pack([10, 1, 0]),
+    "shutdown negative": pack([10, 0, -1]),
 }
 
 
@@ -240,3 +253,10 @@ def test_read_length_limits() -> None:
         P.read_length(b"\x00\x00\x00\x00", 0, 10)
     with pytest.raises(P.ProtocolError):
         P.read_length(b"\x00\x00\x00\x0b", 0, 10)
+
+
+@pytest.mark.parametrize("data", [b"", b"x" * 31, b"x" * 300, b"x" * 70000, "", "\u00e9" * 20, "x" * 40, "\u2603" * 30000])
+def test_ws_send_frame_size(data: Any) -> None:
+    frame, size = P.ws_send_frame(P.pack_uint(9), data)
+    assert frame == canonical([24, 9, data])
+    assert size == (len(data.encode()) if isinstance(data, str) else len(data))
