@@ -39,6 +39,11 @@ type Config struct {
 	Lifetime          time.Duration // recycle a worker after this long (0: never)
 	Lifespan          string        // auto, on or off: the worker runs the ASGI lifespan protocol
 
+	WSMaxSize           int           // largest WebSocket message (larger: close 1009)
+	WSPingInterval      time.Duration // ping idle WebSockets this often (0: never)
+	WSPingTimeout       time.Duration // close a WebSocket whose pong is this late
+	WSPerMessageDeflate bool          // negotiate permessage-deflate when the client offers it
+
 	MaxFrame int // protocol frame limit
 	Window   int // protocol per-stream window
 }
@@ -46,21 +51,25 @@ type Config struct {
 // DefaultConfig returns the defaults the command line starts from (uvicorn's where they exist).
 func DefaultConfig() Config {
 	return Config{
-		Workers:         1,
-		LogLevel:        "info",
-		Host:            "127.0.0.1",
-		Port:            8000,
-		AccessLog:       true,
-		ServerHeader:    true,
-		DateHeader:      true,
-		Limits:          http1.DefaultLimits(),
-		KeepAlive:       5 * time.Second,
-		BodyReadTimeout: 60 * time.Second,
-		GracefulTimeout: 30 * time.Second,
-		StartupTimeout:  60 * time.Second,
-		HealthTimeout:   5 * time.Second,
-		MaxFrame:        protocol.DefaultMaxFrame,
-		Window:          protocol.DefaultWindow,
+		Workers:             1,
+		LogLevel:            "info",
+		Host:                "127.0.0.1",
+		Port:                8000,
+		AccessLog:           true,
+		ServerHeader:        true,
+		DateHeader:          true,
+		Limits:              http1.DefaultLimits(),
+		KeepAlive:           5 * time.Second,
+		BodyReadTimeout:     60 * time.Second,
+		GracefulTimeout:     30 * time.Second,
+		StartupTimeout:      60 * time.Second,
+		HealthTimeout:       5 * time.Second,
+		WSMaxSize:           16 << 20,
+		WSPingInterval:      20 * time.Second,
+		WSPingTimeout:       20 * time.Second,
+		WSPerMessageDeflate: true,
+		MaxFrame:            protocol.DefaultMaxFrame,
+		Window:              protocol.DefaultWindow,
 	}
 }
 
@@ -70,4 +79,9 @@ func (c *Config) BodyTimeout() time.Duration {
 		return 60 * time.Second
 	}
 	return c.BodyReadTimeout
+}
+
+// frameLimit is the protocol frame limit: large enough for the biggest WebSocket message.
+func (c *Config) frameLimit() int {
+	return max(c.MaxFrame, c.WSMaxSize+4096)
 }

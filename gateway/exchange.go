@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/asgi-gateway/asgi-gateway/gateway/http1"
+	"github.com/asgi-gateway/asgi-gateway/gateway/websocket"
 	"github.com/asgi-gateway/asgi-gateway/protocol"
 )
 
@@ -57,6 +58,8 @@ type exchange struct {
 	bytesOut    int64
 	logPending  bool
 
+	ws *wsState // non-nil for a WebSocket upgrade (ws.go)
+
 	dirty bool // reader goroutine only: already in the worker's dirty list
 }
 
@@ -88,6 +91,10 @@ func (ex *exchange) responseStart(f *protocol.Frame) error {
 	if ex.started {
 		c.mu.Unlock()
 		return errStartTwice
+	}
+	if ex.ws != nil && ex.ws.appClosed {
+		c.mu.Unlock()
+		return errWSState
 	}
 	ex.started = true
 	if err := ex.takeWindow(len(f.Body)); err != nil {
@@ -169,7 +176,14 @@ func (ex *exchange) end(outcome uint64, message []byte) {
 	c.srv.inflight.Add(-1)
 	c.mu.Lock()
 	ex.ended = true
-	if !ex.lost && !ex.complete {
+	if ex.ws != nil && ex.ws.accepted {
+		code := websocket.CloseNormal
+		if outcome != protocol.OutcomeOK {
+			code = websocket.CloseInternal
+		}
+		ex.wsEndLocked(code)
+		ex.markDirty()
+	} else if !ex.lost && !ex.complete {
 		if !ex.started {
 			// The app raised, or returned, before starting its response.
 			c.srv.log.Error().Uint32("stream", ex.sid).Int("worker", ex.w.id).Bytes("error", message).
@@ -198,7 +212,9 @@ func (ex *exchange) workerLost() {
 	c.srv.inflight.Add(-1)
 	c.mu.Lock()
 	ex.ended = true
-	if !ex.lost && !ex.complete {
+	if ex.ws != nil && ex.ws.accepted {
+		ex.wsEndLocked(websocket.CloseInternal)
+	} else if !ex.lost && !ex.complete {
 		if !ex.started {
 			ex.gatewayResponseLocked(502)
 		} else {
@@ -431,6 +447,11 @@ func (ex *exchange) takeLog() bool {
 // clientGoneLocked: the client went away; the worker learns it with DISCONNECT.
 func (ex *exchange) clientGoneLocked() {
 	if ex.lost {
+		return
+	}
+	if ex.ws != nil {
+		ex.wsDisconnectLocked(websocket.CloseAbnormal, "")
+		ex.lost = true
 		return
 	}
 	ex.lost = true

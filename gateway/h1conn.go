@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/asgi-gateway/asgi-gateway/gateway/http1"
+	"github.com/asgi-gateway/asgi-gateway/gateway/websocket"
 	"github.com/asgi-gateway/asgi-gateway/protocol"
 )
 
@@ -45,6 +46,7 @@ type h1conn struct {
 	rpos, rend int
 	req        http1.Request
 	hr         protocol.HTTPRequest
+	wsc        protocol.WSConnect
 	hdrs       []protocol.Header
 	pathBuf    []byte
 	rawBuf     []byte
@@ -240,6 +242,9 @@ func (c *h1conn) dispatch() bool {
 	if !c.srv.buildScope(c, req, &c.hr) {
 		c.reject(ex, 400)
 		return false
+	}
+	if websocket.IsUpgrade(req) {
+		return c.dispatchWebSocket(ex)
 	}
 	hasBody := req.Chunked || req.ContentLength > 0
 	if limit := c.srv.cfg.LimitConcurrency; limit > 0 && c.srv.inflight.Load() >= int64(limit) {
@@ -650,6 +655,9 @@ func (c *h1conn) closeLocked() {
 // closeIfIdle is shutdown's way in: close a connection that has no request in flight.
 func (c *h1conn) closeIfIdle() {
 	c.mu.Lock()
+	if c.cur != nil && c.cur.ws != nil {
+		c.cur.goingAwayLocked()
+	}
 	if c.cur == nil && len(c.out) == 0 && !c.draining {
 		c.closeLocked()
 	} else {

@@ -572,12 +572,12 @@ func (p *Pool) handshake(s *slot, ln *net.UnixListener, exited <-chan struct{}) 
 	nc.SetDeadline(deadline)
 	hello := protocol.AppendGatewayHello(nil, &protocol.GatewayHello{
 		Protocol: protocol.Version, PID: uint64(os.Getpid()),
-		MaxFrame: uint64(p.cfg.MaxFrame), Window: uint64(p.cfg.Window), WorkerID: uint64(s.id),
+		MaxFrame: uint64(p.cfg.frameLimit()), Window: uint64(p.cfg.Window), WorkerID: uint64(s.id),
 	})
 	// A write error is not final: a worker that failed to load the app sends its error HELLO and
 	// exits without reading ours, and that HELLO is what to report.
 	_, werr := nc.Write(hello)
-	r := protocol.NewReader(nc, p.cfg.MaxFrame)
+	r := protocol.NewReader(nc, p.cfg.frameLimit())
 	payload, err := r.Next()
 	if err != nil {
 		nc.Close()
@@ -606,7 +606,7 @@ func (p *Pool) handshake(s *slot, ln *net.UnixListener, exited <-chan struct{}) 
 		return nil, fmt.Errorf("the worker speaks protocol version %d, the gateway %d: install the worker package from this release", h.Protocol, protocol.Version)
 	}
 	nc.SetDeadline(time.Time{})
-	return newWorkerConn(s.id, int(h.PID), nc, r, p.cfg.Window, p.cfg.MaxFrame), nil
+	return newWorkerConn(s.id, int(h.PID), nc, r, p.cfg.Window, p.cfg.frameLimit()), nil
 }
 
 var errExitedEarly = errors.New("the worker exited before it was ready")

@@ -27,6 +27,7 @@ type Server struct {
 	extraHeaders []http1.Header
 
 	inflight atomic.Int64 // requests dispatched to a worker whose app task has not ended
+	openWS   atomic.Int64 // WebSocket connections being served
 
 	mu       sync.Mutex
 	conns    map[*h1conn]struct{}
@@ -206,6 +207,19 @@ func (s *Server) dateLine() []byte {
 	s.dateBuf.Store(&b)
 	s.dateSec.Store(sec)
 	return b
+}
+
+// appendSimpleResponseHeaders is appendSimpleResponse with extra headers (426's version) and close.
+func (s *Server) appendSimpleResponseHeaders(dst []byte, minor, status int, extra [][2]string) []byte {
+	text := http.StatusText(status)
+	dst = http1.AppendStatusLine(dst, minor, status)
+	for _, h := range extra {
+		dst = append(append(append(append(dst, h[0]...), ": "...), h[1]...), "\r\n"...)
+	}
+	dst = append(dst, "content-type: text/plain; charset=utf-8\r\nconnection: close\r\ncontent-length: "...)
+	dst = strconv.AppendInt(dst, int64(len(text)), 10)
+	dst = append(dst, "\r\n\r\n"...)
+	return append(dst, text...)
 }
 
 // appendSimpleResponse appends the gateway's own plain-text response for status.

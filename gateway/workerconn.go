@@ -6,6 +6,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/asgi-gateway/asgi-gateway/protocol"
 )
@@ -21,6 +22,9 @@ type streamHandler interface {
 	responseBody(f *protocol.Frame) error
 	credit(n uint64)
 	end(outcome uint64, message []byte)
+	wsAccept(f *protocol.Frame) error
+	wsSend(f *protocol.Frame) error
+	wsClose(f *protocol.Frame) error
 	// workerLost is called once if the worker connection fails while the stream is open.
 	workerLost()
 	// flush is called at the end of a batch of frames, for handlers that asked for it (markDirty).
@@ -162,6 +166,39 @@ func (w *workerConn) sendCredit(sid uint32, n uint64) {
 	}
 }
 
+func (w *workerConn) sendWSConnect(sid uint32, c *protocol.WSConnect) error {
+	if !w.lock() {
+		return errWorkerGone
+	}
+	buf, err := protocol.AppendWSConnect(w.wbuf, sid, c)
+	if err == nil {
+		w.wbuf = buf
+	}
+	w.unlock()
+	return err
+}
+
+func (w *workerConn) sendWSMessage(sid uint32, text bool, data []byte) {
+	if w.lock() {
+		w.wbuf = protocol.AppendWSMessage(w.wbuf, protocol.TypeWSReceive, sid, text, data)
+		w.unlock()
+	}
+}
+
+func (w *workerConn) sendWSClose(t protocol.Type, sid uint32, code int, reason string) {
+	if w.lock() {
+		w.wbuf = protocol.AppendWSClose(w.wbuf, t, sid, code, reason)
+		w.unlock()
+	}
+}
+
+func (w *workerConn) sendShutdown(grace time.Duration) {
+	if w.lock() {
+		w.wbuf = protocol.AppendShutdown(w.wbuf, uint64(grace/time.Millisecond))
+		w.unlock()
+	}
+}
+
 func (w *workerConn) sendPing(token uint64) {
 	if w.lock() {
 		w.wbuf = protocol.AppendPing(w.wbuf, protocol.TypePing, token)
@@ -223,7 +260,8 @@ func (w *workerConn) readLoop() {
 
 func (w *workerConn) dispatch(f *protocol.Frame) error {
 	switch f.Type {
-	case protocol.TypeResponseStart, protocol.TypeResponseBody, protocol.TypeCreditW2G, protocol.TypeEnd:
+	case protocol.TypeResponseStart, protocol.TypeResponseBody, protocol.TypeCreditW2G, protocol.TypeEnd,
+		protocol.TypeWSAccept, protocol.TypeWSSend, protocol.TypeWSClose:
 	case protocol.TypePong:
 		w.lastPong.Store(int64(f.Token))
 		return nil
@@ -249,6 +287,12 @@ func (w *workerConn) dispatch(f *protocol.Frame) error {
 	case protocol.TypeEnd:
 		w.inflight.Add(-1)
 		h.end(f.Outcome, f.Message)
+	case protocol.TypeWSAccept:
+		return h.wsAccept(f)
+	case protocol.TypeWSSend:
+		return h.wsSend(f)
+	case protocol.TypeWSClose:
+		return h.wsClose(f)
 	}
 	return nil
 }

@@ -6,6 +6,8 @@ package main
 import (
 	"errors"
 	"fmt"
+	"net/http"
+	_ "net/http/pprof"
 	"os"
 	"os/signal"
 	"strings"
@@ -53,6 +55,10 @@ func runFlags() []cli.Flag {
 		&cli.IntFlag{Name: "workers-max-rss", Usage: "replace a worker whose resident memory exceeds this many MiB (0: never)", EnvVars: env("workers-max-rss"), Category: "Workers"},
 		&cli.Float64Flag{Name: "workers-lifetime", Usage: "replace a worker after this many seconds (0: never)", EnvVars: env("workers-lifetime"), Category: "Workers"},
 		&cli.StringFlag{Name: "lifespan", Value: "auto", Usage: "ASGI lifespan protocol: auto, on or off", EnvVars: env("lifespan"), Category: "Application"},
+		&cli.IntFlag{Name: "ws-max-size", Value: d.WSMaxSize, Usage: "largest WebSocket message in bytes (larger: close 1009)", EnvVars: env("ws-max-size"), Category: "WebSocket"},
+		&cli.Float64Flag{Name: "ws-ping-interval", Value: d.WSPingInterval.Seconds(), Usage: "ping WebSocket clients every this many seconds (0: never)", EnvVars: env("ws-ping-interval"), Category: "WebSocket"},
+		&cli.Float64Flag{Name: "ws-ping-timeout", Value: d.WSPingTimeout.Seconds(), Usage: "close a WebSocket whose pong is this many seconds late", EnvVars: env("ws-ping-timeout"), Category: "WebSocket"},
+		&cli.BoolFlag{Name: "ws-per-message-deflate", Value: d.WSPerMessageDeflate, Usage: "negotiate permessage-deflate compression (--ws-per-message-deflate=false to turn off)", EnvVars: env("ws-per-message-deflate"), Category: "WebSocket"},
 		&cli.StringSliceFlag{Name: "header", Usage: "add a default response header NAME:VALUE (repeatable)", EnvVars: env("header"), Category: "HTTP"},
 		&cli.BoolFlag{Name: "server-header", Value: true, Usage: "send a server header", EnvVars: env("server-header"), Category: "HTTP"},
 		&cli.BoolFlag{Name: "no-server-header", Usage: "do not send a server header", EnvVars: env("no-server-header"), Category: "HTTP"},
@@ -119,6 +125,10 @@ func configFrom(ctx *cli.Context) (gateway.Config, error) {
 	cfg.GracefulTimeout = seconds(ctx.Float64("timeout-graceful-shutdown"))
 	cfg.Limits.MaxHeaderBytes = ctx.Int("h11-max-incomplete-event-size")
 	cfg.LimitConcurrency = ctx.Int("limit-concurrency")
+	cfg.WSMaxSize = ctx.Int("ws-max-size")
+	cfg.WSPingInterval = seconds(ctx.Float64("ws-ping-interval"))
+	cfg.WSPingTimeout = seconds(ctx.Float64("ws-ping-timeout"))
+	cfg.WSPerMessageDeflate = ctx.Bool("ws-per-message-deflate")
 	cfg.MaxRequests = ctx.Int("limit-max-requests")
 	cfg.MaxRequestsJitter = ctx.Int("limit-max-requests-jitter")
 	cfg.MaxRSS = int64(ctx.Int("workers-max-rss")) << 20
@@ -182,6 +192,10 @@ func run(ctx *cli.Context) error {
 	control := make(chan os.Signal, 4)
 	signal.Notify(control, syscall.SIGHUP, syscall.SIGTTIN, syscall.SIGTTOU)
 
+	if addr := os.Getenv("ASGI_GATEWAY_PPROF"); addr != "" {
+		// Profiling for developers (make bench, go tool pprof); off unless asked for.
+		go func() { log.Err(http.ListenAndServe(addr, nil)).Msg("pprof listener stopped") }()
+	}
 	where, err := srv.Start()
 	if err != nil {
 		var appErr *gateway.AppLoadError

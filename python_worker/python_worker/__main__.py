@@ -28,6 +28,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument("--factory", action="store_true", help="ATTR is a factory: call it with no arguments")
     parser.add_argument("--worker-id", type=int, default=None, metavar="N", help="the worker's slot number")
     parser.add_argument("--log-level", default="info", type=str.lower, choices=LOG_LEVEL_NAMES)
+    parser.add_argument("--lifespan", default="auto", type=str.lower, choices=("auto", "on", "off"),
+                        help="the ASGI lifespan protocol: auto (if the app supports it), on, off (default: auto)")
     return parser.parse_args(argv)
 
 
@@ -52,6 +54,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             factory=args.factory,
             worker_id=args.worker_id,
             log_level=args.log_level,
+            lifespan=args.lifespan,
         )
     )
 

@@ -294,7 +294,7 @@ class Connection(asyncio.Protocol):
             return
         if self._placeholders:
             for i, item in enumerate(out):
-                if type(item) is RequestCycle:
+                if isinstance(item, RequestCycle):
                     out[i] = item.start_only_frame()
             self._placeholders = 0
         if self._closed:

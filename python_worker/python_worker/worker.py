@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from .connection import Connection
+from .lifespan import Lifespan
 from .protocol import encode_hello_error, encode_hello_worker
 
 __all__ = [
@@ -69,6 +70,7 @@ class Options:
     factory: bool = False
     worker_id: Optional[int] = None
     log_level: str = "info"
+    lifespan: str = "auto"
 
 
 def configure_logging(level: str) -> None:
@@ -189,11 +191,19 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
     return uvloop.new_event_loop()
 
 
-async def serve(app: Any, path: str, *, shutdown_timeout: float = SHUTDOWN_TIMEOUT) -> int:
-    """Connect to the gateway at ``path`` and serve ``app`` until the connection ends."""
+async def serve(
+    app: Any, path: str, *, lifespan: Optional[Lifespan] = None, shutdown_timeout: float = SHUTDOWN_TIMEOUT
+) -> int:
+    """Connect to the gateway at ``path`` and serve ``app`` until the connection ends.
+
+    ``lifespan`` has completed its startup; its state goes into every scope and its shutdown runs
+    before the worker exits.
+    """
     loop = asyncio.get_running_loop()
     hello = encode_hello_worker(os.getpid(), platform.python_version())
-    conn = Connection(app, hello, loop=loop)
+    conn = Connection(app, hello, loop=loop, state=lifespan.state if lifespan is not None else None)
+    if lifespan is not None:
+        conn.before_close = lifespan.shutdown
     try:
         await loop.create_unix_connection(lambda: conn, path)
     except OSError as exc:
@@ -225,6 +235,11 @@ async def serve(app: Any, path: str, *, shutdown_timeout: float = SHUTDOWN_TIMEO
     leftover = [c.task for c in conn.streams.values() if c.task is not None and not c.task.done()]
     if leftover:
         await asyncio.wait(leftover, timeout=2.0)
+    if lifespan is not None:  # the gateway closed the connection without SHUTDOWN: still shut down
+        try:
+            await asyncio.wait_for(lifespan.shutdown(), shutdown_timeout)
+        except asyncio.TimeoutError:
+            logger.error("application shutdown did not finish within %gs", shutdown_timeout)
     if conn.error is not None:
         return EXIT_PROTOCOL_ERROR
     logger.debug("the connection to the gateway is closed")
@@ -258,11 +273,17 @@ def run(options: Options) -> int:
     loop = new_event_loop()
     asyncio.set_event_loop(loop)
     try:
+        lifespan = Lifespan(app, options.lifespan)
+        error = loop.run_until_complete(lifespan.startup())
+        if error is not None:
+            logger.error("%s", error)
+            _send_hello_error(options.socket, error)
+            return EXIT_LOAD_ERROR
         logger.info(
             "serving %s (pid %d, Python %s, %s)",
             options.app, os.getpid(), platform.python_version(), type(loop).__module__.split(".")[0],
         )
-        return loop.run_until_complete(serve(app, options.socket))
+        return loop.run_until_complete(serve(app, options.socket, lifespan=lifespan))
     finally:
         try:
             _cancel_all(loop)

@@ -184,6 +184,31 @@ class FakeGateway:
             self.send(frame)
         return frame
 
+    def ws_connect(
+        self,
+        sid: int,
+        *,
+        path: str = "/ws",
+        query_string: bytes = b"",
+        headers: Sequence[Tuple[bytes, bytes]] = (),
+        subprotocols: Sequence[str] = (),
+        client: Optional[Tuple[str, int]] = ("127.0.0.1", 51234),
+        server: Optional[Tuple[str, Optional[int]]] = ("127.0.0.1", 8000),
+        scheme: str = "ws",
+    ) -> None:
+        self.send_frame([P.WS_CONNECT, sid, "1.1", scheme, path, path.encode(), query_string, "",
+                         [list(h) for h in headers], list(client) if client else None,
+                         list(server) if server else None, list(subprotocols), 0])
+
+    def ws_receive(self, sid: int, data: Any) -> None:
+        self.send_frame([P.WS_RECEIVE, sid, data])
+
+    def ws_disconnect(self, sid: int, code: int = 1000, reason: str = "") -> None:
+        self.send_frame([P.WS_DISCONNECT, sid, code, reason])
+
+    def shutdown(self, grace_ms: int) -> None:
+        self.send_frame([P.SHUTDOWN, 0, grace_ms])
+
     def body(self, sid: int, body: bytes, more_body: bool) -> None:
         self.send_frame([P.REQUEST_BODY, sid, body, more_body])
 

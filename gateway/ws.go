@@ -1,0 +1,390 @@
+package gateway
+
+import (
+	"errors"
+	"time"
+
+	"github.com/asgi-gateway/asgi-gateway/gateway/http1"
+	"github.com/asgi-gateway/asgi-gateway/gateway/websocket"
+	"github.com/asgi-gateway/asgi-gateway/protocol"
+)
+
+// closeHandshakeTimeout is how long the gateway waits for the client's close frame after sending its
+// own, before it closes the TCP connection anyway.
+const closeHandshakeTimeout = 5 * time.Second
+
+// wsState is the WebSocket half of an exchange whose request was an upgrade. Fields are guarded by
+// c.mu, except dec, which only the serve goroutine uses.
+//
+// States: connecting (WS_CONNECT sent, the app has not answered) → open (WS_ACCEPT: 101 written) →
+// closing (a close frame was sent, waiting for the client's) → closed (TCP closed). A refusal
+// (WS_CLOSE before accept → 403, an HTTP response, END → 500) ends it in connecting.
+type wsState struct {
+	offer        websocket.Offer
+	dec          websocket.Decoder
+	comp         *websocket.Compressor
+	accepted     bool
+	closeSent    bool // our close frame is queued: no message goes out after it
+	closeRecv    bool // the client's close frame arrived
+	appClosed    bool // the app sent websocket.close, or its task ended
+	disconnected bool // WS_DISCONNECT went to the worker
+	pingPending  bool
+	timer        *time.Timer
+}
+
+var (
+	errNotWebSocket = errors.New("WebSocket frame on an HTTP stream")
+	errWSState      = errors.New("WebSocket frame out of order")
+)
+
+// dispatchWebSocket validates the upgrade, opens a WebSocket stream on a worker and serves it until
+// the connection ends (a WebSocket connection never returns to HTTP).
+func (c *h1conn) dispatchWebSocket(ex *exchange) bool {
+	cfg := &c.srv.cfg
+	offer, err := websocket.CheckHandshake(&c.req, cfg.WSPerMessageDeflate)
+	if err != nil {
+		var he *websocket.HandshakeError
+		status := 400
+		var extra [][2]string
+		if errors.As(err, &he) {
+			status, extra = he.Status, he.Header
+		}
+		c.srv.log.Debug().Err(err).Msg("bad WebSocket handshake")
+		ex.status = status
+		c.mu.Lock()
+		c.out = c.srv.appendSimpleResponseHeaders(c.out, ex.minor, status, extra)
+		c.closing = true
+		c.flushLocked()
+		c.mu.Unlock()
+		return false
+	}
+	ws := &wsState{offer: offer}
+	ws.dec.MaxMessage = int64(cfg.WSMaxSize)
+	ex.ws = ws
+	ex.keepAlive = false
+	scheme := "ws"
+	if c.scheme == "https" {
+		scheme = "wss"
+	}
+	wc := &c.wsc
+	wc.HTTPVersion, wc.Scheme = c.hr.HTTPVersion, scheme
+	wc.Path, wc.RawPath, wc.QueryString, wc.RootPath = c.hr.Path, c.hr.RawPath, c.hr.QueryString, c.hr.RootPath
+	wc.Headers, wc.Client, wc.Server = c.hr.Headers, c.hr.Client, c.hr.Server
+	wc.Subprotocols = wc.Subprotocols[:0]
+	for _, p := range offer.Subprotocols {
+		wc.Subprotocols = append(wc.Subprotocols, []byte(p))
+	}
+	w := c.srv.pool.pickWait(workerWait)
+	if w == nil {
+		c.reject(ex, 503)
+		return false
+	}
+	ex.w = w
+	ex.respWindow, ex.reqCredit = int64(w.window), int64(w.window)
+	ex.reqDone = true
+	sid, err := w.open(ex)
+	if err != nil {
+		c.reject(ex, 502)
+		return false
+	}
+	ex.sid = sid
+	c.srv.inflight.Add(1)
+	c.srv.openWS.Add(1)
+	defer c.srv.openWS.Add(-1)
+	c.mu.Lock()
+	c.cur = ex
+	c.mu.Unlock()
+	c.nc.SetReadDeadline(time.Time{})
+	if err := w.sendWSConnect(sid, wc); err != nil {
+		if !errors.Is(err, errWorkerGone) {
+			w.fail(err)
+		}
+		c.waitIdle()
+		return false
+	}
+
+	// The handshake is answered by the app: accept, close (403), its own response, or nothing (500).
+	c.mu.Lock()
+	for !ex.started && !ex.lost && !c.closed {
+		c.mu.Unlock()
+		<-c.wake
+		c.mu.Lock()
+	}
+	open := ws.accepted && !ex.lost && !c.closed
+	c.mu.Unlock()
+	if !open {
+		c.waitIdle()
+		return false
+	}
+	c.growForBody()
+	for {
+		n, ev, err := ws.dec.Next(c.rbuf[c.rpos:c.rend])
+		c.rpos += n
+		if err != nil {
+			code := websocket.CloseProtocolError
+			var pe *websocket.ProtocolError
+			if errors.As(err, &pe) {
+				code = pe.Code
+			}
+			c.srv.log.Debug().Err(err).Int("code", code).Msg("WebSocket protocol error from the client")
+			c.mu.Lock()
+			ex.wsDisconnectLocked(code, "")
+			ex.wsCloseLocked(code, "")
+			c.flushLocked()
+			c.mu.Unlock()
+			return false
+		}
+		switch ev.Kind {
+		case websocket.EventNone:
+			if !c.fill(cfg.WSMaxSize + 64<<10) {
+				c.mu.Lock()
+				ex.wsDisconnectLocked(websocket.CloseAbnormal, "")
+				c.closeLocked()
+				c.mu.Unlock()
+				return false
+			}
+		case websocket.EventText, websocket.EventBinary:
+			if !c.awaitWSCredit(ex) {
+				return false
+			}
+			c.spend(ex, len(ev.Data), true)
+			w.sendWSMessage(sid, ev.Kind == websocket.EventText, ev.Data)
+			if len(ev.Data) > readBufBody {
+				ws.dec.Release()
+			}
+		case websocket.EventPing:
+			c.mu.Lock()
+			if !ws.closeSent {
+				c.out = websocket.AppendPong(c.out, ev.Data)
+				c.flushLocked()
+			}
+			c.mu.Unlock()
+		case websocket.EventPong:
+			c.mu.Lock()
+			ws.pingPending = false
+			c.mu.Unlock()
+		case websocket.EventClose:
+			c.mu.Lock()
+			ws.closeRecv = true
+			ex.wsDisconnectLocked(ev.Code, string(ev.Data))
+			if ws.closeSent {
+				c.closing = true
+				c.cur = nil
+			} else {
+				code := ev.Code
+				if code == websocket.CloseNoStatus {
+					code = 0 // echo an empty close
+				}
+				ex.wsCloseLocked(code, "")
+			}
+			c.flushLocked()
+			c.mu.Unlock()
+			return false
+		}
+	}
+}
+
+// awaitWSCredit waits until the app may receive another message (its window is positive).
+func (c *h1conn) awaitWSCredit(ex *exchange) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for ex.reqCredit <= 0 && !ex.ended && !ex.lost && !c.closed && !ex.ws.appClosed {
+		c.mu.Unlock()
+		<-c.wake
+		c.mu.Lock()
+	}
+	// After the app closed, the client's messages are read (to reach its close frame) and dropped.
+	return !ex.lost && !c.closed && (!ex.ended || ex.ws.closeSent)
+}
+
+// wsDisconnectLocked tells the app the client is gone (once, and not after the app closed).
+func (ex *exchange) wsDisconnectLocked(code int, reason string) {
+	ws := ex.ws
+	if ws.disconnected || ws.appClosed || ex.ended {
+		return
+	}
+	ws.disconnected = true
+	ex.w.sendWSClose(protocol.TypeWSDisconnect, ex.sid, code, reason)
+}
+
+// wsCloseLocked queues our close frame (once) and starts the closing handshake: the connection
+// closes when the client's close frame arrives, or after closeHandshakeTimeout.
+func (ex *exchange) wsCloseLocked(code int, reason string) {
+	c, ws := ex.c, ex.ws
+	if ws.timer != nil {
+		ws.timer.Stop()
+	}
+	if !ws.closeSent {
+		ws.closeSent = true
+		c.out = websocket.AppendClose(c.out, code, reason)
+	}
+	if c.cur == ex {
+		c.cur = nil
+	}
+	if ws.closeRecv {
+		c.closing = true
+	} else {
+		c.nc.SetReadDeadline(time.Now().Add(closeHandshakeTimeout))
+	}
+	c.wakeUp()
+}
+
+func (ex *exchange) wsAccept(f *protocol.Frame) error {
+	c, ws := ex.c, ex.ws
+	if ws == nil {
+		return errNotWebSocket
+	}
+	c.mu.Lock()
+	if ex.started {
+		c.mu.Unlock()
+		return errWSState
+	}
+	ex.started, ex.status = true, 101
+	switch {
+	case ex.lost:
+		ws.accepted = true
+	case !validHeaders(f.Headers):
+		ex.failLocked("invalid header in websocket.accept")
+		ex.markDirty()
+	default:
+		extra := make([][2][]byte, 0, len(f.Headers))
+		for _, h := range f.Headers {
+			extra = append(extra, [2][]byte{h.Name, h.Value})
+		}
+		sub := ""
+		if f.HasSubprotocol {
+			sub = string(f.Subprotocol)
+		}
+		c.out = websocket.AppendAccept(c.out, &ws.offer, sub, extra)
+		ws.accepted = true
+		if ws.offer.Deflate {
+			ws.comp = websocket.NewCompressor(&ws.offer.DeflateParams)
+			ws.dec.SetDeflate(&ws.offer.DeflateParams)
+		}
+		if iv := c.srv.cfg.WSPingInterval; iv > 0 {
+			ws.timer = time.AfterFunc(iv, ex.pingTick)
+		}
+		ex.logPending = true
+		ex.markDirty()
+	}
+	log := ex.takeLog()
+	c.mu.Unlock()
+	c.wakeUp()
+	if log {
+		c.srv.accessLog(ex)
+	}
+	return nil
+}
+
+// validHeaders checks headers an app gave for the client.
+func validHeaders(hs []protocol.Header) bool {
+	for i := range hs {
+		if !http1.ValidHeaderName(hs[i].Name) || !http1.ValidHeaderValue(hs[i].Value) {
+			return false
+		}
+	}
+	return true
+}
+
+func (ex *exchange) wsSend(f *protocol.Frame) error {
+	c, ws := ex.c, ex.ws
+	if ws == nil {
+		return errNotWebSocket
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !ws.accepted || ws.appClosed {
+		return errWSState
+	}
+	if ex.respWindow <= 0 {
+		return errWindow
+	}
+	ex.respWindow -= int64(len(f.Body))
+	if ex.lost || ws.closeSent {
+		ex.uncredited += int64(len(f.Body))
+		ex.respWindow += ex.uncredited
+		ex.w.sendCredit(ex.sid, uint64(ex.uncredited))
+		ex.uncredited = 0
+		return nil
+	}
+	c.out = websocket.AppendMessage(c.out, f.Text, f.Body, ws.comp)
+	ex.queued += int64(len(f.Body))
+	ex.markDirty()
+	return nil
+}
+
+func (ex *exchange) wsClose(f *protocol.Frame) error {
+	c, ws := ex.c, ex.ws
+	if ws == nil {
+		return errNotWebSocket
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if ws.appClosed {
+		return errWSState
+	}
+	ws.appClosed = true
+	switch {
+	case !ex.started:
+		// websocket.close before accept: the handshake is refused with 403.
+		if !ex.lost {
+			ex.gatewayResponseLocked(403)
+			ex.markDirty()
+		}
+	case ws.accepted:
+		if !ex.lost {
+			ex.wsCloseLocked(f.Code, string(f.Message))
+			ex.markDirty()
+		}
+	default:
+		return errWSState
+	}
+	return nil
+}
+
+// wsEndLocked: the app's task ended (or its worker died) on an open WebSocket; the client gets a close
+// frame: 1000 after a normal return, 1011 after an error.
+func (ex *exchange) wsEndLocked(code int) {
+	ws := ex.ws
+	ws.appClosed = true
+	if !ex.lost && !ws.closeSent {
+		ex.wsCloseLocked(code, "")
+	}
+}
+
+// pingTick sends a ping every WSPingInterval; a pong missing for WSPingTimeout means a dead peer.
+func (ex *exchange) pingTick() {
+	c, ws := ex.c, ex.ws
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed || ws.closeSent || ex.lost {
+		return
+	}
+	if ws.pingPending {
+		c.srv.log.Debug().Uint32("stream", ex.sid).Msg("WebSocket ping timed out; closing")
+		ex.wsDisconnectLocked(websocket.CloseAbnormal, "")
+		ex.lost = true
+		c.abort = true
+		c.closeLocked()
+		return
+	}
+	ws.pingPending = true
+	c.out = websocket.AppendPing(c.out, nil)
+	c.flushLocked()
+	next := c.srv.cfg.WSPingInterval
+	if t := c.srv.cfg.WSPingTimeout; t > 0 && t < next {
+		next = t
+	}
+	ws.timer.Reset(next)
+}
+
+// goingAway closes an open WebSocket for shutdown: 1012 (service restart) to both sides.
+func (ex *exchange) goingAwayLocked() {
+	ws := ex.ws
+	if ws == nil || !ws.accepted || ws.closeSent || ex.lost {
+		return
+	}
+	ex.wsDisconnectLocked(websocket.CloseServiceRestart, "")
+	ex.wsCloseLocked(websocket.CloseServiceRestart, "")
+	ex.c.flushLocked()
+}

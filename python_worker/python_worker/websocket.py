@@ -1,0 +1,283 @@
+"""One WebSocket stream: the ASGI ``websocket`` scope over WS_CONNECT ... END (SPEC §3, WebSocket frames).
+
+This module owns the WebSocket side of a stream: the scope, ``receive`` (``websocket.connect``, then
+``websocket.receive`` for each WS_RECEIVE, then ``websocket.disconnect``), ``send``
+(``websocket.accept`` → WS_ACCEPT, ``websocket.send`` → WS_SEND, ``websocket.close`` → WS_CLOSE, and
+the ``websocket.http.response`` extension before accept → RESPONSE_START/RESPONSE_BODY), the message
+windows (SPEC: a message is sent while the window is positive and may take it below zero) and the END
+outcome. The gateway does the handshake, framing, fragments, pings and permessage-deflate.
+
+It reuses :class:`~python_worker.cycle.RequestCycle` for what the two share: the task and END, the
+credit bookkeeping and the HTTP response path of the denial extension.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from typing import TYPE_CHECKING, Any, Optional, Tuple
+
+from .cycle import (
+    _COMPLETE,
+    _NOT_STARTED,
+    ClientDisconnected,
+    RequestCycle,
+    _describe,
+    logger,
+)
+from .protocol import (
+    OUTCOME_APP_ERROR,
+    OUTCOME_NO_RESPONSE,
+    OUTCOME_OK,
+    ProtocolError,
+    encode_ws_accept,
+    encode_ws_close,
+    pack_uint,
+    ws_send_frame,
+)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .connection import Connection
+
+__all__ = ["WebSocketCycle"]
+
+# WebSocket states
+_CONNECTING = 0  # the handshake is not answered yet
+_ACCEPTED = 1
+_CLOSED = 2  # the app sent websocket.close (after accept, or before: a rejection)
+_RESPONSE = 3  # the app answers the handshake with its own HTTP response (denial extension)
+
+_ABNORMAL = 1006
+
+
+class WebSocketCycle(RequestCycle):
+    """The ASGI side of one WebSocket stream."""
+
+    __slots__ = ("_ws", "_connect_pending", "_close_code", "_close_reason")
+
+    def __init__(self, conn: "Connection", f: tuple) -> None:  # noqa: PLW0231 - fields set here
+        # f: a validated WS_CONNECT frame.
+        (_, sid, http_version, scheme, path, raw_path, query_string, root_path, headers, client, server,
+         subprotocols, flags) = f
+        self.conn = conn
+        self.sid = sid
+        self.sid_enc = pack_uint(sid)
+        self.scope = {
+            "type": "websocket",
+            "asgi": {"version": "3.0", "spec_version": "2.5"},
+            "http_version": http_version,
+            "scheme": scheme,
+            "server": server,
+            "client": client,
+            "root_path": root_path,
+            "path": path,
+            "raw_path": raw_path,
+            "query_string": query_string,
+            "headers": list(headers),
+            "subprotocols": list(subprotocols),
+            "state": conn.state.copy(),
+            "extensions": {"websocket.http.response": {}},
+        }
+        self.task: Optional[asyncio.Task] = None
+        self.flags = flags
+        self._req_window = conn.window
+        self._body = None
+        self._more_body = False
+        self._chunks = None
+        self._req_done = False
+        self._ungranted = 0
+        self._waiter: Optional[asyncio.Future] = None
+        self._state = _NOT_STARTED
+        self._send_window = conn.window
+        self._start_head = b""
+        self._start_index: Optional[int] = None
+        self._credit_waiter: Optional[asyncio.Future] = None
+        self.disconnected = False
+        self._error: Optional[BaseException] = None
+        self._cancel_reason: Optional[str] = None
+        self._ws = _CONNECTING
+        self._connect_pending = True
+        self._close_code = _ABNORMAL
+        self._close_reason = ""
+
+    # -----------------------------------------------------------------------------------------------
+    # Events from the connection
+
+    def on_ws_receive(self, data: Any) -> None:
+        """A WS_RECEIVE frame: one whole message (``str`` text or ``bytes`` binary)."""
+        if self.disconnected:
+            raise ProtocolError(f"WS_RECEIVE for stream {self.sid} after WS_DISCONNECT")
+        if self._req_window <= 0:
+            raise ProtocolError(f"WS_RECEIVE for stream {self.sid} while its window is {self._req_window}")
+        size = len(data) if type(data) is bytes or data.isascii() else len(data.encode("utf-8"))
+        self._req_window -= size
+        if self._ws != _ACCEPTED:
+            return  # the app closed (or never accepted): nobody will receive it
+        chunks = self._chunks
+        if chunks is None:
+            chunks = self._chunks = deque()
+        chunks.append((data, size))
+        w = self._waiter
+        if w is not None and not w.done():
+            w.set_result(None)
+
+    def on_ws_disconnect(self, code: int, reason: str) -> None:
+        """A WS_DISCONNECT frame: the client closed or went away, or the gateway goes away."""
+        if not self.disconnected:
+            self._close_code = code
+            self._close_reason = reason
+        self.disconnected = True
+        self._wake()
+
+    def on_disconnect(self) -> None:
+        self.on_ws_disconnect(_ABNORMAL, "")
+
+    def on_body(self, body: bytes, more_body: bool) -> None:
+        raise ProtocolError(f"REQUEST_BODY for stream {self.sid}, a WebSocket")
+
+    # -----------------------------------------------------------------------------------------------
+    # ASGI receive
+
+    async def receive(self) -> dict:  # type: ignore[override]
+        if self._connect_pending:
+            self._connect_pending = False
+            return {"type": "websocket.connect"}
+        while True:
+            chunks = self._chunks
+            if chunks:
+                data, size = chunks.popleft()
+                self._consumed(size)
+                if type(data) is bytes:
+                    return {"type": "websocket.receive", "bytes": data}
+                return {"type": "websocket.receive", "text": data}
+            ws = self._ws
+            if self.disconnected or ws == _CLOSED or (ws == _RESPONSE and self._state == _COMPLETE):
+                return {"type": "websocket.disconnect", "code": self._close_code, "reason": self._close_reason}
+            w = self._waiter
+            if w is None or w.done():
+                w = self._waiter = self.conn.loop.create_future()
+            await w
+
+    # -----------------------------------------------------------------------------------------------
+    # ASGI send
+
+    async def send(self, message: Any) -> None:  # type: ignore[override]
+        mtype = message["type"]
+        ws = self._ws
+        if ws == _RESPONSE:
+            if self._state == _COMPLETE:
+                return  # after the denial response's final body: ignored
+            if mtype != "websocket.http.response.body":
+                self._invalid(RuntimeError(
+                    f"Expected ASGI message 'websocket.http.response.body', but got '{mtype}'."))
+            await RequestCycle.send(self, {
+                "type": "http.response.body",
+                "body": message.get("body", b""),
+                "more_body": message.get("more_body", False),
+            })
+            return
+        if self.disconnected:
+            raise ClientDisconnected(f"the client of WebSocket stream {self.sid} has disconnected")
+        if ws == _ACCEPTED:
+            if mtype == "websocket.send":
+                await self._send_message(message)
+            elif mtype == "websocket.close":
+                self._close(message)
+            else:
+                self._invalid(RuntimeError(
+                    f"Expected ASGI message 'websocket.send' or 'websocket.close', but got '{mtype}'."))
+        elif ws == _CONNECTING:
+            if mtype == "websocket.accept":
+                self._accept(message)
+            elif mtype == "websocket.close":
+                self._close(message)
+            elif mtype == "websocket.http.response.start":
+                self._ws = _RESPONSE
+                self._start(message)
+            else:
+                self._invalid(RuntimeError(
+                    "Expected ASGI message 'websocket.accept', 'websocket.close' or "
+                    f"'websocket.http.response.start', but got '{mtype}'."))
+        else:  # _CLOSED
+            self._invalid(RuntimeError(f"Unexpected ASGI message '{mtype}', after sending 'websocket.close'."))
+
+    def _accept(self, message: Any) -> None:
+        subprotocol = message.get("subprotocol")
+        if subprotocol is not None and type(subprotocol) is not str:
+            self._invalid(TypeError(
+                f"websocket.accept 'subprotocol' must be a str or None, got {type(subprotocol).__name__}"))
+        headers = self._normalize_headers(message.get("headers") or ())
+        frame = encode_ws_accept(self.sid, subprotocol, headers)
+        if len(frame) - 4 > self.conn.max_frame:
+            self._invalid(ValueError("websocket.accept headers are too large for the frame limit"))
+        self._ws = _ACCEPTED
+        self._queue(frame)
+
+    def _close(self, message: Any) -> None:
+        code = message.get("code", 1000)
+        if code is None:
+            code = 1000
+        reason = message.get("reason") or ""
+        if type(code) is not int or not 0 <= code <= 65535:
+            self._invalid(TypeError(f"websocket.close 'code' must be an int 0..65535, got {code!r}"))
+        if type(reason) is not str:
+            self._invalid(TypeError(f"websocket.close 'reason' must be a str, got {type(reason).__name__}"))
+        if self._ws == _ACCEPTED:
+            self._close_code, self._close_reason = code, reason
+        self._ws = _CLOSED
+        self._queue(encode_ws_close(self.sid, code, reason[:2000]))
+        w = self._waiter
+        if w is not None and not w.done():
+            w.set_result(None)
+
+    async def _send_message(self, message: Any) -> None:
+        data = message.get("bytes")
+        if data is None:
+            data = message.get("text")
+            if type(data) is not str:
+                self._invalid(TypeError(
+                    "websocket.send needs 'bytes' (bytes) or 'text' (str), got "
+                    f"{type(data).__name__ if data is not None else 'neither'}"))
+        elif type(data) is not bytes:
+            if not isinstance(data, (bytes, bytearray, memoryview)):
+                self._invalid(TypeError(f"websocket.send 'bytes' must be bytes, got {type(data).__name__}"))
+            data = bytes(data)
+        conn = self.conn
+        frame, size = ws_send_frame(self.sid_enc, data)
+        if len(frame) - 4 > conn.max_frame:
+            self._invalid(ValueError(
+                f"websocket.send message of {size} bytes does not fit the frame limit ({conn.max_frame})"))
+        while self._send_window <= 0 or conn._write_paused:
+            if conn._write_paused:
+                await conn.drain()
+            else:
+                await self._wait_credit()  # raises ClientDisconnected
+            if self.disconnected:
+                raise ClientDisconnected(f"the client of WebSocket stream {self.sid} has disconnected")
+        self._send_window -= size
+        self._queue(frame)
+
+    def _queue(self, frame: bytes) -> None:
+        conn = self.conn
+        conn._out.append(frame)
+        if not conn._flush_scheduled:
+            conn._schedule_flush()
+
+    # -----------------------------------------------------------------------------------------------
+    # END
+
+    def _returned(self) -> Tuple[int, str]:
+        if self._error is not None:
+            logger.error("ASGI callable sent an invalid message: %s", _describe(self._error))
+            return OUTCOME_APP_ERROR, _describe(self._error)
+        ws = self._ws
+        if ws == _ACCEPTED or ws == _CLOSED or self.disconnected:
+            return OUTCOME_OK, ""
+        if ws == _RESPONSE:
+            if self._state == _COMPLETE:
+                return OUTCOME_OK, ""
+            msg = "ASGI callable returned without completing response."
+        else:
+            msg = "ASGI callable returned without sending handshake."
+        logger.error(msg)
+        return OUTCOME_NO_RESPONSE, msg
