@@ -55,3 +55,10 @@ clean:
 # Memory check: 1 GiB upload to a slow app and 1 GiB download by a slow client; prints peak RSS.
 memcheck: build venv
 	$(VPY) bench/memcheck.py
+
+# Side-by-side benchmark (bench/README.md). BENCH_ARGS=--quick for a ~3-minute smoke run;
+# also -w WORKLOADS, -s SERVERS, --rounds N, --duration S, --warmup S, --list.
+BENCH_ARGS ?=
+
+bench: venv
+	bash bench/run.sh $(BENCH_ARGS)
