@@ -21,12 +21,20 @@ type Config struct {
 	UDS      string // listen on this Unix socket path instead of Host:Port
 	RootPath string
 
+	ProxyHeaders      bool   // honour X-Forwarded-* / Forwarded from ForwardedAllowIPs
+	ForwardedAllowIPs string // comma-separated IPs, CIDRs, literals or "*"
+
 	AccessLog        bool
 	ServerHeader     bool
 	DateHeader       bool
 	Limits           http1.Limits
 	KeepAlive        time.Duration // idle time allowed between requests
 	BodyReadTimeout  time.Duration // longest wait for the next bytes of a request body the app wants
+	HeadTimeout      time.Duration // a started request head must be complete within this
+	MaxBodySize      int64         // larger request bodies get 413 (0: no limit)
+	FD               int           // listen on this inherited file descriptor (-1: no)
+	Backlog          int           // listen backlog
+	WorkerEnv        []string      // KEY=VALUE pairs added to the workers' environment (--env-file)
 	ExtraHeaders     [][2]string   // default response headers (--header NAME:VALUE)
 	GracefulTimeout  time.Duration // how long shutdown waits for in-flight requests
 	StartupTimeout   time.Duration // how long a worker may take to import the app and say hello
@@ -56,11 +64,16 @@ func DefaultConfig() Config {
 		Host:                "127.0.0.1",
 		Port:                8000,
 		AccessLog:           true,
+		ProxyHeaders:        true,
+		ForwardedAllowIPs:   "127.0.0.1",
 		ServerHeader:        true,
 		DateHeader:          true,
 		Limits:              http1.DefaultLimits(),
 		KeepAlive:           5 * time.Second,
 		BodyReadTimeout:     60 * time.Second,
+		HeadTimeout:         30 * time.Second,
+		FD:                  -1,
+		Backlog:             2048,
 		GracefulTimeout:     30 * time.Second,
 		StartupTimeout:      60 * time.Second,
 		HealthTimeout:       5 * time.Second,

@@ -51,6 +51,7 @@ func fakeWorkerMain(mode string) {
 	var f protocol.Frame
 	bodies := map[uint32]int{}
 	paths := map[uint32]string{}
+	clients = map[uint32]string{}
 	for {
 		payload, err := r.Next()
 		if err != nil {
@@ -88,6 +89,9 @@ func fakeWorkerMain(mode string) {
 			}
 			bodies[f.Stream] = len(f.Request.Body)
 			paths[f.Stream] = path
+			if cl := f.Request.Client; cl != nil {
+				clients[f.Stream] = fmt.Sprintf("client=%s:%d scheme=%s", cl.Host, cl.Port, f.Request.Scheme)
+			}
 			if !f.Request.MoreBody {
 				out = reply(out, f.Stream, paths, bodies)
 			}
@@ -106,8 +110,12 @@ func fakeWorkerMain(mode string) {
 	}
 }
 
+// clients records each stream's scope client and scheme for the answer.
+var clients map[uint32]string
+
 func reply(out []byte, sid uint32, paths map[uint32]string, bodies map[uint32]int) []byte {
-	body := fmt.Sprintf("%d pid=%d path=%s body=%d", os.Getpid(), os.Getpid(), paths[sid], bodies[sid])
+	body := fmt.Sprintf("%d pid=%d path=%s body=%d %s", os.Getpid(), os.Getpid(), paths[sid], bodies[sid], clients[sid])
+	delete(clients, sid)
 	delete(paths, sid)
 	delete(bodies, sid)
 	hs := []protocol.Header{{Name: []byte("content-type"), Value: []byte("text/plain")},

@@ -384,3 +384,71 @@ func TestAddAndRemoveWorkers(t *testing.T) {
 		t.Fatalf("%d workers after removing the last one", n)
 	}
 }
+
+func rawGet(t *testing.T, addr, path string, headers ...string) string {
+	t.Helper()
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	nc.SetDeadline(time.Now().Add(5 * time.Second))
+	req := "GET " + path + " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+	for _, h := range headers {
+		req += h + "\r\n"
+	}
+	io.WriteString(nc, req+"\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(nc), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
+}
+
+func TestProxyHeadersFromTrustedPeer(t *testing.T) {
+	_, addr := startGatewayCfg(t, "ok", func(c *Config) {})
+	cases := []struct {
+		headers []string
+		want    string
+	}{
+		{nil, "client=127.0.0.1:"},
+		{[]string{"X-Forwarded-For: 203.0.113.7"}, "client=203.0.113.7:0 scheme=http"},
+		// The rightmost address that is not a trusted proxy is the client.
+		{[]string{"X-Forwarded-For: 198.51.100.1, 203.0.113.7, 127.0.0.1"}, "client=203.0.113.7:0"},
+		{[]string{"X-Forwarded-Proto: https"}, "scheme=https"},
+		{[]string{"X-Forwarded-Proto: gopher"}, "scheme=http"},
+		{[]string{`Forwarded: for="[2001:db8::1]:4711";proto=https`}, "client=2001:db8::1:0 scheme=https"},
+	}
+	for _, tc := range cases {
+		if body := rawGet(t, addr, "/p", tc.headers...); !strings.Contains(body, tc.want) {
+			t.Errorf("%q: got %q, want it to contain %q", tc.headers, body, tc.want)
+		}
+	}
+}
+
+func TestProxyHeadersIgnoredFromUntrustedPeer(t *testing.T) {
+	_, addr := startGatewayCfg(t, "ok", func(c *Config) { c.ForwardedAllowIPs = "10.0.0.0/8" })
+	body := rawGet(t, addr, "/p", "X-Forwarded-For: 203.0.113.7", "X-Forwarded-Proto: https")
+	if !strings.Contains(body, "client=127.0.0.1:") || !strings.Contains(body, "scheme=http") {
+		t.Fatalf("an untrusted peer's proxy headers were honoured: %q", body)
+	}
+}
+
+func TestTrustedProxiesParsing(t *testing.T) {
+	tp, err := ParseTrustedProxies("127.0.0.1, 10.0.0.0/8, ::1, /tmp/proxy.sock")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for host, want := range map[string]bool{"127.0.0.1": true, "10.1.2.3": true, "11.0.0.1": false, "::1": true, "/tmp/proxy.sock": true, "::ffff:10.0.0.1": true} {
+		if got := tp.Trusts(host); got != want {
+			t.Errorf("Trusts(%q) = %v, want %v", host, got, want)
+		}
+	}
+	if _, err := ParseTrustedProxies("10.0.0.0/33"); err == nil {
+		t.Error("a bad network was accepted")
+	}
+	if all, _ := ParseTrustedProxies("*"); !all.Trusts("8.8.8.8") {
+		t.Error(`"*" does not trust everyone`)
+	}
+}

@@ -21,8 +21,7 @@ const (
 	readBufBody  = 64 << 10 // grown to this while a request body streams
 	writeChunk   = 64 << 10 // a slow client's writes go in pieces of this, each with its own deadline
 	writeTimeout = 60 * time.Second
-	headTimeout  = 30 * time.Second // a started request head must be complete within this
-	workerWait   = 5 * time.Second  // how long a request waits for a worker while one is being replaced
+	workerWait   = 5 * time.Second // how long a request waits for a worker while one is being replaced
 )
 
 var continueLine = []byte("HTTP/1.1 100 Continue\r\n\r\n")
@@ -40,6 +39,9 @@ type h1conn struct {
 	client *protocol.Addr
 	server *protocol.Addr
 	scheme string
+
+	trustedPeer bool          // the peer is in --forwarded-allow-ips: proxy headers apply
+	proxyClient protocol.Addr // the client a proxy header named, for the current request
 
 	// Read side: the serve goroutine only.
 	rbuf       []byte
@@ -78,6 +80,7 @@ func newH1Conn(srv *Server, nc net.Conn, scheme string) *h1conn {
 		}
 	}
 	c.client, c.server = addrsOf(nc)
+	c.trustedPeer = srv.cfg.ProxyHeaders && srv.trusted.trustsPeer(nc)
 	return c
 }
 
@@ -156,12 +159,12 @@ func (c *h1conn) readHead() bool {
 	}
 }
 
-// headDeadline: a request head has started; it must be complete within headTimeout (unless an
+// headDeadline: a request head has started; it must be complete within HeadTimeout (unless an
 // exchange is still running, whose response completion sets the deadline).
 func (c *h1conn) headDeadline() {
 	c.mu.Lock()
 	if c.cur == nil {
-		c.nc.SetReadDeadline(time.Now().Add(headTimeout))
+		c.nc.SetReadDeadline(time.Now().Add(c.srv.cfg.HeadTimeout))
 	}
 	c.mu.Unlock()
 }
@@ -247,6 +250,10 @@ func (c *h1conn) dispatch() bool {
 		return c.dispatchWebSocket(ex)
 	}
 	hasBody := req.Chunked || req.ContentLength > 0
+	if max := c.srv.cfg.MaxBodySize; max > 0 && req.ContentLength > max {
+		c.reject(ex, 413) // refused from the header, before a byte of the body is read
+		return false
+	}
 	if limit := c.srv.cfg.LimitConcurrency; limit > 0 && c.srv.inflight.Load() >= int64(limit) {
 		c.reject(ex, 503) // overloaded: answer at once rather than queue without bound
 		return false
@@ -420,13 +427,14 @@ func (c *h1conn) pumpChunked(ex *exchange) bool {
 		return false // the client sends nothing before 100 Continue, which waits for the app
 	}
 	var pending []byte // decoded data not yet sent (aliases rbuf: no fill until it is sent)
+	var total int64    // body bytes so far, for MaxBodySize
 	done := false
 	for {
 		if len(pending) == 0 && !done {
 			n, data, fin, err := c.chunked.Decode(c.rbuf[c.rpos:c.rend])
 			if err != nil {
 				c.srv.log.Debug().Err(err).Msg("bad chunked request body")
-				c.badBody(ex)
+				c.badBody(ex, 400)
 				return false
 			}
 			c.rpos += n
@@ -453,6 +461,12 @@ func (c *h1conn) pumpChunked(ex *exchange) bool {
 		if credit == 0 {
 			return false
 		}
+		if max := c.srv.cfg.MaxBodySize; max > 0 {
+			if total += int64(len(pending)); total > max {
+				c.badBody(ex, 413)
+				return false
+			}
+		}
 		piece := min(int64(len(pending)), credit, int64(ex.w.maxPiece))
 		c.spend(ex, int(piece), false)
 		ex.w.sendBody(ex.sid, pending[:piece], true)
@@ -477,15 +491,15 @@ func (c *h1conn) growForBody() {
 	}
 }
 
-// badBody: the client's chunked framing is broken. The app learns of it as a disconnect; the client
-// gets a 400 if no response has started, and the connection closes.
-func (c *h1conn) badBody(ex *exchange) {
+// badBody: the client's chunked body is broken (400) or too large (413). The app learns of it as a
+// disconnect; the client gets status if no response has started, and the connection closes.
+func (c *h1conn) badBody(ex *exchange, status int) {
 	c.mu.Lock()
 	started := ex.started
 	ex.clientGoneLocked()
 	if !started {
-		ex.started, ex.status = true, 400
-		c.out = c.srv.appendSimpleResponse(c.out, ex.minor, 400, ex.head, true)
+		ex.started, ex.status = true, status
+		c.out = c.srv.appendSimpleResponse(c.out, ex.minor, status, ex.head, true)
 		ex.completeLocked()
 	}
 	c.closing = true

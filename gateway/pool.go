@@ -488,7 +488,7 @@ func (p *Pool) spawn(s *slot) (*proc, error) {
 		args = append(args, "--lifespan", p.cfg.Lifespan)
 	}
 	cmd := exec.Command(p.python, args...)
-	cmd.Env = append(os.Environ(), "PYTHONUNBUFFERED=1")
+	cmd.Env = append(append(os.Environ(), p.cfg.WorkerEnv...), "PYTHONUNBUFFERED=1")
 	// Own process group (a terminal's Ctrl-C goes to the gateway only, which stops the workers in
 	// order) and death with the gateway.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}

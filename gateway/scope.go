@@ -40,5 +40,8 @@ func (s *Server) buildScope(c *h1conn, req *http1.Request, hr *protocol.HTTPRequ
 	hr.Headers = c.hdrs
 	hr.Client = c.client
 	hr.Server = c.server
+	if c.trustedPeer {
+		c.applyProxyHeaders(hr, false)
+	}
 	return true
 }

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -24,6 +25,7 @@ type Server struct {
 
 	ln           net.Listener
 	scheme       string
+	trusted      *TrustedProxies
 	extraHeaders []http1.Header
 
 	inflight atomic.Int64 // requests dispatched to a worker whose app task has not ended
@@ -45,6 +47,11 @@ func NewServer(cfg Config, log zerolog.Logger) (*Server, error) {
 		return nil, errors.New("no app given: asgi-gateway run module:attribute")
 	}
 	s := &Server{cfg: cfg, log: log, scheme: "http", conns: make(map[*h1conn]struct{})}
+	trusted, err := ParseTrustedProxies(cfg.ForwardedAllowIPs)
+	if err != nil {
+		return nil, err
+	}
+	s.trusted = trusted
 	for _, h := range cfg.ExtraHeaders {
 		name, value := []byte(h[0]), []byte(h[1])
 		if !http1.ValidHeaderName(name) || !http1.ValidHeaderValue(value) {
@@ -80,6 +87,15 @@ func (s *Server) Start() (string, error) {
 }
 
 func (s *Server) listen() (net.Listener, string, error) {
+	if s.cfg.FD >= 0 {
+		f := os.NewFile(uintptr(s.cfg.FD), "inherited listener")
+		ln, err := net.FileListener(f)
+		f.Close() // FileListener dups it
+		if err != nil {
+			return nil, "", fmt.Errorf("listen on file descriptor %d: %w", s.cfg.FD, err)
+		}
+		return ln, "fd:" + strconv.Itoa(s.cfg.FD) + " (" + ln.Addr().String() + ")", nil
+	}
 	if s.cfg.UDS != "" {
 		if fi, err := os.Lstat(s.cfg.UDS); err == nil && fi.Mode()&os.ModeSocket != 0 {
 			os.Remove(s.cfg.UDS) // a stale socket from an earlier run
@@ -88,6 +104,7 @@ func (s *Server) listen() (net.Listener, string, error) {
 		if err != nil {
 			return nil, "", fmt.Errorf("listen on %s: %w", s.cfg.UDS, err)
 		}
+		setBacklog(ln, s.cfg.Backlog)
 		return ln, "unix:" + s.cfg.UDS, nil
 	}
 	addr := net.JoinHostPort(s.cfg.Host, strconv.Itoa(s.cfg.Port))
@@ -95,6 +112,7 @@ func (s *Server) listen() (net.Listener, string, error) {
 	if err != nil {
 		return nil, "", fmt.Errorf("listen on %s: %w", addr, err)
 	}
+	setBacklog(ln, s.cfg.Backlog)
 	return ln, "http://" + ln.Addr().String(), nil
 }
 
@@ -268,3 +286,15 @@ func (s *Server) Reload() { s.pool.Reload() }
 // AddWorker and RemoveWorker grow and shrink the pool by one (SIGTTIN, SIGTTOU).
 func (s *Server) AddWorker()    { s.pool.AddWorker() }
 func (s *Server) RemoveWorker() { s.pool.RemoveWorker() }
+
+// setBacklog applies --backlog: Go listens with the system maximum, and Linux lets a second
+// listen(2) on the socket change the queue length.
+func setBacklog(ln net.Listener, backlog int) {
+	sc, ok := ln.(syscall.Conn)
+	if !ok || backlog <= 0 {
+		return
+	}
+	if rc, err := sc.SyscallConn(); err == nil {
+		rc.Control(func(fd uintptr) { syscall.Listen(int(fd), backlog) })
+	}
+}

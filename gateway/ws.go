@@ -62,8 +62,8 @@ func (c *h1conn) dispatchWebSocket(ex *exchange) bool {
 	ws.dec.MaxMessage = int64(cfg.WSMaxSize)
 	ex.ws = ws
 	ex.keepAlive = false
-	scheme := "ws"
-	if c.scheme == "https" {
+	scheme := "ws" // from the connection, or from a trusted proxy's X-Forwarded-Proto
+	if c.hr.Scheme == "https" || c.hr.Scheme == "wss" {
 		scheme = "wss"
 	}
 	wc := &c.wsc

@@ -37,16 +37,26 @@ func runFlags() []cli.Flag {
 		&cli.StringFlag{Name: "host", Value: d.Host, Usage: "bind to this address", EnvVars: env("host"), Category: "Listening"},
 		&cli.IntFlag{Name: "port", Value: d.Port, Usage: "bind to this port (0: any free port, printed)", EnvVars: env("port"), Category: "Listening"},
 		&cli.StringFlag{Name: "uds", Usage: "bind to this Unix domain socket instead", EnvVars: env("uds"), Category: "Listening"},
+		&cli.IntFlag{Name: "fd", Value: -1, Usage: "bind to a socket from this inherited file descriptor", EnvVars: env("fd"), Category: "Listening"},
+		&cli.IntFlag{Name: "backlog", Value: d.Backlog, Usage: "maximum number of connections waiting to be accepted", EnvVars: env("backlog"), Category: "Listening"},
+		&cli.BoolFlag{Name: "proxy-headers", Value: true, Usage: "take client address and scheme from X-Forwarded-For/-Proto (or Forwarded) of trusted proxies", EnvVars: env("proxy-headers"), Category: "Listening"},
+		&cli.BoolFlag{Name: "no-proxy-headers", Usage: "ignore proxy headers", EnvVars: env("no-proxy-headers"), Category: "Listening"},
+		&cli.StringFlag{Name: "forwarded-allow-ips", Value: "127.0.0.1", Usage: "comma-separated IPs, networks (CIDR) or \"*\" trusted to send proxy headers", EnvVars: append(env("forwarded-allow-ips"), "FORWARDED_ALLOW_IPS"), Category: "Listening"},
 		&cli.IntFlag{Name: "workers", Value: d.Workers, Usage: "number of Python worker processes", EnvVars: append(env("workers"), "WEB_CONCURRENCY"), Category: "Workers"},
 		&cli.StringFlag{Name: "python", Usage: "Python interpreter for the workers (default: $VIRTUAL_ENV/bin/python, else python3)", EnvVars: env("python"), Category: "Workers"},
 		&cli.StringFlag{Name: "app-dir", Usage: "look for APP in this directory (added to sys.path; default: the current directory)", EnvVars: env("app-dir"), Category: "Application"},
 		&cli.BoolFlag{Name: "factory", Usage: "treat APP as a factory: call it with no arguments to get the ASGI app", EnvVars: env("factory"), Category: "Application"},
+		&cli.StringFlag{Name: "env-file", Usage: "load KEY=VALUE lines from this file into the workers' environment (the app's, not the gateway's settings)", EnvVars: env("env-file"), Category: "Application"},
 		&cli.StringFlag{Name: "root-path", Usage: "the ASGI root_path, for an app mounted below a URL prefix", EnvVars: env("root-path"), Category: "Application"},
 		&cli.StringFlag{Name: "log-level", Value: d.LogLevel, Usage: "critical, error, warning, info, debug or trace", EnvVars: env("log-level"), Category: "Logging"},
 		&cli.StringFlag{Name: "log-format", Value: "console", Usage: "console (for people) or json (for log shippers)", EnvVars: env("log-format"), Category: "Logging"},
+		&cli.BoolFlag{Name: "use-colors", Usage: "colour the console log (default: when stderr is a terminal)", EnvVars: env("use-colors"), Category: "Logging"},
+		&cli.BoolFlag{Name: "no-use-colors", Usage: "never colour the console log", EnvVars: env("no-use-colors"), Category: "Logging"},
 		&cli.BoolFlag{Name: "access-log", Value: true, Usage: "log one line per request", EnvVars: env("access-log"), Category: "Logging"},
 		&cli.BoolFlag{Name: "no-access-log", Usage: "do not log requests", EnvVars: env("no-access-log"), Category: "Logging"},
 		&cli.Float64Flag{Name: "timeout-keep-alive", Value: d.KeepAlive.Seconds(), Usage: "close keep-alive connections idle this many seconds", EnvVars: env("timeout-keep-alive"), Category: "Timeouts"},
+		&cli.Float64Flag{Name: "timeout-request-header", Value: d.HeadTimeout.Seconds(), Usage: "a request head must arrive within this many seconds of its first byte", EnvVars: env("timeout-request-header"), Category: "Timeouts"},
+		&cli.Float64Flag{Name: "timeout-request-body", Value: d.BodyReadTimeout.Seconds(), Usage: "close a connection whose request body stalls this many seconds", EnvVars: env("timeout-request-body"), Category: "Timeouts"},
 		&cli.Float64Flag{Name: "timeout-graceful-shutdown", Value: d.GracefulTimeout.Seconds(), Usage: "on shutdown, wait this many seconds for requests in flight", EnvVars: env("timeout-graceful-shutdown"), Category: "Timeouts"},
 		&cli.IntFlag{Name: "limit-concurrency", Usage: "answer 503 at once above this many requests in flight (0: no limit)", EnvVars: env("limit-concurrency"), Category: "Workers"},
 		&cli.Float64Flag{Name: "timeout-worker-healthcheck", Value: d.HealthTimeout.Seconds(), Usage: "kill and replace a worker whose event loop does not answer a ping within this many seconds (0: off)", EnvVars: env("timeout-worker-healthcheck"), Category: "Workers"},
@@ -64,6 +74,7 @@ func runFlags() []cli.Flag {
 		&cli.BoolFlag{Name: "no-server-header", Usage: "do not send a server header", EnvVars: env("no-server-header"), Category: "HTTP"},
 		&cli.BoolFlag{Name: "date-header", Value: true, Usage: "send a date header", EnvVars: env("date-header"), Category: "HTTP"},
 		&cli.BoolFlag{Name: "no-date-header", Usage: "do not send a date header", EnvVars: env("no-date-header"), Category: "HTTP"},
+		&cli.Int64Flag{Name: "limit-request-body", Usage: "answer 413 to request bodies larger than this many bytes (0: no limit)", EnvVars: env("limit-request-body"), Category: "HTTP"},
 		&cli.IntFlag{Name: "h11-max-incomplete-event-size", Value: d.Limits.MaxHeaderBytes, Usage: "largest request head in bytes (larger: 431)", EnvVars: env("h11-max-incomplete-event-size"), Category: "HTTP"},
 	}
 }
@@ -81,6 +92,10 @@ func main() {
 			Action:    run,
 		}},
 	}
+	for _, name := range []string{"loop", "http", "ws", "interface"} {
+		// uvicorn's engine choices: accepted so that a uvicorn command line runs unchanged.
+		app.Commands[0].Flags = append(app.Commands[0].Flags, &cli.StringFlag{Name: name, Hidden: true})
+	}
 	if err := app.Run(interspersed(os.Args, runFlags())); err != nil {
 		fmt.Fprintln(os.Stderr, "asgi-gateway:", err)
 		var exit cli.ExitCoder
@@ -93,6 +108,11 @@ func main() {
 
 func configFrom(ctx *cli.Context) (gateway.Config, error) {
 	cfg := gateway.DefaultConfig()
+	for _, name := range []string{"loop", "http", "ws", "interface"} {
+		if ctx.IsSet(name) {
+			fmt.Fprintf(os.Stderr, "asgi-gateway: --%s %s ignored: the Go front end speaks HTTP and WebSocket itself, and workers use uvloop when installed\n", name, ctx.String(name))
+		}
+	}
 	cfg.App = ctx.Args().First()
 	if cfg.App == "" {
 		cfg.App = os.Getenv("ASGI_GATEWAY_APP")
@@ -124,6 +144,20 @@ func configFrom(ctx *cli.Context) (gateway.Config, error) {
 	cfg.KeepAlive = seconds(ctx.Float64("timeout-keep-alive"))
 	cfg.GracefulTimeout = seconds(ctx.Float64("timeout-graceful-shutdown"))
 	cfg.Limits.MaxHeaderBytes = ctx.Int("h11-max-incomplete-event-size")
+	cfg.FD = ctx.Int("fd")
+	cfg.Backlog = ctx.Int("backlog")
+	cfg.ProxyHeaders = ctx.Bool("proxy-headers") && !ctx.Bool("no-proxy-headers")
+	cfg.ForwardedAllowIPs = ctx.String("forwarded-allow-ips")
+	cfg.HeadTimeout = seconds(ctx.Float64("timeout-request-header"))
+	cfg.BodyReadTimeout = seconds(ctx.Float64("timeout-request-body"))
+	cfg.MaxBodySize = ctx.Int64("limit-request-body")
+	if path := ctx.String("env-file"); path != "" {
+		env, err := readEnvFile(path)
+		if err != nil {
+			return cfg, cli.Exit(err.Error(), 2)
+		}
+		cfg.WorkerEnv = env
+	}
 	cfg.LimitConcurrency = ctx.Int("limit-concurrency")
 	cfg.WSMaxSize = ctx.Int("ws-max-size")
 	cfg.WSPingInterval = seconds(ctx.Float64("ws-ping-interval"))
@@ -152,7 +186,7 @@ func configFrom(ctx *cli.Context) (gateway.Config, error) {
 
 func seconds(f float64) time.Duration { return time.Duration(f * float64(time.Second)) }
 
-func newLogger(level, format string) (zerolog.Logger, error) {
+func newLogger(level, format string, colors *bool) (zerolog.Logger, error) {
 	lvl := map[string]zerolog.Level{
 		"critical": zerolog.FatalLevel, "error": zerolog.ErrorLevel, "warning": zerolog.WarnLevel,
 		"info": zerolog.InfoLevel, "debug": zerolog.DebugLevel, "trace": zerolog.TraceLevel,
@@ -167,6 +201,9 @@ func newLogger(level, format string) (zerolog.Logger, error) {
 		logger = zerolog.New(os.Stderr)
 	case "console":
 		color := isatty.IsTerminal(os.Stderr.Fd())
+		if colors != nil {
+			color = *colors
+		}
 		logger = zerolog.New(zerolog.ConsoleWriter{Out: os.Stderr, NoColor: !color, TimeFormat: "15:04:05"})
 	default:
 		return zerolog.Logger{}, cli.Exit(fmt.Sprintf("--log-format %q: expected console or json", format), 2)
@@ -179,7 +216,12 @@ func run(ctx *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	log, err := newLogger(cfg.LogLevel, ctx.String("log-format"))
+	var colors *bool
+	if ctx.IsSet("use-colors") || ctx.IsSet("no-use-colors") {
+		c := ctx.Bool("use-colors") && !ctx.Bool("no-use-colors")
+		colors = &c
+	}
+	log, err := newLogger(cfg.LogLevel, ctx.String("log-format"), colors)
 	if err != nil {
 		return err
 	}
