@@ -20,6 +20,7 @@ type Config struct {
 	Port     int
 	UDS      string // listen on this Unix socket path instead of Host:Port
 	RootPath string
+	Static   []StaticMount // --static PREFIX=DIR, served by the gateway
 
 	ProxyHeaders      bool   // honour X-Forwarded-* / Forwarded from ForwardedAllowIPs
 	ForwardedAllowIPs string // comma-separated IPs, CIDRs, literals or "*"

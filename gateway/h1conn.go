@@ -249,6 +249,15 @@ func (c *h1conn) dispatch() bool {
 	if websocket.IsUpgrade(req) {
 		return c.dispatchWebSocket(ex)
 	}
+	for i := range c.srv.cfg.Static {
+		if _, ok := c.srv.cfg.Static[i].match(c.hr.Path[len(c.hr.RootPath):]); ok {
+			if req.Chunked || req.ContentLength > 0 {
+				c.reject(ex, 405) // a body for a file: nothing will read it
+				return false
+			}
+			return c.serveStatic(&c.srv.cfg.Static[i], ex)
+		}
+	}
 	hasBody := req.Chunked || req.ContentLength > 0
 	if max := c.srv.cfg.MaxBodySize; max > 0 && req.ContentLength > max {
 		c.reject(ex, 413) // refused from the header, before a byte of the body is read

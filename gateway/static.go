@@ -1,0 +1,291 @@
+package gateway
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"os"
+	"path"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/asgi-gateway/asgi-gateway/gateway/http1"
+)
+
+// StaticMount is one --static PREFIX=DIR: requests whose path starts with Prefix are answered by
+// the gateway from files under Dir, without a worker.
+type StaticMount struct {
+	Prefix string // "/static"
+	Dir    string // absolute, symlinks resolved
+}
+
+// ParseStaticMount parses "PREFIX=DIR".
+func ParseStaticMount(spec string) (StaticMount, error) {
+	prefix, dir, ok := strings.Cut(spec, "=")
+	if !ok || !strings.HasPrefix(prefix, "/") || dir == "" {
+		return StaticMount{}, fmt.Errorf("--static %q: expected /PREFIX=DIRECTORY", spec)
+	}
+	abs, err := filepath.Abs(dir)
+	if err == nil {
+		abs, err = filepath.EvalSymlinks(abs)
+	}
+	if err != nil {
+		return StaticMount{}, fmt.Errorf("--static %q: %w", spec, err)
+	}
+	if fi, err := os.Stat(abs); err != nil || !fi.IsDir() {
+		return StaticMount{}, fmt.Errorf("--static %q: %s is not a directory", spec, abs)
+	}
+	return StaticMount{Prefix: strings.TrimRight(prefix, "/"), Dir: abs}, nil
+}
+
+// match returns the file a request path names under the mount, or "" when the path is not the
+// mount's. The path is the decoded one; ".." segments cannot climb out (path.Clean of a rooted
+// path), and symlinks are checked by resolve.
+func (m *StaticMount) match(decoded []byte) (string, bool) {
+	p := string(decoded)
+	if p != m.Prefix && !strings.HasPrefix(p, m.Prefix+"/") {
+		return "", false
+	}
+	rel := path.Clean("/" + strings.TrimPrefix(p, m.Prefix))
+	if strings.ContainsRune(rel, 0) {
+		return "", true
+	}
+	return filepath.Join(m.Dir, filepath.FromSlash(rel)), true
+}
+
+// resolve follows symlinks and refuses anything that ends outside the mount's directory.
+func (m *StaticMount) resolve(name string) (string, bool) {
+	real, err := filepath.EvalSymlinks(name)
+	if err != nil {
+		return "", false
+	}
+	if real != m.Dir && !strings.HasPrefix(real, m.Dir+string(filepath.Separator)) {
+		return "", false
+	}
+	return real, true
+}
+
+// serveStatic answers a request for a static mount in the serve goroutine: GET and HEAD only;
+// ETag and Last-Modified with If-None-Match / If-Modified-Since (304); a single byte Range (206,
+// 416 when unsatisfiable); precompressed name.br / name.gz when the client accepts them; the body
+// goes from the file to the socket with sendfile. It returns false when the connection must end.
+func (c *h1conn) serveStatic(m *StaticMount, ex *exchange) bool {
+	req := &c.req
+	status := 0
+	name, _ := m.match(c.hr.Path[len(c.hr.RootPath):])
+	method := string(req.Method)
+	if method != "GET" && method != "HEAD" {
+		status = 405
+	}
+	var f *os.File
+	var fi os.FileInfo
+	encoding := ""
+	if status == 0 {
+		real, ok := m.resolve(name)
+		if ok {
+			fi, _ = os.Stat(real)
+		}
+		if fi == nil || fi.IsDir() {
+			status = 404
+		} else {
+			// A precompressed sibling, when the client takes it and it is not older than the file.
+			accept := headerValue(req.Headers, "accept-encoding")
+			for _, enc := range [...]struct{ token, ext string }{{"br", ".br"}, {"gzip", ".gz"}} {
+				if !headerHasToken(accept, enc.token) {
+					continue
+				}
+				if alt, ok := m.resolve(real + enc.ext); ok {
+					if afi, err := os.Stat(alt); err == nil && !afi.IsDir() && !afi.ModTime().Before(fi.ModTime()) {
+						real, fi, encoding = alt, afi, enc.token
+						break
+					}
+				}
+			}
+			var err error
+			if f, err = os.Open(real); err != nil {
+				status = 404
+				if errors.Is(err, os.ErrPermission) {
+					status = 403
+				}
+			}
+		}
+	}
+	if status != 0 {
+		ex.status = status
+		c.mu.Lock()
+		c.out = c.srv.appendSimpleResponse(c.out, req.Minor, status, method == "HEAD", req.Close)
+		if req.Close {
+			c.closing = true
+		}
+		c.flushLocked()
+		c.mu.Unlock()
+		c.srv.accessLog(ex)
+		return !req.Close
+	}
+	defer f.Close()
+
+	size := fi.Size()
+	etag := fmt.Sprintf(`"%x-%x"`, fi.ModTime().UnixNano(), size)
+	if encoding != "" {
+		etag = fmt.Sprintf(`"%x-%x-%s"`, fi.ModTime().UnixNano(), size, encoding)
+	}
+	modified := fi.ModTime().UTC().Truncate(time.Second)
+	status = 200
+	if inm := headerValue(req.Headers, "if-none-match"); inm != nil {
+		if etagMatches(string(inm), etag) {
+			status = 304
+		}
+	} else if ims := headerValue(req.Headers, "if-modified-since"); ims != nil {
+		if t, err := http.ParseTime(string(ims)); err == nil && !modified.After(t) {
+			status = 304
+		}
+	}
+	start, length := int64(0), size
+	if status == 200 {
+		if rng := headerValue(req.Headers, "range"); rng != nil && encoding == "" {
+			s, n, ok := parseByteRange(string(rng), size)
+			switch {
+			case !ok:
+				status = 416
+			case n >= 0:
+				status, start, length = 206, s, n
+			}
+		}
+	}
+
+	out := http1.AppendStatusLine(nil, req.Minor, status)
+	if c.srv.cfg.ServerHeader {
+		out = append(out, "server: asgi-gateway\r\n"...)
+	}
+	if c.srv.cfg.DateHeader {
+		out = append(out, c.srv.dateLine()...)
+	}
+	out = append(out, "etag: "+etag+"\r\nlast-modified: "+modified.Format(http.TimeFormat)+"\r\naccept-ranges: bytes\r\n"...)
+	if status != 304 {
+		ctype := mime.TypeByExtension(filepath.Ext(strings.TrimSuffix(strings.TrimSuffix(name, ".br"), ".gz")))
+		if ctype == "" {
+			ctype = "application/octet-stream"
+		}
+		out = append(out, "content-type: "+ctype+"\r\n"...)
+		if encoding != "" {
+			out = append(out, "content-encoding: "+encoding+"\r\nvary: accept-encoding\r\n"...)
+		}
+		switch status {
+		case 206:
+			out = append(out, fmt.Sprintf("content-range: bytes %d-%d/%d\r\n", start, start+length-1, size)...)
+		case 416:
+			out = append(out, fmt.Sprintf("content-range: bytes */%d\r\n", size)...)
+			length = 0
+		}
+		out = append(out, "content-length: "+strconv.FormatInt(length, 10)+"\r\n"...)
+	} else {
+		length = 0
+	}
+	if req.Close {
+		out = append(out, "connection: close\r\n"...)
+	}
+	out = append(out, "\r\n"...)
+	ex.status = status
+	ex.bytesOut = length
+
+	// The write side is ours: no exchange is running (waitIdle), and we wait out a drain.
+	c.mu.Lock()
+	for c.draining && !c.closed {
+		c.mu.Unlock()
+		time.Sleep(time.Millisecond)
+		c.mu.Lock()
+	}
+	c.out = append(c.out, out...)
+	c.flushLocked()
+	closed := c.closed
+	for c.draining && !c.closed {
+		c.mu.Unlock()
+		time.Sleep(time.Millisecond)
+		c.mu.Lock()
+	}
+	c.mu.Unlock()
+	if closed {
+		return false
+	}
+	if method == "GET" && length > 0 {
+		if _, err := f.Seek(start, io.SeekStart); err != nil {
+			return false
+		}
+		c.nc.SetWriteDeadline(time.Now().Add(writeTimeout + time.Duration(length/(64<<10))*time.Second))
+		_, err := io.CopyN(c.nc, f, length) // sendfile(2) for TCP and Unix sockets
+		c.nc.SetWriteDeadline(time.Time{})
+		if err != nil {
+			return false
+		}
+	}
+	c.srv.accessLog(ex)
+	if req.Close {
+		c.mu.Lock()
+		c.closeLocked()
+		c.mu.Unlock()
+		return false
+	}
+	c.idleDeadline()
+	return true
+}
+
+func headerValue(hs []http1.Header, name string) []byte {
+	for i := range hs {
+		if string(hs[i].Name) == name {
+			return hs[i].Value
+		}
+	}
+	return nil
+}
+
+// etagMatches implements If-None-Match's weak comparison against a list (or "*").
+func etagMatches(list, etag string) bool {
+	for _, item := range strings.Split(list, ",") {
+		item = strings.TrimPrefix(strings.TrimSpace(item), "W/")
+		if item == "*" || item == etag {
+			return true
+		}
+	}
+	return false
+}
+
+// parseByteRange parses a Range header for one byte range. It returns (start, length, true) for a
+// satisfiable single range, (0, -1, true) when the header should be ignored (another unit, several
+// ranges: the whole file is sent), and ok=false when unsatisfiable (416).
+func parseByteRange(v string, size int64) (start, length int64, ok bool) {
+	spec, found := strings.CutPrefix(strings.TrimSpace(v), "bytes=")
+	if !found || strings.Contains(spec, ",") {
+		return 0, -1, true
+	}
+	first, last, found := strings.Cut(strings.TrimSpace(spec), "-")
+	if !found {
+		return 0, -1, true
+	}
+	if first == "" { // suffix: the last N bytes
+		n, err := strconv.ParseInt(last, 10, 64)
+		if err != nil || n <= 0 {
+			return 0, 0, false
+		}
+		n = min(n, size)
+		return size - n, n, size > 0
+	}
+	s, err := strconv.ParseInt(first, 10, 64)
+	if err != nil || s < 0 {
+		return 0, -1, true
+	}
+	if s >= size {
+		return 0, 0, false
+	}
+	e := size - 1
+	if last != "" {
+		if e, err = strconv.ParseInt(last, 10, 64); err != nil || e < s {
+			return 0, -1, true
+		}
+		e = min(e, size-1)
+	}
+	return s, e - s + 1, true
+}

@@ -1,0 +1,117 @@
+package gateway
+
+import (
+	"bufio"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func staticGateway(t *testing.T) (string, string) {
+	t.Helper()
+	root := t.TempDir()
+	dir := filepath.Join(root, "public")
+	os.MkdirAll(filepath.Join(dir, "sub"), 0o755)
+	os.WriteFile(filepath.Join(dir, "hello.txt"), []byte("0123456789"), 0o644)
+	os.WriteFile(filepath.Join(dir, "app.js"), []byte("console.log(1)"), 0o644)
+	os.WriteFile(filepath.Join(dir, "app.js.gz"), []byte("GZIPPED"), 0o644)
+	os.WriteFile(filepath.Join(root, "secret.txt"), []byte("secret"), 0o644)
+	os.Symlink(filepath.Join(root, "secret.txt"), filepath.Join(dir, "escape.txt"))
+	_, addr := startGatewayCfg(t, "ok", func(c *Config) {
+		m, err := ParseStaticMount("/static=" + dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Static = []StaticMount{m}
+	})
+	return addr, dir
+}
+
+func rawDo(t *testing.T, addr, method, target string, headers ...string) (*http.Response, string) {
+	t.Helper()
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	nc.SetDeadline(time.Now().Add(5 * time.Second))
+	req := method + " " + target + " HTTP/1.1\r\nHost: x\r\n"
+	for _, h := range headers {
+		req += h + "\r\n"
+	}
+	io.WriteString(nc, req+"\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(nc), &http.Request{Method: method})
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, target, err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	return resp, string(b)
+}
+
+func TestStaticFiles(t *testing.T) {
+	addr, _ := staticGateway(t)
+	resp, body := rawDo(t, addr, "GET", "/static/hello.txt")
+	if resp.StatusCode != 200 || body != "0123456789" || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/plain") {
+		t.Fatalf("GET: %d %q %v", resp.StatusCode, body, resp.Header)
+	}
+	etag := resp.Header.Get("Etag")
+	if etag == "" || resp.Header.Get("Last-Modified") == "" {
+		t.Fatalf("no validators: %v", resp.Header)
+	}
+	if resp, _ := rawDo(t, addr, "GET", "/static/hello.txt", "If-None-Match: "+etag); resp.StatusCode != 304 {
+		t.Fatalf("If-None-Match: %d", resp.StatusCode)
+	}
+	if resp, body := rawDo(t, addr, "GET", "/static/hello.txt", "Range: bytes=2-4"); resp.StatusCode != 206 || body != "234" || resp.Header.Get("Content-Range") != "bytes 2-4/10" {
+		t.Fatalf("Range: %d %q %v", resp.StatusCode, body, resp.Header)
+	}
+	if resp, body := rawDo(t, addr, "GET", "/static/hello.txt", "Range: bytes=-3"); resp.StatusCode != 206 || body != "789" {
+		t.Fatalf("suffix Range: %d %q", resp.StatusCode, body)
+	}
+	if resp, _ := rawDo(t, addr, "GET", "/static/hello.txt", "Range: bytes=20-"); resp.StatusCode != 416 {
+		t.Fatalf("unsatisfiable Range: %d", resp.StatusCode)
+	}
+	if resp, body := rawDo(t, addr, "HEAD", "/static/hello.txt"); resp.StatusCode != 200 || body != "" || resp.ContentLength != 10 {
+		t.Fatalf("HEAD: %d %q %d", resp.StatusCode, body, resp.ContentLength)
+	}
+	if resp, body := rawDo(t, addr, "GET", "/static/app.js", "Accept-Encoding: gzip, br"); body != "GZIPPED" || resp.Header.Get("Content-Encoding") != "gzip" {
+		t.Fatalf("precompressed: %q %v", body, resp.Header)
+	}
+	if _, body := rawDo(t, addr, "GET", "/static/app.js"); body != "console.log(1)" {
+		t.Fatalf("without Accept-Encoding: %q", body)
+	}
+	for _, target := range []string{"/static/../secret.txt", "/static/%2e%2e/secret.txt", "/static/escape.txt", "/static/sub", "/static/missing"} {
+		if resp, body := rawDo(t, addr, "GET", target); resp.StatusCode != 404 || strings.Contains(body, "secret") {
+			t.Fatalf("%s: %d %q, want 404", target, resp.StatusCode, body)
+		}
+	}
+	if resp, _ := rawDo(t, addr, "DELETE", "/static/hello.txt"); resp.StatusCode != 405 {
+		t.Fatalf("DELETE: %d", resp.StatusCode)
+	}
+	// Other paths still go to the app.
+	if _, body := rawDo(t, addr, "GET", "/staticx"); !strings.Contains(body, "path=/staticx") {
+		t.Fatalf("a non-mount path: %q", body)
+	}
+}
+
+func TestParseByteRange(t *testing.T) {
+	cases := []struct {
+		v        string
+		start, n int64
+		ok       bool
+	}{
+		{"bytes=0-0", 0, 1, true}, {"bytes=5-", 5, 5, true}, {"bytes=-20", 0, 10, true},
+		{"bytes=9-100", 9, 1, true}, {"bytes=10-", 0, 0, false}, {"bytes=0-1,3-4", 0, -1, true},
+		{"items=0-1", 0, -1, true}, {"bytes=4-2", 0, -1, true},
+	}
+	for _, c := range cases {
+		s, n, ok := parseByteRange(c.v, 10)
+		if s != c.start || n != c.n || ok != c.ok {
+			t.Errorf("%q: got (%d, %d, %v), want (%d, %d, %v)", c.v, s, n, ok, c.start, c.n, c.ok)
+		}
+	}
+}
