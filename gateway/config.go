@@ -21,6 +21,7 @@ type Config struct {
 	UDS      string // listen on this Unix socket path instead of Host:Port
 	RootPath string
 	Static   []StaticMount // --static PREFIX=DIR, served by the gateway
+	TLS      TLSOptions    // --ssl-*: HTTPS, with HTTP/2 and HTTP/1.1 by ALPN, when TLS.CertFile is set
 
 	ProxyHeaders      bool   // honour X-Forwarded-* / Forwarded from ForwardedAllowIPs
 	ForwardedAllowIPs string // comma-separated IPs, CIDRs, literals or "*"
@@ -52,6 +53,8 @@ type Config struct {
 	WSPingInterval      time.Duration // ping idle WebSockets this often (0: never)
 	WSPingTimeout       time.Duration // close a WebSocket whose pong is this late
 	WSPerMessageDeflate bool          // negotiate permessage-deflate when the client offers it
+
+	Metrics *Metrics // nil: no metrics
 
 	MaxFrame int // protocol frame limit
 	Window   int // protocol per-stream window

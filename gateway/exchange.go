@@ -35,6 +35,7 @@ type exchange struct {
 	keepAlive bool // the request allows the connection to be reused
 	expect    bool // Expect: 100-continue
 	startTime time.Time
+	bytesIn   int64  // request-body bytes sent to the worker
 	method    []byte // copies for the access log
 	target    []byte
 
@@ -174,6 +175,7 @@ func (ex *exchange) credit(n uint64) {
 func (ex *exchange) end(outcome uint64, message []byte) {
 	c := ex.c
 	c.srv.inflight.Add(-1)
+	c.srv.metrics.InflightDec()
 	c.mu.Lock()
 	ex.ended = true
 	if ex.ws != nil && ex.ws.accepted {
@@ -210,6 +212,7 @@ func (ex *exchange) end(outcome uint64, message []byte) {
 func (ex *exchange) workerLost() {
 	c := ex.c
 	c.srv.inflight.Add(-1)
+	c.srv.metrics.InflightDec()
 	c.mu.Lock()
 	ex.ended = true
 	if ex.ws != nil && ex.ws.accepted {

@@ -237,10 +237,12 @@ func (c *h1conn) dispatch() bool {
 		keepAlive: !req.Close && !c.srv.isShuttingDown(),
 		expect:    req.ExpectContinue,
 	}
-	if c.srv.cfg.AccessLog {
+	if c.srv.cfg.AccessLog || c.srv.metrics != nil {
 		ex.startTime = time.Now()
-		ex.method = append([]byte(nil), req.Method...)
-		ex.target = append([]byte(nil), req.Target...)
+		ex.method = internMethod(req.Method)
+		if c.srv.cfg.AccessLog {
+			ex.target = append([]byte(nil), req.Target...)
+		}
 	}
 	if !c.srv.buildScope(c, req, &c.hr) {
 		c.reject(ex, 400)
@@ -264,11 +266,13 @@ func (c *h1conn) dispatch() bool {
 		return false
 	}
 	if limit := c.srv.cfg.LimitConcurrency; limit > 0 && c.srv.inflight.Load() >= int64(limit) {
+		c.srv.metrics.Overloaded()
 		c.reject(ex, 503) // overloaded: answer at once rather than queue without bound
 		return false
 	}
 	w := c.srv.pool.pickWait(workerWait)
 	if w == nil {
+		c.srv.metrics.Overloaded()
 		c.reject(ex, 503)
 		return false
 	}
@@ -302,6 +306,7 @@ func (c *h1conn) dispatch() bool {
 		c.rpos += piece
 		left -= int64(piece)
 		ex.reqCredit -= int64(piece)
+		ex.bytesIn = int64(piece)
 		c.hr.MoreBody = left > 0
 		ex.reqDone = left == 0
 	}
@@ -316,6 +321,7 @@ func (c *h1conn) dispatch() bool {
 	}
 	ex.sid = sid
 	c.srv.inflight.Add(1)
+	c.srv.metrics.InflightInc()
 	c.mu.Lock()
 	c.cur = ex
 	c.mu.Unlock()
@@ -346,9 +352,7 @@ func (c *h1conn) reject(ex *exchange, status int) {
 	c.closing = true
 	c.flushLocked()
 	c.mu.Unlock()
-	if c.srv.cfg.AccessLog {
-		c.srv.accessLog(ex)
-	}
+	c.srv.accessLog(ex)
 }
 
 // awaitCredit waits until the exchange may take more request body. It returns the credit, or 0 when
@@ -383,6 +387,7 @@ func (c *h1conn) awaitCredit(ex *exchange) int64 {
 func (c *h1conn) spend(ex *exchange, n int, last bool) {
 	c.mu.Lock()
 	ex.reqCredit -= int64(n)
+	ex.bytesIn += int64(n)
 	ex.reqDone = last
 	c.mu.Unlock()
 }

@@ -26,8 +26,9 @@ var restartReasons = [...]string{"died", "health", "max-requests", "max-rss", "l
 var durationBuckets = []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
 
 // Metrics is the gateway's Prometheus instrumentation, in a registry of its own (not the global
-// one), served by Handler. Every method is safe for concurrent use; ObserveRequest, the per-request
-// call, resolves its series by array index and does not allocate.
+// one), served by Handler. Every method is safe for concurrent use, and a no-op on a nil *Metrics
+// (metrics off); ObserveRequest, the per-request call, resolves its series by array index and does
+// not allocate.
 type Metrics struct {
 	reg *prometheus.Registry
 
@@ -119,6 +120,24 @@ func methodIndex(method []byte) int {
 	return 7
 }
 
+// staticMethods are shared copies of the common methods, for internMethod.
+var staticMethods = func() (b [len(metricMethods) - 1][]byte) {
+	for i := range b {
+		b[i] = []byte(metricMethods[i])
+	}
+	return b
+}()
+
+// internMethod returns a stable copy of a request method (the parser's bytes are overwritten by the
+// next request) for the access log and ObserveRequest: a shared one, not to be modified, for the
+// common methods (no allocation), else a new copy.
+func internMethod(method []byte) []byte {
+	if i := methodIndex(method); i < len(staticMethods) {
+		return staticMethods[i]
+	}
+	return append([]byte(nil), method...)
+}
+
 // statusClass maps a status code to its index in statusClasses; a code outside 100..599 (0: no
 // response was written) is "other".
 func statusClass(status int) int {
@@ -131,6 +150,9 @@ func statusClass(status int) int {
 // ObserveRequest records one answered request: its method, status, body bytes each way and duration.
 // It is the hot path: no allocation, no map lookup.
 func (m *Metrics) ObserveRequest(method []byte, status int, bytesIn, bytesOut int64, d time.Duration) {
+	if m == nil {
+		return
+	}
 	m.requests[methodIndex(method)][statusClass(status)].Inc()
 	m.duration.Observe(d.Seconds())
 	if bytesIn > 0 {
@@ -142,19 +164,44 @@ func (m *Metrics) ObserveRequest(method []byte, status int, bytesIn, bytesOut in
 }
 
 // InflightInc and InflightDec track requests dispatched to a worker whose app task has not ended.
-func (m *Metrics) InflightInc() { m.inflight.Inc() }
-func (m *Metrics) InflightDec() { m.inflight.Dec() }
+func (m *Metrics) InflightInc() {
+	if m != nil {
+		m.inflight.Inc()
+	}
+}
+
+func (m *Metrics) InflightDec() {
+	if m != nil {
+		m.inflight.Dec()
+	}
+}
 
 // Overloaded counts a request answered 503 without reaching a worker.
-func (m *Metrics) Overloaded() { m.overload.Inc() }
+func (m *Metrics) Overloaded() {
+	if m != nil {
+		m.overload.Inc()
+	}
+}
 
 // WSOpened and WSClosed track open WebSocket connections.
-func (m *Metrics) WSOpened() { m.wsOpen.Inc() }
-func (m *Metrics) WSClosed() { m.wsOpen.Dec() }
+func (m *Metrics) WSOpened() {
+	if m != nil {
+		m.wsOpen.Inc()
+	}
+}
+
+func (m *Metrics) WSClosed() {
+	if m != nil {
+		m.wsOpen.Dec()
+	}
+}
 
 // WorkerRestarted counts a worker replacement: "died", "health", "max-requests", "max-rss",
 // "lifetime" or "reload" (another reason gets a series of its own).
 func (m *Metrics) WorkerRestarted(reason string) {
+	if m == nil {
+		return
+	}
 	for i, known := range restartReasons {
 		if reason == known {
 			m.restartsKnown[i].Inc()

@@ -2,8 +2,10 @@ package gateway
 
 import (
 	"io"
+	"math"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -79,7 +81,6 @@ func TestMetricsExposition(t *testing.T) {
 		`asgi_gateway_request_duration_seconds_bucket{le="5"} 7`,
 		`asgi_gateway_request_duration_seconds_bucket{le="10"} 7`,
 		`asgi_gateway_request_duration_seconds_bucket{le="+Inf"} 7`,
-		`asgi_gateway_request_duration_seconds_sum 3.224`,
 		`asgi_gateway_request_duration_seconds_count 7`,
 		"# TYPE asgi_gateway_requests_in_flight gauge",
 		"asgi_gateway_requests_in_flight 1",
@@ -107,6 +108,15 @@ func TestMetricsExposition(t *testing.T) {
 		if !lines[w] {
 			t.Errorf("missing line %q", w)
 		}
+	}
+	sum := math.NaN()
+	for l := range lines {
+		if v, ok := strings.CutPrefix(l, "asgi_gateway_request_duration_seconds_sum "); ok {
+			sum, _ = strconv.ParseFloat(v, 64)
+		}
+	}
+	if math.Abs(sum-3.224) > 1e-9 {
+		t.Errorf("duration sum %v, want 3.224", sum)
 	}
 	if n := strings.Count(body, "\nasgi_gateway_requests_total{"); n != len(metricMethods)*len(statusClasses) {
 		t.Errorf("%d requests_total series, want %d", n, len(metricMethods)*len(statusClasses))
@@ -191,4 +201,31 @@ func BenchmarkMetricsObserveRequestParallel(b *testing.B) {
 			i++
 		}
 	})
+}
+
+func TestMetricsNilIsOff(t *testing.T) {
+	var m *Metrics // metrics off: every call is a no-op
+	m.ObserveRequest([]byte("GET"), 200, 1, 2, time.Millisecond)
+	m.InflightInc()
+	m.InflightDec()
+	m.Overloaded()
+	m.WSOpened()
+	m.WSClosed()
+	m.WorkerRestarted("died")
+}
+
+func TestMetricsInternMethod(t *testing.T) {
+	buf := []byte("GET")
+	got := internMethod(buf)
+	buf[0] = 'X'
+	if string(got) != "GET" {
+		t.Errorf("interned %q", got)
+	}
+	if allocs := testing.AllocsPerRun(100, func() { internMethod(got) }); allocs != 0 {
+		t.Errorf("internMethod(GET): %v allocs", allocs)
+	}
+	other := internMethod([]byte("PROPFIND"))
+	if string(other) != "PROPFIND" {
+		t.Errorf("interned %q", other)
+	}
 }

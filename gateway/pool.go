@@ -49,6 +49,7 @@ type Pool struct {
 	stopOnce  sync.Once
 	supervise sync.WaitGroup
 	restarts  atomic.Int64
+	draining  atomic.Int64 // retired workers finishing their streams
 }
 
 // slot is one place in the pool, filled by successive worker processes. Its supervisor goroutine
@@ -227,6 +228,7 @@ func (p *Pool) run(s *slot, first chan<- error) {
 				p.log.Error().Err(err).Int("worker", s.id).Str("reason", req.reason).Msg("replacement worker failed to start; keeping the old one")
 			} else {
 				p.restarts.Add(1)
+				p.cfg.Metrics.WorkerRestarted(req.reason)
 				s.setCur(next)
 				p.publish(next.conn, cur.conn) // the new one takes traffic before the old one leaves
 				p.log.Info().Int("worker", s.id).Int("pid", next.conn.pid).Int("old_pid", cur.conn.pid).Str("reason", req.reason).Msg("worker replaced")
@@ -251,6 +253,11 @@ func (p *Pool) run(s *slot, first chan<- error) {
 			return
 		}
 		p.restarts.Add(1)
+		reason := "died"
+		if errors.Is(cur.conn.err(), errHealthCheck) {
+			reason = "health"
+		}
+		p.cfg.Metrics.WorkerRestarted(reason)
 		p.log.Error().Int("worker", s.id).Int("pid", cur.conn.pid).Str("reason", describeExit(cur.cmd, cur.conn.err())).Msg("worker died; starting a new one")
 		if time.Since(cur.started) > 10*time.Second {
 			backoff = 100 * time.Millisecond
@@ -285,6 +292,8 @@ func (s *slot) setCur(pr *proc) {
 // GracefulTimeout to finish, then it is asked to stop (SIGTERM: it finishes, runs the lifespan
 // shutdown and exits), and killed if it does not.
 func (p *Pool) drain(pr *proc, reason string) {
+	p.draining.Add(1)
+	defer p.draining.Add(-1)
 	deadline := time.After(p.cfg.GracefulTimeout)
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
@@ -343,7 +352,7 @@ func (p *Pool) watchLoop() {
 					if time.Duration(now-w.pingSent) > timeout {
 						p.log.Error().Int("worker", w.id).Int("pid", w.pid).Dur("timeout", timeout).
 							Msg("worker did not answer its health check (event loop blocked?); killing it")
-						w.fail(fmt.Errorf("no answer to the health check within %s", timeout))
+						w.fail(fmt.Errorf("%w within %s", errHealthCheck, timeout))
 					}
 					continue
 				}
@@ -609,7 +618,10 @@ func (p *Pool) handshake(s *slot, ln *net.UnixListener, exited <-chan struct{}) 
 	return newWorkerConn(s.id, int(h.PID), nc, r, p.cfg.Window, p.cfg.frameLimit()), nil
 }
 
-var errExitedEarly = errors.New("the worker exited before it was ready")
+var (
+	errExitedEarly = errors.New("the worker exited before it was ready")
+	errHealthCheck = errors.New("no answer to the health check")
+)
 
 // explain turns a failed start into one message a person can act on.
 func (p *Pool) explain(err error, cmd *exec.Cmd, tail *lineTail) error {

@@ -132,6 +132,24 @@ func (f *reloadFilter) dir(rel, abs string) bool {
 	return false
 }
 
+// Check reports what would make Watch fail at once: a directory that is missing or not one, or a
+// malformed pattern. For checking the command line before starting anything.
+func (cfg ReloadConfig) Check() error {
+	if _, err := newReloadFilter(cfg); err != nil {
+		return err
+	}
+	for _, r := range cfg.Dirs {
+		fi, err := os.Stat(r)
+		if err != nil {
+			return fmt.Errorf("reload dir: %w", err)
+		}
+		if !fi.IsDir() {
+			return fmt.Errorf("reload dir %s: not a directory", r)
+		}
+	}
+	return nil
+}
+
 // watcher is Watch's state; only Watch's goroutine touches it.
 type watcher struct {
 	fsw    *fsnotify.Watcher
@@ -203,10 +221,10 @@ func (w *watcher) forget(dir string) bool {
 // Errors setting up the watch are returned; errors while watching are logged and watching goes on.
 // Watch returns nil once ctx is done.
 func Watch(ctx context.Context, cfg ReloadConfig, log zerolog.Logger, onChange func([]string)) error {
-	filter, err := newReloadFilter(cfg)
-	if err != nil {
+	if err := cfg.Check(); err != nil {
 		return err
 	}
+	filter, _ := newReloadFilter(cfg)
 	delay := cfg.Delay
 	if delay <= 0 {
 		delay = defaultReloadDelay
@@ -232,13 +250,6 @@ func Watch(ctx context.Context, cfg ReloadConfig, log zerolog.Logger, onChange f
 			continue
 		}
 		seen[abs] = true
-		fi, err := os.Stat(r)
-		if err != nil {
-			return fmt.Errorf("reload dir: %w", err)
-		}
-		if !fi.IsDir() {
-			return fmt.Errorf("reload dir %s: not a directory", r)
-		}
 		if err := w.addTree(r, r, nil); err != nil {
 			return fmt.Errorf("reload dir %s: %w", r, err)
 		}
@@ -304,6 +315,7 @@ func Watch(ctx context.Context, cfg ReloadConfig, log zerolog.Logger, onChange f
 
 // handle takes one file event, adding the changes that count to the batch.
 func (w *watcher) handle(ev fsnotify.Event, add func(string)) {
+	ev.Name = filepath.Clean(ev.Name) // "./app.py" when watching "."
 	if !ev.Has(fsnotify.Create | fsnotify.Write | fsnotify.Remove | fsnotify.Rename) {
 		return // Chmod only
 	}

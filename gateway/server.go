@@ -26,8 +26,11 @@ type Server struct {
 	ln           net.Listener
 	scheme       string
 	trusted      *TrustedProxies
+	tls          *tlsState // nil unless --ssl-certfile: TLS, HTTP/2 (h2.go)
 	extraHeaders []http1.Header
 
+	metrics  *Metrics // nil when off: its methods do nothing then
+	pool2    atomic.Pointer[Pool]
 	inflight atomic.Int64 // requests dispatched to a worker whose app task has not ended
 	openWS   atomic.Int64 // WebSocket connections being served
 
@@ -52,6 +55,10 @@ func NewServer(cfg Config, log zerolog.Logger) (*Server, error) {
 		return nil, err
 	}
 	s.trusted = trusted
+	s.metrics = cfg.Metrics
+	if err := s.setupTLS(); err != nil {
+		return nil, err
+	}
 	for _, h := range cfg.ExtraHeaders {
 		name, value := []byte(h[0]), []byte(h[1])
 		if !http1.ValidHeaderName(name) || !http1.ValidHeaderValue(value) {
@@ -74,6 +81,7 @@ func (s *Server) Start() (string, error) {
 		return "", err
 	}
 	s.pool = pool
+	s.pool2.Store(pool)
 	if err := pool.Start(); err != nil {
 		return "", err
 	}
@@ -113,7 +121,7 @@ func (s *Server) listen() (net.Listener, string, error) {
 		return nil, "", fmt.Errorf("listen on %s: %w", addr, err)
 	}
 	setBacklog(ln, s.cfg.Backlog)
-	return ln, "http://" + ln.Addr().String(), nil
+	return ln, s.scheme + "://" + ln.Addr().String(), nil
 }
 
 // Serve accepts connections until Shutdown.
@@ -138,6 +146,10 @@ func (s *Server) Serve() error {
 		delay = 0
 		if tc, ok := nc.(*net.TCPConn); ok {
 			tc.SetNoDelay(true)
+		}
+		if s.tls != nil {
+			go s.serveTLS(nc) // handshake, then HTTP/2 or HTTP/1.1 by ALPN
+			continue
 		}
 		c := newH1Conn(s, nc, s.scheme)
 		if !s.track(c) {
@@ -187,6 +199,7 @@ func (s *Server) Shutdown() {
 		c.closeIfIdle()
 	}
 	s.mu.Unlock()
+	s.shutdownTLS()
 	done := make(chan struct{})
 	go func() {
 		s.connWG.Wait()
@@ -203,6 +216,7 @@ func (s *Server) Shutdown() {
 			c.mu.Unlock()
 		}
 		s.mu.Unlock()
+		s.closeTLSConns()
 	}
 	if s.pool != nil {
 		s.pool.Stop(10 * time.Second)
@@ -268,6 +282,9 @@ func (s *Server) appendSimpleResponse(dst []byte, minor, status int, head, close
 
 // accessLog writes the exchange's access-log line: one zerolog call, no other work.
 func (s *Server) accessLog(ex *exchange) {
+	if s.metrics != nil {
+		s.metrics.ObserveRequest(ex.method, ex.status, ex.bytesIn, ex.bytesOut, time.Since(ex.startTime))
+	}
 	if !s.cfg.AccessLog {
 		return
 	}
@@ -297,4 +314,26 @@ func setBacklog(ln net.Listener, backlog int) {
 	if rc, err := sc.SyscallConn(); err == nil {
 		rc.Control(func(fd uintptr) { syscall.Listen(int(fd), backlog) })
 	}
+}
+
+// ReadyWorkers counts the workers taking traffic (0 while starting or shutting down): /readyz.
+func (s *Server) ReadyWorkers() int {
+	p := s.pool2.Load()
+	if p == nil || s.shutting.Load() {
+		return 0
+	}
+	return len(*p.ready.Load())
+}
+
+// WorkerStates counts the workers by state for the metrics.
+func (s *Server) WorkerStates() map[string]int {
+	p := s.pool2.Load()
+	if p == nil {
+		return map[string]int{"ready": 0, "starting": 0, "draining": 0}
+	}
+	p.mu.Lock()
+	slots := len(p.slots)
+	p.mu.Unlock()
+	ready := len(*p.ready.Load())
+	return map[string]int{"ready": ready, "starting": max(slots-ready, 0), "draining": int(p.draining.Load())}
 }

@@ -76,6 +76,7 @@ func (c *h1conn) dispatchWebSocket(ex *exchange) bool {
 	}
 	w := c.srv.pool.pickWait(workerWait)
 	if w == nil {
+		c.srv.metrics.Overloaded()
 		c.reject(ex, 503)
 		return false
 	}
@@ -89,8 +90,13 @@ func (c *h1conn) dispatchWebSocket(ex *exchange) bool {
 	}
 	ex.sid = sid
 	c.srv.inflight.Add(1)
+	c.srv.metrics.InflightInc()
 	c.srv.openWS.Add(1)
-	defer c.srv.openWS.Add(-1)
+	c.srv.metrics.WSOpened()
+	defer func() {
+		c.srv.openWS.Add(-1)
+		c.srv.metrics.WSClosed()
+	}()
 	c.mu.Lock()
 	c.cur = ex
 	c.mu.Unlock()

@@ -4,8 +4,10 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	_ "net/http/pprof"
 	"os"
@@ -70,6 +72,12 @@ func runFlags() []cli.Flag {
 		&cli.Float64Flag{Name: "ws-ping-interval", Value: d.WSPingInterval.Seconds(), Usage: "ping WebSocket clients every this many seconds (0: never)", EnvVars: env("ws-ping-interval"), Category: "WebSocket"},
 		&cli.Float64Flag{Name: "ws-ping-timeout", Value: d.WSPingTimeout.Seconds(), Usage: "close a WebSocket whose pong is this many seconds late", EnvVars: env("ws-ping-timeout"), Category: "WebSocket"},
 		&cli.BoolFlag{Name: "ws-per-message-deflate", Value: d.WSPerMessageDeflate, Usage: "negotiate permessage-deflate compression (--ws-per-message-deflate=false to turn off)", EnvVars: env("ws-per-message-deflate"), Category: "WebSocket"},
+		&cli.StringFlag{Name: "metrics-address", Usage: "serve Prometheus /metrics, /healthz and /readyz on HOST:PORT (apart from the app's listener)", EnvVars: env("metrics-address"), Category: "Operations"},
+		&cli.BoolFlag{Name: "reload", Usage: "replace the workers when watched files change (development)", EnvVars: env("reload"), Category: "Operations"},
+		&cli.StringSliceFlag{Name: "reload-dir", Usage: "directory to watch (repeatable; default: the current directory)", EnvVars: env("reload-dir"), Category: "Operations"},
+		&cli.StringSliceFlag{Name: "reload-include", Usage: "glob of files to watch (repeatable; default *.py)", EnvVars: env("reload-include"), Category: "Operations"},
+		&cli.StringSliceFlag{Name: "reload-exclude", Usage: "glob of files or directories to ignore (repeatable; default .*, .py[cod], .sw.*, ~*)", EnvVars: env("reload-exclude"), Category: "Operations"},
+		&cli.Float64Flag{Name: "reload-delay", Value: 0.25, Usage: "seconds to gather changes before a reload", EnvVars: env("reload-delay"), Category: "Operations"},
 		&cli.StringSliceFlag{Name: "header", Usage: "add a default response header NAME:VALUE (repeatable)", EnvVars: env("header"), Category: "HTTP"},
 		&cli.BoolFlag{Name: "server-header", Value: true, Usage: "send a server header", EnvVars: env("server-header"), Category: "HTTP"},
 		&cli.BoolFlag{Name: "no-server-header", Usage: "do not send a server header", EnvVars: env("no-server-header"), Category: "HTTP"},
@@ -77,6 +85,12 @@ func runFlags() []cli.Flag {
 		&cli.BoolFlag{Name: "no-date-header", Usage: "do not send a date header", EnvVars: env("no-date-header"), Category: "HTTP"},
 		&cli.Int64Flag{Name: "limit-request-body", Usage: "answer 413 to request bodies larger than this many bytes (0: no limit)", EnvVars: env("limit-request-body"), Category: "HTTP"},
 		&cli.IntFlag{Name: "h11-max-incomplete-event-size", Value: d.Limits.MaxHeaderBytes, Usage: "largest request head in bytes (larger: 431)", EnvVars: env("h11-max-incomplete-event-size"), Category: "HTTP"},
+		&cli.StringFlag{Name: "ssl-certfile", Usage: "serve HTTPS (HTTP/2 and HTTP/1.1) with this PEM certificate chain", EnvVars: env("ssl-certfile"), Category: "TLS"},
+		&cli.StringFlag{Name: "ssl-keyfile", Usage: "PEM private key (default: in --ssl-certfile)", EnvVars: env("ssl-keyfile"), Category: "TLS"},
+		&cli.StringFlag{Name: "ssl-keyfile-password", Usage: "password of an encrypted (legacy PEM) --ssl-keyfile", EnvVars: env("ssl-keyfile-password"), Category: "TLS"},
+		&cli.StringFlag{Name: "ssl-ca-certs", Usage: "PEM CA bundle that client certificates are verified against", EnvVars: env("ssl-ca-certs"), Category: "TLS"},
+		&cli.IntFlag{Name: "ssl-cert-reqs", Usage: "client certificates: 0 not asked, 1 optional, 2 required", EnvVars: env("ssl-cert-reqs"), Category: "TLS"},
+		&cli.StringFlag{Name: "ssl-ciphers", Value: "TLSv1", Usage: "TLS 1.2 cipher suites, colon-separated names (TLSv1: Go's defaults)", EnvVars: env("ssl-ciphers"), Category: "TLS"},
 	}
 }
 
@@ -189,6 +203,10 @@ func configFrom(ctx *cli.Context) (gateway.Config, error) {
 		}
 		cfg.ExtraHeaders = append(cfg.ExtraHeaders, [2]string{strings.ToLower(strings.TrimSpace(name)), strings.TrimSpace(value)})
 	}
+	cfg.TLS = gateway.TLSOptions{
+		CertFile: ctx.String("ssl-certfile"), KeyFile: ctx.String("ssl-keyfile"), KeyFilePassword: ctx.String("ssl-keyfile-password"),
+		CACerts: ctx.String("ssl-ca-certs"), CertReqs: ctx.Int("ssl-cert-reqs"), Ciphers: ctx.String("ssl-ciphers"),
+	}
 	return cfg, nil
 }
 
@@ -233,9 +251,34 @@ func run(ctx *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	metricsAddr := ctx.String("metrics-address")
+	if metricsAddr != "" {
+		cfg.Metrics = gateway.NewMetrics()
+	}
+	reload := gateway.ReloadConfig{
+		Dirs: ctx.StringSlice("reload-dir"), Include: ctx.StringSlice("reload-include"),
+		Exclude: ctx.StringSlice("reload-exclude"), Delay: seconds(ctx.Float64("reload-delay")),
+	}
+	if err := reload.Check(); err != nil {
+		return cli.Exit(err.Error(), 2)
+	}
+	if !ctx.Bool("reload") && (ctx.IsSet("reload-dir") || ctx.IsSet("reload-include") || ctx.IsSet("reload-exclude")) {
+		log.Warn().Msg("--reload-dir, --reload-include and --reload-exclude have no effect without --reload")
+	}
 	srv, err := gateway.NewServer(cfg, log)
 	if err != nil {
 		return cli.Exit(err.Error(), 2)
+	}
+	if metricsAddr != "" {
+		// Up before the workers, so that /healthz answers (and /readyz says 503) during a slow import.
+		ln, err := net.Listen("tcp", metricsAddr)
+		if err != nil {
+			return cli.Exit(fmt.Sprintf("--metrics-address: %v", err), 2)
+		}
+		ms := &http.Server{Handler: cfg.Metrics.Handler(srv.ReadyWorkers, srv.WorkerStates), ReadHeaderTimeout: 5 * time.Second}
+		go ms.Serve(ln)
+		defer ms.Close()
+		log.Info().Msgf("metrics on http://%s/metrics", ln.Addr())
 	}
 	signals := make(chan os.Signal, 2)
 	signal.Notify(signals, syscall.SIGINT, syscall.SIGTERM)
@@ -258,6 +301,19 @@ func run(ctx *cli.Context) error {
 
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve() }()
+	if ctx.Bool("reload") {
+		watchCtx, stopWatching := context.WithCancel(context.Background())
+		defer stopWatching()
+		go func() {
+			err := gateway.Watch(watchCtx, reload, log, func(paths []string) {
+				log.Warn().Strs("changed", paths).Msg("changes detected; replacing the workers")
+				srv.Reload()
+			})
+			if err != nil {
+				log.Error().Err(err).Msg("--reload: cannot watch the files")
+			}
+		}()
+	}
 	go func() {
 		// Pool control signals; this goroutine lives as long as the process.
 		for sig := range control {

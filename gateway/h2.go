@@ -1,0 +1,803 @@
+package gateway
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/net/http2"
+
+	"github.com/asgi-gateway/asgi-gateway/gateway/http1"
+	"github.com/asgi-gateway/asgi-gateway/protocol"
+)
+
+// TLS and HTTP/2.
+//
+// With --ssl-certfile the listener is TLS and offers ALPN "h2" and "http/1.1". Each accepted
+// connection is handshaken in its own goroutine (serveTLS); "h2" goes to golang.org/x/net/http2's
+// server (ServeConn), everything else to the HTTP/1.1 engine (h1conn works on any net.Conn).
+//
+// The HTTP/2 server calls serveH2Stream, one goroutine per stream, which bridges the stream to one
+// protocol stream of a worker. Its streamHandler side (h2stream) runs on the worker's reader goroutine
+// and never blocks: it copies each response frame into a queue under h2stream.mu and wakes the stream's
+// goroutine, which writes to the client and grants CREDIT afterwards. The queue holds at most the
+// response window's bytes (the worker may not send more), plus one head.
+
+const tlsHandshakeTimeout = 10 * time.Second
+
+// tlsState is the server's TLS/HTTP/2 machinery; nil on a plain listener.
+type tlsState struct {
+	conf *tls.Config
+	hs   *http.Server  // BaseConfig for the HTTP/2 connections; only its Shutdown (GOAWAY) is used
+	h2s  *http2.Server // configured with hs: it knows its connections, for the graceful GOAWAY
+
+	mu    sync.Mutex
+	conns map[net.Conn]struct{} // HTTP/2 connections being served
+}
+
+// setupTLS loads the certificates and prepares the HTTP/2 server when TLS is configured.
+func (s *Server) setupTLS() error {
+	if !s.cfg.TLS.Enabled() {
+		return nil
+	}
+	conf, err := s.cfg.TLS.tlsConfig()
+	if err != nil {
+		return err
+	}
+	hs := &http.Server{
+		MaxHeaderBytes: s.cfg.Limits.MaxHeaderBytes,
+		IdleTimeout:    s.cfg.KeepAlive,
+		ErrorLog:       log.New(h2LogWriter{s}, "", 0),
+	}
+	h2s := &http2.Server{IdleTimeout: s.cfg.KeepAlive}
+	if err := http2.ConfigureServer(hs, h2s); err != nil {
+		return err
+	}
+	s.tls = &tlsState{conf: conf, hs: hs, h2s: h2s, conns: make(map[net.Conn]struct{})}
+	s.scheme = "https"
+	return nil
+}
+
+// h2LogWriter sends the HTTP/2 server's own log lines (broken clients, mostly) to the debug log.
+type h2LogWriter struct{ s *Server }
+
+func (w h2LogWriter) Write(p []byte) (int, error) {
+	w.s.log.Debug().Str("error", strings.TrimSpace(string(p))).Msg("http2 server")
+	return len(p), nil
+}
+
+// h2ConnKey carries a connection's addresses in its HTTP/2 streams' contexts.
+type h2ConnKey struct{}
+
+type h2ConnInfo struct {
+	client, server *protocol.Addr
+}
+
+// serveTLS handshakes an accepted connection and serves it with HTTP/2 or HTTP/1.1.
+func (s *Server) serveTLS(nc net.Conn) {
+	tc := tls.Server(nc, s.tls.conf)
+	tc.SetDeadline(time.Now().Add(tlsHandshakeTimeout))
+	if err := tc.Handshake(); err != nil {
+		s.log.Debug().Err(err).Str("client", nc.RemoteAddr().String()).Msg("TLS handshake failed")
+		tc.Close()
+		return
+	}
+	tc.SetDeadline(time.Time{})
+	if tc.ConnectionState().NegotiatedProtocol != "h2" {
+		c := newH1Conn(s, tc, "https")
+		if !s.track(c) {
+			tc.Close()
+			return
+		}
+		c.serve()
+		return
+	}
+	if !s.trackH2(tc) {
+		tc.Close()
+		return
+	}
+	defer s.untrackH2(tc)
+	client, server := addrsOf(tc)
+	ctx := context.WithValue(context.Background(), h2ConnKey{}, &h2ConnInfo{client: client, server: server})
+	s.tls.h2s.ServeConn(tc, &http2.ServeConnOpts{
+		Context:    ctx,
+		BaseConfig: s.tls.hs,
+		Handler:    http.HandlerFunc(s.serveH2Stream),
+	})
+	tc.Close()
+}
+
+func (s *Server) trackH2(nc net.Conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.shutting.Load() {
+		return false
+	}
+	s.connWG.Add(1)
+	s.tls.mu.Lock()
+	s.tls.conns[nc] = struct{}{}
+	s.tls.mu.Unlock()
+	return true
+}
+
+func (s *Server) untrackH2(nc net.Conn) {
+	s.tls.mu.Lock()
+	delete(s.tls.conns, nc)
+	s.tls.mu.Unlock()
+	s.connWG.Done()
+}
+
+// shutdownTLS starts the graceful shutdown of the HTTP/2 connections: GOAWAY, so that clients open no
+// new streams; each connection closes when its last stream is done.
+func (s *Server) shutdownTLS() {
+	if s.tls == nil {
+		return
+	}
+	broadcast := func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		s.tls.hs.Shutdown(ctx) // no listener or conn of its own: this runs the GOAWAY hook and returns
+	}
+	broadcast()
+	// A connection tracked just before shutdown may register with the HTTP/2 server just after the
+	// first GOAWAY broadcast: send it again.
+	time.AfterFunc(100*time.Millisecond, broadcast)
+}
+
+// closeTLSConns closes the HTTP/2 connections that outlived the graceful shutdown timeout.
+func (s *Server) closeTLSConns() {
+	if s.tls == nil {
+		return
+	}
+	s.tls.mu.Lock()
+	for nc := range s.tls.conns {
+		nc.Close()
+	}
+	s.tls.mu.Unlock()
+}
+
+var (
+	errH2WebSocketFrame = errors.New("WebSocket frame on an HTTP/2 request stream")
+	errH2Content        = errors.New("response body beyond its content-length")
+)
+
+// h2stream is one HTTP/2 request bridged to one worker stream. Its streamHandler methods run on the
+// worker's reader goroutine; the stream's goroutine (serveH2Stream) and its request-body pump read
+// what they leave under mu.
+type h2stream struct {
+	s   *Server
+	w   *workerConn
+	sid uint32
+
+	wake chan struct{} // the stream goroutine's wake-up (capacity 1)
+	cond sync.Cond     // on mu: the body pump waits for credit
+
+	mu          sync.Mutex
+	events      []h2event // response frames not yet written, in order
+	reqCredit   int64     // request-body bytes the gateway may still send
+	reqDone     bool      // the final request-body frame was sent
+	started     bool      // RESPONSE_START received
+	final       bool      // the final response-body piece received
+	ended       bool      // END received, or the worker was lost: the sid is closed
+	lost        bool      // the worker connection failed
+	outcome     uint64
+	message     string
+	gone        bool  // nobody writes to the client any more (it left, or the response is over)
+	tooLarge    bool  // the request body went over --limit-request-body
+	discSent    bool  // DISCONNECT sent
+	respWindow  int64 // response-body bytes the worker may still send (checked, not trusted)
+	uncredited  int64 // response-body bytes written (or dropped) and not yet credited back
+	windowBatch int64
+}
+
+// h2event is one response frame, copied out of the worker's read buffer.
+type h2event struct {
+	start   bool
+	status  int
+	headers []protocol.Header
+	body    []byte
+	more    bool
+}
+
+func (st *h2stream) signal() {
+	select {
+	case st.wake <- struct{}{}:
+	default:
+	}
+	st.cond.Broadcast()
+}
+
+// takeLocked accounts n response-body bytes against the window and reports whether they are to be
+// queued (false: nobody will write them; their window is given straight back).
+func (st *h2stream) takeLocked(n int, more bool) (bool, error) {
+	st.respWindow -= int64(n)
+	if st.respWindow < 0 {
+		return false, errWindow
+	}
+	if !more {
+		st.final = true
+	}
+	if st.gone {
+		st.uncredited += int64(n)
+		st.creditLocked(true)
+		return false, nil
+	}
+	return true, nil
+}
+
+// creditLocked returns written or dropped response bytes to the worker in batches (all of them when
+// now is set), never after the response body is complete or the sid closed.
+func (st *h2stream) creditLocked(now bool) {
+	if st.ended || st.final || st.uncredited <= 0 {
+		return
+	}
+	if now || st.uncredited >= st.windowBatch {
+		st.respWindow += st.uncredited
+		st.w.sendCredit(st.sid, uint64(st.uncredited))
+		st.uncredited = 0
+	}
+}
+
+func (st *h2stream) responseStart(f *protocol.Frame) error {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.started {
+		return errStartTwice
+	}
+	st.started = true
+	queue, err := st.takeLocked(len(f.Body), f.MoreBody)
+	if err != nil || !queue {
+		return err
+	}
+	size := len(f.Body)
+	for i := range f.Headers {
+		size += len(f.Headers[i].Name) + len(f.Headers[i].Value)
+	}
+	buf := make([]byte, 0, size)
+	hs := make([]protocol.Header, len(f.Headers))
+	for i := range f.Headers {
+		n := len(buf)
+		buf = append(buf, f.Headers[i].Name...)
+		hs[i].Name = buf[n:len(buf):len(buf)]
+		n = len(buf)
+		buf = append(buf, f.Headers[i].Value...)
+		hs[i].Value = buf[n:len(buf):len(buf)]
+	}
+	body := append(buf, f.Body...)[len(buf):]
+	st.events = append(st.events, h2event{start: true, status: f.Status, headers: hs, body: body, more: f.MoreBody})
+	st.signal()
+	return nil
+}
+
+func (st *h2stream) responseBody(f *protocol.Frame) error {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if !st.started {
+		return errBodyNoStart
+	}
+	if st.final && !st.gone {
+		return errBodyAfterEnd
+	}
+	queue, err := st.takeLocked(len(f.Body), f.MoreBody)
+	if err != nil || !queue {
+		return err
+	}
+	st.events = append(st.events, h2event{body: append([]byte(nil), f.Body...), more: f.MoreBody})
+	st.signal()
+	return nil
+}
+
+func (st *h2stream) credit(n uint64) {
+	st.mu.Lock()
+	st.reqCredit += int64(n)
+	st.mu.Unlock()
+	st.cond.Broadcast()
+}
+
+func (st *h2stream) end(outcome uint64, message []byte) {
+	st.s.inflight.Add(-1)
+	st.mu.Lock()
+	st.ended = true
+	st.outcome = outcome
+	st.message = string(message)
+	st.signal()
+	st.mu.Unlock()
+}
+
+func (st *h2stream) workerLost() {
+	st.s.inflight.Add(-1)
+	st.mu.Lock()
+	st.ended = true
+	st.lost = true
+	st.signal()
+	st.mu.Unlock()
+}
+
+func (st *h2stream) wsAccept(*protocol.Frame) error { return errH2WebSocketFrame }
+func (st *h2stream) wsSend(*protocol.Frame) error   { return errH2WebSocketFrame }
+func (st *h2stream) wsClose(*protocol.Frame) error  { return errH2WebSocketFrame }
+func (st *h2stream) flush()                         {}
+
+// disconnectLocked tells the worker the client is gone, once, while the sid is open and the response
+// incomplete; the queued bytes are dropped and their window given back.
+func (st *h2stream) disconnectLocked() {
+	st.gone = true
+	for _, ev := range st.events {
+		st.uncredited += int64(len(ev.body))
+	}
+	st.events = nil
+	if !st.ended && !st.final && !st.discSent {
+		st.discSent = true
+		st.w.sendDisconnect(st.sid)
+	}
+	st.creditLocked(true)
+	st.cond.Broadcast()
+}
+
+// wrote: n response-body bytes reached the client (or were dropped for HEAD, 204, 304).
+func (st *h2stream) wrote(n int) {
+	if n == 0 {
+		return
+	}
+	st.mu.Lock()
+	st.uncredited += int64(n)
+	st.creditLocked(false)
+	st.mu.Unlock()
+}
+
+// h2Response is what serveH2Stream knows about the response it writes.
+type h2Response struct {
+	status      int
+	bodyAllowed bool
+	remaining   int64 // content-length bytes still owed; -1 without content-length
+	bytes       int64
+}
+
+// serveH2Stream is the http.Handler of every HTTP/2 stream.
+func (s *Server) serveH2Stream(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	res := h2Response{remaining: -1}
+	defer func() {
+		if s.cfg.AccessLog {
+			s.h2AccessLog(r, &res, start)
+		}
+	}()
+	var info *h2ConnInfo
+	if v, ok := r.Context().Value(h2ConnKey{}).(*h2ConnInfo); ok {
+		info = v
+	} else {
+		info = &h2ConnInfo{}
+	}
+	var hr protocol.HTTPRequest
+	if status := s.buildH2Scope(r, info, &hr); status != 0 {
+		s.h2SimpleResponse(w, r, &res, status)
+		return
+	}
+	if max := s.cfg.MaxBodySize; max > 0 && r.ContentLength > max {
+		s.h2SimpleResponse(w, r, &res, 413) // refused from the header, before a byte of the body is read
+		return
+	}
+	if limit := s.cfg.LimitConcurrency; limit > 0 && s.inflight.Load() >= int64(limit) {
+		s.h2SimpleResponse(w, r, &res, 503)
+		return
+	}
+	wc := s.pool.pickWait(workerWait)
+	if wc == nil {
+		s.h2SimpleResponse(w, r, &res, 503)
+		return
+	}
+	st := &h2stream{s: s, w: wc, wake: make(chan struct{}, 1)}
+	st.cond.L = &st.mu
+	st.respWindow = int64(wc.window)
+	st.reqCredit = int64(wc.window)
+	st.windowBatch = int64(max(wc.window/2, 1))
+	hasBody := r.ContentLength != 0 // x/net: 0 when the HEADERS frame ended the stream, -1 unknown length
+	hr.MoreBody = hasBody
+	st.reqDone = !hasBody
+	sid, err := wc.open(st)
+	if err != nil {
+		s.h2SimpleResponse(w, r, &res, 502)
+		return
+	}
+	st.sid = sid
+	s.inflight.Add(1)
+	if err := wc.sendHTTPRequest(sid, &hr); err != nil && !errors.Is(err, errWorkerGone) {
+		s.log.Error().Err(err).Msg("cannot encode the request for the worker")
+		wc.fail(err) // workerLost answers 502
+	}
+	var pumpDone chan struct{}
+	if hasBody {
+		pumpDone = make(chan struct{})
+		go st.pumpBody(r.Body, pumpDone)
+	}
+	defer func() {
+		// The handler is over (response complete, client gone, or the stream is reset): whatever the
+		// worker still sends is dropped; the body must not be read after ServeHTTP returns.
+		st.mu.Lock()
+		st.gone = true
+		for _, ev := range st.events {
+			st.uncredited += int64(len(ev.body))
+		}
+		st.events = nil
+		st.creditLocked(true)
+		st.mu.Unlock()
+		st.cond.Broadcast()
+		if pumpDone != nil {
+			r.Body.Close() // unblocks a pending Read
+			<-pumpDone
+		}
+	}()
+	st.run(w, r, &res)
+}
+
+// run writes the worker's response to the client until it is complete, cut, or the client leaves.
+func (st *h2stream) run(w http.ResponseWriter, r *http.Request, res *h2Response) {
+	s := st.s
+	ctx := r.Context()
+	flusher, _ := w.(http.Flusher)
+	var batch []h2event
+	for {
+		st.mu.Lock()
+		for len(st.events) == 0 && !st.ended && !st.tooLarge {
+			st.mu.Unlock()
+			select {
+			case <-st.wake:
+			case <-ctx.Done():
+				st.mu.Lock()
+				st.disconnectLocked()
+				st.mu.Unlock()
+				return
+			}
+			st.mu.Lock()
+		}
+		batch, st.events = st.events, batch[:0]
+		ended, lost, started, outcome, message := st.ended, st.lost, st.started, st.outcome, st.message
+		if st.tooLarge && len(batch) == 0 {
+			st.disconnectLocked()
+			st.mu.Unlock()
+			if started {
+				panic(http.ErrAbortHandler)
+			}
+			s.h2SimpleResponse(w, r, res, 413)
+			return
+		}
+		st.mu.Unlock()
+
+		written := 0
+		complete := false
+		for i := range batch {
+			ev := &batch[i]
+			if ev.start {
+				if reason := s.writeH2Head(w, r, ev.status, ev.headers, res); reason != "" {
+					s.log.Error().Uint32("stream", st.sid).Int("worker", st.w.id).Str("error", reason).
+						Msg("invalid response from the app; answering 500")
+					st.mu.Lock()
+					st.disconnectLocked()
+					st.mu.Unlock()
+					s.h2SimpleResponse(w, r, res, 500)
+					return
+				}
+			}
+			more := ev.more
+			n, err := st.writeBody(w, ev.body, res)
+			written += n
+			*ev = h2event{} // let the copied bytes go
+			if err != nil {
+				if errors.Is(err, errH2Content) {
+					s.log.Error().Uint32("stream", st.sid).Msg("the app sent more body than its content-length; dropping the excess")
+					complete = true
+					break
+				}
+				st.mu.Lock()
+				st.disconnectLocked()
+				st.mu.Unlock()
+				return
+			}
+			if !more {
+				complete = true
+				break
+			}
+		}
+		if written > 0 && flusher != nil && !complete {
+			flusher.Flush()
+		}
+		st.wrote(written)
+		if complete {
+			if res.bodyAllowed && res.remaining > 0 {
+				s.log.Error().Uint32("stream", st.sid).Int64("missing", res.remaining).
+					Msg("the app's body is shorter than its content-length; resetting the stream")
+				st.cut()
+			}
+			st.mu.Lock()
+			if !st.final {
+				// Body beyond the content-length: the rest of the app's response is not wanted.
+				st.disconnectLocked()
+			}
+			st.mu.Unlock()
+			return // the handler's return ends the stream (END_STREAM)
+		}
+		if ended {
+			st.mu.Lock()
+			pending := len(st.events) > 0
+			st.mu.Unlock()
+			if pending {
+				continue // cannot happen (END is the worker's last frame), but do not lose bytes
+			}
+			if !started {
+				status := 500
+				if lost {
+					status = 502
+				} else {
+					s.log.Error().Uint32("stream", st.sid).Int("worker", st.w.id).Str("error", message).Uint64("outcome", outcome).
+						Msg("the app did not send a response; answering 500")
+				}
+				s.h2SimpleResponse(w, r, res, status)
+				return
+			}
+			if !lost {
+				s.log.Error().Uint32("stream", st.sid).Int("worker", st.w.id).Str("error", message).
+					Msg("the app did not complete its response; resetting the stream")
+			}
+			st.cut()
+		}
+	}
+}
+
+// cut resets the stream, so that the client sees an incomplete response rather than a short one.
+func (st *h2stream) cut() {
+	st.mu.Lock()
+	st.disconnectLocked()
+	st.mu.Unlock()
+	panic(http.ErrAbortHandler)
+}
+
+// writeBody writes one body piece, within the content-length the app declared.
+func (st *h2stream) writeBody(w http.ResponseWriter, data []byte, res *h2Response) (int, error) {
+	if len(data) == 0 {
+		return 0, nil
+	}
+	if !res.bodyAllowed {
+		return len(data), nil // dropped: HEAD, 204, 304 (their window is still given back)
+	}
+	var excess error
+	if res.remaining >= 0 && int64(len(data)) > res.remaining {
+		data, excess = data[:res.remaining], errH2Content
+	}
+	n, err := w.Write(data)
+	res.bytes += int64(n)
+	if res.remaining >= 0 {
+		res.remaining -= int64(n)
+	}
+	if err != nil {
+		return n, err
+	}
+	return n, excess
+}
+
+// hopByHop are the connection-specific headers HTTP/2 forbids (RFC 9113 §8.2.2); the app's are dropped.
+var hopByHop = map[string]bool{
+	"connection": true, "keep-alive": true, "proxy-connection": true, "transfer-encoding": true, "upgrade": true, "te": true,
+}
+
+// writeH2Head validates the app's response head and writes it. It returns a non-empty reason when
+// the head is invalid (nothing is written then).
+func (s *Server) writeH2Head(w http.ResponseWriter, r *http.Request, status int, headers []protocol.Header, res *h2Response) string {
+	if status < 200 || status > 999 {
+		return "invalid status " + strconv.Itoa(status) + " in http.response.start"
+	}
+	contentLength := int64(-1)
+	hasServer, hasDate, hasType := false, false, false
+	for i := range headers {
+		name, value := headers[i].Name, headers[i].Value
+		if !http1.ValidHeaderName(name) {
+			return "invalid response header name " + strconv.Quote(string(name))
+		}
+		if !http1.ValidHeaderValue(value) {
+			return "invalid value for response header " + strconv.Quote(string(name))
+		}
+		switch {
+		case asciiEqualFold(name, "content-length"):
+			n, ok := parseContentLength(value)
+			if !ok || (contentLength >= 0 && n != contentLength) {
+				return "invalid content-length " + strconv.Quote(string(value)) + " in the response"
+			}
+			contentLength = n
+		case asciiEqualFold(name, "server"):
+			hasServer = true
+		case asciiEqualFold(name, "date"):
+			hasDate = true
+		case asciiEqualFold(name, "content-type"):
+			hasType = true
+		}
+	}
+	h := w.Header()
+	if !hasServer && s.cfg.ServerHeader {
+		h["Server"] = []string{"asgi-gateway"}
+	}
+	if !hasDate && !s.cfg.DateHeader {
+		h["Date"] = nil // suppresses the HTTP/2 server's own date
+	}
+	if !hasType {
+		h["Content-Type"] = nil // no sniffing: the app said nothing, so nothing is sent
+	}
+	for _, eh := range s.extraHeaders {
+		h.Add(string(eh.Name), string(eh.Value))
+	}
+	seenCL := false
+	for i := range headers {
+		name := strings.ToLower(string(headers[i].Name))
+		if hopByHop[name] {
+			continue
+		}
+		if name == "content-length" {
+			if seenCL {
+				continue // duplicates with the same value: send one
+			}
+			seenCL = true
+		}
+		h.Add(name, string(headers[i].Value))
+	}
+	res.status = status
+	res.bodyAllowed = http1.BodyAllowed(status, nil) && r.Method != http.MethodHead
+	if res.bodyAllowed {
+		res.remaining = contentLength
+	}
+	w.WriteHeader(status)
+	return ""
+}
+
+// h2SimpleResponse answers with the gateway's own plain-text response, as appendSimpleResponse does.
+func (s *Server) h2SimpleResponse(w http.ResponseWriter, r *http.Request, res *h2Response, status int) {
+	text := http.StatusText(status)
+	if text == "" {
+		text = "Error"
+	}
+	h := w.Header()
+	clear(h)
+	if s.cfg.ServerHeader {
+		h["Server"] = []string{"asgi-gateway"}
+	}
+	if !s.cfg.DateHeader {
+		h["Date"] = nil
+	}
+	h["Content-Type"] = []string{"text/plain; charset=utf-8"}
+	h["Content-Length"] = []string{strconv.Itoa(len(text))}
+	w.WriteHeader(status)
+	res.status = status
+	if r.Method != http.MethodHead {
+		n, _ := io.WriteString(w, text)
+		res.bytes += int64(n)
+	}
+}
+
+// pumpBody sends the request body to the worker within its credit, until the body is done, the
+// stream is over, or the handler returns (which closes body, ending a pending Read).
+func (st *h2stream) pumpBody(body io.Reader, done chan<- struct{}) {
+	defer close(done)
+	bufp := h2BodyBufs.Get().(*[]byte)
+	defer h2BodyBufs.Put(bufp)
+	buf := *bufp
+	limit := st.s.cfg.MaxBodySize
+	var total int64
+	for {
+		st.mu.Lock()
+		for st.reqCredit <= 0 && !st.ended && !st.gone && !st.discSent {
+			st.cond.Wait()
+		}
+		if st.ended || st.gone || st.discSent {
+			st.mu.Unlock()
+			return
+		}
+		n := int(min(st.reqCredit, int64(len(buf)), int64(st.w.maxPiece)))
+		st.mu.Unlock()
+
+		k, err := body.Read(buf[:n])
+		last := err == io.EOF
+		if err != nil && !last {
+			// The client reset the stream or the connection broke: the stream goroutine sees the
+			// context end and sends DISCONNECT.
+			return
+		}
+		if k == 0 && !last {
+			continue
+		}
+		st.mu.Lock()
+		if st.ended || st.gone || st.discSent {
+			st.mu.Unlock()
+			return
+		}
+		// Sent under mu so that it can never follow the stream's END (its sid may be reused).
+		if total += int64(k); limit > 0 && total > limit {
+			st.tooLarge = true
+			st.signal()
+			st.mu.Unlock()
+			return
+		}
+		st.reqCredit -= int64(k)
+		st.reqDone = last
+		st.w.sendBody(st.sid, buf[:k], !last)
+		st.mu.Unlock()
+		if last {
+			return
+		}
+	}
+}
+
+var h2BodyBufs = sync.Pool{New: func() any {
+	b := make([]byte, 32<<10)
+	return &b
+}}
+
+// buildH2Scope fills hr with the ASGI http scope of an HTTP/2 request, as buildScope does for HTTP/1.1.
+// It returns 0, or the status to answer when the request cannot be bridged.
+//
+// Header order: net/http keeps no order across header names, so the scope lists host (from
+// :authority) first, then the other headers by name (sorted), each name's values in the order
+// received. x/net merges several cookie headers into one ("; "-joined) and removes Expect.
+func (s *Server) buildH2Scope(r *http.Request, info *h2ConnInfo, hr *protocol.HTTPRequest) int {
+	if r.Method == http.MethodConnect {
+		return 405 // extended CONNECT (WebSocket over HTTP/2) is not offered; plain CONNECT is a proxy's
+	}
+	target := r.RequestURI // the :path pseudo-header as received
+	rawPath, query, _ := strings.Cut(target, "?")
+	if rawPath == "" || (rawPath[0] != '/' && rawPath != "*") {
+		return 400
+	}
+	hr.HTTPVersion = "2"
+	hr.Method = []byte(r.Method)
+	hr.Scheme = s.scheme
+	root := s.cfg.RootPath
+	hr.RootPath = root
+	path, ok := http1.AppendUnescapedPath(append(make([]byte, 0, len(root)+len(rawPath)), root...), []byte(rawPath))
+	if !ok {
+		return 400
+	}
+	hr.Path = path
+	hr.RawPath = []byte(root + rawPath)
+	hr.QueryString = []byte(query)
+
+	names := make([]string, 0, len(r.Header))
+	count := 1
+	for name, values := range r.Header {
+		if name == "Host" || strings.HasPrefix(name, ":") {
+			continue
+		}
+		names = append(names, name)
+		count += len(values)
+	}
+	slices.Sort(names)
+	hs := make([]protocol.Header, 0, count)
+	if r.Host != "" {
+		hs = append(hs, protocol.Header{Name: []byte("host"), Value: []byte(r.Host)})
+	}
+	for _, name := range names {
+		lower := []byte(strings.ToLower(name))
+		for _, v := range r.Header[name] {
+			hs = append(hs, protocol.Header{Name: lower, Value: []byte(v)})
+		}
+	}
+	hr.Headers = hs
+	hr.Client = info.client
+	hr.Server = info.server
+	hr.Body, hr.Flags = nil, 0
+	return 0
+}
+
+func (s *Server) h2AccessLog(r *http.Request, res *h2Response, start time.Time) {
+	host, port := "", 0
+	if v, ok := r.Context().Value(h2ConnKey{}).(*h2ConnInfo); ok && v.client != nil {
+		host, port = v.client.Host, v.client.Port
+	}
+	s.log.Info().Str("client", host).Int("port", port).Str("method", r.Method).Str("path", r.RequestURI).
+		Str("proto", "HTTP/2").Int("status", res.status).Int64("bytes", res.bytes).Dur("duration", time.Since(start)).
+		Msg("request")
+}
