@@ -359,7 +359,8 @@ type h2Response struct {
 	status      int
 	bodyAllowed bool
 	remaining   int64 // content-length bytes still owed; -1 without content-length
-	bytes       int64
+	bytes       int64 // response body bytes written
+	bytesIn     int64 // request body bytes sent to the worker (the body pump's, read after it ended)
 }
 
 // serveH2Stream is the http.Handler of every HTTP/2 stream.
@@ -370,6 +371,7 @@ func (s *Server) serveH2Stream(w http.ResponseWriter, r *http.Request) {
 		if s.cfg.AccessLog {
 			s.h2AccessLog(r, &res, start)
 		}
+		s.metrics.ObserveRequest([]byte(r.Method), res.status, res.bytesIn, res.bytes, time.Since(start))
 	}()
 	var info *h2ConnInfo
 	if v, ok := r.Context().Value(h2ConnKey{}).(*h2ConnInfo); ok {
@@ -417,7 +419,7 @@ func (s *Server) serveH2Stream(w http.ResponseWriter, r *http.Request) {
 	var pumpDone chan struct{}
 	if hasBody {
 		pumpDone = make(chan struct{})
-		go st.pumpBody(r.Body, pumpDone)
+		go st.pumpBody(r.Body, &res.bytesIn, pumpDone)
 	}
 	defer func() {
 		// The handler is over (response complete, client gone, or the stream is reset): whatever the
@@ -681,7 +683,7 @@ func (s *Server) h2SimpleResponse(w http.ResponseWriter, r *http.Request, res *h
 
 // pumpBody sends the request body to the worker within its credit, until the body is done, the
 // stream is over, or the handler returns (which closes body, ending a pending Read).
-func (st *h2stream) pumpBody(body io.Reader, done chan<- struct{}) {
+func (st *h2stream) pumpBody(body io.Reader, sent *int64, done chan<- struct{}) {
 	defer close(done)
 	bufp := h2BodyBufs.Get().(*[]byte)
 	defer h2BodyBufs.Put(bufp)
@@ -722,6 +724,7 @@ func (st *h2stream) pumpBody(body io.Reader, done chan<- struct{}) {
 			st.mu.Unlock()
 			return
 		}
+		*sent += int64(k)
 		st.reqCredit -= int64(k)
 		st.reqDone = last
 		st.w.sendBody(st.sid, buf[:k], !last)
