@@ -48,6 +48,7 @@ type exchange struct {
 	ended       bool
 	lost        bool
 	failed      bool // the app's response was invalid; a 500 went out instead
+	discard     bool // the app's further body is dropped (it overran its content-length)
 	status      int
 	bodyAllowed bool
 	chunked     bool
@@ -127,7 +128,7 @@ func (ex *exchange) responseBody(f *protocol.Frame) error {
 		c.mu.Unlock()
 		return errBodyNoStart
 	}
-	if ex.complete && !ex.lost && !ex.failed {
+	if ex.complete && !ex.lost && !ex.failed && !ex.discard {
 		c.mu.Unlock()
 		return errBodyAfterEnd
 	}
@@ -135,7 +136,7 @@ func (ex *exchange) responseBody(f *protocol.Frame) error {
 		c.mu.Unlock()
 		return err
 	}
-	if !ex.lost && !ex.failed {
+	if !ex.lost && !ex.failed && !ex.discard {
 		ex.bodyLocked(f.Body, f.MoreBody)
 		ex.markDirty()
 	}
@@ -153,7 +154,7 @@ func (ex *exchange) takeWindow(n int) error {
 	if ex.respWindow < 0 {
 		return errWindow
 	}
-	if ex.lost || ex.failed {
+	if ex.lost || ex.failed || ex.discard {
 		// Nobody will write these bytes: give the window straight back so the app is not stalled
 		// before it learns of the disconnect.
 		ex.uncredited += int64(n)
@@ -335,6 +336,13 @@ func (ex *exchange) bodyLocked(data []byte, more bool) {
 				Msg("the app sent more body than its content-length; dropping the excess and closing the connection")
 			data = data[:ex.remaining]
 			ex.closeAfter = true
+			if more {
+				// The app means to send more still: drop it, and let its send() raise.
+				ex.discard = true
+				if !ex.ended {
+					ex.w.sendDisconnect(ex.sid)
+				}
+			}
 			more = false
 		}
 		if ex.remaining >= 0 {
@@ -429,10 +437,10 @@ func (ex *exchange) cutLocked() {
 
 // creditLocked returns written (or dropped) response bytes to the worker's window, in batches.
 func (ex *exchange) creditLocked() {
-	if ex.ended || (ex.complete && !ex.lost && !ex.failed) {
+	if ex.ended || (ex.complete && !ex.lost && !ex.failed && !ex.discard) {
 		return
 	}
-	if ex.uncredited >= int64(ex.w.window/2) || (ex.uncredited > 0 && (ex.lost || ex.failed)) {
+	if ex.uncredited >= int64(ex.w.window/2) || (ex.uncredited > 0 && (ex.lost || ex.failed || ex.discard)) {
 		ex.respWindow += ex.uncredited
 		ex.w.sendCredit(ex.sid, uint64(ex.uncredited))
 		ex.uncredited = 0

@@ -142,6 +142,9 @@ func (c *h1conn) readHead() bool {
 				status = perr.Status
 			}
 			c.srv.log.Debug().Err(err).Str("client", c.nc.RemoteAddr().String()).Msg("bad request")
+			if !c.waitIdle() { // responses go out in request order
+				return false
+			}
 			c.mu.Lock()
 			c.out = c.srv.appendSimpleResponse(c.out, 1, status, false, true)
 			c.closing = true

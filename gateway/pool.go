@@ -652,25 +652,37 @@ func (p *Pool) explain(err error, cmd *exec.Cmd, tail *lineTail) error {
 }
 
 // forward copies a worker's output to the log, line by line, with the worker id; tail keeps the last
-// lines for error messages. It ends at EOF (the process exited).
+// lines for error messages. A line longer than maxLogLine is logged cut, with its full length, and
+// what follows it is still forwarded. It ends at EOF (the process exited).
 func (p *Pool) forward(r io.Reader, id int, stream string, tail *lineTail, done *sync.WaitGroup) {
 	defer done.Done()
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 0, 4096), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if tail != nil {
-			tail.add(line)
+	const maxLogLine = 64 << 10
+	br := bufio.NewReaderSize(r, maxLogLine)
+	for {
+		chunk, isPrefix, err := br.ReadLine()
+		if len(chunk) > 0 || (err == nil && !isPrefix) {
+			line := string(chunk)
+			dropped := 0
+			for isPrefix && err == nil {
+				var more []byte
+				more, isPrefix, err = br.ReadLine()
+				dropped += len(more)
+			}
+			if tail != nil {
+				tail.add(line)
+			}
+			ev := p.log.Info()
+			if stream == "stderr" {
+				ev = p.log.WithLevel(pythonLevel(line))
+			}
+			if dropped > 0 {
+				ev = ev.Int("line_bytes", len(line)+dropped).Bool("cut", true)
+			}
+			ev.Int("worker", id).Str("stream", stream).Msg(line)
 		}
-		ev := p.log.Info()
-		if stream == "stderr" {
-			ev = p.log.WithLevel(pythonLevel(line))
+		if err != nil {
+			return
 		}
-		ev.Int("worker", id).Str("stream", stream).Msg(line)
-	}
-	if err := sc.Err(); err != nil {
-		// A line longer than 1 MiB: drain the rest so the worker never blocks on a full pipe.
-		io.Copy(io.Discard, r)
 	}
 }
 

@@ -33,9 +33,16 @@ func (s *Server) buildScope(c *h1conn, req *http1.Request, hr *protocol.HTTPRequ
 		hr.RawPath = c.rawBuf
 	}
 	hr.QueryString = req.Query
+	absolute := len(req.Target) > 0 && req.Target[0] != '/' && req.Target[0] != '*'
 	c.hdrs = c.hdrs[:0]
 	for i := range req.Headers {
-		c.hdrs = append(c.hdrs, protocol.Header{Name: req.Headers[i].Name, Value: req.Headers[i].Value})
+		h := protocol.Header{Name: req.Headers[i].Name, Value: req.Headers[i].Value}
+		if absolute && string(h.Name) == "host" {
+			// RFC 9112 §3.2.2: with an absolute-form target the origin server ignores Host and
+			// uses the target's authority.
+			h.Value = req.Host
+		}
+		c.hdrs = append(c.hdrs, h)
 	}
 	hr.Headers = c.hdrs
 	hr.Client = c.client

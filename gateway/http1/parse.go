@@ -473,9 +473,12 @@ func (h *headState) finish(req *Request, authority []byte) error {
 		switch {
 		case h.sawCL:
 			return errTEAndCL
-		case h.teChunked > 1 || h.teChunked == 1 && !h.teLast:
+		case h.teChunked > 1 || !h.teLast:
+			// RFC 9112 §6.3: chunked must be the final coding, once, or the body's length cannot
+			// be determined: 400 and close ("gzip" alone, "xchunked", "chunked, gzip").
 			return errChunkedNotLast
 		case h.teOther:
+			// chunked is final but another coding is not one we decode: 501 (RFC 9112 §6.1).
 			return errTECoding
 		}
 		req.Chunked = true

@@ -1,0 +1,282 @@
+"""Hostile clients: slowloris heads, slow bodies, idle connections, clients that vanish mid-response.
+
+What the server does today (gateway/h1conn.go): a connection that has sent nothing gets
+--timeout-keep-alive (default 5 s) to start a request; once a request head has started it must be
+complete within a fixed 30 s (headTimeout, not configurable), however slowly it trickles; a request
+body only has a per-read idle timeout (BodyReadTimeout, 60 s, reset by every byte), so a body
+trickled one byte at a time is not bounded in total. These tests check that other clients are served
+normally meanwhile, and that the 30 s head deadline holds.
+"""
+
+from __future__ import annotations
+
+import select
+import socket
+import struct
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from gateway_harness import APPS_DIR, GatewayServer, RawConnection
+
+HEAD_TIMEOUT = 30.0  # gateway/h1conn.go headTimeout
+
+
+@pytest.fixture(scope="module")
+def target(module_servers: Any) -> GatewayServer:
+    return module_servers.start("testapp:app", app_dir=APPS_DIR, workers=1)
+
+
+def normal_request(server: GatewayServer, path: str = "/_/pid", timeout: float = 10.0) -> tuple[int, float, bytes]:
+    """GET on a new connection: (status, seconds, body)."""
+    started = time.monotonic()
+    with RawConnection.tcp(server.host, server.port, timeout) as conn:
+        response = conn.request("GET", path)
+    return response.status, time.monotonic() - started, response.body
+
+
+def serve_normally_for(server: GatewayServer, seconds: float, interval: float = 0.2) -> list[tuple[int, float, bytes]]:
+    results = []
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        results.append(normal_request(server))
+        time.sleep(interval)
+    return results
+
+
+def assert_all_fast_and_ok(results: list[tuple[int, float, bytes]], limit: float = 1.0) -> None:
+    assert results
+    statuses = [status for status, _, _ in results]
+    assert all(status == 200 for status in statuses), statuses
+    slowest = max(duration for _, duration, _ in results)
+    assert slowest < limit, f"a normal request took {slowest:.2f} s"
+
+
+def closed_by_peer(sock: socket.socket) -> bool:
+    """True if the peer has closed (EOF or reset), without blocking."""
+    readable, _, _ = select.select([sock], [], [], 0)
+    if not readable:
+        return False
+    try:
+        return sock.recv(65536, socket.MSG_PEEK) == b""
+    except (ConnectionResetError, BrokenPipeError):
+        return True
+    except BlockingIOError:
+        return False
+
+
+class Trickler(threading.Thread):
+    """Sends one byte of `payload` per `interval` on each of `count` connections (after `preamble`
+    at once), and records when the server closes each one."""
+
+    def __init__(self, server: GatewayServer, count: int, preamble: bytes, payload: bytes, interval: float = 0.5):
+        super().__init__(daemon=True)
+        self.interval = interval
+        self.preamble = preamble
+        self.payload = payload
+        self.socks = [socket.create_connection((server.host, server.port), timeout=5) for _ in range(count)]
+        self.first_byte: list[float | None] = [None] * count
+        self.closed_at: list[float | None] = [None] * count
+        self.sent = [0] * count
+        self.stop = threading.Event()
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            for index, sock in enumerate(self.socks):
+                if self.preamble:
+                    sock.sendall(self.preamble)
+                self.first_byte[index] = time.monotonic()
+            while not self.stop.is_set():
+                for index, sock in enumerate(self.socks):
+                    if self.closed_at[index] is not None:
+                        continue
+                    if closed_by_peer(sock):
+                        self.closed_at[index] = time.monotonic()
+                        continue
+                    byte = self.payload[self.sent[index] % len(self.payload) : self.sent[index] % len(self.payload) + 1]
+                    try:
+                        sock.sendall(byte)
+                        if self.first_byte[index] is None:
+                            self.first_byte[index] = time.monotonic()
+                        self.sent[index] += 1
+                    except OSError:
+                        self.closed_at[index] = time.monotonic()
+                if all(closed is not None for closed in self.closed_at):
+                    return
+                self.stop.wait(self.interval)
+        except BaseException as exc:  # noqa: BLE001
+            self.error = exc
+
+    def open_count(self) -> int:
+        return sum(1 for closed in self.closed_at if closed is None)
+
+    def close(self) -> None:
+        self.stop.set()
+        self.join(5)
+        for sock in self.socks:
+            sock.close()
+
+
+# --- slowloris ------------------------------------------------------------------------------------
+
+
+@pytest.mark.timeout(60)
+def test_slowloris_heads_do_not_block_others_and_are_cut_at_the_head_timeout(target: GatewayServer) -> None:
+    """50 connections trickle a request head one byte every 0.5 s. Others are served normally
+    meanwhile, and no trickler holds its connection past the 30 s head deadline (+ slack)."""
+    trickler = Trickler(
+        target,
+        50,
+        preamble=b"",
+        payload=b"GET /slowloris HTTP/1.1\r\nHost: test.local\r\nX-Slow: " + b"s" * 4000,
+    )
+    trickler.start()
+    try:
+        time.sleep(1.0)
+        assert trickler.open_count() == 50
+        assert_all_fast_and_ok(serve_normally_for(target, 5.0))
+        assert trickler.open_count() == 50, "tricklers were cut before the head deadline"
+        # Wait for the head deadline to pass.
+        deadline = time.monotonic() + HEAD_TIMEOUT + 10
+        while time.monotonic() < deadline and trickler.open_count():
+            time.sleep(0.5)
+        assert trickler.error is None, trickler.error
+        still_open = trickler.open_count()
+        assert still_open == 0, f"{still_open} of 50 trickling clients still hold their connection after 40 s"
+        held = [closed - first for closed, first in zip(trickler.closed_at, trickler.first_byte) if closed and first]
+        assert min(held) > HEAD_TIMEOUT - 2, f"cut after {min(held):.1f} s"
+        assert max(held) < HEAD_TIMEOUT + 5, f"held for {max(held):.1f} s"
+        # ... and the server still answers.
+        assert_all_fast_and_ok([normal_request(target)])
+    finally:
+        trickler.close()
+
+
+def test_slow_bodies_do_not_block_others(target: GatewayServer) -> None:
+    """50 connections send a request head with Content-Length: 100000, then one body byte every
+    0.5 s to /_/echo (the app waits in receive()). Others are served normally meanwhile.
+
+    The server does not bound such a client in total (the per-read 60 s idle timeout is reset by every
+    byte); that is not asserted here, only that it costs the others nothing."""
+    trickler = Trickler(
+        target,
+        50,
+        preamble=b"POST /_/echo HTTP/1.1\r\nHost: test.local\r\nContent-Length: 100000\r\n\r\n",
+        payload=b"b",
+    )
+    trickler.start()
+    try:
+        time.sleep(1.0)
+        assert trickler.open_count() == 50
+        assert_all_fast_and_ok(serve_normally_for(target, 4.0))
+        # Bodies go on trickling: the app's streams are alive and the connections open.
+        assert trickler.open_count() == 50
+        assert trickler.error is None, trickler.error
+        assert min(trickler.sent) >= 6
+    finally:
+        trickler.close()
+    assert_all_fast_and_ok([normal_request(target) for _ in range(5)])
+
+
+# --- idle connections -------------------------------------------------------------------------------
+
+
+def test_500_idle_connections_do_not_stop_new_requests(servers: Any) -> None:
+    server = servers.start("testapp:app", app_dir=APPS_DIR, workers=1, extra_args=["--timeout-keep-alive", "2"])
+    idle = []
+    try:
+        for _ in range(500):
+            idle.append(socket.create_connection((server.host, server.port), timeout=5))
+        results = [normal_request(server) for _ in range(20)]
+        assert_all_fast_and_ok(results)
+        # The idle connections were all held open while those requests were served ...
+        closed_early = sum(1 for sock in idle if closed_by_peer(sock))
+        assert closed_early == 0, f"{closed_early} idle connections were closed before the keep-alive timeout"
+        # ... and an idle connection gets --timeout-keep-alive to start a request, then it is closed.
+        time.sleep(3.0)
+        still_open = [sock for sock in idle if not closed_by_peer(sock)]
+        assert not still_open, f"{len(still_open)} of 500 idle connections still open after 3 s (keep-alive 2 s)"
+        assert_all_fast_and_ok([normal_request(server) for _ in range(5)])
+    finally:
+        for sock in idle:
+            sock.close()
+
+
+# --- clients that go away mid-response --------------------------------------------------------------
+
+
+def quitter(server: GatewayServer, request: bytes, read_bytes: int, reset: bool, errors: list[BaseException]) -> None:
+    """Sends request, reads about read_bytes of the response, then closes (with a reset if asked)."""
+    try:
+        sock = socket.create_connection((server.host, server.port), timeout=10)
+        sock.sendall(request)
+        got = 0
+        while got < read_bytes:
+            data = sock.recv(min(65536, read_bytes - got))
+            if not data:
+                break
+            got += len(data)
+        if reset:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.close()
+    except BaseException as exc:  # noqa: BLE001
+        errors.append(exc)
+
+
+def test_clients_disconnecting_mid_response_do_not_hurt_others(target: GatewayServer) -> None:
+    pid_before = int(normal_request(target)[2])
+    deaths = target.stderr().count("worker died")
+    big = 4 << 20
+    errors: list[BaseException] = []
+    threads = []
+    for index in range(20):  # streaming responses, abandoned after the first pieces
+        request = b"GET /_/stream?n=300&delay=0.01 HTTP/1.1\r\nHost: test.local\r\n\r\n"
+        threads.append(threading.Thread(target=quitter, args=(target, request, 300, index % 2 == 0, errors)))
+    for index in range(6):  # 4 MiB echoed back, abandoned after 64 KiB
+        request = b"POST /_/echo HTTP/1.1\r\nHost: test.local\r\nContent-Length: %d\r\n\r\n" % big + b"e" * big
+        threads.append(threading.Thread(target=quitter, args=(target, request, 65536, index % 2 == 0, errors)))
+    # Clients that ask for 4 MiB and never read it, kept open while the others work.
+    stalled = []
+    for _ in range(4):
+        sock = socket.create_connection((target.host, target.port), timeout=10)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.sendall(b"POST /_/echo HTTP/1.1\r\nHost: test.local\r\nContent-Length: %d\r\n\r\n" % big + b"s" * big)
+        stalled.append(sock)
+
+    good: dict[str, Any] = {"results": [], "streams": [], "errors": []}
+
+    def good_client() -> None:
+        try:
+            for _ in range(10):
+                good["results"].append(normal_request(target))
+                status, duration, body = normal_request(target, "/_/stream?n=20&delay=0.005")
+                good["streams"].append((status, duration, body))
+        except BaseException as exc:  # noqa: BLE001
+            good["errors"].append(exc)
+
+    good_threads = [threading.Thread(target=good_client) for _ in range(3)]
+    try:
+        for thread in threads + good_threads:
+            thread.start()
+        for thread in threads + good_threads:
+            thread.join(30)
+            assert not thread.is_alive()
+    finally:
+        for sock in stalled:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            sock.close()
+    assert not errors, errors
+    assert not good["errors"], good["errors"]
+    assert_all_fast_and_ok(good["results"], limit=2.0)
+    expected = b"".join(b"piece %d\n" % i for i in range(20))
+    assert all(status == 200 and body == expected for status, _, body in good["streams"])
+    # The same worker serves on; nothing crashed.
+    time.sleep(0.5)
+    status, _, body = normal_request(target)
+    assert status == 200 and int(body) == pid_before
+    log = target.stderr()
+    assert log.count("worker died") == deaths, log[-3000:]
+    assert "panicked" not in log, log[-3000:]
