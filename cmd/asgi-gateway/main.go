@@ -16,9 +16,11 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/BurntSushi/toml"
 	"github.com/mattn/go-isatty"
 	"github.com/rs/zerolog"
 	"github.com/urfave/cli/v2"
+	"github.com/urfave/cli/v2/altsrc"
 
 	"github.com/asgi-gateway/asgi-gateway/gateway"
 )
@@ -36,6 +38,7 @@ func env(name string) []string {
 func runFlags() []cli.Flag {
 	d := gateway.DefaultConfig()
 	return []cli.Flag{
+		&cli.StringFlag{Name: "config", Usage: "read options from this TOML file (keys are option names: port = 8000); precedence: option > environment > file > default", EnvVars: env("config"), Category: "Application"},
 		&cli.StringFlag{Name: "host", Value: d.Host, Usage: "bind to this address", EnvVars: env("host"), Category: "Listening"},
 		&cli.IntFlag{Name: "port", Value: d.Port, Usage: "bind to this port (0: any free port, printed)", EnvVars: env("port"), Category: "Listening"},
 		&cli.StringFlag{Name: "uds", Usage: "bind to this Unix domain socket instead", EnvVars: env("uds"), Category: "Listening"},
@@ -96,16 +99,10 @@ func runFlags() []cli.Flag {
 
 func main() {
 	app := &cli.App{
-		Name:    "asgi-gateway",
-		Usage:   "serve ASGI apps through a Go front end and Python workers",
-		Version: version,
-		Commands: []*cli.Command{{
-			Name:      "run",
-			Usage:     "serve APP (module:attribute)",
-			ArgsUsage: "APP",
-			Flags:     runFlags(),
-			Action:    run,
-		}},
+		Name:     "asgi-gateway",
+		Usage:    "serve ASGI apps through a Go front end and Python workers",
+		Version:  version,
+		Commands: []*cli.Command{runCommand()},
 	}
 	for _, name := range []string{"loop", "http", "ws", "interface"} {
 		// uvicorn's engine choices: accepted so that a uvicorn command line runs unchanged.
@@ -121,6 +118,72 @@ func main() {
 	}
 }
 
+// runCommand is "run", whose options may also come from a --config TOML file: each option is
+// wrapped as an altsrc flag, which reads the file only for options not given on the command line or
+// in the environment.
+func runCommand() *cli.Command {
+	var flags []cli.Flag
+	for _, f := range runFlags() {
+		switch f := f.(type) {
+		case *cli.StringFlag:
+			if f.Name == "config" {
+				flags = append(flags, f)
+			} else {
+				flags = append(flags, altsrc.NewStringFlag(f))
+			}
+		case *cli.IntFlag:
+			flags = append(flags, altsrc.NewIntFlag(f))
+		case *cli.Int64Flag:
+			flags = append(flags, altsrc.NewInt64Flag(f))
+		case *cli.BoolFlag:
+			flags = append(flags, altsrc.NewBoolFlag(f))
+		case *cli.Float64Flag:
+			flags = append(flags, altsrc.NewFloat64Flag(f))
+		case *cli.StringSliceFlag:
+			flags = append(flags, altsrc.NewStringSliceFlag(f))
+		default:
+			flags = append(flags, f)
+		}
+	}
+	fromFile := altsrc.InitInputSourceWithContext(flags, altsrc.NewTomlSourceFromFlagFunc("config"))
+	return &cli.Command{
+		Name:      "run",
+		Usage:     "serve APP (module:attribute)",
+		ArgsUsage: "APP",
+		Flags:     flags,
+		Before: func(ctx *cli.Context) error {
+			if path := ctx.String("config"); path != "" {
+				if err := checkConfigKeys(path, flags); err != nil {
+					return cli.Exit(err.Error(), 2)
+				}
+			}
+			return fromFile(ctx)
+		},
+		Action: run,
+	}
+}
+
+// checkConfigKeys refuses a config file with keys that are not options (a typo would otherwise be
+// silently ignored).
+func checkConfigKeys(path string, flags []cli.Flag) error {
+	var m map[string]any
+	if _, err := toml.DecodeFile(path, &m); err != nil {
+		return fmt.Errorf("--config %s: %w", path, err)
+	}
+	known := map[string]bool{"app": true}
+	for _, f := range flags {
+		for _, n := range f.Names() {
+			known[n] = true
+		}
+	}
+	for k := range m {
+		if !known[k] {
+			return fmt.Errorf("--config %s: unknown option %q", path, k)
+		}
+	}
+	return nil
+}
+
 func configFrom(ctx *cli.Context) (gateway.Config, error) {
 	cfg := gateway.DefaultConfig()
 	for _, name := range []string{"loop", "http", "ws", "interface"} {
@@ -134,6 +197,14 @@ func configFrom(ctx *cli.Context) (gateway.Config, error) {
 	}
 	if cfg.App == "" {
 		cfg.App = os.Getenv("UVICORN_APP")
+	}
+	if cfg.App == "" && ctx.String("config") != "" {
+		var file struct {
+			App string `toml:"app"`
+		}
+		if _, err := toml.DecodeFile(ctx.String("config"), &file); err == nil {
+			cfg.App = file.App
+		}
 	}
 	if cfg.App == "" {
 		return cfg, cli.Exit("missing APP: asgi-gateway run module:attribute", 2)
