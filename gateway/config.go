@@ -27,6 +27,7 @@ type Config struct {
 	ForwardedAllowIPs string // comma-separated IPs, CIDRs, literals or "*"
 
 	AccessLog        bool
+	AccessFormat     *AccessFormat // nil: the structured access-log line
 	ServerHeader     bool
 	DateHeader       bool
 	Limits           http1.Limits

@@ -288,6 +288,10 @@ func (s *Server) accessLog(ex *exchange) {
 	if !s.cfg.AccessLog {
 		return
 	}
+	if f := s.cfg.AccessFormat; f != nil {
+		s.log.Info().Msg(string(f.append(make([]byte, 0, 128), ex, time.Since(ex.startTime))))
+		return
+	}
 	c := ex.c
 	host, port := "", 0
 	if c.client != nil {

@@ -59,6 +59,7 @@ func runFlags() []cli.Flag {
 		&cli.BoolFlag{Name: "use-colors", Usage: "colour the console log (default: when stderr is a terminal)", EnvVars: env("use-colors"), Category: "Logging"},
 		&cli.BoolFlag{Name: "no-use-colors", Usage: "never colour the console log", EnvVars: env("no-use-colors"), Category: "Logging"},
 		&cli.BoolFlag{Name: "access-log", Value: true, Usage: "log one line per request", EnvVars: env("access-log"), Category: "Logging"},
+		&cli.StringFlag{Name: "access-log-format", Usage: "access-log line with %(name)s fields: client, client_addr, method, path, request_line, http_version, status, bytes, duration, duration_ms, worker", EnvVars: env("access-log-format"), Category: "Logging"},
 		&cli.BoolFlag{Name: "no-access-log", Usage: "do not log requests", EnvVars: env("no-access-log"), Category: "Logging"},
 		&cli.Float64Flag{Name: "timeout-keep-alive", Value: d.KeepAlive.Seconds(), Usage: "close keep-alive connections idle this many seconds", EnvVars: env("timeout-keep-alive"), Category: "Timeouts"},
 		&cli.Float64Flag{Name: "timeout-request-header", Value: d.HeadTimeout.Seconds(), Usage: "a request head must arrive within this many seconds of its first byte", EnvVars: env("timeout-request-header"), Category: "Timeouts"},
@@ -225,6 +226,13 @@ func configFrom(ctx *cli.Context) (gateway.Config, error) {
 	cfg.RootPath = strings.TrimRight(ctx.String("root-path"), "/")
 	cfg.LogLevel = strings.ToLower(ctx.String("log-level"))
 	cfg.AccessLog = ctx.Bool("access-log") && !ctx.Bool("no-access-log")
+	if format := ctx.String("access-log-format"); format != "" {
+		f, err := gateway.ParseAccessFormat(format)
+		if err != nil {
+			return cfg, cli.Exit(err.Error(), 2)
+		}
+		cfg.AccessFormat = f
+	}
 	cfg.ServerHeader = ctx.Bool("server-header") && !ctx.Bool("no-server-header")
 	cfg.DateHeader = ctx.Bool("date-header") && !ctx.Bool("no-date-header")
 	cfg.KeepAlive = seconds(ctx.Float64("timeout-keep-alive"))
