@@ -2,8 +2,9 @@
 
 The package is organised like uvicorn's ``httptools_impl``: ``protocol`` (the wire format of
 protocol/SPEC.md), ``connection`` (the gateway socket, an ``asyncio.Protocol``), ``cycle`` (one HTTP
-request/response cycle: scope, receive, send, END), ``worker`` (process: app loading, event loop,
-signals) and ``__main__`` (command line). This module imports nothing heavy, so that
+request/response cycle: scope, receive, send, END), ``websocket`` (one WebSocket stream),
+``lifespan`` (the lifespan protocol), ``types`` (ASGI typing), ``worker`` (process: app loading,
+event loop, signals) and ``__main__`` (command line). This module imports nothing heavy, so that
 ``python -m python_worker`` can report a missing ``msgpack`` before anything needs it.
 """
 

@@ -2,11 +2,13 @@
 
 This module owns the connection (stream 0 and the stream table), not the ASGI calls: it cuts the byte
 stream into length-prefixed frames (SPEC §1, with the hard frame limit checked before a payload is
-buffered), decodes and dispatches them (the HELLO handshake, HTTP_REQUEST opens a
-:class:`~python_worker.cycle.RequestCycle`, REQUEST_BODY / CREDIT / DISCONNECT go to their cycle, PING
-is answered with PONG at once), batches every outgoing frame of one event-loop iteration into one
-``transport.write`` (the cycles append to ``_out``; one ``loop.call_soon`` flush), honours the
-transport's ``pause_writing``/``resume_writing``, closes on a protocol error and drains on shutdown.
+buffered), decodes and dispatches them (the HELLO handshake; HTTP_REQUEST opens a
+:class:`~python_worker.cycle.RequestCycle` and WS_CONNECT a
+:class:`~python_worker.websocket.WebSocketCycle`; REQUEST_BODY, CREDIT, DISCONNECT, WS_RECEIVE and
+WS_DISCONNECT go to their stream; PING is answered with PONG at once; SHUTDOWN drains), batches every
+outgoing frame of one event-loop iteration into one ``transport.write`` (the cycles append to
+``_out``; one ``loop.call_soon`` flush), honours the transport's ``pause_writing``/``resume_writing``,
+closes on a protocol error and drains on shutdown (SIGTERM or SHUTDOWN).
 """
 
 from __future__ import annotations

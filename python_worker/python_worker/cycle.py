@@ -30,7 +30,6 @@ from .protocol import (
     OUTCOME_OK,
     ProtocolError,
     _pack,
-    bin_header,
     encode_credit,
     encode_end,
     pack_uint,
@@ -208,6 +207,7 @@ class RequestCycle:
         # return http.disconnect (a task the app left behind).
         self._state = _COMPLETE
         self.disconnected = True
+        self._wake()
         if conn._closed:
             return
         conn._out.append(encode_end(self.sid_enc, outcome, message))
@@ -345,12 +345,7 @@ class RequestCycle:
             if message.get("more_body", False):
                 if n:
                     self._send_window -= n
-                    if index is not None and len(self._start_head) + n + _START_SLACK <= conn.max_frame:
-                        self._start_index = None
-                        conn._placeholders -= 1
-                        conn._out[index] = b"".join(response_start_parts(self._start_head, body, True))
-                    else:
-                        self._emit(body, True)
+                    self._emit(body, True)
                 return
             self._state = _COMPLETE
             self._send_window -= n
@@ -384,8 +379,11 @@ class RequestCycle:
         if type(headers) is not list and type(headers) is not tuple:
             headers = list(headers)  # any iterable
         for item in headers:
-            if (type(item) is tuple or type(item) is list) and len(item) == 2 and type(item[0]) is bytes \
-                    and type(item[1]) is bytes:
+            # (``x.__class__`` is cheaper than ``type(x)``; an object lying about its class would
+            # only make the packer raise TypeError below.)
+            cls = item.__class__
+            if (cls is tuple or cls is list) and len(item) == 2 and item[0].__class__ is bytes \
+                    and item[1].__class__ is bytes:
                 continue
             headers = self._normalize_headers(headers)
             break
@@ -465,10 +463,12 @@ class RequestCycle:
         conn = self.conn
         index = self._start_index
         if index is not None:
-            self._start_index = None
             conn._placeholders -= 1
-            conn._out[index] = b"".join(response_start_parts(self._start_head, body, more_body))
-            return
+            if len(self._start_head) + len(body) + _START_SLACK <= conn.max_frame:
+                self._start_index = None
+                conn._out[index] = b"".join(response_start_parts(self._start_head, body, more_body))
+                return
+            conn._out[index] = self.start_only_frame()  # no room for the body next to the headers
         parts = response_body_parts(self.sid_enc, body, more_body)
         if len(parts) > 1:
             conn._big_parts = True

@@ -61,7 +61,12 @@ class Lifespan:
 
     async def shutdown(self) -> None:
         """Run the shutdown (once; nothing when startup did not complete or lifespan is unsupported)."""
-        if self._shutdown_started or self._task is None or self._task.done() or self._error is not None:
+        if self._task is None or self._error is not None:
+            return
+        if self._shutdown_started:  # a second caller waits for the same shutdown
+            await self._shutdown_done.wait()  # type: ignore[union-attr]
+            return
+        if self._task.done():
             return
         self._shutdown_started = True
         assert self._queue is not None and self._shutdown_done is not None

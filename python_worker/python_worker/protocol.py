@@ -15,6 +15,7 @@ plain ``encode_*`` functions return the whole frame (4-byte length prefix and pa
 
 from __future__ import annotations
 
+import functools
 import struct
 from typing import Any, Iterable, Sequence
 
@@ -324,6 +325,22 @@ def _valid_text(text: str) -> str:
 # Decoding
 
 
+class _MapFound(Exception):
+    pass
+
+
+def _no_maps(_: Any) -> Any:
+    raise _MapFound
+
+
+# Maps are legal only in HELLO: the hot-path unpacker refuses them (so that no map can pass for a
+# two-item array below); a payload with a map is unpacked again, and must then be a HELLO.
+_unpack_no_maps = functools.partial(
+    msgpack.unpackb, raw=False, use_list=False, strict_map_key=True, object_hook=_no_maps
+)
+_unpack = functools.partial(msgpack.unpackb, raw=False, use_list=False, strict_map_key=True)
+
+
 def decode(payload: bytes | memoryview) -> tuple:
     """Decode and validate one frame payload (without the length prefix), either direction.
 
@@ -331,48 +348,56 @@ def decode(payload: bytes | memoryview) -> tuple:
     payload is not exactly one msgpack array of a known frame type with fields of the SPEC's types.
     """
     try:
-        f = msgpack.unpackb(payload, raw=False, use_list=False, strict_map_key=True)
+        f = _unpack_no_maps(payload)
+    except _MapFound:
+        f = _decode_with_map(payload)
     except Exception as exc:  # ExtraData, FormatError, StackError, UnicodeDecodeError, ValueError...
         raise ProtocolError(f"undecodable payload: {type(exc).__name__}: {exc}") from None
-    if type(f) is not tuple or len(f) < 2:
+    if f.__class__ is not tuple or len(f) < 2:
         raise ProtocolError(f"payload is not an array [type, stream, ...]: {_short(f)}")
     t = f[0]
-    # Hot path, inlined: HTTP_REQUEST.
-    if t == 2 and type(t) is int and len(f) == 15:
+    # Hot path, inlined: HTTP_REQUEST. Values come from msgpack: ``x.__class__ is T`` is an exact
+    # type check (and cheaper than ``type(x) is T``).
+    if t == 2 and t.__class__ is int and len(f) == 15:
         (_, sid, hv, method, scheme, path, raw_path, qs, root_path, headers, client, server, flags, body, more) = f
         if (
-            type(sid) is int
+            sid.__class__ is int
             and 0 < sid <= MAX_U32
-            and type(hv) is str
-            and type(method) is str
-            and type(scheme) is str
-            and type(path) is str
-            and type(raw_path) is bytes
-            and type(qs) is bytes
-            and type(root_path) is str
-            and type(headers) is tuple
-            and type(flags) is int
+            and hv.__class__ is str
+            and method.__class__ is str
+            and scheme.__class__ is str
+            and path.__class__ is str
+            and raw_path.__class__ is bytes
+            and qs.__class__ is bytes
+            and root_path.__class__ is str
+            and headers.__class__ is tuple
+            and flags.__class__ is int
             and flags >= 0
-            and type(body) is bytes
-            and type(more) is bool
-            and (client is None or (type(client) is tuple and len(client) == 2 and type(client[0]) is str
-                                    and type(client[1]) is int and client[1] >= 0))
-            and (server is None or (type(server) is tuple and len(server) == 2 and type(server[0]) is str
-                                    and (server[1] is None or (type(server[1]) is int and server[1] >= 0))))
+            and body.__class__ is bytes
+            and more.__class__ is bool
+            and (client is None or (client.__class__ is tuple and len(client) == 2 and client[0].__class__ is str
+                                    and client[1].__class__ is int and client[1] >= 0))
+            and (server is None or (server.__class__ is tuple and len(server) == 2 and server[0].__class__ is str
+                                    and (server[1] is None or (server[1].__class__ is int and server[1] >= 0))))
         ):
-            for h in headers:
-                if type(h) is not tuple or len(h) != 2 or type(h[0]) is not bytes or type(h[1]) is not bytes:
-                    break
-            else:
-                return f
-    elif t == 3 and type(t) is int and len(f) == 4:  # REQUEST_BODY
+            # Each header unpacks into exactly two bytes: no map can be here (see _no_maps); a str or
+            # bin of length 2 unpacks into str or int items; anything else does not unpack into two.
+            try:
+                for name, value in headers:
+                    if name.__class__ is not bytes or value.__class__ is not bytes:
+                        break
+                else:
+                    return f
+            except (TypeError, ValueError):
+                pass
+    elif t == 3 and t.__class__ is int and len(f) == 4:  # REQUEST_BODY
         sid = f[1]
-        if type(sid) is int and 0 < sid <= MAX_U32 and type(f[2]) is bytes and type(f[3]) is bool:
+        if sid.__class__ is int and 0 < sid <= MAX_U32 and f[2].__class__ is bytes and f[3].__class__ is bool:
             return f
-    elif t == 5 and type(t) is int and len(f) == 3:  # CREDIT
+    elif t == 5 and t.__class__ is int and len(f) == 3:  # CREDIT
         sid = f[1]
         increment = f[2]
-        if type(sid) is int and 0 < sid <= MAX_U32 and type(increment) is int and increment >= 0:
+        if sid.__class__ is int and 0 < sid <= MAX_U32 and increment.__class__ is int and increment >= 0:
             return f
     schema = _SCHEMAS.get(t) if type(t) is int else None
     if schema is None:
@@ -380,6 +405,15 @@ def decode(payload: bytes | memoryview) -> tuple:
     _check_schema(f, schema)
     return f
 
+
+def _decode_with_map(payload: bytes | memoryview) -> tuple:
+    try:
+        f = _unpack(payload)
+    except Exception as exc:
+        raise ProtocolError(f"undecodable payload: {type(exc).__name__}: {exc}") from None
+    if type(f) is not tuple or len(f) < 2 or f[0] not in (HELLO, W_HELLO) or type(f[0]) is not int:
+        raise ProtocolError(f"a map in a frame other than HELLO: {_short(f)}")
+    return f
 
 
 def _short(v: Any) -> str:

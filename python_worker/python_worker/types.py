@@ -1,8 +1,8 @@
 """Typing of the ASGI 3 interface as the worker serves it (modelled on uvicorn's ``_types.py``).
 
-This module owns the type declarations only: the ``http`` connection scope, the receive/send events of
-the HTTP protocol (asgiref ``specs/www.rst``, spec version 2.5) and the application callable. It has
-no runtime behaviour.
+This module owns the type declarations only: the ``http``, ``websocket`` and ``lifespan`` scopes,
+the receive/send events of those protocols (asgiref ``specs/www.rst``, spec version 2.5, and
+``specs/lifespan.rst``) and the application callable. It has no runtime behaviour.
 """
 
 from __future__ import annotations
@@ -31,6 +31,15 @@ __all__ = [
     "HTTPResponseStartEvent",
     "HTTPResponseBodyEvent",
     "HTTPResponseTrailersEvent",
+    "WebSocketScope",
+    "WebSocketConnectEvent",
+    "WebSocketReceiveEvent",
+    "WebSocketDisconnectEvent",
+    "WebSocketAcceptEvent",
+    "WebSocketSendEvent",
+    "WebSocketCloseEvent",
+    "LifespanScope",
+    "LifespanEvent",
     "ASGIReceiveEvent",
     "ASGISendEvent",
     "ASGIReceiveCallable",
@@ -105,8 +114,76 @@ class HTTPResponseTrailersEvent(_HTTPResponseTrailersRequired, total=False):
     more_trailers: bool
 
 
-ASGIReceiveEvent = Union[HTTPRequestEvent, HTTPDisconnectEvent]
-ASGISendEvent = Union[HTTPResponseStartEvent, HTTPResponseBodyEvent, HTTPResponseTrailersEvent]
+class WebSocketScope(TypedDict):
+    type: Literal["websocket"]
+    asgi: ASGIVersions
+    http_version: str
+    scheme: str
+    path: str
+    raw_path: bytes
+    query_string: bytes
+    root_path: str
+    headers: List[Tuple[bytes, bytes]]
+    client: Optional[Tuple[str, int]]
+    server: Optional[Tuple[str, Optional[int]]]
+    subprotocols: List[str]
+    state: Dict[str, Any]
+    extensions: Dict[str, Dict[object, object]]
+
+
+class WebSocketConnectEvent(TypedDict):
+    type: Literal["websocket.connect"]
+
+
+class WebSocketReceiveEvent(TypedDict, total=False):
+    type: Literal["websocket.receive"]
+    bytes: Optional[bytes]
+    text: Optional[str]
+
+
+class WebSocketDisconnectEvent(TypedDict):
+    type: Literal["websocket.disconnect"]
+    code: int
+    reason: str
+
+
+class WebSocketAcceptEvent(TypedDict, total=False):
+    type: Literal["websocket.accept"]
+    subprotocol: Optional[str]
+    headers: Iterable[Tuple[bytes, bytes]]
+
+
+class WebSocketSendEvent(TypedDict, total=False):
+    type: Literal["websocket.send"]
+    bytes: Optional[bytes]
+    text: Optional[str]
+
+
+class WebSocketCloseEvent(TypedDict, total=False):
+    type: Literal["websocket.close"]
+    code: int
+    reason: Optional[str]
+
+
+class LifespanScope(TypedDict):
+    type: Literal["lifespan"]
+    asgi: ASGIVersions
+    state: Dict[str, Any]
+
+
+class LifespanEvent(TypedDict, total=False):
+    type: str  # lifespan.startup, lifespan.shutdown, lifespan.*.complete, lifespan.*.failed
+    message: str
+
+
+ASGIReceiveEvent = Union[
+    HTTPRequestEvent, HTTPDisconnectEvent, WebSocketConnectEvent, WebSocketReceiveEvent, WebSocketDisconnectEvent,
+    LifespanEvent,
+]
+ASGISendEvent = Union[
+    HTTPResponseStartEvent, HTTPResponseBodyEvent, HTTPResponseTrailersEvent, WebSocketAcceptEvent,
+    WebSocketSendEvent, WebSocketCloseEvent, LifespanEvent,
+]
 
 ASGIReceiveCallable = Callable[[], Awaitable[ASGIReceiveEvent]]
 ASGISendCallable = Callable[[ASGISendEvent], Awaitable[None]]

@@ -1,13 +1,15 @@
 """The worker process: logging, app loading, event loop, signals, connecting to the gateway, serving.
 
 This module owns the process around the connection: it configures stdlib logging, imports the ASGI
-app the way uvicorn's ``importer`` does (with one-line error messages), connects to the gateway's Unix
-socket and sends the HELLO (or, when the app could not be loaded, a HELLO with ``error`` and exit
-status 3), runs the :class:`~python_worker.connection.Connection` on uvloop when it can be imported
-(asyncio otherwise), ignores SIGINT (the gateway owns Ctrl-C) and drains on SIGTERM.
+app the way uvicorn's ``importer`` does (with one-line error messages), runs the lifespan startup,
+connects to the gateway's Unix socket and sends the HELLO (or, when the app could not be loaded or its
+startup failed, a HELLO with ``error`` and exit status 3), runs the
+:class:`~python_worker.connection.Connection` on uvloop when it can be imported (asyncio otherwise),
+ignores SIGINT (the gateway owns Ctrl-C), drains on SIGTERM and runs the lifespan shutdown at the end.
 
-Exit status: 0 when the gateway closed the connection or after SIGTERM, 1 after a protocol error,
-3 when the app could not be loaded or the socket could not be reached.
+Exit status: 0 when the gateway closed the connection, after SIGTERM or SHUTDOWN; 1 after a protocol
+error; 3 when the app could not be loaded, its startup failed or the socket could not be reached
+(``__main__``: 4 when msgpack is missing, 2 for bad arguments).
 """
 
 from __future__ import annotations
@@ -92,9 +94,12 @@ def configure_logging(level: str) -> None:
 class AppLoadError(Exception):
     """The app could not be loaded; ``str(exc)`` is one line for a person, ``cause`` the exception."""
 
-    def __init__(self, message: str, cause: Optional[BaseException] = None) -> None:
+    def __init__(self, message: str, cause: Optional[BaseException] = None, detail: str = "") -> None:
         super().__init__(message)
+        #: the exception whose traceback is worth printing, if any
         self.cause = cause
+        #: the Python error behind a message that does not show it (for the log line only)
+        self.detail = detail
 
 
 def _describe(exc: BaseException) -> str:
@@ -112,7 +117,7 @@ def import_from_string(import_str: str) -> Any:
     except ModuleNotFoundError as exc:
         missing = exc.name or ""
         if missing == module_str or module_str.startswith(missing + "."):
-            raise AppLoadError(f'Could not import module "{module_str}".') from None
+            raise AppLoadError(f'Could not import module "{module_str}".', detail=_describe(exc)) from None
         raise AppLoadError(
             f'Could not import module "{module_str}": it imports "{missing}", which was not found '
             f"({_describe(exc)}).",
@@ -265,6 +270,8 @@ def run(options: Options) -> int:
         cause = exc.cause
         if cause is not None:
             logger.error("%s", exc, exc_info=_app_traceback(cause))
+        elif exc.detail:
+            logger.error("%s (%s)", exc, exc.detail)
         else:
             logger.error("%s", exc)
         _send_hello_error(options.socket, str(exc))

@@ -170,6 +170,8 @@ def test_load_error(server: Tuple[socket.socket, str], appdir: str, args: List[s
     assert ("Traceback (most recent call last)" in err) == traceback, err
     if "kaput" in message:
         assert 'raise ValueError("kaput")' in err
+    if message == 'Could not import module "nope_mod_xyz".':
+        assert "(ModuleNotFoundError: No module named 'nope_mod_xyz')" in err  # the log line names it
 
 
 def test_load_error_and_no_socket(tmp_path: Any, appdir: str) -> None:

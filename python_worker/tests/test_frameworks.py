@@ -8,7 +8,11 @@ from typing import Any
 
 import pytest
 
-from gateway_fake import FakeGateway, run
+pytest.importorskip("starlette")
+pytest.importorskip("fastapi")
+pytest.importorskip("django")
+
+from gateway_fake import FakeGateway, run  # noqa: E402
 from python_worker import protocol as P
 
 

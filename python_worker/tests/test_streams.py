@@ -861,3 +861,26 @@ def test_large_request_body_pieces(loop_name: str) -> None:
             assert r.body.startswith(b"%d " % total)
 
     run(loop_name, main())
+
+
+@pytest.mark.parametrize("more_body", [True, False])
+def test_big_headers_and_body_do_not_make_an_oversize_start(loop_name: str, more_body: bool) -> None:
+    max_frame = 4096
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"x-big", b"h" * 3000)]})
+        await send({"type": "http.response.body", "body": b"b" * 2000, "more_body": more_body})
+        if more_body:
+            await send({"type": "http.response.body", "body": b"c" * 300})
+
+    async def main() -> None:
+        async with FakeGateway(app, max_frame=max_frame) as gw:
+            gw.request(1)
+            r = await gw.response(1)
+            assert r.body == b"b" * 2000 + (b"c" * 300 if more_body else b"")
+            assert r.outcome == P.OUTCOME_OK
+            assert r.frames[0][0] == P.RESPONSE_START and r.frames[0][5] == b""
+            for f in r.frames:
+                assert len(P.encode(f)) - 4 <= max_frame
+
+    run(loop_name, main())

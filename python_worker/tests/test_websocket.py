@@ -283,6 +283,7 @@ def test_ws_frames_for_http_stream_are_protocol_errors(loop_name: str) -> None:
 
 
 def test_starlette_websocket(loop_name: str) -> None:
+    pytest.importorskip("starlette")
     from starlette.applications import Starlette
     from starlette.routing import WebSocketRoute
     from starlette.websockets import WebSocket, WebSocketDisconnect
