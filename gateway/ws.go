@@ -29,6 +29,7 @@ type wsState struct {
 	appClosed    bool // the app sent websocket.close, or its task ended
 	disconnected bool // WS_DISCONNECT went to the worker
 	pingPending  bool
+	readPaused   bool // the serve goroutine stopped reading: the app's window is full
 	timer        *time.Timer
 }
 
@@ -195,9 +196,15 @@ func (c *h1conn) awaitWSCredit(ex *exchange) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for ex.reqCredit <= 0 && !ex.ended && !ex.lost && !c.closed && !ex.ws.appClosed {
+		// Backpressure: the client's pongs cannot be read meanwhile, so pings pause too.
+		ex.ws.readPaused = true
 		c.mu.Unlock()
 		<-c.wake
 		c.mu.Lock()
+	}
+	if ex.ws.readPaused {
+		ex.ws.readPaused = false
+		ex.ws.pingPending = false // a pong may be waiting unread behind the messages
 	}
 	// After the app closed, the client's messages are read (to reach its close frame) and dropped.
 	return !ex.lost && !c.closed && (!ex.ended || ex.ws.closeSent)
@@ -364,6 +371,12 @@ func (ex *exchange) pingTick() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed || ws.closeSent || ex.lost {
+		return
+	}
+	if ws.readPaused {
+		// We are not reading the client (the app is not receiving): its pong could not be seen.
+		ws.pingPending = false
+		ws.timer.Reset(c.srv.cfg.WSPingInterval)
 		return
 	}
 	if ws.pingPending {

@@ -79,7 +79,7 @@ def test_chat_member_lost_without_close_leaves_the_room(chat: GatewayServer) -> 
 def channels_site(module_servers: Any) -> GatewayServer:
     if importlib.util.find_spec("channels") is None:
         pytest.fail(
-            "Django Channels is not installed: .venv/bin/pip install -r examples/requirements-channels.txt",
+            "Django Channels is not installed: make venv (channels is pinned in examples/requirements.txt)",
             pytrace=False,
         )
     return module_servers.start(

