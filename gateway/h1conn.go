@@ -53,6 +53,7 @@ type h1conn struct {
 	pathBuf    []byte
 	rawBuf     []byte
 	chunked    http1.ChunkedDecoder
+	inBody     bool // reading a request body: a read deadline is the body timeout, never stale
 
 	mu       sync.Mutex
 	cur      *exchange // the exchange whose response is pending; nil when idle
@@ -203,7 +204,7 @@ func (c *h1conn) fill(max int) bool {
 		if err == nil {
 			continue
 		}
-		if errors.Is(err, os.ErrDeadlineExceeded) {
+		if errors.Is(err, os.ErrDeadlineExceeded) && !c.inBody {
 			c.mu.Lock()
 			busy := c.cur != nil
 			c.mu.Unlock()
@@ -215,6 +216,17 @@ func (c *h1conn) fill(max int) bool {
 		}
 		return false
 	}
+}
+
+// fillBody reads more of a request body; a client that sends nothing for BodyReadTimeout is cut
+// (false).
+func (c *h1conn) fillBody() bool {
+	c.inBody = true
+	c.nc.SetReadDeadline(time.Now().Add(c.srv.cfg.BodyTimeout()))
+	ok := c.fill(len(c.rbuf))
+	c.nc.SetReadDeadline(time.Time{})
+	c.inBody = false
+	return ok
 }
 
 // waitIdle waits until the previous response is complete (HTTP/1.1 pipelining keeps order).
@@ -419,9 +431,7 @@ func (c *h1conn) pumpLength(ex *exchange, left int64) bool {
 			return false
 		}
 		if c.rpos == c.rend {
-			c.nc.SetReadDeadline(time.Now().Add(c.srv.cfg.BodyTimeout()))
-			ok := c.fill(len(c.rbuf))
-			c.nc.SetReadDeadline(time.Time{})
+			ok := c.fillBody()
 			if !ok {
 				c.clientGone()
 				return false
@@ -457,9 +467,7 @@ func (c *h1conn) pumpChunked(ex *exchange) bool {
 			c.rpos += n
 			pending, done = data, fin
 			if n == 0 && len(data) == 0 && !fin {
-				c.nc.SetReadDeadline(time.Now().Add(c.srv.cfg.BodyTimeout()))
-				ok := c.fill(len(c.rbuf))
-				c.nc.SetReadDeadline(time.Time{})
+				ok := c.fillBody()
 				if !ok {
 					c.clientGone()
 					return false

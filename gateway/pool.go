@@ -215,7 +215,7 @@ func (p *Pool) run(s *slot, first chan<- error) {
 		select {
 		case <-cur.conn.done:
 		case <-cur.exited:
-			cur.conn.fail(errors.New("worker process exited"))
+			cur.conn.fail(errProcessExited)
 		case <-p.stopping:
 			return // Stop ends the processes
 		case <-s.remove:
@@ -403,6 +403,9 @@ func rssBytes(pid int) (int64, error) {
 }
 
 func describeExit(cmd *exec.Cmd, connErr error) string {
+	if connErr != nil && !errors.Is(connErr, errProcessExited) {
+		return connErr.Error() // the gateway ended it: a protocol error, a failed health check
+	}
 	if cmd != nil && cmd.ProcessState != nil {
 		if st, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok && st.Signaled() {
 			return "killed by signal " + st.Signal().String()
@@ -619,8 +622,9 @@ func (p *Pool) handshake(s *slot, ln *net.UnixListener, exited <-chan struct{}) 
 }
 
 var (
-	errExitedEarly = errors.New("the worker exited before it was ready")
-	errHealthCheck = errors.New("no answer to the health check")
+	errExitedEarly   = errors.New("the worker exited before it was ready")
+	errHealthCheck   = errors.New("no answer to the health check")
+	errProcessExited = errors.New("worker process exited")
 )
 
 // explain turns a failed start into one message a person can act on.
