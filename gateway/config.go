@@ -9,12 +9,13 @@ import (
 
 // Config is everything the server needs; the command line fills it.
 type Config struct {
-	App      string // "module:attr"
-	AppDir   string // prepended to the worker's sys.path
-	Factory  bool   // call App with no arguments to get the ASGI app
-	Python   string // interpreter; empty = discover (see FindPython)
-	Workers  int
-	LogLevel string // passed to the workers
+	App        string      // "module:attr"
+	AppDir     string      // prepended to the worker's sys.path
+	Factory    bool        // call App with no arguments to get the ASGI app
+	Python     string      // interpreter; empty = discover (see FindPython)
+	WorkerUser *WorkerUser // run the workers as this user (nil: as the gateway's user)
+	Workers    int
+	LogLevel   string // passed to the workers
 
 	Host     string
 	Port     int

@@ -8,6 +8,8 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -450,5 +452,31 @@ func TestTrustedProxiesParsing(t *testing.T) {
 	}
 	if all, _ := ParseTrustedProxies("*"); !all.Trusts("8.8.8.8") {
 		t.Error(`"*" does not trust everyone`)
+	}
+}
+
+func TestStaleSocketDirsAreRemoved(t *testing.T) {
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp)
+	dead := exec.Command("true")
+	if err := dead.Run(); err != nil {
+		t.Skip("cannot run true:", err)
+	}
+	stale := filepath.Join(tmp, fmt.Sprintf("asgi-gateway-%d-123", dead.Process.Pid))
+	live := filepath.Join(tmp, fmt.Sprintf("asgi-gateway-%d-456", os.Getppid()))
+	other := filepath.Join(tmp, "asgi-gateway-notapid-789")
+	for _, d := range []string{stale, live, other} {
+		if err := os.Mkdir(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	removeStaleSocketDirs(zerolog.New(io.Discard))
+	if _, err := os.Stat(stale); !os.IsNotExist(err) {
+		t.Errorf("the directory of a dead gateway (pid %d) was kept", dead.Process.Pid)
+	}
+	for _, d := range []string{live, other} {
+		if _, err := os.Stat(d); err != nil {
+			t.Errorf("%s was removed: %v", d, err)
+		}
 	}
 }

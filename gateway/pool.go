@@ -86,12 +86,19 @@ func (pr *proc) kill() {
 
 // NewPool prepares a pool; Start spawns the workers.
 func NewPool(cfg *Config, python string, log zerolog.Logger) (*Pool, error) {
-	dir, err := os.MkdirTemp("", "asgi-gateway-")
+	removeStaleSocketDirs(log)
+	dir, err := os.MkdirTemp("", fmt.Sprintf("asgi-gateway-%d-", os.Getpid()))
 	if err != nil {
 		return nil, fmt.Errorf("create the worker socket directory: %w", err)
 	}
 	if err := os.Chmod(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("restrict the worker socket directory: %w", err)
+	}
+	if u := cfg.WorkerUser; u != nil {
+		// Only the workers' user (and root) may enter the directory and connect.
+		if err := os.Chown(dir, u.UID, u.GID); err != nil {
+			return nil, fmt.Errorf("give the worker socket directory to %s: %w", u.Name, err)
+		}
 	}
 	p := &Pool{cfg: cfg, python: python, dir: dir, log: log, changed: make(chan struct{}), stopping: make(chan struct{})}
 	empty := []*workerConn{}
@@ -487,6 +494,11 @@ func (p *Pool) spawn(s *slot) (*proc, error) {
 	if err := os.Chmod(sock, 0o600); err != nil {
 		return nil, fmt.Errorf("restrict worker socket: %w", err)
 	}
+	if u := p.cfg.WorkerUser; u != nil {
+		if err := os.Chown(sock, u.UID, u.GID); err != nil {
+			return nil, fmt.Errorf("give the worker socket to %s: %w", u.Name, err)
+		}
+	}
 
 	args := []string{"-m", "python_worker", "--socket", sock, "--app", p.cfg.App,
 		"--worker-id", strconv.Itoa(s.id), "--log-level", p.cfg.LogLevel}
@@ -504,6 +516,9 @@ func (p *Pool) spawn(s *slot) (*proc, error) {
 	// Own process group (a terminal's Ctrl-C goes to the gateway only, which stops the workers in
 	// order) and death with the gateway.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if u := p.cfg.WorkerUser; u != nil {
+		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: uint32(u.UID), Gid: uint32(u.GID)}
+	}
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		return nil, fmt.Errorf("worker stdout: %w", err)
@@ -772,4 +787,36 @@ func (p *Pool) Stop(grace time.Duration) {
 		p.supervise.Wait()
 		os.RemoveAll(p.dir)
 	})
+}
+
+// removeStaleSocketDirs removes the socket directories of earlier gateways that died without
+// cleaning up (the directory name carries the owner's pid; only ours, by uid, and only dead owners).
+func removeStaleSocketDirs(log zerolog.Logger) {
+	matches, _ := filepath.Glob(filepath.Join(os.TempDir(), "asgi-gateway-*-*"))
+	for _, dir := range matches {
+		rest := strings.TrimPrefix(filepath.Base(dir), "asgi-gateway-")
+		pidText, _, ok := strings.Cut(rest, "-")
+		pid, err := strconv.Atoi(pidText)
+		if !ok || err != nil || pid <= 0 || pid == os.Getpid() {
+			continue
+		}
+		fi, err := os.Stat(dir)
+		if err != nil || !fi.IsDir() {
+			continue
+		}
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) != os.Getuid() && os.Getuid() != 0 {
+			continue
+		}
+		if err := syscall.Kill(pid, 0); err == syscall.ESRCH {
+			if os.RemoveAll(dir) == nil {
+				log.Debug().Str("dir", dir).Msg("removed the socket directory of a gateway that is gone")
+			}
+		}
+	}
+}
+
+// WorkerUser is the account the workers run as (--worker-user).
+type WorkerUser struct {
+	Name     string
+	UID, GID int
 }

@@ -12,6 +12,8 @@ import (
 	_ "net/http/pprof"
 	"os"
 	"os/signal"
+	"os/user"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -48,6 +50,7 @@ func runFlags() []cli.Flag {
 		&cli.BoolFlag{Name: "no-proxy-headers", Usage: "ignore proxy headers", EnvVars: env("no-proxy-headers"), Category: "Listening"},
 		&cli.StringFlag{Name: "forwarded-allow-ips", Value: "127.0.0.1", Usage: "comma-separated IPs, networks (CIDR) or \"*\" trusted to send proxy headers", EnvVars: append(env("forwarded-allow-ips"), "FORWARDED_ALLOW_IPS"), Category: "Listening"},
 		&cli.IntFlag{Name: "workers", Value: d.Workers, Usage: "number of Python worker processes", EnvVars: append(env("workers"), "WEB_CONCURRENCY"), Category: "Workers"},
+		&cli.StringFlag{Name: "worker-user", Usage: "run the Python workers as this user (the gateway keeps its privileges, e.g. to bind port 80)", EnvVars: env("worker-user"), Category: "Workers"},
 		&cli.StringFlag{Name: "python", Usage: "Python interpreter for the workers (default: $VIRTUAL_ENV/bin/python, else python3)", EnvVars: env("python"), Category: "Workers"},
 		&cli.StringFlag{Name: "app-dir", Usage: "look for APP in this directory (added to sys.path; default: the current directory)", EnvVars: env("app-dir"), Category: "Application"},
 		&cli.BoolFlag{Name: "factory", Usage: "treat APP as a factory: call it with no arguments to get the ASGI app", EnvVars: env("factory"), Category: "Application"},
@@ -221,6 +224,15 @@ func configFrom(ctx *cli.Context) (gateway.Config, error) {
 		return cfg, cli.Exit("--workers must be at least 1", 2)
 	}
 	cfg.Python = ctx.String("python")
+	if name := ctx.String("worker-user"); name != "" {
+		u, err := user.Lookup(name)
+		if err != nil {
+			return cfg, cli.Exit(fmt.Sprintf("--worker-user: %v", err), 2)
+		}
+		uid, _ := strconv.Atoi(u.Uid)
+		gid, _ := strconv.Atoi(u.Gid)
+		cfg.WorkerUser = &gateway.WorkerUser{Name: name, UID: uid, GID: gid}
+	}
 	cfg.AppDir = ctx.String("app-dir")
 	cfg.Factory = ctx.Bool("factory")
 	cfg.RootPath = strings.TrimRight(ctx.String("root-path"), "/")
@@ -343,6 +355,10 @@ func run(ctx *cli.Context) error {
 	}
 	if !ctx.Bool("reload") && (ctx.IsSet("reload-dir") || ctx.IsSet("reload-include") || ctx.IsSet("reload-exclude")) {
 		log.Warn().Msg("--reload-dir, --reload-include and --reload-exclude have no effect without --reload")
+	}
+	if os.Geteuid() == 0 && (cfg.WorkerUser == nil || cfg.WorkerUser.UID == 0) {
+		// Not refused: containers commonly run as root. But the app should not have to.
+		log.Warn().Msg("the Python workers run as root: pass --worker-user USER to run the app without root privileges")
 	}
 	srv, err := gateway.NewServer(cfg, log)
 	if err != nil {
