@@ -35,6 +35,7 @@ type Config struct {
 	KeepAlive        time.Duration // idle time allowed between requests
 	BodyReadTimeout  time.Duration // longest wait for the next bytes of a request body the app wants
 	HeadTimeout      time.Duration // a started request head must be complete within this
+	RequestTimeout   time.Duration // answer 504 and cancel the app when a response takes longer (0: never)
 	MaxBodySize      int64         // larger request bodies get 413 (0: no limit)
 	FD               int           // listen on this inherited file descriptor (-1: no)
 	Backlog          int           // listen backlog

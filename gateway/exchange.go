@@ -40,25 +40,30 @@ type exchange struct {
 	target    []byte
 
 	// Guarded by c.mu.
-	reqCredit   int64 // request-body bytes the gateway may still send
-	reqDone     bool
-	continued   bool // 100 Continue written
-	started     bool
-	complete    bool
-	ended       bool
-	lost        bool
-	failed      bool // the app's response was invalid; a 500 went out instead
-	discard     bool // the app's further body is dropped (it overran its content-length)
-	status      int
-	bodyAllowed bool
-	chunked     bool
-	remaining   int64 // content-length bytes the app still owes; -1 without content-length
-	closeAfter  bool  // the connection closes once this response is written
-	respWindow  int64 // response-body bytes the worker may still send (checked, not trusted)
-	queued      int64 // response-body bytes queued since the last write to the client
-	uncredited  int64 // response-body bytes written but not yet credited back to the worker
-	bytesOut    int64
-	logPending  bool
+	reqCredit        int64 // request-body bytes the gateway may still send
+	reqDone          bool
+	continued        bool // 100 Continue written
+	started          bool
+	complete         bool
+	ended            bool
+	lost             bool
+	failed           bool        // the app's response was invalid; a 500 went out instead
+	discard          bool        // the app's further output is dropped (it overran its content-length, or timed out)
+	bodyDone         bool        // the final body (or the pathsend file) is queued
+	trailersExpected bool        // the app announced trailers: the response completes with them
+	sendTrailers     bool        // ... and they go to the client (chunked, and it sent TE: trailers)
+	teTrailers       bool        // the client sent TE: trailers
+	timer            *time.Timer // --timeout-request
+	status           int
+	bodyAllowed      bool
+	chunked          bool
+	remaining        int64 // content-length bytes the app still owes; -1 without content-length
+	closeAfter       bool  // the connection closes once this response is written
+	respWindow       int64 // response-body bytes the worker may still send (checked, not trusted)
+	queued           int64 // response-body bytes queued since the last write to the client
+	uncredited       int64 // response-body bytes written but not yet credited back to the worker
+	bytesOut         int64
+	logPending       bool
 
 	ws *wsState // non-nil for a WebSocket upgrade (ws.go)
 
@@ -98,11 +103,17 @@ func (ex *exchange) responseStart(f *protocol.Frame) error {
 		c.mu.Unlock()
 		return errWSState
 	}
+	if ex.discard { // timed out: a 504 went out instead
+		ex.takeWindow(len(f.Body))
+		c.mu.Unlock()
+		return nil
+	}
 	ex.started = true
 	if err := ex.takeWindow(len(f.Body)); err != nil {
 		c.mu.Unlock()
 		return err
 	}
+	ex.trailersExpected = f.Flags&protocol.FlagTrailers != 0
 	if !ex.lost {
 		if msg := ex.writeHeadLocked(f.Status, f.Headers); msg != "" {
 			ex.failLocked(msg)
@@ -192,6 +203,14 @@ func (ex *exchange) end(outcome uint64, message []byte) {
 			c.srv.log.Error().Uint32("stream", ex.sid).Int("worker", ex.w.id).Bytes("error", message).
 				Msg("the app did not send a response; answering 500")
 			ex.gatewayResponseLocked(500)
+		} else if fs := c.file; ex.bodyDone && fs != nil && fs.ex == ex {
+			// The pathsend file is on its way (the drain goroutine completes the response).
+		} else if ex.bodyDone && ex.trailersExpected {
+			// The app ended without (the rest of) its trailers: the response is whole anyway.
+			if ex.chunked && ex.sendTrailers {
+				c.out = append(c.out, "\r\n"...)
+			}
+			ex.completeLocked()
 		} else {
 			// The response is cut short: the client must see an incomplete response, not a
 			// truncated one that looks complete.
@@ -221,6 +240,8 @@ func (ex *exchange) workerLost() {
 	} else if !ex.lost && !ex.complete {
 		if !ex.started {
 			ex.gatewayResponseLocked(502)
+		} else if fs := c.file; ex.bodyDone && fs != nil && fs.ex == ex {
+			// The pathsend file does not need the worker.
 		} else {
 			ex.cutLocked()
 		}
@@ -286,6 +307,7 @@ func (ex *exchange) writeHeadLocked(status int, headers []protocol.Header) strin
 		keep = false // the client may still send the body we never asked for
 	}
 	ex.closeAfter = !keep
+	ex.sendTrailers = ex.trailersExpected && ex.chunked && ex.teTrailers
 
 	out := http1.AppendStatusLine(c.out, ex.minor, status)
 	if !hasServer && c.srv.cfg.ServerHeader {
@@ -359,14 +381,22 @@ func (ex *exchange) bodyLocked(data []byte, more bool) {
 	if more {
 		return
 	}
+	ex.bodyDone = true
 	if ex.chunked {
-		c.out = http1.AppendLastChunk(c.out)
+		if ex.sendTrailers {
+			c.out = append(c.out, "0\r\n"...) // the trailer fields and the final CRLF follow
+		} else {
+			c.out = http1.AppendLastChunk(c.out)
+		}
 	}
 	if ex.bodyAllowed && ex.remaining > 0 {
 		c.srv.log.Error().Uint32("stream", ex.sid).Int64("missing", ex.remaining).
 			Msg("the app's body is shorter than its content-length; cutting the connection")
 		ex.cutLocked()
 		return
+	}
+	if ex.trailersExpected {
+		return // complete with the last RESPONSE_TRAILERS
 	}
 	ex.completeLocked()
 }
@@ -375,6 +405,9 @@ func (ex *exchange) bodyLocked(data []byte, more bool) {
 func (ex *exchange) completeLocked() {
 	c := ex.c
 	ex.complete = true
+	if ex.timer != nil {
+		ex.timer.Stop()
+	}
 	ex.logPending = true
 	if c.cur == ex {
 		c.cur = nil
@@ -424,6 +457,9 @@ func (ex *exchange) cutLocked() {
 	ex.complete = true
 	ex.logPending = true
 	ex.closeAfter = true
+	if ex.timer != nil {
+		ex.timer.Stop()
+	}
 	if c.cur == ex {
 		c.cur = nil
 	}

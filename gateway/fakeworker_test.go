@@ -83,6 +83,29 @@ func fakeWorkerMain(mode string) {
 
 				}
 			}
+			switch path {
+			case "/slow": // never answers; CANCEL ends it
+				continue
+			case "/pathsend":
+				out = protocol.AppendResponseStart(out, f.Stream, 200, []protocol.Header{{Name: []byte("content-type"), Value: []byte("text/plain")}}, 0, nil, true)
+				out = protocol.AppendResponsePathsend(out, f.Stream, string(f.Request.QueryString))
+				out = protocol.AppendEnd(out, f.Stream, protocol.OutcomeOK, "")
+				nc.Write(out)
+				continue
+			case "/trailers":
+				out = protocol.AppendResponseStart(out, f.Stream, 200, nil, protocol.FlagTrailers, []byte("abc"), false)
+				out = protocol.AppendResponseTrailers(out, f.Stream, []protocol.Header{{Name: []byte("x-checksum"), Value: []byte("42")}}, false)
+				out = protocol.AppendEnd(out, f.Stream, protocol.OutcomeOK, "")
+				nc.Write(out)
+				continue
+			case "/hint":
+				out = protocol.AppendEarlyHint(out, f.Stream, [][]byte{[]byte("</style.css>; rel=preload; as=style")})
+			case "/flags":
+				out = protocol.AppendResponseStart(out, f.Stream, 200, nil, 0, []byte(fmt.Sprintf("flags=%d", f.Request.Flags)), false)
+				out = protocol.AppendEnd(out, f.Stream, protocol.OutcomeOK, "")
+				nc.Write(out)
+				continue
+			}
 			if path == "/raise" {
 				nc.Write(protocol.AppendEnd(nil, f.Stream, protocol.OutcomeAppError, "RuntimeError: boom"))
 				continue
@@ -101,6 +124,8 @@ func fakeWorkerMain(mode string) {
 			if !f.MoreBody {
 				out = reply(out, f.Stream, paths, bodies)
 			}
+		case protocol.TypeCancel:
+			out = protocol.AppendEnd(out, f.Stream, protocol.OutcomeAppError, "cancelled")
 		case protocol.TypePing:
 			out = protocol.AppendPing(out, protocol.TypePong, f.Token)
 		}

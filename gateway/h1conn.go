@@ -59,9 +59,10 @@ type h1conn struct {
 	cur      *exchange // the exchange whose response is pending; nil when idle
 	out      []byte    // bytes for the client not yet written
 	spare    []byte
-	draining bool // a drain goroutine owns the socket's writes
-	closing  bool // close once out is written
-	abort    bool // ... with a reset, so the client sees an incomplete response
+	draining bool      // a drain goroutine owns the socket's writes
+	file     *fileSend // a pathsend body to write after out (by the drain goroutine)
+	closing  bool      // close once out is written
+	abort    bool      // ... with a reset, so the client sees an incomplete response
 	closed   bool
 	wake     chan struct{}
 
@@ -325,10 +326,11 @@ func (c *h1conn) dispatch() bool {
 		c.hr.MoreBody = left > 0
 		ex.reqDone = left == 0
 	}
-	c.hr.Flags = 0
+	c.hr.Flags = extensionFlags(req)
 	if ex.expect && c.hr.MoreBody {
-		c.hr.Flags = protocol.FlagExpectContinue
+		c.hr.Flags |= protocol.FlagExpectContinue
 	}
+	ex.teTrailers = headerHasToken(headerValue(req.Headers, "te"), "trailers")
 	sid, err := w.open(ex)
 	if err != nil {
 		c.reject(ex, 502)
@@ -339,6 +341,9 @@ func (c *h1conn) dispatch() bool {
 	c.srv.metrics.InflightInc()
 	c.mu.Lock()
 	c.cur = ex
+	if t := c.srv.cfg.RequestTimeout; t > 0 {
+		ex.timer = time.AfterFunc(t, ex.timeout)
+	}
 	c.mu.Unlock()
 	c.nc.SetReadDeadline(time.Time{})
 	if err := w.sendHTTPRequest(sid, &c.hr); err != nil {
@@ -577,6 +582,11 @@ func (c *h1conn) flushLocked() {
 	if c.closed || c.draining {
 		return
 	}
+	if c.file != nil {
+		c.draining = true // files always go through the drain goroutine (sendfile blocks)
+		go c.drain()
+		return
+	}
 	if len(c.out) > 0 {
 		n, err := c.tryWrite(c.out)
 		if err != nil {
@@ -628,29 +638,52 @@ func (c *h1conn) writeFd(fd uintptr) bool {
 	}
 }
 
-// drain finishes writing out with blocking writes; it is the only writer while c.draining is set.
+// drain finishes writing out (and a pathsend file after it) with blocking writes; it is the only
+// writer while c.draining is set.
 func (c *h1conn) drain() {
 	c.mu.Lock()
-	for len(c.out) > 0 && !c.closed {
-		buf := c.out
-		c.out = c.spare[:0]
-		c.mu.Unlock()
-		var err error
-		for len(buf) > 0 && err == nil {
-			n := min(len(buf), writeChunk)
-			c.nc.SetWriteDeadline(time.Now().Add(writeTimeout))
-			n, err = c.nc.Write(buf[:n])
-			buf = buf[n:]
+	for (len(c.out) > 0 || c.file != nil) && !c.closed {
+		if len(c.out) > 0 {
+			buf := c.out
+			c.out = c.spare[:0]
+			c.mu.Unlock()
+			var err error
+			for len(buf) > 0 && err == nil {
+				n := min(len(buf), writeChunk)
+				c.nc.SetWriteDeadline(time.Now().Add(writeTimeout))
+				n, err = c.nc.Write(buf[:n])
+				buf = buf[n:]
+			}
+			c.mu.Lock()
+			c.spare = buf[:0]
+			if err != nil {
+				c.draining = false
+				c.writeFailedLocked()
+				c.mu.Unlock()
+				return
+			}
+			c.wroteLocked()
+			continue // what was queued meanwhile goes before the file
 		}
+		fs := c.file
+		c.file = nil
+		c.mu.Unlock()
+		err := c.sendFile(fs)
 		c.mu.Lock()
-		c.spare = buf[:0]
 		if err != nil {
 			c.draining = false
+			fs.ex.cutLocked()
 			c.writeFailedLocked()
 			c.mu.Unlock()
 			return
 		}
-		c.wroteLocked()
+		fs.ex.bytesOut += fs.n
+		fs.ex.completeLocked()
+		if fs.ex.takeLog() {
+			c.mu.Unlock()
+			c.srv.accessLog(fs.ex)
+			c.mu.Lock()
+		}
 	}
 	c.draining = false
 	if c.closing && c.cur == nil {

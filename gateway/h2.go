@@ -327,6 +327,11 @@ func (st *h2stream) wsSend(*protocol.Frame) error   { return errH2WebSocketFrame
 func (st *h2stream) wsClose(*protocol.Frame) error  { return errH2WebSocketFrame }
 func (st *h2stream) flush()                         {}
 
+// The HTTP/2 engine does not advertise these extensions, so a worker never sends their frames.
+func (st *h2stream) trailers(*protocol.Frame) error  { return errNotAdvertised }
+func (st *h2stream) pathsend(*protocol.Frame) error  { return errNotAdvertised }
+func (st *h2stream) earlyHint(*protocol.Frame) error { return errNotAdvertised }
+
 // disconnectLocked tells the worker the client is gone, once, while the sid is open and the response
 // incomplete; the queued bytes are dropped and their window given back.
 func (st *h2stream) disconnectLocked() {

@@ -22,6 +22,9 @@ type streamHandler interface {
 	responseBody(f *protocol.Frame) error
 	credit(n uint64)
 	end(outcome uint64, message []byte)
+	trailers(f *protocol.Frame) error
+	pathsend(f *protocol.Frame) error
+	earlyHint(f *protocol.Frame) error
 	wsAccept(f *protocol.Frame) error
 	wsSend(f *protocol.Frame) error
 	wsClose(f *protocol.Frame) error
@@ -199,6 +202,13 @@ func (w *workerConn) sendShutdown(grace time.Duration) {
 	}
 }
 
+func (w *workerConn) sendCancel(sid uint32) {
+	if w.lock() {
+		w.wbuf = protocol.AppendCancel(w.wbuf, sid)
+		w.unlock()
+	}
+}
+
 func (w *workerConn) sendPing(token uint64) {
 	if w.lock() {
 		w.wbuf = protocol.AppendPing(w.wbuf, protocol.TypePing, token)
@@ -261,7 +271,8 @@ func (w *workerConn) readLoop() {
 func (w *workerConn) dispatch(f *protocol.Frame) error {
 	switch f.Type {
 	case protocol.TypeResponseStart, protocol.TypeResponseBody, protocol.TypeCreditW2G, protocol.TypeEnd,
-		protocol.TypeWSAccept, protocol.TypeWSSend, protocol.TypeWSClose:
+		protocol.TypeWSAccept, protocol.TypeWSSend, protocol.TypeWSClose,
+		protocol.TypeResponseTrailers, protocol.TypeResponsePathsend, protocol.TypeEarlyHint:
 	case protocol.TypePong:
 		w.lastPong.Store(int64(f.Token))
 		return nil
@@ -287,6 +298,12 @@ func (w *workerConn) dispatch(f *protocol.Frame) error {
 	case protocol.TypeEnd:
 		w.inflight.Add(-1)
 		h.end(f.Outcome, f.Message)
+	case protocol.TypeResponseTrailers:
+		return h.trailers(f)
+	case protocol.TypeResponsePathsend:
+		return h.pathsend(f)
+	case protocol.TypeEarlyHint:
+		return h.earlyHint(f)
 	case protocol.TypeWSAccept:
 		return h.wsAccept(f)
 	case protocol.TypeWSSend:

@@ -67,6 +67,7 @@ func runFlags() []cli.Flag {
 		&cli.Float64Flag{Name: "timeout-keep-alive", Value: d.KeepAlive.Seconds(), Usage: "close keep-alive connections idle this many seconds", EnvVars: env("timeout-keep-alive"), Category: "Timeouts"},
 		&cli.Float64Flag{Name: "timeout-request-header", Value: d.HeadTimeout.Seconds(), Usage: "a request head must arrive within this many seconds of its first byte", EnvVars: env("timeout-request-header"), Category: "Timeouts"},
 		&cli.Float64Flag{Name: "timeout-request-body", Value: d.BodyReadTimeout.Seconds(), Usage: "close a connection whose request body stalls this many seconds", EnvVars: env("timeout-request-body"), Category: "Timeouts"},
+		&cli.Float64Flag{Name: "timeout-request", Usage: "answer 504 (or cut a started response) and cancel the app after this many seconds (0: never)", EnvVars: env("timeout-request"), Category: "Timeouts"},
 		&cli.Float64Flag{Name: "timeout-graceful-shutdown", Value: d.GracefulTimeout.Seconds(), Usage: "on shutdown, wait this many seconds for requests in flight", EnvVars: env("timeout-graceful-shutdown"), Category: "Timeouts"},
 		&cli.IntFlag{Name: "limit-concurrency", Usage: "answer 503 at once above this many requests in flight (0: no limit)", EnvVars: env("limit-concurrency"), Category: "Workers"},
 		&cli.Float64Flag{Name: "timeout-worker-healthcheck", Value: d.HealthTimeout.Seconds(), Usage: "kill and replace a worker whose event loop does not answer a ping within this many seconds (0: off)", EnvVars: env("timeout-worker-healthcheck"), Category: "Workers"},
@@ -256,6 +257,7 @@ func configFrom(ctx *cli.Context) (gateway.Config, error) {
 	cfg.ForwardedAllowIPs = ctx.String("forwarded-allow-ips")
 	cfg.HeadTimeout = seconds(ctx.Float64("timeout-request-header"))
 	cfg.BodyReadTimeout = seconds(ctx.Float64("timeout-request-body"))
+	cfg.RequestTimeout = seconds(ctx.Float64("timeout-request"))
 	cfg.MaxBodySize = ctx.Int64("limit-request-body")
 	for _, spec := range ctx.StringSlice("static") {
 		m, err := gateway.ParseStaticMount(spec)
