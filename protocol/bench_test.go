@@ -56,6 +56,18 @@ var responseHeaders = []Header{
 	{[]byte("set-cookie"), []byte("session=abc123; Path=/; HttpOnly")},
 }
 
+var trailers = []Header{
+	{[]byte("grpc-status"), []byte("0")},
+	{[]byte("grpc-message"), []byte("")},
+	{[]byte("server-timing"), []byte("db;dur=53, app;dur=47.2")},
+}
+
+var links = [][]byte{
+	[]byte("</static/css/app.css>; rel=preload; as=style"),
+	[]byte("</static/js/app.js>; rel=preload; as=script"),
+	[]byte("<https://fonts.example.com>; rel=preconnect"),
+}
+
 // TestZeroAllocs asserts that appending and decoding each hot frame type allocates nothing in
 // steady state (dst and Frame reused).
 func TestZeroAllocs(t *testing.T) {
@@ -107,6 +119,17 @@ func TestZeroAllocs(t *testing.T) {
 		"WS_SEND_text":   func(dst []byte) []byte { return AppendWSMessage(dst, TypeWSSend, 7, true, body[:50]) },
 		"WS_SEND_binary": func(dst []byte) []byte { return AppendWSMessage(dst, TypeWSSend, 7, false, body) },
 		"WS_CLOSE":       func(dst []byte) []byte { return AppendWSClose(dst, TypeWSClose, 7, 4000, "bye \u2603") },
+		"CANCEL":         func(dst []byte) []byte { return AppendCancel(dst, 7) },
+		"RESPONSE_TRAILERS": func(dst []byte) []byte {
+			return AppendResponseTrailers(dst, 7, trailers, false)
+		},
+		"RESPONSE_PATHSEND": func(dst []byte) []byte {
+			return AppendResponsePathsend(dst, 7, "/srv/www/static/css/app.min.css")
+		},
+		"RESPONSE_PATHSEND_repaired": func(dst []byte) []byte {
+			return AppendResponsePathsend(dst, 7, "/srv/www/\xff.css")
+		},
+		"EARLY_HINT": func(dst []byte) []byte { return AppendEarlyHint(dst, 7, links) },
 	}
 	for name, appendFn := range hot {
 		buf := make([]byte, 0, 16<<10)

@@ -346,15 +346,16 @@ func (d *dec) skip() string {
 func arity(t Type) int {
 	switch t {
 	case TypeHello, TypeWorkerHello, TypeCreditG2W, TypeCreditW2G, TypePing, TypePong,
-		TypeWSReceive, TypeWSSend, TypeShutdown:
+		TypeWSReceive, TypeWSSend, TypeShutdown, TypeResponsePathsend, TypeEarlyHint:
 		return 3
 	case TypeHTTPRequest:
 		return 15
 	case TypeWSConnect:
 		return 13
-	case TypeRequestBody, TypeResponseBody, TypeEnd, TypeWSDisconnect, TypeWSClose, TypeWSAccept:
+	case TypeRequestBody, TypeResponseBody, TypeEnd, TypeWSDisconnect, TypeWSClose, TypeWSAccept,
+		TypeResponseTrailers:
 		return 4
-	case TypeDisconnect:
+	case TypeDisconnect, TypeCancel:
 		return 2
 	case TypeResponseStart:
 		return 7
@@ -382,6 +383,7 @@ func (f *Frame) reset() {
 	f.Token = 0
 	f.Outcome = 0
 	f.Message = nil
+	f.Links = nil
 	f.GatewayHello = nil
 	f.WorkerHello = nil
 	f.WS = WSConnect{}
@@ -451,7 +453,7 @@ func (f *Frame) Decode(payload []byte) error {
 		if f.MoreBody, r = d.bool(); r != "" {
 			return fieldErr(t, "more_body", r)
 		}
-	case TypeDisconnect:
+	case TypeDisconnect, TypeCancel:
 	case TypeCreditG2W, TypeCreditW2G:
 		if f.Increment, r = d.uint(math.MaxUint64); r != "" {
 			return fieldErr(t, "increment", r)
@@ -490,6 +492,14 @@ func (f *Frame) Decode(payload []byte) error {
 		if f.Grace, r = d.uint(math.MaxUint64); r != "" {
 			return fieldErr(t, "grace_ms", r)
 		}
+	case TypeResponseTrailers:
+		err = f.decodeResponseTrailers(&d)
+	case TypeResponsePathsend:
+		if f.Message, r = d.str(); r != "" {
+			return fieldErr(t, "path", r)
+		}
+	case TypeEarlyHint:
+		err = f.decodeEarlyHint(&d)
 	}
 	if err != nil {
 		return err
@@ -554,6 +564,44 @@ func (f *Frame) decodeResponseStart(d *dec) error {
 	if f.MoreBody, r = d.bool(); r != "" {
 		return fieldErr(t, "more_body", r)
 	}
+	return nil
+}
+
+func (f *Frame) decodeResponseTrailers(d *dec) error {
+	const t = TypeResponseTrailers
+	hs, err := d.headers(t, f.respHeaders[:0])
+	f.respHeaders = hs[:0]
+	if err != nil {
+		return err
+	}
+	f.Headers = hs
+	var r string
+	if f.MoreBody, r = d.bool(); r != "" {
+		return fieldErr(t, "more_trailers", r)
+	}
+	return nil
+}
+
+// minLinkLen is the smallest encoding of one link: an empty bin, c4 00.
+const minLinkLen = 2
+
+func (f *Frame) decodeEarlyHint(d *dec) error {
+	const t = TypeEarlyHint
+	n, r := d.arrayLen(minLinkLen)
+	if r != "" {
+		return fieldErr(t, "links", r)
+	}
+	ls := f.links[:0]
+	for i := 0; i < n; i++ {
+		l, r := d.bin()
+		if r != "" {
+			f.links = ls[:0]
+			return fieldErr(t, "links", r)
+		}
+		ls = append(ls, l)
+	}
+	f.links = ls[:0]
+	f.Links = ls
 	return nil
 }
 

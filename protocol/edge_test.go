@@ -178,9 +178,9 @@ func TestArityAndTrailing(t *testing.T) {
 	} {
 		mustFail(t, name, raw(t, h), ErrMalformed)
 	}
-	mustFail(t, "unknown type 0x0b", raw(t, "92 0b 01"), ErrUnknownType)
+	mustFail(t, "unknown type 0x0c", raw(t, "92 0c 01"), ErrUnknownType)
 	mustFail(t, "unknown type 0x00", raw(t, "92 00 00"), ErrUnknownType)
-	mustFail(t, "unknown type 0x1a", raw(t, "92 1a 01"), ErrUnknownType)
+	mustFail(t, "unknown type 0x1d", raw(t, "92 1d 01"), ErrUnknownType)
 }
 
 func TestStreamIDRules(t *testing.T) {
@@ -769,5 +769,192 @@ func TestWSDecodeResetsOtherFields(t *testing.T) {
 		f.Text || f.Body != nil || f.Code != 0 || f.Message != nil || f.Subprotocol != nil ||
 		f.HasSubprotocol || f.Headers != nil {
 		t.Fatalf("stale fields: %+v", f)
+	}
+}
+
+func TestExtensionFramesStrict(t *testing.T) {
+	for name, h := range map[string]string{
+		// CANCEL
+		"cancel sid 0":      "92 0b 00",
+		"cancel arity 3":    "93 0b 01 00",
+		"cancel arity 1":    "91 0b",
+		"cancel str sid":    "92 0b a131",
+		"cancel trailing":   "92 0b 01 c0",
+		"cancel sid > u32":  "92 0b cf0000000100000000",
+		"cancel negative":   "92 0b ff",
+		"cancel nil sid":    "92 0b c0",
+		"cancel float sid":  "92 0b ca3f800000",
+		"cancel array sid":  "92 0b 90",
+		"cancel bool sid":   "92 0b c3",
+		"cancel bin sid":    "92 0b c40101",
+		"cancel map sid":    "92 0b 80",
+		"cancel ext sid":    "92 0b d40100",
+		"cancel int8 -1":    "92 0b d0ff",
+		"cancel int64 -1":   "92 0b d3ffffffffffffffff",
+		"cancel as array16": "dc0003 0b 01 00",
+		// RESPONSE_TRAILERS
+		"trailers arity 3":        "93 1a 01 90",
+		"trailers arity 5":        "95 1a 01 90 c2 c2",
+		"trailers sid 0":          "94 1a 00 90 c2",
+		"trailers headers nil":    "94 1a 01 c0 c2",
+		"trailers str header":     "94 1a 01 91 92 a161 c40162 c2",
+		"trailers header arity 3": "94 1a 01 91 93 c40161 c40162 c400 c2",
+		"trailers header flat":    "94 1a 01 92 c40161 c40162 c2",
+		"trailers int more":       "94 1a 01 90 00",
+		"trailers nil more":       "94 1a 01 90 c0",
+		"trailers missing more":   "94 1a 01 90",
+		// RESPONSE_PATHSEND
+		"pathsend arity 2":     "92 1b 01",
+		"pathsend arity 4":     "94 1b 01 a12f c2",
+		"pathsend sid 0":       "93 1b 00 a12f",
+		"pathsend bin path":    "93 1b 01 c4012f",
+		"pathsend nil path":    "93 1b 01 c0",
+		"pathsend int path":    "93 1b 01 01",
+		"pathsend utf8":        "93 1b 01 a3 2fc328",
+		"pathsend str8 short":  "93 1b 01 d9 05 2f61",
+		"pathsend array path":  "93 1b 01 91 a12f",
+		"pathsend str trailer": "93 1b 01 a12f a0",
+		// EARLY_HINT
+		"hint arity 2":      "92 1c 01",
+		"hint arity 4":      "94 1c 01 90 90",
+		"hint sid 0":        "93 1c 00 90",
+		"hint links nil":    "93 1c 01 c0",
+		"hint links bin":    "93 1c 01 c40161",
+		"hint str link":     "93 1c 01 91 a161",
+		"hint nil link":     "93 1c 01 91 c0",
+		"hint nested link":  "93 1c 01 91 91 c40161",
+		"hint map links":    "93 1c 01 81 a161 c40161",
+		"hint short array":  "93 1c 01 92 c40161",
+		"hint bin16 short":  "93 1c 01 91 c5 0100 61",
+		"hint second bad":   "93 1c 01 92 c40161 a162",
+		"hint link trailer": "93 1c 01 91 c40161 c0",
+	} {
+		mustFail(t, name, raw(t, h), ErrMalformed)
+	}
+	var f Frame
+	if err := f.Decode(raw(t, "93 1b 01 a3 2fc328")); !errors.Is(err, ErrInvalidUTF8) || !strings.Contains(err.Error(), "path") {
+		t.Errorf("pathsend utf8: %v", err)
+	}
+	if err := f.Decode(raw(t, "94 1a 01 90 00")); err == nil || !strings.Contains(err.Error(), "more_trailers") {
+		t.Errorf("trailers more: %v", err)
+	}
+
+	// Any int encoding of the sid; non-canonical lengths.
+	g := mustDecode(t, "wide cancel", raw(t, "92 d00b d3 00000000ffffffff"))
+	if g.Type != TypeCancel || g.Stream != 0xffffffff || !g.Type.FromGateway() {
+		t.Errorf("cancel: %+v", g)
+	}
+	g = mustDecode(t, "str32 path", raw(t, "93 1b 01 db00000002 2f61"))
+	if g.Type != TypeResponsePathsend || string(g.Message) != "/a" || g.Type.FromGateway() {
+		t.Errorf("pathsend: %+v", g)
+	}
+	g = mustDecode(t, "bin32 link", raw(t, "93 1c 01 dc0001 c600000002 6869"))
+	if len(g.Links) != 1 || string(g.Links[0]) != "hi" {
+		t.Errorf("links %q", g.Links)
+	}
+	g = mustDecode(t, "no links", raw(t, "93 1c 01 90"))
+	if len(g.Links) != 0 {
+		t.Errorf("links %q", g.Links)
+	}
+	g = mustDecode(t, "trailers", raw(t, "94 1a 01 dc0001 92 c40161 c5000162 c3"))
+	if len(g.Headers) != 1 || string(g.Headers[0].Name) != "a" || string(g.Headers[0].Value) != "b" || !g.MoreBody {
+		t.Errorf("trailers %+v", g)
+	}
+	// A link's bytes alias the payload with the capacity clipped: appending to one cannot
+	// overwrite the next.
+	g = mustDecode(t, "two links", raw(t, "93 1c 01 92 c40161 c40162"))
+	_ = append(g.Links[0], 'X')
+	if string(g.Links[1]) != "b" || cap(g.Links[0]) != 1 {
+		t.Errorf("links %q, cap %d", g.Links, cap(g.Links[0]))
+	}
+}
+
+func TestExtensionHostileLengths(t *testing.T) {
+	for name, h := range map[string]string{
+		"links array32 huge":   "93 1c 01 dd ffffffff c400",
+		"links array16 big":    "93 1c 01 dc ffff c400",
+		"link bin32 huge":      "93 1c 01 91 c6 ffffffff 61",
+		"trailers huge":        "94 1a 01 dd 7fffffff 92 c400 c400 c2",
+		"trailer arr huge":     "94 1a 01 91 dd ffffffff c400 c400 c2",
+		"pathsend str32 huge":  "93 1b 01 db ffffffff 2f",
+		"pathsend str16 short": "93 1b 01 da 0100 2f",
+	} {
+		var f Frame
+		p := raw(t, h)
+		mustFail(t, name, p, ErrMalformed)
+		if n := allocBytes(func() { _ = f.Decode(p) }); n > 4096 {
+			t.Errorf("%s: %d bytes allocated", name, n)
+		}
+	}
+}
+
+func TestExtensionAppend(t *testing.T) {
+	// AppendResponsePathsend repairs invalid UTF-8 instead of producing an undecodable frame.
+	f := mustDecode(t, "pathsend", payloadOf(t, AppendResponsePathsend(nil, 1, "/srv/\xff\xfe.txt")))
+	if string(f.Message) != "/srv/\ufffd.txt" {
+		t.Errorf("path %q", f.Message)
+	}
+	// Appenders append: dst is kept.
+	for name, out := range map[string][]byte{
+		"cancel":   AppendCancel([]byte("keep"), 1),
+		"trailers": AppendResponseTrailers([]byte("keep"), 1, nil, false),
+		"pathsend": AppendResponsePathsend([]byte("keep"), 1, "/"),
+		"hint":     AppendEarlyHint([]byte("keep"), 1, nil),
+	} {
+		if string(out[:4]) != "keep" {
+			t.Errorf("%s clobbered dst", name)
+		}
+		g := mustDecode(t, name, payloadOf(t, out[4:]))
+		if g.Stream != 1 {
+			t.Errorf("%s: stream %d", name, g.Stream)
+		}
+	}
+	// Nil and empty link slices encode alike (an empty array); an empty link is c4 00.
+	if a, b := AppendEarlyHint(nil, 1, nil), AppendEarlyHint(nil, 1, [][]byte{}); !bytes.Equal(a, b) {
+		t.Errorf("%x vs %x", a, b)
+	}
+	if got := hex.EncodeToString(payloadOf(t, AppendEarlyHint(nil, 1, [][]byte{nil}))); got != "931c0191c400" {
+		t.Errorf("empty link: %s", got)
+	}
+	// Many links: array16, bin16.
+	links := make([][]byte, 300)
+	for i := range links {
+		links[i] = bytes.Repeat([]byte{'l'}, i)
+	}
+	f = mustDecode(t, "300 links", payloadOf(t, AppendEarlyHint(nil, 7, links)))
+	if len(f.Links) != 300 || len(f.Links[299]) != 299 {
+		t.Errorf("%d links", len(f.Links))
+	}
+	// Trailers round trip with more_trailers.
+	hs := []Header{{[]byte("grpc-status"), []byte("0")}, {[]byte("x"), nil}}
+	f = mustDecode(t, "trailers", payloadOf(t, AppendResponseTrailers(nil, 9, hs, true)))
+	if f.Type != TypeResponseTrailers || len(f.Headers) != 2 || string(f.Headers[0].Value) != "0" ||
+		len(f.Headers[1].Value) != 0 || !f.MoreBody {
+		t.Errorf("trailers %+v", f)
+	}
+}
+
+func TestExtensionDecodeResetsOtherFields(t *testing.T) {
+	var f Frame
+	for _, frame := range [][]byte{
+		AppendEarlyHint(nil, 1, [][]byte{[]byte("</a>; rel=preload")}),
+		AppendResponseTrailers(nil, 1, []Header{{[]byte("a"), []byte("b")}}, true),
+		AppendResponsePathsend(nil, 1, "/p"),
+		AppendCancel(nil, 2),
+	} {
+		if err := f.Decode(payloadOf(t, frame)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if f.Type != TypeCancel || f.Stream != 2 || f.Links != nil || f.Headers != nil || f.MoreBody ||
+		f.Message != nil {
+		t.Fatalf("stale fields: %+v", f)
+	}
+	// And the other way round: a frame after an EARLY_HINT has no Links.
+	if err := f.Decode(payloadOf(t, AppendEarlyHint(nil, 1, [][]byte{[]byte("x")}))); err != nil || len(f.Links) != 1 {
+		t.Fatal(err)
+	}
+	if err := f.Decode(payloadOf(t, AppendResponseBody(nil, 1, []byte("b"), false))); err != nil || f.Links != nil {
+		t.Fatalf("stale links: %v %+v", err, f)
 	}
 }

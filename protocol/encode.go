@@ -370,3 +370,35 @@ func AppendShutdown(dst []byte, graceMS uint64) []byte {
 	dst = appendUint(dst, graceMS)
 	return endFrame(dst, start)
 }
+
+// AppendCancel appends a CANCEL frame (G→W): the request timed out, the worker cancels the app.
+func AppendCancel(dst []byte, sid uint32) []byte {
+	dst, start := beginFrame(dst, 2, TypeCancel, sid)
+	return endFrame(dst, start)
+}
+
+// AppendResponseTrailers appends a RESPONSE_TRAILERS frame; more is more_trailers.
+func AppendResponseTrailers(dst []byte, sid uint32, headers []Header, more bool) []byte {
+	dst, start := beginFrame(dst, 4, TypeResponseTrailers, sid)
+	dst = appendHeaders(dst, headers)
+	dst = appendBool(dst, more)
+	return endFrame(dst, start)
+}
+
+// AppendResponsePathsend appends a RESPONSE_PATHSEND frame. Invalid UTF-8 in path is replaced
+// by U+FFFD (so that the frame stays decodable; such a path names no file the gateway can open).
+func AppendResponsePathsend(dst []byte, sid uint32, path string) []byte {
+	dst, start := beginFrame(dst, 3, TypeResponsePathsend, sid)
+	dst = appendValidStr(dst, path)
+	return endFrame(dst, start)
+}
+
+// AppendEarlyHint appends an EARLY_HINT frame: one bin per Link header value.
+func AppendEarlyHint(dst []byte, sid uint32, links [][]byte) []byte {
+	dst, start := beginFrame(dst, 3, TypeEarlyHint, sid)
+	dst = appendArrayLen(dst, len(links))
+	for _, l := range links {
+		dst = appendBin(dst, l)
+	}
+	return endFrame(dst, start)
+}

@@ -29,6 +29,7 @@ const (
 	TypeWSReceive     Type = 0x08
 	TypeWSDisconnect  Type = 0x09
 	TypeShutdown      Type = 0x0A
+	TypeCancel        Type = 0x0B
 	TypeWorkerHello   Type = 0x11 // W→G
 	TypeResponseStart Type = 0x12
 	TypeResponseBody  Type = 0x13
@@ -38,6 +39,10 @@ const (
 	TypeWSAccept      Type = 0x17
 	TypeWSSend        Type = 0x18
 	TypeWSClose       Type = 0x19
+
+	TypeResponseTrailers Type = 0x1A
+	TypeResponsePathsend Type = 0x1B
+	TypeEarlyHint        Type = 0x1C
 )
 
 // String returns the SPEC name of t, with the direction for the names both sides use
@@ -64,6 +69,8 @@ func (t Type) String() string {
 		return "WS_DISCONNECT"
 	case TypeShutdown:
 		return "SHUTDOWN"
+	case TypeCancel:
+		return "CANCEL"
 	case TypeWorkerHello:
 		return "WORKER_HELLO"
 	case TypeResponseStart:
@@ -82,6 +89,12 @@ func (t Type) String() string {
 		return "WS_SEND"
 	case TypeWSClose:
 		return "WS_CLOSE"
+	case TypeResponseTrailers:
+		return "RESPONSE_TRAILERS"
+	case TypeResponsePathsend:
+		return "RESPONSE_PATHSEND"
+	case TypeEarlyHint:
+		return "EARLY_HINT"
 	}
 	return "Type(0x" + strconv.FormatUint(uint64(t), 16) + ")"
 }
@@ -93,9 +106,9 @@ func (t Type) FromGateway() bool { return t >= 0x01 && t <= 0x0F }
 func (t Type) Known() bool {
 	switch t {
 	case TypeHello, TypeHTTPRequest, TypeRequestBody, TypeDisconnect, TypeCreditG2W, TypePing,
-		TypeWSConnect, TypeWSReceive, TypeWSDisconnect, TypeShutdown,
+		TypeWSConnect, TypeWSReceive, TypeWSDisconnect, TypeShutdown, TypeCancel,
 		TypeWorkerHello, TypeResponseStart, TypeResponseBody, TypeCreditW2G, TypeEnd, TypePong,
-		TypeWSAccept, TypeWSSend, TypeWSClose:
+		TypeWSAccept, TypeWSSend, TypeWSClose, TypeResponseTrailers, TypeResponsePathsend, TypeEarlyHint:
 		return true
 	}
 	return false
@@ -105,8 +118,17 @@ func (t Type) Known() bool {
 // validate the meaning).
 const MaxCloseCode = 0xffff
 
-// FlagExpectContinue is HTTP_REQUEST flags bit 0: the client sent "Expect: 100-continue".
-const FlagExpectContinue uint64 = 1
+// HTTP_REQUEST flags (SPEC.md §3).
+const (
+	// FlagExpectContinue, bit 0: the client sent "Expect: 100-continue".
+	FlagExpectContinue uint64 = 1
+	// FlagTrailersAllowed, bit 1: the response may carry trailers (http.response.trailers).
+	FlagTrailersAllowed uint64 = 2
+	// FlagPathsend, bit 2: the gateway can send a file as the body (http.response.pathsend).
+	FlagPathsend uint64 = 4
+	// FlagEarlyHints, bit 3: the gateway can send 103 Early Hints (http.response.early_hint).
+	FlagEarlyHints uint64 = 8
+)
 
 // FlagTrailers is RESPONSE_START flags bit 0: the app asked for trailers.
 const FlagTrailers uint64 = 1
@@ -199,14 +221,15 @@ type Frame struct {
 	Stream    uint32
 	Request   HTTPRequest // HTTP_REQUEST
 	Status    int         // RESPONSE_START
-	Headers   []Header    // RESPONSE_START, WS_ACCEPT
+	Headers   []Header    // RESPONSE_START, WS_ACCEPT, RESPONSE_TRAILERS
 	Flags     uint64      // RESPONSE_START
 	Body      []byte      // REQUEST_BODY, RESPONSE_START, RESPONSE_BODY; WS_RECEIVE/WS_SEND data
-	MoreBody  bool        // REQUEST_BODY, RESPONSE_START, RESPONSE_BODY
+	MoreBody  bool        // REQUEST_BODY, RESPONSE_START, RESPONSE_BODY; RESPONSE_TRAILERS more_trailers
 	Increment uint64      // CREDIT
 	Token     uint64      // PING/PONG
 	Outcome   uint64      // END
-	Message   []byte      // END; WS_DISCONNECT/WS_CLOSE reason (valid UTF-8 checked)
+	Message   []byte      // END; WS_DISCONNECT/WS_CLOSE reason; RESPONSE_PATHSEND path (valid UTF-8 checked)
+	Links     [][]byte    // EARLY_HINT (backing array reused)
 
 	WS             WSConnect // WS_CONNECT (Subprotocols' backing array is reused)
 	Text           bool      // WS_RECEIVE/WS_SEND: the data was a str (valid UTF-8 checked), not a bin
@@ -223,6 +246,7 @@ type Frame struct {
 	reqHeaders     []Header
 	respHeaders    []Header
 	subprotocols   [][]byte
+	links          [][]byte
 	rootPath       string
 	clientHost     string
 	serverHost     string

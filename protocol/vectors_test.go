@@ -219,6 +219,17 @@ func frameValue(f *Frame) any {
 		v = append(v, sub, headersValue(f.Headers))
 	case TypeShutdown:
 		v = append(v, f.Grace)
+	case TypeCancel:
+	case TypeResponseTrailers:
+		v = append(v, headersValue(f.Headers), f.MoreBody)
+	case TypeResponsePathsend:
+		v = append(v, string(f.Message))
+	case TypeEarlyHint:
+		links := make([]any, len(f.Links))
+		for i, l := range f.Links {
+			links[i] = bytesOf(l)
+		}
+		v = append(v, links)
 	}
 	return v
 }
@@ -256,6 +267,14 @@ func appendFrame(dst []byte, f *Frame) ([]byte, error) {
 		return AppendWSAccept(dst, f.Stream, f.Subprotocol, f.HasSubprotocol, f.Headers), nil
 	case TypeShutdown:
 		return AppendShutdown(dst, f.Grace), nil
+	case TypeCancel:
+		return AppendCancel(dst, f.Stream), nil
+	case TypeResponseTrailers:
+		return AppendResponseTrailers(dst, f.Stream, f.Headers, f.MoreBody), nil
+	case TypeResponsePathsend:
+		return AppendResponsePathsend(dst, f.Stream, string(f.Message)), nil
+	case TypeEarlyHint:
+		return AppendEarlyHint(dst, f.Stream, f.Links), nil
 	}
 	return nil, fmt.Errorf("appendFrame: type %v", f.Type)
 }
@@ -315,9 +334,9 @@ func TestVectors(t *testing.T) {
 		})
 	}
 	for _, typ := range []Type{TypeHello, TypeHTTPRequest, TypeRequestBody, TypeDisconnect, TypeCreditG2W,
-		TypePing, TypeWSConnect, TypeWSReceive, TypeWSDisconnect, TypeShutdown,
+		TypePing, TypeWSConnect, TypeWSReceive, TypeWSDisconnect, TypeShutdown, TypeCancel,
 		TypeWorkerHello, TypeResponseStart, TypeResponseBody, TypeCreditW2G, TypeEnd, TypePong,
-		TypeWSAccept, TypeWSSend, TypeWSClose} {
+		TypeWSAccept, TypeWSSend, TypeWSClose, TypeResponseTrailers, TypeResponsePathsend, TypeEarlyHint} {
 		if !seen[typ] {
 			t.Errorf("no vector for %v", typ)
 		}
@@ -329,7 +348,8 @@ func TestTypeString(t *testing.T) {
 		TypeResponseStart: "RESPONSE_START", TypeEnd: "END", TypePong: "PONG", 0x7f: "Type(0x7f)",
 		TypeWSConnect: "WS_CONNECT", TypeWSReceive: "WS_RECEIVE", TypeWSDisconnect: "WS_DISCONNECT",
 		TypeShutdown: "SHUTDOWN", TypeWSAccept: "WS_ACCEPT", TypeWSSend: "WS_SEND", TypeWSClose: "WS_CLOSE",
-		0x0b: "Type(0xb)", 0x1a: "Type(0x1a)"} {
+		TypeCancel: "CANCEL", TypeResponseTrailers: "RESPONSE_TRAILERS", TypeResponsePathsend: "RESPONSE_PATHSEND",
+		TypeEarlyHint: "EARLY_HINT", 0x0c: "Type(0xc)", 0x1d: "Type(0x1d)"} {
 		if got := typ.String(); got != want {
 			t.Errorf("%d: %q, want %q", typ, got, want)
 		}
@@ -337,17 +357,18 @@ func TestTypeString(t *testing.T) {
 	if !TypePing.FromGateway() || TypePong.FromGateway() || Type(0).FromGateway() {
 		t.Error("FromGateway")
 	}
-	for _, typ := range []Type{TypeWSConnect, TypeWSReceive, TypeWSDisconnect, TypeShutdown} {
+	for _, typ := range []Type{TypeWSConnect, TypeWSReceive, TypeWSDisconnect, TypeShutdown, TypeCancel} {
 		if !typ.FromGateway() || !typ.Known() {
 			t.Errorf("%v: FromGateway %v, Known %v", typ, typ.FromGateway(), typ.Known())
 		}
 	}
-	for _, typ := range []Type{TypeWSAccept, TypeWSSend, TypeWSClose} {
+	for _, typ := range []Type{TypeWSAccept, TypeWSSend, TypeWSClose, TypeResponseTrailers, TypeResponsePathsend,
+		TypeEarlyHint} {
 		if typ.FromGateway() || !typ.Known() {
 			t.Errorf("%v: FromGateway %v, Known %v", typ, typ.FromGateway(), typ.Known())
 		}
 	}
-	for _, typ := range []Type{0x00, 0x0b, 0x0f, 0x10, 0x1a, 0x1f} {
+	for _, typ := range []Type{0x00, 0x0c, 0x0f, 0x10, 0x1d, 0x1f, 0x20} {
 		if typ.Known() {
 			t.Errorf("%v known", typ)
 		}

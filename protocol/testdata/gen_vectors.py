@@ -99,6 +99,21 @@ VECTORS: list[tuple[str, str, list[Any]]] = [
     ("ws_close", "w2g", [25, 5, 1000, ""]),
     ("ws_close_reason", "w2g", [25, 5, 4000, "\u00fcber-closed \u2603"]),
     ("ws_close_code_max", "w2g", [25, 1, 65535, "x"]),
+    # Extensions: CANCEL, trailers, pathsend, early hints, and the HTTP_REQUEST flags that advertise them.
+    ("http_request_ext_flags", "g2w", [2, 12, "2", "GET", "https", "/static/app.css", b(b"/static/app.css"), b(b""),
+                                       "", [H(b"te", b"trailers")], ["10.0.0.2", 40000], ["10.0.0.1", 443], 15,
+                                       b(b""), False]),
+    ("cancel", "g2w", [11, 9]),
+    ("cancel_max_sid", "g2w", [11, 4294967295]),
+    ("response_trailers", "w2g", [26, 1, [H(b"grpc-status", b"0"), H(b"grpc-message", b"")], False]),
+    ("response_trailers_more", "w2g", [26, 70000, [H(b"x-checksum", b"\x00\xff")], True]),
+    ("response_trailers_empty", "w2g", [26, 2, [], False]),
+    ("response_pathsend", "w2g", [27, 1, "/srv/static/caf\u00e9.css"]),
+    ("response_pathsend_str8", "w2g", [27, 300, "/var/www/" + "a" * 40 + "/index.html"]),
+    ("early_hint", "w2g", [28, 1, [b(b"</style.css>; rel=preload; as=style"),
+                                   b(b"</app.js>; rel=preload; as=script")]]),
+    ("early_hint_empty_link", "w2g", [28, 65536, [b(b"")]]),
+    ("early_hint_16_links", "w2g", [28, 3, [b(b"</img%d.png>; rel=preload; as=image" % i) for i in range(16)]]),
 ]
 
 
