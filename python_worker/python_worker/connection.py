@@ -5,7 +5,7 @@ stream into length-prefixed frames (SPEC §1, with the hard frame limit checked 
 buffered), decodes and dispatches them (the HELLO handshake; HTTP_REQUEST opens a
 :class:`~python_worker.cycle.RequestCycle` and WS_CONNECT a
 :class:`~python_worker.websocket.WebSocketCycle`; REQUEST_BODY, CREDIT, DISCONNECT, WS_RECEIVE and
-WS_DISCONNECT go to their stream; PING is answered with PONG at once; SHUTDOWN drains), batches every
+WS_DISCONNECT and CANCEL go to their stream; PING is answered with PONG at once; SHUTDOWN drains), batches every
 outgoing frame of one event-loop iteration into one ``transport.write`` (the cycles append to
 ``_out``; one ``loop.call_soon`` flush), honours the transport's ``pause_writing``/``resume_writing``,
 closes on a protocol error and drains on shutdown (SIGTERM or SHUTDOWN).
@@ -20,6 +20,7 @@ from typing import Any, Awaitable, Callable, Dict, List, Optional, Union
 
 from .cycle import RequestCycle
 from .protocol import (
+    CANCEL,
     SHUTDOWN,
     WS_CONNECT,
     WS_DISCONNECT,
@@ -223,6 +224,10 @@ class Connection(asyncio.Protocol):
                         if type(cycle) is not WebSocketCycle:
                             raise ProtocolError(f"WS_DISCONNECT for stream {f[1]}, which is not a WebSocket")
                         cycle.on_ws_disconnect(f[2], f[3])
+                elif t == CANCEL:
+                    cycle = streams.get(f[1])
+                    if cycle is not None:  # else: the stream has ended; CANCEL is dropped (SPEC)
+                        cycle.on_cancel()
                 elif t == SHUTDOWN:
                     self._on_shutdown_frame(f[2])
                 elif t == HELLO:

@@ -12,26 +12,42 @@ connection's output list as a placeholder; if the app's first ``http.response.bo
 flush, the placeholder becomes one RESPONSE_START frame carrying the body, otherwise the flush turns it
 into a RESPONSE_START with ``body=b""`` and ``more_body=True`` (SPEC §3). The placeholder keeps the
 frame's place, so the frames of a stream always go out in order.
+
+Extensions (asgiref ``extensions.rst``), each advertised in ``scope["extensions"]`` only when the
+HTTP_REQUEST flags say that the gateway can do it: ``http.response.trailers`` (``trailers: True`` in the
+start sets RESPONSE_START flag bit 0; after the final body the response is complete only after
+``http.response.trailers`` with ``more_trailers`` false, each one a RESPONSE_TRAILERS frame),
+``http.response.pathsend`` (after the start, instead of any body: RESPONSE_PATHSEND, the gateway sends
+the file) and ``http.response.early_hint`` (EARLY_HINT, put before a RESPONSE_START that is still held
+for coalescing, since the gateway can send 103 only before the final head). A CANCEL frame (the
+gateway's request timeout) cancels the app's task; its END is ``APP_ERROR`` "cancelled".
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import struct
 from collections import deque
 from typing import TYPE_CHECKING, Any, Deque, Optional, Tuple
 
 from .protocol import (
+    FLAG_EARLY_HINTS,
     FLAG_EXPECT_CONTINUE,
+    FLAG_PATHSEND,
     FLAG_TRAILERS,
+    FLAG_TRAILERS_ALLOWED,
     OUTCOME_APP_ERROR,
     OUTCOME_NO_RESPONSE,
     OUTCOME_OK,
     ProtocolError,
     _pack,
     encode_credit,
+    encode_early_hint,
     encode_end,
+    encode_response_pathsend,
+    encode_response_trailers,
     pack_uint,
     response_body_parts,
     response_start_parts,
@@ -55,6 +71,28 @@ _START_SLACK = 6
 _NOT_STARTED = 0
 _STARTED = 1
 _COMPLETE = 2  # the final body was sent, or the stream has ended: later send()s are ignored
+_TRAILERS = 3  # the final body was sent, the trailers (announced in the start) are not complete
+
+# The HTTP_REQUEST flags that advertise extensions, and the extension names of each flag value.
+_EXT_FLAGS = FLAG_TRAILERS_ALLOWED | FLAG_PATHSEND | FLAG_EARLY_HINTS
+_EXT_NAMES = (
+    (FLAG_TRAILERS_ALLOWED, "http.response.trailers"),
+    (FLAG_PATHSEND, "http.response.pathsend"),
+    (FLAG_EARLY_HINTS, "http.response.early_hint"),
+)
+_EXT_KEYS = [tuple(name for flag, name in _EXT_NAMES if bits & flag) for bits in range(_EXT_FLAGS + 1)]
+# The extension of each extension message type (a message of an extension that was not advertised
+# is an error).
+_EXT_OF_TYPE = {name: flag for flag, name in _EXT_NAMES}
+
+CANCELLED = "cancelled"  # the END message after a CANCEL frame (SPEC §3)
+
+
+class _Cancelled(Exception):
+    """Marks a cycle whose task the gateway cancelled (stored as its ``_error``)."""
+
+
+_CANCELLED = _Cancelled(CANCELLED)
 
 # END with outcome OK and message "": prefix (length, array, type) by the length of the encoded sid.
 _END_OK_PREFIX = {k: _pack_u32(4 + k) + b"\x94\x15" for k in (1, 2, 3, 5)}
@@ -100,6 +138,8 @@ class RequestCycle:
         "_start_head",
         "_start_index",
         "_credit_waiter",
+        "_final",  # the state after the final body: _COMPLETE, or _TRAILERS (set by _start)
+        "_body_sent",  # a body piece has been queued (set by _start)
         # both
         "disconnected",
         "_error",
@@ -113,6 +153,7 @@ class RequestCycle:
         self.conn = conn
         self.sid = sid
         self.sid_enc = pack_uint(sid)
+        ext = flags & _EXT_FLAGS
         self.scope = {
             "type": "http",
             "asgi": {"version": "3.0", "spec_version": "2.5"},
@@ -127,7 +168,8 @@ class RequestCycle:
             "query_string": query_string,
             "headers": list(headers),
             "state": conn.state.copy(),
-            "extensions": {},
+            # A new dict (of new dicts) per request: apps may write to it.
+            "extensions": {name: {} for name in _EXT_KEYS[ext]} if ext else {},
         }
         self.task: Optional[asyncio.Task] = None
         self.flags = flags
@@ -179,6 +221,10 @@ class RequestCycle:
         self._end(outcome, message)
 
     def _raised(self, exc: BaseException) -> Tuple[int, str]:
+        if self._error is _CANCELLED:  # CANCEL from the gateway
+            if not isinstance(exc, _CancelledError):
+                logger.error("Exception in ASGI application (after its request was cancelled)", exc_info=exc)
+            return OUTCOME_APP_ERROR, CANCELLED
         if self._cancel_reason is not None and isinstance(exc, _CancelledError):
             return OUTCOME_APP_ERROR, self._cancel_reason
         if self.disconnected and _caused_by_disconnect(exc):
@@ -188,12 +234,15 @@ class RequestCycle:
         return OUTCOME_APP_ERROR, _describe(exc)
 
     def _returned(self) -> Tuple[int, str]:
-        if self._error is not None:  # an invalid message that the app swallowed
+        if self._error is not None:
+            if self._error is _CANCELLED:  # CANCEL from the gateway (the app swallowed the cancellation)
+                return OUTCOME_APP_ERROR, CANCELLED
+            # an invalid message that the app swallowed
             logger.error("ASGI callable sent an invalid message: %s", _describe(self._error))
             return OUTCOME_APP_ERROR, _describe(self._error)
         if self._state == _COMPLETE or self.disconnected:
             return OUTCOME_OK, ""
-        if self._state == _STARTED:
+        if self._state == _STARTED or self._state == _TRAILERS:
             msg = "ASGI callable returned without completing response."
         else:
             msg = "ASGI callable returned without starting response."
@@ -257,6 +306,22 @@ class RequestCycle:
         if disconnected:
             self.disconnected = True
         self._wake()
+        task = self.task
+        if task is not None and not task.done():
+            task.cancel()
+
+    def on_cancel(self) -> None:
+        """A CANCEL frame: the request timed out at the gateway. Cancel the app's task; the END says
+        "cancelled" (APP_ERROR), whatever the app does after."""
+        if self._error is _CANCELLED:
+            return
+        logger.warning("request cancelled (timeout): stream %d, %s", self.sid, self.scope.get("path"))
+        self._error = _CANCELLED
+        # Cancel in a callback rather than now: a task created in this same data_received has not
+        # run its first step yet, and a task cancelled before it starts never runs ``run()`` (no END).
+        self.conn.loop.call_soon(self._cancel_task)
+
+    def _cancel_task(self) -> None:
         task = self.task
         if task is not None and not task.done():
             task.cancel()
@@ -331,8 +396,8 @@ class RequestCycle:
             if self.disconnected:
                 raise ClientDisconnected(f"the client of stream {self.sid} has disconnected")
             if message["type"] != "http.response.body":
-                self._invalid(RuntimeError(
-                    f"Expected ASGI message 'http.response.body', but got '{message['type']}'."))
+                self._other(message)  # an extension message, or an error
+                return
             body = message.get("body", b"")
             if type(body) is not bytes:
                 body = self._check_body(body)
@@ -347,7 +412,7 @@ class RequestCycle:
                     self._send_window -= n
                     self._emit(body, True)
                 return
-            self._state = _COMPLETE
+            self._state = self._final
             self._send_window -= n
             if index is not None and n < 256 and len(self._start_head) + 258 <= conn.max_frame:
                 # The common case, inlined: one RESPONSE_START carrying the whole (small) body.
@@ -364,9 +429,11 @@ class RequestCycle:
             if self.disconnected:
                 raise ClientDisconnected(f"the client of stream {self.sid} has disconnected")
             if message["type"] != "http.response.start":
-                self._invalid(RuntimeError(
-                    f"Expected ASGI message 'http.response.start', but got '{message['type']}'."))
+                self._other(message)  # an extension message, or an error
+                return
             self._start(message)
+        elif state == _TRAILERS:
+            self._trailers(message)
         # _COMPLETE: after the final body (or after END) messages are ignored
 
     def _start(self, message: Any) -> None:
@@ -387,9 +454,17 @@ class RequestCycle:
                 continue
             headers = self._normalize_headers(headers)
             break
+        # Trailers only when advertised (else the key is ignored, as uvicorn does).
+        if self.flags & FLAG_TRAILERS_ALLOWED and message.get("trailers", False):
+            flags = FLAG_TRAILERS
+            self._final = _TRAILERS
+        else:
+            flags = 0
+            self._final = _COMPLETE
+        self._body_sent = False
         # RESPONSE_START up to its body: 97 12 sid status headers flags. Packing a 3-array gives
         # 0x93 and the three items.
-        items = _pack((status, headers, FLAG_TRAILERS if message.get("trailers", False) else 0))
+        items = _pack((status, headers, flags))
         head = b"\x97\x12" + self.sid_enc + items[1:]
         conn = self.conn
         if len(head) + 3 > conn.max_frame:
@@ -437,7 +512,7 @@ class RequestCycle:
             pos = end
             if final:
                 if not more_body:
-                    self._state = _COMPLETE
+                    self._state = self._final
                 self._emit(chunk, more_body)
                 if not more_body:
                     w = self._waiter
@@ -461,6 +536,7 @@ class RequestCycle:
     def _emit(self, body: Any, more_body: bool) -> None:
         """Queue one body piece: into the pending RESPONSE_START if there is one, else a RESPONSE_BODY."""
         conn = self.conn
+        self._body_sent = True
         index = self._start_index
         if index is not None:
             conn._placeholders -= 1
@@ -476,18 +552,141 @@ class RequestCycle:
         if not conn._flush_scheduled:
             conn._schedule_flush()
 
-    def _normalize_headers(self, headers: Any) -> list:
+    # -----------------------------------------------------------------------------------------------
+    # Extension messages (asgiref extensions.rst)
+
+    def _other(self, message: Any) -> None:
+        """A message other than the one expected next (start, then body): an extension message, or
+        an error."""
+        mtype = message["type"]
+        flag = _EXT_OF_TYPE.get(mtype) if mtype.__class__ is str else None
+        state = self._state
+        if flag is not None:
+            if not self.flags & flag:
+                self._invalid(RuntimeError(
+                    f"unsupported message type '{mtype}': the server did not advertise the extension "
+                    "in scope['extensions']"))
+            if flag == FLAG_EARLY_HINTS:  # before or after the start, before the final body
+                self._early_hint(message)
+                return
+            if flag == FLAG_PATHSEND and state == _STARTED:
+                self._pathsend(message)
+                return
+        expected = "http.response.body" if state == _STARTED else "http.response.start"
+        self._invalid(RuntimeError(f"Expected ASGI message '{expected}', but got '{mtype}'."))
+
+    def _queue(self, frame: bytes) -> None:
+        conn = self.conn
+        conn._out.append(frame)
+        if not conn._flush_scheduled:
+            conn._schedule_flush()
+
+    def _check_frame(self, frame: bytes, what: str) -> None:
+        if len(frame) - 4 > self.conn.max_frame:
+            self._invalid(ValueError(
+                f"{what} is too large: {len(frame) - 4} bytes encoded, the frame limit is {self.conn.max_frame}"))
+
+    def _early_hint(self, message: Any) -> None:
+        """``http.response.early_hint``: an EARLY_HINT frame, before the RESPONSE_START if it is held."""
+        links = message.get("links")
+        if links is None or isinstance(links, (str, bytes, bytearray, memoryview)):
+            self._invalid(TypeError(
+                f"http.response.early_hint 'links' must be an iterable of bytes, got {type(links).__name__}"))
+        try:
+            items = list(links)
+        except TypeError:
+            self._invalid(TypeError(
+                f"http.response.early_hint 'links' must be an iterable of bytes, got {type(links).__name__}"))
+        for i, link in enumerate(items):
+            if link.__class__ is not bytes:
+                if not isinstance(link, (bytes, bytearray, memoryview)):
+                    self._invalid(TypeError(
+                        f"http.response.early_hint links must be bytes, got {type(link).__name__} {link!r}"))
+                items[i] = bytes(link)
+        if not items:
+            return  # nothing to hint
+        frame = encode_early_hint(self.sid_enc, items)
+        self._check_frame(frame, "http.response.early_hint")
+        index = self._start_index
+        if index is not None:
+            # The start is still held: the hint takes its place and the start moves after it (the
+            # gateway sends 103 only before the final head). Nothing else of this stream is queued
+            # after the placeholder (a body would have consumed it), so the order stays right.
+            out = self.conn._out
+            out[index] = frame
+            self._start_index = len(out)
+            out.append(self)
+        else:  # not started, or the start went out already (then the gateway drops it)
+            self._queue(frame)
+
+    def _pathsend(self, message: Any) -> None:
+        """``http.response.pathsend``: a RESPONSE_PATHSEND frame after a RESPONSE_START without body;
+        the response is complete."""
+        if self._body_sent:
+            self._invalid(RuntimeError(
+                "http.response.pathsend after http.response.body: the file must be the whole body"))
+        path = message.get("path")
+        if type(path) is not str:
+            self._invalid(TypeError(f"http.response.pathsend 'path' must be a str, got {type(path).__name__}"))
+        if not os.path.isabs(path):
+            self._invalid(ValueError(f"http.response.pathsend 'path' must be absolute, got {path!r}"))
+        if "\x00" in path:
+            self._invalid(ValueError(f"http.response.pathsend 'path' contains a NUL character: {path!r}"))
+        try:
+            frame = encode_response_pathsend(self.sid_enc, path)
+        except UnicodeEncodeError:
+            self._invalid(ValueError(
+                f"http.response.pathsend 'path' is not valid UTF-8 (it cannot be sent to the gateway): {path!r}"))
+        self._check_frame(frame, "http.response.pathsend path")
+        conn = self.conn
+        index = self._start_index
+        if index is not None:  # the start goes out alone: body b"", more_body true
+            conn._out[index] = self.start_only_frame()
+            conn._placeholders -= 1
+        self._state = _COMPLETE
+        self._queue(frame)
+        w = self._waiter
+        if w is not None and not w.done():
+            w.set_result(None)
+
+    def _trailers(self, message: Any) -> None:
+        """The state after a final body whose start announced trailers: ``http.response.trailers``."""
+        if self.disconnected:
+            raise ClientDisconnected(f"the client of stream {self.sid} has disconnected")
+        mtype = message["type"]
+        if mtype != "http.response.trailers":
+            if mtype == "http.response.early_hint" and self.flags & FLAG_EARLY_HINTS:
+                return  # after the final body: too late, ignored (the server may ignore hints)
+            self._invalid(RuntimeError(f"Expected ASGI message 'http.response.trailers', but got '{mtype}'."))
+        headers = self._normalize_headers(message.get("headers", ()), "http.response.trailers")
+        more = bool(message.get("more_trailers", False))
+        frame = encode_response_trailers(self.sid_enc, headers, more)
+        self._check_frame(frame, "http.response.trailers headers")
+        if not more:
+            self._state = _COMPLETE
+            w = self._waiter
+            if w is not None and not w.done():
+                w.set_result(None)
+        self._queue(frame)
+
+    def _normalize_headers(self, headers: Any, what: str = "http.response.start") -> list:
         """Headers that are not all plain ``(bytes, bytes)`` pairs: validate, return plain pairs."""
+        if isinstance(headers, (str, bytes, bytearray, memoryview)):
+            self._invalid(TypeError(f"{what} headers must be an iterable of [name, value] pairs, got {headers!r}"))
+        try:
+            items = iter(headers)
+        except TypeError:
+            self._invalid(TypeError(
+                f"{what} headers must be an iterable of [name, value] pairs, got {type(headers).__name__}"))
         out = []
-        for item in headers:
+        for item in items:
             try:
                 name, value = item
             except (TypeError, ValueError):
-                self._invalid(TypeError(f"http.response.start headers must be [name, value] pairs, got {item!r}"))
-            for what, x in (("name", name), ("value", value)):
+                self._invalid(TypeError(f"{what} headers must be [name, value] pairs, got {item!r}"))
+            for kind, x in (("name", name), ("value", value)):
                 if not isinstance(x, bytes):
-                    self._invalid(TypeError(
-                        f"http.response.start header {what}s must be bytes, got {type(x).__name__} {x!r}"))
+                    self._invalid(TypeError(f"{what} header {kind}s must be bytes, got {type(x).__name__} {x!r}"))
             out.append((bytes(name), bytes(value)))
         return out
 

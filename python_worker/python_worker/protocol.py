@@ -42,10 +42,17 @@ __all__ = [
     "WS_RECEIVE",
     "WS_DISCONNECT",
     "SHUTDOWN",
+    "CANCEL",
     "WS_ACCEPT",
     "WS_SEND",
     "WS_CLOSE",
+    "RESPONSE_TRAILERS",
+    "RESPONSE_PATHSEND",
+    "EARLY_HINT",
     "FLAG_EXPECT_CONTINUE",
+    "FLAG_TRAILERS_ALLOWED",
+    "FLAG_PATHSEND",
+    "FLAG_EARLY_HINTS",
     "FLAG_TRAILERS",
     "OUTCOME_OK",
     "OUTCOME_APP_ERROR",
@@ -71,6 +78,9 @@ __all__ = [
     "ws_send_frame",
     "encode_ws_send",
     "encode_ws_close",
+    "encode_response_trailers",
+    "encode_response_pathsend",
+    "encode_early_hint",
 ]
 
 PROTOCOL_VERSION = 1
@@ -89,6 +99,7 @@ WS_CONNECT = 0x07
 WS_RECEIVE = 0x08
 WS_DISCONNECT = 0x09
 SHUTDOWN = 0x0A
+CANCEL = 0x0B
 # Worker -> gateway
 W_HELLO = 0x11
 RESPONSE_START = 0x12
@@ -99,6 +110,9 @@ PONG = 0x16
 WS_ACCEPT = 0x17
 WS_SEND = 0x18
 WS_CLOSE = 0x19
+RESPONSE_TRAILERS = 0x1A
+RESPONSE_PATHSEND = 0x1B
+EARLY_HINT = 0x1C
 
 FRAME_NAMES = {
     HELLO: "HELLO",
@@ -120,10 +134,17 @@ FRAME_NAMES = {
     WS_ACCEPT: "WS_ACCEPT",
     WS_SEND: "WS_SEND",
     WS_CLOSE: "WS_CLOSE",
+    CANCEL: "CANCEL",
+    RESPONSE_TRAILERS: "RESPONSE_TRAILERS",
+    RESPONSE_PATHSEND: "RESPONSE_PATHSEND",
+    EARLY_HINT: "EARLY_HINT",
 }
 
 # HTTP_REQUEST flags
 FLAG_EXPECT_CONTINUE = 1
+FLAG_TRAILERS_ALLOWED = 2  # advertise http.response.trailers
+FLAG_PATHSEND = 4  # advertise http.response.pathsend
+FLAG_EARLY_HINTS = 8  # advertise http.response.early_hint
 # RESPONSE_START flags
 FLAG_TRAILERS = 1
 
@@ -312,6 +333,28 @@ def encode_ws_close(sid: int, code: int, reason: str) -> bytes:
     return encode([WS_CLOSE, sid, code, _valid_text(reason)])
 
 
+def _sid_enc(sid_or_enc: int | bytes) -> bytes:
+    return sid_or_enc if type(sid_or_enc) is bytes else pack_uint(sid_or_enc)  # type: ignore[return-value]
+
+
+def encode_response_trailers(sid_or_enc: int | bytes, headers: list, more_trailers: bool) -> bytes:
+    """RESPONSE_TRAILERS ``[26, sid, headers, more_trailers]``; ``headers`` are ``(bytes, bytes)`` pairs."""
+    payload = b"\x94\x1a" + _sid_enc(sid_or_enc) + _pack(headers) + (_TRUE if more_trailers else _FALSE)
+    return _pack_u32(len(payload)) + payload
+
+
+def encode_response_pathsend(sid_or_enc: int | bytes, path: str) -> bytes:
+    """RESPONSE_PATHSEND ``[27, sid, path]``. ``path`` must be encodable as UTF-8 (the caller checks)."""
+    payload = b"\x93\x1b" + _sid_enc(sid_or_enc) + _pack(path)
+    return _pack_u32(len(payload)) + payload
+
+
+def encode_early_hint(sid_or_enc: int | bytes, links: list) -> bytes:
+    """EARLY_HINT ``[28, sid, links]``; ``links`` is a list of ``bytes`` (one Link header value each)."""
+    payload = b"\x93\x1c" + _sid_enc(sid_or_enc) + _pack(links)
+    return _pack_u32(len(payload)) + payload
+
+
 def _valid_text(text: str) -> str:
     """``text`` made encodable as valid UTF-8 (lone surrogates escaped), SPEC §2."""
     try:
@@ -484,6 +527,12 @@ def _check_str_or_bin(v: Any) -> str | None:
     return None if type(v) is str or type(v) is bytes else "str or bin"
 
 
+def _check_bin_list(v: Any) -> str | None:
+    if type(v) is tuple and all(type(x) is bytes for x in v):
+        return None
+    return "[bin...]"
+
+
 def _check_str_or_nil(v: Any) -> str | None:
     return None if v is None or type(v) is str else "str or nil"
 
@@ -570,6 +619,10 @@ _SCHEMAS: dict[int, tuple[tuple[str, Any], ...]] = {
     WS_ACCEPT: (("stream", _check_sid), ("subprotocol", _check_str_or_nil), ("headers", _check_headers)),
     WS_SEND: (("stream", _check_sid), ("data", _check_str_or_bin)),
     WS_CLOSE: (("stream", _check_sid), ("code", _check_uint), ("reason", _check_str)),
+    CANCEL: (("stream", _check_sid),),
+    RESPONSE_TRAILERS: (("stream", _check_sid), ("headers", _check_headers), ("more_trailers", _check_bool)),
+    RESPONSE_PATHSEND: (("stream", _check_sid), ("path", _check_str)),
+    EARLY_HINT: (("stream", _check_sid), ("links", _check_bin_list)),
 }
 
 

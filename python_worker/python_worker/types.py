@@ -31,6 +31,8 @@ __all__ = [
     "HTTPResponseStartEvent",
     "HTTPResponseBodyEvent",
     "HTTPResponseTrailersEvent",
+    "HTTPResponsePathsendEvent",
+    "HTTPResponseEarlyHintEvent",
     "WebSocketScope",
     "WebSocketConnectEvent",
     "WebSocketReceiveEvent",
@@ -114,6 +116,16 @@ class HTTPResponseTrailersEvent(_HTTPResponseTrailersRequired, total=False):
     more_trailers: bool
 
 
+class HTTPResponsePathsendEvent(TypedDict):
+    type: Literal["http.response.pathsend"]
+    path: str
+
+
+class HTTPResponseEarlyHintEvent(TypedDict):
+    type: Literal["http.response.early_hint"]
+    links: Iterable[bytes]
+
+
 class WebSocketScope(TypedDict):
     type: Literal["websocket"]
     asgi: ASGIVersions
@@ -181,7 +193,8 @@ ASGIReceiveEvent = Union[
     LifespanEvent,
 ]
 ASGISendEvent = Union[
-    HTTPResponseStartEvent, HTTPResponseBodyEvent, HTTPResponseTrailersEvent, WebSocketAcceptEvent,
+    HTTPResponseStartEvent, HTTPResponseBodyEvent, HTTPResponseTrailersEvent, HTTPResponsePathsendEvent,
+    HTTPResponseEarlyHintEvent, WebSocketAcceptEvent,
     WebSocketSendEvent, WebSocketCloseEvent, LifespanEvent,
 ]
 

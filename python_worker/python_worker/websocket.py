@@ -18,8 +18,11 @@ from collections import deque
 from typing import TYPE_CHECKING, Any, Optional, Tuple
 
 from .cycle import (
+    _CANCELLED,
     _COMPLETE,
+    _EXT_FLAGS,
     _NOT_STARTED,
+    CANCELLED,
     ClientDisconnected,
     RequestCycle,
     _describe,
@@ -79,7 +82,7 @@ class WebSocketCycle(RequestCycle):
             "extensions": {"websocket.http.response": {}},
         }
         self.task: Optional[asyncio.Task] = None
-        self.flags = flags
+        self.flags = flags & ~_EXT_FLAGS  # the HTTP response extensions do not apply here
         self._req_window = conn.window
         self._body = None
         self._more_body = False
@@ -257,17 +260,13 @@ class WebSocketCycle(RequestCycle):
         self._send_window -= size
         self._queue(frame)
 
-    def _queue(self, frame: bytes) -> None:
-        conn = self.conn
-        conn._out.append(frame)
-        if not conn._flush_scheduled:
-            conn._schedule_flush()
-
     # -----------------------------------------------------------------------------------------------
     # END
 
     def _returned(self) -> Tuple[int, str]:
         if self._error is not None:
+            if self._error is _CANCELLED:
+                return OUTCOME_APP_ERROR, CANCELLED
             logger.error("ASGI callable sent an invalid message: %s", _describe(self._error))
             return OUTCOME_APP_ERROR, _describe(self._error)
         ws = self._ws

@@ -90,6 +90,12 @@ def encode_with_worker_encoders(value: list) -> bytes:
         return P.encode_ws_send(sid, value[2])
     if t == P.WS_CLOSE:
         return P.encode_ws_close(sid, value[2], value[3])
+    if t == P.RESPONSE_TRAILERS:
+        return P.encode_response_trailers(sid, [tuple(h) for h in value[2]], value[3])
+    if t == P.RESPONSE_PATHSEND:
+        return P.encode_response_pathsend(sid, value[2])
+    if t == P.EARLY_HINT:
+        return P.encode_early_hint(sid, value[2])
     raise AssertionError(f"no worker encoder for type {t}")
 
 
@@ -149,6 +155,24 @@ def test_small_frames_canonical(sid: int) -> None:
         for message in ("", "x", "ValueError: boom \u2603", "y" * 40, "z" * 300, "w" * 70000):
             assert P.encode_end(sid, outcome, message) == canonical([21, sid, outcome, message])
             assert P.encode_end(P.pack_uint(sid), outcome, message) == canonical([21, sid, outcome, message])
+
+
+@pytest.mark.parametrize("sid", SIDS)
+def test_extension_frames_canonical(sid: int) -> None:
+    for more in (True, False):
+        for headers in ([], [(b"grpc-status", b"0")], [(b"x%d" % i, b"v" * i) for i in range(20)],
+                        [(b"big", b"b" * 70000)]):
+            expected = canonical([26, sid, headers, more])
+            assert P.encode_response_trailers(sid, headers, more) == expected
+            assert P.encode_response_trailers(P.pack_uint(sid), headers, more) == expected
+    for path in ("/", "/srv/caf\u00e9.css", "/" + "p" * 31, "/" + "p" * 300, "/" + "q" * 70000):
+        assert P.encode_response_pathsend(sid, path) == canonical([27, sid, path])
+        assert P.encode_response_pathsend(P.pack_uint(sid), path) == canonical([27, sid, path])
+    for links in ([], [b""], [b"</a.css>; rel=preload"], [b"<%d>" % i for i in range(16)], [b"l" * 300]):
+        assert P.encode_early_hint(sid, links) == canonical([28, sid, links])
+        assert P.encode_early_hint(P.pack_uint(sid), links) == canonical([28, sid, links])
+    assert P.encode([P.CANCEL, sid]) == canonical([11, sid])
+    assert P.decode(canonical([11, sid])[4:]) == (P.CANCEL, sid)
 
 
 def test_end_message_with_surrogates_is_valid_utf8() -> None:
@@ -230,6 +254,23 @@ BAD_PAYLOADS = {
     "ws_disconnect reason bin": pack([9, 1, 1000, b""]),
     "shutdown sid": pack([10, 1, 0]),
     "shutdown negative": pack([10, 0, -1]),
+    "cancel sid 0": pack([11, 0]),
+    "cancel arity": pack([11, 1, 0]),
+    "cancel sid str": pack([11, "1"]),
+    "trailers arity": pack([26, 1, []]),
+    "trailers str header": pack([26, 1, [["a", "b"]], False]),
+    "trailers more int": pack([26, 1, [], 0]),
+    "trailers sid 0": pack([26, 0, [], False]),
+    "pathsend bin": pack([27, 1, b"/x"]),
+    "pathsend nil": pack([27, 1, None]),
+    "pathsend arity": pack([27, 1, "/x", False]),
+    "pathsend invalid utf-8": b"\x93\x1b\x01\xa2\xff\xfe",
+    "early hint str link": pack([28, 1, ["</a>"]]),
+    "early hint links bin": pack([28, 1, b"</a>"]),
+    "early hint nested": pack([28, 1, [[b"</a>"]]]),
+    "early hint arity": pack([28, 1]),
+    "unknown type 0x0c": pack([12, 1]),
+    "unknown type 0x1d": pack([29, 1, b""]),
 }
 
 
