@@ -584,7 +584,7 @@ func (p *Pool) handshake(s *slot, ln *net.UnixListener, exited <-chan struct{}) 
 	case a := <-ch:
 		if a.err != nil {
 			if errors.Is(a.err, os.ErrDeadlineExceeded) {
-				return nil, fmt.Errorf("the worker did not connect within %s (is the app slow to import?)", p.cfg.StartupTimeout)
+				return nil, fmt.Errorf("the worker was not ready within %s: the app's import or its lifespan startup did not finish (--timeout-worker-startup)", p.cfg.StartupTimeout)
 			}
 			return nil, fmt.Errorf("accept worker connection: %w", a.err)
 		}
