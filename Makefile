@@ -10,7 +10,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 GO_SOURCES := $(shell find cmd gateway protocol -name '*.go' 2>/dev/null) go.mod go.sum
 
-.PHONY: all build venv run test test-go test-python fuzz bench memcheck clean
+.PHONY: all build venv run test test-go test-python fuzz bench memcheck h2spec clean
 
 all: build
 
@@ -62,3 +62,8 @@ BENCH_ARGS ?=
 
 bench: venv
 	bash bench/run.sh $(BENCH_ARGS)
+
+# HTTP/2 conformance: h2spec against the TLS listener (installs h2spec into bin/ if missing).
+# H2SPEC_ARGS selects sections, e.g. make h2spec H2SPEC_ARGS=http2/6.5
+h2spec: build venv
+	bash bench/h2spec.sh $(H2SPEC_ARGS)

@@ -124,6 +124,8 @@ func fakeWorkerMain(mode string) {
 			if !f.MoreBody {
 				out = reply(out, f.Stream, paths, bodies)
 			}
+		case protocol.TypeShutdown:
+			os.Exit(0) // nothing in flight worth finishing in these tests
 		case protocol.TypeCancel:
 			out = protocol.AppendEnd(out, f.Stream, protocol.OutcomeAppError, "cancelled")
 		case protocol.TypePing:

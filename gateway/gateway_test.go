@@ -212,7 +212,8 @@ func TestLimitConcurrencyAnswers503(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.App, cfg.Python, cfg.Port, cfg.AccessLog = "fake:app", os.Args[0], 0, false
 	cfg.LimitConcurrency = 1
-	cfg.HealthTimeout = 0 // the hanging request must stay in flight
+	cfg.HealthTimeout = 0                        // the hanging request must stay in flight
+	cfg.GracefulTimeout = 500 * time.Millisecond // the hung worker is killed at teardown
 	srv, err := NewServer(cfg, zerolog.New(io.Discard))
 	if err != nil {
 		t.Fatal(err)

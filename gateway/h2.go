@@ -58,7 +58,7 @@ func (s *Server) setupTLS() error {
 		IdleTimeout:    s.cfg.KeepAlive,
 		ErrorLog:       log.New(h2LogWriter{s}, "", 0),
 	}
-	h2s := &http2.Server{IdleTimeout: s.cfg.KeepAlive}
+	h2s := &http2.Server{IdleTimeout: s.cfg.KeepAlive, MaxReadFrameSize: 16384} // RFC 9113's default frame size
 	if err := http2.ConfigureServer(hs, h2s); err != nil {
 		return err
 	}
@@ -80,6 +80,7 @@ type h2ConnKey struct{}
 
 type h2ConnInfo struct {
 	client, server *protocol.Addr
+	trustedPeer    bool // the peer may set proxy headers
 }
 
 // serveTLS handshakes an accepted connection and serves it with HTTP/2 or HTTP/1.1.
@@ -107,7 +108,7 @@ func (s *Server) serveTLS(nc net.Conn) {
 	}
 	defer s.untrackH2(tc)
 	client, server := addrsOf(tc)
-	ctx := context.WithValue(context.Background(), h2ConnKey{}, &h2ConnInfo{client: client, server: server})
+	ctx := context.WithValue(context.Background(), h2ConnKey{}, &h2ConnInfo{client: client, server: server, trustedPeer: s.trusted.trustsPeer(nc)})
 	s.tls.h2s.ServeConn(tc, &http2.ServeConnOpts{
 		Context:    ctx,
 		BaseConfig: s.tls.hs,
@@ -393,6 +394,12 @@ func (s *Server) serveH2Stream(w http.ResponseWriter, r *http.Request) {
 		s.h2SimpleResponse(w, r, &res, 413) // refused from the header, before a byte of the body is read
 		return
 	}
+	for i := range s.cfg.Static {
+		if name, ok := s.cfg.Static[i].match(hr.Path[len(hr.RootPath):]); ok {
+			res.status = s.serveStaticH2(w, r, &s.cfg.Static[i], name)
+			return
+		}
+	}
 	if limit := s.cfg.LimitConcurrency; limit > 0 && s.inflight.Load() >= int64(limit) {
 		s.h2SimpleResponse(w, r, &res, 503)
 		return
@@ -676,6 +683,9 @@ func (s *Server) h2SimpleResponse(w http.ResponseWriter, r *http.Request, res *h
 	if !s.cfg.DateHeader {
 		h["Date"] = nil
 	}
+	for _, x := range s.extraHeaders {
+		h.Add(string(x.Name), string(x.Value))
+	}
 	h["Content-Type"] = []string{"text/plain; charset=utf-8"}
 	h["Content-Length"] = []string{strconv.Itoa(len(text))}
 	w.WriteHeader(status)
@@ -796,6 +806,9 @@ func (s *Server) buildH2Scope(r *http.Request, info *h2ConnInfo, hr *protocol.HT
 	hr.Headers = hs
 	hr.Client = info.client
 	hr.Server = info.server
+	if s.cfg.ProxyHeaders && info.trustedPeer {
+		s.applyProxyHeaders(hr, false, new(protocol.Addr))
+	}
 	hr.Body, hr.Flags = nil, 0
 	return 0
 }

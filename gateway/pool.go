@@ -320,6 +320,23 @@ wait:
 	p.log.Debug().Int("pid", pr.conn.pid).Str("reason", reason).Msg("old worker stopped")
 }
 
+// shutdown asks a worker to stop within grace (SHUTDOWN frame; SIGTERM when the connection is gone)
+// and kills it if it has not exited shortly after.
+func (p *Pool) shutdown(pr *proc, grace time.Duration) {
+	if pr.conn.err() == nil {
+		pr.conn.sendShutdown(grace)
+	} else if pr.cmd.Process != nil {
+		pr.cmd.Process.Signal(syscall.SIGTERM)
+	}
+	select {
+	case <-pr.exited:
+	case <-time.After(grace + 5*time.Second): // its lifespan shutdown gets a few seconds more
+		pr.kill()
+		<-pr.exited
+	}
+	pr.conn.fail(errors.New("worker stopped"))
+}
+
 // terminate sends SIGTERM and waits up to grace for the exit, then kills.
 func (p *Pool) terminate(pr *proc, grace time.Duration) {
 	if pr.cmd.Process == nil {
@@ -444,14 +461,18 @@ func (p *Pool) publish(add, remove *workerConn) {
 	p.changed = make(chan struct{})
 }
 
-// pick returns the ready worker with the fewest open streams, or nil if none is ready.
+// pick returns the ready worker with the fewest open streams, or nil if none is ready. A worker past
+// its --limit-max-requests (waiting for its replacement) is picked only when no other is ready.
 func (p *Pool) pick() *workerConn {
 	ws := *p.ready.Load()
 	var best *workerConn
 	var least int64
+	bestRetiring := true
 	for _, w := range ws {
-		if n := w.inflight.Load(); best == nil || n < least {
-			best, least = w, n
+		retiring := w.retiring.Load()
+		n := w.inflight.Load()
+		if best == nil || (bestRetiring && !retiring) || (retiring == bestRetiring && n < least) {
+			best, least, bestRetiring = w, n, retiring
 		}
 	}
 	return best
@@ -761,8 +782,9 @@ func (p *Pool) Workers() []int {
 // Restarts counts worker replacements (deaths and recycling).
 func (p *Pool) Restarts() int64 { return p.restarts.Load() }
 
-// Stop stops taking traffic and ends every worker: SIGTERM (each finishes its streams and runs the
-// lifespan shutdown), then SIGKILL after grace.
+// Stop stops taking traffic and ends every worker: SHUTDOWN with grace (each finishes its streams
+// within it, cancels the rest and runs the lifespan shutdown), SIGTERM if its connection is gone, and
+// SIGKILL when it has not exited a few seconds after grace.
 func (p *Pool) Stop(grace time.Duration) {
 	p.stopOnce.Do(func() {
 		close(p.stopping)
@@ -780,7 +802,7 @@ func (p *Pool) Stop(grace time.Duration) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				p.terminate(pr, grace)
+				p.shutdown(pr, grace)
 			}()
 		}
 		wg.Wait()

@@ -92,6 +92,11 @@ func (t *TrustedProxies) trustsPeer(nc net.Conn) bool {
 // leftmost when all are), with port 0. Without X-Forwarded-* headers, RFC 7239 Forwarded is read the
 // same way (its proto= and for= parameters). For duplicated headers the last one counts.
 func (c *h1conn) applyProxyHeaders(hr *protocol.HTTPRequest, websocket bool) {
+	c.srv.applyProxyHeaders(hr, websocket, &c.proxyClient)
+}
+
+// applyProxyHeaders is the engine-independent part; client holds the proxy-named client address.
+func (s *Server) applyProxyHeaders(hr *protocol.HTTPRequest, websocket bool, client *protocol.Addr) {
 	var xfp, xff, fwd []byte
 	for i := range hr.Headers {
 		switch string(hr.Headers[i].Name) {
@@ -119,14 +124,14 @@ func (c *h1conn) applyProxyHeaders(hr *protocol.HTTPRequest, websocket bool) {
 		hosts := strings.Split(string(xff), ",")
 		host := strings.TrimSpace(hosts[0])
 		for i := len(hosts) - 1; i >= 0; i-- {
-			if h := strings.TrimSpace(hosts[i]); !c.srv.trusted.Trusts(h) {
+			if h := strings.TrimSpace(hosts[i]); !s.trusted.Trusts(h) {
 				host = h
 				break
 			}
 		}
 		if host != "" {
-			c.proxyClient = protocol.Addr{Host: host, Port: 0, HasPort: true}
-			hr.Client = &c.proxyClient
+			*client = protocol.Addr{Host: host, Port: 0, HasPort: true}
+			hr.Client = client
 		}
 	}
 }

@@ -96,6 +96,11 @@ func (s *Server) Start() (string, error) {
 
 func (s *Server) listen() (net.Listener, string, error) {
 	if s.cfg.FD >= 0 {
+		// A socket that is bound but not listening yet is put in the listening state (listen(2)
+		// on a listening socket only changes its backlog).
+		if err := syscall.Listen(s.cfg.FD, max(s.cfg.Backlog, 1)); err != nil {
+			return nil, "", fmt.Errorf("listen on file descriptor %d: %w", s.cfg.FD, err)
+		}
 		f := os.NewFile(uintptr(s.cfg.FD), "inherited listener")
 		ln, err := net.FileListener(f)
 		f.Close() // FileListener dups it
@@ -200,6 +205,7 @@ func (s *Server) Shutdown() {
 	}
 	s.mu.Unlock()
 	s.shutdownTLS()
+	deadline := time.Now().Add(s.cfg.GracefulTimeout)
 	done := make(chan struct{})
 	go func() {
 		s.connWG.Wait()
@@ -218,8 +224,10 @@ func (s *Server) Shutdown() {
 		s.mu.Unlock()
 		s.closeTLSConns()
 	}
-	if s.pool != nil {
-		s.pool.Stop(10 * time.Second)
+	// The workers get what is left of the grace period to finish, cancel the rest and run their
+	// lifespan shutdown (SHUTDOWN), and are killed after a last few seconds.
+	if p := s.pool2.Load(); p != nil {
+		p.Stop(max(time.Until(deadline), 0))
 	}
 }
 
@@ -245,6 +253,9 @@ func (s *Server) dateLine() []byte {
 func (s *Server) appendSimpleResponseHeaders(dst []byte, minor, status int, extra [][2]string) []byte {
 	text := http.StatusText(status)
 	dst = http1.AppendStatusLine(dst, minor, status)
+	for _, h := range s.extraHeaders {
+		dst = http1.AppendHeader(dst, h.Name, h.Value)
+	}
 	for _, h := range extra {
 		dst = append(append(append(append(dst, h[0]...), ": "...), h[1]...), "\r\n"...)
 	}
@@ -266,6 +277,9 @@ func (s *Server) appendSimpleResponse(dst []byte, minor, status int, head, close
 	}
 	if s.cfg.DateHeader {
 		dst = append(dst, s.dateLine()...)
+	}
+	for _, h := range s.extraHeaders {
+		dst = http1.AppendHeader(dst, h.Name, h.Value)
 	}
 	dst = append(dst, "content-type: text/plain; charset=utf-8\r\ncontent-length: "...)
 	dst = strconv.AppendInt(dst, int64(len(text)), 10)

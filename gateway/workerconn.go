@@ -58,6 +58,7 @@ type workerConn struct {
 	inflight  atomic.Int64 // open streams: the pool routes to the least busy worker
 	served    atomic.Int64 // streams ever opened
 	maxServed int64        // after this many streams onLimit is called once (0: never)
+	retiring  atomic.Bool  // past maxServed: routed to only when no other worker is ready
 	onLimit   func()
 
 	lastPong atomic.Int64 // token (unix nanoseconds of its PING) of the last PONG
@@ -112,6 +113,7 @@ func (w *workerConn) open(h streamHandler) (uint32, error) {
 	w.streams[sid] = h
 	w.inflight.Add(1)
 	if n := w.served.Add(1); n == w.maxServed && w.onLimit != nil {
+		w.retiring.Store(true)
 		w.onLimit()
 	}
 	return sid, nil

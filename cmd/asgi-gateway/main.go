@@ -30,6 +30,9 @@ import (
 // version is set at build time with -ldflags "-X main.version=...".
 var version = "0.1.0-dev"
 
+// jsonLogs is set once --log-format json is known, so that even fatal errors are JSON lines.
+var jsonLogs bool
+
 // env returns the environment variables an option is read from: ASGI_GATEWAY_<NAME>, and
 // UVICORN_<NAME> for drop-in use.
 func env(name string) []string {
@@ -40,6 +43,11 @@ func env(name string) []string {
 func runFlags() []cli.Flag {
 	d := gateway.DefaultConfig()
 	return []cli.Flag{
+		// uvicorn's engine choices: accepted so that a uvicorn command line runs unchanged.
+		&cli.StringFlag{Name: "loop", Hidden: true},
+		&cli.StringFlag{Name: "http", Hidden: true},
+		&cli.StringFlag{Name: "ws", Hidden: true},
+		&cli.StringFlag{Name: "interface", Hidden: true},
 		&cli.StringFlag{Name: "config", Usage: "read options from this TOML file (keys are option names: port = 8000); precedence: option > environment > file > default", EnvVars: env("config"), Category: "Application"},
 		&cli.StringFlag{Name: "host", Value: d.Host, Usage: "bind to this address", EnvVars: env("host"), Category: "Listening"},
 		&cli.IntFlag{Name: "port", Value: d.Port, Usage: "bind to this port (0: any free port, printed)", EnvVars: env("port"), Category: "Listening"},
@@ -110,17 +118,21 @@ func main() {
 		Version:  version,
 		Commands: []*cli.Command{runCommand()},
 	}
-	for _, name := range []string{"loop", "http", "ws", "interface"} {
-		// uvicorn's engine choices: accepted so that a uvicorn command line runs unchanged.
-		app.Commands[0].Flags = append(app.Commands[0].Flags, &cli.StringFlag{Name: name, Hidden: true})
-	}
+	app.ExitErrHandler = func(*cli.Context, error) {} // main reports errors, in the log's format
 	if err := app.Run(interspersed(os.Args, runFlags())); err != nil {
-		fmt.Fprintln(os.Stderr, "asgi-gateway:", err)
+		code := 1
 		var exit cli.ExitCoder
 		if errors.As(err, &exit) {
-			os.Exit(exit.ExitCode())
+			code = exit.ExitCode()
 		}
-		os.Exit(1)
+		if msg := err.Error(); msg != "" {
+			if jsonLogs {
+				fmt.Fprintf(os.Stderr, "{\"level\":\"fatal\",\"message\":%s}\n", strconv.Quote(msg))
+			} else {
+				fmt.Fprintln(os.Stderr, "asgi-gateway:", msg)
+			}
+		}
+		os.Exit(code)
 	}
 }
 
@@ -192,11 +204,6 @@ func checkConfigKeys(path string, flags []cli.Flag) error {
 
 func configFrom(ctx *cli.Context) (gateway.Config, error) {
 	cfg := gateway.DefaultConfig()
-	for _, name := range []string{"loop", "http", "ws", "interface"} {
-		if ctx.IsSet(name) {
-			fmt.Fprintf(os.Stderr, "asgi-gateway: --%s %s ignored: the Go front end speaks HTTP and WebSocket itself, and workers use uvloop when installed\n", name, ctx.String(name))
-		}
-	}
 	cfg.App = ctx.Args().First()
 	if cfg.App == "" {
 		cfg.App = os.Getenv("ASGI_GATEWAY_APP")
@@ -336,6 +343,7 @@ func newLogger(level, format string, colors *bool) (zerolog.Logger, error) {
 }
 
 func run(ctx *cli.Context) error {
+	jsonLogs = ctx.String("log-format") == "json"
 	cfg, err := configFrom(ctx)
 	if err != nil {
 		return err
@@ -348,6 +356,11 @@ func run(ctx *cli.Context) error {
 	log, err := newLogger(cfg.LogLevel, ctx.String("log-format"), colors)
 	if err != nil {
 		return err
+	}
+	for _, name := range []string{"loop", "http", "ws", "interface"} {
+		if ctx.IsSet(name) {
+			log.Warn().Msgf("--%s %s ignored: the Go front end speaks HTTP and WebSocket itself, and workers use uvloop when installed", name, ctx.String(name))
+		}
 	}
 	metricsAddr := ctx.String("metrics-address")
 	if metricsAddr != "" {
@@ -391,13 +404,32 @@ func run(ctx *cli.Context) error {
 		// Profiling for developers (make bench, go tool pprof); off unless asked for.
 		go func() { log.Err(http.ListenAndServe(addr, nil)).Msg("pprof listener stopped") }()
 	}
-	where, err := srv.Start()
-	if err != nil {
-		var appErr *gateway.AppLoadError
-		if errors.As(err, &appErr) {
-			return cli.Exit(appErr.Error(), 3)
+	// Start waits for every worker (import and lifespan startup); a signal meanwhile stops it.
+	type startResult struct {
+		where string
+		err   error
+	}
+	started := make(chan startResult, 1)
+	go func() {
+		where, err := srv.Start()
+		started <- startResult{where, err}
+	}()
+	var where string
+	select {
+	case r := <-started:
+		if r.err != nil {
+			var appErr *gateway.AppLoadError
+			if errors.As(r.err, &appErr) {
+				return cli.Exit(appErr.Error(), 3)
+			}
+			return cli.Exit(r.err.Error(), 1)
 		}
-		return cli.Exit(err.Error(), 1)
+		where = r.where
+	case sig := <-signals:
+		log.Warn().Str("signal", sig.String()).Msg("stopping before the workers were ready")
+		srv.Shutdown()
+		<-started
+		return cli.Exit("stopped during startup", 1)
 	}
 	log.Info().Int("workers", cfg.Workers).Ints("pids", srv.WorkerPIDs()).Msgf("listening on %s", where)
 

@@ -1,0 +1,310 @@
+"""Deployment surface: HTTPS with --ssl-certfile/--ssl-keyfile(-password), HTTP/2 by ALPN, WebSocket
+over TLS, client certificates (--ssl-ca-certs, --ssl-cert-reqs); and the other options over HTTP/2.
+
+The certificates are made with the openssl command line (a test CA, a server certificate for
+127.0.0.1/localhost and a client certificate signed by the CA, plus one signed by another CA).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import shutil
+import ssl
+import subprocess
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Iterator
+
+import httpx
+import pytest
+from websockets.sync.client import connect
+
+from gateway_harness import APPS_DIR
+from test_deploy_options import Launched, Launcher, launcher  # noqa: F401 (fixture)
+
+pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command line")
+
+PASSWORD = "correct horse battery staple"
+
+
+def openssl(directory: Path, *args: str) -> None:
+    result = subprocess.run(["openssl", *args], cwd=directory, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, f"openssl {' '.join(args)}:\n{result.stderr}"
+
+
+def make_ca(directory: Path, name: str) -> None:
+    openssl(
+        directory, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.pem",
+        "-days", "2", "-subj", f"/CN={name}", "-addext", "basicConstraints=critical,CA:TRUE",
+        "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+    )
+
+
+def make_leaf(directory: Path, name: str, ca: str, extensions: str) -> None:
+    (directory / f"{name}.ext").write_text(extensions)
+    openssl(directory, "req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.csr",
+            "-subj", f"/CN={name}")
+    openssl(directory, "x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.pem", "-CAkey", f"{ca}.key",
+            "-CAcreateserial", "-out", f"{name}.pem", "-days", "2", "-extfile", f"{name}.ext")
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("pki")
+    make_ca(d, "ca")
+    make_ca(d, "other-ca")
+    make_leaf(d, "server", "ca", "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n")
+    make_leaf(d, "client", "ca", "extendedKeyUsage=clientAuth\n")
+    make_leaf(d, "stranger", "other-ca", "extendedKeyUsage=clientAuth\n")
+    openssl(d, "rsa", "-in", "server.key", "-aes256", "-traditional", "-passout", f"pass:{PASSWORD}",
+            "-out", "server-legacy-encrypted.key")
+    openssl(d, "pkcs8", "-topk8", "-in", "server.key", "-v2", "aes256", "-passout", f"pass:{PASSWORD}",
+            "-out", "server-pkcs8-encrypted.key")
+    (d / "combined.pem").write_text((d / "server.pem").read_text() + (d / "server.key").read_text())
+    assert "Proc-Type: 4,ENCRYPTED" in (d / "server-legacy-encrypted.key").read_text()
+    assert "ENCRYPTED PRIVATE KEY" in (d / "server-pkcs8-encrypted.key").read_text()
+    return d
+
+
+def context(pki: Path, client_cert: str | None = None) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(cafile=str(pki / "ca.pem"))
+    if client_cert:
+        ctx.load_cert_chain(str(pki / f"{client_cert}.pem"), str(pki / f"{client_cert}.key"))
+    return ctx
+
+
+def https_client(pki: Path, http2: bool = True, client_cert: str | None = None) -> httpx.Client:
+    return httpx.Client(http2=http2, verify=context(pki, client_cert), trust_env=False, timeout=10)
+
+
+def tls_args(pki: Path) -> list[str]:
+    return ["--ssl-certfile", str(pki / "server.pem"), "--ssl-keyfile", str(pki / "server.key")]
+
+
+@pytest.fixture(scope="module")
+def module_launcher(gateway_binary: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Launcher]:
+    pool = Launcher(tmp_path_factory.mktemp("tls-gateway"))
+    yield pool
+    pool.stop_all()
+
+
+@pytest.fixture(scope="module")
+def static_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = tmp_path_factory.mktemp("tls-static")
+    (directory / "file.txt").write_bytes(b"static over TLS\n")
+    return directory
+
+
+@pytest.fixture(scope="module")
+def tls_server(module_launcher: Launcher, pki: Path, static_dir: Path) -> Launched:
+    return module_launcher.start(
+        "deploy_app:app", "--app-dir", str(APPS_DIR), "--port", "0", *tls_args(pki),
+        "--header", "X-A:1", "--static", f"/static={static_dir}", "--limit-request-body", "50",
+    )
+
+
+def https_url(server: Launched, path: str) -> str:
+    # The certificate is for 127.0.0.1 and localhost.
+    assert server.url.startswith("https://127.0.0.1:"), server.where
+    return f"{server.url}{path}"
+
+
+# --- HTTPS, HTTP/2 and HTTP/1.1 ---------------------------------------------------------------
+
+
+def test_http2_over_tls(tls_server: Launched, pki: Path) -> None:
+    with https_client(pki) as c:
+        response = c.get(https_url(tls_server, "/h2?x=1"))
+        assert response.http_version == "HTTP/2"
+        scope = response.json()["scope"]
+        assert scope["http_version"] == "2"
+        assert scope["scheme"] == "https"
+        assert scope["path"] == "/h2" and scope["query_string"] == "x=1"
+        assert scope["server"] == ["127.0.0.1", tls_server.port]
+        assert scope["client"][0] == "127.0.0.1"
+        # A request body over HTTP/2 (streams, flow control) comes back whole.
+        body = b"0123456789" * 5  # at the --limit-request-body of this server
+        echoed = c.post(https_url(tls_server, "/_/echo"), content=body)
+        assert echoed.http_version == "HTTP/2"
+        assert echoed.content == body
+
+
+def test_http2_many_streams_on_one_connection(tls_server: Launched, pki: Path) -> None:
+    with https_client(pki) as c:
+        c.get(https_url(tls_server, "/warm-up"))
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            paths = [f"/stream-{i}" for i in range(24)]
+            results = list(pool.map(lambda p: c.get(https_url(tls_server, p)), paths))
+    assert [r.json()["scope"]["path"] for r in results] == paths
+    assert {r.http_version for r in results} == {"HTTP/2"}
+
+
+def test_http11_over_tls(tls_server: Launched, pki: Path) -> None:
+    with https_client(pki, http2=False) as c:
+        response = c.get(https_url(tls_server, "/h1"))
+    assert response.http_version == "HTTP/1.1"
+    scope = response.json()["scope"]
+    assert scope["http_version"] == "1.1"
+    assert scope["scheme"] == "https"
+
+
+def test_the_listening_line_says_https(tls_server: Launched) -> None:
+    assert tls_server.where.startswith("https://"), tls_server.where
+
+
+# --- the other options, over HTTP/2 as over HTTP/1.1 ---------------------------------------------
+
+
+@pytest.mark.parametrize("http2", [True, False], ids=["h2", "h1-tls"])
+def test_default_server_date_and_extra_headers(tls_server: Launched, pki: Path, http2: bool) -> None:
+    with https_client(pki, http2=http2) as c:
+        response = c.get(https_url(tls_server, "/headers"))
+    assert response.headers.get("x-a") == "1"
+    assert response.headers.get("server") == "asgi-gateway"
+    assert "date" in response.headers
+
+
+@pytest.mark.parametrize("http2", [True, False], ids=["h2", "h1-tls"])
+def test_static_files(tls_server: Launched, pki: Path, static_dir: Path, http2: bool) -> None:
+    with https_client(pki, http2=http2) as c:
+        response = c.get(https_url(tls_server, "/static/file.txt"))
+        ranged = c.get(https_url(tls_server, "/static/file.txt"), headers={"Range": "bytes=0-5"})
+    assert response.status_code == 200
+    assert response.content == (static_dir / "file.txt").read_bytes()
+    assert response.headers.get("etag")
+    assert ranged.status_code == 206 and ranged.content == b"static"
+
+
+@pytest.mark.parametrize("http2", [True, False], ids=["h2", "h1-tls"])
+def test_limit_request_body(tls_server: Launched, pki: Path, http2: bool) -> None:
+    path = f"/too-big-{uuid.uuid4().hex[:8]}"
+    with https_client(pki, http2=http2) as c:
+        response = c.post(https_url(tls_server, path), content=b"x" * 51)
+        seen = c.get(https_url(tls_server, "/_/seen")).json()
+    assert response.status_code == 413
+    assert path not in seen
+
+
+@pytest.mark.parametrize("http2", [True, False], ids=["h2", "h1-tls"])
+def test_proxy_headers(tls_server: Launched, pki: Path, http2: bool) -> None:
+    # The client (127.0.0.1) is a trusted proxy by default.
+    headers = {"X-Forwarded-For": "203.0.113.9", "X-Forwarded-Proto": "http"}
+    with https_client(pki, http2=http2) as c:
+        scope = c.get(https_url(tls_server, "/proxied"), headers=headers).json()["scope"]
+    assert scope["client"] == ["203.0.113.9", 0]
+    assert scope["scheme"] == "http"
+
+
+@pytest.mark.parametrize("http2", [True, False], ids=["h2", "h1-tls"])
+def test_access_log(tls_server: Launched, pki: Path, http2: bool) -> None:
+    path = f"/logged-{uuid.uuid4().hex}"
+    with https_client(pki, http2=http2) as c:
+        assert c.get(https_url(tls_server, path)).status_code == 200
+    deadline = time.monotonic() + 3
+    while path not in tls_server.log() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert path in tls_server.log()
+
+
+def test_root_path_over_http2(module_launcher: Launcher, pki: Path) -> None:
+    server = module_launcher.start(*("testapp:app", "--app-dir", str(APPS_DIR), "--port", "0"), *tls_args(pki),
+                                   "--root-path", "/api")
+    with https_client(pki) as c:
+        scope = c.get(https_url(server, "/items")).json()["scope"]
+    assert scope["root_path"] == "/api"
+    assert scope["path"] == "/api/items"
+
+
+# --- WebSocket over TLS -----------------------------------------------------------------------
+
+
+def test_websocket_over_tls(module_launcher: Launcher, pki: Path) -> None:
+    server = module_launcher.start("ws_app:app", "--app-dir", str(APPS_DIR), "--port", "0", *tls_args(pki))
+    with connect(f"wss://127.0.0.1:{server.port}/scope", ssl=context(pki), open_timeout=10, proxy=None) as ws:
+        scope = json.loads(ws.recv(timeout=10))["scope"]
+    assert scope["type"] == "websocket"
+    assert scope["scheme"] == "wss"
+    assert scope["http_version"] == "1.1"
+
+
+# --- certificate and key files ----------------------------------------------------------------
+
+
+def test_key_in_the_certificate_file(launcher: Launcher, pki: Path) -> None:
+    server = launcher.start(*("testapp:app", "--app-dir", str(APPS_DIR), "--port", "0"),
+                            "--ssl-certfile", str(pki / "combined.pem"))
+    with https_client(pki) as c:
+        assert c.get(https_url(server, "/combined")).json()["scope"]["scheme"] == "https"
+
+
+def test_ssl_keyfile_password(launcher: Launcher, pki: Path) -> None:
+    server = launcher.start(
+        *("testapp:app", "--app-dir", str(APPS_DIR), "--port", "0"),
+        "--ssl-certfile", str(pki / "server.pem"), "--ssl-keyfile", str(pki / "server-legacy-encrypted.key"),
+        "--ssl-keyfile-password", PASSWORD,
+    )
+    with https_client(pki) as c:
+        assert c.get(https_url(server, "/encrypted-key")).status_code == 200
+    assert PASSWORD not in server.log()
+
+
+@pytest.mark.parametrize(
+    "key, password, expected",
+    [
+        ("server-legacy-encrypted.key", "wrong password", "wrong --ssl-keyfile-password"),
+        ("server-legacy-encrypted.key", None, "--ssl-keyfile-password"),
+        ("server-pkcs8-encrypted.key", PASSWORD, "PKCS#8"),
+    ],
+    ids=["wrong-password", "no-password", "pkcs8-encrypted"],
+)
+def test_ssl_keyfile_that_cannot_be_used(launcher: Launcher, pki: Path, key: str, password: str | None, expected: str) -> None:
+    args = ["testapp:app", "--app-dir", str(APPS_DIR), "--port", "0", "--ssl-certfile", str(pki / "server.pem"),
+            "--ssl-keyfile", str(pki / key)]
+    if password:
+        args += ["--ssl-keyfile-password", password]
+    result = launcher.run(*args)
+    assert result.returncode != 0
+    assert expected in result.stderr, result.stderr
+    assert "listening on" not in result.stderr
+    if password:
+        assert password not in result.stderr
+
+
+# --- client certificates ----------------------------------------------------------------------
+
+
+def start_mtls(launcher: Launcher, pki: Path, reqs: str) -> Launched:
+    return launcher.start(*("testapp:app", "--app-dir", str(APPS_DIR), "--port", "0"), *tls_args(pki),
+                          "--ssl-ca-certs", str(pki / "ca.pem"), "--ssl-cert-reqs", reqs)
+
+
+def request_with(server: Launched, pki: Path, client_cert: str | None, http2: bool = True) -> Any:
+    """The response's status, or the exception the request raised."""
+    try:
+        with https_client(pki, http2=http2, client_cert=client_cert) as c:
+            return c.get(https_url(server, "/mtls")).status_code
+    except (httpx.TransportError, ssl.SSLError) as exc:
+        return exc
+
+
+@pytest.mark.parametrize("http2", [True, False], ids=["h2", "h1-tls"])
+def test_ssl_cert_reqs_2_requires_a_client_certificate(launcher: Launcher, pki: Path, http2: bool) -> None:
+    server = start_mtls(launcher, pki, "2")
+    assert isinstance(request_with(server, pki, None, http2), Exception), "served a client without a certificate"
+    assert isinstance(request_with(server, pki, "stranger", http2), Exception), "served a certificate of another CA"
+    assert request_with(server, pki, "client", http2) == 200
+
+
+def test_ssl_cert_reqs_1_makes_the_certificate_optional(launcher: Launcher, pki: Path) -> None:
+    server = start_mtls(launcher, pki, "1")
+    assert request_with(server, pki, None) == 200
+    assert request_with(server, pki, "client") == 200
+    assert isinstance(request_with(server, pki, "stranger"), Exception), "accepted a certificate of another CA"
+
+
+def test_ssl_cert_reqs_0_does_not_ask(launcher: Launcher, pki: Path) -> None:
+    server = start_mtls(launcher, pki, "0")
+    assert request_with(server, pki, None) == 200
+    assert request_with(server, pki, "stranger") == 200  # not asked for, so not checked

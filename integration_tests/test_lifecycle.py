@@ -1,0 +1,621 @@
+"""Lifecycle and supervision: lifespan, signals, worker deaths and stops, recycling, reload, limits, metrics.
+
+Each test starts its own gateway (the `servers` fixture) with short timeouts given by flags, so that
+the module runs in well under 90 s. Apps: `apps/lifespan_app.py` (lifespan behaviours; it records
+events with pid and time to the file named by $LIFESPAN_LOG, which the workers inherit from the
+gateway's environment) and `apps/testapp.py` (`/_/pid`, `/_/slow`).
+
+Expectations: the ASGI lifespan spec (asgiref `specs/lifespan.rst`: startup before any request,
+`lifespan.startup.failed` makes the server exit with an error, `state` shallow-copied into each
+request scope), uvicorn's `--lifespan auto|on|off` semantics, and the README's options and signals.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import threading
+import time
+from collections import Counter
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import httpx
+import pytest
+
+from gateway_harness import APPS_DIR, EXAMPLES_DIR, REPO_ROOT, gateway_command
+
+STARTUP_FAILURE_MESSAGE = "lifespan_app: the database at db.invalid:5432 is unreachable"
+STARTUP_EXCEPTION_MESSAGE = "lifespan_app: startup raised on purpose"
+UNSUPPORTED_MESSAGE = "this app can only handle ASGI/HTTP connections, not lifespan."
+
+
+# --- helpers -----------------------------------------------------------------------------------
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float, interval: float = 0.05) -> Any:
+    """Polls predicate until it returns a truthy value (returned) or timeout passes (returns None)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            return None
+        time.sleep(interval)
+
+
+def children(pid: int) -> set[int]:
+    """The live (not zombie) child processes of pid: the gateway's workers."""
+    found: set[int] = set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rpartition(")")[2].split()
+        if len(fields) >= 2 and fields[0] != "Z" and int(fields[1]) == pid:
+            found.add(int(entry))
+    return found
+
+
+def lifespan_env(log: Path, **extra: str) -> dict[str, str]:
+    return {**os.environ, "LIFESPAN_LOG": str(log), **extra}
+
+
+@dataclass
+class Event:
+    name: str
+    pid: int
+    time: float
+    detail: str
+
+
+def events(log: Path) -> list[Event]:
+    if not log.exists():
+        return []
+    result = []
+    for line in log.read_text().splitlines():
+        name, pid, at, detail = line.split("\t")
+        result.append(Event(name, int(pid), float(at), detail))
+    return result
+
+
+def names(log: Path) -> list[str]:
+    return [event.name for event in events(log)]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def metric(text: str, name: str, **labels: str) -> float | None:
+    """The value of one sample of the Prometheus text format, or None when it is absent."""
+    for line in text.splitlines():
+        if line.startswith("#"):
+            continue
+        match = re.fullmatch(r"([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)", line.strip())
+        if not match or match.group(1) != name:
+            continue
+        found = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', match.group(2) or ""))
+        if found == labels:
+            return float(match.group(3))
+    return None
+
+
+@dataclass
+class Result:
+    started: float
+    ended: float
+    status: int | None  # None: an exception
+    body: str  # the body, or the exception's type and text
+
+
+@dataclass
+class Load:
+    """Client threads sending requests in a loop, each on its own keep-alive httpx.Client."""
+
+    url: str
+    path: str
+    threads: int
+    results: list[Result] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _workers: list[threading.Thread] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def _run(self) -> None:
+        with httpx.Client(base_url=self.url, timeout=15) as client:
+            while not self._stop.is_set():
+                started = time.monotonic()
+                try:
+                    response = client.get(self.path)
+                    result = Result(started, time.monotonic(), response.status_code, response.text)
+                except httpx.HTTPError as exc:
+                    result = Result(started, time.monotonic(), None, f"{type(exc).__name__}: {exc}")
+                with self._lock:
+                    self.results.append(result)
+
+    def __enter__(self) -> "Load":
+        for _ in range(self.threads):
+            thread = threading.Thread(target=self._run, daemon=True)
+            thread.start()
+            self._workers.append(thread)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._workers:
+            thread.join(20)
+
+    def snapshot(self) -> list[Result]:
+        with self._lock:
+            return list(self.results)
+
+    def failures(self) -> list[Result]:
+        return [r for r in self.snapshot() if r.status != 200]
+
+    def pids(self, since: float = 0.0) -> Counter[int]:
+        return Counter(int(r.body) for r in self.snapshot() if r.status == 200 and r.started >= since)
+
+
+def request_in_thread(url: str, timeout: float = 30) -> tuple[threading.Thread, dict[str, Any]]:
+    out: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            out["response"] = httpx.get(url, timeout=timeout)
+        except httpx.HTTPError as exc:
+            out["error"] = exc
+        out["done_at"] = time.monotonic()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, out
+
+
+@contextmanager
+def raw_gateway(app: str, stderr_path: Path, *args: str, env: dict[str, str] | None = None) -> Iterator[subprocess.Popen[bytes]]:
+    """A gateway started without waiting for it to listen (for startups that fail or hang)."""
+    command = gateway_command(app, "--app-dir", str(APPS_DIR), "--host", "127.0.0.1", "--port", "0", *args)
+    with open(stderr_path, "wb") as out:
+        process = subprocess.Popen(command, cwd=REPO_ROOT, stdin=subprocess.DEVNULL, stdout=out, stderr=out, env=env)
+        try:
+            yield process
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait(5)
+
+
+# --- lifespan ----------------------------------------------------------------------------------
+
+
+def test_lifespan_startup_before_traffic_and_shutdown_after_inflight_requests(servers: Any, tmp_path: Path) -> None:
+    log = tmp_path / "events.log"
+    server = servers.start("lifespan_app:app", env=lifespan_env(log))  # --lifespan auto (the default)
+    # Startup completed before the gateway listened, so before any request could come.
+    assert names(log) == ["lifespan-scope", "startup", "startup-complete"], server.stderr()
+    worker = events(log)[0].pid
+
+    assert httpx.get(f"{server.url}/first", timeout=5).text == "ok"
+    thread, out = request_in_thread(f"{server.url}/slow?seconds=1.5&tag=inflight")
+    assert wait_for(lambda: "request-start" in names(log), 5), names(log)
+    signalled = time.monotonic()
+    server.process.send_signal(signal.SIGTERM)
+    assert "shutdown" not in names(log)  # not while a request is in flight
+    thread.join(10)
+    assert "error" not in out, f"the in-flight request failed: {out.get('error')!r}"
+    assert out["response"].status_code == 200
+    assert server.process.wait(10) == 0
+    assert time.monotonic() - signalled < 5
+
+    recorded = events(log)
+    assert [e.name for e in recorded] == [
+        "lifespan-scope", "startup", "startup-complete", "request", "request-start", "request-end", "shutdown",
+    ], server.stderr()
+    assert {e.pid for e in recorded} == {worker}
+    # (time.monotonic is CLOCK_MONOTONIC, the same clock in every process on Linux)
+    assert recorded[-1].time >= recorded[-2].time >= signalled  # shutdown after the request finished
+
+
+def test_lifespan_state_is_shallow_copied_into_each_request(servers: Any, tmp_path: Path) -> None:
+    log = tmp_path / "events.log"
+    server = servers.start("lifespan_app:app", env=lifespan_env(log), extra_args=["--lifespan", "on"])
+    with httpx.Client(base_url=server.url, timeout=5) as client:
+        first, second, third = (client.get("/state").json() for _ in range(3))
+    worker = events(log)[0].pid
+    # What startup put in the lifespan state is in every request's scope["state"].
+    assert first == {
+        "has_state": True,
+        "pid": worker,
+        "state": {"db": f"connection-of-{worker}", "counter": 0, "shared_list": []},
+    }
+    # Each request mutated its scope["state"] (a new key, a rebound counter): a copy, so the next
+    # request does not see that. The list is the same object (a shallow copy): its append shows.
+    assert second["state"] == {"db": f"connection-of-{worker}", "counter": 0, "shared_list": ["appended"]}
+    assert third["state"] == {"db": f"connection-of-{worker}", "counter": 0, "shared_list": ["appended", "appended"]}
+
+
+@pytest.mark.parametrize(
+    ("app", "mode", "message"),
+    [
+        ("failing_app", "auto", STARTUP_FAILURE_MESSAGE),
+        ("failing_app", "on", STARTUP_FAILURE_MESSAGE),
+        ("raising_app", "on", STARTUP_EXCEPTION_MESSAGE),
+        ("unsupported_app", "on", UNSUPPORTED_MESSAGE),
+    ],
+)
+def test_failed_startup_exits_non_zero_with_the_message_and_no_respawn(
+    gateway_binary: None, tmp_path: Path, app: str, mode: str, message: str
+) -> None:
+    # lifespan.startup.failed: "the server must ... exit with an error" (lifespan spec); under
+    # --lifespan on, an exception in the lifespan call is a failed startup too (uvicorn).
+    log = tmp_path / "events.log"
+    stderr_path = tmp_path / "stderr"
+    started = time.monotonic()
+    with raw_gateway(f"lifespan_app:{app}", stderr_path, "--lifespan", mode, env=lifespan_env(log)) as process:
+        assert wait_for(lambda: process.poll() is not None, 10), (
+            f"the gateway still runs 10 s after a failed startup\n{stderr_path.read_text()}"
+        )
+        code = process.returncode
+        elapsed = time.monotonic() - started
+        time.sleep(0.5)  # a respawned worker would record another startup by now
+    stderr = stderr_path.read_text(errors="replace")
+    assert code > 0, f"exit status {code}\n{stderr}"
+    assert elapsed < 5, f"took {elapsed:.1f} s to exit"
+    assert message in stderr
+    assert "listening on" not in stderr
+    assert names(log).count("lifespan-scope") == 1, f"the worker was respawned: {names(log)}"
+
+
+@pytest.mark.parametrize("app", ["unsupported_app", "raising_app"])
+def test_auto_serves_an_app_whose_lifespan_raises(servers: Any, tmp_path: Path, app: str) -> None:
+    # Like Django's ASGIHandler (which raises on a lifespan scope): under auto, an exception before
+    # startup completes means "lifespan unsupported", and the app is served without it.
+    log = tmp_path / "events.log"
+    server = servers.start(f"lifespan_app:{app}", env=lifespan_env(log), extra_args=["--lifespan", "auto"])
+    with httpx.Client(base_url=server.url, timeout=5) as client:
+        for _ in range(3):
+            response = client.get("/hello")
+            assert (response.status_code, response.text) == (200, "ok")
+    assert "ASGI 'lifespan' protocol appears unsupported" in server.stderr()
+    assert server.stop() == 0
+    assert "shutdown" not in names(log)
+    assert "startup-complete" not in names(log)
+
+
+def test_lifespan_off_never_calls_the_app_with_a_lifespan_scope(servers: Any, tmp_path: Path) -> None:
+    log = tmp_path / "events.log"
+    server = servers.start("lifespan_app:app", workers=2, env=lifespan_env(log), extra_args=["--lifespan", "off"])
+    with httpx.Client(base_url=server.url, timeout=5) as client:
+        for _ in range(4):
+            assert client.get("/hello").text == "ok"
+    assert server.stop() == 0
+    assert names(log) == ["request"] * 4
+
+
+def test_startup_that_never_completes_does_not_serve(gateway_binary: None, tmp_path: Path) -> None:
+    # There is no option for the worker startup timeout (60 s, gateway.DefaultConfig().StartupTimeout):
+    # within this test the gateway must simply not be serving. (After 60 s it exits 1 with "the
+    # worker did not connect within 1m0s (is the app slow to import?)".)
+    log = tmp_path / "events.log"
+    stderr_path = tmp_path / "stderr"
+    with raw_gateway("lifespan_app:hanging_app", stderr_path, env=lifespan_env(log)) as process:
+        time.sleep(3)
+        assert process.poll() is None
+        stderr = stderr_path.read_text(errors="replace")
+        assert "listening on" not in stderr
+        assert names(log) == ["lifespan-scope", "startup"]
+
+
+def test_sigterm_during_a_startup_that_never_completes_stops_the_gateway(gateway_binary: None, tmp_path: Path) -> None:
+    # SIGINT/SIGTERM stop the gateway (README: Signals); a hung lifespan startup must not make the
+    # gateway deaf to them until its 60 s startup timeout.
+    log = tmp_path / "events.log"
+    stderr_path = tmp_path / "stderr"
+    with raw_gateway("lifespan_app:hanging_app", stderr_path, env=lifespan_env(log)) as process:
+        assert wait_for(lambda: "startup" in names(log), 10)
+        workers = children(process.pid)
+        process.send_signal(signal.SIGTERM)
+        code = wait_for(lambda: process.poll() is not None, 5)
+        assert code, (
+            "the gateway ignored SIGTERM for 5 s while its worker's lifespan startup hung\n"
+            + stderr_path.read_text(errors="replace")
+        )
+        assert wait_for(lambda: not any(Path(f"/proc/{pid}").exists() for pid in workers), 5)
+
+
+def test_django_example_is_served_under_lifespan_auto(servers: Any) -> None:
+    server = servers.start("mysite.asgi:application", app_dir=EXAMPLES_DIR / "django_project")
+    response = httpx.get(f"{server.url}/hello/", timeout=10)
+    assert response.status_code == 200
+    assert response.json() == {"message": "Hello from Django", "method": "GET", "path": "/hello/", "query": {}}
+    assert "ASGI 'lifespan' protocol appears unsupported" in server.stderr()
+
+
+# --- worker deaths and stops under load --------------------------------------------------------
+
+CONCURRENCY = 6
+
+
+def test_kill_9_of_a_worker_under_load_fails_only_its_inflight_requests(servers: Any) -> None:
+    server = servers.start("testapp:app", app_dir=APPS_DIR, workers=2)
+    original = children(server.process.pid)
+    assert len(original) == 2
+    with Load(server.url, "/_/slow?seconds=0.05", CONCURRENCY) as load:
+        assert wait_for(lambda: set(load.pids()) == original, 5), load.pids()
+        victim = min(original)
+        survivor = max(original)
+        killed_at = time.monotonic()
+        os.kill(victim, signal.SIGKILL)
+        replaced = wait_for(lambda: (children(server.process.pid) - original) or None, 5)
+        assert replaced, f"no new worker within 5 s\n{server.stderr()}"
+        (new_pid,) = replaced
+        assert wait_for(lambda: load.pids(since=killed_at)[new_pid] > 0, 5), "the new worker got no request"
+        time.sleep(0.5)
+    failures = load.failures()
+    assert len(failures) <= CONCURRENCY, failures
+    assert all(r.status == 502 for r in failures), failures  # README: 502 for the requests it held
+    after = load.pids(since=killed_at + 0.2)
+    assert victim not in after
+    assert after[survivor] > 0 and after[new_pid] > 0
+    assert children(server.process.pid) == {survivor, new_pid}
+
+
+def test_sigstop_of_a_worker_is_caught_by_the_health_check_and_replaced(servers: Any) -> None:
+    server = servers.start(
+        "testapp:app", app_dir=APPS_DIR, workers=2, extra_args=["--timeout-worker-healthcheck", "1"]
+    )
+    original = children(server.process.pid)
+    with Load(server.url, "/_/slow?seconds=0.05", CONCURRENCY) as load:
+        assert wait_for(lambda: set(load.pids()) == original, 5), load.pids()
+        victim, survivor = min(original), max(original)
+        stopped_at = time.monotonic()
+        os.kill(victim, signal.SIGSTOP)
+        try:
+            replaced = wait_for(lambda: (children(server.process.pid) - original) or None, 5)
+            gone = wait_for(lambda: victim not in children(server.process.pid), 5)
+        finally:
+            if Path(f"/proc/{victim}").exists():
+                os.kill(victim, signal.SIGKILL)
+        replaced_at = time.monotonic()
+        assert replaced and gone, f"stopped worker not replaced within 5 s\n{server.stderr()}"
+        assert replaced_at - stopped_at < 4
+        (new_pid,) = replaced
+        assert wait_for(lambda: load.pids(since=replaced_at)[new_pid] > 0, 5)
+        time.sleep(0.3)
+    # Meanwhile the other worker kept answering.
+    during = Counter(
+        int(r.body) for r in load.snapshot() if r.status == 200 and stopped_at + 0.1 <= r.ended <= replaced_at
+    )
+    assert during[survivor] >= 10, during
+    failures = load.failures()
+    assert len(failures) <= CONCURRENCY, failures
+    assert "health check" in server.stderr()
+
+
+# --- recycling: SIGHUP, max requests ----------------------------------------------------------
+
+
+def test_sighup_under_load_replaces_every_worker_without_a_failed_request(servers: Any) -> None:
+    server = servers.start("testapp:app", app_dir=APPS_DIR, workers=2)
+    original = children(server.process.pid)
+    with Load(server.url, "/_/slow?seconds=0.01", 8) as load:
+        assert wait_for(lambda: set(load.pids()) == original, 5)
+        server.process.send_signal(signal.SIGHUP)
+        assert wait_for(lambda: "reload complete" in server.stderr(), 15), server.stderr()
+        new = wait_for(lambda: (lambda now: now if len(now) == 2 and not now & original else None)(
+            children(server.process.pid)), 10)
+        assert new, f"workers after the reload: {children(server.process.pid)}, before: {original}"
+        settled = time.monotonic()
+        time.sleep(0.5)
+    assert load.failures() == []
+    assert set(load.pids(since=settled)) == new
+    assert len(load.snapshot()) > 100
+
+
+def test_max_requests_with_jitter_recycles_workers_without_a_failed_request(servers: Any) -> None:
+    server = servers.start(
+        "testapp:app", app_dir=APPS_DIR, workers=2,
+        extra_args=["--limit-max-requests", "50", "--limit-max-requests-jitter", "10"],
+    )
+    with Load(server.url, "/_/pid", 8) as load:
+        # The pids change over time: 5 workers means both slots were recycled, one of them twice.
+        assert wait_for(lambda: len(load.pids()) >= 5, 15), (load.pids(), server.stderr()[-3000:])
+        time.sleep(0.3)
+    assert load.failures() == []
+    ordered = [int(r.body) for r in sorted(load.snapshot(), key=lambda r: r.ended)]
+    assert not set(ordered[:50]) & set(ordered[-50:]), Counter(ordered)
+    assert "reason=max-requests" in server.stderr()
+
+
+# --- shutdown ---------------------------------------------------------------------------------
+
+
+def test_sigterm_lets_slow_inflight_requests_finish_and_refuses_new_connections(servers: Any, tmp_path: Path) -> None:
+    log = tmp_path / "events.log"
+    server = servers.start("lifespan_app:app", env=lifespan_env(log))
+    requests = [request_in_thread(f"{server.url}/slow?seconds=2&tag={i}") for i in range(5)]
+    assert wait_for(lambda: names(log).count("request-start") == 5, 5), names(log)
+    signalled = time.monotonic()
+    server.process.send_signal(signal.SIGTERM)
+    time.sleep(0.3)
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection((server.host, server.port), timeout=2).close()
+    for thread, out in requests:
+        thread.join(10)
+        assert "error" not in out, f"an in-flight request failed: {out.get('error')!r}"
+        assert out["response"].status_code == 200
+    assert server.process.wait(10) == 0
+    assert time.monotonic() - signalled < 4
+    assert names(log)[-1] == "shutdown"
+
+
+def test_graceful_shutdown_timeout_bounds_the_exit(servers: Any, tmp_path: Path) -> None:
+    log = tmp_path / "events.log"
+    server = servers.start("lifespan_app:app", env=lifespan_env(log), extra_args=["--timeout-graceful-shutdown", "1"])
+    thread, out = request_in_thread(f"{server.url}/slow?seconds=5", timeout=10)
+    assert wait_for(lambda: "request-start" in names(log), 5)
+    signalled = time.monotonic()
+    server.process.send_signal(signal.SIGTERM)
+    try:
+        server.process.wait(6)
+    except subprocess.TimeoutExpired:
+        pass
+    elapsed = time.monotonic() - signalled
+    thread.join(10)
+    assert elapsed < 3, (
+        f"with --timeout-graceful-shutdown 1 the gateway took {elapsed:.1f} s to exit "
+        f"(a 5 s request was in flight)\n{server.stderr()}"
+    )
+
+
+# --- limits -----------------------------------------------------------------------------------
+
+
+def test_limit_concurrency_answers_503_at_once(servers: Any, tmp_path: Path) -> None:
+    log = tmp_path / "events.log"
+    server = servers.start("lifespan_app:app", env=lifespan_env(log), extra_args=["--limit-concurrency", "2"])
+    slow = [request_in_thread(f"{server.url}/slow?seconds=2&tag={i}") for i in range(2)]
+    assert wait_for(lambda: names(log).count("request-start") == 2, 5)
+    started = time.monotonic()
+    response = httpx.get(f"{server.url}/third", timeout=5)
+    elapsed = time.monotonic() - started
+    assert response.status_code == 503
+    assert elapsed < 0.5, f"the 503 took {elapsed:.2f} s"
+    for thread, out in slow:
+        thread.join(10)
+        assert out["response"].status_code == 200
+    assert httpx.get(f"{server.url}/fourth", timeout=5).status_code == 200
+
+
+# --- --reload ---------------------------------------------------------------------------------
+
+RELOAD_APP = '''
+TEXT = {text!r}
+
+
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    body = TEXT.encode()
+    await send({{"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"text/plain"), (b"content-length", str(len(body)).encode())]}})
+    await send({{"type": "http.response.body", "body": body}})
+'''
+
+
+def test_reload_picks_up_edits_and_survives_a_syntax_error(servers: Any, tmp_path: Path) -> None:
+    app_dir = tmp_path / "reload_app_dir"
+    app_dir.mkdir()
+    module = app_dir / "reload_app.py"
+    module.write_text(RELOAD_APP.format(text="version one"))
+    server = servers.start(
+        "reload_app:app", app_dir=app_dir,
+        extra_args=["--reload", "--reload-dir", str(app_dir), "--reload-delay", "0.1"],
+        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
+    )
+
+    def texts(load: Load, since: float) -> set[str]:
+        return {r.body for r in load.snapshot() if r.status == 200 and r.started >= since}
+
+    with Load(server.url, "/", 2) as load:
+        assert wait_for(lambda: texts(load, 0) == {"version one"}, 5)
+        edited = time.monotonic()
+        module.write_text(RELOAD_APP.format(text="version two, edited"))
+        assert wait_for(lambda: "version two, edited" in texts(load, edited), 8), server.stderr()
+
+        broken = time.monotonic()
+        module.write_text(RELOAD_APP.format(text="version three") + "\ndef broken(:\n")
+        assert wait_for(lambda: "SyntaxError" in server.stderr(), 8), server.stderr()
+        time.sleep(0.5)
+        assert texts(load, broken) == {"version two, edited"}  # the old worker keeps serving
+
+        fixed = time.monotonic()
+        module.write_text(RELOAD_APP.format(text="version four, fixed"))
+        assert wait_for(lambda: "version four, fixed" in texts(load, fixed), 8), server.stderr()
+        time.sleep(0.2)
+    assert load.failures() == []
+    assert server.process.poll() is None
+
+
+# --- metrics ----------------------------------------------------------------------------------
+
+
+def test_metrics_endpoints_count_requests_workers_restarts_and_inflight(servers: Any) -> None:
+    address = f"127.0.0.1:{free_port()}"
+    server = servers.start("testapp:app", app_dir=APPS_DIR, workers=2, extra_args=["--metrics-address", address])
+    base = f"http://{address}"
+
+    def scrape() -> str:
+        response = httpx.get(f"{base}/metrics", timeout=5)
+        assert response.status_code == 200
+        return response.text
+
+    def requests_2xx() -> float | None:
+        return metric(scrape(), "asgi_gateway_requests_total", method="GET", status="2xx")
+
+    assert httpx.get(f"{base}/healthz", timeout=5).status_code == 200
+    assert httpx.get(f"{base}/readyz", timeout=5).status_code == 200
+    assert metric(scrape(), "asgi_gateway_workers", state="ready") == 2
+
+    before = requests_2xx()
+    assert before is not None
+    with httpx.Client(base_url=server.url, timeout=5) as client:
+        for _ in range(7):
+            assert client.get("/_/pid").status_code == 200
+    wait_for(lambda: requests_2xx() == before + 7, 2)
+    time.sleep(0.2)
+    assert requests_2xx() == before + 7
+
+    assert metric(scrape(), "asgi_gateway_requests_in_flight") == 0
+    thread, out = request_in_thread(f"{server.url}/_/slow?seconds=1.5")
+    assert wait_for(lambda: metric(scrape(), "asgi_gateway_requests_in_flight") == 1, 1.2)
+    thread.join(10)
+    assert out["response"].status_code == 200
+    assert wait_for(lambda: metric(scrape(), "asgi_gateway_requests_in_flight") == 0, 2)
+
+    assert metric(scrape(), "asgi_gateway_worker_restarts_total", reason="died") == 0
+    os.kill(min(children(server.process.pid)), signal.SIGKILL)
+    assert wait_for(lambda: metric(scrape(), "asgi_gateway_worker_restarts_total", reason="died") == 1, 5), scrape()
+    assert wait_for(lambda: metric(scrape(), "asgi_gateway_workers", state="ready") == 2, 5)
+    assert metric(scrape(), "asgi_gateway_worker_restarts_total", reason="died") == 1
+
+
+# --- SIGTTIN / SIGTTOU ------------------------------------------------------------------------
+
+
+def test_sigttin_and_sigttou_add_and_remove_workers(servers: Any) -> None:
+    address = f"127.0.0.1:{free_port()}"
+    server = servers.start("testapp:app", app_dir=APPS_DIR, workers=2, extra_args=["--metrics-address", address])
+
+    def ready() -> float | None:
+        return metric(httpx.get(f"http://{address}/metrics", timeout=5).text, "asgi_gateway_workers", state="ready")
+
+    def settles(count: int) -> bool:
+        return bool(wait_for(lambda: ready() == count and len(children(server.process.pid)) == count, 5))
+
+    assert settles(2)
+    server.process.send_signal(signal.SIGTTIN)
+    assert settles(3), (ready(), children(server.process.pid))
+    server.process.send_signal(signal.SIGTTOU)
+    assert settles(2), (ready(), children(server.process.pid))
+    server.process.send_signal(signal.SIGTTOU)
+    assert settles(1), (ready(), children(server.process.pid))
+    server.process.send_signal(signal.SIGTTOU)  # the last worker stays
+    time.sleep(0.5)
+    assert settles(1)
+    assert "not removing the last worker" in server.stderr()
+    assert httpx.get(f"{server.url}/_/pid", timeout=5).status_code == 200
