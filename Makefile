@@ -48,6 +48,7 @@ fuzz:
 	$(GO) test -run XXX -fuzz FuzzReader -fuzztime 5s ./protocol
 	$(GO) test -run XXX -fuzz FuzzParseHead -fuzztime 10s ./gateway/http1
 	$(GO) test -run XXX -fuzz FuzzChunked -fuzztime 5s ./gateway/http1
+	$(GO) test -run XXX -fuzz FuzzDecoder -fuzztime 5s ./gateway/websocket
 
 clean:
 	rm -rf bin $(VENV)
