@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"time"
@@ -273,18 +272,18 @@ func (ex *exchange) writeHeadLocked(status int, headers []protocol.Header) strin
 			return fmt.Sprintf("invalid value for response header %q", name)
 		}
 		switch {
-		case asciiEqualFold(name, "content-length"):
+		case http1.EqualFold(name, "content-length"):
 			n, ok := parseContentLength(value)
 			if !ok || (contentLength >= 0 && n != contentLength) {
 				return fmt.Sprintf("invalid content-length %q in the response", value)
 			}
 			contentLength = n
-		case asciiEqualFold(name, "server"):
+		case http1.EqualFold(name, "server"):
 			hasServer = true
-		case asciiEqualFold(name, "date"):
+		case http1.EqualFold(name, "date"):
 			hasDate = true
-		case asciiEqualFold(name, "connection"):
-			if headerHasToken(value, "close") {
+		case http1.EqualFold(name, "connection"):
+			if http1.HasToken(value, "close") {
 				appClose = true
 			}
 		}
@@ -320,7 +319,7 @@ func (ex *exchange) writeHeadLocked(status int, headers []protocol.Header) strin
 		out = http1.AppendHeader(out, h.Name, h.Value)
 	}
 	for i := range headers {
-		if asciiEqualFold(headers[i].Name, "transfer-encoding") {
+		if http1.EqualFold(headers[i].Name, "transfer-encoding") {
 			continue // framing is the server's business
 		}
 		out = http1.AppendHeader(out, headers[i].Name, headers[i].Value)
@@ -505,39 +504,6 @@ func (ex *exchange) clientGoneLocked() {
 	if !ex.ended && !ex.complete {
 		ex.w.sendDisconnect(ex.sid)
 	}
-}
-
-func asciiEqualFold(b []byte, lower string) bool {
-	if len(b) != len(lower) {
-		return false
-	}
-	for i := 0; i < len(b); i++ {
-		c := b[i]
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		if c != lower[i] {
-			return false
-		}
-	}
-	return true
-}
-
-// headerHasToken reports whether a comma-separated header value lists token (case-insensitively).
-func headerHasToken(v []byte, token string) bool {
-	for len(v) > 0 {
-		i := bytes.IndexByte(v, ',')
-		var part []byte
-		if i < 0 {
-			part, v = v, nil
-		} else {
-			part, v = v[:i], v[i+1:]
-		}
-		if asciiEqualFold(bytes.Trim(part, " \t"), token) {
-			return true
-		}
-	}
-	return false
 }
 
 func parseContentLength(v []byte) (int64, bool) {

@@ -330,7 +330,7 @@ func (c *h1conn) dispatch() bool {
 	if ex.expect && c.hr.MoreBody {
 		c.hr.Flags |= protocol.FlagExpectContinue
 	}
-	ex.teTrailers = headerHasToken(headerValue(req.Headers, "te"), "trailers")
+	ex.teTrailers = http1.HasToken(headerValue(req.Headers, "te"), "trailers")
 	sid, err := w.open(ex)
 	if err != nil {
 		c.reject(ex, 502)

@@ -619,17 +619,17 @@ func (s *Server) writeH2Head(w http.ResponseWriter, r *http.Request, status int,
 			return "invalid value for response header " + strconv.Quote(string(name))
 		}
 		switch {
-		case asciiEqualFold(name, "content-length"):
+		case http1.EqualFold(name, "content-length"):
 			n, ok := parseContentLength(value)
 			if !ok || (contentLength >= 0 && n != contentLength) {
 				return "invalid content-length " + strconv.Quote(string(value)) + " in the response"
 			}
 			contentLength = n
-		case asciiEqualFold(name, "server"):
+		case http1.EqualFold(name, "server"):
 			hasServer = true
-		case asciiEqualFold(name, "date"):
+		case http1.EqualFold(name, "date"):
 			hasDate = true
-		case asciiEqualFold(name, "content-type"):
+		case http1.EqualFold(name, "content-type"):
 			hasType = true
 		}
 	}

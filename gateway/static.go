@@ -95,7 +95,7 @@ func (c *h1conn) serveStatic(m *StaticMount, ex *exchange) bool {
 			// A precompressed sibling, when the client takes it and it is not older than the file.
 			accept := headerValue(req.Headers, "accept-encoding")
 			for _, enc := range [...]struct{ token, ext string }{{"br", ".br"}, {"gzip", ".gz"}} {
-				if !headerHasToken(accept, enc.token) {
+				if !http1.HasToken(accept, enc.token) {
 					continue
 				}
 				if alt, ok := m.resolve(real + enc.ext); ok {
@@ -315,7 +315,7 @@ func (s *Server) serveStaticH2(w http.ResponseWriter, r *http.Request, m *Static
 	encoding := ""
 	accept := []byte(r.Header.Get("Accept-Encoding"))
 	for _, enc := range [...]struct{ token, ext string }{{"br", ".br"}, {"gzip", ".gz"}} {
-		if headerHasToken(accept, enc.token) {
+		if http1.HasToken(accept, enc.token) {
 			if alt, ok := m.resolve(real + enc.ext); ok {
 				if afi, err := os.Stat(alt); err == nil && !afi.IsDir() && !afi.ModTime().Before(fi.ModTime()) {
 					real, fi, encoding = alt, afi, enc.token

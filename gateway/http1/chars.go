@@ -182,3 +182,34 @@ func validTarget(b []byte) bool {
 	}
 	return true
 }
+
+// Exported forms of the field-value helpers, for the other engines' header handling (WebSocket
+// handshake, response headers), so that the rules live in one place.
+
+// IsToken reports whether b is a non-empty RFC 9110 token.
+func IsToken(b []byte) bool { return isToken(b) }
+
+// TokenLen returns the length of the token at the start of b.
+func TokenLen(b []byte) int { return tokenLen(b) }
+
+// EqualFold reports whether b equals lower (which must be lower-case ASCII), ignoring ASCII case.
+func EqualFold(b []byte, lower string) bool { return equalFold(b, lower) }
+
+// TrimOWS removes leading and trailing SP and HTAB.
+func TrimOWS(b []byte) []byte { return trimOWS(b) }
+
+// NextElement splits a comma-separated list at its first comma: the first element (OWS trimmed),
+// the rest, and whether there was a comma.
+func NextElement(list []byte) (elem, rest []byte, more bool) { return nextElement(list) }
+
+// HasToken reports whether a comma-separated field value lists token (ASCII case-insensitively).
+func HasToken(v []byte, lower string) bool {
+	for more := true; more && len(v) > 0; {
+		var e []byte
+		e, v, more = nextElement(v)
+		if equalFold(e, lower) {
+			return true
+		}
+	}
+	return false
+}

@@ -78,8 +78,8 @@ func IsUpgrade(req *http1.Request) bool {
 	}
 	for list, more := req.Upgrade, true; more; {
 		var e []byte
-		e, list, more = nextElement(list)
-		if equalFold(e, "websocket") {
+		e, list, more = http1.NextElement(list)
+		if http1.EqualFold(e, "websocket") {
 			return true
 		}
 	}
@@ -141,11 +141,11 @@ func CheckHandshake(req *http1.Request, allowDeflate bool) (Offer, error) {
 		case "sec-websocket-protocol":
 			for list, more := h.Value, true; more; {
 				var e []byte
-				e, list, more = nextElement(list)
+				e, list, more = http1.NextElement(list)
 				if len(e) == 0 {
 					continue
 				}
-				if !isToken(e) {
+				if !http1.IsToken(e) {
 					return Offer{}, errSubprotocol
 				}
 				o.Subprotocols = append(o.Subprotocols, string(e))
@@ -153,7 +153,7 @@ func CheckHandshake(req *http1.Request, allowDeflate bool) (Offer, error) {
 		case "sec-websocket-extensions":
 			if allowDeflate && extSyntax {
 				ok := parseExtensions(h.Value, func(name []byte, ps []extParam) {
-					if sawDeflOK || !equalFold(name, "permessage-deflate") {
+					if sawDeflOK || !http1.EqualFold(name, "permessage-deflate") {
 						return
 					}
 					if p, ok := acceptDeflate(ps); ok {
@@ -206,12 +206,12 @@ func parseExtensions(v []byte, f func(name []byte, ps []extParam)) bool {
 	var unq [8][16]byte // unquoted values
 	i := 0
 	skipWS := func() {
-		for i < len(v) && isWS(v[i]) {
+		for i < len(v) && (v[i] == ' ' || v[i] == '\t') {
 			i++
 		}
 	}
 	token := func() []byte {
-		n := tokenLen(v[i:])
+		n := http1.TokenLen(v[i:])
 		t := v[i : i+n]
 		i += n
 		return t
@@ -271,7 +271,7 @@ func parseExtensions(v []byte, f func(name []byte, ps []extParam)) bool {
 						}
 						u = append(u, c)
 					}
-					if !isToken(u) {
+					if !http1.IsToken(u) {
 						return false
 					}
 					p.value = u
@@ -302,13 +302,13 @@ func acceptDeflate(ps []extParam) (DeflateParams, bool) {
 	for _, q := range ps {
 		var k int
 		switch {
-		case equalFold(q.name, "server_no_context_takeover"):
+		case http1.EqualFold(q.name, "server_no_context_takeover"):
 			k = 0
-		case equalFold(q.name, "client_no_context_takeover"):
+		case http1.EqualFold(q.name, "client_no_context_takeover"):
 			k = 1
-		case equalFold(q.name, "server_max_window_bits"):
+		case http1.EqualFold(q.name, "server_max_window_bits"):
 			k = 2
-		case equalFold(q.name, "client_max_window_bits"):
+		case http1.EqualFold(q.name, "client_max_window_bits"):
 			k = 3
 		default:
 			return DeflateParams{}, false
