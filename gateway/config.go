@@ -17,12 +17,13 @@ type Config struct {
 	Workers    int
 	LogLevel   string // passed to the workers
 
-	Host     string
-	Port     int
-	UDS      string // listen on this Unix socket path instead of Host:Port
-	RootPath string
-	Static   []StaticMount // --static PREFIX=DIR, served by the gateway
-	TLS      TLSOptions    // --ssl-*: HTTPS, with HTTP/2 and HTTP/1.1 by ALPN, when TLS.CertFile is set
+	Host           string
+	Port           int
+	UDS            string // listen on this Unix socket path instead of Host:Port
+	RootPath       string
+	HTTP2Cleartext bool          // serve HTTP/2 with prior knowledge (h2c) on the plain listener
+	Static         []StaticMount // --static PREFIX=DIR, served by the gateway
+	TLS            TLSOptions    // --ssl-*: HTTPS, with HTTP/2 and HTTP/1.1 by ALPN, when TLS.CertFile is set
 
 	ProxyHeaders      bool   // honour X-Forwarded-* / Forwarded from ForwardedAllowIPs
 	ForwardedAllowIPs string // comma-separated IPs, CIDRs, literals or "*"

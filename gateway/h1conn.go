@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -144,6 +145,13 @@ func (c *h1conn) readHead() bool {
 				status = perr.Status
 			}
 			c.srv.log.Debug().Err(err).Str("client", c.nc.RemoteAddr().String()).Msg("bad request")
+			if c.srv.cfg.HTTP2Cleartext && c.cur == nil && c.rpos == 0 && strings.HasPrefix(h2Preface, string(c.rbuf[:min(c.rend, len(h2Preface))])) {
+				// HTTP/2 with prior knowledge (h2c, behind a proxy): the connection goes to the HTTP/2
+				// server with the bytes read so far.
+				c.srv.untrack(c)
+				c.srv.serveH2Conn(&replayConn{Conn: c.nc, pending: append([]byte(nil), c.rbuf[:c.rend]...)}, c.nc)
+				return false
+			}
 			if !c.waitIdle() { // responses go out in request order
 				return false
 			}

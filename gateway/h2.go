@@ -46,12 +46,15 @@ type tlsState struct {
 
 // setupTLS loads the certificates and prepares the HTTP/2 server when TLS is configured.
 func (s *Server) setupTLS() error {
-	if !s.cfg.TLS.Enabled() {
+	if !s.cfg.TLS.Enabled() && !s.cfg.HTTP2Cleartext {
 		return nil
 	}
-	conf, err := s.cfg.TLS.tlsConfig()
-	if err != nil {
-		return err
+	var conf *tls.Config // nil: HTTP/2 over cleartext (h2c) only
+	if s.cfg.TLS.Enabled() {
+		var err error
+		if conf, err = s.cfg.TLS.tlsConfig(); err != nil {
+			return err
+		}
 	}
 	hs := &http.Server{
 		MaxHeaderBytes: s.cfg.Limits.MaxHeaderBytes,
@@ -63,7 +66,9 @@ func (s *Server) setupTLS() error {
 		return err
 	}
 	s.tls = &tlsState{conf: conf, hs: hs, h2s: h2s, conns: make(map[net.Conn]struct{})}
-	s.scheme = "https"
+	if conf != nil {
+		s.scheme = "https"
+	}
 	return nil
 }
 
@@ -102,19 +107,43 @@ func (s *Server) serveTLS(nc net.Conn) {
 		c.serve()
 		return
 	}
-	if !s.trackH2(tc) {
-		tc.Close()
+	s.serveH2Conn(tc, nc)
+}
+
+// serveH2Conn serves an HTTP/2 connection (over TLS, or h2c with prior knowledge) until it ends;
+// raw is the underlying connection, for the peer's address.
+func (s *Server) serveH2Conn(c, raw net.Conn) {
+	if !s.trackH2(c) {
+		c.Close()
 		return
 	}
-	defer s.untrackH2(tc)
-	client, server := addrsOf(tc)
-	ctx := context.WithValue(context.Background(), h2ConnKey{}, &h2ConnInfo{client: client, server: server, trustedPeer: s.trusted.trustsPeer(nc)})
-	s.tls.h2s.ServeConn(tc, &http2.ServeConnOpts{
+	defer s.untrackH2(c)
+	client, server := addrsOf(raw)
+	ctx := context.WithValue(context.Background(), h2ConnKey{}, &h2ConnInfo{client: client, server: server, trustedPeer: s.trusted.trustsPeer(raw)})
+	s.tls.h2s.ServeConn(c, &http2.ServeConnOpts{
 		Context:    ctx,
 		BaseConfig: s.tls.hs,
 		Handler:    http.HandlerFunc(s.serveH2Stream),
 	})
-	tc.Close()
+	c.Close()
+}
+
+// h2Preface opens every HTTP/2 connection (RFC 9113 §3.4).
+const h2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+// replayConn is a connection whose first reads return bytes already read from it.
+type replayConn struct {
+	net.Conn
+	pending []byte
+}
+
+func (r *replayConn) Read(p []byte) (int, error) {
+	if len(r.pending) > 0 {
+		n := copy(p, r.pending)
+		r.pending = r.pending[n:]
+		return n, nil
+	}
+	return r.Conn.Read(p)
 }
 
 func (s *Server) trackH2(nc net.Conn) bool {

@@ -152,7 +152,7 @@ func (s *Server) Serve() error {
 		if tc, ok := nc.(*net.TCPConn); ok {
 			tc.SetNoDelay(true)
 		}
-		if s.tls != nil {
+		if s.tls != nil && s.tls.conf != nil {
 			go s.serveTLS(nc) // handshake, then HTTP/2 or HTTP/1.1 by ALPN
 			continue
 		}

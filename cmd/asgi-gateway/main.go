@@ -63,6 +63,7 @@ func runFlags() []cli.Flag {
 		&cli.StringFlag{Name: "app-dir", Usage: "look for APP in this directory (added to sys.path; default: the current directory)", EnvVars: env("app-dir"), Category: "Application"},
 		&cli.BoolFlag{Name: "factory", Usage: "treat APP as a factory: call it with no arguments to get the ASGI app", EnvVars: env("factory"), Category: "Application"},
 		&cli.StringFlag{Name: "env-file", Usage: "load KEY=VALUE lines from this file into the workers' environment (the app's, not the gateway's settings)", EnvVars: env("env-file"), Category: "Application"},
+		&cli.BoolFlag{Name: "http2-cleartext", Usage: "also serve HTTP/2 with prior knowledge (h2c) on the plain listener, e.g. behind a proxy", EnvVars: env("http2-cleartext"), Category: "HTTP"},
 		&cli.StringSliceFlag{Name: "static", Usage: "serve files under DIR at URL PREFIX from the gateway: PREFIX=DIR (repeatable)", EnvVars: env("static"), Category: "HTTP"},
 		&cli.StringFlag{Name: "root-path", Usage: "the ASGI root_path, for an app mounted below a URL prefix", EnvVars: env("root-path"), Category: "Application"},
 		&cli.StringFlag{Name: "log-level", Value: d.LogLevel, Usage: "critical, error, warning, info, debug or trace", EnvVars: env("log-level"), Category: "Logging"},
@@ -267,6 +268,7 @@ func configFrom(ctx *cli.Context) (gateway.Config, error) {
 	cfg.BodyReadTimeout = seconds(ctx.Float64("timeout-request-body"))
 	cfg.RequestTimeout = seconds(ctx.Float64("timeout-request"))
 	cfg.MaxBodySize = ctx.Int64("limit-request-body")
+	cfg.HTTP2Cleartext = ctx.Bool("http2-cleartext")
 	for _, spec := range ctx.StringSlice("static") {
 		m, err := gateway.ParseStaticMount(spec)
 		if err != nil {

@@ -1,0 +1,58 @@
+"""Test app for the ASGI extensions the gateway offers: pathsend (through Starlette's FileResponse),
+early hints and trailers. It records what each request's app sent, so a test can check that a file's
+bytes never went through Python."""
+
+from __future__ import annotations
+
+import json
+import os
+
+from starlette.applications import Starlette
+from starlette.responses import FileResponse
+from starlette.routing import Route
+
+FILE = os.environ.get("EXT_APP_FILE", "/tmp/ext_app_file.bin")
+SENT: list[dict] = []
+
+
+async def file_endpoint(request):
+    return FileResponse(FILE, media_type="application/octet-stream")
+
+
+starlette_app = Starlette(routes=[Route("/file", file_endpoint)])
+
+
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        if scope["type"] == "lifespan":
+            while (await receive())["type"] != "lifespan.shutdown":
+                pass
+        return
+    path = scope["path"]
+    if path == "/_/sent":
+        body = json.dumps(SENT).encode()
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": body})
+        return
+    if path == "/_/extensions":
+        body = json.dumps(sorted(scope.get("extensions", {}))).encode()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": body})
+        return
+    if path == "/hint":
+        await send({"type": "http.response.early_hint", "links": [b"</style.css>; rel=preload; as=style"]})
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
+        await send({"type": "http.response.body", "body": b"ok"})
+        return
+    if path == "/trailers":
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"trailer", b"x-checksum")], "trailers": True})
+        await send({"type": "http.response.body", "body": b"part1", "more_body": True})
+        await send({"type": "http.response.body", "body": b"part2"})
+        await send({"type": "http.response.trailers", "headers": [(b"x-checksum", b"abc123")]})
+        return
+
+    async def recording_send(message):
+        SENT.append({"type": message["type"], "body_bytes": len(message.get("body", b""))})
+        await send(message)
+
+    await starlette_app(scope, receive, recording_send)
