@@ -45,6 +45,7 @@ type Config struct {
 	GracefulTimeout  time.Duration // how long shutdown waits for in-flight requests
 	StartupTimeout   time.Duration // how long a worker may take to import the app and say hello
 	HealthTimeout    time.Duration // a worker not answering a PING within this is killed (0: no checks)
+	AcquireTimeout   time.Duration // how long a request waits for a ready worker before 503
 	LimitConcurrency int           // above this many requests in flight, answer 503 at once (0: no limit)
 
 	MaxRequests       int           // recycle a worker after this many requests (0: never)
@@ -85,6 +86,7 @@ func DefaultConfig() Config {
 		GracefulTimeout:     30 * time.Second,
 		StartupTimeout:      60 * time.Second,
 		HealthTimeout:       5 * time.Second,
+		AcquireTimeout:      5 * time.Second,
 		WSMaxSize:           16 << 20,
 		WSPingInterval:      20 * time.Second,
 		WSPingTimeout:       20 * time.Second,

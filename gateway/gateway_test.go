@@ -481,3 +481,25 @@ func TestStaleSocketDirsAreRemoved(t *testing.T) {
 		}
 	}
 }
+
+func TestPickWaitIsBounded(t *testing.T) {
+	p := &Pool{changed: make(chan struct{}), stopping: make(chan struct{})}
+	empty := []*workerConn{}
+	p.ready.Store(&empty)
+	start := time.Now()
+	if w := p.pickWait(80 * time.Millisecond); w != nil {
+		t.Fatal("a worker was picked from an empty pool")
+	}
+	if took := time.Since(start); took < 80*time.Millisecond || took > time.Second {
+		t.Fatalf("the wait took %s, want about 80ms", took)
+	}
+	w := &workerConn{id: 1}
+	time.AfterFunc(30*time.Millisecond, func() { p.publish(w, nil) })
+	start = time.Now()
+	if got := p.pickWait(5 * time.Second); got != w {
+		t.Fatalf("got %v, want the worker published during the wait", got)
+	}
+	if took := time.Since(start); took > time.Second {
+		t.Fatalf("the worker published after 30ms was picked after %s", took)
+	}
+}

@@ -22,7 +22,6 @@ const (
 	readBufBody  = 64 << 10 // grown to this while a request body streams
 	writeChunk   = 64 << 10 // a slow client's writes go in pieces of this, each with its own deadline
 	writeTimeout = 60 * time.Second
-	workerWait   = 5 * time.Second // how long a request waits for a worker while one is being replaced
 )
 
 var continueLine = []byte("HTTP/1.1 100 Continue\r\n\r\n")
@@ -294,7 +293,7 @@ func (c *h1conn) dispatch() bool {
 		c.reject(ex, 503) // overloaded: answer at once rather than queue without bound
 		return false
 	}
-	w := c.srv.pool.pickWait(workerWait)
+	w := c.srv.pool.pickWait(c.srv.cfg.AcquireTimeout)
 	if w == nil {
 		c.srv.metrics.Overloaded()
 		c.reject(ex, 503)

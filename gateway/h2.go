@@ -433,7 +433,7 @@ func (s *Server) serveH2Stream(w http.ResponseWriter, r *http.Request) {
 		s.h2SimpleResponse(w, r, &res, 503)
 		return
 	}
-	wc := s.pool.pickWait(workerWait)
+	wc := s.pool.pickWait(s.cfg.AcquireTimeout)
 	if wc == nil {
 		s.h2SimpleResponse(w, r, &res, 503)
 		return

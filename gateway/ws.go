@@ -75,7 +75,7 @@ func (c *h1conn) dispatchWebSocket(ex *exchange) bool {
 	for _, p := range offer.Subprotocols {
 		wc.Subprotocols = append(wc.Subprotocols, []byte(p))
 	}
-	w := c.srv.pool.pickWait(workerWait)
+	w := c.srv.pool.pickWait(c.srv.cfg.AcquireTimeout)
 	if w == nil {
 		c.srv.metrics.Overloaded()
 		c.reject(ex, 503)

@@ -80,6 +80,7 @@ func runFlags() []cli.Flag {
 		&cli.Float64Flag{Name: "timeout-graceful-shutdown", Value: d.GracefulTimeout.Seconds(), Usage: "on shutdown, wait this many seconds for requests in flight", EnvVars: env("timeout-graceful-shutdown"), Category: "Timeouts"},
 		&cli.IntFlag{Name: "limit-concurrency", Usage: "answer 503 at once above this many requests in flight (0: no limit)", EnvVars: env("limit-concurrency"), Category: "Workers"},
 		&cli.Float64Flag{Name: "timeout-worker-startup", Value: d.StartupTimeout.Seconds(), Usage: "a worker must import the app and finish the lifespan startup within this many seconds", EnvVars: env("timeout-worker-startup"), Category: "Workers"},
+		&cli.Float64Flag{Name: "timeout-worker-acquire", Value: d.AcquireTimeout.Seconds(), Usage: "how long a request waits for a ready worker (while one is replaced) before 503", EnvVars: env("timeout-worker-acquire"), Category: "Workers"},
 		&cli.Float64Flag{Name: "timeout-worker-healthcheck", Value: d.HealthTimeout.Seconds(), Usage: "kill and replace a worker whose event loop does not answer a ping within this many seconds (0: off)", EnvVars: env("timeout-worker-healthcheck"), Category: "Workers"},
 		&cli.IntFlag{Name: "limit-max-requests", Usage: "replace a worker after it has served this many requests (0: never)", EnvVars: env("limit-max-requests"), Category: "Workers"},
 		&cli.IntFlag{Name: "limit-max-requests-jitter", Usage: "add a random 0..N to --limit-max-requests per worker, so they do not all recycle at once", EnvVars: env("limit-max-requests-jitter"), Category: "Workers"},
@@ -300,6 +301,7 @@ func configFrom(ctx *cli.Context) (gateway.Config, error) {
 	}
 	cfg.HealthTimeout = seconds(ctx.Float64("timeout-worker-healthcheck"))
 	cfg.StartupTimeout = seconds(ctx.Float64("timeout-worker-startup"))
+	cfg.AcquireTimeout = seconds(ctx.Float64("timeout-worker-acquire"))
 	if cfg.StartupTimeout <= 0 {
 		return cfg, cli.Exit("--timeout-worker-startup must be positive", 2)
 	}
