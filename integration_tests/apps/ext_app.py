@@ -23,10 +23,15 @@ starlette_app = Starlette(routes=[Route("/file", file_endpoint)])
 
 
 async def app(scope, receive, send):
+    if scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
     if scope["type"] != "http":
-        if scope["type"] == "lifespan":
-            while (await receive())["type"] != "lifespan.shutdown":
-                pass
         return
     path = scope["path"]
     if path == "/_/sent":
