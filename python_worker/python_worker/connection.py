@@ -176,14 +176,14 @@ class Connection(asyncio.Protocol):
                 t = f[0]
                 if not self._hello_received and t != HELLO:
                     raise ProtocolError(f"{FRAME_NAMES[t]} before the gateway's HELLO")
-                if t == HTTP_REQUEST:
+                if t == HTTP_REQUEST or t == WS_CONNECT:  # a new stream
                     sid = f[1]
                     if sid in streams:
-                        raise ProtocolError(f"HTTP_REQUEST for stream {sid}, which is open")
+                        raise ProtocolError(f"{FRAME_NAMES[t]} for stream {sid}, which is open")
                     if self._shutting_down:
                         self._refuse(sid)
                         continue
-                    cycle = RequestCycle(self, f)
+                    cycle = RequestCycle(self, f) if t == HTTP_REQUEST else WebSocketCycle(self, f)
                     streams[sid] = cycle
                     cycle.task = create_task(cycle.run())
                     opened = True
@@ -207,17 +207,6 @@ class Connection(asyncio.Protocol):
                         if type(cycle) is not WebSocketCycle:
                             raise ProtocolError(f"WS_RECEIVE for stream {f[1]}, which is not a WebSocket")
                         cycle.on_ws_receive(f[2])
-                elif t == WS_CONNECT:
-                    sid = f[1]
-                    if sid in streams:
-                        raise ProtocolError(f"WS_CONNECT for stream {sid}, which is open")
-                    if self._shutting_down:
-                        self._refuse(sid)
-                        continue
-                    cycle = WebSocketCycle(self, f)
-                    streams[sid] = cycle
-                    cycle.task = create_task(cycle.run())
-                    opened = True
                 elif t == WS_DISCONNECT:
                     cycle = streams.get(f[1])
                     if cycle is not None:
