@@ -183,6 +183,10 @@ class RequestCycle:
         self._more_body = more_body
         self._chunks: Optional[Deque[Tuple[bytes, bool]]] = None
         self._req_done = not more_body
+        self._init_stream_state(conn)
+
+    def _init_stream_state(self, conn: "Connection") -> None:
+        """The state every stream starts with, HTTP or WebSocket (flow control, response, errors)."""
         self._ungranted = 0
         self._waiter: Optional[asyncio.Future] = None
         self._state = _NOT_STARTED

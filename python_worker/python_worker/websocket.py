@@ -88,16 +88,7 @@ class WebSocketCycle(RequestCycle):
         self._more_body = False
         self._chunks = None
         self._req_done = False
-        self._ungranted = 0
-        self._waiter: Optional[asyncio.Future] = None
-        self._state = _NOT_STARTED
-        self._send_window = conn.window
-        self._start_head = b""
-        self._start_index: Optional[int] = None
-        self._credit_waiter: Optional[asyncio.Future] = None
-        self.disconnected = False
-        self._error: Optional[BaseException] = None
-        self._cancel_reason: Optional[str] = None
+        self._init_stream_state(conn)
         self._ws = _CONNECTING
         self._connect_pending = True
         self._close_code = _ABNORMAL
