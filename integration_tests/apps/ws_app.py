@@ -29,30 +29,10 @@ Message = dict[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
+from testapp import render, type_names  # noqa: E402 - same --app-dir; one JSON rendering of scopes
+
 RECORDS: dict[str, list[dict[str, Any]]] = {}
 GATES: dict[str, asyncio.Event] = {}
-
-
-def render(value: Any) -> Any:
-    """JSON-friendly copy: bytes become latin-1 strings, tuples become lists."""
-    if isinstance(value, bytes):
-        return value.decode("latin-1")
-    if isinstance(value, (list, tuple)):
-        return [render(item) for item in value]
-    if isinstance(value, dict):
-        return {str(key): render(item) for key, item in value.items()}
-    if value is None or isinstance(value, (str, int, float, bool)):
-        return value
-    return repr(value)
-
-
-def type_names(value: Any) -> Any:
-    """The same shape as ``render(value)``, with the type name of each leaf."""
-    if isinstance(value, (list, tuple)):
-        return [type_names(item) for item in value]
-    if isinstance(value, dict):
-        return {str(key): type_names(item) for key, item in value.items()}
-    return type(value).__name__
 
 
 def container_kinds(value: Any) -> Any:
