@@ -1,0 +1,380 @@
+package gateway
+
+import (
+	"crypto/tls"
+	"encoding/binary"
+	"net"
+
+	"golang.org/x/net/http2/hpack"
+)
+
+// h2Guard sits between an HTTP/2 client connection and golang.org/x/net/http2's server, and
+// rewrites two things in the client's frame stream where x/net's answer differs from RFC 9113:
+//
+//   - A SETTINGS frame that lists a setting more than once: RFC 9113 §6.5.3 says the values are
+//     processed in order (the last one wins); x/net closes the connection instead. The guard
+//     passes on the last value of each setting, which has the same effect — unless a value is
+//     invalid, in which case the frame is cut after that value, so x/net reports the error that
+//     processing in order would reach.
+//   - A request whose header section has a connection-specific field (Connection, Keep-Alive,
+//     Proxy-Connection, Transfer-Encoding, Upgrade) or a TE other than "trailers": RFC 9113
+//     §8.2.2 makes it malformed, a stream error of type PROTOCOL_ERROR; x/net answers
+//     400 Bad Request instead. The guard decodes every header block with its own HPACK decoder
+//     (kept in step with x/net's, which sees the same blocks) and marks such a HEADERS frame as
+//     depending on its own stream, which x/net resets with PROTOCOL_ERROR (RFC 9113 §5.3.1)
+//     before any handler runs. The header block itself is passed on unchanged, so both HPACK
+//     decoders stay in step.
+//
+// Everything else — DATA in particular — is passed through as it arrives, without buffering. On
+// anything the guard does not understand (no preface, a header block it cannot decode, a block
+// larger than maxGuardBlock) it stops looking and passes the rest of the connection through, so
+// x/net sees exactly what the client sent and answers as it would have.
+type h2Guard struct {
+	net.Conn
+
+	in  []byte // bytes read from Conn, not yet parsed
+	out []byte // parsed bytes ready for Read (a rewritten frame, or a passed-through header)
+
+	outPos int    // out[:outPos] has been read
+	inBuf  []byte // in's whole buffer
+
+	preface  int  // bytes of the connection preface still to pass
+	passLeft int  // bytes of the current frame's payload still to pass through unparsed
+	off      bool // transparent for the rest of the connection
+
+	block   []byte // a HEADERS frame and its CONTINUATIONs, held until END_HEADERS
+	hdec    *hpack.Decoder
+	request bool // the block being decoded has a :method (a request, not trailers)
+	bad     bool // ... and a field that makes it malformed
+}
+
+// h2GuardTLS is an h2Guard over a TLS connection: x/net reads the connection state from it.
+type h2GuardTLS struct{ *h2Guard }
+
+func (g h2GuardTLS) ConnectionState() tls.ConnectionState {
+	return g.Conn.(*tls.Conn).ConnectionState()
+}
+
+const (
+	h2FrameHeaderLen = 9
+	h2Headers        = 0x1
+	h2Settings       = 0x4
+	h2Continuation   = 0x9
+
+	h2FlagEndHeaders = 0x4
+	h2FlagPadded     = 0x8
+	h2FlagPriority   = 0x20
+	h2FlagAck        = 0x1
+
+	// maxGuardBlock bounds a held header block (x/net refuses far smaller header lists).
+	maxGuardBlock = 1 << 20
+	// maxGuardFrame is the largest frame x/net accepts from our clients (http2.Server's
+	// MaxReadFrameSize in newTLSState).
+	maxGuardFrame = 16384
+)
+
+func newH2Guard(c net.Conn) net.Conn {
+	g := &h2Guard{Conn: c, preface: len(h2Preface)}
+	g.hdec = hpack.NewDecoder(4096, g.field) // x/net's server decoder table size
+	if _, ok := c.(*tls.Conn); ok {
+		return h2GuardTLS{g}
+	}
+	return g
+}
+
+func (g *h2Guard) Read(p []byte) (int, error) {
+	for {
+		if g.outPos < len(g.out) {
+			n := copy(p, g.out[g.outPos:])
+			g.outPos += n
+			if g.outPos == len(g.out) {
+				g.out, g.outPos = g.out[:0], 0 // all read: the buffer is free again
+			}
+			return n, nil
+		}
+		if g.off || g.passLeft > 0 {
+			// Pass-through: parsed input first, then straight from the connection into p.
+			if len(g.in) > 0 {
+				n := len(g.in)
+				if !g.off && n > g.passLeft {
+					n = g.passLeft
+				}
+				n = copy(p, g.in[:n])
+				g.in = g.in[n:]
+				if !g.off {
+					g.passLeft -= n
+				}
+				return n, nil
+			}
+			if !g.off && len(p) > g.passLeft {
+				p = p[:g.passLeft]
+			}
+			n, err := g.Conn.Read(p)
+			if !g.off {
+				g.passLeft -= n
+			}
+			return n, err
+		}
+		if g.step() {
+			continue
+		}
+		// step needs more input.
+		if err := g.fill(); err != nil {
+			// Whatever was held goes to x/net before the error, as the client sent it.
+			g.out = append(g.out, g.block...)
+			g.out = append(g.out, g.in...)
+			g.block, g.in = nil, nil
+			if g.outPos < len(g.out) {
+				g.off = true
+				continue
+			}
+			return 0, err
+		}
+	}
+}
+
+func (g *h2Guard) fill() error {
+	if len(g.in) == 0 {
+		g.in = g.inBuf[:0] // all parsed: start over at the front of the buffer
+	}
+	if cap(g.in)-len(g.in) < 4096 {
+		nb := make([]byte, len(g.in), len(g.in)+8192)
+		copy(nb, g.in)
+		g.in, g.inBuf = nb, nb[:0]
+	}
+	n, err := g.Conn.Read(g.in[len(g.in):cap(g.in)])
+	g.in = g.in[:len(g.in)+n]
+	if n > 0 {
+		return nil
+	}
+	return err
+}
+
+// step parses what it can of g.in into g.out (or g.block). It reports whether it made progress.
+func (g *h2Guard) step() bool {
+	if g.preface > 0 {
+		done := len(h2Preface) - g.preface
+		n := min(g.preface, len(g.in))
+		if n == 0 {
+			return false
+		}
+		if string(g.in[:n]) != h2Preface[done:done+n] {
+			g.giveUp()
+			return true
+		}
+		g.out = append(g.out, g.in[:n]...)
+		g.in = g.in[n:]
+		g.preface -= n
+		return true
+	}
+	if len(g.in) < h2FrameHeaderLen {
+		return false
+	}
+	length := int(g.in[0])<<16 | int(g.in[1])<<8 | int(g.in[2])
+	typ, flags := g.in[3], g.in[4]
+	sid := binary.BigEndian.Uint32(g.in[5:9]) & 0x7fffffff
+	held := g.block != nil
+	switch {
+	case held && typ != h2Continuation:
+		// A protocol error (RFC 9113 §6.10) that x/net will report; let it see the frames.
+		g.giveUp()
+		return true
+	case typ == h2Settings && flags&h2FlagAck == 0 && sid == 0 && length%6 == 0 && length <= 600,
+		typ == h2Headers, held:
+		if len(g.block)+h2FrameHeaderLen+length > maxGuardBlock {
+			g.giveUp()
+			return true
+		}
+		if len(g.in) < h2FrameHeaderLen+length {
+			return false // the whole frame is needed
+		}
+		frame := g.in[:h2FrameHeaderLen+length]
+		g.in = g.in[len(frame):]
+		switch {
+		case typ == h2Settings:
+			g.out = appendDedupedSettings(g.out, frame)
+		default:
+			g.block = append(g.block, frame...)
+			if flags&h2FlagEndHeaders != 0 {
+				g.endBlock()
+			}
+		}
+		return true
+	default:
+		g.out = append(g.out, g.in[:h2FrameHeaderLen]...)
+		g.in = g.in[h2FrameHeaderLen:]
+		g.passLeft = length
+		return true
+	}
+}
+
+// giveUp makes the guard transparent: what it holds goes out unchanged, in order.
+func (g *h2Guard) giveUp() {
+	g.out = append(g.out, g.block...)
+	g.out = append(g.out, g.in...)
+	g.block, g.in = nil, nil
+	g.off = true
+}
+
+// endBlock decodes the held HEADERS (+ CONTINUATION) frames' header block and passes them on,
+// marked when the request is malformed.
+func (g *h2Guard) endBlock() {
+	block := g.block
+	g.block = nil
+	g.request, g.bad = false, false
+	ok := true
+	for p := 0; p < len(block) && ok; {
+		length := int(block[p])<<16 | int(block[p+1])<<8 | int(block[p+2])
+		typ, flags := block[p+3], block[p+4]
+		payload := block[p+h2FrameHeaderLen : p+h2FrameHeaderLen+length]
+		p += h2FrameHeaderLen + length
+		if typ == h2Headers {
+			var frag []byte
+			if frag, ok = headersFragment(flags, payload); !ok {
+				break
+			}
+			payload = frag
+		}
+		if _, err := g.hdec.Write(payload); err != nil {
+			ok = false
+		}
+	}
+	if ok && g.hdec.Close() != nil {
+		ok = false
+	}
+	if !ok {
+		// Our decoder is out of step with the client now: x/net will report the block's error.
+		g.out = append(g.out, block...)
+		g.off = true
+		return
+	}
+	if g.request && g.bad {
+		block = markSelfDependent(block)
+	}
+	g.out = append(g.out, block...)
+}
+
+// field is the HPACK decoder's callback for each field of the block being decoded.
+func (g *h2Guard) field(f hpack.HeaderField) {
+	switch f.Name {
+	case ":method":
+		g.request = true
+	case "connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade":
+		g.bad = true
+	case "te":
+		if f.Value != "trailers" {
+			g.bad = true
+		}
+	}
+}
+
+// headersFragment is a HEADERS payload's field block fragment, without padding and priority.
+func headersFragment(flags byte, payload []byte) ([]byte, bool) {
+	pad := 0
+	if flags&h2FlagPadded != 0 {
+		if len(payload) < 1 {
+			return nil, false
+		}
+		pad = int(payload[0])
+		payload = payload[1:]
+	}
+	if flags&h2FlagPriority != 0 {
+		if len(payload) < 5 {
+			return nil, false
+		}
+		payload = payload[5:]
+	}
+	if pad > len(payload) {
+		return nil, false
+	}
+	return payload[:len(payload)-pad], true
+}
+
+// markSelfDependent rewrites the HEADERS frame at the start of block to depend on its own stream
+// (a stream error of type PROTOCOL_ERROR, RFC 9113 §5.3.1), leaving the field block unchanged.
+// It returns block unchanged when the frame cannot take the priority fields.
+func markSelfDependent(block []byte) []byte {
+	length := int(block[0])<<16 | int(block[1])<<8 | int(block[2])
+	flags := block[4]
+	sid := block[5:9]
+	prioAt := h2FrameHeaderLen
+	if flags&h2FlagPadded != 0 {
+		prioAt++
+	}
+	if flags&h2FlagPriority != 0 {
+		out := append([]byte(nil), block...)
+		copy(out[prioAt:prioAt+4], sid) // exclusive bit clear
+		return out
+	}
+	if length+5 > maxGuardFrame {
+		return block // x/net would refuse the bigger frame outright; leave the request as it is
+	}
+	out := make([]byte, 0, len(block)+5)
+	out = append(out, block[:prioAt]...)
+	out = append(out, sid...)
+	out = append(out, 15) // weight 16, the default
+	out = append(out, block[prioAt:]...)
+	length += 5
+	out[0], out[1], out[2] = byte(length>>16), byte(length>>8), byte(length)
+	out[4] |= h2FlagPriority
+	return out
+}
+
+// appendDedupedSettings appends a SETTINGS frame with, for each setting listed more than once,
+// only its last value (in the position of that last value). If a value is invalid (RFC 9113
+// §6.5.2), the frame ends with it: processing in order stops there with that error.
+func appendDedupedSettings(dst, frame []byte) []byte {
+	payload := frame[h2FrameHeaderLen:]
+	n := len(payload) / 6
+	dup := false
+	end := n
+	for i := 0; i < n && !dup; i++ {
+		id := binary.BigEndian.Uint16(payload[6*i:])
+		for j := i + 1; j < n; j++ {
+			if binary.BigEndian.Uint16(payload[6*j:]) == id {
+				dup = true
+				break
+			}
+		}
+	}
+	if !dup {
+		return append(dst, frame...)
+	}
+	for i := 0; i < n; i++ {
+		if !validSetting(binary.BigEndian.Uint16(payload[6*i:]), binary.BigEndian.Uint32(payload[6*i+2:])) {
+			end = i + 1
+			break
+		}
+	}
+	start := len(dst)
+	dst = append(dst, frame[:h2FrameHeaderLen]...)
+	for i := 0; i < end; i++ {
+		id := binary.BigEndian.Uint16(payload[6*i:])
+		later := false
+		for j := i + 1; j < end; j++ {
+			if binary.BigEndian.Uint16(payload[6*j:]) == id {
+				later = true
+				break
+			}
+		}
+		if !later || i == end-1 {
+			dst = append(dst, payload[6*i:6*i+6]...)
+		}
+	}
+	length := len(dst) - start - h2FrameHeaderLen
+	dst[start], dst[start+1], dst[start+2] = byte(length>>16), byte(length>>8), byte(length)
+	return dst
+}
+
+// validSetting reports whether a SETTINGS value is allowed for its id (RFC 9113 §6.5.2).
+func validSetting(id uint16, v uint32) bool {
+	switch id {
+	case 0x2: // ENABLE_PUSH
+		return v <= 1
+	case 0x4: // INITIAL_WINDOW_SIZE
+		return v <= 1<<31-1
+	case 0x5: // MAX_FRAME_SIZE
+		return v >= 1<<14 && v <= 1<<24-1
+	}
+	return true
+}
