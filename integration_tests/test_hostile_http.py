@@ -183,9 +183,9 @@ REFUSED: dict[str, tuple[bytes, int]] = {
     "bad-method-at": (b"G@T /{m} HTTP/1.1\r\n" + HOST + b"\r\n", 400),
     "bad-method-nul": (b"G\x00T /{m} HTTP/1.1\r\n" + HOST + b"\r\n", 400),
     "bad-method-non-ascii": (b"G\xc3\x89T /{m} HTTP/1.1\r\n" + HOST + b"\r\n", 400),
-    # RFC 9110 15.6.6: 505 for a major version the server does not support; HTTP/1.2 is a minor
-    # version the server does not know (this server answers 505, as the brief expects).
-    "http-1.2": (b"GET /{m} HTTP/1.2\r\n" + HOST + b"\r\n", 505),
+    # RFC 9110 15.6.6: 505 for a major version the server does not support (HTTP/1.2, a minor version
+    # above 1.1, is served as HTTP/1.1: test_higher_minor_version_is_served_as_http_1_1).
+    "http-0.9": (b"GET /{m} HTTP/0.9\r\n" + HOST + b"\r\n", 505),
     "http-2.0": (b"GET /{m} HTTP/2.0\r\n" + HOST + b"\r\n", 505),
     "http2-preface": (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 505),
     "http-3.0": (b"GET /{m} HTTP/3.0\r\n" + HOST + b"\r\n", 505),
@@ -254,6 +254,19 @@ def test_refused_before_the_app(hostile: GatewayServer, case: str) -> None:
 
 
 # --- limits ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("version", [b"HTTP/1.2", b"HTTP/1.9"])
+def test_higher_minor_version_is_served_as_http_1_1(hostile: GatewayServer, version: bytes) -> None:
+    """RFC 9110 2.5: a message with a higher minor version than the server implements is processed
+    as the highest minor version of that major version the server conforms to: HTTP/1.1."""
+    with hostile.raw() as conn:
+        conn.send(b"GET /minor-version HTTP/1.x\r\n".replace(b"HTTP/1.x", version) + HOST + b"Connection: close\r\n\r\n")
+        responses, rest = read_all_responses(conn)
+    assert [r.status for r in responses] == [200], (responses, rest[:200])
+    assert responses[0].head_bytes.startswith(b"HTTP/1.1 200 "), responses[0].head_bytes[:100]
+    assert json.loads(responses[0].body)["scope"]["http_version"] == "1.1"
+    assert_served_normally(hostile)
 
 
 def test_request_line_too_long_gets_414(hostile: GatewayServer) -> None:
@@ -467,7 +480,7 @@ PIPELINED_BAD = {
         + b"\r\n",
         400,
     ),
-    "http-1.2": (b"GET /{m}-second HTTP/1.2\r\n" + HOST + b"\r\n", 505),
+    "http-2.0": (b"GET /{m}-second HTTP/2.0\r\n" + HOST + b"\r\n", 505),
 }
 
 

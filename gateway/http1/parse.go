@@ -16,7 +16,7 @@ type Request struct {
 	// absolute-form URI ("/" if empty), or "*" for asterisk-form.
 	Path  []byte
 	Query []byte // raw bytes after '?'; nil if the target has none
-	Minor int    // HTTP/1.<Minor>: 0 or 1
+	Minor int    // HTTP/1.<Minor>: 0 or 1 (1.2 and above are processed as 1.1)
 	// Headers holds the header fields in order, duplicates kept. ParseHead
 	// reuses its backing array (req.Headers[:0]).
 	Headers []Header
@@ -284,15 +284,17 @@ func parseRequestLine(line []byte, req *Request) (authority []byte, err error) {
 	return authority, nil
 }
 
-// parseVersion parses HTTP-version and returns its minor version.
+// parseVersion parses HTTP-version and returns its minor version. A minor version above 1
+// (HTTP/1.2 ...) is processed as HTTP/1.1, the highest this server conforms to (RFC 9110 §2.5);
+// another major version is refused (505).
 func parseVersion(v []byte) (int, error) {
 	if len(v) != len("HTTP/1.1") || !equal(v[:5], "HTTP/") || !isDigit(v[5]) || v[6] != '.' || !isDigit(v[7]) {
 		return 0, errVersion
 	}
-	if v[5] != '1' || v[7] > '1' {
+	if v[5] != '1' {
 		return 0, errHTTPVersion
 	}
-	return int(v[7] - '0'), nil
+	return min(int(v[7]-'0'), 1), nil
 }
 
 // validEscapes reports whether every '%' in b is followed by two hex digits.

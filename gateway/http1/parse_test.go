@@ -54,7 +54,6 @@ var badHeads = []struct {
 	{"version x", "GET / HTTP/1.x\r\nHost: a\r\n\r\n", 400},
 	{"version HTTP/2.0", "GET / HTTP/2.0\r\nHost: a\r\n\r\n", 505},
 	{"version HTTP/0.9", "GET / HTTP/0.9\r\nHost: a\r\n\r\n", 505},
-	{"version HTTP/1.2", "GET / HTTP/1.2\r\nHost: a\r\n\r\n", 505},
 	{"version HTTP/3.0", "GET / HTTP/3.0\r\n\r\n", 505},
 
 	// Request-target.
@@ -224,6 +223,15 @@ var goodHeads = []struct {
 	want want
 }{
 	{"simple", "GET / HTTP/1.1\r\nHost: example.com\r\n\r\n", want{
+		method: "GET", target: "/", path: "/", host: "example.com", minor: 1,
+		headers: hdrs("host", "example.com"), contentLength: -1,
+	}},
+	// RFC 9110 §2.5: a higher minor version is processed as the highest one the server knows.
+	{"HTTP/1.2 as 1.1", "GET / HTTP/1.2\r\nHost: example.com\r\n\r\n", want{
+		method: "GET", target: "/", path: "/", host: "example.com", minor: 1,
+		headers: hdrs("host", "example.com"), contentLength: -1,
+	}},
+	{"HTTP/1.9 as 1.1", "GET / HTTP/1.9\r\nHost: example.com\r\n\r\n", want{
 		method: "GET", target: "/", path: "/", host: "example.com", minor: 1,
 		headers: hdrs("host", "example.com"), contentLength: -1,
 	}},
