@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"encoding/json"
 	"flag"
 	"fmt"
 	"net"
@@ -49,6 +50,7 @@ func fakeWorkerMain(mode string) {
 	}
 	r := protocol.NewReader(nc, protocol.DefaultMaxFrame)
 	var f protocol.Frame
+	serverCert := "" // from the gateway's HELLO
 	bodies := map[uint32]int{}
 	paths := map[uint32]string{}
 	clients = map[uint32]string{}
@@ -63,6 +65,13 @@ func fakeWorkerMain(mode string) {
 		}
 		var out []byte
 		switch f.Type {
+		case protocol.TypeHello:
+			serverCert = f.GatewayHello.ServerCert
+		case protocol.TypeWSConnect:
+			// Denied with an HTTP response (websocket.http.response) that shows the scope's TLS data.
+			body := tlsReport(f.WS.Scheme, f.WS.Flags, f.WS.TLS, serverCert)
+			out = protocol.AppendResponseStart(out, f.Stream, 403, []protocol.Header{{Name: []byte("content-type"), Value: []byte("application/json")}}, 0, body, false)
+			out = protocol.AppendEnd(out, f.Stream, protocol.OutcomeOK, "")
 		case protocol.TypeHTTPRequest:
 			path := string(f.Request.Path)
 			if path == "/misbehave" {
@@ -100,6 +109,12 @@ func fakeWorkerMain(mode string) {
 				continue
 			case "/hint":
 				out = protocol.AppendEarlyHint(out, f.Stream, [][]byte{[]byte("</style.css>; rel=preload; as=style")})
+			case "/tls":
+				body := tlsReport(f.Request.Scheme, f.Request.Flags, f.Request.TLS, serverCert)
+				out = protocol.AppendResponseStart(out, f.Stream, 200, []protocol.Header{{Name: []byte("content-type"), Value: []byte("application/json")}}, 0, body, false)
+				out = protocol.AppendEnd(out, f.Stream, protocol.OutcomeOK, "")
+				nc.Write(out)
+				continue
 			case "/flags":
 				out = protocol.AppendResponseStart(out, f.Stream, 200, nil, 0, []byte(fmt.Sprintf("flags=%d", f.Request.Flags)), false)
 				out = protocol.AppendEnd(out, f.Stream, protocol.OutcomeOK, "")
@@ -135,6 +150,40 @@ func fakeWorkerMain(mode string) {
 			nc.Write(out)
 		}
 	}
+}
+
+// tlsScope is what the fake worker reports of a scope's TLS data (the /tls path, and every
+// WS_CONNECT).
+type tlsScope struct {
+	Scheme      string   `json:"scheme"`
+	FlagTLS     bool     `json:"flag_tls"`
+	HasTLS      bool     `json:"has_tls"`
+	ServerCert  string   `json:"server_cert"`
+	Version     uint16   `json:"tls_version"`
+	CipherSuite uint16   `json:"cipher_suite"`
+	Chain       []string `json:"client_cert_chain"`
+	Name        *string  `json:"client_cert_name"`
+	Error       *string  `json:"client_cert_error"`
+}
+
+func tlsReport(scheme string, flags uint64, ti *protocol.TLSInfo, serverCert string) []byte {
+	r := tlsScope{Scheme: scheme, FlagTLS: flags&protocol.FlagTLS != 0, HasTLS: ti != nil, ServerCert: serverCert, Chain: []string{}}
+	if ti != nil {
+		r.Version, r.CipherSuite = ti.Version, ti.CipherSuite
+		for _, c := range ti.ClientCertChain {
+			r.Chain = append(r.Chain, string(c))
+		}
+		if ti.HasClientCertName {
+			name := string(ti.ClientCertName)
+			r.Name = &name
+		}
+		if ti.HasClientCertError {
+			e := string(ti.ClientCertError)
+			r.Error = &e
+		}
+	}
+	b, _ := json.Marshal(r)
+	return b
 }
 
 // clients records each stream's scope client and scheme for the answer.

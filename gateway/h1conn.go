@@ -39,6 +39,7 @@ type h1conn struct {
 	client *protocol.Addr
 	server *protocol.Addr
 	scheme string
+	tls    *protocol.TLSInfo // the TLS extension's data, set once after the handshake; nil on plain TCP
 
 	trustedPeer bool          // the peer is in --forwarded-allow-ips: proxy headers apply
 	proxyClient protocol.Addr // the client a proxy header named, for the current request

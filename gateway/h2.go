@@ -36,9 +36,10 @@ const tlsHandshakeTimeout = 10 * time.Second
 
 // tlsState is the server's TLS/HTTP/2 machinery; nil on a plain listener.
 type tlsState struct {
-	conf *tls.Config
-	hs   *http.Server  // BaseConfig for the HTTP/2 connections; only its Shutdown (GOAWAY) is used
-	h2s  *http2.Server // configured with hs: it knows its connections, for the graceful GOAWAY
+	conf       *tls.Config
+	hs         *http.Server  // BaseConfig for the HTTP/2 connections; only its Shutdown (GOAWAY) is used
+	h2s        *http2.Server // configured with hs: it knows its connections, for the graceful GOAWAY
+	serverCert string        // PEM of the certificate the listener sends, for the workers' HELLO; "" for h2c only
 
 	mu    sync.Mutex
 	conns map[net.Conn]struct{} // HTTP/2 connections being served
@@ -65,7 +66,7 @@ func (s *Server) setupTLS() error {
 	if err := http2.ConfigureServer(hs, h2s); err != nil {
 		return err
 	}
-	s.tls = &tlsState{conf: conf, hs: hs, h2s: h2s, conns: make(map[net.Conn]struct{})}
+	s.tls = &tlsState{conf: conf, hs: hs, h2s: h2s, serverCert: serverCertPEM(conf), conns: make(map[net.Conn]struct{})}
 	if conf != nil {
 		s.scheme = "https"
 	}
@@ -85,7 +86,8 @@ type h2ConnKey struct{}
 
 type h2ConnInfo struct {
 	client, server *protocol.Addr
-	trustedPeer    bool // the peer may set proxy headers
+	trustedPeer    bool              // the peer may set proxy headers
+	tls            *protocol.TLSInfo // the TLS extension's data; nil for h2c
 }
 
 // serveTLS handshakes an accepted connection and serves it with HTTP/2 or HTTP/1.1.
@@ -100,6 +102,7 @@ func (s *Server) serveTLS(nc net.Conn) {
 	tc.SetDeadline(time.Time{})
 	if tc.ConnectionState().NegotiatedProtocol != "h2" {
 		c := newH1Conn(s, tc, "https")
+		c.tls = connTLSInfo(tc)
 		if !s.track(c) {
 			tc.Close()
 			return
@@ -119,7 +122,8 @@ func (s *Server) serveH2Conn(c, raw net.Conn) {
 	}
 	defer s.untrackH2(c)
 	client, server := addrsOf(raw)
-	ctx := context.WithValue(context.Background(), h2ConnKey{}, &h2ConnInfo{client: client, server: server, trustedPeer: s.trusted.trustsPeer(raw)})
+	info := &h2ConnInfo{client: client, server: server, trustedPeer: s.trusted.trustsPeer(raw), tls: connTLSInfo(c)}
+	ctx := context.WithValue(context.Background(), h2ConnKey{}, info)
 	s.tls.h2s.ServeConn(c, &http2.ServeConnOpts{
 		Context:    ctx,
 		BaseConfig: s.tls.hs,
@@ -835,6 +839,7 @@ func (s *Server) buildH2Scope(r *http.Request, info *h2ConnInfo, hr *protocol.HT
 	hr.Headers = hs
 	hr.Client = info.client
 	hr.Server = info.server
+	hr.TLS = info.tls
 	if s.cfg.ProxyHeaders && info.trustedPeer {
 		s.applyProxyHeaders(hr, false, new(protocol.Addr))
 	}

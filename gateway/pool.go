@@ -35,10 +35,11 @@ func (e *AppLoadError) Error() string { return "cannot load the app: " + e.Messa
 // replacement is ready before the old one stops taking traffic) and routes each new stream to the
 // least busy one.
 type Pool struct {
-	cfg    *Config
-	python string
-	dir    string // private 0700 directory for the worker sockets
-	log    zerolog.Logger
+	cfg        *Config
+	python     string
+	dir        string // private 0700 directory for the worker sockets
+	log        zerolog.Logger
+	serverCert string // PEM of the TLS listener's certificate, in every HELLO (the TLS extension); "" without TLS
 
 	ready     atomic.Pointer[[]*workerConn] // workers taking traffic; replaced, never mutated
 	mu        sync.Mutex
@@ -84,8 +85,9 @@ func (pr *proc) kill() {
 	}
 }
 
-// NewPool prepares a pool; Start spawns the workers.
-func NewPool(cfg *Config, python string, log zerolog.Logger) (*Pool, error) {
+// NewPool prepares a pool; Start spawns the workers. serverCert is the PEM of the TLS listener's
+// certificate, sent to every worker ("" without TLS).
+func NewPool(cfg *Config, python, serverCert string, log zerolog.Logger) (*Pool, error) {
 	removeStaleSocketDirs(log)
 	dir, err := os.MkdirTemp("", fmt.Sprintf("asgi-gateway-%d-", os.Getpid()))
 	if err != nil {
@@ -100,7 +102,8 @@ func NewPool(cfg *Config, python string, log zerolog.Logger) (*Pool, error) {
 			return nil, fmt.Errorf("give the worker socket directory to %s: %w", u.Name, err)
 		}
 	}
-	p := &Pool{cfg: cfg, python: python, dir: dir, log: log, changed: make(chan struct{}), stopping: make(chan struct{})}
+	p := &Pool{cfg: cfg, python: python, dir: dir, log: log, serverCert: serverCert, changed: make(chan struct{}),
+		stopping: make(chan struct{})}
 	empty := []*workerConn{}
 	p.ready.Store(&empty)
 	return p, nil
@@ -621,6 +624,7 @@ func (p *Pool) handshake(s *slot, ln *net.UnixListener, exited <-chan struct{}) 
 	hello := protocol.AppendGatewayHello(nil, &protocol.GatewayHello{
 		Protocol: protocol.Version, PID: uint64(os.Getpid()),
 		MaxFrame: uint64(p.cfg.frameLimit()), Window: uint64(p.cfg.Window), WorkerID: uint64(s.id),
+		ServerCert: p.serverCert,
 	})
 	// A write error is not final: a worker that failed to load the app sends its error HELLO and
 	// exits without reading ours, and that HELLO is what to report.

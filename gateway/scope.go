@@ -47,6 +47,7 @@ func (s *Server) buildScope(c *h1conn, req *http1.Request, hr *protocol.HTTPRequ
 	hr.Headers = c.hdrs
 	hr.Client = c.client
 	hr.Server = c.server
+	hr.TLS = c.tls
 	if c.trustedPeer {
 		c.applyProxyHeaders(hr, false)
 	}

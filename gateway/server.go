@@ -76,7 +76,11 @@ func (s *Server) Start() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	pool, err := NewPool(&s.cfg, python, s.log)
+	serverCert := ""
+	if s.tls != nil {
+		serverCert = s.tls.serverCert
+	}
+	pool, err := NewPool(&s.cfg, python, serverCert, s.log)
 	if err != nil {
 		return "", err
 	}

@@ -70,7 +70,7 @@ func (c *h1conn) dispatchWebSocket(ex *exchange) bool {
 	wc := &c.wsc
 	wc.HTTPVersion, wc.Scheme = c.hr.HTTPVersion, scheme
 	wc.Path, wc.RawPath, wc.QueryString, wc.RootPath = c.hr.Path, c.hr.RawPath, c.hr.QueryString, c.hr.RootPath
-	wc.Headers, wc.Client, wc.Server = c.hr.Headers, c.hr.Client, c.hr.Server
+	wc.Headers, wc.Client, wc.Server, wc.TLS = c.hr.Headers, c.hr.Client, c.hr.Server, c.hr.TLS
 	wc.Subprotocols = wc.Subprotocols[:0]
 	for _, p := range offer.Subprotocols {
 		wc.Subprotocols = append(wc.Subprotocols, []byte(p))

@@ -1,8 +1,9 @@
 """Deployment surface: HTTPS with --ssl-certfile/--ssl-keyfile(-password), HTTP/2 by ALPN, WebSocket
-over TLS, client certificates (--ssl-ca-certs, --ssl-cert-reqs); and the other options over HTTP/2.
+over TLS, client certificates (--ssl-ca-certs, --ssl-cert-reqs), the ASGI TLS extension
+(scope["extensions"]["tls"], asgiref specs/tls.rst); and the other options over HTTP/2.
 
 The certificates are made with the openssl command line (a test CA, a server certificate for
-127.0.0.1/localhost and a client certificate signed by the CA, plus one signed by another CA).
+127.0.0.1/localhost and client certificates signed by the CA, plus one signed by another CA).
 """
 
 from __future__ import annotations
@@ -42,10 +43,10 @@ def make_ca(directory: Path, name: str) -> None:
     )
 
 
-def make_leaf(directory: Path, name: str, ca: str, extensions: str) -> None:
+def make_leaf(directory: Path, name: str, ca: str, extensions: str, subject: str | None = None) -> None:
     (directory / f"{name}.ext").write_text(extensions)
     openssl(directory, "req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.csr",
-            "-subj", f"/CN={name}")
+            "-subj", subject or f"/CN={name}")
     openssl(directory, "x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.pem", "-CAkey", f"{ca}.key",
             "-CAcreateserial", "-out", f"{name}.pem", "-days", "2", "-extfile", f"{name}.ext")
 
@@ -58,6 +59,8 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
     make_leaf(d, "server", "ca", "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n")
     make_leaf(d, "client", "ca", "extendedKeyUsage=clientAuth\n")
     make_leaf(d, "stranger", "other-ca", "extendedKeyUsage=clientAuth\n")
+    # For the TLS extension's client_cert_name: several RDNs, and a value that RFC 4514 escapes.
+    make_leaf(d, "client-dn", "ca", "extendedKeyUsage=clientAuth\n", subject="/C=US/O=Example, Inc./OU=Ops/CN=client dn")
     openssl(d, "rsa", "-in", "server.key", "-aes256", "-traditional", "-passout", f"pass:{PASSWORD}",
             "-out", "server-legacy-encrypted.key")
     openssl(d, "pkcs8", "-topk8", "-in", "server.key", "-v2", "aes256", "-passout", f"pass:{PASSWORD}",
@@ -308,3 +311,132 @@ def test_ssl_cert_reqs_0_does_not_ask(launcher: Launcher, pki: Path) -> None:
     server = start_mtls(launcher, pki, "0")
     assert request_with(server, pki, None) == 200
     assert request_with(server, pki, "stranger") == 200  # not asked for, so not checked
+    with https_client(pki, client_cert="client") as c:  # ... nor sent
+        tls = c.get(https_url(server, "/not-asked")).json()["scope"]["extensions"]["tls"]
+    assert tls["client_cert_chain"] == [] and tls["client_cert_name"] is None
+
+
+# --- the TLS extension: scope["extensions"]["tls"] --------------------------------------------
+
+TLS_VERSIONS = {"TLSv1.2": 0x0303, "TLSv1.3": 0x0304}
+TLS_KEYS = {"server_cert", "client_cert_chain", "client_cert_name", "client_cert_error", "tls_version", "cipher_suite"}
+
+
+def der(pem_text: str) -> bytes:
+    """One PEM certificate as DER: compares certificates whatever their PEM line breaks."""
+    return ssl.PEM_cert_to_DER_cert(pem_text)
+
+
+def negotiated(ssl_object: ssl.SSLObject | ssl.SSLSocket) -> tuple[int, int]:
+    """The TLS version and cipher suite numbers the client negotiated."""
+    suite_ids = {c["name"]: c["id"] & 0xFFFF for c in ssl_object.context.get_ciphers()}
+    cipher = ssl_object.cipher()
+    assert cipher is not None
+    return TLS_VERSIONS[ssl_object.version() or ""], suite_ids[cipher[0]]
+
+
+def rfc2253_subject(pki: Path, name: str) -> str:
+    """openssl's RFC 2253 rendering of a certificate's subject (RFC 4514's, for these attributes)."""
+    result = subprocess.run(["openssl", "x509", "-in", str(pki / f"{name}.pem"), "-noout", "-subject", "-nameopt",
+                             "RFC2253"], capture_output=True, text=True, timeout=60, check=True)
+    return result.stdout.strip().removeprefix("subject=")
+
+
+def tls_extension_of(client: httpx.Client, url: str) -> tuple[dict[str, Any], dict[str, Any], tuple[int, int]]:
+    """The scope's extensions["tls"] (values, and leaf type names) and what the client negotiated."""
+    response = client.get(url)
+    assert response.status_code == 200
+    data = response.json()
+    assert data["scope"]["scheme"] == "https"
+    ssl_object = response.extensions["network_stream"].get_extra_info("ssl_object")
+    return data["scope"]["extensions"]["tls"], data["types"]["extensions"]["tls"], negotiated(ssl_object)
+
+
+def check_tls_extension(tls: dict[str, Any], types: dict[str, Any], client_negotiated: tuple[int, int], pki: Path) -> None:
+    assert set(tls) == TLS_KEYS
+    assert der(tls["server_cert"]) == der((pki / "server.pem").read_text())
+    assert tls["tls_version"] in (0x0303, 0x0304)
+    assert (tls["tls_version"], tls["cipher_suite"]) == client_negotiated
+    assert types["tls_version"] == types["cipher_suite"] == "int" and tls["cipher_suite"] > 0
+    assert tls["client_cert_error"] is None
+
+
+@pytest.mark.parametrize("http2, max_version", [(True, None), (False, None), (True, ssl.TLSVersion.TLSv1_2)],
+                         ids=["h2", "h1-tls", "h2-tls1.2"])
+def test_tls_extension(tls_server: Launched, pki: Path, http2: bool, max_version: ssl.TLSVersion | None) -> None:
+    ctx = context(pki)
+    if max_version is not None:
+        ctx.maximum_version = max_version
+    with httpx.Client(http2=http2, verify=ctx, trust_env=False, timeout=10) as c:
+        for _ in range(2):  # two requests (streams) of one connection
+            tls, types, client_negotiated = tls_extension_of(c, https_url(tls_server, "/tls"))
+            check_tls_extension(tls, types, client_negotiated, pki)
+            assert tls["client_cert_chain"] == [] and tls["client_cert_name"] is None
+    if max_version is not None:
+        assert tls["tls_version"] == 0x0303
+
+
+@pytest.fixture(scope="module")
+def mtls_server(module_launcher: Launcher, pki: Path) -> Launched:
+    return start_mtls(module_launcher, pki, "2")
+
+
+def client_without_trust_store(pki: Path, http2: bool) -> httpx.Client:
+    """A client with the client-dn certificate that does not verify the server: with no CA in its
+    store, OpenSSL sends the client's certificate alone."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    ctx.load_cert_chain(str(pki / "client-dn.pem"), str(pki / "client-dn.key"))
+    return httpx.Client(http2=http2, verify=ctx, trust_env=False, timeout=10)
+
+
+@pytest.mark.parametrize("http2", [True, False], ids=["h2", "h1-tls"])
+def test_tls_extension_with_a_client_certificate(mtls_server: Launched, pki: Path, http2: bool) -> None:
+    expected_name = rfc2253_subject(pki, "client-dn")
+    assert expected_name == "CN=client dn,OU=Ops,O=Example\\, Inc.,C=US"
+    client_der, ca_der = der((pki / "client-dn.pem").read_text()), der((pki / "ca.pem").read_text())
+    # OpenSSL completes the chain the client sends from its trust store (ca.pem): [client, CA]; a
+    # client with no trust store sends its certificate alone.
+    for client, chain in ((https_client(pki, http2=http2, client_cert="client-dn"), [client_der, ca_der]),
+                          (client_without_trust_store(pki, http2), [client_der])):
+        with client as c:
+            tls, types, client_negotiated = tls_extension_of(c, https_url(mtls_server, "/mtls-scope"))
+        check_tls_extension(tls, types, client_negotiated, pki)
+        assert [der(p) for p in tls["client_cert_chain"]] == chain
+        assert types["client_cert_chain"] == ["str"] * len(chain)
+        assert tls["client_cert_name"] == expected_name
+
+
+def test_tls_extension_over_wss(module_launcher: Launcher, pki: Path) -> None:
+    server = module_launcher.start("ws_app:app", "--app-dir", str(APPS_DIR), "--port", "0", *tls_args(pki),
+                                   "--ssl-ca-certs", str(pki / "ca.pem"), "--ssl-cert-reqs", "1")
+    for client_cert in (None, "client-dn"):
+        with connect(f"wss://127.0.0.1:{server.port}/scope", ssl=context(pki, client_cert), open_timeout=10,
+                     proxy=None) as ws:
+            data = json.loads(ws.recv(timeout=10))
+            client_negotiated = negotiated(ws.socket)  # type: ignore[arg-type]
+        assert data["scope"]["scheme"] == "wss"
+        tls = data["scope"]["extensions"]["tls"]
+        check_tls_extension(tls, data["types"]["extensions"]["tls"], client_negotiated, pki)
+        if client_cert is None:
+            assert tls["client_cert_chain"] == [] and tls["client_cert_name"] is None
+        else:
+            assert der(tls["client_cert_chain"][0]) == der((pki / "client-dn.pem").read_text())
+            assert tls["client_cert_name"] == rfc2253_subject(pki, "client-dn")
+
+
+def test_no_tls_extension_without_tls(module_launcher: Launcher) -> None:
+    server = module_launcher.start("testapp:app", "--app-dir", str(APPS_DIR), "--port", "0", "--http2-cleartext")
+    url = f"{server.url}/plain"
+    assert url.startswith("http://")
+    with httpx.Client(trust_env=False, timeout=10) as h1, httpx.Client(http1=False, http2=True, trust_env=False,
+                                                                       timeout=10) as h2c:
+        for client, headers, version in ((h1, {}, "HTTP/1.1"), (h2c, {}, "HTTP/2"),
+                                         # A trusted proxy's "https" does not make the connection TLS.
+                                         (h1, {"X-Forwarded-Proto": "https"}, "HTTP/1.1")):
+            response = client.get(url, headers=headers)
+            assert response.http_version == version
+            scope = response.json()["scope"]
+            assert scope["scheme"] == headers.get("X-Forwarded-Proto", "http")
+            assert "tls" not in scope["extensions"]

@@ -72,6 +72,7 @@ def test_scope_keys_and_types(server: GatewayServer) -> None:
     assert scope["server"] == ["127.0.0.1", server.port] and types["server"] == ["str", "int"]
     assert kinds["state"] == "dict"
     assert kinds["extensions"] == "dict"
+    assert "tls" not in scope["extensions"]  # the TLS extension is for TLS connections only
 
     # The first and only http.request event of a bodiless GET.
     assert data["messages"] == [{"type": "http.request", "size": 0, "body_type": "bytes", "more_body": False}]

@@ -394,6 +394,7 @@ def test_websocket_scope(ws_server: GatewayServer) -> None:
     assert kinds["items"]["extensions"]["kind"] == "dict"
     assert "websocket.http.response" in scope["extensions"]
     assert scope["extensions"]["websocket.http.response"] == {}
+    assert "tls" not in scope["extensions"]  # ws, not wss
     # The app's first receive() was websocket.connect.
     connect_record = wait_record(ws_server, key, "connect")
     assert connect_record == {"event": "connect", "type": "websocket.connect", "keys": ["type"]}

@@ -73,6 +73,7 @@ var links = [][]byte{
 func TestZeroAllocs(t *testing.T) {
 	req := realisticRequest()
 	ws := realisticWSConnect()
+	tlsInfo := testTLSInfo()
 	body := bytes.Repeat([]byte("b"), 4096)
 	hot := map[string]func(dst []byte) []byte{
 		"HTTP_REQUEST": func(dst []byte) []byte {
@@ -90,6 +91,16 @@ func TestZeroAllocs(t *testing.T) {
 			out, _ := AppendHTTPRequest(dst, 7, &r)
 			return out
 		},
+		"HTTP_REQUEST_tls": func(dst []byte) []byte {
+			r := *req
+			r.Scheme = "https"
+			r.TLS = tlsInfo
+			out, err := AppendHTTPRequest(dst, 7, &r)
+			if err != nil {
+				panic(err)
+			}
+			return out
+		},
 		"REQUEST_BODY": func(dst []byte) []byte { return AppendRequestBody(dst, 7, body, true) },
 		"DISCONNECT":   func(dst []byte) []byte { return AppendDisconnect(dst, 7) },
 		"CREDIT_G2W":   func(dst []byte) []byte { return AppendCredit(dst, TypeCreditG2W, 7, 1<<17) },
@@ -103,6 +114,15 @@ func TestZeroAllocs(t *testing.T) {
 		"PONG":          func(dst []byte) []byte { return AppendPing(dst, TypePong, 5) },
 		"WS_CONNECT": func(dst []byte) []byte {
 			out, err := AppendWSConnect(dst, 7, ws)
+			if err != nil {
+				panic(err)
+			}
+			return out
+		},
+		"WS_CONNECT_tls": func(dst []byte) []byte {
+			c := *ws
+			c.TLS = tlsInfo
+			out, err := AppendWSConnect(dst, 7, &c)
 			if err != nil {
 				panic(err)
 			}

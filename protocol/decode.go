@@ -342,7 +342,8 @@ func (d *dec) skip() string {
 	return ""
 }
 
-// arity is the exact payload array length of each type.
+// arity is the exact payload array length of each type (HTTP_REQUEST and WS_CONNECT: without the
+// tls item of flag TLS).
 func arity(t Type) int {
 	switch t {
 	case TypeHello, TypeWorkerHello, TypeCreditG2W, TypeCreditW2G, TypePing, TypePong,
@@ -419,7 +420,12 @@ func (f *Frame) Decode(payload []byte) error {
 		return fmt.Errorf("protocol: type %d: %w", tv, ErrUnknownType)
 	}
 	f.Type = t
-	if want := arity(t); n != want {
+	want := arity(t)
+	tlsItem := n == want+1 && (t == TypeHTTPRequest || t == TypeWSConnect)
+	if n != want && !tlsItem {
+		if t == TypeHTTPRequest || t == TypeWSConnect {
+			return fmt.Errorf("protocol: %s: array of %d items, want %d (%d with flag TLS): %w", t, n, want, want+1, ErrMalformed)
+		}
 		return fmt.Errorf("protocol: %s: array of %d items, want %d: %w", t, n, want, ErrMalformed)
 	}
 	sid, r := d.uint(math.MaxUint32)
@@ -445,7 +451,7 @@ func (f *Frame) Decode(payload []byte) error {
 	case TypeWorkerHello:
 		f.WorkerHello, d.p, err = decodeWorkerHello(payload, d.p)
 	case TypeHTTPRequest:
-		err = f.decodeHTTPRequest(&d)
+		err = f.decodeHTTPRequest(&d, tlsItem)
 	case TypeRequestBody, TypeResponseBody:
 		if f.Body, r = d.bin(); r != "" {
 			return fieldErr(t, "body", r)
@@ -472,7 +478,7 @@ func (f *Frame) Decode(payload []byte) error {
 			return fieldErr(t, "message", r)
 		}
 	case TypeWSConnect:
-		err = f.decodeWSConnect(&d)
+		err = f.decodeWSConnect(&d, tlsItem)
 	case TypeWSReceive, TypeWSSend:
 		if f.Body, f.Text, r = d.data(); r != "" {
 			return fieldErr(t, "data", r)
@@ -687,7 +693,66 @@ func (f *Frame) scheme(b []byte) string {
 	return cached(&f.otherScheme, b)
 }
 
-func (f *Frame) decodeHTTPRequest(d *dec) error {
+// decodeTLS reads the tls item, if the frame has one (item), after checking that flag TLS says the
+// same. It returns nil without an item.
+func (f *Frame) decodeTLS(d *dec, t Type, flags uint64, item bool) (*TLSInfo, error) {
+	if flag := flags&FlagTLS != 0; flag != item {
+		if flag {
+			return nil, fmt.Errorf("protocol: %s: flag TLS without the tls item: %w", t, ErrMalformed)
+		}
+		return nil, fmt.Errorf("protocol: %s: a tls item without flag TLS: %w", t, ErrMalformed)
+	}
+	if !item {
+		return nil, nil
+	}
+	n, r := d.arrayLen(1)
+	if r == "" && n != TLSItems {
+		r = rArity
+	}
+	if r != "" {
+		return nil, fieldErr(t, "tls", r)
+	}
+	ti := &f.tls
+	*ti = TLSInfo{}
+	v, r := d.uint(0xffff)
+	if r != "" {
+		return nil, fieldErr(t, "tls.tls_version", r)
+	}
+	ti.Version = uint16(v)
+	if v, r = d.uint(0xffff); r != "" {
+		return nil, fieldErr(t, "tls.cipher_suite", r)
+	}
+	ti.CipherSuite = uint16(v)
+	if n, r = d.arrayLen(1); r != "" { // the smallest str is fixstr a0
+		return nil, fieldErr(t, "tls.client_cert_chain", r)
+	}
+	cs := f.certChain[:0]
+	for i := 0; i < n; i++ {
+		c, r := d.str()
+		if r != "" {
+			f.certChain = cs[:0]
+			return nil, fieldErr(t, "tls.client_cert_chain", r)
+		}
+		cs = append(cs, c)
+	}
+	f.certChain = cs[:0]
+	ti.ClientCertChain = cs
+	if !d.nil() {
+		if ti.ClientCertName, r = d.str(); r != "" {
+			return nil, fieldErr(t, "tls.client_cert_name", r)
+		}
+		ti.HasClientCertName = true
+	}
+	if !d.nil() {
+		if ti.ClientCertError, r = d.str(); r != "" {
+			return nil, fieldErr(t, "tls.client_cert_error", r)
+		}
+		ti.HasClientCertError = true
+	}
+	return ti, nil
+}
+
+func (f *Frame) decodeHTTPRequest(d *dec, tlsItem bool) error {
 	const t = TypeHTTPRequest
 	q := &f.Request
 	b, r := d.str()
@@ -736,10 +801,11 @@ func (f *Frame) decodeHTTPRequest(d *dec) error {
 	if q.MoreBody, r = d.bool(); r != "" {
 		return fieldErr(t, "more_body", r)
 	}
-	return nil
+	q.TLS, err = f.decodeTLS(d, t, q.Flags, tlsItem)
+	return err
 }
 
-func (f *Frame) decodeWSConnect(d *dec) error {
+func (f *Frame) decodeWSConnect(d *dec, tlsItem bool) error {
 	const t = TypeWSConnect
 	c := &f.WS
 	b, r := d.str()
@@ -794,5 +860,6 @@ func (f *Frame) decodeWSConnect(d *dec) error {
 	if c.Flags, r = d.uint(math.MaxUint64); r != "" {
 		return fieldErr(t, "flags", r)
 	}
-	return nil
+	c.TLS, err = f.decodeTLS(d, t, c.Flags, tlsItem)
+	return err
 }

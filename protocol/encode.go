@@ -193,9 +193,58 @@ func checkScope(t Type, path []byte, version, scheme, rootPath string, client, s
 	return checkAddr(t, "server", server)
 }
 
-// AppendHTTPRequest appends an HTTP_REQUEST frame. It returns an error and dst unchanged if
-// Method, Path, HTTPVersion, Scheme, RootPath or an Addr host is not valid UTF-8 (or a port is
-// outside 0..65535).
+// checkTLS checks the str fields of a tls item (nil: no item).
+func checkTLS(t Type, ti *TLSInfo) error {
+	if ti == nil {
+		return nil
+	}
+	for _, c := range ti.ClientCertChain {
+		if !utf8.Valid(c) {
+			return fmt.Errorf("protocol: %s field tls.client_cert_chain: %w", t, ErrInvalidUTF8)
+		}
+	}
+	if ti.HasClientCertName && !utf8.Valid(ti.ClientCertName) {
+		return fmt.Errorf("protocol: %s field tls.client_cert_name: %w", t, ErrInvalidUTF8)
+	}
+	if ti.HasClientCertError && !utf8.Valid(ti.ClientCertError) {
+		return fmt.Errorf("protocol: %s field tls.client_cert_error: %w", t, ErrInvalidUTF8)
+	}
+	return nil
+}
+
+// tlsFlags returns flags with FlagTLS set exactly when there is a tls item, and the frame's array
+// length: n, or n+1 with the item.
+func tlsFlags(flags uint64, ti *TLSInfo, n int) (uint64, int) {
+	if ti == nil {
+		return flags &^ FlagTLS, n
+	}
+	return flags | FlagTLS, n + 1
+}
+
+func appendOptStr(dst []byte, s []byte, present bool) []byte {
+	if !present {
+		return appendNil(dst)
+	}
+	return appendStrBytes(dst, s)
+}
+
+// appendTLS appends the tls item [tls_version, cipher_suite, client_cert_chain, client_cert_name,
+// client_cert_error].
+func appendTLS(dst []byte, ti *TLSInfo) []byte {
+	dst = appendArrayLen(dst, TLSItems)
+	dst = appendUint(dst, uint64(ti.Version))
+	dst = appendUint(dst, uint64(ti.CipherSuite))
+	dst = appendArrayLen(dst, len(ti.ClientCertChain))
+	for _, c := range ti.ClientCertChain {
+		dst = appendStrBytes(dst, c)
+	}
+	dst = appendOptStr(dst, ti.ClientCertName, ti.HasClientCertName)
+	return appendOptStr(dst, ti.ClientCertError, ti.HasClientCertError)
+}
+
+// AppendHTTPRequest appends an HTTP_REQUEST frame, with the tls item and FlagTLS when r.TLS is not
+// nil. It returns an error and dst unchanged if Method, Path, HTTPVersion, Scheme, RootPath, an
+// Addr host or a str of r.TLS is not valid UTF-8 (or a port is outside 0..65535).
 func AppendHTTPRequest(dst []byte, sid uint32, r *HTTPRequest) ([]byte, error) {
 	if !utf8.Valid(r.Method) {
 		return dst, fmt.Errorf("protocol: HTTP_REQUEST field method: %w", ErrInvalidUTF8)
@@ -203,7 +252,11 @@ func AppendHTTPRequest(dst []byte, sid uint32, r *HTTPRequest) ([]byte, error) {
 	if err := checkScope(TypeHTTPRequest, r.Path, r.HTTPVersion, r.Scheme, r.RootPath, r.Client, r.Server); err != nil {
 		return dst, err
 	}
-	dst, start := beginFrame(dst, 15, TypeHTTPRequest, sid)
+	if err := checkTLS(TypeHTTPRequest, r.TLS); err != nil {
+		return dst, err
+	}
+	flags, n := tlsFlags(r.Flags, r.TLS, 15)
+	dst, start := beginFrame(dst, n, TypeHTTPRequest, sid)
 	dst = appendStr(dst, r.HTTPVersion)
 	dst = appendStrBytes(dst, r.Method)
 	dst = appendStr(dst, r.Scheme)
@@ -214,9 +267,12 @@ func AppendHTTPRequest(dst []byte, sid uint32, r *HTTPRequest) ([]byte, error) {
 	dst = appendHeaders(dst, r.Headers)
 	dst = appendAddr(dst, r.Client)
 	dst = appendAddr(dst, r.Server)
-	dst = appendUint(dst, r.Flags)
+	dst = appendUint(dst, flags)
 	dst = appendBin(dst, r.Body)
 	dst = appendBool(dst, r.MoreBody)
+	if r.TLS != nil {
+		dst = appendTLS(dst, r.TLS)
+	}
 	return endFrame(dst, start), nil
 }
 
@@ -288,9 +344,9 @@ func AppendEnd(dst []byte, sid uint32, outcome uint64, message string) []byte {
 	return endFrame(dst, start)
 }
 
-// AppendWSConnect appends a WS_CONNECT frame. It returns an error and dst unchanged if Path,
-// HTTPVersion, Scheme, RootPath, an Addr host or a subprotocol is not valid UTF-8 (or a port is
-// outside 0..65535).
+// AppendWSConnect appends a WS_CONNECT frame, with the tls item and FlagTLS when c.TLS is not nil.
+// It returns an error and dst unchanged if Path, HTTPVersion, Scheme, RootPath, an Addr host, a
+// subprotocol or a str of c.TLS is not valid UTF-8 (or a port is outside 0..65535).
 func AppendWSConnect(dst []byte, sid uint32, c *WSConnect) ([]byte, error) {
 	const t = TypeWSConnect
 	if err := checkScope(t, c.Path, c.HTTPVersion, c.Scheme, c.RootPath, c.Client, c.Server); err != nil {
@@ -301,7 +357,11 @@ func AppendWSConnect(dst []byte, sid uint32, c *WSConnect) ([]byte, error) {
 			return dst, fmt.Errorf("protocol: %s field subprotocols: %w", t, ErrInvalidUTF8)
 		}
 	}
-	dst, start := beginFrame(dst, 13, t, sid)
+	if err := checkTLS(t, c.TLS); err != nil {
+		return dst, err
+	}
+	flags, n := tlsFlags(c.Flags, c.TLS, 13)
+	dst, start := beginFrame(dst, n, t, sid)
 	dst = appendStr(dst, c.HTTPVersion)
 	dst = appendStr(dst, c.Scheme)
 	dst = appendStrBytes(dst, c.Path)
@@ -315,7 +375,10 @@ func AppendWSConnect(dst []byte, sid uint32, c *WSConnect) ([]byte, error) {
 	for _, p := range c.Subprotocols {
 		dst = appendStrBytes(dst, p)
 	}
-	dst = appendUint(dst, c.Flags)
+	dst = appendUint(dst, flags)
+	if c.TLS != nil {
+		dst = appendTLS(dst, c.TLS)
+	}
 	return endFrame(dst, start), nil
 }
 

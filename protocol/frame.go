@@ -128,7 +128,15 @@ const (
 	FlagPathsend uint64 = 4
 	// FlagEarlyHints, bit 3: the gateway can send 103 Early Hints (http.response.early_hint).
 	FlagEarlyHints uint64 = 8
+	// FlagTLS, bit 4 (HTTP_REQUEST and WS_CONNECT): the connection is TLS, and the frame has one
+	// more item, the tls item (TLSInfo) of the ASGI TLS extension. The encoders set it from
+	// HTTPRequest.TLS / WSConnect.TLS; the decoders require it to match the item.
+	FlagTLS uint64 = 16
 )
+
+// TLSItems is the length of the tls item: [tls_version, cipher_suite, client_cert_chain,
+// client_cert_name, client_cert_error].
+const TLSItems = 5
 
 // FlagTrailers is RESPONSE_START flags bit 0: the app asked for trailers.
 const FlagTrailers uint64 = 1
@@ -179,9 +187,10 @@ type HTTPRequest struct {
 	Headers     []Header // each encoded [bin, bin]
 	Client      *Addr    // nil → nil
 	Server      *Addr    // nil → nil
-	Flags       uint64
+	Flags       uint64   // FlagTLS is written from TLS, whatever Flags says
 	Body        []byte
 	MoreBody    bool
+	TLS         *TLSInfo // nil: not a TLS connection (no tls item)
 }
 
 // WSConnect is the ASGI websocket scope of a WS_CONNECT. It shares HTTPRequest's scope fields
@@ -197,11 +206,29 @@ type WSConnect struct {
 	Client       *Addr    // nil → nil
 	Server       *Addr    // nil → nil
 	Subprotocols [][]byte // each encoded as str; must be valid UTF-8
-	Flags        uint64
+	Flags        uint64   // FlagTLS is written from TLS, whatever Flags says
+	TLS          *TLSInfo // nil: not a TLS connection (no tls item)
+}
+
+// TLSInfo is the tls item of an HTTP_REQUEST or WS_CONNECT on a TLS connection: the per-connection
+// part of the ASGI TLS extension (scope["extensions"]["tls"]); server_cert, the same for every
+// connection, is in the gateway's HELLO instead. The str fields must be valid UTF-8; all []byte
+// fields may alias caller buffers.
+type TLSInfo struct {
+	Version            uint16   // tls_version, e.g. 0x0304 (TLS 1.3)
+	CipherSuite        uint16   // cipher_suite, e.g. 0x1301 (TLS_AES_128_GCM_SHA256)
+	ClientCertChain    [][]byte // client_cert_chain: PEM each, the client's certificate first; str
+	ClientCertName     []byte   // client_cert_name: the RFC 4514 subject, when HasClientCertName; str
+	HasClientCertName  bool     // false → nil (no client certificate)
+	ClientCertError    []byte   // client_cert_error, when HasClientCertError; str
+	HasClientCertError bool     // false → nil (no certificate, or a verified one)
 }
 
 // GatewayHello is the gateway's HELLO map.
-type GatewayHello struct{ Protocol, PID, MaxFrame, Window, WorkerID uint64 }
+type GatewayHello struct {
+	Protocol, PID, MaxFrame, Window, WorkerID uint64
+	ServerCert                                string // PEM of the TLS listener's certificate; "": no TLS, key not written
+}
 
 // WorkerHello is the worker's HELLO map.
 type WorkerHello struct {
@@ -214,8 +241,8 @@ type WorkerHello struct {
 // Frame is one decoded payload. Decode fills only the fields of its type and zeroes the others;
 // []byte fields and Headers alias the payload and are valid until the next Decode (Headers' backing
 // array is reused: zero allocations in steady state). Hello fields are allocated (once per
-// connection). A Frame must not be copied after its first Decode (Request.Client/Server and
-// WS.Client/Server point into it).
+// connection). A Frame must not be copied after its first Decode (Request.Client/Server/TLS and
+// WS.Client/Server/TLS point into it).
 type Frame struct {
 	Type      Type
 	Stream    uint32
@@ -247,6 +274,8 @@ type Frame struct {
 	respHeaders    []Header
 	subprotocols   [][]byte
 	links          [][]byte
+	tls            TLSInfo
+	certChain      [][]byte
 	rootPath       string
 	clientHost     string
 	serverHost     string

@@ -33,10 +33,15 @@ func encodeHello(dst []byte, t Type, body func(e *msgpack.Encoder)) []byte {
 	return endFrame(w.b, start)
 }
 
-// AppendGatewayHello appends the gateway's HELLO frame.
+// AppendGatewayHello appends the gateway's HELLO frame; server_cert is written only when
+// h.ServerCert is not empty. Invalid UTF-8 in it is replaced by U+FFFD.
 func AppendGatewayHello(dst []byte, h *GatewayHello) []byte {
 	return encodeHello(dst, TypeHello, func(e *msgpack.Encoder) {
-		_ = e.EncodeMapLen(5)
+		if h.ServerCert != "" {
+			_ = e.EncodeMapLen(6)
+		} else {
+			_ = e.EncodeMapLen(5)
+		}
 		_ = e.EncodeString("protocol")
 		_ = e.EncodeUint(h.Protocol)
 		_ = e.EncodeString("pid")
@@ -47,6 +52,10 @@ func AppendGatewayHello(dst []byte, h *GatewayHello) []byte {
 		_ = e.EncodeUint(h.Window)
 		_ = e.EncodeString("worker_id")
 		_ = e.EncodeUint(h.WorkerID)
+		if h.ServerCert != "" {
+			_ = e.EncodeString("server_cert")
+			_ = e.EncodeString(strings.ToValidUTF8(h.ServerCert, "\uFFFD"))
+		}
 	})
 }
 
@@ -213,6 +222,9 @@ func decodeGatewayHello(payload []byte, pos int) (*GatewayHello, int, error) {
 	end, err := h.decodeMap(func(key string) (known bool, err error) {
 		var p *uint64
 		switch key {
+		case "server_cert":
+			g.ServerCert, err = h.str(key)
+			return true, err
 		case "protocol":
 			p = &g.Protocol
 		case "pid":

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"reflect"
@@ -18,6 +19,7 @@ type vector struct {
 	Direction string          `json:"direction"`
 	Value     json.RawMessage `json:"value"`
 	Hex       string          `json:"hex"`
+	Malformed string          `json:"malformed"` // why the frame breaks the SPEC: decoders must reject it
 }
 
 func loadVectors(t testing.TB) []vector {
@@ -157,14 +159,39 @@ func addrValue(a *Addr) any {
 	return []any{a.Host, port}
 }
 
+// optStr is a str that may be nil.
+func optStr(s []byte, present bool) any {
+	if !present {
+		return nil
+	}
+	return string(s)
+}
+
+// appendTLSValue appends the tls item, when there is one.
+func appendTLSValue(v []any, ti *TLSInfo) []any {
+	if ti == nil {
+		return v
+	}
+	chain := make([]any, len(ti.ClientCertChain))
+	for i, c := range ti.ClientCertChain {
+		chain[i] = string(c)
+	}
+	return append(v, []any{uint64(ti.Version), uint64(ti.CipherSuite), chain,
+		optStr(ti.ClientCertName, ti.HasClientCertName), optStr(ti.ClientCertError, ti.HasClientCertError)})
+}
+
 // frameValue turns a decoded Frame back into the generic payload value [type, sid, fields...].
 func frameValue(f *Frame) any {
 	v := []any{uint64(f.Type), uint64(f.Stream)}
 	switch f.Type {
 	case TypeHello:
 		h := f.GatewayHello
-		v = append(v, map[string]any{"protocol": h.Protocol, "pid": h.PID, "max_frame": h.MaxFrame,
-			"window": h.Window, "worker_id": h.WorkerID})
+		m := map[string]any{"protocol": h.Protocol, "pid": h.PID, "max_frame": h.MaxFrame,
+			"window": h.Window, "worker_id": h.WorkerID}
+		if h.ServerCert != "" {
+			m["server_cert"] = h.ServerCert
+		}
+		v = append(v, m)
 	case TypeWorkerHello:
 		h := f.WorkerHello
 		m := map[string]any{"protocol": h.Protocol, "pid": h.PID}
@@ -184,6 +211,7 @@ func frameValue(f *Frame) any {
 		v = append(v, q.HTTPVersion, string(q.Method), q.Scheme, string(q.Path), bytesOf(q.RawPath),
 			bytesOf(q.QueryString), q.RootPath, headersValue(q.Headers), addrValue(q.Client),
 			addrValue(q.Server), q.Flags, bytesOf(q.Body), q.MoreBody)
+		v = appendTLSValue(v, q.TLS)
 	case TypeRequestBody, TypeResponseBody:
 		v = append(v, bytesOf(f.Body), f.MoreBody)
 	case TypeDisconnect:
@@ -203,6 +231,7 @@ func frameValue(f *Frame) any {
 		}
 		v = append(v, c.HTTPVersion, c.Scheme, string(c.Path), bytesOf(c.RawPath), bytesOf(c.QueryString),
 			c.RootPath, headersValue(c.Headers), addrValue(c.Client), addrValue(c.Server), subs, c.Flags)
+		v = appendTLSValue(v, c.TLS)
 	case TypeWSReceive, TypeWSSend:
 		if f.Text {
 			v = append(v, string(f.Body))
@@ -310,6 +339,14 @@ func TestVectors(t *testing.T) {
 			}
 
 			var f Frame
+			if vec.Malformed != "" {
+				err := f.Decode(payload)
+				if !errors.Is(err, ErrMalformed) {
+					t.Fatalf("Decode of a malformed frame (%s): %v, want ErrMalformed", vec.Malformed, err)
+				}
+				t.Logf("rejected: %v", err)
+				return
+			}
 			if err := f.Decode(payload); err != nil {
 				t.Fatalf("Decode: %v", err)
 			}

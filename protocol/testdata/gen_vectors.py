@@ -3,10 +3,13 @@
 Each vector is a frame as a typed JSON value plus its exact bytes (4-byte length prefix and msgpack
 payload, hex). In `value`, a msgpack `bin` is written {"bin": "<hex>"}; every other JSON value stands
 for itself (str, int, bool, null, array, map). The bytes come from msgpack-python's canonical
-encoding, which SPEC.md §2 makes the rule for both sides. Run: .venv/bin/python gen_vectors.py
+encoding, which SPEC.md §2 makes the rule for both sides. A vector with a `malformed` key (why) is
+well-formed msgpack that breaks a SPEC rule: both decoders must reject it as a protocol error.
+Run: .venv/bin/python gen_vectors.py
 """
 from __future__ import annotations
 
+import base64
 import json
 import pathlib
 import struct
@@ -30,6 +33,14 @@ def to_py(v: Any) -> Any:
 
 
 H = lambda n, v: [b(n), b(v)]  # noqa: E731
+
+
+def pem(seed: int, size: int) -> str:
+    """A certificate-shaped PEM text of `size` bytes of DER-like noise (the codec never parses it)."""
+    der = bytes((seed * 31 + i * 7) % 256 for i in range(size))
+    text = base64.b64encode(der).decode()
+    lines = "\n".join(text[i:i + 64] for i in range(0, len(text), 64))
+    return f"-----BEGIN CERTIFICATE-----\n{lines}\n-----END CERTIFICATE-----\n"
 
 VECTORS: list[tuple[str, str, list[Any]]] = [
     ("hello_gateway", "g2w", [1, 0, {"protocol": 1, "pid": 4242, "max_frame": 1048576, "window": 262144, "worker_id": 0}]),
@@ -114,15 +125,59 @@ VECTORS: list[tuple[str, str, list[Any]]] = [
                                    b(b"</app.js>; rel=preload; as=script")]]),
     ("early_hint_empty_link", "w2g", [28, 65536, [b(b"")]]),
     ("early_hint_16_links", "w2g", [28, 3, [b(b"</img%d.png>; rel=preload; as=image" % i) for i in range(16)]]),
+    # The TLS extension: server_cert in the gateway's HELLO, the tls item (flags bit 4) of HTTP_REQUEST
+    # and WS_CONNECT: [tls_version, cipher_suite, client_cert_chain, client_cert_name, client_cert_error].
+    ("hello_gateway_tls", "g2w", [1, 0, {"protocol": 1, "pid": 4242, "max_frame": 1048576, "window": 262144,
+                                         "worker_id": 3, "server_cert": pem(1, 400)}]),
+    ("http_request_tls", "g2w", [2, 13, "1.1", "GET", "https", "/", b(b"/"), b(b""), "",
+                                 [H(b"host", b"localhost:8443")], ["127.0.0.1", 51234], ["127.0.0.1", 8443], 30,
+                                 b(b""), False, [0x0304, 0x1301, [], None, None]]),
+    ("http_request_tls_client_chain", "g2w", [2, 14, "2", "POST", "https", "/api", b(b"/api"), b(b""), "", [],
+                                              ["10.0.0.2", 40000], ["10.0.0.1", 443], 16, b(b"hi"), True,
+                                              [0x0303, 0xC02F, [pem(2, 400), pem(3, 150)], "CN=client,O=Example",
+                                               None]]),
+    ("http_request_tls_client_cert_error", "g2w", [2, 65536, "1.1", "GET", "https", "/", b(b"/"), b(b""), "", [],
+                                                   None, None, 17, b(b""), False,
+                                                   [0x0304, 0x1302, [pem(4, 16)], "", "certificate not verified"]]),
+    ("ws_connect_tls", "g2w", [7, 6, "1.1", "wss", "/chat", b(b"/chat"), b(b""), "", [H(b"host", b"localhost:8443")],
+                               ["127.0.0.1", 51234], ["127.0.0.1", 8443], [], 16, [0x0304, 0x1303, [], None, None]]),
+    ("ws_connect_tls_client_chain", "g2w", [7, 70000, "1.1", "wss", "/", b(b"/"), b(b"a=1"), "", [], None,
+                                            ["/tmp/gw.sock", None], ["chat"], 16,
+                                            [0x0304, 0x1301, [pem(5, 400)], "CN=caf\u00e9 \\, x,O=Example", None]]),
+]
+
+# Well-formed msgpack, malformed frames: (name, direction, value, why).
+MALFORMED: list[tuple[str, str, list[Any], str]] = [
+    ("http_request_tls_flag_without_item", "g2w", [2, 13, "1.1", "GET", "https", "/", b(b"/"), b(b""), "", [],
+                                                   None, None, 16, b(b""), False],
+     "flag TLS without the tls item"),
+    ("http_request_tls_item_without_flag", "g2w", [2, 13, "1.1", "GET", "https", "/", b(b"/"), b(b""), "", [],
+                                                   None, None, 14, b(b""), False, [0x0304, 0x1301, [], None, None]],
+     "a tls item without flag TLS"),
+    ("http_request_tls_item_4_items", "g2w", [2, 13, "1.1", "GET", "https", "/", b(b"/"), b(b""), "", [], None,
+                                              None, 16, b(b""), False, [0x0304, 0x1301, [], None]],
+     "a tls item of 4 items"),
+    ("http_request_tls_chain_bin", "g2w", [2, 13, "1.1", "GET", "https", "/", b(b"/"), b(b""), "", [], None,
+                                           None, 16, b(b""), False, [0x0304, 0x1301, [b(b"pem")], None, None]],
+     "a client_cert_chain item that is bin, not str"),
+    ("ws_connect_tls_flag_without_item", "g2w", [7, 6, "1.1", "wss", "/", b(b"/"), b(b""), "", [], None, None, [],
+                                                 16],
+     "flag TLS without the tls item"),
+    ("ws_connect_tls_item_without_flag", "g2w", [7, 6, "1.1", "wss", "/", b(b"/"), b(b""), "", [], None, None, [], 0,
+                                                 [0x0304, 0x1301, [], None, None]],
+     "a tls item without flag TLS"),
 ]
 
 
 def main() -> None:
     out = []
-    for name, direction, value in VECTORS:
+    for name, direction, value, why in [(*v, None) for v in VECTORS] + MALFORMED:
         payload = msgpack.packb(to_py(value), use_bin_type=True)
         frame = struct.pack(">I", len(payload)) + payload
-        out.append({"name": name, "direction": direction, "value": value, "hex": frame.hex()})
+        vector = {"name": name, "direction": direction, "value": value, "hex": frame.hex()}
+        if why is not None:
+            vector["malformed"] = why
+        out.append(vector)
     path = pathlib.Path(__file__).with_name("vectors.json")
     path.write_text(json.dumps(out, indent=1, ensure_ascii=False) + "\n")
 

@@ -70,6 +70,7 @@ class Connection(asyncio.Protocol):
         "half_window",
         "max_piece",
         "worker_id",
+        "server_cert",
         "error",
         "closed",
         "handshake",
@@ -107,6 +108,8 @@ class Connection(asyncio.Protocol):
         self.half_window = (DEFAULT_WINDOW + 1) // 2
         self.max_piece = min(DEFAULT_WINDOW, DEFAULT_MAX_FRAME - FRAME_OVERHEAD)
         self.worker_id: Optional[int] = None
+        #: PEM of the gateway's TLS certificate (HELLO ``server_cert``), for the scopes' TLS extension
+        self.server_cert: Optional[str] = None
         #: why the connection was closed by us (a protocol error), or None
         self.error: Optional[str] = None
         #: resolved when the connection is lost (result: the exception or None)
@@ -343,6 +346,7 @@ class Connection(asyncio.Protocol):
         self.half_window = (window + 1) // 2
         self.max_piece = min(window, max_frame - FRAME_OVERHEAD)
         self.worker_id = hello.get("worker_id")
+        self.server_cert = hello.get("server_cert")
         self._hello_received = True
         if not self.handshake.done():
             self.handshake.set_result(hello)

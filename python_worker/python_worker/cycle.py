@@ -20,7 +20,9 @@ start sets RESPONSE_START flag bit 0; after the final body the response is compl
 ``http.response.pathsend`` (after the start, instead of any body: RESPONSE_PATHSEND, the gateway sends
 the file) and ``http.response.early_hint`` (EARLY_HINT, put before a RESPONSE_START that is still held
 for coalescing, since the gateway can send 103 only before the final head). A CANCEL frame (the
-gateway's request timeout) cancels the app's task; its END is ``APP_ERROR`` "cancelled".
+gateway's request timeout) cancels the app's task; its END is ``APP_ERROR`` "cancelled". On a TLS
+connection (flag TLS) the scope carries ``tls`` (asgiref ``tls.rst``): the frame's tls item, with the
+``server_cert`` of the gateway's HELLO.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from .protocol import (
     FLAG_EARLY_HINTS,
     FLAG_EXPECT_CONTINUE,
     FLAG_PATHSEND,
+    FLAG_TLS,
     FLAG_TRAILERS,
     FLAG_TRAILERS_ALLOWED,
     OUTCOME_APP_ERROR,
@@ -55,6 +58,7 @@ from .protocol import (
 
 if TYPE_CHECKING:  # pragma: no cover
     from .connection import Connection
+    from .types import TLSExtension
 
 __all__ = ["ClientDisconnected", "RequestCycle"]
 
@@ -96,6 +100,19 @@ _CANCELLED = _Cancelled(CANCELLED)
 
 # END with outcome OK and message "": prefix (length, array, type) by the length of the encoded sid.
 _END_OK_PREFIX = {k: _pack_u32(4 + k) + b"\x94\x15" for k in (1, 2, 3, 5)}
+
+
+def tls_extension(conn: "Connection", tls: tuple) -> "TLSExtension":
+    """``scope["extensions"]["tls"]`` from a validated tls item (protocol.decode): a new dict per scope."""
+    tls_version, cipher_suite, client_cert_chain, client_cert_name, client_cert_error = tls
+    return {
+        "server_cert": conn.server_cert,
+        "client_cert_chain": list(client_cert_chain),
+        "client_cert_name": client_cert_name,
+        "client_cert_error": client_cert_error,
+        "tls_version": tls_version,
+        "cipher_suite": cipher_suite,
+    }
 
 
 class ClientDisconnected(OSError):
@@ -147,9 +164,9 @@ class RequestCycle:
     )
 
     def __init__(self, conn: "Connection", f: tuple) -> None:
-        # f: a validated HTTP_REQUEST frame (protocol.decode).
+        # f: a validated HTTP_REQUEST frame (protocol.decode), with the tls item as a 16th under flag TLS.
         (_, sid, http_version, method, scheme, path, raw_path, query_string, root_path, headers,
-         client, server, flags, body, more_body) = f
+         client, server, flags, body, more_body) = f if len(f) == 15 else f[:15]
         self.conn = conn
         self.sid = sid
         self.sid_enc = pack_uint(sid)
@@ -171,6 +188,8 @@ class RequestCycle:
             # A new dict (of new dicts) per request: apps may write to it.
             "extensions": {name: {} for name in _EXT_KEYS[ext]} if ext else {},
         }
+        if flags & FLAG_TLS:
+            self.scope["extensions"]["tls"] = tls_extension(conn, f[15])
         self.task: Optional[asyncio.Task] = None
         self.flags = flags
         window = 0 if flags & FLAG_EXPECT_CONTINUE else conn.window

@@ -6,7 +6,9 @@ it, SPEC §2), and strict decoding of incoming payloads: a payload that is not e
 right arity and field types raises :class:`ProtocolError`. It knows nothing about asyncio or ASGI.
 
 Decoded frames are tuples (msgpack arrays are unpacked with ``use_list=False``): headers arrive as a
-tuple of ``(bytes, bytes)`` tuples, ``client``/``server`` as ``(host, port)`` tuples or ``None``.
+tuple of ``(bytes, bytes)`` tuples, ``client``/``server`` as ``(host, port)`` tuples or ``None``. An
+HTTP_REQUEST or WS_CONNECT with flag TLS has one more item at the end, the tls item
+``(tls_version, cipher_suite, client_cert_chain, client_cert_name, client_cert_error)``.
 
 The encoders used on the hot path (``*_parts``) return the frame as a few ``bytes`` pieces, so that a
 large body is never copied into a msgpack buffer: the caller joins them (once, when it writes). The
@@ -53,6 +55,7 @@ __all__ = [
     "FLAG_TRAILERS_ALLOWED",
     "FLAG_PATHSEND",
     "FLAG_EARLY_HINTS",
+    "FLAG_TLS",
     "FLAG_TRAILERS",
     "OUTCOME_OK",
     "OUTCOME_APP_ERROR",
@@ -145,6 +148,7 @@ FLAG_EXPECT_CONTINUE = 1
 FLAG_TRAILERS_ALLOWED = 2  # advertise http.response.trailers
 FLAG_PATHSEND = 4  # advertise http.response.pathsend
 FLAG_EARLY_HINTS = 8  # advertise http.response.early_hint
+FLAG_TLS = 16  # HTTP_REQUEST and WS_CONNECT: a TLS connection; the frame ends with the tls item
 # RESPONSE_START flags
 FLAG_TRAILERS = 1
 
@@ -399,10 +403,13 @@ def decode(payload: bytes | memoryview) -> tuple:
     if f.__class__ is not tuple or len(f) < 2:
         raise ProtocolError(f"payload is not an array [type, stream, ...]: {_short(f)}")
     t = f[0]
-    # Hot path, inlined: HTTP_REQUEST. Values come from msgpack: ``x.__class__ is T`` is an exact
-    # type check (and cheaper than ``type(x) is T``).
-    if t == 2 and t.__class__ is int and len(f) == 15:
-        (_, sid, hv, method, scheme, path, raw_path, qs, root_path, headers, client, server, flags, body, more) = f
+    n = len(f)
+    # Hot path, inlined: HTTP_REQUEST (15 items, 16 with the tls item of flag TLS). Values come from
+    # msgpack: ``x.__class__ is T`` is an exact type check (and cheaper than ``type(x) is T``).
+    if t == 2 and t.__class__ is int and (n == 15 or n == 16):
+        (_, sid, hv, method, scheme, path, raw_path, qs, root_path, headers, client, server, flags, body, more) = (
+            f if n == 15 else f[:15]
+        )
         if (
             sid.__class__ is int
             and 0 < sid <= MAX_U32
@@ -416,6 +423,8 @@ def decode(payload: bytes | memoryview) -> tuple:
             and headers.__class__ is tuple
             and flags.__class__ is int
             and flags >= 0
+            # FLAG_TLS (16) exactly when there is a tls item (a literal: no global lookup here)
+            and (not flags & 16 if n == 15 else flags & 16 and _check_tls(f[15]) is None)
             and body.__class__ is bytes
             and more.__class__ is bool
             and (client is None or (client.__class__ is tuple and len(client) == 2 and client[0].__class__ is str
@@ -433,11 +442,11 @@ def decode(payload: bytes | memoryview) -> tuple:
                     return f
             except (TypeError, ValueError):
                 pass
-    elif t == 3 and t.__class__ is int and len(f) == 4:  # REQUEST_BODY
+    elif t == 3 and t.__class__ is int and n == 4:  # REQUEST_BODY
         sid = f[1]
         if sid.__class__ is int and 0 < sid <= MAX_U32 and f[2].__class__ is bytes and f[3].__class__ is bool:
             return f
-    elif t == 5 and t.__class__ is int and len(f) == 3:  # CREDIT
+    elif t == 5 and t.__class__ is int and n == 3:  # CREDIT
         sid = f[1]
         increment = f[2]
         if sid.__class__ is int and 0 < sid <= MAX_U32 and increment.__class__ is int and increment >= 0:
@@ -445,7 +454,10 @@ def decode(payload: bytes | memoryview) -> tuple:
     schema = _SCHEMAS.get(t) if type(t) is int else None
     if schema is None:
         raise ProtocolError(f"unknown frame type {_short(t)}")
-    _check_schema(f, schema)
+    if t == HTTP_REQUEST or t == WS_CONNECT:
+        _check_with_tls(f, schema)
+    else:
+        _check_schema(f, schema)
     return f
 
 
@@ -537,12 +549,29 @@ def _check_str_or_nil(v: Any) -> str | None:
     return None if v is None or type(v) is str else "str or nil"
 
 
+def _check_tls(v: Any) -> str | None:
+    if (
+        v.__class__ is tuple
+        and len(v) == 5
+        and _is_uint(v[0], 0xFFFF)
+        and _is_uint(v[1], 0xFFFF)
+        and v[2].__class__ is tuple
+        and all(c.__class__ is str for c in v[2])
+        and (v[3] is None or v[3].__class__ is str)
+        and (v[4] is None or v[4].__class__ is str)
+    ):
+        return None
+    return ("[tls_version: uint16, cipher_suite: uint16, client_cert_chain: [str...], client_cert_name: str or nil, "
+            "client_cert_error: str or nil]")
+
+
 _HELLO_KEYS = {
     "protocol": _check_uint,
     "pid": _check_uint,
     "max_frame": _check_uint,
     "window": _check_uint,
     "worker_id": _check_uint,
+    "server_cert": _check_str,
     "python": _check_str,
     "error": _check_str,
 }
@@ -624,6 +653,29 @@ _SCHEMAS: dict[int, tuple[tuple[str, Any], ...]] = {
     RESPONSE_PATHSEND: (("stream", _check_sid), ("path", _check_str)),
     EARLY_HINT: (("stream", _check_sid), ("links", _check_bin_list)),
 }
+
+
+# The index of ``flags`` in HTTP_REQUEST and WS_CONNECT (the same in both).
+_FLAGS_INDEX = 12
+
+
+def _check_with_tls(f: tuple, schema: tuple[tuple[str, Any], ...]) -> None:
+    """HTTP_REQUEST and WS_CONNECT: the schema's items, then the tls item exactly when flag TLS is set."""
+    name = FRAME_NAMES[f[0]]
+    items = len(schema) + 1
+    if len(f) == items + 1:
+        _check_schema(f[:items], schema)
+        if not f[_FLAGS_INDEX] & FLAG_TLS:
+            raise ProtocolError(f"{name} frame has a tls item without flag TLS")
+        expected = _check_tls(f[items])
+        if expected is not None:
+            raise ProtocolError(f"{name} frame: tls must be {expected}, got {_short(f[items])}")
+        return
+    if len(f) != items:
+        raise ProtocolError(f"{name} frame has {len(f)} items, expected {items} ({items + 1} with flag TLS)")
+    _check_schema(f, schema)
+    if f[_FLAGS_INDEX] & FLAG_TLS:
+        raise ProtocolError(f"{name} frame has flag TLS without the tls item")
 
 
 def _check_schema(f: tuple, schema: tuple[tuple[str, Any], ...]) -> None:

@@ -1,8 +1,9 @@
 """Typing of the ASGI 3 interface as the worker serves it (modelled on uvicorn's ``_types.py``).
 
-This module owns the type declarations only: the ``http``, ``websocket`` and ``lifespan`` scopes,
-the receive/send events of those protocols (asgiref ``specs/www.rst``, spec version 2.5, and
-``specs/lifespan.rst``) and the application callable. It has no runtime behaviour.
+This module owns the type declarations only: the ``http``, ``websocket`` and ``lifespan`` scopes (and
+the TLS extension's entry in them, ``specs/tls.rst``), the receive/send events of those protocols
+(asgiref ``specs/www.rst``, spec version 2.5, and ``specs/lifespan.rst``) and the application
+callable. It has no runtime behaviour.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import (
 __all__ = [
     "ASGIVersions",
     "HTTPScope",
+    "TLSExtension",
     "HTTPRequestEvent",
     "HTTPDisconnectEvent",
     "HTTPResponseStartEvent",
@@ -59,6 +61,17 @@ Message = MutableMapping[str, Any]
 class ASGIVersions(TypedDict):
     version: Literal["3.0"]
     spec_version: str
+
+
+class TLSExtension(TypedDict):
+    """``scope["extensions"]["tls"]`` on a TLS connection (asgiref ``specs/tls.rst``)."""
+
+    server_cert: Optional[str]  # PEM
+    client_cert_chain: List[str]  # PEM each, the client's certificate first
+    client_cert_name: Optional[str]  # RFC 4514 subject of the client's certificate
+    client_cert_error: Optional[str]
+    tls_version: int  # e.g. 0x0304
+    cipher_suite: int  # e.g. 0x1301
 
 
 class HTTPScope(TypedDict):

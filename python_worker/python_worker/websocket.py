@@ -27,8 +27,10 @@ from .cycle import (
     RequestCycle,
     _describe,
     logger,
+    tls_extension,
 )
 from .protocol import (
+    FLAG_TLS,
     OUTCOME_APP_ERROR,
     OUTCOME_NO_RESPONSE,
     OUTCOME_OK,
@@ -59,9 +61,9 @@ class WebSocketCycle(RequestCycle):
     __slots__ = ("_ws", "_connect_pending", "_close_code", "_close_reason")
 
     def __init__(self, conn: "Connection", f: tuple) -> None:  # noqa: PLW0231 - fields set here
-        # f: a validated WS_CONNECT frame.
+        # f: a validated WS_CONNECT frame, with the tls item as a 14th under flag TLS.
         (_, sid, http_version, scheme, path, raw_path, query_string, root_path, headers, client, server,
-         subprotocols, flags) = f
+         subprotocols, flags) = f if len(f) == 13 else f[:13]
         self.conn = conn
         self.sid = sid
         self.sid_enc = pack_uint(sid)
@@ -81,6 +83,8 @@ class WebSocketCycle(RequestCycle):
             "state": conn.state.copy(),
             "extensions": {"websocket.http.response": {}},
         }
+        if flags & FLAG_TLS:
+            self.scope["extensions"]["tls"] = tls_extension(conn, f[13])
         self.task: Optional[asyncio.Task] = None
         self.flags = flags & ~_EXT_FLAGS  # the HTTP response extensions do not apply here
         self._req_window = conn.window

@@ -172,14 +172,18 @@ class FakeGateway:
         server: Optional[Tuple[str, Optional[int]]] = ("127.0.0.1", 8000),
         http_version: str = "1.1",
         scheme: str = "http",
+        tls: Optional[Sequence[Any]] = None,
         send: bool = True,
     ) -> bytes:
-        frame = P.encode(
-            [P.HTTP_REQUEST, sid, http_version, method, scheme, path,
-             raw_path if raw_path is not None else path.encode(), query_string, root_path,
-             [list(h) for h in headers], list(client) if client else None, list(server) if server else None,
-             flags, body, more_body]
-        )
+        """HTTP_REQUEST; with ``tls`` (the tls item), flag TLS is set and the item appended."""
+        value = [P.HTTP_REQUEST, sid, http_version, method, scheme, path,
+                 raw_path if raw_path is not None else path.encode(), query_string, root_path,
+                 [list(h) for h in headers], list(client) if client else None, list(server) if server else None,
+                 flags, body, more_body]
+        if tls is not None:
+            value[12] = flags | P.FLAG_TLS
+            value.append(list(tls))
+        frame = P.encode(value)
         if send:
             self.send(frame)
         return frame
@@ -195,10 +199,16 @@ class FakeGateway:
         client: Optional[Tuple[str, int]] = ("127.0.0.1", 51234),
         server: Optional[Tuple[str, Optional[int]]] = ("127.0.0.1", 8000),
         scheme: str = "ws",
+        tls: Optional[Sequence[Any]] = None,
     ) -> None:
-        self.send_frame([P.WS_CONNECT, sid, "1.1", scheme, path, path.encode(), query_string, "",
-                         [list(h) for h in headers], list(client) if client else None,
-                         list(server) if server else None, list(subprotocols), 0])
+        """WS_CONNECT; with ``tls`` (the tls item), flag TLS is set and the item appended."""
+        value = [P.WS_CONNECT, sid, "1.1", scheme, path, path.encode(), query_string, "",
+                 [list(h) for h in headers], list(client) if client else None,
+                 list(server) if server else None, list(subprotocols), 0]
+        if tls is not None:
+            value[12] = P.FLAG_TLS
+            value.append(list(tls))
+        self.send_frame(value)
 
     def ws_receive(self, sid: int, data: Any) -> None:
         self.send_frame([P.WS_RECEIVE, sid, data])

@@ -40,7 +40,12 @@ def as_lists(v: Any) -> Any:
 def test_vectors_present() -> None:
     names = {v["name"] for v in VECTORS}
     assert {"hello_gateway", "http_request_get", "response_start", "end_error", "pong"} <= names
+    assert {"hello_gateway_tls", "http_request_tls", "ws_connect_tls_client_chain"} <= names
     assert {v["direction"] for v in VECTORS} == {"g2w", "w2g"}
+    assert {v["name"] for v in VECTORS if "malformed" in v} >= {
+        "http_request_tls_flag_without_item", "http_request_tls_item_without_flag",
+        "ws_connect_tls_flag_without_item", "ws_connect_tls_item_without_flag",
+    }
 
 
 @pytest.mark.parametrize("vector", VECTORS, ids=[v["name"] for v in VECTORS])
@@ -48,6 +53,11 @@ def test_decode_vector(vector: dict) -> None:
     data = bytes.fromhex(vector["hex"])
     length = P.read_length(data, 0, P.DEFAULT_MAX_FRAME)
     assert length == len(data) - 4
+    if "malformed" in vector:  # well-formed msgpack that breaks a SPEC rule
+        assert msgpack.unpackb(data[4:], use_list=True) == to_py(vector["value"])
+        with pytest.raises(P.ProtocolError):
+            P.decode(data[4:])
+        return
     f = P.decode(data[4:])
     assert type(f) is tuple
     assert as_lists(f) == to_py(vector["value"])
@@ -191,10 +201,14 @@ def pack(value: Any) -> bytes:
 GOOD_REQUEST = [2, 1, "1.1", "GET", "http", "/", b"/", b"", "", [[b"a", b"b"]], ["h", 1], ["s", None], 0, b"", False]
 
 
-def bad_request(index: int, value: Any) -> bytes:
+def bad_request_value(index: int, value: Any) -> list:
     v = list(GOOD_REQUEST)
     v[index] = value
-    return pack(v)
+    return v
+
+
+def bad_request(index: int, value: Any) -> bytes:
+    return pack(bad_request_value(index, value))
 
 
 BAD_PAYLOADS = {
@@ -269,6 +283,30 @@ BAD_PAYLOADS = {
     "early hint links bin": pack([28, 1, b"</a>"]),
     "early hint nested": pack([28, 1, [[b"</a>"]]]),
     "early hint arity": pack([28, 1]),
+    # The tls item (flag TLS, 16): present exactly with the flag, of the right shape.
+    "request tls flag without item": bad_request(12, 16),
+    "request tls item without flag": pack(GOOD_REQUEST + [[0x0304, 0x1301, [], None, None]]),
+    "request tls item nil": pack(bad_request_value(12, 16) + [None]),
+    "request tls item 4 items": pack(bad_request_value(12, 16) + [[0x0304, 0x1301, [], None]]),
+    "request tls item 6 items": pack(bad_request_value(12, 16) + [[0x0304, 0x1301, [], None, None, None]]),
+    "request tls version 65536": pack(bad_request_value(12, 16) + [[0x10000, 0x1301, [], None, None]]),
+    "request tls version negative": pack(bad_request_value(12, 16) + [[-1, 0x1301, [], None, None]]),
+    "request tls version str": pack(bad_request_value(12, 16) + [["1.3", 0x1301, [], None, None]]),
+    "request tls cipher nil": pack(bad_request_value(12, 16) + [[0x0304, None, [], None, None]]),
+    "request tls chain nil": pack(bad_request_value(12, 16) + [[0x0304, 0x1301, None, None, None]]),
+    "request tls chain of bin": pack(bad_request_value(12, 16) + [[0x0304, 0x1301, [b"pem"], None, None]]),
+    "request tls chain str": pack(bad_request_value(12, 16) + [[0x0304, 0x1301, "pem", None, None]]),
+    "request tls name bin": pack(bad_request_value(12, 16) + [[0x0304, 0x1301, [], b"CN=x", None]]),
+    "request tls error int": pack(bad_request_value(12, 16) + [[0x0304, 0x1301, [], None, 0]]),
+    "request tls item map": pack(bad_request_value(12, 16) + [{"tls_version": 0x0304}]),
+    "request 17 items": pack(bad_request_value(12, 16) + [[0x0304, 0x1301, [], None, None], None]),
+    "ws_connect tls flag without item": pack([7, 1, "1.1", "wss", "/", b"/", b"", "", [], None, None, [], 16]),
+    "ws_connect tls item without flag": pack([7, 1, "1.1", "wss", "/", b"/", b"", "", [], None, None, [], 0,
+                                              [0x0304, 0x1301, [], None, None]]),
+    "ws_connect tls chain of bin": pack([7, 1, "1.1", "wss", "/", b"/", b"", "", [], None, None, [], 16,
+                                         [0x0304, 0x1301, [b"pem"], None, None]]),
+    "hello server_cert bin": pack([1, 0, {"protocol": 1, "server_cert": b"pem"}]),
+    "hello server_cert nil": pack([1, 0, {"protocol": 1, "server_cert": None}]),
     "unknown type 0x0c": pack([12, 1]),
     "unknown type 0x1d": pack([29, 1, b""]),
 }
@@ -285,6 +323,19 @@ def test_decode_accepts_any_integer_encoding() -> None:
     assert P.decode(b"\x93\x05\xd0\x05\xd2\x00\x00\x01\x00") == (5, 5, 256)
     assert P.decode(b"\x92\x04\xd3" + (5).to_bytes(8, "big")) == (4, 5)
     assert P.decode(b"\x92\x04\xcf" + (5).to_bytes(8, "big")) == (4, 5)
+
+
+def test_decode_tls_item() -> None:
+    tls = [0x0304, 0x1301, ["-----BEGIN CERTIFICATE-----\n", "x"], "CN=client", None]
+    f = P.decode(pack(bad_request_value(12, 16 | P.FLAG_PATHSEND) + [tls]))
+    assert len(f) == 16 and f[12] == 16 | P.FLAG_PATHSEND
+    assert f[15] == (0x0304, 0x1301, ("-----BEGIN CERTIFICATE-----\n", "x"), "CN=client", None)
+    # Integers in any encoding that fits (int16 here); an empty name and error are not nil.
+    f = P.decode(b"\xdc\x00\x10" + pack(bad_request_value(12, 16))[1:] + b"\x95\xd1\x03\x04\xd1\x13\x01\x90\xc0\xa0")
+    assert f[15] == (0x0304, 0x1301, (), None, "")
+    ws = P.decode(pack([7, 1, "1.1", "wss", "/", b"/", b"", "", [], None, None, [], 16, [0x0303, 0xC02F, [], "", "e"]]))
+    assert ws[13] == (0x0303, 0xC02F, (), "", "e")
+    assert P.decode(pack([1, 0, {"protocol": 1, "server_cert": "PEM"}]))[2]["server_cert"] == "PEM"
 
 
 def test_decode_accepts_good_request_and_unknown_hello_keys() -> None:
