@@ -124,7 +124,7 @@ func (s *Server) serveH2Conn(c, raw net.Conn) {
 	client, server := addrsOf(raw)
 	info := &h2ConnInfo{client: client, server: server, trustedPeer: s.trusted.trustsPeer(raw), tls: connTLSInfo(c)}
 	ctx := context.WithValue(context.Background(), h2ConnKey{}, info)
-	s.tls.h2s.ServeConn(c, &http2.ServeConnOpts{
+	s.tls.h2s.ServeConn(newH2Guard(c), &http2.ServeConnOpts{
 		Context:    ctx,
 		BaseConfig: s.tls.hs,
 		Handler:    http.HandlerFunc(s.serveH2Stream),
