@@ -143,6 +143,8 @@ func fakeWorkerMain(mode string) {
 			os.Exit(0) // nothing in flight worth finishing in these tests
 		case protocol.TypeCancel:
 			out = protocol.AppendEnd(out, f.Stream, protocol.OutcomeAppError, "cancelled")
+		case protocol.TypeDisconnect: // as an app that returns when its client has gone
+			out = protocol.AppendEnd(out, f.Stream, protocol.OutcomeOK, "")
 		case protocol.TypePing:
 			out = protocol.AppendPing(out, protocol.TypePong, f.Token)
 		}

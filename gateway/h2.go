@@ -4,10 +4,13 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"log"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -226,6 +229,12 @@ type h2stream struct {
 	outcome     uint64
 	message     string
 	gone        bool  // nobody writes to the client any more (it left, or the response is over)
+	trailersOK  bool  // the request advertised http.response.trailers (the client sent TE: trailers)
+	trailing    bool  // the app announced trailers in http.response.start
+	bodySeen    bool  // a response-body byte, or the final body message, came from the worker
+	fileSent    bool  // a pathsend came (the whole body)
+	trailed     bool  // the final trailers came
+	readFailed  bool  // reading the request body failed (timeout, reset)
 	tooLarge    bool  // the request body went over --limit-request-body
 	discSent    bool  // DISCONNECT sent
 	respWindow  int64 // response-body bytes the worker may still send (checked, not trusted)
@@ -235,12 +244,24 @@ type h2stream struct {
 
 // h2event is one response frame, copied out of the worker's read buffer.
 type h2event struct {
-	start   bool
+	kind    h2EventKind
 	status  int
-	headers []protocol.Header
+	headers []protocol.Header // the head's, or trailers
 	body    []byte
-	more    bool
+	more    bool     // more body (body, start), more trailers (trailers)
+	links   [][]byte // early hint
+	path    string   // pathsend
 }
+
+type h2EventKind uint8
+
+const (
+	h2Body h2EventKind = iota
+	h2Start
+	h2Trailers
+	h2Pathsend
+	h2EarlyHint
+)
 
 func (st *h2stream) signal() {
 	select {
@@ -288,28 +309,36 @@ func (st *h2stream) responseStart(f *protocol.Frame) error {
 		return errStartTwice
 	}
 	st.started = true
+	st.trailing = f.Flags&protocol.FlagTrailers != 0
+	st.bodySeen = len(f.Body) > 0 || !f.MoreBody
 	queue, err := st.takeLocked(len(f.Body), f.MoreBody)
 	if err != nil || !queue {
 		return err
 	}
-	size := len(f.Body)
-	for i := range f.Headers {
-		size += len(f.Headers[i].Name) + len(f.Headers[i].Value)
-	}
-	buf := make([]byte, 0, size)
-	hs := make([]protocol.Header, len(f.Headers))
-	for i := range f.Headers {
-		n := len(buf)
-		buf = append(buf, f.Headers[i].Name...)
-		hs[i].Name = buf[n:len(buf):len(buf)]
-		n = len(buf)
-		buf = append(buf, f.Headers[i].Value...)
-		hs[i].Value = buf[n:len(buf):len(buf)]
-	}
-	body := append(buf, f.Body...)[len(buf):]
-	st.events = append(st.events, h2event{start: true, status: f.Status, headers: hs, body: body, more: f.MoreBody})
+	hs, body := copyHeaders(f.Headers, f.Body)
+	st.events = append(st.events, h2event{kind: h2Start, status: f.Status, headers: hs, body: body, more: f.MoreBody})
 	st.signal()
 	return nil
+}
+
+// copyHeaders copies headers (and extra bytes after them) out of the worker's read buffer, in one
+// allocation.
+func copyHeaders(headers []protocol.Header, extra []byte) ([]protocol.Header, []byte) {
+	size := len(extra)
+	for i := range headers {
+		size += len(headers[i].Name) + len(headers[i].Value)
+	}
+	buf := make([]byte, 0, size)
+	hs := make([]protocol.Header, len(headers))
+	for i := range headers {
+		n := len(buf)
+		buf = append(buf, headers[i].Name...)
+		hs[i].Name = buf[n:len(buf):len(buf)]
+		n = len(buf)
+		buf = append(buf, headers[i].Value...)
+		hs[i].Value = buf[n:len(buf):len(buf)]
+	}
+	return hs, append(buf, extra...)[len(buf):]
 }
 
 func (st *h2stream) responseBody(f *protocol.Frame) error {
@@ -318,8 +347,11 @@ func (st *h2stream) responseBody(f *protocol.Frame) error {
 	if !st.started {
 		return errBodyNoStart
 	}
-	if st.final && !st.gone {
+	if (st.final || st.fileSent) && !st.gone {
 		return errBodyAfterEnd
+	}
+	if len(f.Body) > 0 || !f.MoreBody {
+		st.bodySeen = true
 	}
 	queue, err := st.takeLocked(len(f.Body), f.MoreBody)
 	if err != nil || !queue {
@@ -361,10 +393,55 @@ func (st *h2stream) wsSend(*protocol.Frame) error   { return errH2WebSocketFrame
 func (st *h2stream) wsClose(*protocol.Frame) error  { return errH2WebSocketFrame }
 func (st *h2stream) flush()                         {}
 
-// The HTTP/2 engine does not advertise these extensions, so a worker never sends their frames.
-func (st *h2stream) trailers(*protocol.Frame) error  { return errNotAdvertised }
-func (st *h2stream) pathsend(*protocol.Frame) error  { return errNotAdvertised }
-func (st *h2stream) earlyHint(*protocol.Frame) error { return errNotAdvertised }
+// trailers queues the app's http.response.trailers; they go out as a HEADERS frame ending the
+// stream (net/http's Trailer: prefix) once the last one has come.
+func (st *h2stream) trailers(f *protocol.Frame) error {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if !st.trailing || !st.final || st.trailed {
+		return errTrailersOrder
+	}
+	st.trailed = !f.MoreBody
+	if st.gone {
+		return nil
+	}
+	hs, _ := copyHeaders(f.Headers, nil)
+	st.events = append(st.events, h2event{kind: h2Trailers, headers: hs, more: f.MoreBody})
+	st.signal()
+	return nil
+}
+
+// pathsend queues the app's http.response.pathsend: the stream goroutine sends the file as the body.
+func (st *h2stream) pathsend(f *protocol.Frame) error {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if !st.started || st.bodySeen {
+		return errPathsendOrder
+	}
+	st.fileSent, st.bodySeen, st.final = true, true, true
+	if st.gone {
+		return nil
+	}
+	st.events = append(st.events, h2event{kind: h2Pathsend, path: string(f.Message)})
+	st.signal()
+	return nil
+}
+
+// earlyHint queues a 103 Early Hints response; one that comes after the final head is dropped.
+func (st *h2stream) earlyHint(f *protocol.Frame) error {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.started || st.gone {
+		return nil
+	}
+	links := make([][]byte, len(f.Links))
+	for i, l := range f.Links {
+		links[i] = append([]byte(nil), l...)
+	}
+	st.events = append(st.events, h2event{kind: h2EarlyHint, links: links})
+	st.signal()
+	return nil
+}
 
 // disconnectLocked tells the worker the client is gone, once, while the sid is open and the response
 // incomplete; the queued bytes are dropped and their window given back.
@@ -447,6 +524,7 @@ func (s *Server) serveH2Stream(w http.ResponseWriter, r *http.Request) {
 	st.respWindow = int64(wc.window)
 	st.reqCredit = int64(wc.window)
 	st.windowBatch = int64(max(wc.window/2, 1))
+	st.trailersOK = hr.Flags&protocol.FlagTrailersAllowed != 0
 	hasBody := r.ContentLength != 0 // x/net: 0 when the HEADERS frame ended the stream, -1 unknown length
 	hr.MoreBody = hasBody
 	st.reqDone = !hasBody
@@ -464,7 +542,7 @@ func (s *Server) serveH2Stream(w http.ResponseWriter, r *http.Request) {
 	var pumpDone chan struct{}
 	if hasBody {
 		pumpDone = make(chan struct{})
-		go st.pumpBody(r.Body, &res.bytesIn, pumpDone)
+		go st.pumpBody(r.Body, http.NewResponseController(w), &res.bytesIn, pumpDone)
 	}
 	defer func() {
 		// The handler is over (response complete, client gone, or the stream is reset): whatever the
@@ -491,10 +569,16 @@ func (st *h2stream) run(w http.ResponseWriter, r *http.Request, res *h2Response)
 	s := st.s
 	ctx := r.Context()
 	flusher, _ := w.(http.Flusher)
+	var timeout <-chan time.Time // --timeout-request
+	if t := s.cfg.RequestTimeout; t > 0 {
+		timer := time.NewTimer(t)
+		defer timer.Stop()
+		timeout = timer.C
+	}
 	var batch []h2event
 	for {
 		st.mu.Lock()
-		for len(st.events) == 0 && !st.ended && !st.tooLarge {
+		for len(st.events) == 0 && !st.ended && !st.tooLarge && !st.readFailed {
 			st.mu.Unlock()
 			select {
 			case <-st.wake:
@@ -503,11 +587,29 @@ func (st *h2stream) run(w http.ResponseWriter, r *http.Request, res *h2Response)
 				st.disconnectLocked()
 				st.mu.Unlock()
 				return
+			case <-timeout:
+				st.timedOut(w, r, res)
+				return
 			}
 			st.mu.Lock()
 		}
+		select {
+		case <-timeout: // a response that keeps streaming past the timeout
+			st.mu.Unlock()
+			st.timedOut(w, r, res)
+			return
+		default:
+		}
 		batch, st.events = st.events, batch[:0]
 		ended, lost, started, outcome, message := st.ended, st.lost, st.started, st.outcome, st.message
+		trailing := st.trailing
+		if st.readFailed {
+			// The client stopped sending the body (--timeout-request-body) or broke its stream: the
+			// app was told (DISCONNECT); the stream is reset.
+			st.disconnectLocked()
+			st.mu.Unlock()
+			panic(http.ErrAbortHandler)
+		}
 		if st.tooLarge && len(batch) == 0 {
 			st.disconnectLocked()
 			st.mu.Unlock()
@@ -521,9 +623,40 @@ func (st *h2stream) run(w http.ResponseWriter, r *http.Request, res *h2Response)
 
 		written := 0
 		complete := false
+	events:
 		for i := range batch {
 			ev := &batch[i]
-			if ev.start {
+			switch ev.kind {
+			case h2EarlyHint:
+				if res.status == 0 {
+					s.writeH2EarlyHint(w, st.sid, ev.links)
+				}
+				*ev = h2event{}
+				continue
+			case h2Trailers:
+				if st.trailersOK {
+					s.addH2Trailers(w, st.sid, ev.headers)
+				}
+				last := !ev.more
+				*ev = h2event{}
+				if last {
+					complete = true
+					break events
+				}
+				continue
+			case h2Pathsend:
+				path := ev.path
+				*ev = h2event{}
+				if err := st.sendFile(w, path, res); err != nil {
+					s.log.Error().Err(err).Uint32("stream", st.sid).Msg("http.response.pathsend: cannot send the file; resetting the stream")
+					st.cut()
+				}
+				if !trailing {
+					complete = true
+					break events
+				}
+				continue
+			case h2Start:
 				if reason := s.writeH2Head(w, r, ev.status, ev.headers, res); reason != "" {
 					s.log.Error().Uint32("stream", st.sid).Int("worker", st.w.id).Str("error", reason).
 						Msg("invalid response from the app; answering 500")
@@ -549,7 +682,7 @@ func (st *h2stream) run(w http.ResponseWriter, r *http.Request, res *h2Response)
 				st.mu.Unlock()
 				return
 			}
-			if !more {
+			if !more && !trailing {
 				complete = true
 				break
 			}
@@ -597,6 +730,99 @@ func (st *h2stream) run(w http.ResponseWriter, r *http.Request, res *h2Response)
 			st.cut()
 		}
 	}
+}
+
+// timedOut ends a stream past --timeout-request: 504 if the response has not started (the stream is
+// reset if it has), and the worker cancels the app's task; what the app still sends is dropped.
+func (st *h2stream) timedOut(w http.ResponseWriter, r *http.Request, res *h2Response) {
+	s := st.s
+	s.log.Warn().Uint32("stream", st.sid).Int("worker", st.w.id).Dur("timeout", s.cfg.RequestTimeout).
+		Msg("request timed out; cancelling the app's task")
+	st.mu.Lock()
+	if !st.ended {
+		st.w.sendCancel(st.sid)
+	}
+	st.discSent = true // CANCEL, not DISCONNECT: the app's task is cancelled
+	st.disconnectLocked()
+	st.mu.Unlock()
+	if res.status != 0 {
+		panic(http.ErrAbortHandler)
+	}
+	s.h2SimpleResponse(w, r, res, 504)
+}
+
+// writeH2EarlyHint sends a 103 Early Hints response with one Link field per link.
+func (s *Server) writeH2EarlyHint(w http.ResponseWriter, sid uint32, links [][]byte) {
+	values := make([]string, 0, len(links))
+	for _, l := range links {
+		if !http1.ValidHeaderValue(l) {
+			s.log.Error().Uint32("stream", sid).Msg("invalid link in http.response.early_hint; dropped")
+			return
+		}
+		values = append(values, string(l))
+	}
+	h := w.Header()
+	saved, had := h["Link"]
+	h["Link"] = values
+	w.WriteHeader(http.StatusEarlyHints) // sent at once; the header map stays for the final response
+	if had {
+		h["Link"] = saved
+	} else {
+		delete(h, "Link")
+	}
+}
+
+// addH2Trailers sets the app's trailers, sent by the HTTP/2 server when the handler returns. An
+// invalid one drops them all, as on HTTP/1.1.
+func (s *Server) addH2Trailers(w http.ResponseWriter, sid uint32, trailers []protocol.Header) {
+	if !validHeaders(trailers) {
+		s.log.Error().Uint32("stream", sid).Msg("invalid trailer from the app; trailers dropped")
+		return
+	}
+	h := w.Header()
+	for _, t := range trailers {
+		name := strings.ToLower(string(t.Name))
+		if hopByHop[name] || name == "content-length" {
+			continue
+		}
+		key := http.TrailerPrefix + name
+		h[key] = append(h[key], string(t.Value))
+	}
+}
+
+// sendFile writes the file of an http.response.pathsend as the body, within the app's content-length.
+func (st *h2stream) sendFile(w http.ResponseWriter, path string, res *h2Response) error {
+	if !filepath.IsAbs(path) {
+		return fmt.Errorf("path %q is not absolute", path)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if !fi.Mode().IsRegular() {
+		return fmt.Errorf("%s is not a regular file", path)
+	}
+	if !res.bodyAllowed {
+		return nil
+	}
+	size := fi.Size()
+	if res.remaining >= 0 && size != res.remaining {
+		return fmt.Errorf("the file has %d bytes, the content-length says %d", size, res.remaining)
+	}
+	n, err := io.Copy(w, io.LimitReader(f, size))
+	res.bytes += n
+	if res.remaining >= 0 {
+		res.remaining -= n
+	}
+	if err == nil && n != size {
+		err = fmt.Errorf("%s: %d of %d bytes read (the file shrank)", path, n, size)
+	}
+	return err
 }
 
 // cut resets the stream, so that the client sees an incomplete response rather than a short one.
@@ -731,7 +957,7 @@ func (s *Server) h2SimpleResponse(w http.ResponseWriter, r *http.Request, res *h
 
 // pumpBody sends the request body to the worker within its credit, until the body is done, the
 // stream is over, or the handler returns (which closes body, ending a pending Read).
-func (st *h2stream) pumpBody(body io.Reader, sent *int64, done chan<- struct{}) {
+func (st *h2stream) pumpBody(body io.Reader, rc *http.ResponseController, sent *int64, done chan<- struct{}) {
 	defer close(done)
 	bufp := h2BodyBufs.Get().(*[]byte)
 	defer h2BodyBufs.Put(bufp)
@@ -750,11 +976,17 @@ func (st *h2stream) pumpBody(body io.Reader, sent *int64, done chan<- struct{}) 
 		n := int(min(st.reqCredit, int64(len(buf)), int64(st.w.maxPiece)))
 		st.mu.Unlock()
 
+		// --timeout-request-body: the client must keep sending while the app wants the body.
+		rc.SetReadDeadline(time.Now().Add(st.s.cfg.BodyTimeout()))
 		k, err := body.Read(buf[:n])
 		last := err == io.EOF
 		if err != nil && !last {
-			// The client reset the stream or the connection broke: the stream goroutine sees the
-			// context end and sends DISCONNECT.
+			// The client was too slow, reset the stream or the connection broke: the app is told
+			// (DISCONNECT) and the stream goroutine resets the stream.
+			st.mu.Lock()
+			st.readFailed = true
+			st.signal()
+			st.mu.Unlock()
 			return
 		}
 		if k == 0 && !last {
@@ -843,8 +1075,22 @@ func (s *Server) buildH2Scope(r *http.Request, info *h2ConnInfo, hr *protocol.HT
 	if s.cfg.ProxyHeaders && info.trustedPeer {
 		s.applyProxyHeaders(hr, false, new(protocol.Addr))
 	}
-	hr.Body, hr.Flags = nil, 0
+	hr.Body, hr.Flags = nil, protocol.FlagPathsend|protocol.FlagEarlyHints
+	if hasTrailersTE(r.Header["Te"]) {
+		hr.Flags |= protocol.FlagTrailersAllowed // HTTP/2 frames trailers always; the client asks for them
+	}
 	return 0
+}
+
+// hasTrailersTE reports whether the TE field values list "trailers" (the HTTP/2 server has refused
+// any other TE).
+func hasTrailersTE(values []string) bool {
+	for _, v := range values {
+		if http1.HasToken([]byte(v), "trailers") {
+			return true
+		}
+	}
+	return false
 }
 
 func (s *Server) h2AccessLog(r *http.Request, res *h2Response, start time.Time) {
