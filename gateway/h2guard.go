@@ -181,7 +181,8 @@ func (g *h2Guard) step() bool {
 		return true
 	case typ == h2Settings && flags&h2FlagAck == 0 && sid == 0 && length%6 == 0 && length <= 600,
 		typ == h2Headers, held:
-		if len(g.block)+h2FrameHeaderLen+length > maxGuardBlock {
+		if length > maxGuardFrame || len(g.block)+h2FrameHeaderLen+length > maxGuardBlock {
+			// x/net refuses a frame over its limit (FRAME_SIZE_ERROR): nothing to hold for.
 			g.giveUp()
 			return true
 		}
