@@ -49,6 +49,7 @@ __all__ = ["Connection"]
 logger = logging.getLogger("python_worker.connection")
 
 _unpack_u32_from = struct.Struct(">I").unpack_from
+_Task = asyncio.Task
 
 # Payloads at least this big are decoded from a memoryview of the read buffer instead of a copy.
 _VIEW_THRESHOLD = 2048
@@ -155,7 +156,10 @@ class Connection(asyncio.Protocol):
         max_frame = self.max_frame
         streams = self.streams
         view: Optional[memoryview] = None
-        create_task = self.loop.create_task
+        loop = self.loop
+        # With no task factory set, loop.create_task(coro) is Task(coro, loop=loop): called directly,
+        # without the loop method's own layer (about 0.2 µs a request).
+        plain_tasks = loop.get_task_factory() is None
         opened = False
         try:
             while True:
@@ -188,7 +192,8 @@ class Connection(asyncio.Protocol):
                         continue
                     cycle = RequestCycle(self, f) if t == HTTP_REQUEST else WebSocketCycle(self, f)
                     streams[sid] = cycle
-                    cycle.task = create_task(cycle.run())
+                    coro = cycle.run()
+                    cycle.task = _Task(coro, loop=loop) if plain_tasks else loop.create_task(coro)
                     opened = True
                 elif t == REQUEST_BODY:
                     cycle = streams.get(f[1])

@@ -32,7 +32,7 @@ import logging
 import os
 import struct
 from collections import deque
-from typing import TYPE_CHECKING, Any, Deque, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Deque, Dict, Optional, Tuple
 
 from .protocol import (
     FLAG_EARLY_HINTS,
@@ -67,6 +67,11 @@ logger = logging.getLogger("python_worker.app")
 _CancelledError = asyncio.CancelledError
 _pack_u32 = struct.Struct(">I").pack
 _BIN8 = [b"\xc4" + bytes((i,)) for i in range(256)]
+
+# The canonical encodings of RESPONSE_START's status (200..999), by status, and of its flags (0 or
+# FLAG_TRAILERS), by flags.
+_STATUS_ENC = [pack_uint(status) for status in range(1000)]
+_START_FLAGS_ENC = (pack_uint(0), pack_uint(FLAG_TRAILERS))
 
 # A RESPONSE_START head is followed by a bin header (at most 5 bytes) and more_body (1 byte).
 _START_SLACK = 6
@@ -138,7 +143,8 @@ class RequestCycle:
         "conn",
         "sid",
         "sid_enc",
-        "scope",
+        "scope",  # built when the task starts
+        "_frame",  # the HTTP_REQUEST (WS_CONNECT) frame, until then
         "task",
         "flags",
         # request body
@@ -165,13 +171,46 @@ class RequestCycle:
 
     def __init__(self, conn: "Connection", f: tuple) -> None:
         # f: a validated HTTP_REQUEST frame (protocol.decode), with the tls item as a 16th under flag TLS.
-        (_, sid, http_version, method, scheme, path, raw_path, query_string, root_path, headers,
-         client, server, flags, body, more_body) = f if len(f) == 15 else f[:15]
+        # Only what the connection needs before the task runs is taken from it here; the scope is
+        # built when the task starts (_make_scope, in run). (Built here, the scopes of a whole batch of
+        # requests, six dicts and a list each, would all be alive before the first app runs: enough
+        # allocations to set off the garbage collector in nearly every batch of a busy connection.)
         self.conn = conn
-        self.sid = sid
-        self.sid_enc = pack_uint(sid)
+        self._frame: Optional[tuple] = f
+        self.sid = sid = f[1]
+        self.sid_enc = _pack(sid)  # canonical msgpack, as protocol.pack_uint
+        self.flags = flags = f[12]
+        body = f[13]
+        window = 0 if flags & FLAG_EXPECT_CONTINUE else conn.window
+        if body:
+            window -= len(body)
+            if window < 0:
+                raise ProtocolError(f"HTTP_REQUEST for stream {sid} carries more body than the window allows")
+        self._req_window = window
+        self._body: Optional[bytes] = body  # the first http.request, until the app receives it
+        self._more_body = more_body = f[14]
+        self._chunks: Optional[Deque[Tuple[bytes, bool]]] = None
+        self._req_done = not more_body
+        self.scope: Optional[Dict[str, Any]] = None
+        self.task: Optional[asyncio.Task] = None
+        self._init_stream_state(conn)
+
+    def _make_scope(self) -> Dict[str, Any]:
+        """The ``http`` scope, from the HTTP_REQUEST frame: new dicts (and lists) per request, since
+        apps may write to them."""
+        f = self._frame
+        assert f is not None  # (called once, by run)
+        self._frame = None  # (it holds the first body piece, which receive() hands over)
+        (_, _, http_version, method, scheme, path, raw_path, query_string, root_path, headers,
+         client, server, flags, _, _) = f if len(f) == 15 else f[:15]
+        extensions: Dict[str, Any] = {}
         ext = flags & _EXT_FLAGS
-        self.scope = {
+        if ext:
+            for name in _EXT_KEYS[ext]:
+                extensions[name] = {}
+        if flags & FLAG_TLS:
+            extensions["tls"] = tls_extension(self.conn, f[15])
+        scope = self.scope = {
             "type": "http",
             "asgi": {"version": "3.0", "spec_version": "2.5"},
             "http_version": http_version,
@@ -184,25 +223,10 @@ class RequestCycle:
             "raw_path": raw_path,
             "query_string": query_string,
             "headers": list(headers),
-            "state": conn.state.copy(),
-            # A new dict (of new dicts) per request: apps may write to it.
-            "extensions": {name: {} for name in _EXT_KEYS[ext]} if ext else {},
+            "state": self.conn.state.copy(),
+            "extensions": extensions,
         }
-        if flags & FLAG_TLS:
-            self.scope["extensions"]["tls"] = tls_extension(conn, f[15])
-        self.task: Optional[asyncio.Task] = None
-        self.flags = flags
-        window = 0 if flags & FLAG_EXPECT_CONTINUE else conn.window
-        if body:
-            window -= len(body)
-            if window < 0:
-                raise ProtocolError(f"HTTP_REQUEST for stream {sid} carries more body than the window allows")
-        self._req_window = window
-        self._body: Optional[bytes] = body  # the first http.request, until the app receives it
-        self._more_body = more_body
-        self._chunks: Optional[Deque[Tuple[bytes, bool]]] = None
-        self._req_done = not more_body
-        self._init_stream_state(conn)
+        return scope
 
     def _init_stream_state(self, conn: "Connection") -> None:
         """The state every stream starts with, HTTP or WebSocket (flow control, response, errors)."""
@@ -223,7 +247,7 @@ class RequestCycle:
     async def run(self) -> None:
         """The stream's task: runs the app, then sends END (always the stream's last frame)."""
         try:
-            result = await self.conn.app(self.scope, self.receive, self.send)
+            result = await self.conn.app(self._make_scope(), self.receive, self.send)
         except BaseException as exc:  # noqa: B036 - the worker survives whatever the app raises
             outcome, message = self._raised(exc)
         else:
@@ -338,7 +362,9 @@ class RequestCycle:
         "cancelled" (APP_ERROR), whatever the app does after."""
         if self._error is _CANCELLED:
             return
-        logger.warning("request cancelled (timeout): stream %d, %s", self.sid, self.scope.get("path"))
+        scope = self.scope  # None if the task has not started
+        logger.warning(
+            "request cancelled (timeout): stream %d, %s", self.sid, scope["path"] if scope is not None else "")
         self._error = _CANCELLED
         # Cancel in a callback rather than now: a task created in this same data_received has not
         # run its first step yet, and a task cancelled before it starts never runs ``run()`` (no END).
@@ -461,22 +487,30 @@ class RequestCycle:
 
     def _start(self, message: Any) -> None:
         status = message["status"]
-        if type(status) is not int:
-            self._invalid(TypeError(f"http.response.start 'status' must be an int, got {type(status).__name__} {status!r}"))
-        if not 200 <= status <= 999:
+        if status.__class__ is not int or not 200 <= status <= 999:
+            if type(status) is not int:
+                self._invalid(TypeError(
+                    f"http.response.start 'status' must be an int, got {type(status).__name__} {status!r}"))
             self._invalid(ValueError(f"http.response.start 'status' must be 200..999, got {status}"))
         headers = message.get("headers", ())
-        if type(headers) is not list and type(headers) is not tuple:
+        cls = headers.__class__
+        if cls is not list and cls is not tuple:
             headers = list(headers)  # any iterable
-        for item in headers:
-            # (``x.__class__`` is cheaper than ``type(x)``; an object lying about its class would
-            # only make the packer raise TypeError below.)
-            cls = item.__class__
-            if (cls is tuple or cls is list) and len(item) == 2 and item[0].__class__ is bytes \
-                    and item[1].__class__ is bytes:
-                continue
+        try:
+            for item in headers:
+                # Plain (bytes, bytes) pairs as tuples or lists go to the packer as they are. (An item
+                # of another length does not unpack into two; ``x.__class__`` is cheaper than
+                # ``type(x)``, and an object lying about its class would only make the packer raise
+                # TypeError below.)
+                cls = item.__class__
+                if cls is tuple or cls is list:
+                    name, value = item
+                    if name.__class__ is bytes and value.__class__ is bytes:
+                        continue
+                headers = self._normalize_headers(headers)
+                break
+        except ValueError:
             headers = self._normalize_headers(headers)
-            break
         # Trailers only when advertised (else the key is ignored, as uvicorn does).
         if self.flags & FLAG_TRAILERS_ALLOWED and message.get("trailers", False):
             flags = FLAG_TRAILERS
@@ -485,10 +519,9 @@ class RequestCycle:
             flags = 0
             self._final = _COMPLETE
         self._body_sent = False
-        # RESPONSE_START up to its body: 97 12 sid status headers flags. Packing a 3-array gives
-        # 0x93 and the three items.
-        items = _pack((status, headers, flags))
-        head = b"\x97\x12" + self.sid_enc + items[1:]
+        # RESPONSE_START up to its body: 97 12 sid status headers flags (only the headers through
+        # the packer: status and flags from tables).
+        head = b"".join((b"\x97\x12", self.sid_enc, _STATUS_ENC[status], _pack(headers), _START_FLAGS_ENC[flags]))
         conn = self.conn
         if len(head) + 3 > conn.max_frame:
             self._invalid(ValueError(

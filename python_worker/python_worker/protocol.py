@@ -380,11 +380,13 @@ def _no_maps(_: Any) -> Any:
     raise _MapFound
 
 
+# The classes of HTTP_REQUEST's sid, http_version, method, scheme, path, raw_path, query_string,
+# root_path, headers, flags, body and more_body.
+_HTTP_REQUEST_CLASSES = (int, str, str, str, str, bytes, bytes, str, tuple, int, bytes, bool)
+
 # Maps are legal only in HELLO: the hot-path unpacker refuses them (so that no map can pass for a
 # two-item array below); a payload with a map is unpacked again, and must then be a HELLO.
-_unpack_no_maps = functools.partial(
-    msgpack.unpackb, raw=False, use_list=False, strict_map_key=True, object_hook=_no_maps
-)
+_unpackb = msgpack.unpackb
 _unpack = functools.partial(msgpack.unpackb, raw=False, use_list=False, strict_map_key=True)
 
 
@@ -395,46 +397,45 @@ def decode(payload: bytes | memoryview) -> tuple:
     payload is not exactly one msgpack array of a known frame type with fields of the SPEC's types.
     """
     try:
-        f = _unpack_no_maps(payload)
+        # (A direct call: through functools.partial it costs 0.15 µs more.)
+        f = _unpackb(payload, raw=False, use_list=False, strict_map_key=True, object_hook=_no_maps)
     except _MapFound:
         f = _decode_with_map(payload)
     except Exception as exc:  # ExtraData, FormatError, StackError, UnicodeDecodeError, ValueError...
         raise ProtocolError(f"undecodable payload: {type(exc).__name__}: {exc}") from None
-    if f.__class__ is not tuple or len(f) < 2:
+    n = len(f) if f.__class__ is tuple else 0
+    if n < 2:
         raise ProtocolError(f"payload is not an array [type, stream, ...]: {_short(f)}")
     t = f[0]
-    n = len(f)
     # Hot path, inlined: HTTP_REQUEST (15 items, 16 with the tls item of flag TLS). Values come from
-    # msgpack: ``x.__class__ is T`` is an exact type check (and cheaper than ``type(x) is T``).
+    # msgpack: ``x.__class__ is T`` is an exact type check (and cheaper than ``type(x) is T``); the
+    # fields of one type each are checked as one tuple of classes (one comparison instead of twelve).
     if t == 2 and t.__class__ is int and (n == 15 or n == 16):
         (_, sid, hv, method, scheme, path, raw_path, qs, root_path, headers, client, server, flags, body, more) = (
             f if n == 15 else f[:15]
         )
         if (
-            sid.__class__ is int
+            (sid.__class__, hv.__class__, method.__class__, scheme.__class__, path.__class__, raw_path.__class__,
+             qs.__class__, root_path.__class__, headers.__class__, flags.__class__, body.__class__, more.__class__)
+            == _HTTP_REQUEST_CLASSES
             and 0 < sid <= MAX_U32
-            and hv.__class__ is str
-            and method.__class__ is str
-            and scheme.__class__ is str
-            and path.__class__ is str
-            and raw_path.__class__ is bytes
-            and qs.__class__ is bytes
-            and root_path.__class__ is str
-            and headers.__class__ is tuple
-            and flags.__class__ is int
             and flags >= 0
             # FLAG_TLS (16) exactly when there is a tls item (a literal: no global lookup here)
             and (not flags & 16 if n == 15 else flags & 16 and _check_tls(f[15]) is None)
-            and body.__class__ is bytes
-            and more.__class__ is bool
-            and (client is None or (client.__class__ is tuple and len(client) == 2 and client[0].__class__ is str
-                                    and client[1].__class__ is int and client[1] >= 0))
-            and (server is None or (server.__class__ is tuple and len(server) == 2 and server[0].__class__ is str
-                                    and (server[1] is None or (server[1].__class__ is int and server[1] >= 0))))
         ):
-            # Each header unpacks into exactly two bytes: no map can be here (see _no_maps); a str or
-            # bin of length 2 unpacks into str or int items; anything else does not unpack into two.
+            # client [str, uint] | nil, server [str, uint | nil] | nil, and each header [bin, bin]:
+            # anything but a two-item array either does not unpack into two or unpacks into items of
+            # other types (no map can be here, see _no_maps; a str or bin of length 2 unpacks into
+            # str or int items). ValueError leaves the fast path: the checks below say what is wrong.
             try:
+                if client is not None:
+                    host, port = client
+                    if host.__class__ is not str or port.__class__ is not int or port < 0:
+                        raise ValueError
+                if server is not None:
+                    host, port = server
+                    if host.__class__ is not str or (port is not None and (port.__class__ is not int or port < 0)):
+                        raise ValueError
                 for name, value in headers:
                     if name.__class__ is not bytes or value.__class__ is not bytes:
                         break

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from typing import TYPE_CHECKING, Any, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple
 
 from .cycle import (
     _CANCELLED,
@@ -61,13 +61,37 @@ class WebSocketCycle(RequestCycle):
     __slots__ = ("_ws", "_connect_pending", "_close_code", "_close_reason")
 
     def __init__(self, conn: "Connection", f: tuple) -> None:  # noqa: PLW0231 - fields set here
-        # f: a validated WS_CONNECT frame, with the tls item as a 14th under flag TLS.
-        (_, sid, http_version, scheme, path, raw_path, query_string, root_path, headers, client, server,
-         subprotocols, flags) = f if len(f) == 13 else f[:13]
+        # f: a validated WS_CONNECT frame, with the tls item as a 14th under flag TLS; the scope is
+        # built from it when the task starts (_make_scope).
         self.conn = conn
-        self.sid = sid
+        self._frame: Optional[tuple] = f
+        self.sid = sid = f[1]
         self.sid_enc = pack_uint(sid)
-        self.scope = {
+        self.scope = None
+        self.task: Optional[asyncio.Task] = None
+        self.flags = f[12] & ~_EXT_FLAGS  # the HTTP response extensions do not apply here
+        self._req_window = conn.window
+        self._body = None
+        self._more_body = False
+        self._chunks = None
+        self._req_done = False
+        self._init_stream_state(conn)
+        self._ws = _CONNECTING
+        self._connect_pending = True
+        self._close_code = _ABNORMAL
+        self._close_reason = ""
+
+    def _make_scope(self) -> Dict[str, Any]:
+        """The ``websocket`` scope, from the WS_CONNECT frame (new dicts and lists per stream)."""
+        f = self._frame
+        assert f is not None  # (called once, by run)
+        self._frame = None
+        (_, _, http_version, scheme, path, raw_path, query_string, root_path, headers, client, server,
+         subprotocols, flags) = f if len(f) == 13 else f[:13]
+        extensions: Dict[str, Any] = {"websocket.http.response": {}}
+        if flags & FLAG_TLS:
+            extensions["tls"] = tls_extension(self.conn, f[13])
+        scope = self.scope = {
             "type": "websocket",
             "asgi": {"version": "3.0", "spec_version": "2.5"},
             "http_version": http_version,
@@ -80,23 +104,10 @@ class WebSocketCycle(RequestCycle):
             "query_string": query_string,
             "headers": list(headers),
             "subprotocols": list(subprotocols),
-            "state": conn.state.copy(),
-            "extensions": {"websocket.http.response": {}},
+            "state": self.conn.state.copy(),
+            "extensions": extensions,
         }
-        if flags & FLAG_TLS:
-            self.scope["extensions"]["tls"] = tls_extension(conn, f[13])
-        self.task: Optional[asyncio.Task] = None
-        self.flags = flags & ~_EXT_FLAGS  # the HTTP response extensions do not apply here
-        self._req_window = conn.window
-        self._body = None
-        self._more_body = False
-        self._chunks = None
-        self._req_done = False
-        self._init_stream_state(conn)
-        self._ws = _CONNECTING
-        self._connect_pending = True
-        self._close_code = _ABNORMAL
-        self._close_reason = ""
+        return scope
 
     # -----------------------------------------------------------------------------------------------
     # Events from the connection
