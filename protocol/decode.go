@@ -752,6 +752,43 @@ func (f *Frame) decodeTLS(d *dec, t Type, flags uint64, item bool) (*TLSInfo, er
 	return ti, nil
 }
 
+// scopeItems are the items HTTP_REQUEST and WS_CONNECT share, path to server, in that order.
+type scopeItems struct {
+	path, rawPath, query []byte
+	rootPath             string
+	headers              []Header
+	client, server       *Addr
+}
+
+func (f *Frame) decodeScopeItems(d *dec, t Type, sc *scopeItems) error {
+	var r string
+	if sc.path, r = d.str(); r != "" {
+		return fieldErr(t, "path", r)
+	}
+	if sc.rawPath, r = d.bin(); r != "" {
+		return fieldErr(t, "raw_path", r)
+	}
+	if sc.query, r = d.bin(); r != "" {
+		return fieldErr(t, "query_string", r)
+	}
+	b, r := d.str()
+	if r != "" {
+		return fieldErr(t, "root_path", r)
+	}
+	sc.rootPath = cached(&f.rootPath, b)
+	hs, err := d.headers(t, f.reqHeaders[:0])
+	f.reqHeaders = hs[:0]
+	if err != nil {
+		return err
+	}
+	sc.headers = hs
+	if sc.client, err = f.decodeAddr(d, t, "client", &f.client, &f.clientHost, false); err != nil {
+		return err
+	}
+	sc.server, err = f.decodeAddr(d, t, "server", &f.server, &f.serverHost, true)
+	return err
+}
+
 func (f *Frame) decodeHTTPRequest(d *dec, tlsItem bool) error {
 	const t = TypeHTTPRequest
 	q := &f.Request
@@ -767,31 +804,13 @@ func (f *Frame) decodeHTTPRequest(d *dec, tlsItem bool) error {
 		return fieldErr(t, "scheme", r)
 	}
 	q.Scheme = f.scheme(b)
-	if q.Path, r = d.str(); r != "" {
-		return fieldErr(t, "path", r)
-	}
-	if q.RawPath, r = d.bin(); r != "" {
-		return fieldErr(t, "raw_path", r)
-	}
-	if q.QueryString, r = d.bin(); r != "" {
-		return fieldErr(t, "query_string", r)
-	}
-	if b, r = d.str(); r != "" {
-		return fieldErr(t, "root_path", r)
-	}
-	q.RootPath = cached(&f.rootPath, b)
-	hs, err := d.headers(t, f.reqHeaders[:0])
-	f.reqHeaders = hs[:0]
+	var sc scopeItems
+	err := f.decodeScopeItems(d, t, &sc)
 	if err != nil {
 		return err
 	}
-	q.Headers = hs
-	if q.Client, err = f.decodeAddr(d, t, "client", &f.client, &f.clientHost, false); err != nil {
-		return err
-	}
-	if q.Server, err = f.decodeAddr(d, t, "server", &f.server, &f.serverHost, true); err != nil {
-		return err
-	}
+	q.Path, q.RawPath, q.QueryString, q.RootPath = sc.path, sc.rawPath, sc.query, sc.rootPath
+	q.Headers, q.Client, q.Server = sc.headers, sc.client, sc.server
 	if q.Flags, r = d.uint(math.MaxUint64); r != "" {
 		return fieldErr(t, "flags", r)
 	}
@@ -817,31 +836,13 @@ func (f *Frame) decodeWSConnect(d *dec, tlsItem bool) error {
 		return fieldErr(t, "scheme", r)
 	}
 	c.Scheme = f.scheme(b)
-	if c.Path, r = d.str(); r != "" {
-		return fieldErr(t, "path", r)
-	}
-	if c.RawPath, r = d.bin(); r != "" {
-		return fieldErr(t, "raw_path", r)
-	}
-	if c.QueryString, r = d.bin(); r != "" {
-		return fieldErr(t, "query_string", r)
-	}
-	if b, r = d.str(); r != "" {
-		return fieldErr(t, "root_path", r)
-	}
-	c.RootPath = cached(&f.rootPath, b)
-	hs, err := d.headers(t, f.reqHeaders[:0])
-	f.reqHeaders = hs[:0]
+	var sc scopeItems
+	err := f.decodeScopeItems(d, t, &sc)
 	if err != nil {
 		return err
 	}
-	c.Headers = hs
-	if c.Client, err = f.decodeAddr(d, t, "client", &f.client, &f.clientHost, false); err != nil {
-		return err
-	}
-	if c.Server, err = f.decodeAddr(d, t, "server", &f.server, &f.serverHost, true); err != nil {
-		return err
-	}
+	c.Path, c.RawPath, c.QueryString, c.RootPath = sc.path, sc.rawPath, sc.query, sc.rootPath
+	c.Headers, c.Client, c.Server = sc.headers, sc.client, sc.server
 	n, r := d.arrayLen(1) // the smallest str is fixstr a0
 	if r != "" {
 		return fieldErr(t, "subprotocols", r)
