@@ -89,23 +89,11 @@ func (ex *exchange) pathsend(f *protocol.Frame) error {
 		ex.markDirty()
 		return nil
 	}
-	if !filepath.IsAbs(path) {
-		return fail(fmt.Errorf("path %q is not absolute", path))
-	}
-	file, err := os.Open(path)
+	file, n, err := openPathsend(path)
 	if err != nil {
 		return fail(err)
 	}
-	fi, err := file.Stat()
-	if err != nil || !fi.Mode().IsRegular() {
-		file.Close()
-		if err == nil {
-			err = fmt.Errorf("%s is not a regular file", path)
-		}
-		return fail(err)
-	}
 	ex.bodyDone = true
-	n := fi.Size()
 	if !ex.bodyAllowed {
 		file.Close()
 		ex.completeLocked()
@@ -129,6 +117,27 @@ func (ex *exchange) pathsend(f *protocol.Frame) error {
 	c.file = fs
 	ex.markDirty()
 	return nil
+}
+
+// openPathsend opens the file of an http.response.pathsend: an absolute path to a regular file. It
+// returns the file and its size.
+func openPathsend(path string) (*os.File, int64, error) {
+	if !filepath.IsAbs(path) {
+		return nil, 0, fmt.Errorf("path %q is not absolute", path)
+	}
+	file, err := os.Open(path)
+	if err != nil {
+		return nil, 0, err
+	}
+	fi, err := file.Stat()
+	if err == nil && !fi.Mode().IsRegular() {
+		err = fmt.Errorf("%s is not a regular file", path)
+	}
+	if err != nil {
+		file.Close()
+		return nil, 0, err
+	}
+	return file, fi.Size(), nil
 }
 
 // sendFile runs in the drain goroutine, with c.mu not held: the file goes to the socket with

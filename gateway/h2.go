@@ -9,8 +9,6 @@ import (
 	"log"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -792,25 +790,14 @@ func (s *Server) addH2Trailers(w http.ResponseWriter, sid uint32, trailers []pro
 
 // sendFile writes the file of an http.response.pathsend as the body, within the app's content-length.
 func (st *h2stream) sendFile(w http.ResponseWriter, path string, res *h2Response) error {
-	if !filepath.IsAbs(path) {
-		return fmt.Errorf("path %q is not absolute", path)
-	}
-	f, err := os.Open(path)
+	f, size, err := openPathsend(path)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return err
-	}
-	if !fi.Mode().IsRegular() {
-		return fmt.Errorf("%s is not a regular file", path)
-	}
 	if !res.bodyAllowed {
 		return nil
 	}
-	size := fi.Size()
 	if res.remaining >= 0 && size != res.remaining {
 		return fmt.Errorf("the file has %d bytes, the content-length says %d", size, res.remaining)
 	}
