@@ -360,6 +360,8 @@ func arity(t Type) int {
 		return 2
 	case TypeResponseStart:
 		return 7
+	case TypeRequestBodyRing, TypeResponseBodyRing:
+		return 5
 	}
 	return -1
 }
@@ -393,6 +395,8 @@ func (f *Frame) reset() {
 	f.Subprotocol = nil
 	f.HasSubprotocol = false
 	f.Grace = 0
+	f.RingPos = 0
+	f.RingLen = 0
 }
 
 // Decode decodes one payload (without the length prefix) strictly per SPEC: exact array arity
@@ -455,6 +459,16 @@ func (f *Frame) Decode(payload []byte) error {
 	case TypeRequestBody, TypeResponseBody:
 		if f.Body, r = d.bin(); r != "" {
 			return fieldErr(t, "body", r)
+		}
+		if f.MoreBody, r = d.bool(); r != "" {
+			return fieldErr(t, "more_body", r)
+		}
+	case TypeRequestBodyRing, TypeResponseBodyRing:
+		if f.RingPos, r = d.uint(math.MaxUint64); r != "" {
+			return fieldErr(t, "position", r)
+		}
+		if f.RingLen, r = d.uint(math.MaxUint64); r != "" {
+			return fieldErr(t, "length", r)
 		}
 		if f.MoreBody, r = d.bool(); r != "" {
 			return fieldErr(t, "more_body", r)

@@ -178,9 +178,11 @@ func TestArityAndTrailing(t *testing.T) {
 	} {
 		mustFail(t, name, raw(t, h), ErrMalformed)
 	}
-	mustFail(t, "unknown type 0x0c", raw(t, "92 0c 01"), ErrUnknownType)
+	mustFail(t, "ring body 4 items", raw(t, "94 0c 01 00 01"), ErrMalformed)
+	mustFail(t, "ring body 6 items", raw(t, "96 1d 01 00 01 c3 c0"), ErrMalformed)
+	mustFail(t, "unknown type 0x0d", raw(t, "92 0d 01"), ErrUnknownType)
 	mustFail(t, "unknown type 0x00", raw(t, "92 00 00"), ErrUnknownType)
-	mustFail(t, "unknown type 0x1d", raw(t, "92 1d 01"), ErrUnknownType)
+	mustFail(t, "unknown type 0x1e", raw(t, "92 1e 01"), ErrUnknownType)
 }
 
 func TestStreamIDRules(t *testing.T) {

@@ -293,6 +293,19 @@ func AppendResponseBody(dst []byte, sid uint32, body []byte, more bool) []byte {
 	return appendBodyFrame(dst, TypeResponseBody, sid, body, more)
 }
 
+// AppendBodyRing appends a REQUEST_BODY_RING or RESPONSE_BODY_RING frame (SPEC §6); t is
+// TypeRequestBodyRing or TypeResponseBodyRing (it panics otherwise: a programming error).
+func AppendBodyRing(dst []byte, t Type, sid uint32, pos, length uint64, more bool) []byte {
+	if t != TypeRequestBodyRing && t != TypeResponseBodyRing {
+		panic("protocol: AppendBodyRing with type " + t.String())
+	}
+	dst, start := beginFrame(dst, 5, t, sid)
+	dst = appendUint(dst, pos)
+	dst = appendUint(dst, length)
+	dst = appendBool(dst, more)
+	return endFrame(dst, start)
+}
+
 // AppendDisconnect appends a DISCONNECT frame.
 func AppendDisconnect(dst []byte, sid uint32) []byte {
 	dst, start := beginFrame(dst, 2, TypeDisconnect, sid)

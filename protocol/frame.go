@@ -19,30 +19,34 @@ type Type uint8
 
 // Frame types. 0x01..0x0F go from gateway to worker, 0x11..0x1F from worker to gateway.
 const (
-	TypeHello         Type = 0x01 // G→W
-	TypeHTTPRequest   Type = 0x02
-	TypeRequestBody   Type = 0x03
-	TypeDisconnect    Type = 0x04
-	TypeCreditG2W     Type = 0x05
-	TypePing          Type = 0x06
-	TypeWSConnect     Type = 0x07
-	TypeWSReceive     Type = 0x08
-	TypeWSDisconnect  Type = 0x09
-	TypeShutdown      Type = 0x0A
-	TypeCancel        Type = 0x0B
-	TypeWorkerHello   Type = 0x11 // W→G
-	TypeResponseStart Type = 0x12
-	TypeResponseBody  Type = 0x13
-	TypeCreditW2G     Type = 0x14
-	TypeEnd           Type = 0x15
-	TypePong          Type = 0x16
-	TypeWSAccept      Type = 0x17
-	TypeWSSend        Type = 0x18
-	TypeWSClose       Type = 0x19
+	TypeHello        Type = 0x01 // G→W
+	TypeHTTPRequest  Type = 0x02
+	TypeRequestBody  Type = 0x03
+	TypeDisconnect   Type = 0x04
+	TypeCreditG2W    Type = 0x05
+	TypePing         Type = 0x06
+	TypeWSConnect    Type = 0x07
+	TypeWSReceive    Type = 0x08
+	TypeWSDisconnect Type = 0x09
+	TypeShutdown     Type = 0x0A
+	TypeCancel       Type = 0x0B
+	// TypeRequestBodyRing is REQUEST_BODY with the body in the body ring (SPEC.md §6).
+	TypeRequestBodyRing Type = 0x0C
+	TypeWorkerHello     Type = 0x11 // W→G
+	TypeResponseStart   Type = 0x12
+	TypeResponseBody    Type = 0x13
+	TypeCreditW2G       Type = 0x14
+	TypeEnd             Type = 0x15
+	TypePong            Type = 0x16
+	TypeWSAccept        Type = 0x17
+	TypeWSSend          Type = 0x18
+	TypeWSClose         Type = 0x19
 
 	TypeResponseTrailers Type = 0x1A
 	TypeResponsePathsend Type = 0x1B
 	TypeEarlyHint        Type = 0x1C
+	// TypeResponseBodyRing is RESPONSE_BODY with the body in the body ring (SPEC.md §6).
+	TypeResponseBodyRing Type = 0x1D
 )
 
 // String returns the SPEC name of t, with the direction for the names both sides use
@@ -71,6 +75,8 @@ func (t Type) String() string {
 		return "SHUTDOWN"
 	case TypeCancel:
 		return "CANCEL"
+	case TypeRequestBodyRing:
+		return "REQUEST_BODY_RING"
 	case TypeWorkerHello:
 		return "WORKER_HELLO"
 	case TypeResponseStart:
@@ -95,6 +101,8 @@ func (t Type) String() string {
 		return "RESPONSE_PATHSEND"
 	case TypeEarlyHint:
 		return "EARLY_HINT"
+	case TypeResponseBodyRing:
+		return "RESPONSE_BODY_RING"
 	}
 	return "Type(0x" + strconv.FormatUint(uint64(t), 16) + ")"
 }
@@ -106,9 +114,10 @@ func (t Type) FromGateway() bool { return t >= 0x01 && t <= 0x0F }
 func (t Type) Known() bool {
 	switch t {
 	case TypeHello, TypeHTTPRequest, TypeRequestBody, TypeDisconnect, TypeCreditG2W, TypePing,
-		TypeWSConnect, TypeWSReceive, TypeWSDisconnect, TypeShutdown, TypeCancel,
+		TypeWSConnect, TypeWSReceive, TypeWSDisconnect, TypeShutdown, TypeCancel, TypeRequestBodyRing,
 		TypeWorkerHello, TypeResponseStart, TypeResponseBody, TypeCreditW2G, TypeEnd, TypePong,
-		TypeWSAccept, TypeWSSend, TypeWSClose, TypeResponseTrailers, TypeResponsePathsend, TypeEarlyHint:
+		TypeWSAccept, TypeWSSend, TypeWSClose, TypeResponseTrailers, TypeResponsePathsend, TypeEarlyHint,
+		TypeResponseBodyRing:
 		return true
 	}
 	return false
@@ -228,6 +237,7 @@ type TLSInfo struct {
 type GatewayHello struct {
 	Protocol, PID, MaxFrame, Window, WorkerID uint64
 	ServerCert                                string // PEM of the TLS listener's certificate; "": no TLS, key not written
+	Ring                                      uint64 // the body ring's size R per direction (SPEC §6); 0: no ring, key not written
 }
 
 // WorkerHello is the worker's HELLO map.
@@ -264,6 +274,8 @@ type Frame struct {
 	Subprotocol    []byte    // WS_ACCEPT, when HasSubprotocol (valid UTF-8 checked)
 	HasSubprotocol bool      // WS_ACCEPT: the subprotocol was not nil
 	Grace          uint64    // SHUTDOWN grace_ms
+	RingPos        uint64    // REQUEST_BODY_RING/RESPONSE_BODY_RING position (SPEC §6); MoreBody is their more_body
+	RingLen        uint64    // REQUEST_BODY_RING/RESPONSE_BODY_RING length
 
 	GatewayHello *GatewayHello // HELLO (G→W)
 	WorkerHello  *WorkerHello  // HELLO (W→G)

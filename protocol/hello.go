@@ -34,14 +34,18 @@ func encodeHello(dst []byte, t Type, body func(e *msgpack.Encoder)) []byte {
 }
 
 // AppendGatewayHello appends the gateway's HELLO frame; server_cert is written only when
-// h.ServerCert is not empty. Invalid UTF-8 in it is replaced by U+FFFD.
+// h.ServerCert is not empty (invalid UTF-8 in it is replaced by U+FFFD), ring only when h.Ring is
+// not 0.
 func AppendGatewayHello(dst []byte, h *GatewayHello) []byte {
 	return encodeHello(dst, TypeHello, func(e *msgpack.Encoder) {
+		n := 5
 		if h.ServerCert != "" {
-			_ = e.EncodeMapLen(6)
-		} else {
-			_ = e.EncodeMapLen(5)
+			n++
 		}
+		if h.Ring != 0 {
+			n++
+		}
+		_ = e.EncodeMapLen(n)
 		_ = e.EncodeString("protocol")
 		_ = e.EncodeUint(h.Protocol)
 		_ = e.EncodeString("pid")
@@ -55,6 +59,10 @@ func AppendGatewayHello(dst []byte, h *GatewayHello) []byte {
 		if h.ServerCert != "" {
 			_ = e.EncodeString("server_cert")
 			_ = e.EncodeString(strings.ToValidUTF8(h.ServerCert, "\uFFFD"))
+		}
+		if h.Ring != 0 {
+			_ = e.EncodeString("ring")
+			_ = e.EncodeUint(h.Ring)
 		}
 	})
 }
@@ -235,6 +243,8 @@ func decodeGatewayHello(payload []byte, pos int) (*GatewayHello, int, error) {
 			p = &g.Window
 		case "worker_id":
 			p = &g.WorkerID
+		case "ring":
+			p = &g.Ring
 		default:
 			return false, nil
 		}

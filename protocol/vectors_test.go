@@ -191,6 +191,9 @@ func frameValue(f *Frame) any {
 		if h.ServerCert != "" {
 			m["server_cert"] = h.ServerCert
 		}
+		if h.Ring != 0 {
+			m["ring"] = h.Ring
+		}
 		v = append(v, m)
 	case TypeWorkerHello:
 		h := f.WorkerHello
@@ -249,6 +252,8 @@ func frameValue(f *Frame) any {
 	case TypeShutdown:
 		v = append(v, f.Grace)
 	case TypeCancel:
+	case TypeRequestBodyRing, TypeResponseBodyRing:
+		v = append(v, f.RingPos, f.RingLen, f.MoreBody)
 	case TypeResponseTrailers:
 		v = append(v, headersValue(f.Headers), f.MoreBody)
 	case TypeResponsePathsend:
@@ -272,6 +277,8 @@ func appendFrame(dst []byte, f *Frame) ([]byte, error) {
 		return AppendWorkerHello(dst, f.WorkerHello), nil
 	case TypeHTTPRequest:
 		return AppendHTTPRequest(dst, f.Stream, &f.Request)
+	case TypeRequestBodyRing, TypeResponseBodyRing:
+		return AppendBodyRing(dst, f.Type, f.Stream, f.RingPos, f.RingLen, f.MoreBody), nil
 	case TypeRequestBody:
 		return AppendRequestBody(dst, f.Stream, f.Body, f.MoreBody), nil
 	case TypeDisconnect:
@@ -373,7 +380,8 @@ func TestVectors(t *testing.T) {
 	for _, typ := range []Type{TypeHello, TypeHTTPRequest, TypeRequestBody, TypeDisconnect, TypeCreditG2W,
 		TypePing, TypeWSConnect, TypeWSReceive, TypeWSDisconnect, TypeShutdown, TypeCancel,
 		TypeWorkerHello, TypeResponseStart, TypeResponseBody, TypeCreditW2G, TypeEnd, TypePong,
-		TypeWSAccept, TypeWSSend, TypeWSClose, TypeResponseTrailers, TypeResponsePathsend, TypeEarlyHint} {
+		TypeWSAccept, TypeWSSend, TypeWSClose, TypeResponseTrailers, TypeResponsePathsend, TypeEarlyHint,
+		TypeRequestBodyRing, TypeResponseBodyRing} {
 		if !seen[typ] {
 			t.Errorf("no vector for %v", typ)
 		}
@@ -386,7 +394,8 @@ func TestTypeString(t *testing.T) {
 		TypeWSConnect: "WS_CONNECT", TypeWSReceive: "WS_RECEIVE", TypeWSDisconnect: "WS_DISCONNECT",
 		TypeShutdown: "SHUTDOWN", TypeWSAccept: "WS_ACCEPT", TypeWSSend: "WS_SEND", TypeWSClose: "WS_CLOSE",
 		TypeCancel: "CANCEL", TypeResponseTrailers: "RESPONSE_TRAILERS", TypeResponsePathsend: "RESPONSE_PATHSEND",
-		TypeEarlyHint: "EARLY_HINT", 0x0c: "Type(0xc)", 0x1d: "Type(0x1d)"} {
+		TypeEarlyHint: "EARLY_HINT", TypeRequestBodyRing: "REQUEST_BODY_RING",
+		TypeResponseBodyRing: "RESPONSE_BODY_RING", 0x0d: "Type(0xd)", 0x1e: "Type(0x1e)"} {
 		if got := typ.String(); got != want {
 			t.Errorf("%d: %q, want %q", typ, got, want)
 		}
@@ -405,7 +414,11 @@ func TestTypeString(t *testing.T) {
 			t.Errorf("%v: FromGateway %v, Known %v", typ, typ.FromGateway(), typ.Known())
 		}
 	}
-	for _, typ := range []Type{0x00, 0x0c, 0x0f, 0x10, 0x1d, 0x1f, 0x20} {
+	if !TypeRequestBodyRing.FromGateway() || !TypeRequestBodyRing.Known() || TypeResponseBodyRing.FromGateway() ||
+		!TypeResponseBodyRing.Known() {
+		t.Error("ring frame types: direction or Known")
+	}
+	for _, typ := range []Type{0x00, 0x0d, 0x0f, 0x10, 0x1e, 0x1f, 0x20} {
 		if typ.Known() {
 			t.Errorf("%v known", typ)
 		}

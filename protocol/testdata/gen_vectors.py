@@ -144,6 +144,18 @@ VECTORS: list[tuple[str, str, list[Any]]] = [
     ("ws_connect_tls_client_chain", "g2w", [7, 70000, "1.1", "wss", "/", b(b"/"), b(b"a=1"), "", [], None,
                                             ["/tmp/gw.sock", None], ["chat"], 16,
                                             [0x0304, 0x1301, [pem(5, 400)], "CN=caf\u00e9 \\, x,O=Example", None]]),
+    # The body ring (SPEC §6): the gateway's HELLO with `ring`, the worker's with the "ring" feature,
+    # and the two ring body frames (positions are running byte counts: uint64 values are legal).
+    ("hello_gateway_ring", "g2w", [1, 0, {"protocol": 1, "pid": 4242, "max_frame": 1048576, "window": 262144,
+                                          "worker_id": 1, "ring": 4194304}]),
+    ("hello_gateway_tls_ring", "g2w", [1, 0, {"protocol": 1, "pid": 4242, "max_frame": 1048576, "window": 262144,
+                                              "worker_id": 2, "server_cert": pem(6, 64), "ring": 65536}]),
+    ("hello_worker_ring", "w2g", [17, 0, {"protocol": 1, "pid": 4243, "python": "3.11.7", "features": ["ring"]}]),
+    ("request_body_ring", "g2w", [12, 7, 0, 65536, True]),
+    ("request_body_ring_last", "g2w", [12, 4294967295, 1048576, 1, False]),
+    ("request_body_ring_uint64", "g2w", [12, 1, 4294967296, 16384, True]),
+    ("response_body_ring", "w2g", [29, 7, 196608, 65536, True]),
+    ("response_body_ring_last", "w2g", [29, 70000, 18446744073709486080, 65536, False]),
 ]
 
 # Well-formed msgpack, malformed frames: (name, direction, value, why).
@@ -166,6 +178,13 @@ MALFORMED: list[tuple[str, str, list[Any], str]] = [
     ("ws_connect_tls_item_without_flag", "g2w", [7, 6, "1.1", "wss", "/", b(b"/"), b(b""), "", [], None, None, [], 0,
                                                  [0x0304, 0x1301, [], None, None]],
      "a tls item without flag TLS"),
+    ("request_body_ring_bin_length", "g2w", [12, 7, 0, b(b"\x00\x01"), True], "a length that is bin, not uint"),
+    ("request_body_ring_negative", "g2w", [12, 7, -1, 16, True], "a negative position"),
+    ("request_body_ring_no_more", "g2w", [12, 7, 0, 16], "REQUEST_BODY_RING of 4 items"),
+    ("request_body_ring_sid_0", "g2w", [12, 0, 0, 16, False], "a stream frame on stream 0"),
+    ("response_body_ring_body", "w2g", [29, 7, b(b"body"), 4, False], "a position that is bin, not uint"),
+    ("response_body_ring_more_int", "w2g", [29, 7, 0, 16, 1], "more_body that is an int, not bool"),
+    ("response_body_ring_6_items", "w2g", [29, 7, 0, 16, True, 0], "RESPONSE_BODY_RING of 6 items"),
 ]
 
 
