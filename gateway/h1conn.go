@@ -67,6 +67,13 @@ type h1conn struct {
 	closed   bool
 	wake     chan struct{}
 
+	// The read deadline, kept lazily so that a keep-alive request costs no timer update: the
+	// keep-alive deadline is armed once and left armed while requests come; when it fires, the
+	// reader re-arms it from idleFrom, the end of the last response (see fill).
+	idleFrom  time.Time // when the connection last went idle
+	idleArmed bool      // the read deadline is idleFrom's keep-alive deadline or an earlier one
+	headArmed bool      // the read deadline is a request head's (headDeadline)
+
 	// Scratch for the non-blocking write (avoids a closure per write).
 	wsrc     []byte
 	wn       int
@@ -100,7 +107,9 @@ func (c *h1conn) serve() {
 			c.mu.Unlock()
 		}
 	}()
-	c.nc.SetReadDeadline(time.Now().Add(c.srv.cfg.KeepAlive))
+	c.mu.Lock()
+	c.idleDeadline()
+	c.mu.Unlock()
 	for {
 		if !c.readHead() {
 			return
@@ -178,6 +187,7 @@ func (c *h1conn) headDeadline() {
 	c.mu.Lock()
 	if c.cur == nil {
 		c.nc.SetReadDeadline(time.Now().Add(c.srv.cfg.HeadTimeout))
+		c.idleArmed, c.headArmed = false, true
 	}
 	c.mu.Unlock()
 }
@@ -213,27 +223,47 @@ func (c *h1conn) fill(max int) bool {
 		if err == nil {
 			continue
 		}
-		if errors.Is(err, os.ErrDeadlineExceeded) && !c.inBody {
-			c.mu.Lock()
-			busy := c.cur != nil
-			c.mu.Unlock()
-			if busy {
-				// A keep-alive deadline from the previous exchange raced with this one.
-				c.nc.SetReadDeadline(time.Time{})
-				continue
-			}
+		if errors.Is(err, os.ErrDeadlineExceeded) && !c.inBody && c.deadlineStale() {
+			continue
 		}
 		return false
 	}
+}
+
+// deadlineStale reports whether the read deadline that just passed is not a reason to close: it
+// was the keep-alive deadline of an earlier idle period (while an exchange runs: cleared; after
+// more requests: re-armed from the last one's end).
+func (c *h1conn) deadlineStale() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cur != nil {
+		c.nc.SetReadDeadline(time.Time{})
+		c.idleArmed, c.headArmed = false, false
+		return true
+	}
+	if c.idleArmed {
+		if until := c.idleFrom.Add(c.srv.cfg.KeepAlive); time.Now().Before(until) {
+			c.nc.SetReadDeadline(until)
+			return true
+		}
+	}
+	return false
 }
 
 // fillBody reads more of a request body; a client that sends nothing for BodyReadTimeout is cut
 // (false).
 func (c *h1conn) fillBody() bool {
 	c.inBody = true
+	c.mu.Lock()
+	c.idleArmed, c.headArmed = false, false
 	c.nc.SetReadDeadline(time.Now().Add(c.srv.cfg.BodyTimeout()))
+	c.mu.Unlock()
 	ok := c.fill(len(c.rbuf))
-	c.nc.SetReadDeadline(time.Time{})
+	c.mu.Lock()
+	if !c.idleArmed { // (idleDeadline ran meanwhile if the response completed: its deadline stays)
+		c.nc.SetReadDeadline(time.Time{})
+	}
+	c.mu.Unlock()
 	c.inBody = false
 	return ok
 }
@@ -352,8 +382,11 @@ func (c *h1conn) dispatch() bool {
 	if t := c.srv.cfg.RequestTimeout; t > 0 {
 		ex.timer = time.AfterFunc(t, ex.timeout)
 	}
+	if c.headArmed { // a request head's deadline; a keep-alive one may stay (see deadlineStale)
+		c.nc.SetReadDeadline(time.Time{})
+		c.headArmed = false
+	}
 	c.mu.Unlock()
-	c.nc.SetReadDeadline(time.Time{})
 	if err := w.sendHTTPRequest(sid, &c.hr); err != nil {
 		// The worker went away between open and send: workerLost answers 502. Or the scope could not
 		// be encoded (not valid UTF-8, which the parser rules out).
@@ -573,9 +606,15 @@ func (c *h1conn) finish() {
 	c.srv.untrack(c)
 }
 
-// idleDeadline starts the keep-alive timer: the next request must start within it.
+// idleDeadline starts the keep-alive period: the next request must start within it. The read
+// deadline is only set when none is armed; one armed earlier is pushed back when it fires
+// (deadlineStale). The caller holds c.mu.
 func (c *h1conn) idleDeadline() {
-	c.nc.SetReadDeadline(time.Now().Add(c.srv.cfg.KeepAlive))
+	c.idleFrom = time.Now()
+	if !c.idleArmed {
+		c.nc.SetReadDeadline(c.idleFrom.Add(c.srv.cfg.KeepAlive))
+		c.idleArmed, c.headArmed = true, false
+	}
 }
 
 func (c *h1conn) wakeUp() {

@@ -232,7 +232,9 @@ func (c *h1conn) serveStatic(m *StaticMount, ex *exchange) bool {
 		c.mu.Unlock()
 		return false
 	}
+	c.mu.Lock()
 	c.idleDeadline()
+	c.mu.Unlock()
 	return true
 }
 

@@ -100,8 +100,9 @@ func (c *h1conn) dispatchWebSocket(ex *exchange) bool {
 	}()
 	c.mu.Lock()
 	c.cur = ex
-	c.mu.Unlock()
 	c.nc.SetReadDeadline(time.Time{})
+	c.idleArmed, c.headArmed = false, false
+	c.mu.Unlock()
 	if err := w.sendWSConnect(sid, wc); err != nil {
 		if !errors.Is(err, errWorkerGone) {
 			w.fail(err)

@@ -54,6 +54,24 @@ def test_timeout_keep_alive_closes_an_idle_connection(servers: Any) -> None:
     assert 0.7 <= elapsed <= 2.0, elapsed
 
 
+def test_timeout_keep_alive_counts_from_the_last_response(servers: Any) -> None:
+    # Requests every 0.4 s for 2.4 s on one connection with --timeout-keep-alive 1: the period
+    # restarts at each response (the connection outlives the first request's deadline), and the
+    # connection is closed about 1 s after the last response.
+    server = servers.start("testapp:app", app_dir=APPS_DIR, extra_args=["--timeout-keep-alive", "1"])
+    with server.raw() as conn:
+        for _ in range(7):
+            conn.send(b"GET /keep-alive HTTP/1.1\r\nHost: test\r\n\r\n")
+            response = conn.read_response()
+            assert response.status == 200
+            assert "close" not in response.connection_tokens()
+            last = time.monotonic()
+            time.sleep(0.4)
+        assert not conn.peer_closed(timeout=0.3), "closed within 0.7 s of the last response"
+        assert conn.peer_closed(timeout=2.0), "still open 2.7 s after the last response"
+        assert 0.7 <= time.monotonic() - last <= 2.0, time.monotonic() - last
+
+
 def test_timeout_keep_alive_default_keeps_the_connection(servers: Any) -> None:
     server = servers.start("testapp:app", app_dir=APPS_DIR)  # default 5 s
     assert idle_close_after(server, wait=1.5) is None
