@@ -30,6 +30,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument("--log-level", default="info", type=str.lower, choices=LOG_LEVEL_NAMES)
     parser.add_argument("--lifespan", default="auto", type=str.lower, choices=("auto", "on", "off"),
                         help="the ASGI lifespan protocol: auto (if the app supports it), on, off (default: auto)")
+    parser.add_argument("--ring-fd", type=int, default=None, metavar="N",
+                        help="an inherited descriptor of the body ring (shared memory) the gateway made for this "
+                             "worker (default: none; bodies go through the socket)")
     return parser.parse_args(argv)
 
 
@@ -55,6 +58,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             worker_id=args.worker_id,
             log_level=args.log_level,
             lifespan=args.lifespan,
+            ring_fd=args.ring_fd,
         )
     )
 

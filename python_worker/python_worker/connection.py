@@ -5,10 +5,16 @@ stream into length-prefixed frames (SPEC §1, with the hard frame limit checked 
 buffered), decodes and dispatches them (the HELLO handshake; HTTP_REQUEST opens a
 :class:`~python_worker.cycle.RequestCycle` and WS_CONNECT a
 :class:`~python_worker.websocket.WebSocketCycle`; REQUEST_BODY, CREDIT, DISCONNECT, WS_RECEIVE and
-WS_DISCONNECT and CANCEL go to their stream; PING is answered with PONG at once; SHUTDOWN drains), batches every
-outgoing frame of one event-loop iteration into one ``transport.write`` (the cycles append to
-``_out``; one ``loop.call_soon`` flush), honours the transport's ``pause_writing``/``resume_writing``,
-closes on a protocol error and drains on shutdown (SIGTERM or SHUTDOWN).
+WS_DISCONNECT and CANCEL go to their stream; a REQUEST_BODY_RING piece is taken out of the body ring
+and released, then goes to its stream as a REQUEST_BODY would; PING is answered with PONG at once;
+SHUTDOWN drains), batches every outgoing frame of one event-loop iteration into one
+``transport.write`` (the cycles append to ``_out``; one ``loop.call_soon`` flush), honours the
+transport's ``pause_writing``/``resume_writing``, closes on a protocol error and drains on shutdown
+(SIGTERM or SHUTDOWN).
+
+The body ring (SPEC §6, :mod:`python_worker.ring`) is in use when the worker mapped one (and said so
+in its HELLO's ``features``) and the gateway's HELLO has ``ring`` of the same size: ``ring`` is then
+the :class:`~python_worker.ring.Ring`, which the cycles use for large response-body pieces.
 """
 
 from __future__ import annotations
@@ -37,11 +43,13 @@ from .protocol import (
     PING,
     PROTOCOL_VERSION,
     REQUEST_BODY,
+    REQUEST_BODY_RING,
     ProtocolError,
     decode,
     encode_end,
     encode_pong,
 )
+from .ring import Ring
 from .websocket import WebSocketCycle
 
 __all__ = ["Connection"]
@@ -72,6 +80,8 @@ class Connection(asyncio.Protocol):
         "max_piece",
         "worker_id",
         "server_cert",
+        "ring",
+        "_mapped_ring",
         "error",
         "closed",
         "handshake",
@@ -98,6 +108,7 @@ class Connection(asyncio.Protocol):
         *,
         loop: Optional[asyncio.AbstractEventLoop] = None,
         state: Optional[Dict[str, Any]] = None,
+        ring: Optional[Ring] = None,
     ) -> None:
         self.app = app
         self.loop = loop or asyncio.get_event_loop()
@@ -111,6 +122,10 @@ class Connection(asyncio.Protocol):
         self.worker_id: Optional[int] = None
         #: PEM of the gateway's TLS certificate (HELLO ``server_cert``), for the scopes' TLS extension
         self.server_cert: Optional[str] = None
+        #: the body ring, once both HELLOs said so (SPEC §6); None: every body goes inline
+        self.ring: Optional[Ring] = None
+        # the ring the worker mapped (its HELLO has the feature "ring"), in use or not
+        self._mapped_ring = ring
         #: why the connection was closed by us (a protocol error), or None
         self.error: Optional[str] = None
         #: resolved when the connection is lost (result: the exception or None)
@@ -199,6 +214,15 @@ class Connection(asyncio.Protocol):
                     cycle = streams.get(f[1])
                     if cycle is not None:  # else: the stream has ended; the body is dropped
                         cycle.on_body(f[2], f[3])
+                elif t == REQUEST_BODY_RING:
+                    ring = self.ring
+                    if ring is None:
+                        raise ProtocolError("REQUEST_BODY_RING, but the connection does not use a body ring")
+                    # Taken and released even if the stream has ended (the body is dropped then).
+                    body = ring.take(f[2], f[3], self.max_piece)
+                    cycle = streams.get(f[1])
+                    if cycle is not None:
+                        cycle.on_body(body, f[4])
                 elif t == CREDIT:
                     cycle = streams.get(f[1])
                     if cycle is not None:
@@ -258,6 +282,7 @@ class Connection(asyncio.Protocol):
         self._closed = True
         self._out.clear()
         self._placeholders = 0
+        self._close_ring()
         self._write_paused = False
         w = self._drain_waiter
         if w is not None:
@@ -350,11 +375,30 @@ class Connection(asyncio.Protocol):
         self.window = window
         self.half_window = (window + 1) // 2
         self.max_piece = min(window, max_frame - FRAME_OVERHEAD)
+        ring_size = hello.get("ring")
+        mapped = self._mapped_ring
+        if mapped is not None:
+            if ring_size is None:
+                logger.info("the gateway's HELLO has no body ring: bodies go inline")
+                self._close_ring()
+            elif ring_size != mapped.size:
+                raise ProtocolError(
+                    f"HELLO ring {ring_size} is not the size of the body ring this worker was given "
+                    f"({mapped.size} bytes per direction)")
+            else:
+                self.ring = mapped
         self.worker_id = hello.get("worker_id")
         self.server_cert = hello.get("server_cert")
         self._hello_received = True
         if not self.handshake.done():
             self.handshake.set_result(hello)
+
+    def _close_ring(self) -> None:
+        """Stop using the body ring and unmap it (the connection has ended, or the gateway has no ring)."""
+        ring = self._mapped_ring
+        self.ring = self._mapped_ring = None
+        if ring is not None:
+            ring.close()
 
     def _protocol_error(self, message: str) -> None:
         if self._closed:

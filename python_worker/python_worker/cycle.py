@@ -13,6 +13,13 @@ flush, the placeholder becomes one RESPONSE_START frame carrying the body, other
 into a RESPONSE_START with ``body=b""`` and ``more_body=True`` (SPEC §3). The placeholder keeps the
 frame's place, so the frames of a stream always go out in order.
 
+Body ring (SPEC §6): when the connection uses one, a response-body piece of at least
+:data:`~python_worker.ring.MIN_PIECE` bytes is copied into it and goes out as RESPONSE_BODY_RING,
+after a RESPONSE_START without body, if the ring has room (else inline, as ever: never a wait for ring
+space). Request-body pieces reach :meth:`RequestCycle.on_body` the same whichever path they took. An
+empty first ``http.request`` that the app has not yet received, with more to come, is replaced by the
+next piece (the gateway sends a large first piece as an empty HTTP_REQUEST body and a ring piece).
+
 Extensions (asgiref ``extensions.rst``), each advertised in ``scope["extensions"]`` only when the
 HTTP_REQUEST flags say that the gateway can do it: ``http.response.trailers`` (``trailers: True`` in the
 start sets RESPONSE_START flag bit 0; after the final body the response is complete only after
@@ -49,12 +56,14 @@ from .protocol import (
     encode_credit,
     encode_early_hint,
     encode_end,
+    encode_response_body_ring,
     encode_response_pathsend,
     encode_response_trailers,
     pack_uint,
     response_body_parts,
     response_start_parts,
 )
+from .ring import MIN_PIECE as RING_MIN_PIECE
 
 if TYPE_CHECKING:  # pragma: no cover
     from .connection import Connection
@@ -314,7 +323,7 @@ class RequestCycle:
     # Events from the connection
 
     def on_body(self, body: bytes, more_body: bool) -> None:
-        """A REQUEST_BODY frame for this stream."""
+        """A REQUEST_BODY frame for this stream (or REQUEST_BODY_RING, with its piece)."""
         if self._req_done:
             raise ProtocolError(f"REQUEST_BODY for stream {self.sid} after its body was complete")
         if self.disconnected:
@@ -327,6 +336,14 @@ class RequestCycle:
             self._req_done = True
         if self._state == _COMPLETE:
             return  # the app's receive() returns http.disconnect from now on: drop the body
+        first = self._body
+        if first is not None and not first and self._more_body and not self.flags & FLAG_EXPECT_CONTINUE:
+            # The first http.request (HTTP_REQUEST's body) is empty, with more to come, and the app has
+            # not received it yet: this piece takes its place (SPEC §6). (Under EXPECT_CONTINUE the
+            # gateway sends no body before the first CREDIT, which the first receive() sends.)
+            self._body = body
+            self._more_body = more_body
+            return
         chunks = self._chunks
         if chunks is None:
             chunks = self._chunks = deque()
@@ -590,10 +607,25 @@ class RequestCycle:
             raise ClientDisconnected(f"the client of stream {self.sid} has disconnected")
 
     def _emit(self, body: Any, more_body: bool) -> None:
-        """Queue one body piece: into the pending RESPONSE_START if there is one, else a RESPONSE_BODY."""
+        """Queue one body piece: a RESPONSE_BODY_RING if it is large and the ring has room, else into
+        the pending RESPONSE_START if there is one, else a RESPONSE_BODY."""
         conn = self.conn
         self._body_sent = True
         index = self._start_index
+        ring = conn.ring
+        if ring is not None and len(body) >= RING_MIN_PIECE:
+            position = ring.put(body)
+            if position >= 0:
+                # The frame goes into the output list now, as the piece was put: the ring's positions
+                # follow the frames' order on the socket. A held start goes before it, without body.
+                out = conn._out
+                if index is not None:
+                    conn._placeholders -= 1
+                    out[index] = self.start_only_frame()
+                out.append(encode_response_body_ring(self.sid_enc, position, len(body), more_body))
+                if not conn._flush_scheduled:
+                    conn._schedule_flush()
+                return
         if index is not None:
             conn._placeholders -= 1
             if len(self._start_head) + len(body) + _START_SLACK <= conn.max_frame:

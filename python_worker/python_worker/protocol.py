@@ -45,12 +45,14 @@ __all__ = [
     "WS_DISCONNECT",
     "SHUTDOWN",
     "CANCEL",
+    "REQUEST_BODY_RING",
     "WS_ACCEPT",
     "WS_SEND",
     "WS_CLOSE",
     "RESPONSE_TRAILERS",
     "RESPONSE_PATHSEND",
     "EARLY_HINT",
+    "RESPONSE_BODY_RING",
     "FLAG_EXPECT_CONTINUE",
     "FLAG_TRAILERS_ALLOWED",
     "FLAG_PATHSEND",
@@ -84,6 +86,7 @@ __all__ = [
     "encode_response_trailers",
     "encode_response_pathsend",
     "encode_early_hint",
+    "encode_response_body_ring",
 ]
 
 PROTOCOL_VERSION = 1
@@ -103,6 +106,7 @@ WS_RECEIVE = 0x08
 WS_DISCONNECT = 0x09
 SHUTDOWN = 0x0A
 CANCEL = 0x0B
+REQUEST_BODY_RING = 0x0C  # REQUEST_BODY with the body in the body ring, SPEC §6
 # Worker -> gateway
 W_HELLO = 0x11
 RESPONSE_START = 0x12
@@ -116,6 +120,7 @@ WS_CLOSE = 0x19
 RESPONSE_TRAILERS = 0x1A
 RESPONSE_PATHSEND = 0x1B
 EARLY_HINT = 0x1C
+RESPONSE_BODY_RING = 0x1D  # RESPONSE_BODY with the body in the body ring, SPEC §6
 
 FRAME_NAMES = {
     HELLO: "HELLO",
@@ -141,6 +146,8 @@ FRAME_NAMES = {
     RESPONSE_TRAILERS: "RESPONSE_TRAILERS",
     RESPONSE_PATHSEND: "RESPONSE_PATHSEND",
     EARLY_HINT: "EARLY_HINT",
+    REQUEST_BODY_RING: "REQUEST_BODY_RING",
+    RESPONSE_BODY_RING: "RESPONSE_BODY_RING",
 }
 
 # HTTP_REQUEST flags
@@ -359,6 +366,13 @@ def encode_early_hint(sid_or_enc: int | bytes, links: list) -> bytes:
     return _pack_u32(len(payload)) + payload
 
 
+def encode_response_body_ring(sid_or_enc: int | bytes, position: int, length: int, more_body: bool) -> bytes:
+    """RESPONSE_BODY_RING ``[29, sid, position, length, more_body]``: a body piece in the ring (SPEC §6)."""
+    payload = (b"\x95\x1d" + _sid_enc(sid_or_enc) + pack_uint(position) + pack_uint(length)
+               + (_TRUE if more_body else _FALSE))
+    return _pack_u32(len(payload)) + payload
+
+
 def _valid_text(text: str) -> str:
     """``text`` made encodable as valid UTF-8 (lone surrogates escaped), SPEC §2."""
     try:
@@ -446,6 +460,20 @@ def decode(payload: bytes | memoryview) -> tuple:
     elif t == 3 and t.__class__ is int and n == 4:  # REQUEST_BODY
         sid = f[1]
         if sid.__class__ is int and 0 < sid <= MAX_U32 and f[2].__class__ is bytes and f[3].__class__ is bool:
+            return f
+    elif t == 12 and t.__class__ is int and n == 5:  # REQUEST_BODY_RING
+        sid = f[1]
+        position = f[2]
+        length = f[3]
+        if (
+            sid.__class__ is int
+            and 0 < sid <= MAX_U32
+            and position.__class__ is int
+            and position >= 0  # (msgpack has no integer above MAX_U64)
+            and length.__class__ is int
+            and length >= 0
+            and f[4].__class__ is bool
+        ):
             return f
     elif t == 5 and t.__class__ is int and n == 3:  # CREDIT
         sid = f[1]
@@ -573,6 +601,7 @@ _HELLO_KEYS = {
     "window": _check_uint,
     "worker_id": _check_uint,
     "server_cert": _check_str,
+    "ring": _check_uint,
     "python": _check_str,
     "error": _check_str,
 }
@@ -653,6 +682,12 @@ _SCHEMAS: dict[int, tuple[tuple[str, Any], ...]] = {
     RESPONSE_TRAILERS: (("stream", _check_sid), ("headers", _check_headers), ("more_trailers", _check_bool)),
     RESPONSE_PATHSEND: (("stream", _check_sid), ("path", _check_str)),
     EARLY_HINT: (("stream", _check_sid), ("links", _check_bin_list)),
+    REQUEST_BODY_RING: (
+        ("stream", _check_sid), ("position", _check_uint), ("length", _check_uint), ("more_body", _check_bool)
+    ),
+    RESPONSE_BODY_RING: (
+        ("stream", _check_sid), ("position", _check_uint), ("length", _check_uint), ("more_body", _check_bool)
+    ),
 }
 
 

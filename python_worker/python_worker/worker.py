@@ -6,6 +6,8 @@ connects to the gateway's Unix socket and sends the HELLO (or, when the app coul
 startup failed, a HELLO with ``error`` and exit status 3), runs the
 :class:`~python_worker.connection.Connection` on uvloop when it can be imported (asyncio otherwise),
 ignores SIGINT (the gateway owns Ctrl-C), drains on SIGTERM and runs the lifespan shutdown at the end.
+Given ``--ring-fd``, it maps the body ring (SPEC §6) first thing and says so in its HELLO's
+``features``; a descriptor that is not a usable ring is logged, and the worker runs without one.
 
 Exit status: 0 when the gateway closed the connection, after SIGTERM or SHUTDOWN; 1 after a protocol
 error; 3 when the app could not be loaded, its startup failed or the socket could not be reached
@@ -28,6 +30,7 @@ from typing import Any, Optional
 from .connection import Connection
 from .lifespan import Lifespan
 from .protocol import encode_hello_error, encode_hello_worker
+from .ring import Ring, RingError
 
 __all__ = [
     "EXIT_OK",
@@ -40,6 +43,7 @@ __all__ = [
     "configure_logging",
     "import_from_string",
     "load_app",
+    "map_ring",
     "new_event_loop",
     "run",
     "serve",
@@ -73,6 +77,7 @@ class Options:
     worker_id: Optional[int] = None
     log_level: str = "info"
     lifespan: str = "auto"
+    ring_fd: Optional[int] = None
 
 
 def configure_logging(level: str) -> None:
@@ -187,6 +192,17 @@ def _send_hello_error(path: str, message: str) -> None:
 # Running
 
 
+def map_ring(fd: int) -> Optional[Ring]:
+    """The body ring the gateway passed as descriptor ``fd``, or None (logged) if it cannot be used."""
+    try:
+        ring = Ring.from_fd(fd)
+    except RingError as exc:
+        logger.warning("cannot use the body ring (--ring-fd %d): %s; running without it", fd, exc)
+        return None
+    logger.debug("body ring mapped: %d bytes per direction", ring.size)
+    return ring
+
+
 def new_event_loop() -> asyncio.AbstractEventLoop:
     """A uvloop loop when uvloop can be imported, else asyncio's default loop."""
     try:
@@ -197,16 +213,21 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
 
 
 async def serve(
-    app: Any, path: str, *, lifespan: Optional[Lifespan] = None, shutdown_timeout: float = SHUTDOWN_TIMEOUT
+    app: Any,
+    path: str,
+    *,
+    lifespan: Optional[Lifespan] = None,
+    shutdown_timeout: float = SHUTDOWN_TIMEOUT,
+    ring: Optional[Ring] = None,
 ) -> int:
     """Connect to the gateway at ``path`` and serve ``app`` until the connection ends.
 
     ``lifespan`` has completed its startup; its state goes into every scope and its shutdown runs
-    before the worker exits.
+    before the worker exits. ``ring`` is the mapped body ring, if the gateway gave one.
     """
     loop = asyncio.get_running_loop()
-    hello = encode_hello_worker(os.getpid(), platform.python_version())
-    conn = Connection(app, hello, loop=loop, state=lifespan.state if lifespan is not None else None)
+    hello = encode_hello_worker(os.getpid(), platform.python_version(), ["ring"] if ring is not None else [])
+    conn = Connection(app, hello, loop=loop, state=lifespan.state if lifespan is not None else None, ring=ring)
     if lifespan is not None:
         conn.before_close = lifespan.shutdown
     try:
@@ -229,8 +250,9 @@ async def serve(
         logger.error("the gateway closed the connection before its HELLO")
     else:
         logger.debug(
-            "connected to the gateway (pid %s, worker %s, max_frame %d, window %d)",
+            "connected to the gateway (pid %s, worker %s, max_frame %d, window %d, body ring %s)",
             hello_map.get("pid"), hello_map.get("worker_id"), conn.max_frame, conn.window,
+            conn.ring.size if conn.ring is not None else "none",
         )
     await conn.closed
     try:
@@ -264,6 +286,7 @@ def run(options: Options) -> int:
     """The whole worker process; returns the exit status."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the gateway owns Ctrl-C
     configure_logging(options.log_level)
+    ring = map_ring(options.ring_fd) if options.ring_fd is not None else None
     try:
         app = load_app(options.app, options.app_dir, options.factory)
     except AppLoadError as exc:
@@ -290,7 +313,7 @@ def run(options: Options) -> int:
             "serving %s (pid %d, Python %s, %s)",
             options.app, os.getpid(), platform.python_version(), type(loop).__module__.split(".")[0],
         )
-        return loop.run_until_complete(serve(app, options.socket, lifespan=lifespan))
+        return loop.run_until_complete(serve(app, options.socket, lifespan=lifespan, ring=ring))
     finally:
         try:
             _cancel_all(loop)

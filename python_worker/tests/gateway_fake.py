@@ -1,9 +1,16 @@
 """A fake gateway for the tests: the gateway's end of a real Unix socketpair, speaking SPEC.md frames
-to a :class:`python_worker.connection.Connection` on the other end (same event loop)."""
+to a :class:`python_worker.connection.Connection` on the other end (same event loop).
+
+With ``ring=R`` it gives the worker a body ring (SPEC §6) the way the gateway does: a memfd of
+``4096 + 2R`` bytes that both sides map (:class:`GatewayRing` is the gateway's side). A
+RESPONSE_BODY_RING frame read from the worker is checked, its piece copied out (and, unless
+``auto_release`` is off, released), and returned with the piece as a sixth item:
+``(29, sid, position, length, more_body, piece)``."""
 
 from __future__ import annotations
 
 import asyncio
+import mmap
 import os
 import platform
 import socket
@@ -12,6 +19,7 @@ from typing import Any, Awaitable, Callable, Dict, List, Optional, Sequence, Tup
 
 from python_worker import protocol as P
 from python_worker.connection import Connection
+from python_worker.ring import HEADER, Ring
 
 try:
     import uvloop
@@ -71,6 +79,8 @@ class Response:
                 out.append(f[5])
             elif f[0] == P.RESPONSE_BODY:
                 out.append(f[2])
+            elif f[0] == P.RESPONSE_BODY_RING:
+                out.append(f[5])
         return b"".join(out)
 
     @property
@@ -79,6 +89,8 @@ class Response:
             if f[0] == P.RESPONSE_START and f[6] is False:
                 return True
             if f[0] == P.RESPONSE_BODY and f[3] is False:
+                return True
+            if f[0] == P.RESPONSE_BODY_RING and f[4] is False:
                 return True
         return False
 
@@ -101,6 +113,78 @@ class Response:
         return [f[2] for f in self.frames if f[0] == P.W_CREDIT]
 
 
+class GatewayRing:
+    """The gateway's side of a body ring (SPEC §6): the memfd, its mapping, and the gateway's positions."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.fd = os.memfd_create("test-body-ring")
+        length = HEADER + 2 * size
+        os.ftruncate(self.fd, length)
+        self.mm = mmap.mmap(self.fd, length, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+        self.marks = memoryview(self.mm)[:HEADER].cast("Q")
+        #: the G→W position where the next piece goes (before any skip)
+        self.g2w_head = 0
+        #: the end of the last W→G piece taken
+        self.w2g_next = 0
+        #: every W→G piece taken: (position, piece)
+        self.taken: List[Tuple[int, bytes]] = []
+
+    def worker_ring(self) -> Ring:
+        """The worker's mapping of the same file (through a copy of the descriptor, which it closes)."""
+        return Ring.from_fd(os.dup(self.fd))
+
+    @property
+    def g2w_released(self) -> int:
+        return self.marks[0]
+
+    @property
+    def w2g_released(self) -> int:
+        return self.marks[8]
+
+    def release_w2g(self, end: int) -> None:
+        self.marks[8] = end
+
+    def put(self, body: bytes) -> Optional[int]:
+        """Copy a G→W piece into the ring as the gateway does; its position, or None when full."""
+        size = self.size
+        head = self.g2w_head
+        start = head % size
+        if start + len(body) > size:
+            head += size - start
+            start = 0
+        if head + len(body) - self.g2w_released > size:
+            return None
+        self.mm[HEADER + start : HEADER + start + len(body)] = body
+        self.g2w_head = head + len(body)
+        return head
+
+
+    def take(self, position: int, length: int, limit: int) -> bytes:
+        """A W→G piece, after the gateway's checks of SPEC §6 (AssertionError if one fails)."""
+        size = self.size
+        assert 1 <= length <= limit, (length, limit)
+        assert position % size + length <= size, f"piece at {position} of {length} bytes wraps"
+        assert position >= self.w2g_next, f"piece at {position} before the previous end {self.w2g_next}"
+        assert position + length - self.w2g_released <= size, "piece over unreleased bytes"
+        piece = self.w2g_bytes(position, length)
+        self.w2g_next = position + length
+        self.taken.append((position, piece))
+        return piece
+
+    def w2g_bytes(self, position: int, length: int) -> bytes:
+        start = HEADER + self.size + position % self.size
+        return self.mm[start : start + length]
+
+    def close(self) -> None:
+        self.marks.release()
+        self.mm.close()
+        os.close(self.fd)
+
+
+_SAME = object()
+
+
 class FakeGateway:
     """``async with FakeGateway(app) as gw:`` connects a worker Connection for ``app`` and does HELLO."""
 
@@ -112,19 +196,34 @@ class FakeGateway:
         max_frame: int = P.DEFAULT_MAX_FRAME,
         send_hello: bool = True,
         hello_map: Optional[Dict[str, Any]] = None,
+        ring: Optional[int] = None,
+        hello_ring: Any = _SAME,
+        auto_release: bool = True,
     ) -> None:
+        """``ring``: give the worker a body ring of that many bytes per direction; ``hello_ring``: the
+        HELLO's ``ring`` (default: the same size; None: no ``ring`` key); ``auto_release``: release each
+        W→G piece once its frame is read (as the gateway does)."""
         self.app = app
         self.window = window
         self.max_frame = max_frame
         self.send_hello = send_hello
         self.hello_map = hello_map
+        self.ring: Optional[GatewayRing] = GatewayRing(ring) if ring is not None else None
+        self.hello_ring = ring if hello_ring is _SAME else hello_ring
+        self.auto_release = auto_release
         self.pending: Dict[int, List[tuple]] = {}
         self.other: List[tuple] = []
+
+    @property
+    def max_piece(self) -> int:
+        return min(self.window, self.max_frame - P.FRAME_OVERHEAD)
 
     async def __aenter__(self) -> "FakeGateway":
         loop = asyncio.get_running_loop()
         gsock, wsock = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.conn = Connection(self.app, P.encode_hello_worker(os.getpid(), platform.python_version()), loop=loop)
+        worker_ring = self.ring.worker_ring() if self.ring is not None else None
+        hello = P.encode_hello_worker(os.getpid(), platform.python_version(), ["ring"] if worker_ring else [])
+        self.conn = Connection(self.app, hello, loop=loop, ring=worker_ring)
         await loop.connect_accepted_socket(lambda: self.conn, sock=wsock)
         self.reader, self.writer = await asyncio.open_unix_connection(sock=gsock)
         self.worker_hello = await self.read_frame()
@@ -136,6 +235,8 @@ class FakeGateway:
                 "window": self.window,
                 "worker_id": 0,
             }
+            if self.hello_map is None and self.hello_ring is not None:
+                hello["ring"] = self.hello_ring
             self.send_frame([P.HELLO, 0, hello])
             await asyncio.wait_for(asyncio.shield(self.conn.handshake), 5)
         return self
@@ -146,6 +247,8 @@ class FakeGateway:
             await asyncio.wait_for(asyncio.shield(self.conn.closed), 5)
         except asyncio.TimeoutError:  # pragma: no cover
             pass
+        if self.ring is not None:
+            self.ring.close()
 
     # -- sending -------------------------------------------------------------------------------------
 
@@ -222,6 +325,19 @@ class FakeGateway:
     def body(self, sid: int, body: bytes, more_body: bool) -> None:
         self.send_frame([P.REQUEST_BODY, sid, body, more_body])
 
+    def ring_body(self, sid: int, body: bytes, more_body: bool) -> Optional[int]:
+        """REQUEST_BODY_RING with ``body`` put into the ring; its position, or None (nothing sent) when
+        the ring is full."""
+        assert self.ring is not None
+        position = self.ring.put(body)
+        if position is not None:
+            self.ring_frame(sid, position, len(body), more_body)
+        return position
+
+    def ring_frame(self, sid: int, position: int, length: int, more_body: bool) -> None:
+        """A REQUEST_BODY_RING frame as given (no ring write, no checks)."""
+        self.send_frame([P.REQUEST_BODY_RING, sid, position, length, more_body])
+
     def credit(self, sid: int, increment: int) -> None:
         self.send_frame([P.CREDIT, sid, increment])
 
@@ -238,7 +354,15 @@ class FakeGateway:
             hdr = await self.reader.readexactly(4)
             length = int.from_bytes(hdr, "big")
             assert 1 <= length <= self.max_frame, length
-            return P.decode(await self.reader.readexactly(length))
+            f = P.decode(await self.reader.readexactly(length))
+            if f[0] == P.RESPONSE_BODY_RING:
+                ring = self.ring
+                assert ring is not None and self.hello_ring == ring.size, "RESPONSE_BODY_RING without a ring"
+                piece = ring.take(f[2], f[3], self.max_piece)
+                if self.auto_release:
+                    ring.release_w2g(f[2] + f[3])
+                f = f + (piece,)
+            return f
 
         return await asyncio.wait_for(read(), timeout)
 

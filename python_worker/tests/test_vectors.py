@@ -45,7 +45,9 @@ def test_vectors_present() -> None:
     assert {v["name"] for v in VECTORS if "malformed" in v} >= {
         "http_request_tls_flag_without_item", "http_request_tls_item_without_flag",
         "ws_connect_tls_flag_without_item", "ws_connect_tls_item_without_flag",
+        "request_body_ring_sid_0", "response_body_ring_6_items",
     }
+    assert {"hello_gateway_ring", "hello_worker_ring", "request_body_ring", "response_body_ring_last"} <= names
 
 
 @pytest.mark.parametrize("vector", VECTORS, ids=[v["name"] for v in VECTORS])
@@ -106,10 +108,13 @@ def encode_with_worker_encoders(value: list) -> bytes:
         return P.encode_response_pathsend(sid, value[2])
     if t == P.EARLY_HINT:
         return P.encode_early_hint(sid, value[2])
+    if t == P.RESPONSE_BODY_RING:
+        return P.encode_response_body_ring(sid, value[2], value[3], value[4])
     raise AssertionError(f"no worker encoder for type {t}")
 
 
-W2G = [v for v in VECTORS if v["direction"] == "w2g"]
+# (A malformed vector is a frame no encoder may produce: it is checked by test_decode_vector.)
+W2G = [v for v in VECTORS if v["direction"] == "w2g" and "malformed" not in v]
 
 
 @pytest.mark.parametrize("vector", W2G, ids=[v["name"] for v in W2G])
@@ -307,8 +312,34 @@ BAD_PAYLOADS = {
                                          [0x0304, 0x1301, [b"pem"], None, None]]),
     "hello server_cert bin": pack([1, 0, {"protocol": 1, "server_cert": b"pem"}]),
     "hello server_cert nil": pack([1, 0, {"protocol": 1, "server_cert": None}]),
-    "unknown type 0x0c": pack([12, 1]),
-    "unknown type 0x1d": pack([29, 1, b""]),
+    # REQUEST_BODY_RING [12, sid, position, length, more_body] and RESPONSE_BODY_RING (29), SPEC §6
+    "ring arity 2": pack([12, 1]),
+    "ring arity 4": pack([12, 1, 0, 16]),
+    "ring arity 6": pack([12, 1, 0, 16, True, 0]),
+    "ring sid 0": pack([12, 0, 0, 16, True]),
+    "ring sid too big": pack([12, 2**32, 0, 16, True]),
+    "ring sid bool": pack([12, True, 0, 16, True]),
+    "ring position negative": pack([12, 1, -1, 16, True]),
+    "ring position bin": pack([12, 1, b"\x00", 16, True]),
+    "ring position str": pack([12, 1, "0", 16, True]),
+    "ring position bool": pack([12, 1, False, 16, True]),
+    "ring position float": pack([12, 1, 0.0, 16, True]),
+    "ring position nil": pack([12, 1, None, 16, True]),
+    "ring length negative": pack([12, 1, 0, -16, True]),
+    "ring length bool": pack([12, 1, 0, True, True]),
+    "ring length bin": pack([12, 1, 0, b"\x00\x10", True]),
+    "ring more int": pack([12, 1, 0, 16, 1]),
+    "ring more nil": pack([12, 1, 0, 16, None]),
+    "ring map": pack([12, 1, {"position": 0}, 16, True]),
+    "response ring arity 3": pack([29, 1, b""]),
+    "response ring body": pack([29, 1, b"body", 4, False]),
+    "response ring more int": pack([29, 1, 0, 16, 0]),
+    "response ring sid 0": pack([29, 0, 0, 16, False]),
+    "response ring length negative": pack([29, 1, 0, -1, False]),
+    "hello ring negative": pack([1, 0, {"protocol": 1, "ring": -65536}]),
+    "hello ring str": pack([1, 0, {"protocol": 1, "ring": "65536"}]),
+    "hello ring bool": pack([1, 0, {"protocol": 1, "ring": True}]),
+    "hello ring nil": pack([1, 0, {"protocol": 1, "ring": None}]),
 }
 
 
@@ -343,6 +374,26 @@ def test_decode_accepts_good_request_and_unknown_hello_keys() -> None:
     assert f[9] == ((b"a", b"b"),) and f[10] == ("h", 1) and f[11] == ("s", None)
     f = P.decode(pack([1, 0, {"window": 5, "protocol": 1, "future_key": [1, 2]}]))
     assert f[2]["window"] == 5
+
+
+def test_decode_ring_frames() -> None:
+    # Any integer encoding that fits (int8, int64, uint64); uint64 positions are legal.
+    assert P.decode(b"\x95\x0c\xd0\x07\xd3" + (5).to_bytes(8, "big") + b"\xcd\x40\x00\xc3") == (12, 7, 5, 16384, True)
+    assert P.decode(pack([12, 1, 2**64 - 1, 1, False])) == (P.REQUEST_BODY_RING, 1, 2**64 - 1, 1, False)
+    assert P.decode(pack([29, 2**32 - 1, 0, 0, True])) == (P.RESPONSE_BODY_RING, 2**32 - 1, 0, 0, True)
+    f = P.decode(pack([1, 0, {"protocol": 1, "ring": 1 << 20}]))
+    assert f[2]["ring"] == 1 << 20
+
+
+@pytest.mark.parametrize("sid", SIDS)
+def test_response_body_ring_canonical(sid: int) -> None:
+    for position in (0, 1, 127, 128, 255, 256, 65535, 65536, 2**32 - 1, 2**32, 2**63, 2**64 - 1):
+        for length in (1, 16384, 65536, 1048512):
+            for more in (True, False):
+                expected = canonical([29, sid, position, length, more])
+                assert P.encode_response_body_ring(sid, position, length, more) == expected
+                assert P.encode_response_body_ring(P.pack_uint(sid), position, length, more) == expected
+                assert P.decode(expected[4:]) == (P.RESPONSE_BODY_RING, sid, position, length, more)
 
 
 def test_read_length_limits() -> None:

@@ -1,0 +1,165 @@
+"""The worker's side of the body ring (protocol/SPEC.md §6): shared memory for large body pieces.
+
+This module owns the ring file the gateway passes on the command line (``--ring-fd``): its checks and
+mapping, its layout (the two release marks, then the G→W and the W→G area), taking a request-body
+piece out of the G→W area after the checks SPEC §6 lists (then releasing it: the worker's mark), and
+putting a response-body piece into the W→G area when the gateway has released enough of it (its mark).
+It knows nothing of streams, windows or the socket: the connection decides whether the ring is in use
+(both HELLOs), and the stream cycle which pieces go through it and writes their frames.
+
+The hot path is :meth:`Ring.take` and :meth:`Ring.put`: one copy each way (a slice of the ``mmap``
+object is a new ``bytes``, a slice assignment a ``memcpy``) and one 8-byte store or load of a mark.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import stat
+from typing import Final, Union
+
+from .protocol import ProtocolError
+
+__all__ = ["HEADER", "MIN_SIZE", "PAGE", "MIN_PIECE", "RingError", "Ring", "ring_size"]
+
+HEADER: Final = 4096  # the release marks; the G→W area starts here
+MIN_SIZE: Final = 65536  # the least R (bytes per direction)
+PAGE: Final = 4096  # R is a multiple of this
+#: pieces at least this large go through the ring when it has room (SPEC §6, "Choice of path")
+MIN_PIECE: Final = 16384
+
+# Indexes of the marks in the header seen as native u64 ("Q"): g2w_released at byte 0 (written by
+# the worker), w2g_released at byte 64 (written by the gateway).
+_G2W_RELEASED: Final = 0
+_W2G_RELEASED: Final = 8
+
+Buffer = Union[bytes, bytearray, memoryview]
+
+
+class RingError(Exception):
+    """The descriptor given as the ring cannot be used: the worker runs without a ring."""
+
+
+def ring_size(file_size: int) -> int:
+    """R for a ring file of ``file_size`` bytes (``4096 + 2R``); raises :class:`RingError` if there is none."""
+    r, odd = divmod(file_size - HEADER, 2)
+    if odd or r < MIN_SIZE or r % PAGE:
+        raise RingError(
+            f"its size, {file_size} bytes, is not {HEADER} + 2R with R a multiple of {PAGE} and at least {MIN_SIZE}")
+    return r
+
+
+class Ring:
+    """A mapped body ring of ``size`` (R) bytes per direction, and the worker's positions in it."""
+
+    __slots__ = ("size", "_mm", "_view", "_marks", "_w2g_base", "_g2w_end", "_w2g_head")
+
+    def __init__(self, mm: mmap.mmap, size: int) -> None:
+        if len(mm) != HEADER + 2 * size:
+            raise ValueError(f"a ring of {size} bytes per direction needs a mapping of {HEADER + 2 * size} bytes")
+        #: R: the size of each area, in bytes
+        self.size = size
+        self._mm = mm
+        self._view = memoryview(mm)
+        marks = self._view[:HEADER].cast("Q")
+        if marks.itemsize != 8:  # pragma: no cover - "Q" is 8 bytes wherever CPython runs
+            raise RingError("native u64 is not 8 bytes")
+        self._marks = marks
+        self._w2g_base = HEADER + size
+        #: the end of the last G→W piece taken (= the worker's mark, g2w_released)
+        self._g2w_end = 0
+        #: the W→G position where the next piece goes (or, if it would wrap, the next multiple of R)
+        self._w2g_head = 0
+
+    @classmethod
+    def from_fd(cls, fd: int) -> "Ring":
+        """Map the ring file open at ``fd`` (shared, read-write) and close ``fd``.
+
+        Raises :class:`RingError` when ``fd`` is not open, not a regular file (a memfd), not of a
+        ring's size or cannot be mapped; ``fd`` is then left as it is.
+        """
+        try:
+            st = os.fstat(fd)
+        except OSError as exc:
+            raise RingError(f"descriptor {fd}: {exc.strerror or exc}") from None
+        if not stat.S_ISREG(st.st_mode):
+            raise RingError(f"descriptor {fd} is not a regular file (a memfd)")
+        size = ring_size(st.st_size)
+        try:
+            mm = mmap.mmap(fd, st.st_size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+        except (OSError, ValueError) as exc:
+            raise RingError(f"cannot map descriptor {fd} shared and read-write: {exc}") from None
+        os.close(fd)
+        return cls(mm, size)
+
+    # -----------------------------------------------------------------------------------------------
+    # G→W: request bodies
+
+    def take(self, position: int, length: int, limit: int) -> bytes:
+        """The piece of a REQUEST_BODY_RING frame, copied out of the G→W area, and then released.
+
+        ``limit`` is the piece limit, ``min(W, max_frame - 64)``. Raises :class:`ProtocolError` for
+        a piece that breaks SPEC §6 (nothing is read or released then).
+        """
+        size = self.size
+        start = position % size
+        end = self._g2w_end  # the previous piece's end, and the worker's own mark
+        if not 1 <= length <= limit:
+            raise ProtocolError(f"REQUEST_BODY_RING of {length} bytes: outside 1..{limit}")
+        if start + length > size:
+            raise ProtocolError(
+                f"REQUEST_BODY_RING at position {position} of {length} bytes wraps around the end of the ring "
+                f"({size} bytes)")
+        if position < end:
+            raise ProtocolError(
+                f"REQUEST_BODY_RING at position {position}, before the end of the previous piece ({end})")
+        if position + length - end > size:
+            raise ProtocolError(
+                f"REQUEST_BODY_RING at position {position} of {length} bytes: more than the ring's {size} bytes "
+                f"ahead of the released mark ({end})")
+        start += HEADER
+        data = self._mm[start : start + length]
+        end = self._g2w_end = position + length
+        self._marks[_G2W_RELEASED] = end
+        return data
+
+    @property
+    def g2w_released(self) -> int:
+        """The worker's release mark of the G→W area."""
+        return self._marks[_G2W_RELEASED]
+
+    # -----------------------------------------------------------------------------------------------
+    # W→G: response bodies
+
+    def put(self, body: Buffer) -> int:
+        """Copy ``body`` (1..R bytes) into the W→G area; its position, or -1 when the ring is full.
+
+        The caller writes the RESPONSE_BODY_RING frame at once, before any other piece is put: the
+        positions follow the frames' order on the socket.
+        """
+        size = self.size
+        length = len(body)
+        head = self._w2g_head
+        start = head % size
+        if start + length > size:  # a piece never wraps: skip to the next multiple of R
+            head += size - start
+            start = 0
+        if head + length - self._marks[_W2G_RELEASED] > size:
+            return -1  # the gateway has not released enough: the caller sends the piece inline
+        start += self._w2g_base
+        self._mm[start : start + length] = body
+        self._w2g_head = head + length
+        return head
+
+    @property
+    def w2g_released(self) -> int:
+        """The gateway's release mark of the W→G area, loaded now."""
+        return self._marks[_W2G_RELEASED]
+
+    # -----------------------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Unmap the ring (nothing may use it after)."""
+        self._marks.release()
+        self._view.release()
+        self._mm.close()

@@ -1,0 +1,875 @@
+"""The body ring (protocol/SPEC.md §6): the worker's HELLO feature, request bodies through
+REQUEST_BODY_RING (intact, released), the merge of an empty first ``http.request`` with the next piece,
+response bodies through RESPONSE_BODY_RING (threshold, flow control, fallback to inline when the ring is
+full, skipping to the next multiple of R), every check on a received piece as a protocol error, the
+HELLO combinations, a bad ``--ring-fd``, and a worker process given a real memfd (``pass_fds``)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+import random
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from typing import Any, Callable, Dict, Iterator, List, Tuple
+
+import pytest
+
+from gateway_fake import FakeGateway, GatewayRing, Response, run
+from python_worker import protocol as P
+from python_worker.ring import HEADER, MIN_PIECE, Ring, RingError, ring_size
+from python_worker.worker import map_ring
+
+PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def pattern(n: int, seed: int = 0) -> bytes:
+    """``n`` bytes that differ from piece to piece (so that a misplaced piece shows)."""
+    block = random.Random(seed).randbytes(4099)
+    return (block * (n // len(block) + 1))[:n]
+
+
+async def digest_app(scope: Any, receive: Any, send: Any) -> None:
+    """Responds with the request body's length, SHA-256 and number of http.request events."""
+    h = hashlib.sha256()
+    n = events = 0
+    while True:
+        m = await receive()
+        assert m["type"] == "http.request"
+        h.update(m["body"])
+        n += len(m["body"])
+        events += 1
+        if not m["more_body"]:
+            break
+    await send({"type": "http.response.start", "status": 200})
+    await send({"type": "http.response.body", "body": b"%d %s %d" % (n, h.hexdigest().encode(), events)})
+
+
+def response_app(*pieces: bytes) -> Callable[..., Any]:
+    """An app that sends ``pieces`` as http.response.body messages (the last one final)."""
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200})
+        for i, piece in enumerate(pieces):
+            await send({"type": "http.response.body", "body": piece, "more_body": i < len(pieces) - 1})
+
+    return app
+
+
+def body_len(f: tuple) -> int:
+    if f[0] == P.RESPONSE_START:
+        return len(f[5])
+    if f[0] == P.RESPONSE_BODY:
+        return len(f[2])
+    if f[0] == P.RESPONSE_BODY_RING:
+        return f[3]
+    return 0
+
+
+async def collect(gw: FakeGateway, sid: int) -> Response:
+    """All frames of ``sid`` up to its END, crediting each body piece back at once (as the gateway does
+    when it has written it)."""
+    r = Response(sid)
+    while True:
+        f = await gw.next_frame(sid)
+        r.frames.append(f)
+        if f[0] == P.END:
+            return r
+        n = body_len(f)
+        if n:
+            gw.credit(sid, n)
+
+
+def kinds(r: Response) -> List[str]:
+    return [P.FRAME_NAMES[f[0]] for f in r.frames]
+
+
+async def upload(gw: FakeGateway, sid: int, body: bytes, pieces: Callable[[], int]) -> Dict[str, Any]:
+    """Send ``body`` as the gateway does: HTTP_REQUEST with an empty body and more_body, then pieces of
+    at most the piece limit, as the window allows (waiting for CREDIT); a piece of at least 16 KiB through
+    the ring when it has room, else inline. ``pieces()`` proposes the next piece's size."""
+    assert gw.ring is not None
+    gw.request(sid, method="POST", body=b"", more_body=True)
+    sent = 0
+    granted = gw.window
+    ring_pieces: List[Tuple[int, int]] = []
+    inline = 0
+    while sent < len(body):
+        if granted == sent:
+            f = await gw.next_frame(sid)
+            assert f[0] == P.W_CREDIT, f
+            granted += f[2]
+            continue
+        n = min(granted - sent, pieces(), len(body) - sent, gw.max_piece)
+        chunk = body[sent : sent + n]
+        sent += n
+        more = sent < len(body)
+        position = gw.ring_body(sid, chunk, more) if n >= MIN_PIECE else None
+        if position is None:
+            gw.body(sid, chunk, more)
+            inline += 1
+        else:
+            ring_pieces.append((position, n))
+    return {"ring": ring_pieces, "inline": inline}
+
+
+# -- HELLO -------------------------------------------------------------------------------------------
+
+
+def test_worker_hello_features(loop_name: str) -> None:
+    async def main() -> None:
+        async with FakeGateway(digest_app) as gw:
+            assert gw.worker_hello[2]["features"] == ()
+            assert gw.conn.ring is None
+        async with FakeGateway(digest_app, ring=65536) as gw:
+            assert gw.worker_hello[2]["features"] == ("ring",)
+            assert gw.conn.ring is not None and gw.conn.ring.size == 65536
+        # The worker has a ring, the gateway's HELLO has none: not used (and no error).
+        async with FakeGateway(response_app(pattern(100000)), ring=65536, hello_ring=None) as gw:
+            assert gw.worker_hello[2]["features"] == ("ring",)
+            assert gw.conn.ring is None
+            gw.request(1)
+            r = await collect(gw, 1)
+            assert r.body == pattern(100000) and r.outcome == P.OUTCOME_OK
+            assert kinds(r) == ["RESPONSE_START", "END"]
+        # The gateway's HELLO has a ring, the worker has none: not used (and no error).
+        async with FakeGateway(response_app(pattern(100000)), hello_ring=65536) as gw:
+            assert gw.worker_hello[2]["features"] == ()
+            gw.request(1)
+            r = await collect(gw, 1)
+            assert r.body == pattern(100000) and kinds(r) == ["RESPONSE_START", "END"]
+
+    run(loop_name, main())
+
+
+def test_hello_ring_of_another_size_is_protocol_error(loop_name: str) -> None:
+    async def main() -> None:
+        async with FakeGateway(digest_app, ring=65536, send_hello=False) as gw:
+            gw.send_frame([P.HELLO, 0, {"protocol": 1, "pid": 1, "window": 65536, "ring": 131072}])
+            await gw.expect_eof()
+            assert gw.conn.error is not None and "HELLO ring 131072" in gw.conn.error
+
+    run(loop_name, main())
+
+
+# -- request bodies ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("size", [16384, 16385, 3 * 65536 + 1, 1 << 20, 5 << 20])
+@pytest.mark.parametrize("pieces", ["largest", "random"])
+def test_request_body_through_ring(loop_name: str, size: int, pieces: str) -> None:
+    body = pattern(size, seed=size)
+    rng = random.Random(size)
+
+    def next_piece() -> int:
+        return 1 << 30 if pieces == "largest" else rng.choice([MIN_PIECE, 20000, 65536, 99999, 1 << 30])
+
+    async def main() -> None:
+        # R = 1 MiB > window: the ring always has room for what the window lets through.
+        async with FakeGateway(digest_app, ring=1 << 20) as gw:
+            sent = await upload(gw, 1, body, next_piece)
+            r = await gw.response(1)
+            n, digest, _ = r.body.split()
+            assert int(n) == size and digest.decode() == hashlib.sha256(body).hexdigest()
+            assert r.outcome == P.OUTCOME_OK
+            ring_pieces = sent["ring"]
+            assert ring_pieces and all(n >= MIN_PIECE for _, n in ring_pieces)
+            if pieces == "largest":
+                assert sent["inline"] == (1 if size % gw.max_piece and size % gw.max_piece < MIN_PIECE else 0)
+            position, n = ring_pieces[-1]
+            assert gw.ring.g2w_released == position + n  # released up to the end of the last piece
+            assert gw.conn.ring is not None and gw.conn.ring.g2w_released == position + n
+
+    run(loop_name, main())
+
+
+def test_request_body_through_small_ring_with_skips_and_fallback(loop_name: str) -> None:
+    # R = 65536 = the window: pieces skip to the next multiple of R, and the gateway falls back to
+    # inline when the worker has not yet released enough.
+    body = pattern(2 << 20, seed=7)
+    rng = random.Random(3)
+
+    async def main() -> None:
+        async with FakeGateway(digest_app, ring=65536, window=65536) as gw:
+            sent = await upload(gw, 1, body, lambda: rng.choice([MIN_PIECE, 30000, 40000, 65536]))
+            r = await gw.response(1)
+            n, digest, _ = r.body.split()
+            assert int(n) == len(body) and digest.decode() == hashlib.sha256(body).hexdigest()
+            positions = [p for p, _ in sent["ring"]]
+            assert positions == sorted(positions) and len(positions) > 4
+            assert any(p % 65536 == 0 and p > 0 for p in positions)  # a skip happened
+            assert gw.ring.g2w_released == sent["ring"][-1][0] + sent["ring"][-1][1]
+
+    run(loop_name, main())
+
+
+def test_request_ring_skip_to_next_multiple_of_r(loop_name: str) -> None:
+    a, b = pattern(40000, 1), pattern(40000, 2)
+
+    async def main() -> None:
+        async with FakeGateway(digest_app, ring=65536, window=1 << 20) as gw:
+            gw.request(1, method="POST", body=b"", more_body=True)
+            assert gw.ring_body(1, a, True) == 0
+            gw.ping(1)  # the worker has taken the piece once it answers
+            assert await gw.read_frame() == (P.PONG, 0, 1)
+            assert gw.ring.g2w_released == 40000
+            assert gw.ring_body(1, b, False) == 65536  # 40000 + 40000 > R: skipped
+            r = await gw.response(1)
+            n, digest, events = r.body.split()
+            assert int(n) == 80000 and digest.decode() == hashlib.sha256(a + b).hexdigest()
+            assert events == b"2"  # the first piece took the place of the empty first http.request
+            assert gw.ring.g2w_released == 65536 + 40000
+
+    run(loop_name, main())
+
+
+def test_first_piece_merged_into_first_http_request(loop_name: str) -> None:
+    events: Dict[int, List[dict]] = {}
+    window = 65536
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        sid = int(scope["path"][1:])
+        await asyncio.sleep(0.05)  # the pieces arrive before the first receive()
+        got = events.setdefault(sid, [])
+        while True:
+            m = await receive()
+            got.append(m)
+            if not m["more_body"]:
+                break
+        await send({"type": "http.response.start", "status": 200})
+        await send({"type": "http.response.body"})
+
+    piece = pattern(40000, 9)
+
+    async def main() -> None:
+        async with FakeGateway(app, ring=1 << 20, window=window) as gw:
+            # A ring piece, final.
+            gw.request(1, path="/1", method="POST", body=b"", more_body=True)
+            gw.ring_body(1, piece, False)
+            assert (await gw.response(1)).outcome == P.OUTCOME_OK
+            # A ring piece with more to come: merged, and credited when received (40000 >= W/2).
+            gw.request(2, path="/2", method="POST", body=b"", more_body=True)
+            gw.ring_body(2, piece, True)
+            assert await gw.next_frame(2) == (P.W_CREDIT, 2, 40000)
+            gw.body(2, b"tail", False)
+            r = await gw.response(2)
+            assert r.outcome == P.OUTCOME_OK and r.credits == []
+            # Inline pieces merge the same way; an empty piece with more to come leaves it empty.
+            gw.request(3, path="/3", method="POST", body=b"", more_body=True)
+            gw.body(3, b"", True)
+            gw.body(3, b"abc", True)
+            gw.body(3, b"def", False)
+            assert (await gw.response(3)).outcome == P.OUTCOME_OK
+            # A non-empty first body is not replaced.
+            gw.request(4, path="/4", method="POST", body=b"x", more_body=True)
+            gw.ring_body(4, piece, False)
+            assert (await gw.response(4)).outcome == P.OUTCOME_OK
+
+    run(loop_name, main())
+    assert events[1] == [{"type": "http.request", "body": piece, "more_body": False}]
+    assert events[2] == [
+        {"type": "http.request", "body": piece, "more_body": True},
+        {"type": "http.request", "body": b"tail", "more_body": False},
+    ]
+    assert events[3] == [
+        {"type": "http.request", "body": b"abc", "more_body": True},
+        {"type": "http.request", "body": b"def", "more_body": False},
+    ]
+    assert events[4] == [
+        {"type": "http.request", "body": b"x", "more_body": True},
+        {"type": "http.request", "body": piece, "more_body": False},
+    ]
+
+
+def test_no_merge_once_the_app_has_received(loop_name: str) -> None:
+    got: List[dict] = []
+
+    async def main() -> None:
+        first = asyncio.Event()
+
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            got.append(await receive())
+            first.set()
+            got.append(await receive())
+            await send({"type": "http.response.start", "status": 204})
+            await send({"type": "http.response.body"})
+
+        async with FakeGateway(app, ring=1 << 20) as gw:
+            gw.request(1, method="POST", body=b"", more_body=True)
+            await asyncio.wait_for(first.wait(), 5)
+            gw.ring_body(1, pattern(MIN_PIECE), False)
+            assert (await gw.response(1)).status == 204
+
+    run(loop_name, main())
+    assert got == [
+        {"type": "http.request", "body": b"", "more_body": True},
+        {"type": "http.request", "body": pattern(MIN_PIECE), "more_body": False},
+    ]
+
+
+def test_expect_continue_then_ring_piece(loop_name: str) -> None:
+    # EXPECT_CONTINUE: the first receive() returns the empty body and sends the first CREDIT (the
+    # gateway's 100 Continue); only then does the body come, here through the ring.
+    window = 65536
+    got: List[dict] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        while True:
+            got.append(await receive())
+            if not got[-1]["more_body"]:
+                break
+        await send({"type": "http.response.start", "status": 200})
+        await send({"type": "http.response.body"})
+
+    async def main() -> None:
+        async with FakeGateway(app, ring=1 << 20, window=window) as gw:
+            gw.request(1, method="PUT", body=b"", more_body=True, flags=P.FLAG_EXPECT_CONTINUE)
+            assert await gw.next_frame(1) == (P.W_CREDIT, 1, window)
+            assert gw.ring_body(1, pattern(window), False) == 0
+            r = await gw.response(1)
+            assert r.outcome == P.OUTCOME_OK and r.credits == []
+
+    run(loop_name, main())
+    assert got == [
+        {"type": "http.request", "body": b"", "more_body": True},
+        {"type": "http.request", "body": pattern(65536), "more_body": False},
+    ]
+
+
+def test_ring_piece_for_closed_stream_is_released_and_dropped(loop_name: str) -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200})
+        await send({"type": "http.response.body", "body": b"early"})
+
+    async def main() -> None:
+        async with FakeGateway(app, ring=65536) as gw:
+            gw.request(1, method="POST", body=b"", more_body=True)
+            r = await gw.response(1)
+            assert r.body == b"early"
+            assert gw.ring_body(1, pattern(30000), False) == 0  # sent before it read the END
+            gw.ping(5)
+            assert await gw.read_frame() == (P.PONG, 0, 5)
+            assert gw.ring.g2w_released == 30000
+            # The ring goes on from there.
+            gw.request(1, method="POST", body=b"", more_body=True)
+            assert gw.ring_body(1, pattern(30000), False) == 30000
+            assert (await gw.response(1)).body == b"early"
+            assert gw.conn.error is None
+
+    run(loop_name, main())
+
+
+# -- checks on a received piece: protocol errors -----------------------------------------------------
+
+
+async def _sleeping_app(scope: Any, receive: Any, send: Any) -> None:
+    await asyncio.sleep(10)
+
+
+def _no_ring(gw: FakeGateway) -> None:
+    gw.request(1, method="POST", body=b"", more_body=True)
+    gw.ring_frame(1, 0, MIN_PIECE, False)
+
+
+def _length_0(gw: FakeGateway) -> None:
+    gw.request(1, method="POST", body=b"", more_body=True)
+    gw.ring_frame(1, 0, 0, False)
+
+
+def _length_over_limit(gw: FakeGateway) -> None:
+    gw.request(1, method="POST", body=b"", more_body=True)
+    gw.ring_frame(1, 0, gw.max_piece + 1, False)
+
+
+def _wraps(gw: FakeGateway) -> None:
+    gw.request(1, method="POST", body=b"", more_body=True)
+    assert gw.ring_body(1, pattern(60000), True) == 0
+    gw.ring_frame(1, 65536 - 100, 200, False)  # after the previous end, within R of the mark: wraps
+
+
+def _before_previous_end(gw: FakeGateway) -> None:
+    gw.request(1, method="POST", body=b"", more_body=True)
+    assert gw.ring_body(1, pattern(20000), True) == 0
+    gw.ring_frame(1, 19999, MIN_PIECE, False)
+
+
+def _ahead_of_mark(gw: FakeGateway) -> None:
+    gw.request(1, method="POST", body=b"", more_body=True)
+    gw.ring_frame(1, 65536, 16, False)  # does not wrap, after 0, but 65552 - 0 > R
+
+
+def _ahead_of_mark_later(gw: FakeGateway) -> None:
+    gw.request(1, method="POST", body=b"", more_body=True)
+    assert gw.ring_body(1, pattern(20000), True) == 0
+    gw.ring_frame(1, 20000 + 65536, 1, False)
+
+
+def _over_stream_window(gw: FakeGateway) -> None:
+    gw.request(1, method="POST", body=pattern(60000), more_body=True)
+    gw.ring_body(1, pattern(MIN_PIECE), False)  # 60000 + 16384 > the window (65536)
+
+
+def _after_body_complete(gw: FakeGateway) -> None:
+    gw.request(1, method="POST", body=b"x", more_body=False)
+    gw.ring_body(1, pattern(MIN_PIECE), False)
+
+
+def _websocket(gw: FakeGateway) -> None:
+    gw.ws_connect(1)
+    gw.ring_body(1, pattern(MIN_PIECE), False)
+
+
+RULES = {
+    # name: (FakeGateway options, what the gateway sends, part of the error, the g2w mark after)
+    "ring not in use (worker has none)": ({"hello_ring": 65536}, _no_ring, "does not use a body ring", None),
+    "ring not in use (gateway HELLO has none)": (
+        {"ring": 65536, "hello_ring": None}, _no_ring, "does not use a body ring", 0),
+    "length 0": ({"ring": 65536}, _length_0, "of 0 bytes: outside 1..65536", 0),
+    "length over the window": ({"ring": 1 << 20, "window": 65536}, _length_over_limit, "outside 1..65536", 0),
+    "length over max_frame - 64": (
+        {"ring": 1 << 20, "max_frame": 32768}, _length_over_limit, "of 32705 bytes: outside 1..32704", 0),
+    "piece wraps": ({"ring": 65536}, _wraps, "wraps around", 60000),
+    "position before the previous end": ({"ring": 65536}, _before_previous_end, "before the end", 20000),
+    "more than R ahead of the mark": ({"ring": 65536}, _ahead_of_mark, "ahead of the released mark (0)", 0),
+    "more than R ahead of the mark, later": (
+        {"ring": 65536}, _ahead_of_mark_later, "ahead of the released mark (20000)", 20000),
+    "over the stream's window": ({"ring": 1 << 20}, _over_stream_window, "window", MIN_PIECE),
+    "after the body was complete": ({"ring": 1 << 20}, _after_body_complete, "complete", MIN_PIECE),
+    "WebSocket stream": ({"ring": 1 << 20}, _websocket, "WebSocket", MIN_PIECE),
+}
+
+
+@pytest.mark.parametrize("rule", list(RULES), ids=list(RULES))
+def test_ring_piece_breaking_a_rule_is_protocol_error(
+    loop_name: str, rule: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    options, send, error, mark = RULES[rule]
+    options = {"window": 65536, **options}
+
+    async def main() -> None:
+        async with FakeGateway(_sleeping_app, **options) as gw:
+            send(gw)
+            await gw.expect_eof()
+            assert gw.conn.error is not None and error in gw.conn.error, gw.conn.error
+            if mark is not None:
+                assert gw.ring is not None and gw.ring.g2w_released == mark
+
+    run(loop_name, main())
+    assert "protocol error" in caplog.text
+
+
+# -- response bodies ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("size", [MIN_PIECE - 1, MIN_PIECE, 100000])
+def test_response_body_threshold(loop_name: str, size: int) -> None:
+    body = pattern(size, 5)
+
+    async def main() -> None:
+        async with FakeGateway(response_app(body), ring=1 << 20) as gw:
+            gw.request(1)
+            r = await collect(gw, 1)
+            assert r.body == body and r.outcome == P.OUTCOME_OK
+            if size < MIN_PIECE:  # inline, in the RESPONSE_START
+                assert kinds(r) == ["RESPONSE_START", "END"] and r.frames[0][6] is False
+            else:  # a start without body, then the piece in the ring
+                assert kinds(r) == ["RESPONSE_START", "RESPONSE_BODY_RING", "END"]
+                assert r.frames[0][5:] == (b"", True)
+                assert r.frames[1][:5] == (P.RESPONSE_BODY_RING, 1, 0, size, False)
+                assert gw.ring.w2g_bytes(0, size) == body
+
+    run(loop_name, main())
+
+
+def test_response_pieces_ring_and_inline_in_order(loop_name: str) -> None:
+    big = pattern((1 << 20) + 5, 11)
+    pieces = (pattern(20000, 1), b"small", pattern(MIN_PIECE - 1, 2), big)
+
+    async def main() -> None:
+        async with FakeGateway(response_app(*pieces), ring=4 << 20, window=4 << 20) as gw:
+            gw.request(1)
+            r = await collect(gw, 1)
+            assert r.body == b"".join(pieces) and r.outcome == P.OUTCOME_OK
+            limit = gw.max_piece  # 1 MiB - 64: the big body is split into a ring piece and 69 bytes
+            assert [(f[0], body_len(f)) for f in r.frames] == [
+                (P.RESPONSE_START, 0),
+                (P.RESPONSE_BODY_RING, 20000),
+                (P.RESPONSE_BODY, 5),
+                (P.RESPONSE_BODY, MIN_PIECE - 1),
+                (P.RESPONSE_BODY_RING, limit),
+                (P.RESPONSE_BODY, len(big) - limit),
+                (P.END, 0),
+            ]
+            assert [f[2] for f in r.frames if f[0] == P.RESPONSE_BODY_RING] == [0, 20000]
+            assert r.frames[-2][3] is False
+
+    run(loop_name, main())
+
+
+def test_response_ring_bytes_count_against_the_window(loop_name: str) -> None:
+    window = 65536
+    body = pattern(200000, 4)
+
+    async def main() -> None:
+        async with FakeGateway(response_app(body), ring=1 << 20, window=window) as gw:
+            gw.request(1)
+            r = Response(1)
+            r.frames.append(await gw.next_frame(1))
+            assert r.frames[-1][0] == P.RESPONSE_START and r.frames[-1][5:] == (b"", True)
+            r.frames.append(await gw.next_frame(1))
+            assert r.frames[-1][:5] == (P.RESPONSE_BODY_RING, 1, 0, window, True)
+            await gw.expect_silence(0.2)  # the window is used up
+            gw.credit(1, 1000)
+            r.frames.append(await gw.next_frame(1))
+            assert r.frames[-1][0] == P.RESPONSE_BODY and len(r.frames[-1][2]) == 1000  # below 16 KiB: inline
+            await gw.expect_silence(0.1)
+            gw.credit(1, window)
+            r.frames.append(await gw.next_frame(1))
+            assert r.frames[-1][:5] == (P.RESPONSE_BODY_RING, 1, window, window, True)
+            gw.credit(1, len(body))
+            r.frames += (await gw.response(1)).frames
+            assert r.body == body and r.outcome == P.OUTCOME_OK
+
+    run(loop_name, main())
+
+
+def test_response_ring_skips_to_next_multiple_of_r(loop_name: str) -> None:
+    # window 100000, R = 196608 (48 pages): each piece is released (and credited) before the next is
+    # put, and every piece after the first skips to the next multiple of R.
+    size = 196608
+    body = pattern(450000, 6)
+
+    async def main() -> None:
+        async with FakeGateway(response_app(body), ring=size, window=100000) as gw:
+            gw.request(1)
+            r = await collect(gw, 1)
+            assert r.body == body and r.outcome == P.OUTCOME_OK
+            ring = [(f[2], f[3]) for f in r.frames if f[0] == P.RESPONSE_BODY_RING]
+            assert ring == [(0, 100000), (size, 100000), (2 * size, 100000), (3 * size, 100000),
+                            (3 * size + 100000, 50000)]  # (fits: no skip)
+            assert gw.ring.w2g_released == 3 * size + 150000
+
+    run(loop_name, main())
+
+
+def test_response_falls_back_inline_when_ring_is_full(loop_name: str) -> None:
+    # R = 65536 and the gateway releases nothing: three 20000-byte pieces fill the ring (the fourth
+    # would skip to 65536, over unreleased bytes), so the next ones go inline, and the ring's bytes stay
+    # as they were. Once the gateway releases, the next piece goes to 65536 (area byte 0).
+    pieces = [pattern(20000, i) for i in range(7)]
+
+    async def main() -> None:
+        released = asyncio.Event()
+
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            await send({"type": "http.response.start", "status": 200})
+            for piece in pieces[:5]:
+                await send({"type": "http.response.body", "body": piece, "more_body": True})
+            await released.wait()
+            await send({"type": "http.response.body", "body": pieces[5], "more_body": True})
+            await send({"type": "http.response.body", "body": pieces[6], "more_body": False})
+
+        async with FakeGateway(app, ring=65536, window=1 << 20, auto_release=False) as gw:
+            gw.request(1)
+            frames = [await gw.next_frame(1) for _ in range(6)]
+            assert [f[0] for f in frames] == [P.RESPONSE_START] + [P.RESPONSE_BODY_RING] * 3 + [P.RESPONSE_BODY] * 2
+            assert [f[2] for f in frames[1:4]] == [0, 20000, 40000]
+            assert [f[2] for f in frames[4:]] == pieces[3:5]
+            await gw.expect_silence(0.1)
+            for position, piece in zip((0, 20000, 40000), pieces):
+                assert gw.ring.w2g_bytes(position, 20000) == piece  # not overwritten
+            gw.ring.release_w2g(60000)
+            released.set()
+            r = await gw.response(1)
+            assert [(f[0], f[2]) for f in r.frames[:2]] == [
+                (P.RESPONSE_BODY_RING, 65536), (P.RESPONSE_BODY_RING, 85536)]
+            assert r.frames[1][4] is False and r.outcome == P.OUTCOME_OK
+            assert [f[5] for f in r.frames[:2]] == pieces[5:]
+            assert gw.ring.w2g_bytes(65536, 20000) == pieces[5]
+            assert gw.ring.w2g_bytes(40000, 20000) == pieces[2]  # released, but not yet reused
+
+    run(loop_name, main())
+
+
+def test_response_ring_with_early_hint_and_trailers(loop_name: str) -> None:
+    body = pattern(50000, 8)
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "trailers": True})
+        await send({"type": "http.response.early_hint", "links": [b"</a.css>; rel=preload"]})
+        await send({"type": "http.response.body", "body": body})
+        await send({"type": "http.response.trailers", "headers": [(b"x-sum", b"1")]})
+
+    async def main() -> None:
+        async with FakeGateway(app, ring=65536) as gw:
+            gw.request(1, flags=P.FLAG_EARLY_HINTS | P.FLAG_TRAILERS_ALLOWED)
+            r = await collect(gw, 1)
+            assert kinds(r) == ["EARLY_HINT", "RESPONSE_START", "RESPONSE_BODY_RING", "RESPONSE_TRAILERS", "END"]
+            assert r.frames[1][4:] == (P.FLAG_TRAILERS, b"", True)
+            assert r.body == body and r.outcome == P.OUTCOME_OK
+
+    run(loop_name, main())
+
+
+def test_concurrent_streams_share_the_ring(loop_name: str) -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        i = int(scope["path"][1:])
+        await send({"type": "http.response.start", "status": 200})
+        for k in range(4):
+            await asyncio.sleep(0)
+            await send({"type": "http.response.body", "body": pattern(30000 + i, i * 10 + k), "more_body": k < 3})
+
+    async def main() -> None:
+        async with FakeGateway(app, ring=1 << 20, window=1 << 20) as gw:
+            for i in range(1, 9):
+                gw.request(i, path=f"/{i}")
+            for i in range(1, 9):
+                r = await gw.response(i)
+                assert r.body == b"".join(pattern(30000 + i, i * 10 + k) for k in range(4))
+            positions = [p for p, _ in gw.ring.taken]
+            assert positions == sorted(positions) and len(positions) == 32
+
+    run(loop_name, main())
+
+
+def test_websocket_messages_stay_inline_denial_body_may_use_ring(loop_name: str) -> None:
+    message = pattern(100000, 3)
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        if scope["path"] == "/deny":
+            await send({"type": "websocket.http.response.start", "status": 403})
+            await send({"type": "websocket.http.response.body", "body": message})
+            return
+        await send({"type": "websocket.accept"})
+        await send({"type": "websocket.send", "bytes": message})
+        await send({"type": "websocket.close"})
+
+    async def main() -> None:
+        async with FakeGateway(app, ring=1 << 20) as gw:
+            gw.ws_connect(1)
+            r = await gw.response(1)
+            assert kinds(r) == ["WS_ACCEPT", "WS_SEND", "WS_CLOSE", "END"] and r.frames[1][2] == message
+            gw.ws_connect(2, path="/deny")
+            r = await gw.response(2)
+            assert kinds(r) == ["RESPONSE_START", "RESPONSE_BODY_RING", "END"] and r.body == message
+
+    run(loop_name, main())
+
+
+# -- the ring file -----------------------------------------------------------------------------------
+
+
+def memfd(size: int) -> int:
+    """A memfd of ``size`` bytes (not mapped)."""
+    fd = os.memfd_create("test-bad-ring")
+    os.ftruncate(fd, size)
+    return fd
+
+
+@pytest.mark.parametrize("size", [65536, 65536 + 4096, 1 << 20])
+def test_ring_sizes_accepted(size: int) -> None:
+    assert ring_size(HEADER + 2 * size) == size
+    g = GatewayRing(size)
+    try:
+        ring = g.worker_ring()
+        assert ring.size == size
+        # The worker's descriptor was closed after mapping: only the test's own remains.
+        ring.close()
+    finally:
+        g.close()
+
+
+@pytest.mark.parametrize("file_size", [
+    0, 4096, 2 * 65536, HEADER + 2 * 61440, HEADER + 2 * 65536 + 1, HEADER + 2 * (65536 + 1024), HEADER + 2 * 65536 - 2,
+])
+def test_bad_ring_file_runs_without_ring(file_size: int, caplog: pytest.LogCaptureFixture) -> None:
+    fd = memfd(file_size)
+    try:
+        with pytest.raises(RingError, match="size"):
+            Ring.from_fd(fd)
+        with caplog.at_level(logging.WARNING):
+            assert map_ring(fd) is None
+        assert f"cannot use the body ring (--ring-fd {fd})" in caplog.text and "running without it" in caplog.text
+    finally:
+        os.close(fd)  # (left open by the worker: it is not a ring)
+
+
+def test_ring_fd_not_open_or_not_a_file(caplog: pytest.LogCaptureFixture) -> None:
+    r, w = os.pipe()
+    os.close(w)
+    with pytest.raises(RingError, match="not a regular file"):
+        Ring.from_fd(r)
+    os.close(r)
+    with pytest.raises(RingError, match="Bad file descriptor"):
+        Ring.from_fd(r)
+    with caplog.at_level(logging.WARNING):
+        assert map_ring(r) is None
+    assert f"cannot use the body ring (--ring-fd {r}): descriptor {r}: Bad file descriptor" in caplog.text
+
+
+def test_ring_put_take_marks() -> None:
+    g = GatewayRing(65536)
+    ring = g.worker_ring()
+    try:
+        # W→G: positions, skips, the gateway's mark.
+        assert ring.put(pattern(40000, 1)) == 0
+        assert ring.put(pattern(20000, 2)) == 40000
+        assert ring.put(pattern(10000, 3)) == -1  # would skip to 65536: 75536 - 0 > R
+        g.release_w2g(40000)
+        assert ring.w2g_released == 40000
+        assert ring.put(pattern(10000, 3)) == 65536
+        assert g.w2g_bytes(65536, 10000) == pattern(10000, 3) and g.w2g_bytes(40000, 20000) == pattern(20000, 2)
+        assert ring.put(pattern(65536 - 10000 + 1, 4)) == -1  # would skip to 131072: over unreleased bytes
+        # G→W: bytes and the worker's mark.
+        assert g.put(pattern(30000, 5)) == 0
+        assert ring.take(0, 30000, 65536) == pattern(30000, 5)
+        assert g.g2w_released == ring.g2w_released == 30000
+        with pytest.raises(P.ProtocolError):
+            ring.take(0, 30000, 65536)  # before the previous end
+        assert g.g2w_released == 30000
+    finally:
+        ring.close()
+        g.close()
+
+
+# -- a worker process given a memfd ------------------------------------------------------------------
+
+ECHO_APP = """
+async def app(scope, receive, send):
+    body = b""
+    while True:
+        m = await receive()
+        body += m.get("body", b"")
+        if not m.get("more_body"):
+            break
+    await send({"type": "http.response.start", "status": 200})
+    await send({"type": "http.response.body", "body": body})
+"""
+
+
+@pytest.fixture
+def listener() -> Iterator[Tuple[socket.socket, str]]:
+    d = tempfile.mkdtemp(prefix="pwr", dir="/tmp")  # short: AF_UNIX paths are limited to ~107 bytes
+    path = os.path.join(d, "gw.sock")
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.bind(path)
+    s.listen(1)
+    s.settimeout(20)
+    with open(os.path.join(d, "echoapp.py"), "w") as f:
+        f.write(textwrap.dedent(ECHO_APP))
+    try:
+        yield s, path
+    finally:
+        s.close()
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def spawn(sock_path: str, *args: str, pass_fds: Tuple[int, ...] = ()) -> subprocess.Popen:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (PROJECT_DIR, env.get("PYTHONPATH")) if p)
+    return subprocess.Popen(
+        [sys.executable, "-m", "python_worker", "--socket", sock_path, "--app", "echoapp:app", *args],
+        cwd=os.path.dirname(sock_path), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        pass_fds=pass_fds,
+    )
+
+
+def recv_exact(conn: socket.socket, n: int) -> bytes:
+    buf = b""
+    while len(buf) < n:
+        chunk = conn.recv(n - len(buf))
+        if not chunk:
+            raise EOFError(f"EOF after {len(buf)} of {n} bytes")
+        buf += chunk
+    return buf
+
+
+def read_frame(conn: socket.socket) -> tuple:
+    return P.decode(recv_exact(conn, int.from_bytes(recv_exact(conn, 4), "big")))
+
+
+def finish(conn: socket.socket, proc: subprocess.Popen) -> str:
+    """Close the connection; the worker's stderr after it exits (status 0)."""
+    conn.close()
+    _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err
+    return err
+
+
+def test_worker_process_with_ring(listener: Tuple[socket.socket, str]) -> None:
+    sock, path = listener
+    size = 1 << 20
+    g = GatewayRing(size)
+    try:
+        proc = spawn(path, "--ring-fd", str(g.fd), "--log-level", "debug", pass_fds=(g.fd,))
+        conn, _ = sock.accept()
+        try:
+            hello = read_frame(conn)
+            assert hello[0] == P.W_HELLO and hello[2]["features"] == ("ring",)
+            conn.sendall(P.encode([P.HELLO, 0, {"protocol": 1, "pid": os.getpid(), "window": size, "ring": size}]))
+            body = pattern(300000, 12)
+            position = g.put(body)
+            assert position == 0
+            conn.sendall(P.encode([P.HTTP_REQUEST, 1, "1.1", "POST", "http", "/", b"/", b"", "", [], None, None,
+                                   0, b"", True]) + P.encode([P.REQUEST_BODY_RING, 1, 0, len(body), False]))
+            frames = []
+            while True:
+                f = read_frame(conn)
+                frames.append(f)
+                if f[0] == P.END:
+                    break
+            assert [f[0] for f in frames] == [P.RESPONSE_START, P.RESPONSE_BODY_RING, P.END]
+            assert frames[1][1:] == (1, 0, len(body), False)
+            assert g.w2g_bytes(0, len(body)) == body
+            deadline = time.monotonic() + 5
+            while g.g2w_released != len(body) and time.monotonic() < deadline:  # (set before the response)
+                time.sleep(0.01)
+            assert g.g2w_released == len(body)
+        finally:
+            err = finish(conn, proc)
+        assert "body ring mapped: 1048576 bytes per direction" in err
+        assert "body ring 1048576" in err  # the connection uses it
+    finally:
+        g.close()
+
+
+@pytest.mark.parametrize("case", ["not open", "wrong size"])
+def test_worker_process_with_bad_ring_fd(listener: Tuple[socket.socket, str], case: str) -> None:
+    sock, path = listener
+    bad = memfd(HEADER + 2 * 65536 + 4096)
+    try:
+        fd = 987 if case == "not open" else bad
+        proc = spawn(path, "--ring-fd", str(fd), pass_fds=(bad,) if case == "wrong size" else ())
+        conn, _ = sock.accept()
+        try:
+            hello = read_frame(conn)
+            assert hello[0] == P.W_HELLO and hello[2]["features"] == ()
+            conn.sendall(P.encode([P.HELLO, 0, {"protocol": 1, "pid": os.getpid(), "ring": 65536}]))
+            conn.sendall(P.encode([P.HTTP_REQUEST, 1, "1.1", "POST", "http", "/", b"/", b"", "", [], None, None,
+                                   0, pattern(MIN_PIECE), False]))
+            frames = [read_frame(conn), read_frame(conn)]
+            assert frames[0][0] == P.RESPONSE_START and frames[0][5] == pattern(MIN_PIECE)  # inline
+            assert frames[1][0] == P.END
+        finally:
+            err = finish(conn, proc)
+        assert f"WARNING [python_worker.worker] cannot use the body ring (--ring-fd {fd})" in err
+        assert "running without it" in err
+        assert ("Bad file descriptor" if case == "not open" else "is not 4096 + 2R") in err
+    finally:
+        os.close(bad)
+
+
+def test_ring_fd_option_parsed() -> None:
+    from python_worker.__main__ import parse_args
+
+    assert parse_args(["--socket", "s", "--app", "a:b"]).ring_fd is None
+    assert parse_args(["--socket", "s", "--app", "a:b", "--ring-fd", "3"]).ring_fd == 3
+
