@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -225,6 +226,9 @@ func (w *workerConn) writeLoop() {
 		case <-w.done:
 			return
 		}
+		// Let the goroutines that are ready to queue frames do so first: one write (and one wake-up
+		// of the worker) then carries them all.
+		runtime.Gosched()
 		w.wmu.Lock()
 		buf := w.wbuf
 		w.wbuf = w.wspare[:0]
