@@ -63,6 +63,7 @@ type Config struct {
 
 	MaxFrame int // protocol frame limit
 	Window   int // protocol per-stream window
+	BodyRing int // bytes per direction of each worker's body ring (protocol SPEC §6); 0: none
 }
 
 // DefaultConfig returns the defaults the command line starts from (uvicorn's where they exist).
@@ -93,6 +94,7 @@ func DefaultConfig() Config {
 		WSPerMessageDeflate: true,
 		MaxFrame:            protocol.DefaultMaxFrame,
 		Window:              protocol.DefaultWindow,
+		BodyRing:            defaultRingLen,
 	}
 }
 

@@ -27,6 +27,7 @@ func fakeWorkerMain(mode string) {
 	fs.String("log-level", "", "")
 	fs.String("app-dir", "", "")
 	fs.Bool("factory", false, "")
+	fs.Int("ring-fd", -1, "") // a body ring it does not use (its HELLO has no "ring" feature)
 	args := os.Args[1:]
 	if len(args) > 0 && args[0] == "-m" {
 		args = args[2:] // "-m python_worker"

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -535,7 +536,19 @@ func (p *Pool) spawn(s *slot) (*proc, error) {
 	if p.cfg.Lifespan != "" && p.cfg.Lifespan != "auto" { // auto is the worker's default
 		args = append(args, "--lifespan", p.cfg.Lifespan)
 	}
+	var ring *bodyRing
+	if p.cfg.BodyRing > 0 {
+		if ring, err = newBodyRing(p.cfg.BodyRing); err != nil {
+			// Not fatal: bodies go through the socket instead.
+			p.log.Warn().Err(err).Int("worker", s.id).Msg("no body ring for this worker")
+		} else {
+			args = append(args, "--ring-fd", strconv.Itoa(ringWorkerFD))
+		}
+	}
 	cmd := exec.Command(p.python, args...)
+	if ring != nil {
+		cmd.ExtraFiles = []*os.File{ring.file} // the worker's descriptor 3
+	}
 	cmd.Env = append(append(os.Environ(), p.cfg.WorkerEnv...), "PYTHONUNBUFFERED=1")
 	// Own process group (a terminal's Ctrl-C goes to the gateway only, which stops the workers in
 	// order) and death with the gateway.
@@ -552,7 +565,13 @@ func (p *Pool) spawn(s *slot) (*proc, error) {
 		return nil, fmt.Errorf("worker stderr: %w", err)
 	}
 	if err := cmd.Start(); err != nil {
+		if ring != nil {
+			ring.close()
+		}
 		return nil, fmt.Errorf("start %s: %w", p.python, err)
+	}
+	if ring != nil {
+		ring.closeFile() // the worker has its own descriptor now
 	}
 	tail := &lineTail{}
 	pr := &proc{cmd: cmd, exited: make(chan struct{}), started: time.Now()}
@@ -566,8 +585,11 @@ func (p *Pool) spawn(s *slot) (*proc, error) {
 		close(pr.exited)
 	}()
 
-	w, err := p.handshake(s, ln, pr.exited)
+	w, err := p.handshake(s, ln, pr.exited, ring)
 	if err != nil {
+		if ring != nil {
+			ring.close()
+		}
 		pr.kill()
 		<-pr.exited
 		return nil, p.explain(err, cmd, tail)
@@ -591,7 +613,13 @@ func (p *Pool) spawn(s *slot) (*proc, error) {
 }
 
 // handshake accepts the worker's connection and exchanges HELLOs.
-func (p *Pool) handshake(s *slot, ln *net.UnixListener, exited <-chan struct{}) (*workerConn, error) {
+// With a body ring, the gateway's HELLO offers it; the connection uses it if the worker's HELLO
+// says it mapped it, and unmaps it otherwise.
+func (p *Pool) handshake(s *slot, ln *net.UnixListener, exited <-chan struct{}, ring *bodyRing) (*workerConn, error) {
+	var ringSize uint64
+	if ring != nil {
+		ringSize = ring.size
+	}
 	deadline := time.Now().Add(p.cfg.StartupTimeout)
 	ln.SetDeadline(deadline)
 	type accepted struct {
@@ -624,7 +652,7 @@ func (p *Pool) handshake(s *slot, ln *net.UnixListener, exited <-chan struct{}) 
 	hello := protocol.AppendGatewayHello(nil, &protocol.GatewayHello{
 		Protocol: protocol.Version, PID: uint64(os.Getpid()),
 		MaxFrame: uint64(p.cfg.frameLimit()), Window: uint64(p.cfg.Window), WorkerID: uint64(s.id),
-		ServerCert: p.serverCert,
+		ServerCert: p.serverCert, Ring: ringSize,
 	})
 	// A write error is not final: a worker that failed to load the app sends its error HELLO and
 	// exits without reading ours, and that HELLO is what to report.
@@ -658,7 +686,16 @@ func (p *Pool) handshake(s *slot, ln *net.UnixListener, exited <-chan struct{}) 
 		return nil, fmt.Errorf("the worker speaks protocol version %d, the gateway %d: install the worker package from this release", h.Protocol, protocol.Version)
 	}
 	nc.SetDeadline(time.Time{})
-	return newWorkerConn(s.id, int(h.PID), nc, r, p.cfg.Window, p.cfg.frameLimit()), nil
+	w := newWorkerConn(s.id, int(h.PID), nc, r, p.cfg.Window, p.cfg.frameLimit())
+	if ring != nil {
+		if slices.Contains(h.Features, "ring") {
+			w.ring = ring
+		} else {
+			p.log.Debug().Int("worker", s.id).Msg("the worker does not use the body ring")
+			ring.close()
+		}
+	}
+	return w, nil
 }
 
 var (

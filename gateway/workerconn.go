@@ -46,6 +46,10 @@ type workerConn struct {
 	window   int
 	maxPiece int // largest body piece per frame
 
+	// ring is the body ring when the worker uses one (SPEC §6), else nil: its G→W half is used under
+	// wmu, its W→G half by the reader goroutine, which unmaps it when it ends.
+	ring *bodyRing
+
 	wmu    sync.Mutex
 	wbuf   []byte // frames queued for the writer
 	wspare []byte // the other buffer of the pair, while not being written
@@ -143,7 +147,20 @@ func (w *workerConn) sendHTTPRequest(sid uint32, r *protocol.HTTPRequest) error 
 	if !w.lock() {
 		return errWorkerGone
 	}
-	buf, err := protocol.AppendHTTPRequest(w.wbuf, sid, r)
+	var buf []byte
+	var err error
+	if body := r.Body; w.ring != nil && len(body) >= ringMinPiece {
+		// The first piece goes after the scope, as a body piece of its own (in the ring if it fits).
+		more := r.MoreBody
+		r.Body, r.MoreBody = nil, true
+		buf, err = protocol.AppendHTTPRequest(w.wbuf, sid, r)
+		r.Body, r.MoreBody = body, more
+		if err == nil {
+			buf = w.appendBodyLocked(buf, sid, body, more)
+		}
+	} else {
+		buf, err = protocol.AppendHTTPRequest(w.wbuf, sid, r)
+	}
 	if err == nil {
 		w.wbuf = buf
 	}
@@ -153,9 +170,20 @@ func (w *workerConn) sendHTTPRequest(sid uint32, r *protocol.HTTPRequest) error 
 
 func (w *workerConn) sendBody(sid uint32, body []byte, more bool) {
 	if w.lock() {
-		w.wbuf = protocol.AppendRequestBody(w.wbuf, sid, body, more)
+		w.wbuf = w.appendBodyLocked(w.wbuf, sid, body, more)
 		w.unlock()
 	}
+}
+
+// appendBodyLocked appends a request-body piece: REQUEST_BODY_RING when it is large and the ring has
+// room for it, REQUEST_BODY otherwise. The caller holds wmu.
+func (w *workerConn) appendBodyLocked(dst []byte, sid uint32, body []byte, more bool) []byte {
+	if w.ring != nil && len(body) >= ringMinPiece {
+		if pos, ok := w.ring.put(body); ok {
+			return protocol.AppendBodyRing(dst, protocol.TypeRequestBodyRing, sid, pos, uint64(len(body)), more)
+		}
+	}
+	return protocol.AppendRequestBody(dst, sid, body, more)
 }
 
 func (w *workerConn) sendDisconnect(sid uint32) {
@@ -250,6 +278,7 @@ func (w *workerConn) writeLoop() {
 }
 
 func (w *workerConn) readLoop() {
+	defer w.closeRing()
 	var f protocol.Frame
 	for {
 		payload, err := w.reader.Next()
@@ -279,6 +308,8 @@ func (w *workerConn) dispatch(f *protocol.Frame) error {
 	case protocol.TypeResponseStart, protocol.TypeResponseBody, protocol.TypeCreditW2G, protocol.TypeEnd,
 		protocol.TypeWSAccept, protocol.TypeWSSend, protocol.TypeWSClose,
 		protocol.TypeResponseTrailers, protocol.TypeResponsePathsend, protocol.TypeEarlyHint:
+	case protocol.TypeResponseBodyRing:
+		return w.dispatchRingBody(f)
 	case protocol.TypePong:
 		w.lastPong.Store(int64(f.Token))
 		return nil
@@ -318,6 +349,34 @@ func (w *workerConn) dispatch(f *protocol.Frame) error {
 		return h.wsClose(f)
 	}
 	return nil
+}
+
+// dispatchRingBody handles a RESPONSE_BODY_RING as the RESPONSE_BODY it stands for, then releases
+// its piece: every handler copies the body before it returns.
+func (w *workerConn) dispatchRingBody(f *protocol.Frame) error {
+	if w.ring == nil {
+		return errors.New("RESPONSE_BODY_RING frame, but the connection has no body ring")
+	}
+	body, err := w.ring.take(f.RingPos, f.RingLen, uint64(w.maxPiece))
+	if err != nil {
+		return err
+	}
+	end := f.RingPos + f.RingLen
+	f.Type, f.Body = protocol.TypeResponseBody, body
+	err = w.dispatch(f)
+	w.ring.release(end)
+	return err
+}
+
+// closeRing unmaps the body ring when the reader ends (after fail: wdead is set, so no sender
+// touches the ring any more).
+func (w *workerConn) closeRing() {
+	w.wmu.Lock()
+	if w.ring != nil {
+		w.ring.close()
+		w.ring = nil
+	}
+	w.wmu.Unlock()
 }
 
 // markDirty asks for h.flush at the end of the current batch. Reader goroutine only.

@@ -85,6 +85,7 @@ func runFlags() []cli.Flag {
 		&cli.IntFlag{Name: "limit-max-requests", Usage: "replace a worker after it has served this many requests (0: never)", EnvVars: env("limit-max-requests"), Category: "Workers"},
 		&cli.IntFlag{Name: "limit-max-requests-jitter", Usage: "add a random 0..N to --limit-max-requests per worker, so they do not all recycle at once", EnvVars: env("limit-max-requests-jitter"), Category: "Workers"},
 		&cli.IntFlag{Name: "workers-max-rss", Usage: "replace a worker whose resident memory exceeds this many MiB (0: never)", EnvVars: env("workers-max-rss"), Category: "Workers"},
+		&cli.IntFlag{Name: "body-ring-size", Value: d.BodyRing >> 10, Usage: "KiB of shared memory per worker and direction that carries large request and response bodies past the worker socket (a multiple of 4, at least 64; 0: none)", EnvVars: env("body-ring-size"), Category: "Workers"},
 		&cli.Float64Flag{Name: "workers-lifetime", Usage: "replace a worker after this many seconds (0: never)", EnvVars: env("workers-lifetime"), Category: "Workers"},
 		&cli.StringFlag{Name: "lifespan", Value: "auto", Usage: "ASGI lifespan protocol: auto, on or off", EnvVars: env("lifespan"), Category: "Application"},
 		&cli.IntFlag{Name: "ws-max-size", Value: d.WSMaxSize, Usage: "largest WebSocket message in bytes (larger: close 1009)", EnvVars: env("ws-max-size"), Category: "WebSocket"},
@@ -293,6 +294,12 @@ func configFrom(ctx *cli.Context) (gateway.Config, error) {
 	cfg.MaxRequestsJitter = ctx.Int("limit-max-requests-jitter")
 	cfg.MaxRSS = int64(ctx.Int("workers-max-rss")) << 20
 	cfg.Lifetime = seconds(ctx.Float64("workers-lifetime"))
+	if kib := ctx.Int("body-ring-size"); kib != 0 {
+		if err := gateway.CheckBodyRing(kib << 10); err != nil || kib < 0 {
+			return cfg, cli.Exit(fmt.Sprintf("--body-ring-size %d: expected 0 or a multiple of 4 from 64 to 1048576 (KiB)", kib), 2)
+		}
+	}
+	cfg.BodyRing = max(ctx.Int("body-ring-size"), 0) << 10
 	cfg.Lifespan = ctx.String("lifespan")
 	switch cfg.Lifespan {
 	case "auto", "on", "off":

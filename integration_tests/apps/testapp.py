@@ -14,6 +14,7 @@ import asyncio
 import hashlib
 import json
 import os
+import random
 import sys
 import time
 from typing import Any, Awaitable, Callable
@@ -191,6 +192,22 @@ async def length(scope: Scope, receive: Receive, send: Send) -> None:
     await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
+async def blob(scope: Scope, receive: Receive, send: Send) -> None:
+    """``size`` seeded pseudo-random bytes (``seed``) in body messages of ``piece`` bytes, with a
+    content-length (``chunked=1``: without) and their SHA-256 in ``x-sha256``."""
+    params = query(scope)
+    size = int(params.get("size", "0"))
+    piece = max(int(params.get("piece", "65536")), 1)
+    data = random.Random(int(params.get("seed", "0"))).randbytes(size)
+    headers = [(b"content-type", b"application/octet-stream"), (b"x-sha256", hashlib.sha256(data).hexdigest().encode())]
+    if params.get("chunked") != "1":
+        headers.append((b"content-length", str(size).encode()))
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    for start in range(0, size, piece):
+        await send({"type": "http.response.body", "body": data[start : start + piece], "more_body": True})
+    await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
 async def stream(scope: Scope, receive: Receive, send: Send) -> None:
     """No content-length: ``n`` pieces ``delay`` seconds apart, with empty messages between."""
     params = query(scope)
@@ -351,6 +368,7 @@ ROUTES: dict[str, Callable[[Scope, Receive, Send], Awaitable[None]]] = {
     "/_/headers": headers_endpoint,
     "/_/length": length,
     "/_/stream": stream,
+    "/_/blob": blob,
     "/_/app-transfer-encoding": app_transfer_encoding,
     "/_/gated": gated,
     "/_/open-gate": open_gate,

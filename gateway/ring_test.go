@@ -1,0 +1,165 @@
+package gateway
+
+import (
+	"bytes"
+	"encoding/binary"
+	"math"
+	"strings"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// workerView maps the ring's file a second time, as the worker does, so that tests see what the
+// worker would see and can act as the worker.
+func workerView(t *testing.T, r *bodyRing) []byte {
+	t.Helper()
+	mem, err := unix.Mmap(int(r.file.Fd()), 0, ringHeader+2*int(r.size), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Munmap(mem) })
+	return mem
+}
+
+func newTestRing(t *testing.T, size int) *bodyRing {
+	t.Helper()
+	r, err := newBodyRing(size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(r.close)
+	return r
+}
+
+func TestBodyRingSizes(t *testing.T) {
+	for _, size := range []int{0, 4096, 60 << 10, 64<<10 + 1, 66 << 10, 2 << 30} {
+		if _, err := newBodyRing(size); err == nil {
+			t.Errorf("size %d accepted", size)
+		}
+		if CheckBodyRing(size) == nil {
+			t.Errorf("CheckBodyRing(%d) = nil", size)
+		}
+	}
+	for _, size := range []int{64 << 10, 68 << 10, 1 << 20} {
+		r, err := newBodyRing(size)
+		if err != nil {
+			t.Fatalf("size %d: %v", size, err)
+		}
+		var st unix.Stat_t
+		if err := unix.Fstat(int(r.file.Fd()), &st); err != nil || st.Size != int64(ringHeader+2*size) {
+			t.Errorf("size %d: file of %d bytes (%v), want %d", size, st.Size, err, ringHeader+2*size)
+		}
+		r.close()
+		r.close() // idempotent
+	}
+}
+
+// The gateway's G→W pieces land in the shared file at 4096 + position mod R, they never wrap, and
+// the ring refuses a piece that would overwrite what the worker has not released.
+func TestBodyRingPut(t *testing.T) {
+	const R = 64 << 10
+	r := newTestRing(t, R)
+	peer := workerView(t, r)
+	area := peer[ringHeader : ringHeader+R]
+	release := func(end uint64) { binary.NativeEndian.PutUint64(peer[ringMarkG2W:], end) }
+
+	a := bytes.Repeat([]byte("a"), 40<<10)
+	pos, ok := r.put(a)
+	if !ok || pos != 0 || !bytes.Equal(area[:len(a)], a) {
+		t.Fatalf("first piece: pos %d ok %v", pos, ok)
+	}
+	// 40 KiB more does not fit while the first is not released.
+	b := bytes.Repeat([]byte("b"), 40<<10)
+	if _, ok := r.put(b); ok {
+		t.Fatal("a piece that overwrites unreleased bytes was accepted")
+	}
+	// 24 KiB fits exactly at the end.
+	c := bytes.Repeat([]byte("c"), 24<<10)
+	if pos, ok := r.put(c); !ok || pos != 40<<10 || !bytes.Equal(area[40<<10:], c) {
+		t.Fatalf("end piece: pos %d ok %v", pos, ok)
+	}
+	// Released up to 40 KiB (a): b goes on the next lap, over a's bytes, not c's.
+	release(40 << 10)
+	if pos, ok := r.put(b); !ok || pos != R || !bytes.Equal(area[:len(b)], b) || !bytes.Equal(area[40<<10:], c) {
+		t.Fatalf("second lap: pos %d ok %v", pos, ok)
+	}
+	// 30 KiB after b (which ends at 104 KiB) would wrap: it is skipped to 128 KiB, which needs the
+	// worker to have released up to 128 + 30 - 64 = 94 KiB.
+	d := bytes.Repeat([]byte("d"), 30<<10)
+	release(R + 29<<10)
+	if _, ok := r.put(d); ok {
+		t.Fatal("accepted a piece more than R ahead of the release mark")
+	}
+	release(R + 40<<10)
+	if pos, ok := r.put(d); !ok || pos != 2*R || !bytes.Equal(area[:len(d)], d) {
+		t.Fatalf("skip to the next lap: pos %d ok %v", pos, ok)
+	}
+	if r.head != 2*R+30<<10 {
+		t.Fatalf("head %d", r.head)
+	}
+	// While the worker has not released everything, the next piece follows the last one; once it
+	// has, the next piece starts over at the area's first byte (the next lap), so that a light load
+	// keeps touching the same pages.
+	e := bytes.Repeat([]byte("e"), 16<<10)
+	release(2 * R) // b, not d
+	if pos, ok := r.put(e); !ok || pos != 2*R+30<<10 || !bytes.Equal(area[30<<10:46<<10], e) {
+		t.Fatalf("after a piece not yet released: pos %d ok %v", pos, ok)
+	}
+	release(r.head)
+	if pos, ok := r.put(e); !ok || pos != 3*R || !bytes.Equal(area[:16<<10], e) {
+		t.Fatalf("after everything was released: pos %d ok %v, want %d", pos, ok, 3*R)
+	}
+	// Larger than the ring: never fits.
+	release(r.head)
+	if _, ok := r.put(make([]byte, R+1)); ok {
+		t.Fatal("a piece larger than the ring was accepted")
+	}
+}
+
+// Every check of SPEC §6 on a RESPONSE_BODY_RING, and the release mark the worker sees.
+func TestBodyRingTake(t *testing.T) {
+	const R = 64 << 10
+	r := newTestRing(t, R)
+	peer := workerView(t, r)
+	area := peer[ringHeader+R : ringHeader+2*R]
+	copy(area[100:], "hello")
+
+	body, err := r.take(100, 5, 1<<20)
+	if err != nil || string(body) != "hello" {
+		t.Fatalf("take: %q %v", body, err)
+	}
+	r.release(105)
+	if got := binary.NativeEndian.Uint64(peer[ringMarkW2G:]); got != 105 {
+		t.Fatalf("the worker sees w2g_released %d, want 105", got)
+	}
+	if got := binary.NativeEndian.Uint64(peer[ringMarkG2W:]); got != 0 {
+		t.Fatalf("g2w_released moved: %d", got)
+	}
+	for _, tc := range []struct {
+		name      string
+		pos, n    uint64
+		limit     uint64
+		errSubstr string
+	}{
+		{"empty", 200, 0, 1 << 20, "outside 1.."},
+		{"over the piece limit", 200, 1001, 1000, "outside 1..1000"},
+		{"before the previous piece's end", 104, 10, 1 << 20, "before the end of the previous piece"},
+		{"wraps", R - 10, 20, 1 << 20, "wraps"},
+		{"more than R ahead", 105 + R, 10, 1 << 20, "ahead of what was consumed"},
+		{"overflows", math.MaxUint64 - 5, 10, 1 << 20, "ahead of what was consumed"},
+	} {
+		if _, err := r.take(tc.pos, tc.n, tc.limit); err == nil || !strings.Contains(err.Error(), tc.errSubstr) {
+			t.Errorf("%s: %v, want an error with %q", tc.name, err, tc.errSubstr)
+		}
+	}
+	// A piece may start later than the previous end (the worker skipped to the next lap).
+	copy(area[0:], "lap2")
+	if body, err := r.take(R, 4, 1<<20); err != nil || string(body) != "lap2" {
+		t.Fatalf("next lap: %q %v", body, err)
+	}
+	r.release(R + 4)
+	if body, err := r.take(2*R+4-10, 10, 1<<20); err == nil {
+		t.Fatalf("a piece that wraps was taken: %q", body)
+	}
+}
