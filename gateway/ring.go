@@ -115,14 +115,10 @@ func (r *bodyRing) close() {
 func (r *bodyRing) put(body []byte) (pos uint64, ok bool) {
 	n := uint64(len(body))
 	pos = r.head
-	released := r.g2wReleased.Load()
-	// A piece never wraps: skip to the area's start. Skip there too when the worker has released
-	// everything: the next pieces reuse the area's first pages, so a light load keeps few pages of
-	// the ring resident instead of cycling through all of them.
-	if off := pos % r.size; off != 0 && (off+n > r.size || released == pos) {
+	if off := pos % r.size; off+n > r.size { // a piece never wraps: skip to the area's start
 		pos += r.size - off
 	}
-	if pos+n-released > r.size {
+	if pos+n-r.g2wReleased.Load() > r.size {
 		return 0, false
 	}
 	off := pos % r.size

@@ -141,14 +141,10 @@ class Ring:
         length = len(body)
         head = self._w2g_head
         start = head % size
-        released = self._marks[_W2G_RELEASED]
-        # A piece never wraps: skip to the next multiple of R. Skip there too when the gateway has
-        # released everything: the next pieces reuse the area's first pages, so a light load keeps
-        # few pages of the ring resident instead of cycling through all of them.
-        if start and (start + length > size or released == head):
+        if start + length > size:  # a piece never wraps: skip to the next multiple of R
             head += size - start
             start = 0
-        if head + length - released > size:
+        if head + length - self._marks[_W2G_RELEASED] > size:
             return -1  # the gateway has not released enough: the caller sends the piece inline
         start += self._w2g_base
         self._mm[start : start + length] = body

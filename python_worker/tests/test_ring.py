@@ -532,8 +532,7 @@ def test_response_ring_bytes_count_against_the_window(loop_name: str) -> None:
             await gw.expect_silence(0.1)
             gw.credit(1, window)
             r.frames.append(await gw.next_frame(1))
-            # The gateway had released the first piece: the next one starts the next lap (R = 1 MiB).
-            assert r.frames[-1][:5] == (P.RESPONSE_BODY_RING, 1, 1 << 20, window, True)
+            assert r.frames[-1][:5] == (P.RESPONSE_BODY_RING, 1, window, window, True)
             gw.credit(1, len(body))
             r.frames += (await gw.response(1)).frames
             assert r.body == body and r.outcome == P.OUTCOME_OK
@@ -543,8 +542,7 @@ def test_response_ring_bytes_count_against_the_window(loop_name: str) -> None:
 
 def test_response_ring_skips_to_next_multiple_of_r(loop_name: str) -> None:
     # window 100000, R = 196608 (48 pages): each piece is released (and credited) before the next is
-    # put, so every piece after the first skips to the next multiple of R (an emptied ring starts
-    # over at the area's first byte).
+    # put, and every piece after the first skips to the next multiple of R.
     size = 196608
     body = pattern(450000, 6)
 
@@ -555,8 +553,8 @@ def test_response_ring_skips_to_next_multiple_of_r(loop_name: str) -> None:
             assert r.body == body and r.outcome == P.OUTCOME_OK
             ring = [(f[2], f[3]) for f in r.frames if f[0] == P.RESPONSE_BODY_RING]
             assert ring == [(0, 100000), (size, 100000), (2 * size, 100000), (3 * size, 100000),
-                            (4 * size, 50000)]
-            assert gw.ring.w2g_released == 4 * size + 50000
+                            (3 * size + 100000, 50000)]  # (fits: no skip)
+            assert gw.ring.w2g_released == 3 * size + 150000
 
     run(loop_name, main())
 
