@@ -398,6 +398,7 @@ func (p *Pool) watchLoop() {
 			if pr == nil || pr.conn.err() != nil {
 				continue
 			}
+			pr.conn.trimRing()
 			reason := ""
 			if p.cfg.Lifetime > 0 && time.Since(pr.started) > p.cfg.Lifetime {
 				reason = "lifetime"

@@ -21,7 +21,7 @@ const (
 	ringPageSize   = 4096
 	ringMinPiece   = 16 << 10 // pieces at least this large go through the ring (when they fit)
 	ringWorkerFD   = 3        // the descriptor number the worker gets (the first of cmd.ExtraFiles)
-	defaultRingLen = 4 << 20
+	defaultRingLen = 8 << 20
 )
 
 // bodyRing is the gateway's side of one worker's body ring. The G→W half (put) is used under the
@@ -37,6 +37,11 @@ type bodyRing struct {
 	head        uint64         // G→W: the position after the last piece written
 	next        uint64         // W→G: the end of the last piece taken (and released)
 	mapped      bool
+
+	// Idle trimming of the G→W area (trimIfIdle), under the write lock like put.
+	seenHead   uint64 // head at the previous trimIfIdle
+	trimmedAt  uint64 // head when the area was last trimmed
+	trimFailed bool   // madvise refused: do not try again
 }
 
 // CheckBodyRing says why size (bytes per direction) cannot be a body ring's size, or returns nil.
@@ -125,6 +130,26 @@ func (r *bodyRing) put(body []byte) (pos uint64, ok bool) {
 	copy(r.g2w[off:off+n], body)
 	r.head = pos + n
 	return pos, true
+}
+
+// trimIfIdle gives the G→W area's pages back to the system (SPEC §6, trimming) when the worker has
+// released everything, nothing was put since the previous call, and something was since the last
+// trim: a ring that went through all its pages under load does not keep them resident while idle.
+// The worker never reads released bytes, so it cannot tell. The caller holds the connection's
+// write lock (no put meanwhile); it is called about once a second.
+func (r *bodyRing) trimIfIdle() bool {
+	head := r.head
+	idle := head == r.seenHead
+	r.seenHead = head
+	if !idle || head == r.trimmedAt || r.trimFailed || r.g2wReleased.Load() != head {
+		return false
+	}
+	if err := unix.Madvise(r.g2w, unix.MADV_REMOVE); err != nil {
+		r.trimFailed = true
+		return false
+	}
+	r.trimmedAt = head
+	return true
 }
 
 var errRingFrame = errors.New("a RESPONSE_BODY_RING frame")

@@ -158,3 +158,63 @@ func TestBodyRingTake(t *testing.T) {
 		t.Fatalf("a piece that wraps was taken: %q", body)
 	}
 }
+
+// allocatedBytes is how much of the ring's file has pages (a memfd counts its pages in st_blocks).
+func allocatedBytes(t *testing.T, r *bodyRing) int64 {
+	t.Helper()
+	var st unix.Stat_t
+	if err := unix.Fstat(int(r.file.Fd()), &st); err != nil {
+		t.Fatal(err)
+	}
+	return st.Blocks * 512
+}
+
+// An idle, fully released G→W area gives its pages back; one with unreleased bytes, or still
+// being written, keeps them.
+func TestBodyRingTrimIfIdle(t *testing.T) {
+	const R = 1 << 20
+	r := newTestRing(t, R)
+	peer := workerView(t, r)
+	area := peer[ringHeader : ringHeader+R]
+	release := func(end uint64) { binary.NativeEndian.PutUint64(peer[ringMarkG2W:], end) }
+	if r.trimIfIdle() || r.trimIfIdle() {
+		t.Fatal("trimmed a ring never written")
+	}
+	piece := bytes.Repeat([]byte("p"), 256<<10)
+	for range 3 {
+		if _, ok := r.put(piece); !ok {
+			t.Fatal("put")
+		}
+	}
+	before := allocatedBytes(t, r)
+	if before < 3*256<<10 {
+		t.Fatalf("%d bytes allocated after writing 768 KiB", before)
+	}
+	if r.trimIfIdle() {
+		t.Fatal("trimmed right after a put")
+	}
+	if r.trimIfIdle() {
+		t.Fatal("trimmed while the worker has not released the pieces")
+	}
+	if !bytes.Equal(area[:len(piece)], piece) {
+		t.Fatal("unreleased bytes changed")
+	}
+	release(r.head)
+	if !r.trimIfIdle() {
+		t.Fatal("an idle, released ring was not trimmed")
+	}
+	if after := allocatedBytes(t, r); after > before-3*256<<10 {
+		t.Fatalf("allocated %d -> %d bytes: the area's pages were not given back", before, after)
+	}
+	if area[0] != 0 || area[3*256<<10-1] != 0 {
+		t.Fatal("the trimmed area still reads the old bytes")
+	}
+	if r.trimIfIdle() {
+		t.Fatal("trimmed twice without a put in between")
+	}
+	// After a trim the ring goes on from where it was.
+	pos, ok := r.put(piece)
+	if !ok || pos != 3*256<<10 || !bytes.Equal(area[pos:pos+uint64(len(piece))], piece) {
+		t.Fatalf("put after a trim: pos %d ok %v", pos, ok)
+	}
+}

@@ -368,6 +368,16 @@ func (w *workerConn) dispatchRingBody(f *protocol.Frame) error {
 	return err
 }
 
+// trimRing trims the body ring's G→W area if it is idle (bodyRing.trimIfIdle); the pool's watch
+// loop calls it about once a second.
+func (w *workerConn) trimRing() {
+	w.wmu.Lock()
+	if w.ring != nil && !w.wdead {
+		w.ring.trimIfIdle()
+	}
+	w.wmu.Unlock()
+}
+
 // closeRing unmaps the body ring when the reader ends (after fail: wdead is set, so no sender
 // touches the ring any more).
 func (w *workerConn) closeRing() {
