@@ -14,7 +14,10 @@ transport's ``pause_writing``/``resume_writing``, closes on a protocol error and
 
 The body ring (SPEC §6, :mod:`python_worker.ring`) is in use when the worker mapped one (and said so
 in its HELLO's ``features``) and the gateway's HELLO has ``ring`` of the same size: ``ring`` is then
-the :class:`~python_worker.ring.Ring`, which the cycles use for large response-body pieces.
+the :class:`~python_worker.ring.Ring`, which the cycles use for large response-body pieces. While it
+is, a timer (``loop.call_later``, every :data:`RING_TRIM_INTERVAL` seconds: one callback, no task)
+calls :meth:`~python_worker.ring.Ring.trim_if_idle`, so that an idle ring gives the pages of its W→G
+area back to the system; the timer goes when the ring does (connection lost, or the gateway has none).
 """
 
 from __future__ import annotations
@@ -52,7 +55,7 @@ from .protocol import (
 from .ring import Ring
 from .websocket import WebSocketCycle
 
-__all__ = ["Connection"]
+__all__ = ["Connection", "RING_TRIM_INTERVAL"]
 
 logger = logging.getLogger("python_worker.connection")
 
@@ -63,6 +66,10 @@ _Task = asyncio.Task
 _VIEW_THRESHOLD = 2048
 
 SHUTDOWN_MESSAGE = "the worker is shutting down"
+
+#: seconds between two idle checks of the body ring (Ring.trim_if_idle): an idle ring's response area
+#: is given back between one and two intervals after its last piece was released
+RING_TRIM_INTERVAL = 1.0
 
 
 class Connection(asyncio.Protocol):
@@ -82,6 +89,8 @@ class Connection(asyncio.Protocol):
         "server_cert",
         "ring",
         "_mapped_ring",
+        "_ring_trim_interval",
+        "_ring_trim_timer",
         "error",
         "closed",
         "handshake",
@@ -109,7 +118,10 @@ class Connection(asyncio.Protocol):
         loop: Optional[asyncio.AbstractEventLoop] = None,
         state: Optional[Dict[str, Any]] = None,
         ring: Optional[Ring] = None,
+        ring_trim_interval: Optional[float] = None,
     ) -> None:
+        """``ring``: the body ring the worker mapped; ``ring_trim_interval``: seconds between its idle
+        checks (default :data:`RING_TRIM_INTERVAL`; 0: never trimmed)."""
         self.app = app
         self.loop = loop or asyncio.get_event_loop()
         self.state: Dict[str, Any] = state if state is not None else {}
@@ -126,6 +138,8 @@ class Connection(asyncio.Protocol):
         self.ring: Optional[Ring] = None
         # the ring the worker mapped (its HELLO has the feature "ring"), in use or not
         self._mapped_ring = ring
+        self._ring_trim_interval = RING_TRIM_INTERVAL if ring_trim_interval is None else ring_trim_interval
+        self._ring_trim_timer: Optional[asyncio.TimerHandle] = None
         #: why the connection was closed by us (a protocol error), or None
         self.error: Optional[str] = None
         #: resolved when the connection is lost (result: the exception or None)
@@ -387,14 +401,33 @@ class Connection(asyncio.Protocol):
                     f"({mapped.size} bytes per direction)")
             else:
                 self.ring = mapped
+                if self._ring_trim_interval > 0 and mapped.can_trim:
+                    self._ring_trim_timer = self.loop.call_later(self._ring_trim_interval, self._ring_trim_tick)
         self.worker_id = hello.get("worker_id")
         self.server_cert = hello.get("server_cert")
         self._hello_received = True
         if not self.handshake.done():
             self.handshake.set_result(hello)
 
+    def _ring_trim_tick(self) -> None:
+        """The body ring's idle check (a ``call_later`` callback), then the next one."""
+        ring = self.ring
+        if ring is None or self._closed:
+            self._ring_trim_timer = None
+            return
+        if ring.trim_if_idle():
+            logger.debug("body ring idle: the response area's pages were given back")
+        if ring.can_trim:
+            self._ring_trim_timer = self.loop.call_later(self._ring_trim_interval, self._ring_trim_tick)
+        else:  # madvise failed (logged by the ring): no more checks
+            self._ring_trim_timer = None
+
     def _close_ring(self) -> None:
         """Stop using the body ring and unmap it (the connection has ended, or the gateway has no ring)."""
+        timer = self._ring_trim_timer
+        if timer is not None:
+            self._ring_trim_timer = None
+            timer.cancel()
         ring = self._mapped_ring
         self.ring = self._mapped_ring = None
         if ring is not None:

@@ -9,14 +9,23 @@ It knows nothing of streams, windows or the socket: the connection decides wheth
 
 The hot path is :meth:`Ring.take` and :meth:`Ring.put`: one copy each way (a slice of the ``mmap``
 object is a new ``bytes``, a slice assignment a ``memcpy``) and one 8-byte store or load of a mark.
+
+Idle trimming (SPEC §6): a ring that cycled through all its pages under load keeps them all, in both
+processes' shared memory, until the file goes. :meth:`Ring.trim_if_idle`, called by the connection on
+a timer (not per piece), gives the W→G area's pages back to the system (``madvise(MADV_REMOVE)``, a
+hole punched in the file) once the gateway has released everything the worker put and nothing was put
+since the previous call. The gateway never reads released bytes, so it cannot tell; the next piece
+simply faults in fresh (zeroed) pages. Only the W→G area: the worker is its only writer, and the event
+loop runs no :meth:`Ring.put` during the call. The G→W area is the gateway's to trim.
 """
 
 from __future__ import annotations
 
+import logging
 import mmap
 import os
 import stat
-from typing import Final, Union
+from typing import Final, Optional, Tuple, Union
 
 from .protocol import ProtocolError
 
@@ -35,6 +44,11 @@ _W2G_RELEASED: Final = 8
 
 Buffer = Union[bytes, bytearray, memoryview]
 
+logger = logging.getLogger("python_worker.ring")
+
+# madvise advice that frees a shared file's pages (Linux; None elsewhere: no trimming)
+_MADV_REMOVE = getattr(mmap, "MADV_REMOVE", None) if hasattr(mmap.mmap, "madvise") else None
+
 
 class RingError(Exception):
     """The descriptor given as the ring cannot be used: the worker runs without a ring."""
@@ -52,7 +66,10 @@ def ring_size(file_size: int) -> int:
 class Ring:
     """A mapped body ring of ``size`` (R) bytes per direction, and the worker's positions in it."""
 
-    __slots__ = ("size", "_mm", "_view", "_marks", "_w2g_base", "_g2w_end", "_w2g_head")
+    __slots__ = (
+        "size", "_mm", "_view", "_marks", "_w2g_base", "_g2w_end", "_w2g_head",
+        "_trim_seen", "_trimmed_at", "_trim_range", "trims",
+    )
 
     def __init__(self, mm: mmap.mmap, size: int) -> None:
         if len(mm) != HEADER + 2 * size:
@@ -70,6 +87,14 @@ class Ring:
         self._g2w_end = 0
         #: the W→G position where the next piece goes (or, if it would wrap, the next multiple of R)
         self._w2g_head = 0
+        # Idle trimming: the head at the previous trim_if_idle call, the head at the last trim (or 0:
+        # the area has never been written), and the (start, length) of the pages to give back — the
+        # W→G area, rounded inward to the system's pages (None: trimming is off).
+        self._trim_seen = 0
+        self._trimmed_at = 0
+        self._trim_range = self._w2g_pages() if _MADV_REMOVE is not None else None
+        #: how many times the W→G area's pages were given back
+        self.trims = 0
 
     @classmethod
     def from_fd(cls, fd: int) -> "Ring":
@@ -155,6 +180,52 @@ class Ring:
     def w2g_released(self) -> int:
         """The gateway's release mark of the W→G area, loaded now."""
         return self._marks[_W2G_RELEASED]
+
+    # -----------------------------------------------------------------------------------------------
+    # Idle trimming of the W→G area
+
+    def _w2g_pages(self) -> Optional[Tuple[int, int]]:
+        """The whole pages of the W→G area: (start, length) in the mapping, or None if there are none.
+
+        With 4 KiB pages that is the whole area (4096 + R and R are multiples of 4096); with larger
+        pages, the part of it in whole pages (never a byte of the header or of the G→W area)."""
+        page = mmap.PAGESIZE
+        start = -(-self._w2g_base // page) * page
+        end = (self._w2g_base + self.size) // page * page
+        return (start, end - start) if end > start else None
+
+    @property
+    def can_trim(self) -> bool:
+        """Whether :meth:`trim_if_idle` may still trim (False without MADV_REMOVE, or once it failed)."""
+        return self._trim_range is not None
+
+    def trim_if_idle(self) -> bool:
+        """Give the W→G area's pages back to the system if the ring is idle; True if it did.
+
+        It does when the gateway has released everything put (its mark, loaded now, is the head), no
+        piece was put since the previous call, and a piece was put since the last trim. Meant to be
+        called periodically from the event loop (no :meth:`put` runs during the call). If ``madvise``
+        fails (MADV_REMOVE not supported), that is logged once at debug level and trimming stops
+        (:attr:`can_trim` is then False).
+        """
+        head = self._w2g_head
+        seen = self._trim_seen
+        self._trim_seen = head
+        if head != seen or head == self._trimmed_at or self._trim_range is None:
+            return False  # pieces were put since the previous call, or none since the last trim
+        if self._marks[_W2G_RELEASED] != head:
+            return False  # the gateway has not released everything yet
+        start, length = self._trim_range
+        try:
+            self._mm.madvise(_MADV_REMOVE, start, length)
+        except (OSError, ValueError) as exc:
+            logger.debug("body ring: cannot give the response area's pages back (madvise MADV_REMOVE: %s); "
+                         "not trying again", exc)
+            self._trim_range = None
+            return False
+        self._trimmed_at = head
+        self.trims += 1
+        return True
 
     # -----------------------------------------------------------------------------------------------
 

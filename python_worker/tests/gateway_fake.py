@@ -172,6 +172,21 @@ class GatewayRing:
         self.taken.append((position, piece))
         return piece
 
+    def allocated(self) -> int:
+        """The bytes of memory the ring file holds now (both processes' share of it, once).
+
+        A memfd is a shmem (tmpfs) file: its ``st_blocks`` (512-byte units) counts the pages allocated
+        to the file, in RAM or swapped out, whichever process touched them, and drops as soon as a hole
+        is punched in it (``MADV_REMOVE``). Unlike a process's RSS (``/proc/<pid>/smaps_rollup``
+        RssShmem), it depends neither on which process has touched which page through its mapping nor
+        on other shared memory, and it is exact to the page."""
+        return os.fstat(self.fd).st_blocks * 512
+
+    def w2g_area(self) -> bytes:
+        """The whole W→G area, read from the file (``pread``): reading a hole this way allocates no
+        page, while reading it through the mapping would (a shmem read fault fills the hole)."""
+        return os.pread(self.fd, self.size, HEADER + self.size)
+
     def w2g_bytes(self, position: int, length: int) -> bytes:
         start = HEADER + self.size + position % self.size
         return self.mm[start : start + length]
@@ -199,10 +214,12 @@ class FakeGateway:
         ring: Optional[int] = None,
         hello_ring: Any = _SAME,
         auto_release: bool = True,
+        ring_trim_interval: Optional[float] = None,
     ) -> None:
         """``ring``: give the worker a body ring of that many bytes per direction; ``hello_ring``: the
         HELLO's ``ring`` (default: the same size; None: no ``ring`` key); ``auto_release``: release each
-        W→G piece once its frame is read (as the gateway does)."""
+        W→G piece once its frame is read (as the gateway does); ``ring_trim_interval``: the worker's
+        idle-trim period (default: the Connection's)."""
         self.app = app
         self.window = window
         self.max_frame = max_frame
@@ -211,6 +228,7 @@ class FakeGateway:
         self.ring: Optional[GatewayRing] = GatewayRing(ring) if ring is not None else None
         self.hello_ring = ring if hello_ring is _SAME else hello_ring
         self.auto_release = auto_release
+        self.ring_trim_interval = ring_trim_interval
         self.pending: Dict[int, List[tuple]] = {}
         self.other: List[tuple] = []
 
@@ -223,7 +241,7 @@ class FakeGateway:
         gsock, wsock = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         worker_ring = self.ring.worker_ring() if self.ring is not None else None
         hello = P.encode_hello_worker(os.getpid(), platform.python_version(), ["ring"] if worker_ring else [])
-        self.conn = Connection(self.app, hello, loop=loop, ring=worker_ring)
+        self.conn = Connection(self.app, hello, loop=loop, ring=worker_ring, ring_trim_interval=self.ring_trim_interval)
         await loop.connect_accepted_socket(lambda: self.conn, sock=wsock)
         self.reader, self.writer = await asyncio.open_unix_connection(sock=gsock)
         self.worker_hello = await self.read_frame()

@@ -2,7 +2,9 @@
 REQUEST_BODY_RING (intact, released), the merge of an empty first ``http.request`` with the next piece,
 response bodies through RESPONSE_BODY_RING (threshold, flow control, fallback to inline when the ring is
 full, skipping to the next multiple of R), every check on a received piece as a protocol error, the
-HELLO combinations, a bad ``--ring-fd``, and a worker process given a real memfd (``pass_fds``)."""
+HELLO combinations, a bad ``--ring-fd``, idle trimming of the W→G area (its pages given back once all
+is released and nothing was put since the previous check; never over unreleased bytes or while pieces
+keep coming), and a worker process given a real memfd (``pass_fds``)."""
 
 from __future__ import annotations
 
@@ -740,6 +742,240 @@ def test_ring_put_take_marks() -> None:
         g.close()
 
 
+# -- idle trimming of the W→G area -------------------------------------------------------------------
+#
+# What is measured: the pages the ring file holds (GatewayRing.allocated: the memfd's st_blocks, exact
+# to the page for a shmem file, whoever touched the pages, and it drops as soon as MADV_REMOVE punches a
+# hole), and the area's bytes read from the file with pread (which, unlike a read through a mapping,
+# does not fill a hole with a fresh page). The header's page holds the marks: HEADER bytes whenever the
+# gateway has released something.
+
+
+def area_after(pieces: List[Tuple[int, bytes]], size: int) -> bytes:
+    """The W→G area's bytes after ``pieces`` ((position, bytes)) were written in this order."""
+    area = bytearray(size)
+    for position, piece in pieces:
+        start = position % size
+        area[start : start + len(piece)] = piece
+    return bytes(area)
+
+
+def test_ring_trim_if_idle() -> None:
+    size = 4 * 65536
+    g = GatewayRing(size)
+    ring = g.worker_ring()
+    try:
+        assert ring.can_trim and ring.trims == 0
+        assert not ring.trim_if_idle() and not ring.trim_if_idle()  # never written: nothing to give back
+        assert g.allocated() == 0
+        # Six 65536-byte pieces (1.5 laps: every page of the area), each released once put; the calls
+        # in between see a put since the previous call every time: no trim while puts keep coming.
+        written = []
+        for i in range(6):
+            piece = pattern(65536, i)
+            position = ring.put(piece)
+            assert position == i * 65536
+            written.append((position, piece))
+            g.release_w2g(position + len(piece))
+            assert ring.w2g_released == position + len(piece)  # everything released...
+            assert not ring.trim_if_idle()  # ...but a piece was put since the previous call
+        assert g.allocated() == HEADER + size
+        # A seventh piece, not released: no trim however long the ring stays idle.
+        piece = pattern(30000, 6)
+        assert ring.put(piece) == 6 * 65536
+        written.append((6 * 65536, piece))
+        end = 6 * 65536 + 30000
+        for _ in range(3):
+            assert not ring.trim_if_idle()
+        assert g.allocated() == HEADER + size and ring.trims == 0
+        assert g.w2g_area() == area_after(written, size)  # intact
+        # Released up to one byte short of the head: still nothing.
+        g.release_w2g(end - 1)
+        assert not ring.trim_if_idle()
+        # Everything released, nothing put since the previous call: the area's pages go.
+        g.release_w2g(end)
+        assert ring.trim_if_idle() and ring.trims == 1
+        assert g.allocated() == HEADER  # only the marks' page is left
+        assert g.w2g_area() == bytes(size)  # (released bytes, which the gateway never reads)
+        assert g.allocated() == HEADER
+        # Idle and already trimmed: no madvise again.
+        for _ in range(3):
+            assert not ring.trim_if_idle()
+        assert ring.trims == 1
+        # The positions go on from the head; the new piece lands in fresh pages, intact.
+        piece = pattern(50000, 7)
+        assert ring.put(piece) == end
+        assert g.w2g_bytes(end, 50000) == piece
+        assert g.allocated() == HEADER + 13 * 4096  # area bytes 30000..79999: pages 7..19
+        g.release_w2g(end + 50000)
+        assert not ring.trim_if_idle()  # put since the previous call
+        assert ring.trim_if_idle() and ring.trims == 2 and g.allocated() == HEADER
+        # The G→W area is not the worker's to trim.
+        assert g.put(pattern(70000, 8)) == 0
+        assert ring.take(0, 70000, 1 << 20) == pattern(70000, 8)
+        assert not ring.trim_if_idle()
+        assert g.allocated() == HEADER + 18 * 4096
+    finally:
+        ring.close()
+        g.close()
+
+
+class _NoMadvise:
+    """Stands for a ring's mmap whose madvise fails (as it does where MADV_REMOVE is not supported)."""
+
+    def __init__(self, mm: Any) -> None:
+        self.mm = mm
+        self.calls = 0
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self.mm[key] = value
+
+    def madvise(self, *args: Any) -> None:
+        self.calls += 1
+        raise OSError(22, "Invalid argument")
+
+
+def test_ring_trim_madvise_failure_logged_once_then_off(caplog: pytest.LogCaptureFixture) -> None:
+    g = GatewayRing(65536)
+    ring = g.worker_ring()
+    mm = ring._mm
+    fake = ring._mm = _NoMadvise(mm)
+    try:
+        with caplog.at_level(logging.DEBUG, logger="python_worker.ring"):
+            for i in range(3):
+                position = ring.put(pattern(20000, i))
+                g.release_w2g(position + 20000)
+                assert not ring.trim_if_idle()  # put since the previous call
+                assert not ring.trim_if_idle()  # idle: tries (once), then no more
+        assert fake.calls == 1 and not ring.can_trim and ring.trims == 0
+        records = [r for r in caplog.records if r.name == "python_worker.ring"]
+        assert len(records) == 1 and records[0].levelno == logging.DEBUG
+        assert "MADV_REMOVE" in records[0].getMessage() and "not trying again" in records[0].getMessage()
+        assert g.w2g_bytes(40000, 20000) == pattern(20000, 2)  # the ring itself works on
+    finally:
+        ring._mm = mm
+        ring.close()
+        g.close()
+
+
+async def _until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.01)
+
+
+def test_idle_ring_gives_its_pages_back(loop_name: str) -> None:
+    # R = 256 KiB, six 64 KiB pieces (1.5 laps: every page of the area). The gateway releases each
+    # piece only once it has read the next one, so the mark stays below the head until the test
+    # releases the last piece: no trim can happen before, whatever the timing.
+    size = 4 * 65536
+    interval = 0.05
+    pieces = [pattern(65536, i) for i in range(6)] + [pattern(50000, 6), pattern(20000, 7)]
+
+    async def main() -> None:
+        go: asyncio.Queue = asyncio.Queue()
+
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            await send({"type": "http.response.start", "status": 200})
+            n = int(scope["path"][1:])
+            for i in range(n):
+                await send({"type": "http.response.body", "body": await go.get(), "more_body": i < n - 1})
+
+        async with FakeGateway(app, ring=size, window=1 << 20, auto_release=False,
+                               ring_trim_interval=interval) as gw:
+            g = gw.ring
+            assert gw.conn._ring_trim_timer is not None
+            gw.request(1, path="/6")
+            assert await gw.next_frame(1) == (P.RESPONSE_START, 1, 200, (), 0, b"", True)
+            written = []
+            for piece in pieces[:6]:
+                go.put_nowait(piece)
+                f = await gw.next_frame(1)
+                assert f[:4] == (P.RESPONSE_BODY_RING, 1, len(written) * 65536, 65536) and f[5] == piece
+                if written:
+                    g.release_w2g(written[-1][0] + 65536)
+                written.append((f[2], piece))
+            assert (await gw.next_frame(1))[:3] == (P.END, 1, P.OUTCOME_OK)
+            end = 6 * 65536
+            assert g.allocated() == HEADER + size  # every page of the area, and the marks' page
+            # Unreleased bytes remain (the last piece): nothing goes, however long it stays idle.
+            await asyncio.sleep(8 * interval)
+            assert gw.conn.ring.trims == 0 and g.allocated() == HEADER + size
+            assert g.w2g_area() == area_after(written, size)
+            # All released: given back within two intervals, once.
+            g.release_w2g(end)
+            await _until(lambda: g.allocated() == HEADER)
+            assert gw.conn.ring.trims == 1 and g.w2g_area() == bytes(size)
+            await asyncio.sleep(4 * interval)
+            assert gw.conn.ring.trims == 1 and g.allocated() == HEADER
+            # The next response: positions go on from the head, the bodies arrive intact.
+            gw.request(2, path="/2")
+            assert (await gw.next_frame(2))[0] == P.RESPONSE_START
+            go.put_nowait(pieces[6])
+            f = await gw.next_frame(2)
+            assert f[:4] == (P.RESPONSE_BODY_RING, 2, end, 50000) and f[5] == pieces[6]
+            g.release_w2g(end + 50000)
+            go.put_nowait(pieces[7])
+            f = await gw.next_frame(2)
+            assert f[:5] == (P.RESPONSE_BODY_RING, 2, end + 50000, 20000, False) and f[5] == pieces[7]
+            assert (await gw.next_frame(2))[:3] == (P.END, 2, P.OUTCOME_OK)
+            assert g.w2g_bytes(end, 70000) == pieces[6] + pieces[7]
+            g.release_w2g(end + 70000)
+            await _until(lambda: g.allocated() == HEADER)
+            assert gw.conn.ring.trims == 2
+        assert gw.conn._ring_trim_timer is None and gw.conn.ring is None  # gone with the connection
+
+    run(loop_name, main())
+
+
+def test_no_trim_while_puts_keep_coming(loop_name: str) -> None:
+    # A piece every 20 ms, each released as soon as read: the gateway's mark is often the head when the
+    # timer fires (every 100 ms), but a piece was always put since the previous check. (Deterministic:
+    # the app's sleep is shorter than the interval, so its next step runs between two checks.)
+    interval = 0.1
+    pieces = [pattern(20000, i) for i in range(40)]
+    trims: List[int] = []
+
+    async def main() -> None:
+        gateways: List[FakeGateway] = []
+
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            ring = gateways[0].conn.ring
+            await send({"type": "http.response.start", "status": 200})
+            for i, piece in enumerate(pieces):
+                await asyncio.sleep(0.02)
+                trims.append(ring.trims)
+                await send({"type": "http.response.body", "body": piece, "more_body": i < len(pieces) - 1})
+
+        async with FakeGateway(app, ring=4 * 65536, window=1 << 20, ring_trim_interval=interval) as gw:
+            gateways.append(gw)
+            started = time.monotonic()
+            gw.request(1)
+            r = await collect(gw, 1)
+            assert time.monotonic() - started > 5 * interval
+            assert r.body == b"".join(pieces) and r.outcome == P.OUTCOME_OK
+            assert kinds(r).count("RESPONSE_BODY_RING") == len(pieces)
+            assert trims == [0] * len(pieces)
+            # Idle now: the timer was alive all along.
+            await _until(lambda: gw.ring.allocated() == HEADER)
+            assert gw.conn.ring.trims == 1
+
+    run(loop_name, main())
+
+
+def test_no_trim_timer_without_ring(loop_name: str) -> None:
+    async def main() -> None:
+        async with FakeGateway(digest_app, ring=65536, hello_ring=None, ring_trim_interval=0.01) as gw:
+            assert gw.conn.ring is None and gw.conn._ring_trim_timer is None
+        async with FakeGateway(digest_app, ring_trim_interval=0.01) as gw:
+            assert gw.conn._ring_trim_timer is None
+        async with FakeGateway(digest_app, ring=65536, ring_trim_interval=0) as gw:  # 0: never trimmed
+            assert gw.conn.ring is not None and gw.conn._ring_trim_timer is None
+
+    run(loop_name, main())
+
+
 # -- a worker process given a memfd ------------------------------------------------------------------
 
 ECHO_APP = """
@@ -833,10 +1069,22 @@ def test_worker_process_with_ring(listener: Tuple[socket.socket, str]) -> None:
             while g.g2w_released != len(body) and time.monotonic() < deadline:  # (set before the response)
                 time.sleep(0.01)
             assert g.g2w_released == len(body)
+            # Idle trimming with the default interval (1 s): once the gateway has released the response
+            # body, the worker gives the W→G area's pages back within about two seconds. The file then
+            # holds the marks' page and the request body's pages (G→W) only.
+            pages = -(-len(body) // 4096) * 4096
+            assert g.allocated() == HEADER + 2 * pages
+            g.release_w2g(len(body))
+            deadline = time.monotonic() + 10
+            while g.allocated() != HEADER + pages and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert g.allocated() == HEADER + pages
+            assert g.w2g_area() == bytes(size)
         finally:
             err = finish(conn, proc)
         assert "body ring mapped: 1048576 bytes per direction" in err
         assert "body ring 1048576" in err  # the connection uses it
+        assert "body ring idle: the response area's pages were given back" in err
     finally:
         g.close()
 
