@@ -13,6 +13,7 @@ import hashlib
 import os
 import random
 import subprocess
+import time
 from pathlib import Path
 
 import httpx
@@ -191,3 +192,37 @@ def test_http2_bodies_through_the_ring(servers, kib: int) -> None:
             assert response.content == random.Random(i).randbytes(2 * MIB + i)
 
     asyncio.run(main())
+
+
+def ring_rss(pid: int) -> int:
+    """Resident bytes of the body ring's mapping in process pid (from /proc/PID/smaps)."""
+    rss = 0
+    inside = False
+    for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
+        if "-" in line.split(" ", 1)[0] and not line.endswith(":"):
+            head = line.split()
+            inside = len(head) >= 6 and RING_NAME in line
+        elif inside and line.startswith("Rss:"):
+            rss += int(line.split()[1]) * KIB
+    return rss
+
+
+def test_idle_ring_gives_its_pages_back(servers) -> None:
+    # Uploads and downloads of 12 MiB each way go through all the pages of a 1 MiB ring; once idle
+    # for a second or two, both senders trim their areas, and the resident part of the mapping, in
+    # both processes, is back to (about) the header page.
+    server = servers.start("testapp:app", extra_args=["--body-ring-size", "1024"])
+    worker = worker_pid(server)
+    bodies = [os.urandom(MIB + i) for i in range(12)]
+    asyncio.run(_echo_all(server.url, bodies))
+    busy = {pid: ring_rss(pid) for pid in (server.process.pid, worker)}
+    assert all(rss >= MIB for rss in busy.values()), busy
+    idle: dict[int, int] = {}
+    for _ in range(50):  # up to 5 s: trims run about once a second, after a second of idleness
+        idle = {pid: ring_rss(pid) for pid in (server.process.pid, worker)}
+        if all(rss <= 64 * KIB for rss in idle.values()):
+            break
+        time.sleep(0.1)
+    assert all(rss <= 64 * KIB for rss in idle.values()), (busy, idle)
+    # And the ring still carries bodies after the trim.
+    asyncio.run(_echo_all(server.url, bodies[:4]))
