@@ -117,7 +117,7 @@ func (ex *exchange) responseStart(f *protocol.Frame) error {
 		if msg := ex.writeHeadLocked(f.Status, f.Headers); msg != "" {
 			ex.failLocked(msg)
 		} else {
-			ex.bodyLocked(f.Body, f.MoreBody)
+			ex.bodyLocked(f.Body, f.MoreBody, false)
 		}
 		ex.markDirty()
 	} else if !f.MoreBody {
@@ -147,7 +147,7 @@ func (ex *exchange) responseBody(f *protocol.Frame) error {
 		return err
 	}
 	if !ex.lost && !ex.failed && !ex.discard {
-		ex.bodyLocked(f.Body, f.MoreBody)
+		ex.bodyLocked(f.Body, f.MoreBody, ex.w.borrowing)
 		ex.markDirty()
 	}
 	log := ex.takeLog()
@@ -344,7 +344,9 @@ func (ex *exchange) methodForBody() []byte {
 }
 
 // bodyLocked queues one http.response.body for the client.
-func (ex *exchange) bodyLocked(data []byte, more bool) {
+// bodyLocked queues a piece of the response body. borrowed: data is in the worker's body ring,
+// valid until the end of the reader's batch (see h1conn.borrowed); otherwise it is copied.
+func (ex *exchange) bodyLocked(data []byte, more bool, borrowed bool) {
 	c := ex.c
 	if ex.complete {
 		return
@@ -369,10 +371,17 @@ func (ex *exchange) bodyLocked(data []byte, more bool) {
 		if ex.remaining >= 0 {
 			ex.remaining -= int64(len(data))
 		}
-		if ex.chunked {
+		switch {
+		case !borrowed && ex.chunked:
 			c.out = http1.AppendChunk(c.out, data)
-		} else {
+		case !borrowed:
 			c.out = append(c.out, data...)
+		case ex.chunked:
+			c.out = http1.AppendChunkHead(c.out, len(data))
+			c.appendBorrowedLocked(data)
+			c.out = append(c.out, '\r', '\n')
+		default:
+			c.appendBorrowedLocked(data)
 		}
 		ex.queued += int64(len(data))
 		ex.bytesOut += int64(len(data))

@@ -15,6 +15,7 @@ import (
 	"github.com/asgi-gateway/asgi-gateway/gateway/http1"
 	"github.com/asgi-gateway/asgi-gateway/gateway/websocket"
 	"github.com/asgi-gateway/asgi-gateway/protocol"
+	"golang.org/x/sys/unix"
 )
 
 const (
@@ -56,9 +57,14 @@ type h1conn struct {
 	chunked    http1.ChunkedDecoder
 	inBody     bool // reading a request body: a read deadline is the body timeout, never stale
 
-	mu       sync.Mutex
-	cur      *exchange // the exchange whose response is pending; nil when idle
-	out      []byte    // bytes for the client not yet written
+	mu  sync.Mutex
+	cur *exchange // the exchange whose response is pending; nil when idle
+	out []byte    // bytes for the client not yet written
+	// borrowed are body pieces still in a worker's body ring, each to be written at its offset in
+	// out (before out[at:]), so that they reach the client without a copy. They are valid until the
+	// worker connection's reader releases them at the end of its batch, after flushing this
+	// connection (flushLocked writes them, or copies what the socket did not take into out).
+	borrowed []borrowedPiece
 	spare    []byte
 	draining bool      // a drain goroutine owns the socket's writes
 	file     *fileSend // a pathsend body to write after out (by the drain goroutine)
@@ -75,10 +81,12 @@ type h1conn struct {
 	headArmed bool      // the read deadline is a request head's (headDeadline)
 
 	// Scratch for the non-blocking write (avoids a closure per write).
-	wsrc     []byte
-	wn       int
-	werr     error
-	rawWrite func(fd uintptr) bool
+	wsrc      []byte
+	wvec      [][]byte // writev's pieces (flushBorrowedLocked)
+	wn        int
+	werr      error
+	rawWrite  func(fd uintptr) bool
+	rawWritev func(fd uintptr) bool
 }
 
 func newH1Conn(srv *Server, nc net.Conn, scheme string) *h1conn {
@@ -430,7 +438,7 @@ func (c *h1conn) awaitCredit(ex *exchange) int64 {
 	if ex.ended || ex.complete || ex.lost || c.closed {
 		// The rest of the body will not be read: this connection cannot carry another request.
 		c.closing = true
-		if ex.complete && len(c.out) == 0 && !c.draining {
+		if ex.complete && !c.pendingLocked() && !c.draining {
 			c.closeLocked()
 		}
 		return 0
@@ -591,13 +599,68 @@ func (c *h1conn) clientGone() {
 	c.mu.Unlock()
 }
 
+// borrowedPiece is a body piece written from a worker's body ring; see h1conn.borrowed.
+type borrowedPiece struct {
+	at   int // offset in out before which the piece goes
+	data []byte
+}
+
+// maxBorrowed bounds the pieces borrowed between two flushes (an iovec each, with the out parts
+// between them); more are copied.
+const maxBorrowed = 16
+
+// pendingLocked reports whether bytes wait to be written to the client.
+func (c *h1conn) pendingLocked() bool {
+	return len(c.out) > 0 || len(c.borrowed) > 0
+}
+
+// appendBorrowedLocked queues data, a piece of a worker's body ring, without copying it if it can
+// (it is written, or copied, by the next flushLocked, which the caller makes sure happens before
+// the ring piece is released: workerConn.flushDirty).
+func (c *h1conn) appendBorrowedLocked(data []byte) {
+	if c.draining || c.closed || c.rc == nil || len(c.borrowed) == maxBorrowed {
+		c.out = append(c.out, data...)
+		return
+	}
+	c.borrowed = append(c.borrowed, borrowedPiece{at: len(c.out), data: data})
+}
+
+// ownBorrowedLocked replaces out and the borrowed pieces by one buffer holding their bytes from
+// offset skip on (the part the socket has not taken yet).
+func (c *h1conn) ownBorrowedLocked(skip int) {
+	size := len(c.out)
+	for _, b := range c.borrowed {
+		size += len(b.data)
+	}
+	// A new buffer: out's spare may be the drain goroutine's (slow path: a client that did not
+	// take everything, or a drain or file under way).
+	buf := make([]byte, 0, size-skip)
+	pos, prev := 0, 0 // pos: offset in the logical stream; prev: offset in out
+	take := func(p []byte) {
+		if end := pos + len(p); end > skip {
+			buf = append(buf, p[max(skip-pos, 0):]...)
+		}
+		pos += len(p)
+	}
+	for i := range c.borrowed {
+		b := &c.borrowed[i]
+		take(c.out[prev:b.at])
+		take(b.data)
+		prev = b.at
+		b.data = nil
+	}
+	take(c.out[prev:])
+	c.out = buf
+	c.borrowed = c.borrowed[:0]
+}
+
 // finish runs when serve returns: the client is gone or the connection is done.
 func (c *h1conn) finish() {
 	c.mu.Lock()
 	if ex := c.cur; ex != nil && !ex.complete {
 		ex.clientGoneLocked()
 		c.closeLocked()
-	} else if len(c.out) == 0 && !c.draining {
+	} else if !c.pendingLocked() && !c.draining {
 		c.closeLocked()
 	} else {
 		c.closing = true // the writer closes once the response is out
@@ -626,7 +689,14 @@ func (c *h1conn) wakeUp() {
 
 // flushLocked writes what is queued without blocking; the rest goes to a drain goroutine.
 func (c *h1conn) flushLocked() {
-	if c.closed || c.draining {
+	if c.closed {
+		c.borrowed = c.borrowed[:0] // nothing will be written
+		return
+	}
+	if len(c.borrowed) > 0 && (c.draining || c.file != nil) {
+		c.ownBorrowedLocked(0) // (the drain goroutine writes out only)
+	}
+	if c.draining {
 		return
 	}
 	if c.file != nil {
@@ -634,7 +704,9 @@ func (c *h1conn) flushLocked() {
 		go c.drain()
 		return
 	}
-	if len(c.out) > 0 {
+	if len(c.borrowed) > 0 {
+		c.flushBorrowedLocked()
+	} else if len(c.out) > 0 {
 		n, err := c.tryWrite(c.out)
 		if err != nil {
 			c.writeFailedLocked()
@@ -652,6 +724,73 @@ func (c *h1conn) flushLocked() {
 	}
 	if c.closing && c.cur == nil {
 		c.closeLocked()
+	}
+}
+
+// flushBorrowedLocked writes out with the borrowed pieces in place (one writev); what the socket
+// does not take is copied, and the drain goroutine writes it.
+func (c *h1conn) flushBorrowedLocked() {
+	iov := c.wvec[:0]
+	prev, total := 0, 0
+	for _, b := range c.borrowed {
+		if b.at > prev {
+			iov = append(iov, c.out[prev:b.at])
+		}
+		iov = append(iov, b.data)
+		total += b.at - prev + len(b.data)
+		prev = b.at
+	}
+	if len(c.out) > prev {
+		iov = append(iov, c.out[prev:])
+		total += len(c.out) - prev
+	}
+	c.wvec = iov
+	n, err := c.tryWritev()
+	clear(iov) // (no reference to ring memory may outlive the flush)
+	if err != nil {
+		c.borrowed = c.borrowed[:0]
+		c.writeFailedLocked()
+		return
+	}
+	if n < total {
+		c.ownBorrowedLocked(n)
+		c.draining = true
+		go c.drain()
+		return
+	}
+	c.out = c.out[:0]
+	c.borrowed = c.borrowed[:0]
+	c.wroteLocked()
+	if c.closing && c.cur == nil {
+		c.closeLocked()
+	}
+}
+
+// tryWritev writes as much of c.wvec as the socket takes now.
+func (c *h1conn) tryWritev() (int, error) {
+	if c.rawWritev == nil {
+		c.rawWritev = c.writevFd // (made on first use: most connections never borrow)
+	}
+	if err := c.rc.Write(c.rawWritev); err != nil {
+		return 0, err
+	}
+	return c.wn, c.werr
+}
+
+func (c *h1conn) writevFd(fd uintptr) bool {
+	for {
+		n, err := unix.Writev(int(fd), c.wvec)
+		switch {
+		case err == syscall.EINTR:
+			continue
+		case err == syscall.EAGAIN:
+			c.wn, c.werr = 0, nil
+		case err != nil:
+			c.wn, c.werr = 0, err
+		default:
+			c.wn, c.werr = n, nil
+		}
+		return true
 	}
 }
 
@@ -750,6 +889,7 @@ func (c *h1conn) wroteLocked() {
 
 func (c *h1conn) writeFailedLocked() {
 	c.out = c.out[:0]
+	c.borrowed = c.borrowed[:0]
 	if ex := c.cur; ex != nil {
 		ex.clientGoneLocked()
 	}
@@ -777,7 +917,7 @@ func (c *h1conn) closeIfIdle() {
 	if c.cur != nil && c.cur.ws != nil {
 		c.cur.goingAwayLocked()
 	}
-	if c.cur == nil && len(c.out) == 0 && !c.draining {
+	if c.cur == nil && !c.pendingLocked() && !c.draining {
 		c.closeLocked()
 	} else {
 		c.closing = true

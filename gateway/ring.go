@@ -35,7 +35,8 @@ type bodyRing struct {
 	g2wReleased *atomic.Uint64 // the worker's mark: how far it has consumed the G→W area
 	w2gReleased *atomic.Uint64 // ours: how far we have consumed the W→G area
 	head        uint64         // G→W: the position after the last piece written
-	next        uint64         // W→G: the end of the last piece taken (and released)
+	taken       uint64         // W→G: the end of the last piece taken
+	released    uint64         // W→G: our release mark (taken, once the pieces are written or copied)
 	mapped      bool
 
 	// Idle trimming of the G→W area (trimIfIdle), under the write lock like put.
@@ -160,21 +161,23 @@ func (r *bodyRing) take(pos, n, limit uint64) ([]byte, error) {
 	switch {
 	case n == 0 || n > limit:
 		return nil, fmt.Errorf("%w of %d bytes: outside 1..%d", errRingFrame, n, limit)
-	case pos < r.next:
-		return nil, fmt.Errorf("%w at position %d, before the end of the previous piece (%d)", errRingFrame, pos, r.next)
-	case pos > math.MaxUint64-n || pos+n-r.next > r.size:
-		return nil, fmt.Errorf("%w at position %d: more than the ring's %d bytes ahead of what was consumed (%d)",
-			errRingFrame, pos, r.size, r.next)
+	case pos < r.taken:
+		return nil, fmt.Errorf("%w at position %d, before the end of the previous piece (%d)", errRingFrame, pos, r.taken)
+	case pos > math.MaxUint64-n || pos+n-r.released > r.size:
+		return nil, fmt.Errorf("%w at position %d: more than the ring's %d bytes ahead of what was released (%d)",
+			errRingFrame, pos, r.size, r.released)
 	}
 	off := pos % r.size
 	if off+n > r.size {
 		return nil, fmt.Errorf("%w at position %d of %d bytes wraps around the ring's end", errRingFrame, pos, n)
 	}
+	r.taken = pos + n
 	return r.w2g[off : off+n : off+n], nil
 }
 
-// release tells the worker that the W→G area up to end is free again.
+// release tells the worker that the W→G area up to end (at most the end of the last piece taken)
+// is free again; nothing may read the pieces before end after this.
 func (r *bodyRing) release(end uint64) {
-	r.next = end
+	r.released = end
 	r.w2gReleased.Store(end)
 }

@@ -141,8 +141,8 @@ func TestBodyRingTake(t *testing.T) {
 		{"over the piece limit", 200, 1001, 1000, "outside 1..1000"},
 		{"before the previous piece's end", 104, 10, 1 << 20, "before the end of the previous piece"},
 		{"wraps", R - 10, 20, 1 << 20, "wraps"},
-		{"more than R ahead", 105 + R, 10, 1 << 20, "ahead of what was consumed"},
-		{"overflows", math.MaxUint64 - 5, 10, 1 << 20, "ahead of what was consumed"},
+		{"more than R ahead", 105 + R, 10, 1 << 20, "ahead of what was released"},
+		{"overflows", math.MaxUint64 - 5, 10, 1 << 20, "ahead of what was released"},
 	} {
 		if _, err := r.take(tc.pos, tc.n, tc.limit); err == nil || !strings.Contains(err.Error(), tc.errSubstr) {
 			t.Errorf("%s: %v, want an error with %q", tc.name, err, tc.errSubstr)
@@ -216,5 +216,33 @@ func TestBodyRingTrimIfIdle(t *testing.T) {
 	pos, ok := r.put(piece)
 	if !ok || pos != 3*256<<10 || !bytes.Equal(area[pos:pos+uint64(len(piece))], piece) {
 		t.Fatalf("put after a trim: pos %d ok %v", pos, ok)
+	}
+}
+
+// ownBorrowedLocked keeps exactly the bytes of out-with-borrowed-pieces from skip on, in order.
+func TestOwnBorrowedPieces(t *testing.T) {
+	build := func() (*h1conn, []byte) {
+		c := &h1conn{}
+		var whole []byte
+		add := func(s string) { c.out = append(c.out, s...); whole = append(whole, s...) }
+		borrow := func(s string) {
+			c.borrowed = append(c.borrowed, borrowedPiece{at: len(c.out), data: []byte(s)})
+			whole = append(whole, s...)
+		}
+		add("HTTP/1.1 200 OK\r\n\r\n4\r\n")
+		borrow("abcd")
+		add("\r\n3\r\n")
+		borrow("efg")
+		borrow("hij") // two pieces at the same offset
+		add("\r\n")
+		return c, whole
+	}
+	_, whole := build()
+	for skip := 0; skip <= len(whole); skip++ {
+		c, _ := build()
+		c.ownBorrowedLocked(skip)
+		if string(c.out) != string(whole[skip:]) || len(c.borrowed) != 0 {
+			t.Fatalf("skip %d: %q, want %q (borrowed %d)", skip, c.out, whole[skip:], len(c.borrowed))
+		}
 	}
 }

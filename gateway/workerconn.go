@@ -71,6 +71,12 @@ type workerConn struct {
 
 	dirty []streamHandler // reader goroutine only: handlers to flush at the end of the batch
 
+	// Reader goroutine only: borrowing is set while a RESPONSE_BODY_RING's piece is dispatched
+	// (HTTP/1.1 exchanges then write it from the ring instead of copying it); ringUnreleased is the
+	// end of the last piece taken, released after the batch's flush (flushDirty).
+	borrowing      bool
+	ringUnreleased uint64
+
 	done     chan struct{} // closed when the connection has failed
 	failOnce sync.Once
 	failErr  error
@@ -361,10 +367,11 @@ func (w *workerConn) dispatchRingBody(f *protocol.Frame) error {
 	if err != nil {
 		return err
 	}
-	end := f.RingPos + f.RingLen
 	f.Type, f.Body = protocol.TypeResponseBody, body
+	w.borrowing = true
 	err = w.dispatch(f)
-	w.ring.release(end)
+	w.borrowing = false
+	w.ringUnreleased = f.RingPos + f.RingLen // released by flushDirty, once the batch is written
 	return err
 }
 
@@ -400,6 +407,10 @@ func (w *workerConn) flushDirty() {
 		w.dirty[i] = nil
 	}
 	w.dirty = w.dirty[:0]
+	// Every borrowed ring piece has been written or copied by the flushes: the ring may have them.
+	if r := w.ring; r != nil && w.ringUnreleased > r.released {
+		r.release(w.ringUnreleased)
+	}
 }
 
 // fail closes the connection once, and tells every open stream that its worker is gone.

@@ -70,9 +70,15 @@ func AppendChunk(dst []byte, data []byte) []byte {
 	if len(data) == 0 {
 		return dst
 	}
-	dst = strconv.AppendUint(dst, uint64(len(data)), 16)
-	dst = append(dst, '\r', '\n')
+	dst = AppendChunkHead(dst, len(data))
 	dst = append(dst, data...)
+	return append(dst, '\r', '\n')
+}
+
+// AppendChunkHead appends the chunk-size line of a chunk of n bytes (n > 0); the chunk's data and
+// its CRLF follow (AppendChunk writes all three).
+func AppendChunkHead(dst []byte, n int) []byte {
+	dst = strconv.AppendUint(dst, uint64(n), 16)
 	return append(dst, '\r', '\n')
 }
 
