@@ -1,7 +1,9 @@
 """Memory check: 1 GiB upload to a slow app and 1 GiB download through a slow client.
 
-Both the gateway and the worker must hold bounded memory (flow-control windows), not the body. Prints
-the peak RSS (VmHWM) of the gateway and of the worker after each transfer. Run: `make memcheck`
+Both the gateway and the worker must hold bounded memory (flow-control windows, and the body ring's
+shared pages), not the body. Prints the peak RSS (VmHWM) of the gateway and of the worker after each
+transfer, how much of their RSS is then the shared body ring (RssShmem: counted in both), and their
+RSS once idle again (the ring's pages given back). Run: `make memcheck`
 (or .venv/bin/python bench/memcheck.py [--size-mib N]).
 """
 from __future__ import annotations
@@ -22,6 +24,11 @@ def vm(pid: int, key: str) -> int:
     """A /proc/<pid>/status size field, in KiB."""
     text = pathlib.Path(f"/proc/{pid}/status").read_text()
     return int(re.search(rf"^{key}:\s+(\d+) kB", text, re.M).group(1))
+
+
+def shared(gw: int, worker: int) -> None:
+    print(f"  of which shared (body ring) right after: gateway {vm(gw, 'RssShmem') / 1024:.1f} MiB, "
+          f"worker {vm(worker, 'RssShmem') / 1024:.1f} MiB")
 
 
 def start() -> tuple[subprocess.Popen, int, int]:
@@ -95,9 +102,13 @@ def main() -> None:
         took = upload(port, size)
         print(f"upload {size >> 20} MiB to a slow app in {took:.1f}s: peak RSS gateway {vm(gw, 'VmHWM') / 1024:.1f} MiB, "
               f"worker {vm(worker, 'VmHWM') / 1024:.1f} MiB")
+        shared(gw, worker)
         took = download(port, size)
         print(f"download {size >> 20} MiB by a slow client in {took:.1f}s: peak RSS gateway {vm(gw, 'VmHWM') / 1024:.1f} MiB, "
               f"worker {vm(worker, 'VmHWM') / 1024:.1f} MiB")
+        shared(gw, worker)
+        time.sleep(3)  # the ring is trimmed after about a second of idleness
+        print(f"idle again after 3 s: RSS gateway {vm(gw, 'VmRSS') / 1024:.1f} MiB, worker {vm(worker, 'VmRSS') / 1024:.1f} MiB")
     finally:
         proc.terminate()
         proc.wait(timeout=30)
