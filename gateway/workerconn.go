@@ -357,8 +357,9 @@ func (w *workerConn) dispatch(f *protocol.Frame) error {
 	return nil
 }
 
-// dispatchRingBody handles a RESPONSE_BODY_RING as the RESPONSE_BODY it stands for, then releases
-// its piece: every handler copies the body before it returns.
+// dispatchRingBody handles a RESPONSE_BODY_RING as the RESPONSE_BODY it stands for. Its piece is
+// released after the batch (flushDirty): an HTTP/1.1 exchange may hold it until its connection's
+// flush (h1conn.borrowed); every other handler copies it before it returns.
 func (w *workerConn) dispatchRingBody(f *protocol.Frame) error {
 	if w.ring == nil {
 		return errors.New("RESPONSE_BODY_RING frame, but the connection has no body ring")
