@@ -782,18 +782,9 @@ func (c *h1conn) tryWritev() (int, error) {
 
 func (c *h1conn) writevFd(fd uintptr) bool {
 	for {
-		n, err := unix.Writev(int(fd), c.wvec)
-		switch {
-		case err == syscall.EINTR:
-			continue
-		case err == syscall.EAGAIN:
-			c.wn, c.werr = 0, nil
-		case err != nil:
-			c.wn, c.werr = 0, err
-		default:
-			c.wn, c.werr = n, nil
+		if n, err := unix.Writev(int(fd), c.wvec); c.wrote(n, err) {
+			return true
 		}
-		return true
 	}
 }
 
@@ -812,19 +803,26 @@ func (c *h1conn) tryWrite(b []byte) (int, error) {
 
 func (c *h1conn) writeFd(fd uintptr) bool {
 	for {
-		n, err := syscall.Write(int(fd), c.wsrc)
-		switch {
-		case err == syscall.EINTR:
-			continue
-		case err == syscall.EAGAIN:
-			c.wn, c.werr = 0, nil
-		case err != nil:
-			c.wn, c.werr = 0, err
-		default:
-			c.wn, c.werr = n, nil
+		if n, err := syscall.Write(int(fd), c.wsrc); c.wrote(n, err) {
+			return true
 		}
-		return true
 	}
+}
+
+// wrote records the outcome of one non-blocking write (writeFd, writevFd) in wn and werr: the bytes
+// written, 0 when the socket is full (EAGAIN), or the error. False: interrupted, write again.
+func (c *h1conn) wrote(n int, err error) bool {
+	switch {
+	case err == syscall.EINTR:
+		return false
+	case err == syscall.EAGAIN:
+		c.wn, c.werr = 0, nil
+	case err != nil:
+		c.wn, c.werr = 0, err
+	default:
+		c.wn, c.werr = n, nil
+	}
+	return true
 }
 
 // drain finishes writing out (and a pathsend file after it) with blocking writes; it is the only
