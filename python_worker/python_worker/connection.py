@@ -71,6 +71,11 @@ SHUTDOWN_MESSAGE = "the worker is shutting down"
 #: is given back between one and two intervals after its last piece was released
 RING_TRIM_INTERVAL = 1.0
 
+#: seconds a response-body piece waits for room in a full body ring before it goes inline: the
+#: gateway releases pieces as it reads their frames, and the wait lets it run (on one core, the
+#: worker's whole loop iteration of pieces may not fit in the ring)
+RING_WAIT = 0.002
+
 
 class Connection(asyncio.Protocol):
     """One worker's connection to the gateway, multiplexing many request streams."""
@@ -91,6 +96,8 @@ class Connection(asyncio.Protocol):
         "_mapped_ring",
         "_ring_trim_interval",
         "_ring_trim_timer",
+        "_ring_waiters",
+        "_ring_wait_timer",
         "error",
         "closed",
         "handshake",
@@ -140,6 +147,9 @@ class Connection(asyncio.Protocol):
         self._mapped_ring = ring
         self._ring_trim_interval = RING_TRIM_INTERVAL if ring_trim_interval is None else ring_trim_interval
         self._ring_trim_timer: Optional[asyncio.TimerHandle] = None
+        # cycles waiting for room in the full ring (wait_ring_room), and the timer that gives up
+        self._ring_waiters: list[asyncio.Future] = []
+        self._ring_wait_timer: Optional[asyncio.TimerHandle] = None
         #: why the connection was closed by us (a protocol error), or None
         self.error: Optional[str] = None
         #: resolved when the connection is lost (result: the exception or None)
@@ -282,6 +292,8 @@ class Connection(asyncio.Protocol):
             rest = data[pos:]
             self._rbuf.append(rest)
             self._rbuf_len = len(rest)
+        if self._ring_waiters:
+            self._wake_ring_waiters()  # the gateway may have released room (it did if it sent anything)
         if opened:
             # A flush scheduled after the new tasks' first steps (even if an earlier one is pending,
             # which would run before them): what they send in that step, often the whole response
@@ -422,8 +434,32 @@ class Connection(asyncio.Protocol):
         else:  # madvise failed (logged by the ring): no more checks
             self._ring_trim_timer = None
 
+    async def wait_ring_room(self) -> None:
+        """The body ring has no room for a response piece: wait until frames come from the gateway
+        (which releases pieces as it reads theirs) or RING_WAIT has passed. The caller then puts the
+        piece, or sends it inline if there is still no room. The frames queued so far go out first."""
+        w = self.loop.create_future()
+        self._ring_waiters.append(w)
+        if self._ring_wait_timer is None:
+            self._ring_wait_timer = self.loop.call_later(RING_WAIT, self._wake_ring_waiters)
+        if self._out and not self._flush_scheduled:
+            self._schedule_flush()
+        await w
+
+    def _wake_ring_waiters(self) -> None:
+        timer = self._ring_wait_timer
+        if timer is not None:
+            self._ring_wait_timer = None
+            timer.cancel()
+        waiters = self._ring_waiters
+        self._ring_waiters = []
+        for w in waiters:
+            if not w.done():
+                w.set_result(None)
+
     def _close_ring(self) -> None:
         """Stop using the body ring and unmap it (the connection has ended, or the gateway has no ring)."""
+        self._wake_ring_waiters()
         timer = self._ring_trim_timer
         if timer is not None:
             self._ring_trim_timer = None

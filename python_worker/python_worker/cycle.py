@@ -15,8 +15,10 @@ frame's place, so the frames of a stream always go out in order.
 
 Body ring (SPEC §6): when the connection uses one, a response-body piece of at least
 :data:`~python_worker.ring.MIN_PIECE` bytes is copied into it and goes out as RESPONSE_BODY_RING,
-after a RESPONSE_START without body, if the ring has room (else inline, as ever: never a wait for ring
-space). Request-body pieces reach :meth:`RequestCycle.on_body` the same whichever path they took. An
+after a RESPONSE_START without body, if the ring has room. A piece that finds it full waits (the
+app's ``send()`` with it) until frames come from the gateway, which releases pieces as it reads
+theirs, or :data:`~python_worker.connection.RING_WAIT` has passed, and goes inline if there is still
+no room. Request-body pieces reach :meth:`RequestCycle.on_body` the same whichever path they took. An
 empty first ``http.request`` that the app has not yet received, with more to come, is replaced by the
 next piece (the gateway sends a large first piece as an empty HTTP_REQUEST body and a ring piece).
 
@@ -472,6 +474,8 @@ class RequestCycle:
             if n > self._send_window or n > conn.max_piece or conn._write_paused:
                 await self._send_slow(body, bool(message.get("more_body", False)))
                 return
+            if n >= RING_MIN_PIECE and conn.ring is not None and not conn.ring.fits(n):
+                await self._wait_ring_room()
             index = self._start_index
             if message.get("more_body", False):
                 if n:
@@ -580,6 +584,8 @@ class RequestCycle:
                 continue
             end = pos + piece
             final = end == total
+            if piece >= RING_MIN_PIECE and conn.ring is not None and not conn.ring.fits(piece):
+                await self._wait_ring_room()
             chunk = view if (pos == 0 and final) else view[pos:end]
             self._send_window -= piece
             pos = end
@@ -603,6 +609,12 @@ class RequestCycle:
         finally:
             if self._credit_waiter is w:
                 self._credit_waiter = None
+        if self.disconnected:
+            raise ClientDisconnected(f"the client of stream {self.sid} has disconnected")
+
+    async def _wait_ring_room(self) -> None:
+        """Let the gateway release room in the full body ring (Connection.wait_ring_room)."""
+        await self.conn.wait_ring_room()
         if self.disconnected:
             raise ClientDisconnected(f"the client of stream {self.sid} has disconnected")
 

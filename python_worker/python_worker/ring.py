@@ -156,6 +156,15 @@ class Ring:
     # -----------------------------------------------------------------------------------------------
     # W→G: response bodies
 
+    def fits(self, length: int) -> bool:
+        """Whether a piece of ``length`` bytes would be put now (see :meth:`put`)."""
+        size = self.size
+        head = self._w2g_head
+        start = head % size
+        if start + length > size:
+            head += size - start
+        return head + length - self._marks[_W2G_RELEASED] <= size
+
     def put(self, body: Buffer) -> int:
         """Copy ``body`` (1..R bytes) into the W→G area; its position, or -1 when the ring is full.
 

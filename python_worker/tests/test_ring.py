@@ -25,6 +25,7 @@ from typing import Any, Callable, Dict, Iterator, List, Tuple
 import pytest
 
 from gateway_fake import FakeGateway, GatewayRing, Response, run
+from python_worker import connection as connection_module
 from python_worker import protocol as P
 from python_worker.ring import HEADER, MIN_PIECE, Ring, RingError, ring_size
 from python_worker.worker import map_ring
@@ -596,6 +597,54 @@ def test_response_falls_back_inline_when_ring_is_full(loop_name: str) -> None:
             assert [f[5] for f in r.frames[:2]] == pieces[5:]
             assert gw.ring.w2g_bytes(65536, 20000) == pieces[5]
             assert gw.ring.w2g_bytes(40000, 20000) == pieces[2]  # released, but not yet reused
+
+    run(loop_name, main())
+
+
+def test_response_waits_for_room_the_gateway_releases(loop_name: str, monkeypatch: Any) -> None:
+    # R = 65536: five 40000-byte pieces in a row do not fit together. Each piece that finds the ring
+    # full waits until frames come from the gateway (here a PING, sent after the gateway read and
+    # released the previous piece) instead of going inline; the give-up timer is long (5 s), so only
+    # the gateway's frame can have woken it.
+    monkeypatch.setattr(connection_module, "RING_WAIT", 5.0)
+    pieces = [pattern(40000, 20 + i) for i in range(5)]
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200})
+        for i, piece in enumerate(pieces):
+            await send({"type": "http.response.body", "body": piece, "more_body": i < 4})
+
+    async def main() -> None:
+        async with FakeGateway(app, ring=65536, window=1 << 20) as gw:
+            gw.request(1)
+            started = asyncio.get_running_loop().time()
+            frames = [await gw.next_frame(1) for _ in range(2)]  # the start, the first piece
+            for token in range(1, 5):
+                gw.ping(token)  # after the gateway released what it read: the worker wakes
+                frames.append(await gw.next_frame(1))
+            assert [f[0] for f in frames] == [P.RESPONSE_START] + [P.RESPONSE_BODY_RING] * 5
+            assert [f[5] for f in frames[1:]] == pieces
+            assert asyncio.get_running_loop().time() - started < 2.5  # not the 5 s give-up timer
+
+    run(loop_name, main())
+
+
+def test_response_ring_wait_gives_up_inline(loop_name: str, monkeypatch: Any) -> None:
+    # The gateway releases nothing and sends nothing: after RING_WAIT the piece goes inline.
+    monkeypatch.setattr(connection_module, "RING_WAIT", 0.05)
+    pieces = [pattern(40000, 30 + i) for i in range(2)]
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200})
+        for i, piece in enumerate(pieces):
+            await send({"type": "http.response.body", "body": piece, "more_body": i < 1})
+
+    async def main() -> None:
+        async with FakeGateway(app, ring=65536, window=1 << 20, auto_release=False) as gw:
+            gw.request(1)
+            r = await gw.response(1)
+            assert kinds(r)[:3] == ["RESPONSE_START", "RESPONSE_BODY_RING", "RESPONSE_BODY"]
+            assert r.body == b"".join(pieces) and r.outcome == P.OUTCOME_OK
 
     run(loop_name, main())
 
