@@ -352,7 +352,10 @@ func (ex *exchange) bodyLocked(data []byte, more bool, borrowed bool) {
 		return
 	}
 	if !ex.bodyAllowed {
-		ex.uncredited += int64(len(data)) // dropped: HEAD, 204, 304
+		// Dropped (HEAD, 204, 304): the window goes back as if written, or an app whose body is
+		// larger than the window would wait for credit forever.
+		ex.uncredited += int64(len(data))
+		ex.creditLocked()
 	} else if len(data) > 0 {
 		if ex.remaining >= 0 && int64(len(data)) > ex.remaining {
 			c.srv.log.Error().Uint32("stream", ex.sid).Int64("content_length_left", ex.remaining).Int("body", len(data)).

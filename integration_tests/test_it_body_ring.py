@@ -226,3 +226,19 @@ def test_idle_ring_gives_its_pages_back(servers) -> None:
     assert all(rss <= 64 * KIB for rss in idle.values()), (busy, idle)
     # And the ring still carries bodies after the trim.
     asyncio.run(_echo_all(server.url, bodies[:4]))
+
+
+def test_expect_continue_with_large_bodies(servers) -> None:
+    # A body sent after 100 Continue (the worker's first CREDIT) goes through the ring like any
+    # other, with a content-length and chunked.
+    server = servers.start("testapp:app", extra_args=["--body-ring-size", "64"])
+    body = os.urandom(3 * MIB + 5)
+    for chunked in (False, True):
+        headers = {"expect": "100-continue"}
+        content: object = body
+        if chunked:
+            content = iter([body[i:i + MIB] for i in range(0, len(body), MIB)])
+        with httpx.Client(timeout=30) as client:
+            response = client.post(f"{server.url}/_/echo", content=content, headers=headers)
+        assert response.status_code == 200
+        assert response.content == body

@@ -207,3 +207,18 @@ def test_receive_after_the_response_returns_http_disconnect(server: GatewayServe
             records = httpx.get(f"{server.url}/_/records?key={key}").json()
             time.sleep(0.1)
     assert records == [{"event": "http.disconnect"}]
+
+
+def test_head_with_a_body_larger_than_the_window(server: GatewayServer) -> None:
+    # The app sends 1 MiB (four times the worker's 256 KiB window) to a HEAD request: the gateway
+    # drops it and gives the window back as if written, so the app finishes and the connection
+    # serves the next requests (it used to wait for credit forever, and the connection hung).
+    params = {"size": 1024 * 1024, "piece": 64 * 1024, "seed": 3}
+    with httpx.Client(timeout=10) as client:
+        for _ in range(3):
+            head = client.head(f"{server.url}/_/blob", params=params)
+            assert head.status_code == 200 and head.content == b""
+            assert head.headers["content-length"] == str(1024 * 1024)
+        get = client.get(f"{server.url}/_/blob", params=params)
+        assert get.status_code == 200 and len(get.content) == 1024 * 1024
+
