@@ -51,6 +51,7 @@ fuzz:
 	$(GO) test -run XXX -fuzz FuzzDecoder -fuzztime 5s ./gateway/websocket
 	$(GO) test -run XXX -fuzz FuzzScope -fuzztime 5s ./gateway
 	$(GO) test -run XXX -fuzz FuzzH2Guard -fuzztime 5s ./gateway
+	$(GO) test -run XXX -fuzz FuzzBodyRingTake -fuzztime 5s ./gateway
 
 clean:
 	rm -rf bin $(VENV)

@@ -246,3 +246,57 @@ func TestOwnBorrowedPieces(t *testing.T) {
 		}
 	}
 }
+
+// FuzzBodyRingTake feeds take a worker's positions and lengths, as RESPONSE_BODY_RING frames carry
+// them, and checks it against SPEC §6: it accepts exactly the pieces the rules allow, every piece it
+// returns lies in the W→G area and is the bytes at position mod R, and a refused piece changes
+// nothing.
+func FuzzBodyRingTake(f *testing.F) {
+	f.Add([]byte{0, 0, 0, 0, 0, 0, 0, 0, 0, 16, 0, 0, 1})
+	f.Add([]byte("\x00\x00\x00\x00\x00\x00\xff\xf0\x00\x00\x00\x20\x00\x00\x00\x00\x00\x01\x00\x00\x00\x00\x40\x00\x01"))
+	const R = 64 << 10
+	r, err := newBodyRing(R)
+	if err != nil {
+		f.Fatal(err)
+	}
+	defer r.close()
+	for i := range r.w2g {
+		r.w2g[i] = byte(i * 7)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		r.taken, r.released = 0, 0
+		limit := uint64(R / 2)
+		for len(data) >= 13 {
+			pos := binary.BigEndian.Uint64(data)
+			n := uint64(binary.BigEndian.Uint32(data[8:]))
+			release := data[12]&1 == 1
+			data = data[13:]
+			taken, released := r.taken, r.released
+			ok := n >= 1 && n <= limit && pos >= taken && pos <= math.MaxUint64-n &&
+				pos+n-released <= R && pos%R+n <= R
+			body, err := r.take(pos, n, limit)
+			if (err == nil) != ok {
+				t.Fatalf("take(%d, %d) with taken %d released %d: err %v, rules say ok=%v", pos, n, taken, released, err, ok)
+			}
+			if err != nil {
+				if r.taken != taken || r.released != released {
+					t.Fatal("a refused piece moved the marks")
+				}
+				continue
+			}
+			if uint64(len(body)) != n || uint64(cap(body)) != n {
+				t.Fatalf("piece of %d bytes (cap %d), want %d", len(body), cap(body), n)
+			}
+			off := pos % R
+			if &body[0] != &r.w2g[off] {
+				t.Fatalf("piece at the wrong place for position %d", pos)
+			}
+			if r.taken != pos+n {
+				t.Fatalf("taken %d, want %d", r.taken, pos+n)
+			}
+			if release {
+				r.release(r.taken)
+			}
+		}
+	})
+}
