@@ -631,30 +631,45 @@ func (c *h1conn) appendBorrowedLocked(data []byte) {
 // ownBorrowedLocked replaces out and the borrowed pieces by one buffer holding their bytes from
 // offset skip on (the part the socket has not taken yet).
 func (c *h1conn) ownBorrowedLocked(skip int) {
+	iov, size := c.iovLocked()
+	// A new buffer: out's spare may be the drain goroutine's (slow path: a client that did not
+	// take everything, or a drain or file under way).
+	buf := make([]byte, 0, size-skip)
+	for _, p := range iov {
+		if skip >= len(p) {
+			skip -= len(p)
+			continue
+		}
+		buf = append(buf, p[skip:]...)
+		skip = 0
+	}
+	clear(iov) // (no reference to ring memory may outlive the flush)
+	clear(c.borrowed)
+	c.out = buf
+	c.borrowed = c.borrowed[:0]
+}
+
+// iovLocked returns out with the borrowed pieces in place, in write order (in c.wvec), and their
+// total size.
+func (c *h1conn) iovLocked() ([][]byte, int) {
+	iov := c.wvec[:0]
+	prev := 0 // offset in out
+	for _, b := range c.borrowed {
+		if b.at > prev {
+			iov = append(iov, c.out[prev:b.at])
+		}
+		iov = append(iov, b.data)
+		prev = b.at
+	}
+	if len(c.out) > prev {
+		iov = append(iov, c.out[prev:])
+	}
+	c.wvec = iov
 	size := len(c.out)
 	for _, b := range c.borrowed {
 		size += len(b.data)
 	}
-	// A new buffer: out's spare may be the drain goroutine's (slow path: a client that did not
-	// take everything, or a drain or file under way).
-	buf := make([]byte, 0, size-skip)
-	pos, prev := 0, 0 // pos: offset in the logical stream; prev: offset in out
-	take := func(p []byte) {
-		if end := pos + len(p); end > skip {
-			buf = append(buf, p[max(skip-pos, 0):]...)
-		}
-		pos += len(p)
-	}
-	for i := range c.borrowed {
-		b := &c.borrowed[i]
-		take(c.out[prev:b.at])
-		take(b.data)
-		prev = b.at
-		b.data = nil
-	}
-	take(c.out[prev:])
-	c.out = buf
-	c.borrowed = c.borrowed[:0]
+	return iov, size
 }
 
 // finish runs when serve returns: the client is gone or the connection is done.
@@ -693,6 +708,7 @@ func (c *h1conn) wakeUp() {
 // flushLocked writes what is queued without blocking; the rest goes to a drain goroutine.
 func (c *h1conn) flushLocked() {
 	if c.closed {
+		clear(c.borrowed)
 		c.borrowed = c.borrowed[:0] // nothing will be written
 		return
 	}
@@ -733,34 +749,20 @@ func (c *h1conn) flushLocked() {
 // flushBorrowedLocked writes out with the borrowed pieces in place (one writev); what the socket
 // does not take is copied, and the drain goroutine writes it.
 func (c *h1conn) flushBorrowedLocked() {
-	iov := c.wvec[:0]
-	prev, total := 0, 0
-	for _, b := range c.borrowed {
-		if b.at > prev {
-			iov = append(iov, c.out[prev:b.at])
-		}
-		iov = append(iov, b.data)
-		total += b.at - prev + len(b.data)
-		prev = b.at
-	}
-	if len(c.out) > prev {
-		iov = append(iov, c.out[prev:])
-		total += len(c.out) - prev
-	}
-	c.wvec = iov
+	_, total := c.iovLocked()
 	n, err := c.tryWritev()
-	clear(iov) // (no reference to ring memory may outlive the flush)
 	if err != nil {
-		c.borrowed = c.borrowed[:0]
 		c.writeFailedLocked()
 		return
 	}
 	if n < total {
-		c.ownBorrowedLocked(n)
+		c.ownBorrowedLocked(n) // (it clears the iovec)
 		c.draining = true
 		go c.drain()
 		return
 	}
+	clear(c.wvec) // (no reference to ring memory may outlive the flush)
+	clear(c.borrowed)
 	c.out = c.out[:0]
 	c.borrowed = c.borrowed[:0]
 	c.wroteLocked()
@@ -890,6 +892,8 @@ func (c *h1conn) wroteLocked() {
 
 func (c *h1conn) writeFailedLocked() {
 	c.out = c.out[:0]
+	clear(c.wvec)
+	clear(c.borrowed)
 	c.borrowed = c.borrowed[:0]
 	if ex := c.cur; ex != nil {
 		ex.clientGoneLocked()

@@ -156,31 +156,33 @@ class Ring:
     # -----------------------------------------------------------------------------------------------
     # W→G: response bodies
 
-    def fits(self, length: int) -> bool:
-        """Whether a piece of ``length`` bytes would be put now (see :meth:`put`)."""
+    def _place(self, length: int) -> int:
+        """The position a piece of ``length`` bytes would be put at now, or -1 if it does not fit."""
         size = self.size
-        head = self._w2g_head
-        start = head % size
-        if start + length > size:
-            head += size - start
-        return head + length - self._marks[_W2G_RELEASED] <= size
-
-    def put(self, body: Buffer) -> int:
-        """Copy ``body`` (1..R bytes) into the W→G area; its position, or -1 when the ring is full.
-
-        The caller writes the RESPONSE_BODY_RING frame at once, before any other piece is put: the
-        positions follow the frames' order on the socket.
-        """
-        size = self.size
-        length = len(body)
         head = self._w2g_head
         start = head % size
         if start + length > size:  # a piece never wraps: skip to the next multiple of R
             head += size - start
-            start = 0
         if head + length - self._marks[_W2G_RELEASED] > size:
-            return -1  # the gateway has not released enough: the caller sends the piece inline
-        start += self._w2g_base
+            return -1  # the gateway has not released enough
+        return head
+
+    def fits(self, length: int) -> bool:
+        """Whether a piece of ``length`` bytes would be put now (see :meth:`put`)."""
+        return self._place(length) >= 0
+
+    def put(self, body: Buffer) -> int:
+        """Copy ``body`` (1..R bytes) into the W→G area; its position, or -1 when the ring is full
+        (the caller sends the piece inline).
+
+        The caller writes the RESPONSE_BODY_RING frame at once, before any other piece is put: the
+        positions follow the frames' order on the socket.
+        """
+        length = len(body)
+        head = self._place(length)
+        if head < 0:
+            return -1
+        start = self._w2g_base + head % self.size
         self._mm[start : start + length] = body
         self._w2g_head = head + length
         return head
