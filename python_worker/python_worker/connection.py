@@ -25,7 +25,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import struct
-from typing import Any, Awaitable, Callable, Dict, List, Optional, Union
+from collections import deque
+from typing import Any, Awaitable, Callable, Deque, Dict, List, Optional, Tuple, Union
 
 from .cycle import RequestCycle
 from .protocol import (
@@ -71,10 +72,11 @@ SHUTDOWN_MESSAGE = "the worker is shutting down"
 #: is given back between one and two intervals after its last piece was released
 RING_TRIM_INTERVAL = 1.0
 
-#: seconds a response-body piece waits for room in a full body ring before it goes inline: the
-#: gateway releases pieces as it reads their frames, and the wait lets it run (on one core, the
-#: worker's whole loop iteration of pieces may not fit in the ring)
-RING_WAIT = 0.002
+#: seconds without a frame from the gateway after which the response-body pieces waiting for room
+#: in a full body ring give up and go inline. The gateway releases pieces as it reads their frames,
+#: so waits normally end much sooner (on one core, the worker's whole loop iteration of pieces may
+#: not fit in the ring); each frame that comes starts the period again.
+RING_WAIT = 0.005
 
 
 class Connection(asyncio.Protocol):
@@ -147,8 +149,9 @@ class Connection(asyncio.Protocol):
         self._mapped_ring = ring
         self._ring_trim_interval = RING_TRIM_INTERVAL if ring_trim_interval is None else ring_trim_interval
         self._ring_trim_timer: Optional[asyncio.TimerHandle] = None
-        # cycles waiting for room in the full ring (wait_ring_room), and the timer that gives up
-        self._ring_waiters: list[asyncio.Future] = []
+        # cycles waiting for room in the full ring (wait_ring_room), first come first served, with
+        # the size of their pieces; and the timer that gives up
+        self._ring_waiters: Deque[Tuple[asyncio.Future, int]] = deque()
         self._ring_wait_timer: Optional[asyncio.TimerHandle] = None
         #: why the connection was closed by us (a protocol error), or None
         self.error: Optional[str] = None
@@ -293,7 +296,7 @@ class Connection(asyncio.Protocol):
             self._rbuf.append(rest)
             self._rbuf_len = len(rest)
         if self._ring_waiters:
-            self._wake_ring_waiters()  # the gateway may have released room (it did if it sent anything)
+            self._ring_progress()  # the gateway may have released room
         if opened:
             # A flush scheduled after the new tasks' first steps (even if an earlier one is pending,
             # which would run before them): what they send in that step, often the whole response
@@ -434,28 +437,69 @@ class Connection(asyncio.Protocol):
         else:  # madvise failed (logged by the ring): no more checks
             self._ring_trim_timer = None
 
-    async def wait_ring_room(self) -> None:
-        """The body ring has no room for a response piece: wait until frames come from the gateway
-        (which releases pieces as it reads theirs) or RING_WAIT has passed. The caller then puts the
-        piece, or sends it inline if there is still no room. The frames queued so far go out first."""
-        w = self.loop.create_future()
-        self._ring_waiters.append(w)
-        if self._ring_wait_timer is None:
-            self._ring_wait_timer = self.loop.call_later(RING_WAIT, self._wake_ring_waiters)
-        if self._out and not self._flush_scheduled:
-            self._schedule_flush()
-        await w
+    async def wait_ring_room(self, length: int) -> None:
+        """Wait for room in the body ring for a response piece of ``length`` bytes: until frames from
+        the gateway (which releases pieces as it reads theirs) have made room for it, or RING_WAIT
+        has passed without a frame. The caller then puts the piece, or sends it inline if there is
+        still no room. The frames queued so far go out first.
+
+        Waiting pieces are woken in order, as many as the released room holds. A cycle that is
+        running puts its next pieces without waiting when they fit: a stream's consecutive pieces
+        then reach the gateway together, which writes them to the client in one call. A woken piece
+        whose room was taken that way waits again, first in line."""
+        ring = self.ring
+        if ring is None or length > ring.size:
+            return  # it never fits: inline
+        again = False
+        while True:
+            w = self.loop.create_future()
+            if again:
+                self._ring_waiters.appendleft((w, length))
+            else:
+                self._ring_waiters.append((w, length))
+            if self._ring_wait_timer is None:
+                self._ring_wait_timer = self.loop.call_later(RING_WAIT, self._wake_ring_waiters)
+            if self._out and not self._flush_scheduled:
+                self._schedule_flush()
+            if not await w or self.ring is None or self.ring.fits(length):
+                return  # given up, the ring is closed, or there is room
+            again = True
+
+    def _ring_progress(self) -> None:
+        """Frames came from the gateway: wake the waiting pieces, in order, that the room it has
+        released so far holds, and give the others RING_WAIT again."""
+        ring = self.ring
+        if ring is None:
+            self._wake_ring_waiters()
+            return
+        waiters = self._ring_waiters
+        head = ring.w2g_head
+        while waiters:
+            w, length = waiters[0]
+            if not w.done():  # (a cancelled cycle's piece takes no room)
+                position = ring.place_after(head, length)
+                if position < 0:
+                    break
+                head = position + length
+                w.set_result(True)
+            waiters.popleft()
+        timer = self._ring_wait_timer
+        if timer is not None:
+            timer.cancel()
+        self._ring_wait_timer = self.loop.call_later(RING_WAIT, self._wake_ring_waiters) if waiters else None
 
     def _wake_ring_waiters(self) -> None:
+        """Wake every waiting piece (RING_WAIT passed without a frame, or the ring is closed): each
+        goes into the ring if it fits by then, else inline."""
         timer = self._ring_wait_timer
         if timer is not None:
             self._ring_wait_timer = None
             timer.cancel()
         waiters = self._ring_waiters
-        self._ring_waiters = []
-        for w in waiters:
+        self._ring_waiters = deque()
+        for w, _ in waiters:
             if not w.done():
-                w.set_result(None)
+                w.set_result(False)
 
     def _close_ring(self) -> None:
         """Stop using the body ring and unmap it (the connection has ended, or the gateway has no ring)."""

@@ -16,9 +16,9 @@ frame's place, so the frames of a stream always go out in order.
 Body ring (SPEC §6): when the connection uses one, a response-body piece of at least
 :data:`~python_worker.ring.MIN_PIECE` bytes is copied into it and goes out as RESPONSE_BODY_RING,
 after a RESPONSE_START without body, if the ring has room. A piece that finds it full waits (the
-app's ``send()`` with it) until frames come from the gateway, which releases pieces as it reads
-theirs, or :data:`~python_worker.connection.RING_WAIT` has passed, and goes inline if there is still
-no room. Request-body pieces reach :meth:`RequestCycle.on_body` the same whichever path they took. An
+app's ``send()`` with it) until frames from the gateway, which releases pieces as it reads theirs,
+have made room for it, or :data:`~python_worker.connection.RING_WAIT` has passed without a frame,
+and goes inline if there is still no room. Request-body pieces reach :meth:`RequestCycle.on_body` the same whichever path they took. An
 empty first ``http.request`` that the app has not yet received, with more to come, is replaced by the
 next piece (the gateway sends a large first piece as an empty HTTP_REQUEST body and a ring piece).
 
@@ -475,7 +475,7 @@ class RequestCycle:
                 await self._send_slow(body, bool(message.get("more_body", False)))
                 return
             if n >= RING_MIN_PIECE and conn.ring is not None and not conn.ring.fits(n):
-                await self._wait_ring_room()
+                await self._wait_ring_room(n)
             index = self._start_index
             if message.get("more_body", False):
                 if n:
@@ -585,7 +585,7 @@ class RequestCycle:
             end = pos + piece
             final = end == total
             if piece >= RING_MIN_PIECE and conn.ring is not None and not conn.ring.fits(piece):
-                await self._wait_ring_room()
+                await self._wait_ring_room(piece)
             chunk = view if (pos == 0 and final) else view[pos:end]
             self._send_window -= piece
             pos = end
@@ -612,9 +612,9 @@ class RequestCycle:
         if self.disconnected:
             raise ClientDisconnected(f"the client of stream {self.sid} has disconnected")
 
-    async def _wait_ring_room(self) -> None:
+    async def _wait_ring_room(self, length: int) -> None:
         """Let the gateway release room in the full body ring (Connection.wait_ring_room)."""
-        await self.conn.wait_ring_room()
+        await self.conn.wait_ring_room(length)
         if self.disconnected:
             raise ClientDisconnected(f"the client of stream {self.sid} has disconnected")
 

@@ -158,8 +158,18 @@ class Ring:
 
     def _place(self, length: int) -> int:
         """The position a piece of ``length`` bytes would be put at now, or -1 if it does not fit."""
+        return self.place_after(self._w2g_head, length)
+
+    @property
+    def w2g_head(self) -> int:
+        """The W→G position after the last piece put."""
+        return self._w2g_head
+
+    def place_after(self, head: int, length: int) -> int:
+        """The position a piece of ``length`` bytes would be put at if the pieces put so far ended
+        at ``head`` (at least :attr:`w2g_head`), or -1 if it would not fit with the gateway's release
+        mark as it is now."""
         size = self.size
-        head = self._w2g_head
         start = head % size
         if start + length > size:  # a piece never wraps: skip to the next multiple of R
             head += size - start

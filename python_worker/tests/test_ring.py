@@ -629,6 +629,81 @@ def test_response_waits_for_room_the_gateway_releases(loop_name: str, monkeypatc
     run(loop_name, main())
 
 
+def test_response_waits_on_through_frames_that_release_nothing(loop_name: str, monkeypatch: Any) -> None:
+    # R = 65536, nothing auto-released: the second 40000-byte piece finds the ring full. A frame from
+    # the gateway that releases nothing (a PING) does not send it inline: it waits on until the
+    # release, then goes into the ring.
+    monkeypatch.setattr(connection_module, "RING_WAIT", 5.0)
+    pieces = [pattern(40000, 40 + i) for i in range(2)]
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200})
+        for i, piece in enumerate(pieces):
+            await send({"type": "http.response.body", "body": piece, "more_body": i < 1})
+
+    async def main() -> None:
+        async with FakeGateway(app, ring=65536, window=1 << 20, auto_release=False) as gw:
+            gw.request(1)
+            frames = [await gw.next_frame(1) for _ in range(2)]  # the start, the first piece
+            for token in range(1, 4):
+                gw.ping(token)
+                assert (await gw.read_frame())[:3] == (P.PONG, 0, token)  # and no piece inline
+                await gw.expect_silence(0.05)
+            gw.ring.release_w2g(40000)
+            gw.ping(4)
+            frames.append(await gw.next_frame(1))
+            assert [f[0] for f in frames] == [P.RESPONSE_START, P.RESPONSE_BODY_RING, P.RESPONSE_BODY_RING]
+            assert [(f[2], f[5]) for f in frames[1:]] == [(0, pieces[0]), (65536, pieces[1])]
+
+    run(loop_name, main())
+
+
+def test_response_pieces_waiting_for_room_wake_in_order(loop_name: str, monkeypatch: Any) -> None:
+    # R = 65536, nothing auto-released. Stream 1 fills the ring with 60000 bytes; streams 2 and 3
+    # then wait with 30000-byte pieces, in that order. Room for one of them wakes stream 2 only;
+    # room for the other wakes stream 3. Neither goes inline.
+    monkeypatch.setattr(connection_module, "RING_WAIT", 5.0)
+    first = pattern(60000, 50)
+    later = {2: pattern(30000, 52), 3: pattern(30000, 53)}
+    go = {2: asyncio.Event(), 3: asyncio.Event()}
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        sid = int(scope["path"].rsplit("/", 1)[1])
+        await send({"type": "http.response.start", "status": 200})
+        if sid == 1:
+            await send({"type": "http.response.body", "body": first})
+        else:
+            await go[sid].wait()
+            await send({"type": "http.response.body", "body": later[sid]})
+
+    async def main() -> None:
+        async with FakeGateway(app, ring=65536, window=1 << 20, auto_release=False) as gw:
+            for sid in (1, 2, 3):
+                gw.request(sid, path=f"/s/{sid}")
+            r1 = await gw.response(1)
+            assert [f[0] for f in r1.frames[:2]] == [P.RESPONSE_START, P.RESPONSE_BODY_RING]
+            for sid in (2, 3):
+                assert (await gw.next_frame(sid))[0] == P.RESPONSE_START
+            for sid in (2, 3):
+                go[sid].set()
+                await asyncio.sleep(0.02)  # stream 2's piece waits first
+            await gw.expect_silence(0.05)  # both waiting for room, not inline
+            gw.ring.release_w2g(30000)  # room for one piece (at 65536: it does not fit at 60000)
+            gw.ping(1)
+            assert (await gw.read_frame())[:3] == (P.PONG, 0, 1)
+            frame = await gw.next_frame(2)
+            assert (frame[0], frame[2], frame[5]) == (P.RESPONSE_BODY_RING, 65536, later[2])
+            assert (await gw.next_frame(2))[0] == P.END
+            await gw.expect_silence(0.05)  # stream 3 still waits
+            gw.ring.release_w2g(60000)  # stream 1's piece: room for the other
+            gw.ping(2)
+            assert (await gw.read_frame())[:3] == (P.PONG, 0, 2)
+            frame = await gw.next_frame(3)
+            assert (frame[0], frame[2], frame[5]) == (P.RESPONSE_BODY_RING, 95536, later[3])
+
+    run(loop_name, main())
+
+
 def test_response_ring_wait_gives_up_inline(loop_name: str, monkeypatch: Any) -> None:
     # The gateway releases nothing and sends nothing: after RING_WAIT the piece goes inline.
     monkeypatch.setattr(connection_module, "RING_WAIT", 0.05)
