@@ -237,6 +237,12 @@ class Connection(asyncio.Protocol):
                     coro = cycle.run()
                     cycle.task = _Task(coro, loop=loop) if plain_tasks else loop.create_task(coro)
                     opened = True
+                elif t == WS_RECEIVE:
+                    cycle = streams.get(f[1])
+                    if cycle is not None:
+                        if type(cycle) is not WebSocketCycle:
+                            raise ProtocolError(f"WS_RECEIVE for stream {f[1]}, which is not a WebSocket")
+                        cycle.on_ws_receive(f[2])
                 elif t == REQUEST_BODY:
                     cycle = streams.get(f[1])
                     if cycle is not None:  # else: the stream has ended; the body is dropped
@@ -260,12 +266,6 @@ class Connection(asyncio.Protocol):
                         cycle.on_disconnect()
                 elif t == PING:
                     self.transport.write(encode_pong(f[2]))  # type: ignore[union-attr]
-                elif t == WS_RECEIVE:
-                    cycle = streams.get(f[1])
-                    if cycle is not None:
-                        if type(cycle) is not WebSocketCycle:
-                            raise ProtocolError(f"WS_RECEIVE for stream {f[1]}, which is not a WebSocket")
-                        cycle.on_ws_receive(f[2])
                 elif t == WS_DISCONNECT:
                     cycle = streams.get(f[1])
                     if cycle is not None:

@@ -330,8 +330,7 @@ def ws_send_frame(sid_enc: bytes, data: bytes | str) -> tuple[bytes, int]:
         size = len(packed) - 5
     else:  # fixstr
         size = len(packed) - 1
-    payload = b"\x93\x18" + sid_enc + packed
-    return _pack_u32(len(payload)) + payload, size
+    return b"".join((_pack_u32(len(sid_enc) + len(packed) + 2), b"\x93\x18", sid_enc, packed)), size
 
 
 def encode_ws_send(sid: int, data: bytes | str) -> bytes:
@@ -474,6 +473,11 @@ def decode(payload: bytes | memoryview) -> tuple:
             and length >= 0
             and f[4].__class__ is bool
         ):
+            return f
+    elif t == 8 and t.__class__ is int and n == 3:  # WS_RECEIVE
+        sid = f[1]
+        data = f[2]
+        if sid.__class__ is int and 0 < sid <= MAX_U32 and (data.__class__ is bytes or data.__class__ is str):
             return f
     elif t == 5 and t.__class__ is int and n == 3:  # CREDIT
         sid = f[1]
