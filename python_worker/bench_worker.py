@@ -1,12 +1,18 @@
-"""Micro-benchmark of the worker's per-request cost, without a socket or a gateway.
+"""Micro-benchmark of the worker's per-request (or per-message) cost, without a socket or a gateway.
 
-Drives :class:`python_worker.connection.Connection` with an in-memory fake transport: HTTP_REQUEST
-frames go into ``data_received`` (in batches of B requests, as the gateway batches them under load),
-a raw ASGI hello-world app answers, and the frames the worker writes are counted and checked. What is
-measured is the worker's whole path per request: frame decode, scope, task, app, send, frame encode,
-END, the batched write, and the event loop's own overhead.
+Drives :class:`python_worker.connection.Connection` with an in-memory fake transport, and counts and
+checks the frames the worker writes.
 
-Run: ``.venv/bin/python python_worker/bench_worker.py [--requests N] [--batch B ...] [--loop uvloop|asyncio]``
+* ``hello``: HTTP_REQUEST frames go into ``data_received`` in batches of B requests (as the gateway
+  batches them under load) and a raw ASGI hello-world app answers. Measured per request: frame
+  decode, scope, task, app, send, frame encode, END, the batched write, and the event loop.
+* ``ws-echo``: B WebSockets are opened and accepted first; then each round sends one 1 KiB binary
+  WS_RECEIVE (and a CREDIT for the previous echo) to each of them, and an echo app answers with
+  WS_SEND. Measured per message: decode, the app's receive and send, encode, the windows' credit,
+  the batched write, and the event loop.
+
+Run: ``.venv/bin/python python_worker/bench_worker.py [--workload hello|ws-echo] [--requests N]
+[--batch B ...] [--loop uvloop|asyncio]``
 """
 
 from __future__ import annotations
@@ -35,11 +41,22 @@ HEADERS = [
 ]
 
 RESPONSE_HEADERS = [(b"content-type", b"text/plain"), (b"content-length", b"13")]
+WS_MESSAGE = bytes(range(256)) * 4  # 1 KiB
 
 
 async def hello_app(scope: Any, receive: Any, send: Any) -> None:
     await send({"type": "http.response.start", "status": 200, "headers": RESPONSE_HEADERS})
     await send({"type": "http.response.body", "body": b"Hello, world!"})
+
+
+async def ws_echo_app(scope: Any, receive: Any, send: Any) -> None:
+    assert (await receive())["type"] == "websocket.connect"
+    await send({"type": "websocket.accept"})
+    while True:
+        message = await receive()
+        if message["type"] != "websocket.receive":
+            return
+        await send({"type": "websocket.send", "bytes": message["bytes"]})
 
 
 class FakeTransport(asyncio.Transport):
@@ -74,13 +91,18 @@ def request_frame(sid: int) -> bytes:
     )
 
 
-async def bench(requests: int, batch: int) -> float:
-    loop = asyncio.get_running_loop()
-    conn = Connection(hello_app, P.encode_hello_worker(os.getpid(), "bench"), loop=loop)
+def connect(app: Any) -> tuple:
+    """A Connection past the HELLOs, with its fake transport."""
+    conn = Connection(app, P.encode_hello_worker(os.getpid(), "bench"), loop=asyncio.get_running_loop())
     transport = FakeTransport()
     conn.connection_made(transport)
     conn.data_received(P.encode([P.HELLO, 0, {"protocol": 1, "pid": 1, "max_frame": 1 << 20,
                                               "window": 262144, "worker_id": 0}]))
+    return conn, transport
+
+
+async def bench(requests: int, batch: int) -> tuple:
+    conn, transport = connect(hello_app)
     batches: List[bytes] = [b"".join(request_frame(sid) for sid in range(1, batch + 1))]
     rounds = max(1, requests // batch)
     expected_writes = transport.writes + rounds
@@ -102,6 +124,60 @@ async def bench(requests: int, batch: int) -> float:
     return (c1 - c0) / n * 1e6, (t1 - t0) / n * 1e6
 
 
+def ws_connect_frame(sid: int) -> bytes:
+    return P.encode(
+        [P.WS_CONNECT, sid, "1.1", "ws", "/ws", b"/ws", b"", "", HEADERS,
+         ["127.0.0.1", 51234], ["127.0.0.1", 8000], [], 0]
+    )
+
+
+async def bench_ws(messages: int, batch: int) -> tuple:
+    conn, transport = connect(ws_echo_app)
+    sleep0 = asyncio.sleep
+    conn.data_received(b"".join(ws_connect_frame(sid) for sid in range(1, batch + 1)))
+    for _ in range(10):
+        await sleep0(0)
+    accepted = frames(transport.last)
+    assert [f[0] for f in accepted] == [P.WS_ACCEPT] * batch, accepted
+    # Each round also gives back the window of the previous round's echoes (as the gateway does once
+    # it has written them to the clients).
+    data = b"".join(
+        P.encode([P.CREDIT, sid, len(WS_MESSAGE)]) + P.encode([P.WS_RECEIVE, sid, WS_MESSAGE])
+        for sid in range(1, batch + 1)
+    )
+    rounds = max(1, messages // batch)
+    expected_writes = transport.writes + rounds
+    gc.collect()
+    t0 = time.perf_counter()
+    c0 = time.process_time()
+    for _ in range(rounds):
+        writes = transport.writes
+        conn.data_received(data)
+        while transport.writes == writes:
+            await sleep0(0)
+    c1 = time.process_time()
+    t1 = time.perf_counter()
+    assert transport.writes == expected_writes, (transport.writes, expected_writes)
+    sends = [f for f in frames(transport.last) if f[0] == P.WS_SEND]
+    assert [(f[1], f[2]) for f in sends] == [(sid, WS_MESSAGE) for sid in range(1, batch + 1)], sends[:2]
+    conn.data_received(b"".join(P.encode([P.WS_DISCONNECT, sid, 1000, ""]) for sid in range(1, batch + 1)))
+    while conn.streams:
+        await sleep0(0)
+    n = rounds * batch
+    return (c1 - c0) / n * 1e6, (t1 - t0) / n * 1e6
+
+
+def frames(data: bytes) -> list:
+    """The frames of one write."""
+    out = []
+    pos = 0
+    while pos < len(data):
+        length = int.from_bytes(data[pos : pos + 4], "big")
+        out.append(P.decode(data[pos + 4 : pos + 4 + length]))
+        pos += 4 + length
+    return out
+
+
 def check_last_write(data: bytes, batch: int) -> None:
     """The last write holds a RESPONSE_START with the body and an END for each stream of the batch."""
     pos = 0
@@ -121,7 +197,8 @@ def check_last_write(data: bytes, batch: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--requests", type=int, default=200_000)
+    parser.add_argument("--workload", choices=["hello", "ws-echo"], default="hello")
+    parser.add_argument("--requests", type=int, default=200_000, help="requests, or messages for ws-echo")
     parser.add_argument("--batch", type=int, nargs="+", default=[1, 16, 64])
     parser.add_argument("--loop", choices=["uvloop", "asyncio", "both"], default="both")
     args = parser.parse_args()
@@ -136,14 +213,15 @@ def main() -> None:
             factory = uvloop.new_event_loop
         else:
             factory = asyncio.new_event_loop
+        run, unit = (bench, "request") if args.workload == "hello" else (bench_ws, "message")
         for batch in args.batch:
             loop = factory()
             try:
-                loop.run_until_complete(bench(min(args.requests, 20_000), batch))  # warm-up
-                cpu, wall = loop.run_until_complete(bench(args.requests, batch))
+                loop.run_until_complete(run(min(args.requests, 20_000), batch))  # warm-up
+                cpu, wall = loop.run_until_complete(run(args.requests, batch))
             finally:
                 loop.close()
-            print(f"{name:8s} batch {batch:3d}: {cpu:6.2f} µs CPU/request ({wall:6.2f} µs wall)")
+            print(f"{name:8s} {args.workload} batch {batch:3d}: {cpu:6.2f} µs CPU/{unit} ({wall:6.2f} µs wall)")
 
 
 if __name__ == "__main__":
