@@ -289,7 +289,9 @@ func (ex *exchange) writeHeadLocked(status int, headers []protocol.Header) strin
 		}
 	}
 	ex.status = status
-	ex.bodyAllowed = http1.BodyAllowed(status, ex.methodForBody())
+	// 205 Reset Content: no content, framed as such (RFC 9110 §15.3.6); the app's body is dropped.
+	resetContent := status == 205
+	ex.bodyAllowed = !resetContent && http1.BodyAllowed(status, ex.methodForBody())
 	ex.remaining = -1
 	keep := ex.keepAlive && !appClose && !c.srv.isShuttingDown()
 	if ex.bodyAllowed {
@@ -319,15 +321,22 @@ func (ex *exchange) writeHeadLocked(status int, headers []protocol.Header) strin
 		out = http1.AppendHeader(out, h.Name, h.Value)
 	}
 	for i := range headers {
-		if http1.EqualFold(headers[i].Name, "transfer-encoding") {
-			continue // framing is the server's business
+		name := headers[i].Name
+		if http1.EqualFold(name, "transfer-encoding") || http1.EqualFold(name, "connection") {
+			continue // framing and the connection are the server's business (the app's close is honoured)
 		}
-		out = http1.AppendHeader(out, headers[i].Name, headers[i].Value)
+		if (status == 204 || resetContent) && http1.EqualFold(name, "content-length") {
+			continue // never on a 204 (RFC 9110 §8.6); a 205 gets its own, 0, below
+		}
+		out = http1.AppendHeader(out, name, headers[i].Value)
 	}
 	if ex.chunked {
 		out = append(out, "transfer-encoding: chunked\r\n"...)
 	}
-	if !keep && ex.minor >= 1 && !appClose {
+	if resetContent {
+		out = append(out, "content-length: 0\r\n"...)
+	}
+	if !keep && ex.minor >= 1 {
 		out = append(out, "connection: close\r\n"...)
 	} else if keep && ex.minor == 0 {
 		out = append(out, "connection: keep-alive\r\n"...)

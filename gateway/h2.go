@@ -899,15 +899,18 @@ func (s *Server) writeH2Head(w http.ResponseWriter, r *http.Request, status int,
 			continue
 		}
 		if name == "content-length" {
-			if seenCL {
-				continue // duplicates with the same value: send one
+			if seenCL || status == 204 || status == 205 {
+				continue // duplicates with the same value: send one; never on a 204 (RFC 9110 §8.6)
 			}
 			seenCL = true
 		}
 		h.Add(name, string(headers[i].Value))
 	}
+	if status == 205 {
+		h["Content-Length"] = []string{"0"} // no content (RFC 9110 §15.3.6); the app's body is dropped
+	}
 	res.status = status
-	res.bodyAllowed = http1.BodyAllowed(status, nil) && r.Method != http.MethodHead
+	res.bodyAllowed = status != 205 && http1.BodyAllowed(status, nil) && r.Method != http.MethodHead
 	if res.bodyAllowed {
 		res.remaining = contentLength
 	}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import time
 import uuid
+from typing import Any
 
 import httpx
 import pytest
@@ -149,6 +150,59 @@ def test_204_and_304_have_no_body(server: GatewayServer, code: int) -> None:
             assert response.header("content-length") is None
         # No body and no chunked terminator on the wire: the next response starts right away.
         assert_connection_usable(conn)
+
+
+def test_204_drops_the_apps_content_length(server: GatewayServer) -> None:
+    # RFC 9110 8.6: a server MUST NOT send Content-Length in a 204 (a keep-alive client trusting
+    # one would take the next response's first bytes for this one's content).
+    with server.raw() as conn:
+        response = conn.request("GET", "/_/status?code=204&length=5")
+        assert response.status == 204
+        assert response.header_list("content-length") == []
+        assert response.body == b""
+        assert_connection_usable(conn)
+
+
+def test_205_has_no_content(server: GatewayServer) -> None:
+    # RFC 9110 15.3.6: no content in a 205, and the response says so (Content-Length: 0); the app's
+    # body and its own length are dropped.
+    with server.raw() as conn:
+        response = conn.request("GET", "/_/status?code=205&length=5&body=hello")
+        assert response.status == 205
+        assert response.header_list("content-length") == ["0"]
+        assert response.header("transfer-encoding") is None
+        assert response.body == b""
+        assert_connection_usable(conn)
+
+
+def test_the_apps_connection_header_is_replaced_by_the_servers(server: GatewayServer) -> None:
+    # The connection is the server's: the app's "keep-alive" does not contradict the client's close
+    # (one connection field, "close"), and the app's "close" is honoured with the server's own field.
+    with server.raw() as conn:
+        response = conn.request("GET", "/_/status?code=200&connection=keep-alive", headers=[("Connection", "close")])
+        assert response.status == 200
+        assert response.header_list("connection") == ["close"]
+        assert conn.peer_closed()
+    with server.raw() as conn:
+        response = conn.request("GET", "/_/status?code=200&connection=close&body=x")
+        assert response.header_list("connection") == ["close"]
+        assert response.body == b"x"
+        assert conn.peer_closed()
+    with server.raw() as conn:
+        response = conn.request("GET", "/_/status?code=200&connection=keep-alive&body=x")
+        assert response.header_list("connection") == []  # HTTP/1.1 persists by default
+        assert_connection_usable(conn)
+
+
+def test_204_and_205_over_http2(servers: Any) -> None:
+    # The same rules on HTTP/2 (h2c): no content-length on a 204, "0" and no content on a 205.
+    server = servers.start("testapp:app", extra_args=["--http2-cleartext"])
+    with httpx.Client(http1=False, http2=True, trust_env=False, timeout=10) as client:
+        r204 = client.get(f"{server.url}/_/status", params={"code": "204", "length": "5"})
+        r205 = client.get(f"{server.url}/_/status", params={"code": "205", "length": "5", "body": "hello"})
+    assert r204.http_version == r205.http_version == "HTTP/2"
+    assert r204.status_code == 204 and "content-length" not in r204.headers and r204.content == b""
+    assert r205.status_code == 205 and r205.headers.get_list("content-length") == ["0"] and r205.content == b""
 
 
 def test_expect_100_continue(server: GatewayServer) -> None:

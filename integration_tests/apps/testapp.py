@@ -257,13 +257,17 @@ async def open_gate(scope: Scope, receive: Receive, send: Send) -> None:
 
 
 async def status(scope: Scope, receive: Receive, send: Send) -> None:
-    """A given status with no body (for 204/304), optionally with a content-length."""
+    """A given status (``code``, default 204), by default with no body; ``etag=1`` adds an ETag,
+    ``length=N`` a content-length header, ``connection=V`` a connection header, ``body=B`` a body."""
     params = query(scope)
     headers = [(b"x-status", params.get("code", "204").encode())]
     if "etag" in params:
         headers.append((b"etag", b'"v1"'))
+    for name in ("length", "connection"):
+        if name in params:
+            headers.append((b"content-length" if name == "length" else name.encode(), params[name].encode()))
     await send({"type": "http.response.start", "status": int(params.get("code", "204")), "headers": headers})
-    await send({"type": "http.response.body", "body": b""})
+    await send({"type": "http.response.body", "body": params.get("body", "").encode()})
 
 
 async def head_body(scope: Scope, receive: Receive, send: Send) -> None:
