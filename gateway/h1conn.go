@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"runtime/debug"
@@ -59,6 +60,7 @@ type h1conn struct {
 	rawBuf     []byte
 	chunked    http1.ChunkedDecoder
 	inBody     bool // reading a request body: a read deadline is the body timeout, never stale
+	readEOF    bool // the client closed its side cleanly (FIN): maybe only half (see finish)
 
 	mu  sync.Mutex
 	cur *exchange // the exchange whose response is pending; nil when idle
@@ -237,6 +239,7 @@ func (c *h1conn) fill(max int) bool {
 		if errors.Is(err, os.ErrDeadlineExceeded) && !c.inBody && c.deadlineStale() {
 			continue
 		}
+		c.readEOF = err == io.EOF
 		return false
 	}
 }
@@ -672,9 +675,40 @@ func (c *h1conn) iovLocked() ([][]byte, int) {
 	return iov, size
 }
 
+// halfCloseGrace is how long a response may still take after the client closed its side of the
+// connection (clean EOF) once its request was complete, before the client counts as gone.
+const halfCloseGrace = time.Second
+
 // finish runs when serve returns: the client is gone or the connection is done.
+//
+// A clean EOF after a complete request may be a half-close (shutdown(SHUT_WR): HTTP/1.0-style
+// clients, `nc -N`) by a client still reading, or a full close by one that gave up: the two look
+// the same from here. The response gets halfCloseGrace to complete and is then written as usual
+// (the connection closes after it); past that, the app is told the client is gone.
 func (c *h1conn) finish() {
 	c.mu.Lock()
+	if ex := c.cur; ex != nil && !ex.complete && c.readEOF && ex.ws == nil && ex.reqDone {
+		c.closing = true // no more requests: close once this response is out
+		ex.keepAlive = false
+		c.mu.Unlock()
+		grace := time.NewTimer(halfCloseGrace)
+	wait:
+		for {
+			select {
+			case <-c.wake:
+				c.mu.Lock()
+				done := ex.complete || c.closed
+				c.mu.Unlock()
+				if done {
+					break wait
+				}
+			case <-grace.C:
+				break wait
+			}
+		}
+		grace.Stop()
+		c.mu.Lock()
+	}
 	if ex := c.cur; ex != nil && !ex.complete {
 		ex.clientGoneLocked()
 		c.closeLocked()

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import socket
+import time
+import uuid
 
 import httpx
 import pytest
@@ -60,6 +63,39 @@ def test_http_10_request_gets_a_response_and_close(server: GatewayServer) -> Non
         assert response.status == 200
         assert json.loads(response.body)["scope"]["http_version"] == "1.0"
         assert conn.peer_closed(timeout=5)
+
+
+@pytest.mark.parametrize("version", ["1.0", "1.1"])
+@pytest.mark.parametrize("path", ["/_/pid", "/_/slow?seconds=0.3"], ids=["fast", "slow"])
+def test_half_closed_client_still_gets_its_response(server: GatewayServer, version: str, path: str) -> None:
+    # A client may shut down its sending side once its request is out (HTTP/1.0-style clients,
+    # `printf ... | nc -N`): a clean EOF after a complete request is not a client that left. The
+    # response is written in full, then the connection closes.
+    for _ in range(5):  # the EOF and the request arrive together: a race, before this was handled
+        with server.raw() as conn:
+            conn.send(f"GET {path} HTTP/{version}\r\nHost: test.local\r\n\r\n".encode())
+            conn.sock.shutdown(socket.SHUT_WR)
+            response = conn.read_response()
+            assert response.status == 200
+            assert response.body.isdigit()
+            assert conn.peer_closed(timeout=5)
+
+
+def test_half_closed_client_of_a_long_poll_is_told_it_left(server: GatewayServer) -> None:
+    # Past the grace a half-closed (or closed) client gets for its response, the app sees
+    # http.disconnect, as for any client that left.
+    key = uuid.uuid4().hex
+    with server.raw() as conn:
+        conn.send(f"GET /_/long-poll?key={key} HTTP/1.1\r\nHost: test.local\r\n\r\n".encode())
+        conn.sock.shutdown(socket.SHUT_WR)
+        deadline = time.monotonic() + 10
+        records: list = []
+        while time.monotonic() < deadline:
+            records = httpx.get(f"{server.url}/_/records?key={key}").json()
+            if len(records) >= 2:
+                break
+            time.sleep(0.05)
+        assert [record["event"] for record in records[:2]] == ["request", "http.disconnect"], records
 
 
 def test_http_10_streaming_response_is_not_chunked(server: GatewayServer) -> None:
