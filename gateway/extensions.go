@@ -22,11 +22,15 @@ var (
 	errPathsendOrder = errors.New("RESPONSE_PATHSEND out of order")
 )
 
-// extensionFlags are the HTTP_REQUEST flags for what this request's response may use.
+// extensionFlags are the HTTP_REQUEST flags for what this request's response may use: trailers
+// only when the client accepts them (TE: trailers), as on HTTP/2.
 func extensionFlags(req *http1.Request) uint64 {
 	flags := protocol.FlagPathsend
 	if req.Minor >= 1 {
-		flags |= protocol.FlagTrailersAllowed | protocol.FlagEarlyHints
+		flags |= protocol.FlagEarlyHints
+		if http1.HasToken(headerValue(req.Headers, "te"), "trailers") {
+			flags |= protocol.FlagTrailersAllowed
+		}
 	}
 	return flags
 }

@@ -67,8 +67,11 @@ func TestEarlyHintsComeBeforeTheResponse(t *testing.T) {
 
 func TestExtensionFlagsAdvertised(t *testing.T) {
 	_, addr := startGatewayCfg(t, "ok", func(c *Config) {})
-	if _, body := rawDo(t, addr, "GET", "/flags"); body != "flags=14" { // trailers|pathsend|early hints
-		t.Fatalf("HTTP/1.1 flags: %q", body)
+	if _, body := rawDo(t, addr, "GET", "/flags", "TE: trailers"); body != "flags=14" { // trailers|pathsend|early hints
+		t.Fatalf("HTTP/1.1 flags with TE: trailers: %q", body)
+	}
+	if _, body := rawDo(t, addr, "GET", "/flags"); body != "flags=12" { // pathsend|early hints
+		t.Fatalf("HTTP/1.1 flags without TE: trailers: %q", body)
 	}
 }
 

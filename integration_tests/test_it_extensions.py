@@ -32,8 +32,11 @@ def ext_server(module_servers, tmp_path_factory) -> tuple[GatewayServer, bytes]:
 
 def test_extensions_are_advertised(ext_server) -> None:
     server, _ = ext_server
-    got = httpx.get(f"{server.url}/_/extensions").json()
+    got = httpx.get(f"{server.url}/_/extensions", headers={"TE": "trailers"}).json()
     assert {"http.response.pathsend", "http.response.early_hint", "http.response.trailers"} <= set(got)
+    without_te = httpx.get(f"{server.url}/_/extensions").json()
+    assert {"http.response.pathsend", "http.response.early_hint"} <= set(without_te)
+    assert "http.response.trailers" not in without_te  # as on HTTP/2: only when the client takes them
 
 
 def test_file_response_goes_through_pathsend_not_python(ext_server) -> None:
