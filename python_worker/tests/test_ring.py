@@ -601,6 +601,17 @@ def test_response_falls_back_inline_when_ring_is_full(loop_name: str) -> None:
     run(loop_name, main())
 
 
+def sending(pieces: list) -> Any:
+    """An app that answers 200 with ``pieces`` as its body messages, one after the other."""
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200})
+        for i, piece in enumerate(pieces):
+            await send({"type": "http.response.body", "body": piece, "more_body": i < len(pieces) - 1})
+
+    return app
+
+
 def test_response_waits_for_room_the_gateway_releases(loop_name: str, monkeypatch: Any) -> None:
     # R = 65536: five 40000-byte pieces in a row do not fit together. Each piece that finds the ring
     # full waits until frames come from the gateway (here a PING, sent after the gateway read and
@@ -609,10 +620,7 @@ def test_response_waits_for_room_the_gateway_releases(loop_name: str, monkeypatc
     monkeypatch.setattr(connection_module, "RING_WAIT", 5.0)
     pieces = [pattern(40000, 20 + i) for i in range(5)]
 
-    async def app(scope: Any, receive: Any, send: Any) -> None:
-        await send({"type": "http.response.start", "status": 200})
-        for i, piece in enumerate(pieces):
-            await send({"type": "http.response.body", "body": piece, "more_body": i < 4})
+    app = sending(pieces)
 
     async def main() -> None:
         async with FakeGateway(app, ring=65536, window=1 << 20) as gw:
@@ -636,10 +644,7 @@ def test_response_waits_on_through_frames_that_release_nothing(loop_name: str, m
     monkeypatch.setattr(connection_module, "RING_WAIT", 5.0)
     pieces = [pattern(40000, 40 + i) for i in range(2)]
 
-    async def app(scope: Any, receive: Any, send: Any) -> None:
-        await send({"type": "http.response.start", "status": 200})
-        for i, piece in enumerate(pieces):
-            await send({"type": "http.response.body", "body": piece, "more_body": i < 1})
+    app = sending(pieces)
 
     async def main() -> None:
         async with FakeGateway(app, ring=65536, window=1 << 20, auto_release=False) as gw:
@@ -709,10 +714,7 @@ def test_response_ring_wait_gives_up_inline(loop_name: str, monkeypatch: Any) ->
     monkeypatch.setattr(connection_module, "RING_WAIT", 0.05)
     pieces = [pattern(40000, 30 + i) for i in range(2)]
 
-    async def app(scope: Any, receive: Any, send: Any) -> None:
-        await send({"type": "http.response.start", "status": 200})
-        for i, piece in enumerate(pieces):
-            await send({"type": "http.response.body", "body": piece, "more_body": i < 1})
+    app = sending(pieces)
 
     async def main() -> None:
         async with FakeGateway(app, ring=65536, window=1 << 20, auto_release=False) as gw:
