@@ -257,9 +257,7 @@ func (s *Server) dateLine() []byte {
 func (s *Server) appendSimpleResponseHeaders(dst []byte, minor, status int, extra [][2]string) []byte {
 	text := http.StatusText(status)
 	dst = http1.AppendStatusLine(dst, minor, status)
-	for _, h := range s.extraHeaders {
-		dst = http1.AppendHeader(dst, h.Name, h.Value)
-	}
+	dst = s.appendOwnHeaders(dst)
 	for _, h := range extra {
 		dst = append(append(append(append(dst, h[0]...), ": "...), h[1]...), "\r\n"...)
 	}
@@ -269,13 +267,10 @@ func (s *Server) appendSimpleResponseHeaders(dst []byte, minor, status int, extr
 	return append(dst, text...)
 }
 
-// appendSimpleResponse appends the gateway's own plain-text response for status.
-func (s *Server) appendSimpleResponse(dst []byte, minor, status int, head, close bool) []byte {
-	text := http.StatusText(status)
-	if text == "" {
-		text = "Error"
-	}
-	dst = http1.AppendStatusLine(dst, minor, status)
+// appendOwnHeaders appends the fields every response of the gateway's own has after its status
+// line: server and date (unless turned off; RFC 9110 section 6.6.1 wants date), then the --header
+// defaults.
+func (s *Server) appendOwnHeaders(dst []byte) []byte {
 	if s.cfg.ServerHeader {
 		dst = append(dst, "server: asgi-gateway\r\n"...)
 	}
@@ -285,6 +280,17 @@ func (s *Server) appendSimpleResponse(dst []byte, minor, status int, head, close
 	for _, h := range s.extraHeaders {
 		dst = http1.AppendHeader(dst, h.Name, h.Value)
 	}
+	return dst
+}
+
+// appendSimpleResponse appends the gateway's own plain-text response for status.
+func (s *Server) appendSimpleResponse(dst []byte, minor, status int, head, close bool) []byte {
+	text := http.StatusText(status)
+	if text == "" {
+		text = "Error"
+	}
+	dst = http1.AppendStatusLine(dst, minor, status)
+	dst = s.appendOwnHeaders(dst)
 	dst = append(dst, "content-type: text/plain; charset=utf-8\r\ncontent-length: "...)
 	dst = strconv.AppendInt(dst, int64(len(text)), 10)
 	dst = append(dst, "\r\n"...)

@@ -18,12 +18,14 @@ const closeHandshakeTimeout = 5 * time.Second
 //
 // States: connecting (WS_CONNECT sent, the app has not answered) → open (WS_ACCEPT: 101 written) →
 // closing (a close frame was sent, waiting for the client's) → closed (TCP closed). A refusal
-// (WS_CLOSE before accept → 403, an HTTP response, END → 500) ends it in connecting.
+// (WS_CLOSE before accept → 403, an HTTP response, END → 500, a WS_ACCEPT the gateway refuses → 500)
+// ends it in connecting.
 type wsState struct {
 	offer        websocket.Offer
 	dec          websocket.Decoder
 	comp         *websocket.Compressor
 	accepted     bool
+	refused      bool // the gateway refused the app's accept (500): the worker learns it by DISCONNECT
 	closeSent    bool // our close frame is queued: no message goes out after it
 	closeRecv    bool // the client's close frame arrived
 	appClosed    bool // the app sent websocket.close, or its task ended
@@ -254,20 +256,27 @@ func (ex *exchange) wsAccept(f *protocol.Frame) error {
 		return errWSState
 	}
 	ex.started, ex.status = true, 101
+	sub := "" // none (nil, or "", which the worker treats as none too)
+	if f.HasSubprotocol {
+		sub = string(f.Subprotocol)
+	}
 	switch {
 	case ex.lost:
 		ws.accepted = true
 	case !validHeaders(f.Headers):
 		ex.failLocked("invalid header in websocket.accept")
+		ws.refused = true
+		ex.markDirty()
+	case sub != "" && !ws.offer.HasSubprotocol(sub):
+		// RFC 6455 section 4.2.2: the server selects one of the client's subprotocols, or none; a
+		// client fails the connection on any other (section 4.1).
+		ex.failLocked("websocket.accept subprotocol not offered by the client")
+		ws.refused = true
 		ex.markDirty()
 	default:
 		extra := make([][2][]byte, 0, len(f.Headers))
 		for _, h := range f.Headers {
 			extra = append(extra, [2][]byte{h.Name, h.Value})
-		}
-		sub := ""
-		if f.HasSubprotocol {
-			sub = string(f.Subprotocol)
 		}
 		c.out = websocket.AppendAccept(c.out, &ws.offer, sub, extra)
 		ws.accepted = true
@@ -307,14 +316,15 @@ func (ex *exchange) wsSend(f *protocol.Frame) error {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if !ws.accepted || ws.appClosed {
+	if (!ws.accepted && !ws.refused) || ws.appClosed {
 		return errWSState
 	}
 	if ex.respWindow <= 0 {
 		return errWindow
 	}
 	ex.respWindow -= int64(len(f.Body))
-	if ex.lost || ws.closeSent {
+	if ex.lost || ws.refused || ws.closeSent {
+		// Dropped. (refused: the worker sent it before it read the DISCONNECT.)
 		ex.uncredited += int64(len(f.Body))
 		ex.respWindow += ex.uncredited
 		ex.w.sendCredit(ex.sid, uint64(ex.uncredited))
@@ -347,13 +357,34 @@ func (ex *exchange) wsClose(f *protocol.Frame) error {
 		}
 	case ws.accepted:
 		if !ex.lost {
-			ex.wsCloseLocked(f.Code, string(f.Message))
+			code, reason := wireClose(f.Code, string(f.Message))
+			if code == websocket.CloseInternal && f.Code != code {
+				c.srv.log.Debug().Uint32("stream", ex.sid).Int("code", f.Code).
+					Msg("the app's close code may not be sent in a close frame; sending 1011")
+			}
+			ex.wsCloseLocked(code, reason)
 			ex.markDirty()
 		}
+	case ws.refused:
+		// Sent before the worker read the DISCONNECT.
 	default:
 		return errWSState
 	}
 	return nil
+}
+
+// wireClose is the close frame to send for the app's websocket.close (code, reason): as given for a
+// code an endpoint may send (websocket.ValidCloseCode); for 1005, a close frame without a code (code
+// 0 for AppendClose), as SPEC's WS_CLOSE says; for any other, 1011 without a reason, which a worker
+// that checks the app's messages never sends.
+func wireClose(code int, reason string) (int, string) {
+	switch {
+	case websocket.ValidCloseCode(code):
+		return code, reason
+	case code == websocket.CloseNoStatus:
+		return 0, ""
+	}
+	return websocket.CloseInternal, ""
 }
 
 // wsEndLocked: the app's task ended (or its worker died) on an open WebSocket; the client gets a close

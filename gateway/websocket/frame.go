@@ -59,7 +59,8 @@ const (
 // ValidCloseCode reports whether code may appear in a close frame on the
 // wire: 1000-1003 and 1007-1014 (RFC 6455 section 7.4.1 and the IANA
 // registry; 1004, 1005, 1006 and 1015 are reserved and 1016-2999 are
-// unassigned), and 3000-4999 (registered and private use).
+// unassigned), and 3000-4999 (registered and private use). The set is the
+// same for the codes an endpoint sends and those it accepts from its peer.
 func ValidCloseCode(code int) bool {
 	switch {
 	case code >= 1000 && code <= 1003, code >= 1007 && code <= 1014:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Optional, Sequence, Tuple
 
 from .cycle import (
     _CANCELLED,
@@ -53,12 +53,19 @@ _CLOSED = 2  # the app sent websocket.close (after accept, or before: a rejectio
 _RESPONSE = 3  # the app answers the handshake with its own HTTP response (denial extension)
 
 _ABNORMAL = 1006
+_NO_STATUS = 1005  # websocket.close with this code: a close frame without a code (SPEC, WS_CLOSE)
+
+
+def _sendable(code: int) -> bool:
+    """Whether an endpoint may send ``code`` in a close frame (RFC 6455 section 7.4 and the IANA
+    registry): 1000-1003, 1007-1014 and 3000-4999."""
+    return 1000 <= code <= 1003 or 1007 <= code <= 1014 or 3000 <= code <= 4999
 
 
 class WebSocketCycle(RequestCycle):
     """The ASGI side of one WebSocket stream."""
 
-    __slots__ = ("_ws", "_connect_pending", "_close_code", "_close_reason")
+    __slots__ = ("_ws", "_connect_pending", "_close_code", "_close_reason", "_offered")
 
     def __init__(self, conn: "Connection", f: tuple) -> None:  # noqa: PLW0231 - fields set here
         # f: a validated WS_CONNECT frame, with the tls item as a 14th under flag TLS; the scope is
@@ -80,6 +87,7 @@ class WebSocketCycle(RequestCycle):
         self._connect_pending = True
         self._close_code = _ABNORMAL
         self._close_reason = ""
+        self._offered: Sequence[str] = f[11]  # the client's subprotocols (the app may change the scope's copy)
 
     def _make_scope(self) -> Dict[str, Any]:
         """The ``websocket`` scope, from the WS_CONNECT frame (new dicts and lists per stream)."""
@@ -215,6 +223,11 @@ class WebSocketCycle(RequestCycle):
         if subprotocol is not None and type(subprotocol) is not str:
             self._invalid(TypeError(
                 f"websocket.accept 'subprotocol' must be a str or None, got {type(subprotocol).__name__}"))
+        if subprotocol and subprotocol not in self._offered:  # "" is none, as None
+            # RFC 6455 section 4.2.2: the server selects one of the client's subprotocols, or none.
+            self._invalid(ValueError(
+                f"websocket.accept 'subprotocol' {subprotocol!r} was not offered by the client "
+                f"(scope['subprotocols'] is {list(self._offered)!r})"))
         headers = self._normalize_headers(message.get("headers") or ())
         frame = encode_ws_accept(self.sid, subprotocol, headers)
         if len(frame) - 4 > self.conn.max_frame:
@@ -231,7 +244,15 @@ class WebSocketCycle(RequestCycle):
             self._invalid(TypeError(f"websocket.close 'code' must be an int 0..65535, got {code!r}"))
         if type(reason) is not str:
             self._invalid(TypeError(f"websocket.close 'reason' must be a str, got {type(reason).__name__}"))
-        if self._ws == _ACCEPTED:
+        if self._ws == _ACCEPTED:  # (before accept the code is not sent: the handshake gets a 403)
+            if code == _NO_STATUS:
+                if reason:
+                    self._invalid(ValueError(
+                        "websocket.close with code 1005 (a close frame without a code) cannot have a reason"))
+            elif not _sendable(code):
+                self._invalid(ValueError(
+                    f"websocket.close 'code' {code} may not be sent in a close frame (RFC 6455 section 7.4): "
+                    "use 1000-1003, 1007-1014 or 3000-4999, or 1005 for a close frame without a code"))
             self._close_code, self._close_reason = code, reason
         self._ws = _CLOSED
         self._queue(encode_ws_close(self.sid, code, reason[:2000]))
