@@ -310,7 +310,7 @@ func (ex *exchange) writeHeadLocked(status int, headers []protocol.Header) strin
 	ex.closeAfter = !keep
 	ex.sendTrailers = ex.trailersExpected && ex.chunked && ex.teTrailers
 
-	out := http1.AppendStatusLine(c.out, ex.minor, status)
+	out := http1.AppendStatusLine(c.out, status)
 	if !hasServer && c.srv.cfg.ServerHeader {
 		out = append(out, "server: asgi-gateway\r\n"...)
 	}

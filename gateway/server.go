@@ -254,9 +254,9 @@ func (s *Server) dateLine() []byte {
 }
 
 // appendSimpleResponseHeaders is appendSimpleResponse with extra headers (426's version) and close.
-func (s *Server) appendSimpleResponseHeaders(dst []byte, minor, status int, extra [][2]string) []byte {
+func (s *Server) appendSimpleResponseHeaders(dst []byte, status int, extra [][2]string) []byte {
 	text := http.StatusText(status)
-	dst = http1.AppendStatusLine(dst, minor, status)
+	dst = http1.AppendStatusLine(dst, status)
 	dst = s.appendOwnHeaders(dst)
 	for _, h := range extra {
 		dst = append(append(append(append(dst, h[0]...), ": "...), h[1]...), "\r\n"...)
@@ -283,19 +283,22 @@ func (s *Server) appendOwnHeaders(dst []byte) []byte {
 	return dst
 }
 
-// appendSimpleResponse appends the gateway's own plain-text response for status.
+// appendSimpleResponse appends the gateway's own plain-text response for status, to a request of
+// HTTP/1.minor (an HTTP/1.0 client is told when the connection stays open).
 func (s *Server) appendSimpleResponse(dst []byte, minor, status int, head, close bool) []byte {
 	text := http.StatusText(status)
 	if text == "" {
 		text = "Error"
 	}
-	dst = http1.AppendStatusLine(dst, minor, status)
+	dst = http1.AppendStatusLine(dst, status)
 	dst = s.appendOwnHeaders(dst)
 	dst = append(dst, "content-type: text/plain; charset=utf-8\r\ncontent-length: "...)
 	dst = strconv.AppendInt(dst, int64(len(text)), 10)
 	dst = append(dst, "\r\n"...)
 	if close {
 		dst = append(dst, "connection: close\r\n"...)
+	} else if minor == 0 {
+		dst = append(dst, "connection: keep-alive\r\n"...) // (an HTTP/1.0 client closes otherwise)
 	}
 	dst = append(dst, "\r\n"...)
 	if !head {

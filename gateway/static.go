@@ -157,7 +157,7 @@ func (c *h1conn) serveStatic(m *StaticMount, ex *exchange) bool {
 		}
 	}
 
-	out := http1.AppendStatusLine(nil, req.Minor, status)
+	out := http1.AppendStatusLine(nil, status)
 	if c.srv.cfg.ServerHeader {
 		out = append(out, "server: asgi-gateway\r\n"...)
 	}

@@ -56,7 +56,7 @@ func TestWireClose(t *testing.T) {
 
 func TestHandshakeRefusalHeaders(t *testing.T) {
 	s := &Server{cfg: DefaultConfig()}
-	out := s.appendSimpleResponseHeaders(nil, 1, 426, [][2]string{{"Sec-WebSocket-Version", "13"}})
+	out := s.appendSimpleResponseHeaders(nil, 426, [][2]string{{"Sec-WebSocket-Version", "13"}})
 	resp, err := http.ReadResponse(bufio.NewReader(bytes.NewReader(out)), nil)
 	if err != nil {
 		t.Fatalf("%v: %q", err, out)
@@ -73,7 +73,7 @@ func TestHandshakeRefusalHeaders(t *testing.T) {
 	}
 
 	s.cfg.ServerHeader, s.cfg.DateHeader = false, false // --no-server-header, --no-date-header
-	out = s.appendSimpleResponseHeaders(nil, 1, 400, nil)
+	out = s.appendSimpleResponseHeaders(nil, 400, nil)
 	if bytes.Contains(out, []byte("server:")) || bytes.Contains(out, []byte("date:")) {
 		t.Errorf("%q", out)
 	}

@@ -60,9 +60,23 @@ def test_http_10_request_gets_a_response_and_close(server: GatewayServer) -> Non
     with server.raw() as conn:
         conn.send(b"GET /old HTTP/1.0\r\n\r\n")
         response = conn.read_response()
+        # RFC 9110 2.5: the highest version the server conforms to, with the request's major version.
+        assert response.version == "1.1"
         assert response.status == 200
         assert json.loads(response.body)["scope"]["http_version"] == "1.0"
         assert conn.peer_closed(timeout=5)
+
+
+def test_http_10_keep_alive_through_the_gateways_own_response(server: GatewayServer) -> None:
+    # An HTTP/1.0 client keeps the connection only when told: the gateway's own responses (here a
+    # 500 for an app that fails before starting) say so as the app's do.
+    with server.raw() as conn:
+        for path in ("/_/error/before-start", "/_/pid"):
+            conn.send(f"GET {path} HTTP/1.0\r\nConnection: keep-alive\r\n\r\n".encode())
+            response = conn.read_response()
+            assert response.version == "1.1"
+            assert response.header_list("connection") == ["keep-alive"], response
+        assert response.status == 200 and response.body.isdigit()
 
 
 @pytest.mark.parametrize("version", ["1.0", "1.1"])

@@ -2,37 +2,29 @@ package http1
 
 import "strconv"
 
-// statusLines holds the precomputed status lines of the known status codes,
-// indexed by [minor][status].
-var statusLines = func() (t [2][600]string) {
+// statusLines holds the precomputed status lines of the known status codes.
+var statusLines = func() (t [600]string) {
 	for status := 100; status < 600; status++ {
 		if reason := statusText(status); reason != "" {
-			code := strconv.Itoa(status)
-			t[0][status] = "HTTP/1.0 " + code + " " + reason + "\r\n"
-			t[1][status] = "HTTP/1.1 " + code + " " + reason + "\r\n"
+			t[status] = "HTTP/1.1 " + strconv.Itoa(status) + " " + reason + "\r\n"
 		}
 	}
 	return t
 }()
 
 // AppendStatusLine appends the status line for status to dst, for example
-// "HTTP/1.1 200 OK\r\n". minor 0 gives HTTP/1.0, anything else HTTP/1.1.
+// "HTTP/1.1 200 OK\r\n". It is HTTP/1.1 for HTTP/1.0 requests too: a server
+// sends the highest version it conforms to with the request's major version
+// (RFC 9110 §2.5); the response's framing follows the request's version.
 // Codes without a registered reason phrase get an empty one
 // ("HTTP/1.1 599 \r\n").
-func AppendStatusLine(dst []byte, minor int, status int) []byte {
-	if minor != 0 {
-		minor = 1
-	}
+func AppendStatusLine(dst []byte, status int) []byte {
 	if status >= 100 && status < 600 {
-		if line := statusLines[minor][status]; line != "" {
+		if line := statusLines[status]; line != "" {
 			return append(dst, line...)
 		}
 	}
-	if minor == 0 {
-		dst = append(dst, "HTTP/1.0 "...)
-	} else {
-		dst = append(dst, "HTTP/1.1 "...)
-	}
+	dst = append(dst, "HTTP/1.1 "...)
 	if status >= 100 && status < 1000 {
 		dst = append(dst, byte('0'+status/100), byte('0'+status/10%10), byte('0'+status%10))
 	} else {

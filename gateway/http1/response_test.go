@@ -7,34 +7,32 @@ import (
 
 func TestAppendStatusLine(t *testing.T) {
 	for _, tt := range []struct {
-		minor, status int
-		want          string
+		status int
+		want   string
 	}{
-		{1, 200, "HTTP/1.1 200 OK\r\n"},
-		{0, 200, "HTTP/1.0 200 OK\r\n"},
-		{1, 100, "HTTP/1.1 100 Continue\r\n"},
-		{1, 101, "HTTP/1.1 101 Switching Protocols\r\n"},
-		{1, 204, "HTTP/1.1 204 No Content\r\n"},
-		{1, 404, "HTTP/1.1 404 Not Found\r\n"},
-		{1, 413, "HTTP/1.1 413 Content Too Large\r\n"},
-		{1, 417, "HTTP/1.1 417 Expectation Failed\r\n"},
-		{1, 431, "HTTP/1.1 431 Request Header Fields Too Large\r\n"},
-		{0, 500, "HTTP/1.0 500 Internal Server Error\r\n"},
-		{1, 505, "HTTP/1.1 505 HTTP Version Not Supported\r\n"},
-		{1, 599, "HTTP/1.1 599 \r\n"},
-		{0, 299, "HTTP/1.0 299 \r\n"},
-		{1, 999, "HTTP/1.1 999 \r\n"},
-		{1, 1000, "HTTP/1.1 1000 \r\n"},
-		{1, 42, "HTTP/1.1 42 \r\n"},
-		{2, 200, "HTTP/1.1 200 OK\r\n"},
+		{200, "HTTP/1.1 200 OK\r\n"},
+		{100, "HTTP/1.1 100 Continue\r\n"},
+		{101, "HTTP/1.1 101 Switching Protocols\r\n"},
+		{204, "HTTP/1.1 204 No Content\r\n"},
+		{404, "HTTP/1.1 404 Not Found\r\n"},
+		{413, "HTTP/1.1 413 Content Too Large\r\n"},
+		{417, "HTTP/1.1 417 Expectation Failed\r\n"},
+		{431, "HTTP/1.1 431 Request Header Fields Too Large\r\n"},
+		{500, "HTTP/1.1 500 Internal Server Error\r\n"},
+		{505, "HTTP/1.1 505 HTTP Version Not Supported\r\n"},
+		{599, "HTTP/1.1 599 \r\n"},
+		{299, "HTTP/1.1 299 \r\n"},
+		{999, "HTTP/1.1 999 \r\n"},
+		{1000, "HTTP/1.1 1000 \r\n"},
+		{42, "HTTP/1.1 42 \r\n"},
 	} {
-		if got := string(AppendStatusLine([]byte("x"), tt.minor, tt.status)); got != "x"+tt.want {
-			t.Errorf("AppendStatusLine(%d, %d) = %q; want %q", tt.minor, tt.status, got, "x"+tt.want)
+		if got := string(AppendStatusLine([]byte("x"), tt.status)); got != "x"+tt.want {
+			t.Errorf("AppendStatusLine(%d) = %q; want %q", tt.status, got, "x"+tt.want)
 		}
 	}
 	// Every precomputed line has the right shape.
 	for status := 100; status < 600; status++ {
-		line := string(AppendStatusLine(nil, 1, status))
+		line := string(AppendStatusLine(nil, status))
 		if !strings.HasPrefix(line, "HTTP/1.1 ") || line[9:12] != string(rune('0'+status/100))+string(rune('0'+status/10%10))+string(rune('0'+status%10)) ||
 			line[12] != ' ' || !strings.HasSuffix(line, "\r\n") || strings.ContainsAny(line[:len(line)-2], "\r\n") {
 			t.Errorf("status %d: bad line %q", status, line)
@@ -167,8 +165,8 @@ func TestResponseAllocs(t *testing.T) {
 	dst := make([]byte, 0, 256)
 	name, value, data := []byte("content-type"), []byte("text/plain"), []byte("hello")
 	allocs := testing.AllocsPerRun(1000, func() {
-		dst = AppendStatusLine(dst[:0], 1, 200)
-		dst = AppendStatusLine(dst, 1, 599)
+		dst = AppendStatusLine(dst[:0], 200)
+		dst = AppendStatusLine(dst, 599)
 		dst = AppendHeader(dst, name, value)
 		dst = AppendChunk(dst, data)
 		dst = AppendLastChunk(dst)
@@ -184,7 +182,7 @@ func BenchmarkResponseHead(b *testing.B) {
 	name2, value2 := []byte("content-length"), []byte("1234")
 	b.ReportAllocs()
 	for b.Loop() {
-		dst = AppendStatusLine(dst[:0], 1, 200)
+		dst = AppendStatusLine(dst[:0], 200)
 		dst = AppendHeader(dst, name1, value1)
 		dst = AppendHeader(dst, name2, value2)
 		dst = append(dst, '\r', '\n')
