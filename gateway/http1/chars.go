@@ -5,10 +5,10 @@ import "encoding/binary"
 // Byte classes, as 256-entry tables so that the hot loops do one load per
 // byte and no branches on ranges.
 const (
-	classToken  = 1 << iota // tchar (RFC 9110 5.6.2)
-	classTarget             // visible ASCII allowed in a request-target: 0x21-0x7E except '#'
-	classHost               // bytes allowed in a Host value or an absolute-form authority
-	classValue              // field-vchar, SP, HTAB, obs-text: anything but CTLs other than HTAB
+	classToken   = 1 << iota // tchar (RFC 9110 5.6.2)
+	classTarget              // visible ASCII allowed in a request-target: 0x21-0x7E except '#'
+	classRegName             // unreserved, sub-delims: a reg-name's bytes but pct-encoded (RFC 3986 3.2.2)
+	classValue               // field-vchar, SP, HTAB, obs-text: anything but CTLs other than HTAB
 )
 
 var byteClass = func() (t [256]uint8) {
@@ -25,10 +25,8 @@ var byteClass = func() (t [256]uint8) {
 	for _, c := range []byte("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ") {
 		t[c] |= classToken
 	}
-	// As golang.org/x/net/http/httpguts.ValidHostHeader: reg-name, IP-literal
-	// and port characters, plus '%' for pct-encoded and zone identifiers.
-	for _, c := range []byte("!$%&'()*+,-.:;=[]_~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ") {
-		t[c] |= classHost
+	for _, c := range []byte("-._~!$&'()*+,;=0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ") {
+		t[c] |= classRegName
 	}
 	return t
 }()

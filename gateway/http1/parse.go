@@ -275,9 +275,10 @@ func parseRequestLine(line []byte, req *Request) (authority []byte, err error) {
 			// Path still aliases buf.
 			authority, req.Path = hier, target[n-1:n]
 		}
-		// RFC 9110 4.2.1: an http(s) URI with an empty host is invalid;
-		// 4.2.4: userinfo is treated as an error ('@' is not a host byte).
-		if len(authority) == 0 || !validHost(authority) {
+		// RFC 9110 4.2.1: an http(s) URI with an empty host is invalid
+		// ("http://:80/" too); 4.2.4: userinfo is treated as an error ('@'
+		// is not a host byte).
+		if len(authority) == 0 || authority[0] == ':' || !validHost(authority) {
 			return nil, errAuthority
 		}
 	}
@@ -312,15 +313,6 @@ func validEscapes(b []byte) bool {
 }
 
 func isDigit(c byte) bool { return '0' <= c && c <= '9' }
-
-func validHost(b []byte) bool {
-	for _, c := range b {
-		if byteClass[c]&classHost == 0 {
-			return false
-		}
-	}
-	return true
-}
 
 // parseField parses a field line (without its line ending) into name and
 // value, lower-casing the name in place if lower is set.

@@ -105,6 +105,15 @@ var badHeads = []struct {
 	{"duplicate Host HTTP/1.0", "GET / HTTP/1.0\r\nHost: a\r\nHost: b\r\n\r\n", 400},
 	{"Host with space", "GET / HTTP/1.1\r\nHost: a b\r\n\r\n", 400},
 	{"Host with slash", "GET / HTTP/1.1\r\nHost: a/b\r\n\r\n", 400},
+	// RFC 9112 3.2: 400 for a Host value outside uri-host [ ":" port ] (more in host_test.go).
+	{"Host port not digits", "GET / HTTP/1.1\r\nHost: a:xx\r\n\r\n", 400},
+	{"Host two colons", "GET / HTTP/1.1\r\nHost: a:1:2\r\n\r\n", 400},
+	{"Host unclosed IP-literal", "GET / HTTP/1.1\r\nHost: [::1\r\n\r\n", 400},
+	{"Host port above 65535", "GET / HTTP/1.1\r\nHost: a:99999999999\r\n\r\n", 400},
+	{"Host HTTP/1.0", "GET / HTTP/1.0\r\nHost: a:xx\r\n\r\n", 400},
+	{"absolute port not digits", "GET http://a:xx/ HTTP/1.1\r\nHost: a\r\n\r\n", 400},
+	{"absolute unclosed IP-literal", "GET http://[::1/ HTTP/1.1\r\nHost: a\r\n\r\n", 400},
+	{"absolute empty host with port", "GET http://:80/ HTTP/1.1\r\nHost: a\r\n\r\n", 400},
 
 	// Content-Length.
 	{"CL duplicate equal", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n", 400},
@@ -389,6 +398,14 @@ var goodHeads = []struct {
 	{"absolute-form empty path with query", "GET http://h?x HTTP/1.1\r\nHost: h\r\n\r\n", want{
 		method: "GET", target: "http://h?x", path: "/", query: "x", hasQuery: true,
 		host: "h", minor: 1, headers: hdrs("host", "h"), contentLength: -1,
+	}},
+	{"absolute-form IP-literal", "GET http://[::1]:8080 HTTP/1.1\r\nHost: h\r\n\r\n", want{
+		method: "GET", target: "http://[::1]:8080", path: "/",
+		host: "[::1]:8080", minor: 1, headers: hdrs("host", "h"), contentLength: -1,
+	}},
+	{"Host empty port", "GET / HTTP/1.1\r\nHost: h:\r\n\r\n", want{
+		method: "GET", target: "/", path: "/", host: "h:", minor: 1,
+		headers: hdrs("host", "h:"), contentLength: -1,
 	}},
 	{"absolute-form HTTP/1.0 without Host", "GET http://h/p HTTP/1.0\r\n\r\n", want{
 		method: "GET", target: "http://h/p", path: "/p",
