@@ -33,13 +33,18 @@ func (s *Server) buildScope(c *h1conn, req *http1.Request, hr *protocol.HTTPRequ
 		hr.RawPath = c.rawBuf
 	}
 	hr.QueryString = req.Query
+	// RFC 9112 §3.2.2: with an absolute-form target the origin server ignores Host and uses the
+	// target's authority. The app learns the host from the host header, so that header carries
+	// the authority: in place of the received one, or, when there is none (HTTP/1.0), first,
+	// where a user agent sends Host (RFC 9110 §7.2).
 	absolute := len(req.Target) > 0 && req.Target[0] != '/' && req.Target[0] != '*'
 	c.hdrs = c.hdrs[:0]
+	if absolute && !hasHost(req.Headers) {
+		c.hdrs = append(c.hdrs, protocol.Header{Name: hostName, Value: req.Host})
+	}
 	for i := range req.Headers {
 		h := protocol.Header{Name: req.Headers[i].Name, Value: req.Headers[i].Value}
 		if absolute && string(h.Name) == "host" {
-			// RFC 9112 §3.2.2: with an absolute-form target the origin server ignores Host and
-			// uses the target's authority.
 			h.Value = req.Host
 		}
 		c.hdrs = append(c.hdrs, h)
@@ -52,4 +57,16 @@ func (s *Server) buildScope(c *h1conn, req *http1.Request, hr *protocol.HTTPRequ
 		c.applyProxyHeaders(hr, false)
 	}
 	return true
+}
+
+var hostName = []byte("host") // shared by every scope: never written to
+
+// hasHost reports whether hs holds a host header.
+func hasHost(hs []http1.Header) bool {
+	for i := range hs {
+		if string(hs[i].Name) == "host" {
+			return true
+		}
+	}
+	return false
 }
