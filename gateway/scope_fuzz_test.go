@@ -19,6 +19,7 @@ func FuzzScope(f *testing.F) {
 		"GET /caf%C3%A9/%FF%2F?x=%20&x=2 HTTP/1.1\r\nHost: a\r\nX-Dup: 1\r\nx-dup: 2\r\n\r\n",
 		"POST http://h.example:8080/p?q HTTP/1.1\r\nHost: other\r\nContent-Length: 0\r\n\r\n",
 		"OPTIONS * HTTP/1.0\r\n\r\n",
+		"GET http://a:8/p HTTP/1.0\r\n\r\n", // absolute-form without Host: the scope gets one
 		"GET /%e2%82 HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 1.2.3.4\r\n\r\n",
 	} {
 		f.Add([]byte(seed))
@@ -52,8 +53,16 @@ func FuzzScope(f *testing.F) {
 		if !bytes.Equal(got.RawPath, append([]byte("/root"), req.Path...)) || !bytes.Equal(got.QueryString, req.Query) {
 			t.Fatalf("raw_path %q / query %q do not match the request target %q", got.RawPath, got.QueryString, req.Target)
 		}
-		if string(got.Method) != string(req.Method) || len(got.Headers) != len(req.Headers) {
-			t.Fatalf("method or header count changed: %q %d vs %q %d", got.Method, len(got.Headers), req.Method, len(req.Headers))
+		headers := len(req.Headers)
+		if absolute := req.Target[0] != '/' && req.Target[0] != '*'; absolute && !hasHost(req.Headers) {
+			// RFC 9112 §3.2.2: the target's authority, as the first header.
+			if len(got.Headers) == 0 || string(got.Headers[0].Name) != "host" || !bytes.Equal(got.Headers[0].Value, req.Host) {
+				t.Fatalf("absolute-form %q without Host: scope headers %q", req.Target, got.Headers)
+			}
+			headers++
+		}
+		if string(got.Method) != string(req.Method) || len(got.Headers) != headers {
+			t.Fatalf("method or header count changed: %q %d vs %q %d", got.Method, len(got.Headers), req.Method, headers)
 		}
 		for _, h := range got.Headers {
 			if !bytes.Equal(h.Name, bytes.ToLower(h.Name)) {
