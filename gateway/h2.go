@@ -1025,6 +1025,9 @@ func (s *Server) buildH2Scope(r *http.Request, info *h2ConnInfo, hr *protocol.HT
 	if rawPath == "" || (rawPath[0] != '/' && rawPath != "*") {
 		return 400
 	}
+	if !http1.ValidHost(r.Host) { // :authority (or Host), checked as HTTP/1.1 checks Host (RFC 9113 §8.3.1)
+		return 400
+	}
 	hr.HTTPVersion = "2"
 	hr.Method = []byte(r.Method)
 	hr.Scheme = s.scheme

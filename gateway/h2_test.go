@@ -293,6 +293,19 @@ func TestH2ScopeFromRequest(t *testing.T) {
 	if st := s.buildH2Scope(r, info, &hr); st != 400 {
 		t.Fatalf("undecodable path: %d", st)
 	}
+	r.RequestURI = "/"
+	for _, host := range []string{"a:xx", "a:1:2", "[::1", "a:99999", "a b"} {
+		r.Host = host
+		if st := s.buildH2Scope(r, info, &hr); st != 400 {
+			t.Fatalf(":authority %q: %d, want 400", host, st)
+		}
+	}
+	for _, host := range []string{"example.com:8443", "[::1]:80", "", "a:"} {
+		r.Host = host
+		if st := s.buildH2Scope(r, info, &hr); st != 0 {
+			t.Fatalf(":authority %q: %d, want 0", host, st)
+		}
+	}
 	r.Method, r.RequestURI = "CONNECT", "example.com:443"
 	if st := s.buildH2Scope(r, info, &hr); st != 405 {
 		t.Fatalf("CONNECT: %d", st)

@@ -15,9 +15,13 @@ the app, whose scope shows the host header.
 from __future__ import annotations
 
 import json
+import socket
 import uuid
 from typing import Any
 
+import h2.config
+import h2.connection
+import h2.events
 import pytest
 
 from gateway_harness import APPS_DIR, GatewayServer, IncompleteResponse, RawResponse
@@ -163,3 +167,26 @@ def test_absolute_form_http_1_0_with_host_replaces_it_in_place(server: GatewaySe
     response, _ = exchange(server, b"GET http://other.example/p HTTP/1.0\r\nX-A: 1\r\nHost: test.local\r\n\r\n")
     scope = scope_of(response)
     assert scope["headers"] == [["x-a", "1"], ["host", "other.example"]]
+
+
+@pytest.mark.parametrize("authority", ["a:xx", "a:1:2", "[::1", "a:99999"])
+def test_invalid_http2_authority_gets_400(servers: Any, authority: str) -> None:
+    # HTTP/2 (h2c): :authority is checked as Host is (RFC 9113 §8.3.1 refers to RFC 9110's
+    # authority); the app never sees the request.
+    server = servers.start("testapp:app", app_dir=APPS_DIR, extra_args=["--http2-cleartext"])
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+    conn = h2.connection.H2Connection(config=h2.config.H2Configuration(client_side=True, header_encoding="utf-8"))
+    conn.initiate_connection()
+    conn.send_headers(1, [(":method", "GET"), (":scheme", "http"), (":authority", authority), (":path", "/_/pid")],
+                      end_stream=True)
+    sock.sendall(conn.data_to_send())
+    status = None
+    while status is None:
+        data = sock.recv(65536)
+        assert data, "the connection closed without a response"
+        for event in conn.receive_data(data):
+            if isinstance(event, h2.events.ResponseReceived):
+                status = dict(event.headers)[":status"]
+        sock.sendall(conn.data_to_send())
+    sock.close()
+    assert status == "400"

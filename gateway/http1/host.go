@@ -18,6 +18,12 @@ package http1
 // Leading zeros are allowed ("a:0080" is port 80), so the check is on the value, which is never
 // accumulated past 65535: any number of digits is safe.
 
+// ValidHost reports whether v is a valid Host field value (or HTTP/2 :authority without
+// userinfo), as the parser checks Host: see validHost.
+func ValidHost(v string) bool {
+	return validHost([]byte(v))
+}
+
 // validHost reports whether b is a valid Host field value: uri-host [ ":" port ], where
 // uri-host may be empty (an empty value is valid).
 func validHost(b []byte) bool {
