@@ -304,8 +304,12 @@ func (ex *exchange) writeHeadLocked(status int, headers []protocol.Header) strin
 			keep = false // HTTP/1.0 without a length: the body ends when the connection does
 		}
 	}
-	if !ex.reqDone && ex.expect && !ex.continued {
-		keep = false // the client may still send the body we never asked for
+	if !ex.reqDone {
+		// The app answers before the request body is all in (it did not read it, or streams back
+		// while reading): the connection closes after this response unless the body is then complete,
+		// which cannot be known now, so the response says it will close (RFC 9110 §10.1.1 wants the
+		// server to say; under Expect: 100-continue the client may still send a body never asked for).
+		keep = false
 	}
 	ex.closeAfter = !keep
 	ex.sendTrailers = ex.trailersExpected && ex.chunked && ex.teTrailers

@@ -248,6 +248,18 @@ def test_expect_100_continue_not_sent_when_the_app_does_not_read(server: Gateway
         assert conn.read_exact(length) == b"did not read the body"
 
 
+def test_answer_before_the_body_says_the_connection_closes(server: GatewayServer) -> None:
+    # RFC 9110 10.1.1: a server that answers before reading the whole request content SHOULD say
+    # whether it will close the connection. The app answers without reading a body still arriving:
+    # the response says "close", and the connection is closed after it.
+    with server.raw() as conn:
+        conn.send(b"POST /_/no-read HTTP/1.1\r\nHost: test.local\r\nContent-Length: 100000\r\n\r\n" + b"x" * 1000)
+        response = conn.read_response()
+        assert response.status == 200 and response.body == b"did not read the body"
+        assert response.header_list("connection") == ["close"]
+        assert conn.peer_closed(timeout=5)
+
+
 def test_receive_after_the_response_returns_http_disconnect(server: GatewayServer) -> None:
     # Spec: http.disconnect is "sent to the application if receive is called after a response
     # has been sent or after the HTTP connection has been closed".
