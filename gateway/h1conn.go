@@ -166,14 +166,16 @@ func (c *h1conn) readHead() bool {
 			if errors.As(err, &perr) {
 				status = perr.Status
 			}
-			c.srv.log.Debug().Err(err).Str("client", c.nc.RemoteAddr().String()).Msg("bad request")
 			if c.srv.cfg.HTTP2Cleartext && c.cur == nil && c.rpos == 0 && strings.HasPrefix(h2Preface, string(c.rbuf[:min(c.rend, len(h2Preface))])) {
 				// HTTP/2 with prior knowledge (h2c, behind a proxy): the connection goes to the HTTP/2
-				// server with the bytes read so far.
+				// server with the bytes read so far, without this engine's read deadline (keep-alive
+				// or head): the HTTP/2 server keeps its own idle time, between streams only.
 				c.srv.untrack(c)
+				c.nc.SetReadDeadline(time.Time{})
 				c.srv.serveH2Conn(&replayConn{Conn: c.nc, pending: append([]byte(nil), c.rbuf[:c.rend]...)}, c.nc)
 				return false
 			}
+			c.srv.log.Debug().Err(err).Str("client", c.nc.RemoteAddr().String()).Msg("bad request")
 			if !c.waitIdle() { // responses go out in request order
 				return false
 			}

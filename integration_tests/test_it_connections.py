@@ -6,6 +6,7 @@ import json
 import socket
 import time
 import uuid
+from typing import Any
 
 import httpx
 import pytest
@@ -161,3 +162,22 @@ def test_too_large_request_head_gets_431(server: GatewayServer) -> None:
         response = conn.read_response()
         assert response.status == 431
     assert httpx.get(f"{server.url}/_/pid").status_code == 200
+
+
+def test_h2c_connection_outlives_the_keep_alive_timeout_while_in_use(servers: Any) -> None:
+    # --timeout-keep-alive is the idle time between requests (RFC 9113 9.1: a connection with an
+    # open stream is not idle). An h2c connection (prior knowledge) served a 2.5 s stream and a
+    # request every 0.4 s for 2.5 s with a 1 s keep-alive, on one connection.
+    server = servers.start("testapp:app", extra_args=["--http2-cleartext", "--timeout-keep-alive", "1"])
+    with httpx.Client(http1=False, http2=True, trust_env=False, timeout=10) as client:
+        streamed = client.get(f"{server.url}/_/stream", params={"n": "25", "delay": "0.1"})
+        assert streamed.http_version == "HTTP/2" and streamed.status_code == 200
+        assert streamed.text.count("piece") == 25
+        ports = set()
+        for _ in range(6):
+            response = client.get(f"{server.url}/", headers={"x-probe": "1"})
+            assert response.status_code == 200
+            ports.add(json.loads(response.text)["scope"]["client"][1])
+            time.sleep(0.4)
+        assert len(ports) == 1, f"the connection was replaced: client ports {ports}"
+
