@@ -65,6 +65,13 @@ func NewServer(cfg Config, log zerolog.Logger) (*Server, error) {
 			return nil, fmt.Errorf("invalid --header %q: %q", h[0], h[1])
 		}
 		s.extraHeaders = append(s.extraHeaders, http1.Header{Name: name, Value: value})
+		// A --header server or date takes the place of the gateway's own (as uvicorn does for
+		// server): one field line each (RFC 9110 §5.3, neither is a list).
+		if http1.EqualFold(name, "server") {
+			s.cfg.ServerHeader = false
+		} else if http1.EqualFold(name, "date") {
+			s.cfg.DateHeader = false
+		}
 	}
 	return s, nil
 }

@@ -192,6 +192,24 @@ def test_header_on_every_response(header_server: GatewayServer, case: str) -> No
     assert response.header_list("x-deploy") == ["two words"], response.head_bytes
 
 
+def test_header_with_commas_and_a_server_of_its_own(servers: Any, static_dir: Path) -> None:
+    # A --header value with commas is one header (repeatable options are not split on commas), and a
+    # --header server takes the place of the gateway's (one server field line: RFC 9110 5.3).
+    server = servers.start(
+        "testapp:app",
+        app_dir=APPS_DIR,
+        extra_args=[
+            "--header", "Cache-Control: no-cache, no-store", "--header", "Server: my-proxy",
+            "--static", f"/static={static_dir}", "--limit-request-body", "10",
+        ],
+    )
+    for case, request in HEADER_CASES.items():
+        response = raw_exchange(server, request)
+        assert response.header_list("cache-control") == ["no-cache, no-store"], (case, response.head_bytes)
+        assert response.header_list("server") == ["my-proxy"], (case, response.head_bytes)
+        assert len(response.header_list("date")) == 1, (case, response.head_bytes)
+
+
 def test_header_bad_value_is_refused(gateway_binary: None) -> None:
     command = gateway_command("testapp:app", "--app-dir", str(APPS_DIR), "--port", "0", "--header", "no-colon")
     result = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=15)

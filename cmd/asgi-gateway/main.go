@@ -122,6 +122,9 @@ func main() {
 		Commands: []*cli.Command{runCommand()},
 	}
 	app.ExitErrHandler = func(*cli.Context, error) {} // main reports errors, in the log's format
+	// Repeatable options are repeated, never split on commas: a --header value such as
+	// "Cache-Control: no-cache, no-store" is one header (as in uvicorn).
+	app.DisableSliceFlagSeparator = true
 	if err := app.Run(interspersed(os.Args, runFlags())); err != nil {
 		code := 1
 		var exit cli.ExitCoder
