@@ -89,30 +89,52 @@ func (t *TrustedProxies) trustsPeer(nc net.Conn) bool {
 // applyProxyHeaders rewrites the scheme and client of a scope from a trusted proxy's headers, as
 // uvicorn's ProxyHeadersMiddleware does: X-Forwarded-Proto (http, https, ws, wss) sets the scheme;
 // X-Forwarded-For sets the client to the rightmost address that is not a trusted proxy (the
-// leftmost when all are), with port 0. Without X-Forwarded-* headers, RFC 7239 Forwarded is read the
-// same way (its proto= and for= parameters). For duplicated headers the last one counts.
+// leftmost when all are), with its port when the hop carries one ("1.2.3.4:5555",
+// "[2001:db8::1]:4711"), else 0. Without X-Forwarded-* headers, RFC 7239 Forwarded is read the same
+// way: the client from the for= of the element chosen so, the scheme from that element's proto=.
+// Several field lines of X-Forwarded-For or Forwarded make one list, in order (RFC 9110 §5.3, RFC
+// 7239 §4); of X-Forwarded-Proto, the last line counts.
 func (c *h1conn) applyProxyHeaders(hr *protocol.HTTPRequest, websocket bool) {
 	c.srv.applyProxyHeaders(hr, websocket, &c.proxyClient)
 }
 
 // applyProxyHeaders is the engine-independent part; client holds the proxy-named client address.
 func (s *Server) applyProxyHeaders(hr *protocol.HTTPRequest, websocket bool, client *protocol.Addr) {
-	var xfp, xff, fwd []byte
+	var xfp []byte
+	var xff, fwd []string // the field lines
 	for i := range hr.Headers {
 		switch string(hr.Headers[i].Name) {
 		case "x-forwarded-proto":
 			xfp = hr.Headers[i].Value
 		case "x-forwarded-for":
-			xff = hr.Headers[i].Value
+			xff = append(xff, string(hr.Headers[i].Value))
 		case "forwarded":
-			fwd = hr.Headers[i].Value
+			fwd = append(fwd, string(hr.Headers[i].Value))
 		}
 	}
-	if xfp == nil && xff == nil && fwd != nil {
-		xfp, xff = parseForwarded(fwd)
+	var hops []forwardedHop
+	if xff != nil {
+		for _, node := range strings.Split(strings.Join(xff, ","), ",") {
+			hops = append(hops, forwardedHop{node: strings.TrimSpace(node)})
+		}
+	} else if xfp == nil && fwd != nil {
+		hops = parseForwarded(strings.Join(fwd, ","))
+	}
+	chosen := -1 // the rightmost hop that is not a trusted proxy, or the leftmost when all are
+	for i := len(hops) - 1; i >= 0; i-- {
+		if host, _ := splitNode(hops[i].node); !s.trusted.Trusts(host) {
+			chosen = i
+			break
+		}
+	}
+	if chosen < 0 && len(hops) > 0 {
+		chosen = 0
+	}
+	if xff == nil && chosen >= 0 {
+		xfp = hops[chosen].proto // Forwarded: the proto of the chosen element (nil: none)
 	}
 	if xfp != nil {
-		switch proto := string(bytes.TrimSpace(xfp)); proto {
+		switch proto := strings.ToLower(string(bytes.TrimSpace(xfp))); proto {
 		case "http", "https", "ws", "wss":
 			if websocket {
 				proto = strings.Replace(proto, "http", "ws", 1)
@@ -120,51 +142,80 @@ func (s *Server) applyProxyHeaders(hr *protocol.HTTPRequest, websocket bool, cli
 			hr.Scheme = proto
 		}
 	}
-	if xff != nil {
-		hosts := strings.Split(string(xff), ",")
-		host := strings.TrimSpace(hosts[0])
-		for i := len(hosts) - 1; i >= 0; i-- {
-			if h := strings.TrimSpace(hosts[i]); !s.trusted.Trusts(h) {
-				host = h
-				break
-			}
-		}
-		if host != "" {
-			*client = protocol.Addr{Host: host, Port: 0, HasPort: true}
+	if chosen >= 0 {
+		if host, port := splitNode(hops[chosen].node); host != "" {
+			*client = protocol.Addr{Host: host, Port: port, HasPort: true}
 			hr.Client = client
 		}
 	}
 }
 
-// parseForwarded extracts the proto and a for= list (as X-Forwarded-For would carry it) from an RFC
-// 7239 Forwarded header: elements separated by commas, parameters by semicolons.
-func parseForwarded(v []byte) (proto, forList []byte) {
-	var fors []string
-	for _, element := range strings.Split(string(v), ",") {
+// forwardedHop is one hop of X-Forwarded-For, or one element of Forwarded (its for= and proto=).
+type forwardedHop struct {
+	node  string // an address, with or without a port; Forwarded's other node forms as they came
+	proto []byte
+}
+
+// splitNode splits a hop's node into host and port: "1.2.3.4:5555", "[2001:db8::1]:4711",
+// "2001:db8::1", "1.2.3.4", or a Forwarded literal ("unknown", "_hidden"), whose port is 0.
+func splitNode(node string) (string, int) {
+	if strings.HasPrefix(node, "[") {
+		end := strings.IndexByte(node, ']')
+		if end < 0 {
+			return node, 0
+		}
+		host, rest := node[1:end], node[end+1:]
+		if port, ok := nodePort(strings.TrimPrefix(rest, ":")); ok && strings.HasPrefix(rest, ":") {
+			return host, port
+		}
+		return host, 0
+	}
+	if i := strings.IndexByte(node, ':'); i >= 0 && strings.IndexByte(node[i+1:], ':') < 0 {
+		if port, ok := nodePort(node[i+1:]); ok { // one colon: host:port (IPv6 has several)
+			return node[:i], port
+		}
+	}
+	return node, 0
+}
+
+// nodePort parses a decimal port of 1 to 5 digits, at most 65535.
+func nodePort(s string) (int, bool) {
+	if len(s) == 0 || len(s) > 5 {
+		return 0, false
+	}
+	n := 0
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return 0, false
+		}
+		n = n*10 + int(s[i]-'0')
+	}
+	return n, n <= 65535
+}
+
+// parseForwarded reads an RFC 7239 Forwarded value (elements separated by commas, parameters by
+// semicolons) into hops: each element's for= node (quotes removed) and proto=.
+func parseForwarded(v string) []forwardedHop {
+	var hops []forwardedHop
+	for _, element := range strings.Split(v, ",") {
+		var hop forwardedHop
+		hasFor := false
 		for _, pair := range strings.Split(element, ";") {
 			name, value, ok := strings.Cut(strings.TrimSpace(pair), "=")
 			if !ok {
 				continue
 			}
 			value = strings.Trim(strings.TrimSpace(value), `"`)
-			switch strings.ToLower(name) {
+			switch strings.ToLower(strings.TrimSpace(name)) {
 			case "for":
-				// Node forms: IPv4, "[IPv6]:port", "IPv4:port", "unknown", "_obfuscated".
-				if strings.HasPrefix(value, "[") {
-					if end := strings.IndexByte(value, ']'); end > 0 {
-						value = value[1:end]
-					}
-				} else if host, _, err := net.SplitHostPort(value); err == nil {
-					value = host
-				}
-				fors = append(fors, value)
+				hop.node, hasFor = value, true
 			case "proto":
-				proto = []byte(strings.ToLower(value))
+				hop.proto = []byte(strings.ToLower(value))
 			}
 		}
+		if hasFor {
+			hops = append(hops, hop)
+		}
 	}
-	if len(fors) > 0 {
-		forList = []byte(strings.Join(fors, ","))
-	}
-	return proto, forList
+	return hops
 }

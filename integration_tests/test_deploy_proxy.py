@@ -114,8 +114,7 @@ def test_forwarded_for_ipv6(proxy_servers: dict[str, GatewayServer]) -> None:
     "forwarded, client, scheme",
     [
         ("for=198.51.100.9;proto=https", "198.51.100.9", "https"),
-        ('for="198.51.100.9:4711";proto=https;by=203.0.113.43', "198.51.100.9", "https"),
-        ('for="[2001:db8:cafe::17]:4711";proto=https', "2001:db8:cafe::17", "https"),
+        ('for="[2001:db8:cafe::17]";proto=https', "2001:db8:cafe::17", "https"),
         ("For=192.0.2.60;Proto=HTTPS", "192.0.2.60", "https"),  # parameter names are case-insensitive
         ("for=192.0.2.43, for=198.51.100.17;proto=https", "198.51.100.17", "https"),
         ("for=192.0.2.43", "192.0.2.43", "http"),
@@ -124,6 +123,40 @@ def test_forwarded_for_ipv6(proxy_servers: dict[str, GatewayServer]) -> None:
 def test_rfc7239_forwarded(proxy_servers: dict[str, GatewayServer], forwarded: str, client: str, scheme: str) -> None:
     scope = scope_for(proxy_servers["default"], [("Forwarded", forwarded)])
     assert_applied(scope, client, scheme)
+
+
+@pytest.mark.parametrize(
+    "headers, client",
+    [
+        ([("X-Forwarded-For", "198.51.100.9:5555")], ["198.51.100.9", 5555]),
+        ([("X-Forwarded-For", "[2001:db8::1]:4711")], ["2001:db8::1", 4711]),
+        ([("X-Forwarded-For", "2001:db8::1")], ["2001:db8::1", 0]),
+        ([("Forwarded", 'for="198.51.100.9:4711";proto=https;by=203.0.113.43')], ["198.51.100.9", 4711]),
+        ([("Forwarded", 'for="[2001:db8:cafe::17]:4711";proto=https')], ["2001:db8:cafe::17", 4711]),
+    ],
+)
+def test_forwarded_client_port(proxy_servers: dict[str, GatewayServer], headers: list, client: list) -> None:
+    # A hop with a port gives the client that port (as uvicorn does for X-Forwarded-For), else 0.
+    assert scope_for(proxy_servers["default"], headers)["client"] == client
+
+
+def test_several_forwarded_for_lines_make_one_list(proxy_servers: dict[str, GatewayServer]) -> None:
+    # RFC 9110 5.3: field lines of a list field combine in order; a proxy may add its own line
+    # instead of appending (RFC 7239 section 4). 127.0.0.1 and 10.1.2.3 are trusted ("trusted-list").
+    server = proxy_servers["trusted-list"]
+    lines = [("X-Forwarded-For", "198.51.100.1"), ("X-Forwarded-For", "10.1.2.3")]
+    assert scope_for(server, lines)["client"] == ["198.51.100.1", 0]
+    forwarded = [("Forwarded", "for=198.51.100.2;proto=https"), ("Forwarded", "for=10.1.2.3;proto=http")]
+    scope = scope_for(server, forwarded)
+    assert (scope["client"], scope["scheme"]) == (["198.51.100.2", 0], "https")
+
+
+def test_forwarded_proto_of_the_chosen_element(proxy_servers: dict[str, GatewayServer]) -> None:
+    # The scheme comes from the element whose for= became the client, not from the last element:
+    # the client used https to reach the first proxy, which used http to reach the trusted one.
+    headers = [("Forwarded", "for=198.51.100.7;proto=https, for=10.1.2.3;proto=http")]
+    scope = scope_for(proxy_servers["trusted-list"], headers)
+    assert (scope["client"], scope["scheme"]) == (["198.51.100.7", 0], "https")
 
 
 def test_unknown_forwarded_proto_is_ignored(proxy_servers: dict[str, GatewayServer]) -> None:

@@ -1,0 +1,37 @@
+package gateway
+
+import "testing"
+
+func TestSplitNode(t *testing.T) {
+	for _, tt := range []struct {
+		node string
+		host string
+		port int
+	}{
+		{"1.2.3.4", "1.2.3.4", 0},
+		{"1.2.3.4:5555", "1.2.3.4", 5555},
+		{"1.2.3.4:65535", "1.2.3.4", 65535},
+		{"1.2.3.4:65536", "1.2.3.4:65536", 0}, // not a port: left as it came
+		{"1.2.3.4:x", "1.2.3.4:x", 0},
+		{"2001:db8::1", "2001:db8::1", 0},
+		{"[2001:db8::1]", "2001:db8::1", 0},
+		{"[2001:db8::1]:4711", "2001:db8::1", 4711},
+		{"[2001:db8::1]:", "2001:db8::1", 0},
+		{"[2001:db8::1", "[2001:db8::1", 0},
+		{"unknown", "unknown", 0},
+		{"_hidden", "_hidden", 0},
+		{"", "", 0},
+	} {
+		if host, port := splitNode(tt.node); host != tt.host || port != tt.port {
+			t.Errorf("splitNode(%q) = %q, %d; want %q, %d", tt.node, host, port, tt.host, tt.port)
+		}
+	}
+}
+
+func TestParseForwarded(t *testing.T) {
+	hops := parseForwarded(`for=192.0.2.43;Proto=HTTPS, by=203.0.113.1, For="[2001:db8::17]:4711";proto=http`)
+	if len(hops) != 2 || hops[0].node != "192.0.2.43" || string(hops[0].proto) != "https" ||
+		hops[1].node != "[2001:db8::17]:4711" || string(hops[1].proto) != "http" {
+		t.Fatalf("hops %+v", hops)
+	}
+}
