@@ -427,7 +427,7 @@ func TestProxyHeadersFromTrustedPeer(t *testing.T) {
 		{[]string{"X-Forwarded-For: 198.51.100.1, 203.0.113.7, 127.0.0.1"}, "client=203.0.113.7:0"},
 		{[]string{"X-Forwarded-Proto: https"}, "scheme=https"},
 		{[]string{"X-Forwarded-Proto: gopher"}, "scheme=http"},
-		{[]string{`Forwarded: for="[2001:db8::1]:4711";proto=https`}, "client=2001:db8::1:0 scheme=https"},
+		{[]string{`Forwarded: for="[2001:db8::1]:4711";proto=https`}, "client=2001:db8::1:4711 scheme=https"},
 	}
 	for _, tc := range cases {
 		if body := rawGet(t, addr, "/p", tc.headers...); !strings.Contains(body, tc.want) {
