@@ -85,6 +85,14 @@ def test_factory(servers: Any) -> None:
     assert response.json()["scope"]["path"] == "/from/factory"
 
 
+def test_factory_without_the_flag_is_detected(servers: Any) -> None:
+    # As uvicorn: a function that takes no arguments is an app factory, used with a warning.
+    server = servers.start("testapp:create_app", app_dir=APPS_DIR)
+    response = httpx.get(f"{server.url}/from/detected/factory")
+    assert response.status_code == 200
+    assert response.json()["scope"]["path"] == "/from/detected/factory"
+
+
 def test_interpreter_from_virtual_env(servers: Any) -> None:
     venv = REPO_ROOT / ".venv"
     if not (venv / "bin" / "python").exists():

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import inspect
 import logging
 import os
 import platform
@@ -143,6 +144,10 @@ def load_app(import_str: str, app_dir: Optional[str] = None, factory: bool = Fal
     """Put ``app_dir`` (default: the current directory) first on ``sys.path`` and load the app."""
     sys.path.insert(0, os.path.abspath(app_dir if app_dir is not None else os.getcwd()))
     app = import_from_string(import_str)
+    if not factory and _looks_like_factory(app):
+        # As uvicorn: a function that takes no arguments cannot be an ASGI app; it makes one.
+        logger.warning("ASGI app factory detected. Using it, but please consider setting the --factory flag explicitly.")
+        factory = True
     if factory:
         if not callable(app):
             raise AppLoadError(f'The app factory "{import_str}" is not callable.')
@@ -153,6 +158,22 @@ def load_app(import_str: str, app_dir: Optional[str] = None, factory: bool = Fal
     if not callable(app):
         raise AppLoadError(f'The ASGI app "{import_str}" is not callable (it is a {type(app).__name__}).')
     return app
+
+
+def _looks_like_factory(obj: Any) -> bool:
+    """Whether ``obj`` is a plain (not async) function callable with no arguments: never an ASGI
+    app (which takes scope, receive and send), so an app factory given without ``--factory``.
+    (uvicorn calls any app with no arguments to find out; this asks the signature instead, so
+    nothing is called that was not meant to be.)"""
+    if not inspect.isfunction(obj) or inspect.iscoroutinefunction(obj) or inspect.isasyncgenfunction(obj):
+        return False
+    try:
+        parameters = inspect.signature(obj).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return all(
+        p.default is not p.empty or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in parameters
+    )
 
 
 def _app_traceback(exc: BaseException) -> BaseException:
