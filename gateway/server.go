@@ -128,6 +128,12 @@ func (s *Server) listen() (net.Listener, string, error) {
 		if err != nil {
 			return nil, "", fmt.Errorf("listen on %s: %w", s.cfg.UDS, err)
 		}
+		// Anyone may connect (a proxy running as another user: nginx as www-data), as with uvicorn;
+		// the directory's permissions restrict access where that is wanted.
+		if err := os.Chmod(s.cfg.UDS, 0o666); err != nil {
+			ln.Close()
+			return nil, "", fmt.Errorf("set the permissions of %s: %w", s.cfg.UDS, err)
+		}
 		setBacklog(ln, s.cfg.Backlog)
 		return ln, "unix:" + s.cfg.UDS, nil
 	}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -185,6 +186,8 @@ def test_unix_socket(servers: Any, short_tmp: Path) -> None:
     path = str(short_tmp / "gw.sock")
     server = servers.start("testapp:app", app_dir=APPS_DIR, uds=path)
     assert server.url == f"unix:{path}"
+    # As uvicorn: any user may connect (a proxy running as another user).
+    assert os.stat(path).st_mode & 0o777 == 0o666
     with httpx.Client(transport=httpx.HTTPTransport(uds=path), base_url="http://gateway.local") as client:
         response = client.get("/over/unix?u=1")
         assert response.status_code == 200
