@@ -80,7 +80,6 @@ func ParseAccessFormat(s string) (*AccessFormat, error) {
 
 // append renders the line for ex.
 func (f *AccessFormat) append(dst []byte, ex *exchange, d time.Duration) []byte {
-	c := ex.c
 	version := "1.1"
 	if ex.minor == 0 {
 		version = "1.0"
@@ -90,14 +89,14 @@ func (f *AccessFormat) append(dst []byte, ex *exchange, d time.Duration) []byte 
 		case fieldNone:
 			dst = append(dst, p.literal...)
 		case fieldClient:
-			if c.client != nil {
-				dst = append(dst, c.client.Host...)
+			if cl := ex.logClient(); cl != nil {
+				dst = append(dst, cl.Host...)
 			} else {
 				dst = append(dst, '-')
 			}
 		case fieldClientAddr:
-			if c.client != nil {
-				dst = append(append(append(dst, c.client.Host...), ':'), strconv.Itoa(c.client.Port)...)
+			if cl := ex.logClient(); cl != nil {
+				dst = append(append(append(dst, cl.Host...), ':'), strconv.Itoa(cl.Port)...)
 			} else {
 				dst = append(dst, '-')
 			}

@@ -29,14 +29,16 @@ type exchange struct {
 	sid uint32
 
 	// Fixed at dispatch.
-	minor     int
-	head      bool // a HEAD request: the response has no body
-	keepAlive bool // the request allows the connection to be reused
-	expect    bool // Expect: 100-continue
-	startTime time.Time
-	bytesIn   int64  // request-body bytes sent to the worker
-	method    []byte // copies for the access log
-	target    []byte
+	minor       int
+	head        bool // a HEAD request: the response has no body
+	keepAlive   bool // the request allows the connection to be reused
+	expect      bool // Expect: 100-continue
+	startTime   time.Time
+	bytesIn     int64         // request-body bytes sent to the worker
+	proxied     bool          // the scope's client came from a proxy header: proxyClient
+	proxyClient protocol.Addr // (the connection's own client otherwise), for the access log
+	method      []byte        // copies for the access log
+	target      []byte
 
 	// Guarded by c.mu.
 	reqCredit        int64 // request-body bytes the gateway may still send
@@ -423,6 +425,15 @@ func (ex *exchange) bodyLocked(data []byte, more bool, borrowed bool) {
 		return // complete with the last RESPONSE_TRAILERS
 	}
 	ex.completeLocked()
+}
+
+// logClient is the client the access log names: the scope's (a trusted proxy's header may have
+// named it), or nil.
+func (ex *exchange) logClient() *protocol.Addr {
+	if ex.proxied {
+		return &ex.proxyClient
+	}
+	return ex.c.client
 }
 
 // completeLocked: the last byte of the response is queued.

@@ -318,6 +318,9 @@ func (c *h1conn) dispatch() bool {
 		c.reject(ex, 400)
 		return false
 	}
+	if cl := c.hr.Client; cl != nil && cl != c.client {
+		ex.proxied, ex.proxyClient = true, *cl
+	}
 	if websocket.IsUpgrade(req) {
 		return c.dispatchWebSocket(ex)
 	}

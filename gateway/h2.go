@@ -472,9 +472,10 @@ func (st *h2stream) wrote(n int) {
 type h2Response struct {
 	status      int
 	bodyAllowed bool
-	remaining   int64 // content-length bytes still owed; -1 without content-length
-	bytes       int64 // response body bytes written
-	bytesIn     int64 // request body bytes sent to the worker (the body pump's, read after it ended)
+	remaining   int64          // content-length bytes still owed; -1 without content-length
+	bytes       int64          // response body bytes written
+	bytesIn     int64          // request body bytes sent to the worker (the body pump's, read after it ended)
+	client      *protocol.Addr // the scope's client (a trusted proxy's header may have named it)
 }
 
 // serveH2Stream is the http.Handler of every HTTP/2 stream.
@@ -494,10 +495,12 @@ func (s *Server) serveH2Stream(w http.ResponseWriter, r *http.Request) {
 		info = &h2ConnInfo{}
 	}
 	var hr protocol.HTTPRequest
+	res.client = info.client
 	if status := s.buildH2Scope(r, info, &hr); status != 0 {
 		s.h2SimpleResponse(w, r, &res, status)
 		return
 	}
+	res.client = hr.Client
 	if max := s.cfg.MaxBodySize; max > 0 && r.ContentLength > max {
 		s.h2SimpleResponse(w, r, &res, 413) // refused from the header, before a byte of the body is read
 		return
@@ -1088,8 +1091,8 @@ func hasTrailersTE(values []string) bool {
 
 func (s *Server) h2AccessLog(r *http.Request, res *h2Response, start time.Time) {
 	host, port := "", 0
-	if v, ok := r.Context().Value(h2ConnKey{}).(*h2ConnInfo); ok && v.client != nil {
-		host, port = v.client.Host, v.client.Port
+	if res.client != nil {
+		host, port = res.client.Host, res.client.Port
 	}
 	s.log.Info().Str("client", host).Int("port", port).Str("method", r.Method).Str("path", r.RequestURI).
 		Str("proto", "HTTP/2").Int("status", res.status).Int64("bytes", res.bytes).Dur("duration", time.Since(start)).

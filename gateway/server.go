@@ -332,10 +332,9 @@ func (s *Server) accessLog(ex *exchange) {
 		s.log.Info().Msg(string(f.append(make([]byte, 0, 128), ex, time.Since(ex.startTime))))
 		return
 	}
-	c := ex.c
 	host, port := "", 0
-	if c.client != nil {
-		host, port = c.client.Host, c.client.Port
+	if cl := ex.logClient(); cl != nil {
+		host, port = cl.Host, cl.Port
 	}
 	s.log.Info().Str("client", host).Int("port", port).Bytes("method", ex.method).Bytes("path", ex.target).
 		Int("status", ex.status).Int64("bytes", ex.bytesOut).Dur("duration", time.Since(ex.startTime)).Msg("request")

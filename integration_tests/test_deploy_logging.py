@@ -227,6 +227,25 @@ def test_access_log_format_other_fields(launcher: Launcher) -> None:
     assert float(match.group(1)) >= 200 and float(match.group(2)) >= 0.2
 
 
+@pytest.mark.parametrize("fmt", [None, "%(client_addr)s %(path)s"], ids=["default", "format"])
+def test_access_log_names_the_client_a_trusted_proxy_named(launcher: Launcher, fmt: str | None) -> None:
+    # As uvicorn, whose proxy middleware rewrites the client before the access log: the client in
+    # the line is the scope's (X-Forwarded-For of a trusted peer, 127.0.0.1 by default).
+    extra = ["--access-log-format", fmt] if fmt else []
+    server = launcher.start(*APP, "--port", "0", "--no-use-colors", "--log-format", "json", *extra)
+    marker = uuid.uuid4().hex
+    with RawConnection.tcp("127.0.0.1", server.port) as conn:
+        conn.send(f"GET /xff-{marker} HTTP/1.1\r\nHost: t\r\nX-Forwarded-For: 198.51.100.7:4711\r\n"
+                  "Connection: close\r\n\r\n".encode())
+        assert conn.read_response().status == 200
+    log = wait_for(server, lambda log: marker in log)
+    line = json.loads(next(line for line in log.splitlines() if marker in line))
+    if fmt:
+        assert line["message"] == f"198.51.100.7:4711 /xff-{marker}"
+    else:
+        assert (line["client"], line["port"]) == ("198.51.100.7", 4711), line
+
+
 def test_access_log_format_unknown_field(launcher: Launcher) -> None:
     result = launcher.run(*APP, "--port", "0", "--access-log-format", "%(client)s %(referer)s")
     assert result.returncode == 2
