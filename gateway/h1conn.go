@@ -682,7 +682,7 @@ func (c *h1conn) iovLocked() ([][]byte, int) {
 
 // halfCloseGrace is how long a response may still take after the client closed its side of the
 // connection (clean EOF) once its request was complete, before the client counts as gone.
-const halfCloseGrace = time.Second
+const halfCloseGrace = 500 * time.Millisecond
 
 // finish runs when serve returns: the client is gone or the connection is done.
 //

@@ -81,7 +81,7 @@ def test_http_10_keep_alive_through_the_gateways_own_response(server: GatewaySer
 
 
 @pytest.mark.parametrize("version", ["1.0", "1.1"])
-@pytest.mark.parametrize("path", ["/_/pid", "/_/slow?seconds=0.3"], ids=["fast", "slow"])
+@pytest.mark.parametrize("path", ["/_/pid", "/_/slow?seconds=0.2"], ids=["fast", "slow"])
 def test_half_closed_client_still_gets_its_response(server: GatewayServer, version: str, path: str) -> None:
     # A client may shut down its sending side once its request is out (HTTP/1.0-style clients,
     # `printf ... | nc -N`): a clean EOF after a complete request is not a client that left. The
