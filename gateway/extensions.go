@@ -190,17 +190,25 @@ func (ex *exchange) timeout() {
 	}
 	c.srv.log.Warn().Uint32("stream", ex.sid).Int("worker", ex.w.id).Dur("timeout", c.srv.cfg.RequestTimeout).
 		Msg("request timed out; cancelling the app's task")
-	if !ex.started {
-		ex.gatewayResponseLocked(504)
-	} else {
-		ex.cutLocked()
-	}
-	ex.discard = true // whatever the app still sends is dropped until its END
-	ex.w.sendCancel(ex.sid)
-	c.flushLocked()
-	log := ex.takeLog()
+	log := ex.abandonLocked(504)
 	c.mu.Unlock()
 	if log {
 		c.srv.accessLog(ex)
 	}
+}
+
+// abandonLocked gives the exchange up for a reason of the gateway's (--timeout-request, the end of
+// the graceful shutdown): the client gets status if the response has not started, else the
+// connection is cut; the app's task is cancelled, and what it still sends is dropped until its END.
+// It reports whether the access-log line is due.
+func (ex *exchange) abandonLocked(status int) bool {
+	if !ex.started {
+		ex.gatewayResponseLocked(status)
+	} else {
+		ex.cutLocked()
+	}
+	ex.discard = true
+	ex.w.sendCancel(ex.sid)
+	ex.c.flushLocked()
+	return ex.takeLog()
 }

@@ -235,8 +235,19 @@ func (s *Server) Shutdown() {
 		s.mu.Lock()
 		for c := range s.conns {
 			c.mu.Lock()
+			var logged *exchange
+			if ex := c.cur; ex != nil && ex.ws == nil && !ex.complete && !ex.lost && !ex.ended {
+				// A response not started yet gets 503 rather than a cut connection (uvicorn answers
+				// 500 from the cancelled app); a started one is cut.
+				if ex.abandonLocked(503) {
+					logged = ex
+				}
+			}
 			c.closeLocked()
 			c.mu.Unlock()
+			if logged != nil {
+				s.accessLog(logged)
+			}
 		}
 		s.mu.Unlock()
 		s.closeTLSConns()

@@ -480,6 +480,11 @@ def test_graceful_shutdown_timeout_bounds_the_exit(servers: Any, tmp_path: Path)
         f"with --timeout-graceful-shutdown 1 the gateway took {elapsed:.1f} s to exit "
         f"(a 5 s request was in flight)\n{server.stderr()}"
     )
+    # The request whose response had not started gets 503 (uvicorn: 500 from the cancelled app),
+    # not a connection closed without a response.
+    assert "error" not in out, f"the in-flight request failed: {out.get('error')!r}"
+    assert out["response"].status_code == 503
+    assert out["response"].headers["connection"] == "close"
 
 
 # --- limits -----------------------------------------------------------------------------------
