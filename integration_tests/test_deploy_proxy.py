@@ -2,7 +2,8 @@
 
 README: take client and scheme from X-Forwarded-For/-Proto (or RFC 7239 Forwarded) of these peers (IPs,
 CIDRs, `*`); default `$FORWARDED_ALLOW_IPS` or 127.0.0.1. As uvicorn's ProxyHeadersMiddleware: the
-client becomes the rightmost X-Forwarded-For address that is not a trusted proxy, with port 0.
+client becomes the rightmost X-Forwarded-For address that is not a trusted proxy, with its port when
+the hop has one, else 0; several header lines make one list.
 The tests connect from 127.0.0.1.
 """
 
