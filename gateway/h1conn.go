@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bytes"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -74,6 +75,7 @@ type h1conn struct {
 	draining bool      // a drain goroutine owns the socket's writes
 	file     *fileSend // a pathsend body to write after out (by the drain goroutine)
 	closing  bool      // close once out is written
+	linger   bool      // close in stages (lingerClose): an error response to a client that may still be sending
 	abort    bool      // ... with a reset, so the client sees an incomplete response
 	closed   bool
 	wake     chan struct{}
@@ -181,7 +183,7 @@ func (c *h1conn) readHead() bool {
 			}
 			c.mu.Lock()
 			c.out = c.srv.appendSimpleResponse(c.out, 1, status, false, true)
-			c.closing = true
+			c.closing, c.linger = true, true
 			c.flushLocked()
 			c.mu.Unlock()
 			return false
@@ -429,7 +431,7 @@ func (c *h1conn) reject(ex *exchange, status int) {
 	ex.status = status
 	c.mu.Lock()
 	c.out = c.srv.appendSimpleResponse(c.out, ex.minor, status, ex.head, true)
-	c.closing = true
+	c.closing, c.linger = true, true
 	c.flushLocked()
 	c.mu.Unlock()
 	c.srv.accessLog(ex)
@@ -592,7 +594,7 @@ func (c *h1conn) badBody(ex *exchange, status int) {
 		c.out = c.srv.appendSimpleResponse(c.out, ex.minor, status, ex.head, true)
 		ex.completeLocked()
 	}
-	c.closing = true
+	c.closing, c.linger = true, true
 	c.flushLocked()
 	if !c.draining {
 		c.closeLocked()
@@ -950,9 +952,42 @@ func (c *h1conn) closeLocked() {
 		if tc, ok := c.nc.(*net.TCPConn); ok {
 			tc.SetLinger(0)
 		}
+	} else if cw, ok := c.nc.(closeWriter); ok && c.linger {
+		if _, isTLS := c.nc.(*tls.Conn); !isTLS && cw.CloseWrite() == nil {
+			// The serve goroutine reads no more (it returns after an error response): the
+			// lingering goroutine is the connection's last reader, and closes it.
+			go lingerClose(c.nc)
+			c.wakeUp()
+			return
+		}
 	}
 	c.nc.Close()
 	c.wakeUp()
+}
+
+type closeWriter interface{ CloseWrite() error }
+
+// Lingering close (RFC 9112 §9.6): after an error response (400, 413, ...) to a client that may
+// still be sending, closing at once would reset the connection while the client's data is
+// unread, and a reset can take the response away from a client still in its send. So the write
+// side is shut first (the client sees the end of the response), and what the client still sends
+// is read and dropped until it closes, for at most lingerTime and lingerBytes.
+const (
+	lingerTime  = 2 * time.Second
+	lingerBytes = 16 << 20
+)
+
+func lingerClose(nc net.Conn) {
+	nc.SetReadDeadline(time.Now().Add(lingerTime))
+	buf := make([]byte, 32<<10)
+	for total := 0; total < lingerBytes; {
+		n, err := nc.Read(buf)
+		total += n
+		if err != nil {
+			break
+		}
+	}
+	nc.Close()
 }
 
 // closeIfIdle is shutdown's way in: close a connection that has no request in flight.

@@ -15,6 +15,7 @@ Each refused request is checked three ways:
 from __future__ import annotations
 
 import json
+import socket
 import uuid
 from typing import Any
 
@@ -524,3 +525,34 @@ def test_bad_chunk_then_hidden_request_is_not_served(hostile: GatewayServer) -> 
         m,
     )
     check_refused(hostile, data, 400, marker=m, reaches_app=True)
+
+
+@pytest.mark.parametrize(
+    "head, body_size",
+    [
+        (b"POST /_/echo HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n", 8 << 20),  # 413 at the head
+        (b"POST /_/echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n", 8 << 20),  # 413 mid-body
+        (b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 4 << 20),  # 400, then data the client still sends
+    ],
+    ids=["413-head", "413-chunked", "400"],
+)
+def test_error_response_to_a_client_still_sending_is_not_lost(servers: Any, head: bytes, body_size: int) -> None:
+    # RFC 9112 9.6: a server that closes at once while the client is still sending resets the
+    # connection, and the reset can take the response away from a client still in its send. The
+    # gateway shuts its side first and reads what the client still sends: the client finishes its
+    # send, then reads the whole error response and the end of the connection.
+    server = servers.start("testapp:app", app_dir=APPS_DIR, extra_args=["--limit-request-body", str(1 << 20)])
+    if b"chunked" in head:
+        chunk = b"x" * 65536
+        body = (b"%x\r\n" % len(chunk) + chunk + b"\r\n") * (body_size // len(chunk)) + b"0\r\n\r\n"
+        data = head + body
+    else:
+        data = (head % body_size if b"%d" in head else head) + b"x" * body_size
+    with socket.create_connection((server.host, server.port), timeout=10) as sock:
+        sock.sendall(data)  # no ConnectionResetError / BrokenPipeError
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+    status = int(received.split(b" ", 2)[1])
+    assert status == (400 if b"Host: b" in head else 413), received[:200]
+    assert received.split(b"\r\n\r\n", 1)[0].lower().count(b"connection: close") == 1
