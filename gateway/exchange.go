@@ -448,9 +448,11 @@ func (ex *exchange) completeLocked() {
 		c.cur = nil
 	}
 	if ex.closeAfter || !ex.reqDone {
-		// A request body the app did not read makes the connection unusable for another request.
+		// A request body the app did not read makes the connection unusable for another request;
+		// the client may still be sending it (a lingering close, see lingerClose).
 		if !ex.reqDone {
 			ex.closeAfter = true
+			c.linger = true
 		}
 		c.closing = true
 	} else {

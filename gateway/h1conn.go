@@ -75,7 +75,7 @@ type h1conn struct {
 	draining bool      // a drain goroutine owns the socket's writes
 	file     *fileSend // a pathsend body to write after out (by the drain goroutine)
 	closing  bool      // close once out is written
-	linger   bool      // close in stages (lingerClose): an error response to a client that may still be sending
+	linger   bool      // close in stages (lingerClose): a response to a client that may still be sending
 	abort    bool      // ... with a reset, so the client sees an incomplete response
 	closed   bool
 	wake     chan struct{}
@@ -254,6 +254,9 @@ func (c *h1conn) fill(max int) bool {
 func (c *h1conn) deadlineStale() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.closed {
+		return false
+	}
 	if c.cur != nil {
 		c.nc.SetReadDeadline(time.Time{})
 		c.idleArmed, c.headArmed = false, false
@@ -271,14 +274,20 @@ func (c *h1conn) deadlineStale() bool {
 // fillBody reads more of a request body; a client that sends nothing for BodyReadTimeout is cut
 // (false).
 func (c *h1conn) fillBody() bool {
-	c.inBody = true
 	c.mu.Lock()
+	if c.closed { // (a lingering close may be reading: its deadline stays)
+		c.mu.Unlock()
+		return false
+	}
+	c.inBody = true
 	c.idleArmed, c.headArmed = false, false
 	c.nc.SetReadDeadline(time.Now().Add(c.srv.cfg.BodyTimeout()))
 	c.mu.Unlock()
 	ok := c.fill(len(c.rbuf))
 	c.mu.Lock()
-	if !c.idleArmed { // (idleDeadline ran meanwhile if the response completed: its deadline stays)
+	// (idleDeadline ran meanwhile if the response completed: its deadline stays; so does a
+	// lingering close's)
+	if !c.idleArmed && !c.closed {
 		c.nc.SetReadDeadline(time.Time{})
 	}
 	c.mu.Unlock()
@@ -954,8 +963,10 @@ func (c *h1conn) closeLocked() {
 		}
 	} else if cw, ok := c.nc.(closeWriter); ok && c.linger {
 		if _, isTLS := c.nc.(*tls.Conn); !isTLS && cw.CloseWrite() == nil {
-			// The serve goroutine reads no more (it returns after an error response): the
-			// lingering goroutine is the connection's last reader, and closes it.
+			// The serve goroutine reads no more once the connection is closed (it returns after an
+			// error response; a body pump stops at its next read, fillBody), and a read of its still
+			// pending ends by the lingering deadline: the lingering goroutine is the connection's
+			// last reader, and closes it.
 			go lingerClose(c.nc)
 			c.wakeUp()
 			return

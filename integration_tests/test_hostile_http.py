@@ -556,3 +556,20 @@ def test_error_response_to_a_client_still_sending_is_not_lost(servers: Any, head
     status = int(received.split(b" ", 2)[1])
     assert status == (400 if b"Host: b" in head else 413), received[:200]
     assert received.split(b"\r\n\r\n", 1)[0].lower().count(b"connection: close") == 1
+
+
+def test_app_response_to_a_client_still_sending_is_not_lost(servers: Any) -> None:
+    # The same when the app answers without reading the body (an early 401 or 413 of its own): the
+    # response says connection: close, and the gateway reads what the client still sends before
+    # closing, so the client's send completes and it reads the response.
+    server = servers.start("testapp:app", app_dir=APPS_DIR)
+    size = 8 << 20
+    with socket.create_connection((server.host, server.port), timeout=10) as sock:
+        sock.sendall(b"POST /_/no-read HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n" % size + b"x" * size)
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+    head, _, body = received.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 ") and b"connection: close" in head.lower(), head
+    assert body == b"did not read the body"
+
