@@ -707,22 +707,7 @@ func (c *h1conn) finish() {
 		c.closing = true // no more requests: close once this response is out
 		ex.keepAlive = false
 		c.mu.Unlock()
-		grace := time.NewTimer(halfCloseGrace)
-	wait:
-		for {
-			select {
-			case <-c.wake:
-				c.mu.Lock()
-				done := ex.complete || c.closed
-				c.mu.Unlock()
-				if done {
-					break wait
-				}
-			case <-grace.C:
-				break wait
-			}
-		}
-		grace.Stop()
+		c.awaitComplete(ex, halfCloseGrace)
 		c.mu.Lock()
 	}
 	if ex := c.cur; ex != nil && !ex.complete {
@@ -735,6 +720,25 @@ func (c *h1conn) finish() {
 	}
 	c.mu.Unlock()
 	c.srv.untrack(c)
+}
+
+// awaitComplete waits until ex's response is complete or the connection closed, for at most d.
+func (c *h1conn) awaitComplete(ex *exchange, d time.Duration) {
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	for {
+		select {
+		case <-c.wake:
+			c.mu.Lock()
+			done := ex.complete || c.closed
+			c.mu.Unlock()
+			if done {
+				return
+			}
+		case <-timer.C:
+			return
+		}
+	}
 }
 
 // idleDeadline starts the keep-alive period: the next request must start within it. The read
@@ -978,9 +982,9 @@ func (c *h1conn) closeLocked() {
 
 type closeWriter interface{ CloseWrite() error }
 
-// Lingering close (RFC 9112 §9.6): after an error response (400, 413, ...) to a client that may
-// still be sending, closing at once would reset the connection while the client's data is
-// unread, and a reset can take the response away from a client still in its send. So the write
+// Lingering close (RFC 9112 §9.6): after an error response (400, 413, ...), or an app's response
+// that left the request body unread, the client may still be sending; closing at once would reset
+// the connection while its data is unread, and a reset can take the response away from a client still in its send. So the write
 // side is shut first (the client sees the end of the response), and what the client still sends
 // is read and dropped until it closes, for at most lingerTime and lingerBytes.
 const (

@@ -157,16 +157,7 @@ func (c *h1conn) serveStatic(m *StaticMount, ex *exchange) bool {
 		}
 	}
 
-	out := http1.AppendStatusLine(nil, status)
-	if c.srv.cfg.ServerHeader {
-		out = append(out, "server: asgi-gateway\r\n"...)
-	}
-	if c.srv.cfg.DateHeader {
-		out = append(out, c.srv.dateLine()...)
-	}
-	for _, h := range c.srv.extraHeaders {
-		out = http1.AppendHeader(out, h.Name, h.Value)
-	}
+	out := c.srv.appendOwnHeaders(http1.AppendStatusLine(nil, status))
 	out = append(out, "etag: "+etag+"\r\nlast-modified: "+modified.Format(http.TimeFormat)+"\r\naccept-ranges: bytes\r\n"...)
 	if status != 304 {
 		ctype := mime.TypeByExtension(filepath.Ext(strings.TrimSuffix(strings.TrimSuffix(name, ".br"), ".gz")))
