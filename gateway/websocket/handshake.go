@@ -23,6 +23,9 @@ type Offer struct {
 	// DeflateParams is what we answer to the accepted offer; it configures
 	// the Decoder (SetDeflate) and the Compressor (NewCompressor).
 	DeflateParams DeflateParams
+	// ExpectContinue reports "Expect: 100-continue" in the request: the 101
+	// must then follow a 100 (Continue) (RFC 9110 section 7.8).
+	ExpectContinue bool
 }
 
 // HasSubprotocol reports whether the client offered the subprotocol s.
@@ -61,6 +64,7 @@ var (
 	errMethod      = handshakeError("WebSocket handshake requires GET")
 	errHTTPVersion = handshakeError("WebSocket handshake requires HTTP/1.1")
 	errNoHost      = handshakeError("missing Host header")
+	errContent     = handshakeError("WebSocket handshake with content")
 	errNoKey       = handshakeError("missing Sec-WebSocket-Key")
 	errDupKey      = handshakeError("duplicate Sec-WebSocket-Key")
 	errBadKey      = handshakeError("Sec-WebSocket-Key is not the base64 encoding of 16 bytes")
@@ -96,6 +100,10 @@ func IsUpgrade(req *http1.Request) bool {
 //     only the application knows.
 //   - The request must be HTTP/1.1 with a Host (the parser checks Host) and
 //     must be an upgrade (IsUpgrade), else 400.
+//   - It must have no content (a Content-Length above 0, or chunked), else
+//     400: content in a GET has no semantics and may be refused as a request
+//     smuggling attempt (RFC 9110 section 9.3.1); accepted, its bytes would
+//     be read as the client's first frames.
 //   - There must be exactly one Sec-WebSocket-Version field, "13", else 426 with "Sec-WebSocket-Version: 13" (section 4.2.2), also when
 //     it is missing.
 //   - Sec-WebSocket-Key must appear once and be the base64 encoding of
@@ -121,6 +129,10 @@ func CheckHandshake(req *http1.Request, allowDeflate bool) (Offer, error) {
 	if req.Host == nil {
 		return o, errNoHost
 	}
+	if req.Chunked || req.ContentLength > 0 {
+		return o, errContent
+	}
+	o.ExpectContinue = req.ExpectContinue
 	var (
 		keys      int
 		version   []byte
@@ -368,13 +380,19 @@ func appendAcceptKey(dst, key []byte) []byte {
 	return base64.StdEncoding.AppendEncode(dst, h[:])
 }
 
-// AppendAccept appends the whole 101 response head for the offer o to dst:
+// AppendAccept appends the whole 101 response head for the offer o to dst,
+// after a 100 (Continue) when o.ExpectContinue (RFC 9110 section 7.8: a
+// server that switches protocols for a request with Upgrade and
+// "Expect: 100-continue" must send the 100 first):
 // the status line, Upgrade, Connection, Sec-WebSocket-Accept, then
 // Sec-WebSocket-Protocol when subprotocol is not empty (it should be one of
 // o.Subprotocols; see HasSubprotocol), Sec-WebSocket-Extensions when
 // o.Deflate, then the extra header fields in the order given, then the empty
 // line. It validates nothing.
 func AppendAccept(dst []byte, o *Offer, subprotocol string, extra [][2][]byte) []byte {
+	if o.ExpectContinue {
+		dst = append(dst, "HTTP/1.1 100 Continue\r\n\r\n"...)
+	}
 	dst = append(dst, "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-accept: "...)
 	dst = appendAcceptKey(dst, o.Key)
 	dst = append(dst, '\r', '\n')

@@ -119,6 +119,8 @@ func TestCheckHandshakeErrors(t *testing.T) {
 		{"key empty", base("Sec-WebSocket-Key", "Sec-WebSocket-Key:"), 400},
 		{"subprotocol not token", base("", "Sec-WebSocket-Protocol: chat, a/b"), 400},
 		{"subprotocol with space", base("", "Sec-WebSocket-Protocol: a b"), 400},
+		{"content-length", base("", "Content-Length: 5"), 400},
+		{"chunked", base("", "Transfer-Encoding: chunked"), 400},
 	} {
 		o, err := CheckHandshake(tc.req, true)
 		var he *HandshakeError
@@ -218,6 +220,19 @@ func TestAppendAccept(t *testing.T) {
 	o.Deflate = false
 	got = AppendAccept(nil, &o, "", nil)
 	want = "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n"
+	if string(got) != want {
+		t.Fatalf("got\n%s\nwant\n%s", got, want)
+	}
+	// RFC 9110 section 7.8: with "Expect: 100-continue", a 100 comes before the 101.
+	o, err = CheckHandshake(upgradeRequest(t, "Content-Length: 0", "Expect: 100-continue"), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !o.ExpectContinue {
+		t.Fatal("ExpectContinue not set")
+	}
+	got = AppendAccept(nil, &o, "", nil)
+	want = "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n"
 	if string(got) != want {
 		t.Fatalf("got\n%s\nwant\n%s", got, want)
 	}
