@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"time"
 
+	"golang.org/x/net/http/httpguts"
+
 	"github.com/asgi-gateway/asgi-gateway/gateway/http1"
 	"github.com/asgi-gateway/asgi-gateway/protocol"
 )
@@ -59,7 +61,12 @@ func (ex *exchange) trailers(f *protocol.Frame) error {
 			ex.sendTrailers = false
 		} else {
 			for _, h := range f.Headers {
-				c.out = http1.AppendHeader(c.out, h.Name, h.Value)
+				// RFC 9110 section 6.5.1: a sender must not put a field in trailers that has to
+				// be processed before the content (framing, routing, authentication, content
+				// format, ...). The app's are dropped, as the HTTP/2 server drops them.
+				if httpguts.ValidTrailerHeader(string(h.Name)) {
+					c.out = http1.AppendHeader(c.out, h.Name, h.Value)
+				}
 			}
 		}
 	}

@@ -9,12 +9,18 @@ other test files do not check, each test naming the rule it holds the gateway to
 * "If a server receives both an Upgrade and an Expect header field with the 100-continue
   expectation, the server MUST send a 100 (Continue) response before sending a 101 (Switching
   Protocols) response" (RFC 9110 section 7.8).
+* Trailers (the http.response.trailers extension) never carry fields that must be processed before
+  the content, such as content-length or host (RFC 9110 section 6.5.1), over HTTP/1.1 as over HTTP/2.
 """
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
+import h2.config
+import h2.connection
+import h2.events
 import pytest
 
 from gateway_harness import APPS_DIR, GatewayServer, IncompleteResponse
@@ -86,3 +92,64 @@ def test_websocket_upgrade_with_expect_100_continue_sends_100_before_101(ws_serv
         assert response.header("sec-websocket-accept") == expected_accept(ws_key or "")
         conn.send(encode_frame(OP_TEXT, b"after the 101"))
         assert read_data_frame(conn).payload == b"after the 101"
+
+
+# === response trailers ============================================================================
+
+
+@pytest.fixture(scope="module")
+def ext_server(module_servers: Any) -> GatewayServer:
+    return module_servers.start("ext_app:app", app_dir=APPS_DIR, workers=1, extra_args=["--http2-cleartext"])
+
+
+# RFC 9110 section 6.5.1: "A sender MUST NOT generate a trailer field unless the sender knows the
+# corresponding header field name's definition permits the field to be sent in trailers" - no
+# framing (content-length, transfer-encoding), routing (host), content format (content-type),
+# authentication or control fields. The app's http.response.trailers (asgiref extensions.rst) may
+# hold them; the gateway, the sender on the wire, leaves them out over HTTP/1.1 as over HTTP/2.
+ALLOWED_TRAILERS = [("x-checksum", "abc123"), ("server-timing", "app;dur=1")]
+
+
+def test_forbidden_trailer_fields_are_not_sent_over_http1(ext_server: GatewayServer) -> None:
+    with ext_server.raw(timeout=10) as conn:
+        conn.send(b"GET /trailers-forbidden HTTP/1.1\r\nHost: t\r\nTE: trailers\r\n\r\n")
+        head = conn.read_head()
+        assert head.status == 200 and head.header("transfer-encoding") == "chunked", head.head_bytes
+        rest = conn.read_until(b"\r\n0\r\n") + conn.read_until(b"\r\n\r\n")
+        assert rest.startswith(b"4\r\nbody\r\n0\r\n"), rest
+        trailer_lines = rest[len(b"4\r\nbody\r\n0\r\n"):-4].split(b"\r\n")
+        trailers = [tuple(line.decode().split(": ", 1)) for line in trailer_lines if line]
+        assert trailers == ALLOWED_TRAILERS, rest
+        assert conn.request("GET", "/_/extensions").status == 200  # the connection is in sync
+
+
+def test_forbidden_trailer_fields_are_not_sent_over_http2(ext_server: GatewayServer) -> None:
+    """The same response over h2c: the two protocols agree."""
+    sock = socket.create_connection((ext_server.host, ext_server.port), timeout=10)
+    h2c = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding="utf-8"))
+    h2c.initiate_connection()
+    h2c.send_headers(1, [(":method", "GET"), (":path", "/trailers-forbidden"), (":scheme", "http"),
+                         (":authority", "t"), ("te", "trailers")], end_stream=True)
+    sock.sendall(h2c.data_to_send())
+    trailers: list[tuple[str, str]] | None = None
+    body = b""
+    ended = False
+    try:
+        while not ended:
+            data = sock.recv(65536)
+            assert data, "the connection closed before the stream ended"
+            for event in h2c.receive_data(data):
+                if isinstance(event, h2.events.DataReceived):
+                    body += event.data
+                    h2c.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+                elif isinstance(event, h2.events.TrailersReceived):
+                    trailers = [(k, v) for k, v in event.headers]
+                elif isinstance(event, h2.events.StreamEnded):
+                    ended = True
+                elif isinstance(event, h2.events.StreamReset):
+                    raise AssertionError(f"stream reset: {event}")
+            sock.sendall(h2c.data_to_send())
+    finally:
+        sock.close()
+    assert body == b"body"
+    assert trailers is not None and sorted(trailers) == sorted(ALLOWED_TRAILERS), trailers

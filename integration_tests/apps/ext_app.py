@@ -55,6 +55,21 @@ async def app(scope, receive, send):
         await send({"type": "http.response.body", "body": b"part2"})
         await send({"type": "http.response.trailers", "headers": [(b"x-checksum", b"abc123")]})
         return
+    if path == "/trailers-forbidden":
+        # Between two allowed fields, fields that may not be sent as trailers (RFC 9110 section 6.5.1).
+        await send({"type": "http.response.start", "status": 200, "headers": [], "trailers": True})
+        await send({"type": "http.response.body", "body": b"body"})
+        await send({"type": "http.response.trailers", "headers": [
+            (b"x-checksum", b"abc123"),
+            (b"content-length", b"99"),
+            (b"transfer-encoding", b"gzip"),
+            (b"host", b"elsewhere.example"),
+            (b"content-type", b"text/evil"),
+            (b"authorization", b"Basic eDp5"),
+            (b"trailer", b"x-more"),
+            (b"server-timing", b"app;dur=1"),
+        ]})
+        return
 
     async def recording_send(message):
         SENT.append({"type": message["type"], "body_bytes": len(message.get("body", b""))})
