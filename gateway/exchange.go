@@ -61,6 +61,8 @@ type exchange struct {
 	remaining        int64 // content-length bytes the app still owes; -1 without content-length
 	closeAfter       bool  // the connection closes once this response is written
 	respWindow       int64 // response-body bytes the worker may still send (checked, not trusted)
+	windowSize       int64 // the response window as granted so far: W, grown up to respWindowGrowth × W
+	widened          int64 // windowSize - W, counted in Server.widened until the stream ends
 	queued           int64 // response-body bytes queued since the last write to the client
 	uncredited       int64 // response-body bytes written but not yet credited back to the worker
 	bytesOut         int64
@@ -170,7 +172,7 @@ func (ex *exchange) takeWindow(n int) error {
 		// Nobody will write these bytes: give the window straight back so the app is not stalled
 		// before it learns of the disconnect.
 		ex.uncredited += int64(n)
-		ex.creditLocked()
+		ex.creditLocked(false)
 	}
 	return nil
 }
@@ -191,6 +193,7 @@ func (ex *exchange) end(outcome uint64, message []byte) {
 	c.srv.metrics.InflightDec()
 	c.mu.Lock()
 	ex.ended = true
+	ex.narrowLocked()
 	if ex.ws != nil && ex.ws.accepted {
 		code := websocket.CloseNormal
 		if outcome != protocol.OutcomeOK {
@@ -236,6 +239,7 @@ func (ex *exchange) workerLost() {
 	c.srv.metrics.InflightDec()
 	c.mu.Lock()
 	ex.ended = true
+	ex.narrowLocked()
 	if ex.ws != nil && ex.ws.accepted {
 		ex.wsEndLocked(websocket.CloseInternal)
 	} else if !ex.lost && !ex.complete {
@@ -370,7 +374,7 @@ func (ex *exchange) bodyLocked(data []byte, more bool, borrowed bool) {
 		// Dropped (HEAD, 204, 304): the window goes back as if written, or an app whose body is
 		// larger than the window would wait for credit forever.
 		ex.uncredited += int64(len(data))
-		ex.creditLocked()
+		ex.creditLocked(false)
 	} else if len(data) > 0 {
 		if ex.remaining >= 0 && int64(len(data)) > ex.remaining {
 			c.srv.log.Error().Uint32("stream", ex.sid).Int64("content_length_left", ex.remaining).Int("body", len(data)).
@@ -508,15 +512,73 @@ func (ex *exchange) cutLocked() {
 	c.wakeUp()
 }
 
-// creditLocked returns written (or dropped) response bytes to the worker's window, in batches.
-func (ex *exchange) creditLocked() {
+// respWindowGrowth: a response window grows (creditLocked) to this many times the HELLO window W.
+const respWindowGrowth = 4
+
+// wideningBudget bounds the window granted beyond W to all streams in flight together (64 wide
+// streams with the default W), so that the growth cannot multiply the gateway's memory for clients
+// that stall later. A variable for the tests.
+var wideningBudget int64 = 48 << 20
+
+// creditLocked returns written (or dropped) response bytes to the worker's window, in batches of
+// half the window.
+//
+// grow: the client's socket took everything queued without blocking. The window then grows to
+// respWindowGrowth × W (growWindowLocked), and the connection's next streams start there: a client
+// that keeps up gets more of a body through per round trip to the worker (with W = 256 KiB, a 1 MiB
+// response goes out in one or two writes instead of four or more). A slow client's window stays at
+// W, which bounds what the gateway holds for it (SPEC.md §4).
+func (ex *exchange) creditLocked(grow bool) {
 	if ex.ended || (ex.complete && !ex.lost && !ex.failed && !ex.discard) {
 		return
 	}
-	if ex.uncredited >= int64(ex.w.window/2) || (ex.uncredited > 0 && (ex.lost || ex.failed || ex.discard)) {
-		ex.respWindow += ex.uncredited
-		ex.w.sendCredit(ex.sid, uint64(ex.uncredited))
+	if ex.uncredited >= ex.windowSize/2 || (ex.uncredited > 0 && (ex.lost || ex.failed || ex.discard)) {
+		n := ex.uncredited
+		if grow {
+			n += ex.widenLocked()
+			ex.c.wideWindow = true
+		}
+		ex.respWindow += n
+		ex.w.sendCredit(ex.sid, uint64(n))
 		ex.uncredited = 0
+	}
+}
+
+// widenLocked widens the response window to its limit, if the budget allows, and returns by how
+// much (what the caller grants on top of what it returns).
+func (ex *exchange) widenLocked() int64 {
+	more := respWindowGrowth*int64(ex.w.window) - ex.windowSize
+	if more <= 0 {
+		return 0
+	}
+	srv := ex.c.srv
+	if srv.widened.Add(more) > wideningBudget {
+		srv.widened.Add(-more)
+		return 0
+	}
+	ex.windowSize += more
+	ex.widened += more
+	return more
+}
+
+// narrowLocked returns the stream's widening to the budget: the stream has ended, the worker
+// sends no more.
+func (ex *exchange) narrowLocked() {
+	if ex.widened > 0 {
+		ex.c.srv.widened.Add(-ex.widened)
+		ex.widened = 0
+	}
+}
+
+// growWindowLocked starts a stream at the wide window of its connection's earlier streams (see
+// creditLocked), with a CREDIT for the difference.
+func (ex *exchange) growWindowLocked() {
+	if ex.ended || ex.complete {
+		return
+	}
+	if more := ex.widenLocked(); more > 0 {
+		ex.respWindow += more
+		ex.w.sendCredit(ex.sid, uint64(more))
 	}
 }
 

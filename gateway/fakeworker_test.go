@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"strconv"
 	"strings"
 
 	"github.com/asgi-gateway/asgi-gateway/protocol"
@@ -55,6 +56,8 @@ func fakeWorkerMain(mode string) {
 	bodies := map[uint32]int{}
 	paths := map[uint32]string{}
 	clients = map[uint32]string{}
+	windows := map[uint32]*windowStream{}
+	var window int64 // the HELLO window W
 	for {
 		payload, err := r.Next()
 		if err != nil {
@@ -68,6 +71,14 @@ func fakeWorkerMain(mode string) {
 		switch f.Type {
 		case protocol.TypeHello:
 			serverCert = f.GatewayHello.ServerCert
+			window = int64(f.GatewayHello.Window)
+		case protocol.TypeCreditG2W:
+			if ws := windows[f.Stream]; ws != nil {
+				out = ws.credit(out, f.Stream, int64(f.Increment))
+				if ws.left < 0 {
+					delete(windows, f.Stream)
+				}
+			}
 		case protocol.TypeWSConnect:
 			// Denied with an HTTP response (websocket.http.response) that shows the scope's TLS data.
 			body := tlsReport(f.WS.Scheme, f.WS.Flags, f.WS.TLS, serverCert)
@@ -95,6 +106,14 @@ func fakeWorkerMain(mode string) {
 			}
 			switch path {
 			case "/slow": // never answers; CANCEL ends it
+				continue
+			case "/window": // a response of ?N bytes, sent as fast as the window allows
+				n, _ := strconv.Atoi(string(f.Request.QueryString))
+				ws := &windowStream{left: n, window: window, first: -1, max: window}
+				windows[f.Stream] = ws
+				out = protocol.AppendResponseStart(out, f.Stream, 200, nil, 0, nil, true)
+				out = ws.pump(out, f.Stream)
+				nc.Write(out)
 				continue
 			case "/pathsend":
 				out = protocol.AppendResponseStart(out, f.Stream, 200, []protocol.Header{{Name: []byte("content-type"), Value: []byte("text/plain")}}, 0, nil, true)
@@ -187,6 +206,40 @@ func tlsReport(scheme string, flags uint64, ti *protocol.TLSInfo, serverCert str
 	}
 	b, _ := json.Marshal(r)
 	return b
+}
+
+// windowStream is a /window response: it sends body pieces while its response window allows, and
+// ends with a line saying the first CREDIT increment it got (-1: none) and the largest window it
+// had after a CREDIT.
+type windowStream struct {
+	left               int // filler bytes still to send; -1 once the report and END are out
+	window, first, max int64
+}
+
+func (ws *windowStream) credit(out []byte, sid uint32, n int64) []byte {
+	if ws.first < 0 {
+		ws.first = n
+	}
+	ws.window += n
+	ws.max = max(ws.max, ws.window)
+	return ws.pump(out, sid)
+}
+
+var filler = make([]byte, 64<<10)
+
+func (ws *windowStream) pump(out []byte, sid uint32) []byte {
+	for ws.left > 0 && ws.window > 0 {
+		piece := int(min(int64(ws.left), int64(len(filler)), ws.window))
+		out = protocol.AppendResponseBody(out, sid, filler[:piece], true)
+		ws.left -= piece
+		ws.window -= int64(piece)
+	}
+	if report := fmt.Sprintf("\nfirst=%d max=%d\n", ws.first, ws.max); ws.left == 0 && ws.window >= int64(len(report)) {
+		out = protocol.AppendResponseBody(out, sid, []byte(report), false)
+		out = protocol.AppendEnd(out, sid, protocol.OutcomeOK, "")
+		ws.left = -1
+	}
+	return out
 }
 
 // clients records each stream's scope client and scheme for the answer.

@@ -72,13 +72,16 @@ type h1conn struct {
 	// connection (flushLocked writes them, or copies what the socket did not take into out).
 	borrowed []borrowedPiece
 	spare    []byte
-	draining bool      // a drain goroutine owns the socket's writes
-	file     *fileSend // a pathsend body to write after out (by the drain goroutine)
-	closing  bool      // close once out is written
-	linger   bool      // close in stages (lingerClose): a response to a client that may still be sending
-	abort    bool      // ... with a reset, so the client sees an incomplete response
-	closed   bool
-	wake     chan struct{}
+	draining bool // a drain goroutine owns the socket's writes
+	// wideWindow: the client took a grown response window without blocking; the connection's next
+	// streams start with it (exchange.creditLocked).
+	wideWindow bool
+	file       *fileSend // a pathsend body to write after out (by the drain goroutine)
+	closing    bool      // close once out is written
+	linger     bool      // close in stages (lingerClose): a response to a client that may still be sending
+	abort      bool      // ... with a reset, so the client sees an incomplete response
+	closed     bool
+	wake       chan struct{}
 
 	// The read deadline, kept lazily so that a keep-alive request costs no timer update: the
 	// keep-alive deadline is armed once and left armed while requests come; when it fires, the
@@ -361,7 +364,7 @@ func (c *h1conn) dispatch() bool {
 		return false
 	}
 	ex.w = w
-	ex.respWindow = int64(w.window)
+	ex.respWindow, ex.windowSize = int64(w.window), int64(w.window)
 	ex.reqCredit = int64(w.window)
 	c.hr.Body, c.hr.MoreBody = nil, false
 	var left int64 // content-length bytes not yet sent
@@ -425,6 +428,11 @@ func (c *h1conn) dispatch() bool {
 			w.fail(err)
 		}
 		return c.waitIdle()
+	}
+	if c.wideWindow {
+		c.mu.Lock()
+		ex.growWindowLocked()
+		c.mu.Unlock()
 	}
 	if ex.reqDone {
 		return true
@@ -793,7 +801,7 @@ func (c *h1conn) flushLocked() {
 			return
 		}
 		c.out = c.out[:0]
-		c.wroteLocked()
+		c.wroteLocked(true)
 	}
 	if c.closing && c.cur == nil {
 		c.closeLocked()
@@ -819,7 +827,7 @@ func (c *h1conn) flushBorrowedLocked() {
 	clear(c.borrowed)
 	c.out = c.out[:0]
 	c.borrowed = c.borrowed[:0]
-	c.wroteLocked()
+	c.wroteLocked(true)
 	if c.closing && c.cur == nil {
 		c.closeLocked()
 	}
@@ -905,7 +913,7 @@ func (c *h1conn) drain() {
 				c.mu.Unlock()
 				return
 			}
-			c.wroteLocked()
+			c.wroteLocked(false)
 			continue // what was queued meanwhile goes before the file
 		}
 		fs := c.file
@@ -935,12 +943,16 @@ func (c *h1conn) drain() {
 	c.mu.Unlock()
 }
 
-// wroteLocked: everything queued so far reached the socket; return the window to the worker.
-func (c *h1conn) wroteLocked() {
+// wroteLocked: everything queued so far reached the socket; return the window to the worker. fast:
+// the socket took it at once (not the drain goroutine's blocking writes).
+func (c *h1conn) wroteLocked(fast bool) {
+	if !fast {
+		c.wideWindow = false // a slow client: its next streams start at W again
+	}
 	if ex := c.cur; ex != nil && ex.queued > 0 {
 		ex.uncredited += ex.queued
 		ex.queued = 0
-		ex.creditLocked()
+		ex.creditLocked(fast)
 	}
 }
 

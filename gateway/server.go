@@ -33,6 +33,9 @@ type Server struct {
 	pool2    atomic.Pointer[Pool]
 	inflight atomic.Int64 // requests dispatched to a worker whose app task has not ended
 	openWS   atomic.Int64 // WebSocket connections being served
+	// widened is the response window granted beyond W to the streams in flight (exchange.widenLocked),
+	// at most wideningBudget.
+	widened atomic.Int64
 
 	mu       sync.Mutex
 	conns    map[*h1conn]struct{}

@@ -84,7 +84,7 @@ func (c *h1conn) dispatchWebSocket(ex *exchange) bool {
 		return false
 	}
 	ex.w = w
-	ex.respWindow, ex.reqCredit = int64(w.window), int64(w.window)
+	ex.respWindow, ex.windowSize, ex.reqCredit = int64(w.window), int64(w.window), int64(w.window)
 	ex.reqDone = true
 	sid, err := w.open(ex)
 	if err != nil {
