@@ -11,10 +11,13 @@ other test files do not check, each test naming the rule it holds the gateway to
   Protocols) response" (RFC 9110 section 7.8).
 * Trailers (the http.response.trailers extension) never carry fields that must be processed before
   the content, such as content-length or host (RFC 9110 section 6.5.1), over HTTP/1.1 as over HTTP/2.
+* The authority-form of request-target is for CONNECT only (RFC 9112 section 3.2.3): in a GET it is
+  an invalid request-line, answered 400.
 """
 
 from __future__ import annotations
 
+import json
 import socket
 from typing import Any
 
@@ -153,3 +156,34 @@ def test_forbidden_trailer_fields_are_not_sent_over_http2(ext_server: GatewaySer
         sock.close()
     assert body == b"body"
     assert trailers is not None and sorted(trailers) == sorted(ALLOWED_TRAILERS), trailers
+
+
+# === request-line =================================================================================
+
+
+@pytest.fixture(scope="module")
+def counting_server(module_servers: Any) -> GatewayServer:
+    """faulty_app (counts the requests it sees; everything else is testapp), one worker."""
+    return module_servers.start("faulty_app:app", app_dir=APPS_DIR, workers=1)
+
+
+def app_count(server: GatewayServer) -> int:
+    with server.raw() as conn:
+        response = conn.request("GET", "/_/count", headers=[("Connection", "close")])
+    assert response.status == 200, response
+    return json.loads(response.body)["count"]
+
+
+@pytest.mark.parametrize("target", ["example.com:80", "127.0.0.1:8000", "[::1]:443"])
+def test_authority_form_outside_connect_is_a_bad_request(counting_server: GatewayServer, target: str) -> None:
+    """RFC 9112 section 3.2.3: "The authority-form of request-target is only used for CONNECT
+    requests"; in a GET it makes an invalid request-line, and "recipients of an invalid
+    request-line SHOULD respond with either a 400 (Bad Request) error or a 301 (Moved
+    Permanently) redirect" (section 3). 501 would say the server lacks a feature the request needs."""
+    before = app_count(counting_server)
+    with counting_server.raw(timeout=10) as conn:
+        conn.send(f"GET {target} HTTP/1.1\r\nHost: example.com\r\n\r\n".encode())
+        response = conn.read_response()
+        assert response.status == 400, (response.status, response.head_bytes)
+        assert conn.peer_closed(timeout=5)
+    assert app_count(counting_server) == before  # the app never saw it (/_/count counts not itself)

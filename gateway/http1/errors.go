@@ -36,6 +36,7 @@ var (
 	errTarget           = badRequest("invalid request-target")
 	errPercent          = badRequest("invalid percent-encoding in path")
 	errAsterisk         = badRequest("asterisk-form request-target is only allowed with OPTIONS")
+	errAuthorityForm    = badRequest("authority-form request-target is only allowed with CONNECT")
 	errAuthority        = badRequest("invalid authority in request-target")
 	errHeaderName       = badRequest("invalid header field name")
 	errHeaderValue      = badRequest("invalid header field value")
@@ -55,7 +56,6 @@ var (
 	errHeadTooLarge  = &Error{Status: 431, Reason: "request head too large"}
 	errTooManyFields = &Error{Status: 431, Reason: "too many header fields"}
 	errConnect       = &Error{Status: 501, Reason: "CONNECT is not supported"}
-	errAuthorityForm = &Error{Status: 501, Reason: "authority-form request-target is not supported"}
 	errTECoding      = &Error{Status: 501, Reason: "unsupported transfer coding"}
 	errHTTPVersion   = &Error{Status: 505, Reason: "HTTP version not supported"}
 )

@@ -263,6 +263,8 @@ func parseRequestLine(line []byte, req *Request) (authority []byte, err error) {
 			n = len("https://")
 		default:
 			if bytes.IndexByte(target, '/') < 0 && bytes.IndexByte(target, ':') >= 0 {
+				// RFC 9112 3.2.3: the authority-form is only for CONNECT (refused above); in
+				// another request it makes an invalid request-line (section 3: 400).
 				return nil, errAuthorityForm
 			}
 			return nil, errTarget
