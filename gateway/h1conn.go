@@ -185,7 +185,8 @@ func (c *h1conn) readHead() bool {
 				return false
 			}
 			c.mu.Lock()
-			c.out = c.srv.appendSimpleResponse(c.out, 1, status, false, true)
+			// A HEAD request (its request-line parsed) gets no content, even refused (RFC 9110 9.3.2).
+			c.out = c.srv.appendSimpleResponse(c.out, 1, status, string(c.req.Method) == "HEAD", true)
 			c.closing, c.linger = true, true
 			c.flushLocked()
 			c.mu.Unlock()

@@ -280,8 +280,9 @@ func (s *Server) dateLine() []byte {
 	return b
 }
 
-// appendSimpleResponseHeaders is appendSimpleResponse with extra headers (426's version) and close.
-func (s *Server) appendSimpleResponseHeaders(dst []byte, status int, extra [][2]string) []byte {
+// appendSimpleResponseHeaders is appendSimpleResponse with extra headers (426's version) and close;
+// the text is left out for a HEAD request (head).
+func (s *Server) appendSimpleResponseHeaders(dst []byte, status int, head bool, extra [][2]string) []byte {
 	text := http.StatusText(status)
 	dst = http1.AppendStatusLine(dst, status)
 	dst = s.appendOwnHeaders(dst)
@@ -291,6 +292,9 @@ func (s *Server) appendSimpleResponseHeaders(dst []byte, status int, extra [][2]
 	dst = append(dst, "content-type: text/plain; charset=utf-8\r\nconnection: close\r\ncontent-length: "...)
 	dst = strconv.AppendInt(dst, int64(len(text)), 10)
 	dst = append(dst, "\r\n\r\n"...)
+	if head {
+		return dst
+	}
 	return append(dst, text...)
 }
 

@@ -55,7 +55,7 @@ func (c *h1conn) dispatchWebSocket(ex *exchange) bool {
 		c.srv.log.Debug().Err(err).Msg("bad WebSocket handshake")
 		ex.status = status
 		c.mu.Lock()
-		c.out = c.srv.appendSimpleResponseHeaders(c.out, status, extra)
+		c.out = c.srv.appendSimpleResponseHeaders(c.out, status, ex.head, extra)
 		c.closing = true
 		c.flushLocked()
 		c.mu.Unlock()

@@ -56,7 +56,7 @@ func TestWireClose(t *testing.T) {
 
 func TestHandshakeRefusalHeaders(t *testing.T) {
 	s := &Server{cfg: DefaultConfig()}
-	out := s.appendSimpleResponseHeaders(nil, 426, [][2]string{{"Sec-WebSocket-Version", "13"}})
+	out := s.appendSimpleResponseHeaders(nil, 426, false, [][2]string{{"Sec-WebSocket-Version", "13"}})
 	resp, err := http.ReadResponse(bufio.NewReader(bytes.NewReader(out)), nil)
 	if err != nil {
 		t.Fatalf("%v: %q", err, out)
@@ -72,8 +72,14 @@ func TestHandshakeRefusalHeaders(t *testing.T) {
 		t.Errorf("date %q (%v) in %q", resp.Header.Values("Date"), err, out)
 	}
 
+	// RFC 9110 section 9.3.2: no content in the response to a HEAD request.
+	out = s.appendSimpleResponseHeaders(nil, 400, true, nil)
+	if !bytes.HasSuffix(out, []byte("content-length: 11\r\n\r\n")) {
+		t.Errorf("HEAD: %q", out)
+	}
+
 	s.cfg.ServerHeader, s.cfg.DateHeader = false, false // --no-server-header, --no-date-header
-	out = s.appendSimpleResponseHeaders(nil, 400, nil)
+	out = s.appendSimpleResponseHeaders(nil, 400, false, nil)
 	if bytes.Contains(out, []byte("server:")) || bytes.Contains(out, []byte("date:")) {
 		t.Errorf("%q", out)
 	}

@@ -187,3 +187,31 @@ def test_authority_form_outside_connect_is_a_bad_request(counting_server: Gatewa
         assert response.status == 400, (response.status, response.head_bytes)
         assert conn.peer_closed(timeout=5)
     assert app_count(counting_server) == before  # the app never saw it (/_/count counts not itself)
+
+
+# === HEAD =========================================================================================
+
+
+@pytest.mark.parametrize(
+    ("request_head", "status"),
+    [
+        (b"HEAD /x HTTP/1.1\r\n\r\n", 400),  # no Host
+        (b"HEAD /x HTTP/1.1\r\nHost: t\r\nX-Bad : 1\r\n\r\n", 400),  # whitespace before the colon
+        (b"HEAD /x HTTP/1.1\r\nHost: t\r\nExpect: something-else\r\n\r\n", 417),
+        (b"HEAD example.com:80 HTTP/1.1\r\nHost: t\r\n\r\n", 400),
+        # A WebSocket upgrade must be a GET: the refusal is a response to a HEAD all the same.
+        (b"HEAD /hold HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+         b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n", 400),
+    ],
+    ids=["no-host", "space-before-colon", "unknown-expectation", "authority-form", "websocket-upgrade"],
+)
+def test_refused_head_request_gets_no_content(ws_server: GatewayServer, request_head: bytes, status: int) -> None:
+    """RFC 9110 section 9.3.2: "the server MUST NOT send content in the response" to HEAD, and RFC
+    9112 section 6.3: a response to HEAD ends with its header section, whatever its fields say. So
+    the gateway's own refusals of a HEAD request end there too: bytes after them would be read by a
+    client as the start of the next response."""
+    with ws_server.raw(timeout=10) as conn:
+        conn.send(request_head)
+        response = conn.read_response("HEAD")
+        assert response.status == status, (response.status, response.head_bytes)
+        assert conn.peer_closed(timeout=5), f"content after the head of a response to HEAD: {conn.buffer!r}"
