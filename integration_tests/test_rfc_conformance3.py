@@ -13,6 +13,7 @@ other test files do not check, each test naming the rule it holds the gateway to
   the content, such as content-length or host (RFC 9110 section 6.5.1), over HTTP/1.1 as over HTTP/2.
 * The authority-form of request-target is for CONNECT only (RFC 9112 section 3.2.3): in a GET it is
   an invalid request-line, answered 400.
+* No content in a response to HEAD (RFC 9110 section 9.3.2), the gateway's own refusals included.
 """
 
 from __future__ import annotations
