@@ -99,6 +99,7 @@ class Connection(asyncio.Protocol):
         "_ring_trim_interval",
         "_ring_trim_timer",
         "_ring_waiters",
+        "_ring_tickets",
         "_ring_wait_timer",
         "error",
         "closed",
@@ -151,7 +152,9 @@ class Connection(asyncio.Protocol):
         self._ring_trim_timer: Optional[asyncio.TimerHandle] = None
         # cycles waiting for room in the full ring (wait_ring_room), first come first served, with
         # the size of their pieces; and the timer that gives up
-        self._ring_waiters: Deque[Tuple[asyncio.Future, int]] = deque()
+        # Pieces waiting for ring room, in order: (ticket, future, length); tickets count up.
+        self._ring_waiters: Deque[Tuple[int, asyncio.Future, int]] = deque()
+        self._ring_tickets = 0
         self._ring_wait_timer: Optional[asyncio.TimerHandle] = None
         #: why the connection was closed by us (a protocol error), or None
         self.error: Optional[str] = None
@@ -443,20 +446,31 @@ class Connection(asyncio.Protocol):
         has passed without a frame. The caller then puts the piece, or sends it inline if there is
         still no room. The frames queued so far go out first.
 
-        Waiting pieces are woken in order, as many as the released room holds. A cycle that is
-        running puts its next pieces without waiting when they fit: a stream's consecutive pieces
-        then reach the gateway together, which writes them to the client in one call. A woken piece
-        whose room was taken that way waits again, first in line."""
+        Waiting pieces are woken in order, as many as the released room holds. A cycle that has put
+        a piece of its response in the ring puts its next pieces without waiting when they fit: a
+        stream's consecutive pieces then reach the gateway together, which writes them to the client
+        in one call. A woken piece whose room was taken that way waits again, in its place (before
+        every piece that began to wait after it). A response's first ring piece waits behind the waiting ones even if it would fit: new
+        responses do not starve the waiting ones."""
         ring = self.ring
         if ring is None or length > ring.size:
             return  # it never fits: inline
+        ticket = self._ring_tickets
+        self._ring_tickets = ticket + 1
         again = False
         while True:
             w = self.loop.create_future()
-            if again:
-                self._ring_waiters.appendleft((w, length))
+            waiters = self._ring_waiters
+            if again:  # back in its place: before every piece that began to wait after it
+                i = 0
+                for i, (t, _, _) in enumerate(waiters):
+                    if t > ticket:
+                        break
+                else:
+                    i = len(waiters)
+                waiters.insert(i, (ticket, w, length))
             else:
-                self._ring_waiters.append((w, length))
+                waiters.append((ticket, w, length))
             if self._ring_wait_timer is None:
                 self._ring_wait_timer = self.loop.call_later(RING_WAIT, self._wake_ring_waiters)
             if self._out and not self._flush_scheduled:
@@ -475,7 +489,7 @@ class Connection(asyncio.Protocol):
         waiters = self._ring_waiters
         head = ring.w2g_head
         while waiters:
-            w, length = waiters[0]
+            _, w, length = waiters[0]
             if not w.done():  # (a cancelled cycle's piece takes no room)
                 position = ring.place_after(head, length)
                 if position < 0:
@@ -497,7 +511,7 @@ class Connection(asyncio.Protocol):
             timer.cancel()
         waiters = self._ring_waiters
         self._ring_waiters = deque()
-        for w, _ in waiters:
+        for _, w, _ in waiters:
             if not w.done():
                 w.set_result(False)
 

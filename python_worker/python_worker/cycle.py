@@ -174,6 +174,7 @@ class RequestCycle:
         "_credit_waiter",
         "_final",  # the state after the final body: _COMPLETE, or _TRAILERS (set by _start)
         "_body_sent",  # a body piece has been queued (set by _start)
+        "_in_ring",  # a body piece went into the ring: the next ones go before waiting pieces (set by _start)
         # both
         "disconnected",
         "_error",
@@ -474,7 +475,9 @@ class RequestCycle:
             if n > self._send_window or n > conn.max_piece or conn._write_paused:
                 await self._send_slow(body, bool(message.get("more_body", False)))
                 return
-            if n >= RING_MIN_PIECE and conn.ring is not None and not conn.ring.fits(n):
+            if n >= RING_MIN_PIECE and conn.ring is not None and (
+                not conn.ring.fits(n) or (conn._ring_waiters and not self._in_ring)
+            ):
                 await self._wait_ring_room(n)
             index = self._start_index
             if message.get("more_body", False):
@@ -539,7 +542,7 @@ class RequestCycle:
         else:
             flags = 0
             self._final = _COMPLETE
-        self._body_sent = False
+        self._body_sent = self._in_ring = False
         # RESPONSE_START up to its body: 97 12 sid status headers flags (only the headers through
         # the packer: status and flags from tables).
         head = b"".join((b"\x97\x12", self.sid_enc, _STATUS_ENC[status], _pack(headers), _START_FLAGS_ENC[flags]))
@@ -584,7 +587,9 @@ class RequestCycle:
                 continue
             end = pos + piece
             final = end == total
-            if piece >= RING_MIN_PIECE and conn.ring is not None and not conn.ring.fits(piece):
+            if piece >= RING_MIN_PIECE and conn.ring is not None and (
+                not conn.ring.fits(piece) or (conn._ring_waiters and not self._in_ring)
+            ):
                 await self._wait_ring_room(piece)
             chunk = view if (pos == 0 and final) else view[pos:end]
             self._send_window -= piece
@@ -628,6 +633,7 @@ class RequestCycle:
         if ring is not None and len(body) >= RING_MIN_PIECE:
             position = ring.put(body)
             if position >= 0:
+                self._in_ring = True
                 # The frame goes into the output list now, as the piece was put: the ring's positions
                 # follow the frames' order on the socket. A held start goes before it, without body.
                 out = conn._out

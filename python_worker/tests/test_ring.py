@@ -709,6 +709,101 @@ def test_response_pieces_waiting_for_room_wake_in_order(loop_name: str, monkeypa
     run(loop_name, main())
 
 
+def test_new_response_waits_behind_waiting_pieces(loop_name: str, monkeypatch: Any) -> None:
+    # R = 65536, nothing auto-released. Stream 1 fills the ring with 60000 bytes; stream 2's
+    # 30000-byte piece waits. The gateway then releases everything, but sends no frame yet: stream
+    # 3's first piece (20000 bytes) would fit, and still waits behind stream 2's (a stream of new
+    # responses must not starve the waiting ones). The next frame wakes both, in order.
+    monkeypatch.setattr(connection_module, "RING_WAIT", 5.0)
+    first = pattern(60000, 60)
+    later = {2: pattern(30000, 62), 3: pattern(20000, 63)}
+    go = {2: asyncio.Event(), 3: asyncio.Event()}
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        sid = int(scope["path"].rsplit("/", 1)[1])
+        await send({"type": "http.response.start", "status": 200})
+        if sid == 1:
+            await send({"type": "http.response.body", "body": first})
+        else:
+            await go[sid].wait()
+            await send({"type": "http.response.body", "body": later[sid]})
+
+    async def main() -> None:
+        async with FakeGateway(app, ring=65536, window=1 << 20, auto_release=False) as gw:
+            for sid in (1, 2, 3):
+                gw.request(sid, path=f"/s/{sid}")
+            r1 = await gw.response(1)
+            assert [f[0] for f in r1.frames[:2]] == [P.RESPONSE_START, P.RESPONSE_BODY_RING]
+            for sid in (2, 3):
+                assert (await gw.next_frame(sid))[0] == P.RESPONSE_START
+            go[2].set()
+            await asyncio.sleep(0.02)
+            await gw.expect_silence(0.05)  # stream 2 waits for room
+            gw.ring.release_w2g(60000)  # room for both pieces, but no frame to say so yet
+            go[3].set()
+            await gw.expect_silence(0.1)  # stream 3's piece fits, and waits behind stream 2's
+            gw.ping(1)
+            assert (await gw.read_frame())[:3] == (P.PONG, 0, 1)
+            frames = [await gw.read_frame() for _ in range(4)]  # both pieces and both ENDs
+            ring = [(f[1], f[2], f[5]) for f in frames if f[0] == P.RESPONSE_BODY_RING]
+            assert ring == [(2, 65536, later[2]), (3, 95536, later[3])]
+
+    run(loop_name, main())
+
+
+def test_woken_pieces_that_lose_their_room_wait_again_in_order(loop_name: str, monkeypatch: Any) -> None:
+    # R = 65536, window 20000 (one piece per stream until CREDIT), nothing auto-released. Streams 1-3
+    # fill the ring (0, 20000, 40000); streams 4 and 5 wait, in that order. One write from the
+    # gateway releases 40000 and gives stream 1 CREDIT for two more pieces: the room it released
+    # wakes 4 and 5, but stream 1 (woken first, by its CREDIT, and already in the ring) puts its two
+    # pieces into that room. 4 and 5 wait again, still 4 before 5: room for one more piece goes to 4.
+    monkeypatch.setattr(connection_module, "RING_WAIT", 5.0)
+    piece = {sid: pattern(20000, 70 + sid) for sid in range(1, 6)}
+    go = {sid: asyncio.Event() for sid in range(1, 6)}
+    finish = asyncio.Event()
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        sid = int(scope["path"].rsplit("/", 1)[1])
+        await send({"type": "http.response.start", "status": 200})
+        await go[sid].wait()
+        for _ in range(3 if sid == 1 else 1):
+            await send({"type": "http.response.body", "body": piece[sid], "more_body": True})
+        await finish.wait()
+        await send({"type": "http.response.body", "body": b""})
+
+    async def main() -> None:
+        async with FakeGateway(app, ring=65536, window=20000, auto_release=False) as gw:
+            for sid in range(1, 6):
+                gw.request(sid, path=f"/s/{sid}")
+                assert (await gw.next_frame(sid))[0] == P.RESPONSE_START
+            for sid in range(1, 4):
+                go[sid].set()
+                frame = await gw.next_frame(sid)
+                assert (frame[0], frame[2]) == (P.RESPONSE_BODY_RING, (sid - 1) * 20000)
+            for sid in (4, 5):
+                go[sid].set()
+                await asyncio.sleep(0.02)
+            await gw.expect_silence(0.05)  # 4 and 5 wait for room
+            gw.ring.release_w2g(40000)
+            gw.credit(1, 40000)
+            for position in (65536, 85536):
+                frame = await gw.next_frame(1)
+                assert (frame[0], frame[2]) == (P.RESPONSE_BODY_RING, position)
+            await gw.expect_silence(0.05)  # 4 and 5 lost that room, and wait again
+            gw.ring.release_w2g(60000)  # room for one more piece
+            gw.ping(1)
+            assert (await gw.read_frame())[:3] == (P.PONG, 0, 1)
+            frame = await gw.read_frame()
+            assert (frame[0], frame[1], frame[2]) == (P.RESPONSE_BODY_RING, 4, 105536)
+            finish.set()
+            gw.ring.release_w2g(125536)
+            gw.ping(2)
+            r5 = await gw.response(5)
+            assert r5.body == piece[5] and r5.outcome == P.OUTCOME_OK
+
+    run(loop_name, main())
+
+
 def test_response_ring_wait_gives_up_inline(loop_name: str, monkeypatch: Any) -> None:
     # The gateway releases nothing and sends nothing: after RING_WAIT the piece goes inline.
     monkeypatch.setattr(connection_module, "RING_WAIT", 0.05)
