@@ -5,6 +5,7 @@ Imported by the test modules (and by conftest.py for the fixtures).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -376,3 +377,12 @@ def chunked(pieces: Sequence[bytes]) -> Iterator[bytes]:
     for piece in pieces:
         yield b"%x\r\n%s\r\n" % (len(piece), piece)
     yield b"0\r\n\r\n"
+
+
+def app_count(server: GatewayServer) -> int:
+    """How many requests faulty_app (apps/faulty_app.py, its /_/count route) has seen, this one not
+    counted: a request the gateway refused never reached it."""
+    with server.raw() as conn:
+        response = conn.request("GET", "/_/count", headers=[("Connection", "close")])
+    assert response.status == 200, response
+    return json.loads(response.body)["count"]

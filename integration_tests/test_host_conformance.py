@@ -24,20 +24,13 @@ import h2.connection
 import h2.events
 import pytest
 
-from gateway_harness import APPS_DIR, GatewayServer, IncompleteResponse, RawResponse
+from gateway_harness import APPS_DIR, GatewayServer, IncompleteResponse, RawResponse, app_count
 
 
 @pytest.fixture(scope="module")
 def server(module_servers: Any) -> GatewayServer:
     """faulty_app (counts requests; everything else is testapp), one worker so the count is exact."""
     return module_servers.start("faulty_app:app", app_dir=APPS_DIR, workers=1)
-
-
-def app_count(server: GatewayServer) -> int:
-    with server.raw() as conn:
-        response = conn.request("GET", "/_/count", headers=[("Connection", "close")])
-    assert response.status == 200, response
-    return json.loads(response.body)["count"]
 
 
 def exchange(server: GatewayServer, data: bytes) -> tuple[RawResponse, bool]:

@@ -18,7 +18,6 @@ other test files do not check, each test naming the rule it holds the gateway to
 
 from __future__ import annotations
 
-import json
 import socket
 from typing import Any
 
@@ -27,7 +26,7 @@ import h2.connection
 import h2.events
 import pytest
 
-from gateway_harness import APPS_DIR, GatewayServer, IncompleteResponse
+from gateway_harness import APPS_DIR, GatewayServer, IncompleteResponse, app_count
 from test_ws_protocol import (
     OP_TEXT,
     encode_frame,
@@ -166,13 +165,6 @@ def test_forbidden_trailer_fields_are_not_sent_over_http2(ext_server: GatewaySer
 def counting_server(module_servers: Any) -> GatewayServer:
     """faulty_app (counts the requests it sees; everything else is testapp), one worker."""
     return module_servers.start("faulty_app:app", app_dir=APPS_DIR, workers=1)
-
-
-def app_count(server: GatewayServer) -> int:
-    with server.raw() as conn:
-        response = conn.request("GET", "/_/count", headers=[("Connection", "close")])
-    assert response.status == 200, response
-    return json.loads(response.body)["count"]
 
 
 @pytest.mark.parametrize("target", ["example.com:80", "127.0.0.1:8000", "[::1]:443"])

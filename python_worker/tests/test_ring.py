@@ -663,14 +663,9 @@ def test_response_waits_on_through_frames_that_release_nothing(loop_name: str, m
     run(loop_name, main())
 
 
-def test_response_pieces_waiting_for_room_wake_in_order(loop_name: str, monkeypatch: Any) -> None:
-    # R = 65536, nothing auto-released. Stream 1 fills the ring with 60000 bytes; streams 2 and 3
-    # then wait with 30000-byte pieces, in that order. Room for one of them wakes stream 2 only;
-    # room for the other wakes stream 3. Neither goes inline.
-    monkeypatch.setattr(connection_module, "RING_WAIT", 5.0)
-    first = pattern(60000, 50)
-    later = {2: pattern(30000, 52), 3: pattern(30000, 53)}
-    go = {2: asyncio.Event(), 3: asyncio.Event()}
+def first_then_gated(first: bytes, later: dict, go: dict) -> Any:
+    """An app for requests to /s/<sid>: stream 1 answers ``first`` at once, every other stream
+    answers ``later[sid]`` once ``go[sid]`` is set."""
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
         sid = int(scope["path"].rsplit("/", 1)[1])
@@ -681,14 +676,33 @@ def test_response_pieces_waiting_for_room_wake_in_order(loop_name: str, monkeypa
             await go[sid].wait()
             await send({"type": "http.response.body", "body": later[sid]})
 
+    return app
+
+
+async def start_three(gw: FakeGateway) -> None:
+    """Requests /s/1, /s/2 and /s/3 (first_then_gated): stream 1 answers with its ring piece, 2 and
+    3 start their responses."""
+    for sid in (1, 2, 3):
+        gw.request(sid, path=f"/s/{sid}")
+    r1 = await gw.response(1)
+    assert [f[0] for f in r1.frames[:2]] == [P.RESPONSE_START, P.RESPONSE_BODY_RING]
+    for sid in (2, 3):
+        assert (await gw.next_frame(sid))[0] == P.RESPONSE_START
+
+
+def test_response_pieces_waiting_for_room_wake_in_order(loop_name: str, monkeypatch: Any) -> None:
+    # R = 65536, nothing auto-released. Stream 1 fills the ring with 60000 bytes; streams 2 and 3
+    # then wait with 30000-byte pieces, in that order. Room for one of them wakes stream 2 only;
+    # room for the other wakes stream 3. Neither goes inline.
+    monkeypatch.setattr(connection_module, "RING_WAIT", 5.0)
+    first = pattern(60000, 50)
+    later = {2: pattern(30000, 52), 3: pattern(30000, 53)}
+    go = {2: asyncio.Event(), 3: asyncio.Event()}
+    app = first_then_gated(first, later, go)
+
     async def main() -> None:
         async with FakeGateway(app, ring=65536, window=1 << 20, auto_release=False) as gw:
-            for sid in (1, 2, 3):
-                gw.request(sid, path=f"/s/{sid}")
-            r1 = await gw.response(1)
-            assert [f[0] for f in r1.frames[:2]] == [P.RESPONSE_START, P.RESPONSE_BODY_RING]
-            for sid in (2, 3):
-                assert (await gw.next_frame(sid))[0] == P.RESPONSE_START
+            await start_three(gw)
             for sid in (2, 3):
                 go[sid].set()
                 await asyncio.sleep(0.02)  # stream 2's piece waits first
@@ -718,24 +732,11 @@ def test_new_response_waits_behind_waiting_pieces(loop_name: str, monkeypatch: A
     first = pattern(60000, 60)
     later = {2: pattern(30000, 62), 3: pattern(20000, 63)}
     go = {2: asyncio.Event(), 3: asyncio.Event()}
-
-    async def app(scope: Any, receive: Any, send: Any) -> None:
-        sid = int(scope["path"].rsplit("/", 1)[1])
-        await send({"type": "http.response.start", "status": 200})
-        if sid == 1:
-            await send({"type": "http.response.body", "body": first})
-        else:
-            await go[sid].wait()
-            await send({"type": "http.response.body", "body": later[sid]})
+    app = first_then_gated(first, later, go)
 
     async def main() -> None:
         async with FakeGateway(app, ring=65536, window=1 << 20, auto_release=False) as gw:
-            for sid in (1, 2, 3):
-                gw.request(sid, path=f"/s/{sid}")
-            r1 = await gw.response(1)
-            assert [f[0] for f in r1.frames[:2]] == [P.RESPONSE_START, P.RESPONSE_BODY_RING]
-            for sid in (2, 3):
-                assert (await gw.next_frame(sid))[0] == P.RESPONSE_START
+            await start_three(gw)
             go[2].set()
             await asyncio.sleep(0.02)
             await gw.expect_silence(0.05)  # stream 2 waits for room
