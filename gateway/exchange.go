@@ -524,7 +524,7 @@ var wideningBudget int64 = 48 << 20
 // half the window.
 //
 // grow: the client's socket took everything queued without blocking. The window then grows to
-// respWindowGrowth × W (growWindowLocked), and the connection's next streams start there: a client
+// respWindowGrowth × W (widenLocked), and the connection's next streams start there (dispatch): a client
 // that keeps up gets more of a body through per round trip to the worker (with W = 256 KiB, a 1 MiB
 // response goes out in one or two writes instead of four or more). A slow client's window stays at
 // W, which bounds what the gateway holds for it (SPEC.md §4).
@@ -567,18 +567,6 @@ func (ex *exchange) narrowLocked() {
 	if ex.widened > 0 {
 		ex.c.srv.widened.Add(-ex.widened)
 		ex.widened = 0
-	}
-}
-
-// growWindowLocked starts a stream at the wide window of its connection's earlier streams (see
-// creditLocked), with a CREDIT for the difference.
-func (ex *exchange) growWindowLocked() {
-	if ex.ended || ex.complete {
-		return
-	}
-	if more := ex.widenLocked(); more > 0 {
-		ex.respWindow += more
-		ex.w.sendCredit(ex.sid, uint64(more))
 	}
 }
 

@@ -420,6 +420,11 @@ func (c *h1conn) dispatch() bool {
 		c.nc.SetReadDeadline(time.Time{})
 		c.headArmed = false
 	}
+	var wider int64 // the connection's wide response window (exchange.creditLocked), granted below
+	if c.wideWindow && !ex.ended {
+		wider = ex.widenLocked()
+		ex.respWindow += wider
+	}
 	c.mu.Unlock()
 	if err := w.sendHTTPRequest(sid, &c.hr); err != nil {
 		// The worker went away between open and send: workerLost answers 502. Or the scope could not
@@ -430,10 +435,8 @@ func (c *h1conn) dispatch() bool {
 		}
 		return c.waitIdle()
 	}
-	if c.wideWindow {
-		c.mu.Lock()
-		ex.growWindowLocked()
-		c.mu.Unlock()
+	if wider > 0 {
+		w.sendCredit(sid, uint64(wider)) // (ignored by the worker if the stream has ended meanwhile)
 	}
 	if ex.reqDone {
 		return true
