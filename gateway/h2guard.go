@@ -9,21 +9,31 @@ import (
 )
 
 // h2Guard sits between an HTTP/2 client connection and golang.org/x/net/http2's server, and
-// rewrites two things in the client's frame stream where x/net's answer differs from RFC 9113:
+// rewrites these things in the client's frame stream where x/net's answer differs from RFC 9113:
 //
 //   - A SETTINGS frame that lists a setting more than once: RFC 9113 §6.5.3 says the values are
 //     processed in order (the last one wins); x/net closes the connection instead. The guard
 //     passes on the last value of each setting, which has the same effect — unless a value is
 //     invalid, in which case the frame is cut after that value, so x/net reports the error that
 //     processing in order would reach.
-//   - A request whose header section has a connection-specific field (Connection, Keep-Alive,
-//     Proxy-Connection, Transfer-Encoding, Upgrade) or a TE other than "trailers": RFC 9113
-//     §8.2.2 makes it malformed, a stream error of type PROTOCOL_ERROR; x/net answers
-//     400 Bad Request instead. The guard decodes every header block with its own HPACK decoder
-//     (kept in step with x/net's, which sees the same blocks) and marks such a HEADERS frame as
-//     depending on its own stream, which x/net resets with PROTOCOL_ERROR (RFC 9113 §5.3.1)
-//     before any handler runs. The header block itself is passed on unchanged, so both HPACK
-//     decoders stay in step.
+//   - A request that RFC 9113 makes malformed (a stream error of type PROTOCOL_ERROR, §8.1.1) and
+//     that x/net serves, or answers with 400: a connection-specific field (Connection, Keep-Alive,
+//     Proxy-Connection, Transfer-Encoding, Upgrade) or a TE other than "trailers" (§8.2.2); a
+//     field value that starts or ends with SP or HTAB (§8.2.1); a content-length that is not a
+//     number, or several that differ (RFC 9110 §8.6), or one above 0 when the HEADERS frame ends
+//     the stream (§8.1.1: it must equal the DATA's length); a :path of "*" outside OPTIONS
+//     (§8.3.1). The guard decodes every header block with its own HPACK decoder (kept in step
+//     with x/net's, which sees the same blocks) and marks such a HEADERS frame as depending on its
+//     own stream, which x/net resets with PROTOCOL_ERROR (RFC 9113 §5.3.1) before any handler
+//     runs. The header block itself is passed on unchanged, so both HPACK decoders stay in step.
+//   - The end of a request body that is malformed: fewer DATA bytes than the content-length
+//     declared (x/net fails the handler's body read, and the handler's reset is INTERNAL_ERROR),
+//     or trailers with a field that would make a header section malformed (x/net ignores them).
+//     The guard counts each declared body's DATA bytes; such a last DATA frame loses its
+//     END_STREAM flag and is followed by a PRIORITY frame making the stream depend on itself, and
+//     such trailers lose their END_STREAM flag (trailers must end the stream, RFC 9113 §8.1):
+//     either way x/net resets the stream with PROTOCOL_ERROR, and the app hears http.disconnect
+//     rather than a complete body.
 //
 // Everything else — DATA in particular — is passed through as it arrives, without buffering. On
 // anything the guard does not understand (no preface, a header block it cannot decode, a block
@@ -46,6 +56,12 @@ type h2Guard struct {
 	hdec    *hpack.Decoder
 	request bool // the block being decoded has a :method (a request, not trailers)
 	bad     bool // ... and a field that makes it malformed
+	method  string
+	path    string
+	length  int64 // its content-length; -1: none
+
+	owed  map[uint32]int64 // streams whose request declared a content-length: DATA bytes still to come
+	after []byte           // a frame to pass on once the current frame's payload has passed
 }
 
 // h2GuardTLS is an h2Guard over a TLS connection: x/net reads the connection state from it.
@@ -57,10 +73,14 @@ func (g h2GuardTLS) ConnectionState() tls.ConnectionState {
 
 const (
 	h2FrameHeaderLen = 9
+	h2Data           = 0x0
 	h2Headers        = 0x1
+	h2Priority       = 0x2
+	h2RSTStream      = 0x3
 	h2Settings       = 0x4
 	h2Continuation   = 0x9
 
+	h2FlagEndStream  = 0x1
 	h2FlagEndHeaders = 0x4
 	h2FlagPadded     = 0x8
 	h2FlagPriority   = 0x20
@@ -71,6 +91,10 @@ const (
 	// maxGuardFrame is the largest frame x/net accepts from our clients (http2.Server's
 	// MaxReadFrameSize in newTLSState).
 	maxGuardFrame = 16384
+	// maxGuardBodies bounds the declared bodies counted at once: x/net lets a client have 250
+	// streams open; a stream whose response ended before its body did may stay counted until the
+	// connection ends, so past the bound the oldest is forgotten (x/net's own checks remain).
+	maxGuardBodies = 1024
 )
 
 func newH2Guard(c net.Conn) net.Conn {
@@ -152,6 +176,11 @@ func (g *h2Guard) fill() error {
 
 // step parses what it can of g.in into g.out (or g.block). It reports whether it made progress.
 func (g *h2Guard) step() bool {
+	if g.after != nil {
+		g.out = append(g.out, g.after...)
+		g.after = nil
+		return true
+	}
 	if g.preface > 0 {
 		done := len(h2Preface) - g.preface
 		n := min(g.preface, len(g.in))
@@ -201,12 +230,66 @@ func (g *h2Guard) step() bool {
 			}
 		}
 		return true
+	case typ == h2Data && flags&h2FlagPadded != 0 && length > 0 && len(g.in) == h2FrameHeaderLen && g.counting(sid):
+		return false // the pad length is needed to count the data
 	default:
 		g.out = append(g.out, g.in[:h2FrameHeaderLen]...)
+		switch typ {
+		case h2Data:
+			g.countData(sid, length, flags)
+		case h2RSTStream:
+			delete(g.owed, sid)
+		}
 		g.in = g.in[h2FrameHeaderLen:]
 		g.passLeft = length
 		return true
 	}
+}
+
+// countData counts a DATA frame against its stream's declared content-length, its header just
+// appended to g.out and the pad length (if any) in g.in. A frame that ends the body short of the
+// declared length has END_STREAM cleared and a self-dependent PRIORITY frame after it: x/net
+// resets the stream with PROTOCOL_ERROR (RFC 9113 §8.1.1, §5.3.1).
+func (g *h2Guard) countData(sid uint32, length int, flags byte) {
+	owed, ok := g.owed[sid]
+	if !ok {
+		return
+	}
+	n := length
+	if flags&h2FlagPadded != 0 {
+		if length == 0 {
+			delete(g.owed, sid) // x/net refuses the frame
+			return
+		}
+		n -= 1 + int(g.in[h2FrameHeaderLen])
+	}
+	owed -= int64(n)
+	switch {
+	case n < 0 || owed < 0:
+		delete(g.owed, sid) // x/net refuses the frame, or resets the stream: more than declared
+	case flags&h2FlagEndStream == 0:
+		g.owed[sid] = owed
+	default:
+		delete(g.owed, sid)
+		if owed > 0 {
+			g.out[len(g.out)-h2FrameHeaderLen+4] &^= h2FlagEndStream
+			g.after = selfDependentPriority(sid)
+		}
+	}
+}
+
+// counting reports whether the DATA of stream sid is counted against a declared content-length.
+func (g *h2Guard) counting(sid uint32) bool {
+	_, ok := g.owed[sid]
+	return ok
+}
+
+// selfDependentPriority is a PRIORITY frame making stream sid depend on itself.
+func selfDependentPriority(sid uint32) []byte {
+	f := []byte{0, 0, 5, h2Priority, 0, 0, 0, 0, 0, 0, 0, 0, 0, 15}
+	binary.BigEndian.PutUint32(f[5:9], sid)
+	binary.BigEndian.PutUint32(f[9:13], sid)
+	return f
 }
 
 // giveUp makes the guard transparent: what it holds goes out unchanged, in order.
@@ -222,7 +305,7 @@ func (g *h2Guard) giveUp() {
 func (g *h2Guard) endBlock() {
 	block := g.block
 	g.block = nil
-	g.request, g.bad = false, false
+	g.request, g.bad, g.method, g.path, g.length = false, false, "", "", -1
 	ok := true
 	for p := 0; p < len(block) && ok; {
 		length := int(block[p])<<16 | int(block[p+1])<<8 | int(block[p+2])
@@ -249,10 +332,43 @@ func (g *h2Guard) endBlock() {
 		g.off = true
 		return
 	}
-	if g.request && g.bad {
-		block = markSelfDependent(block)
+	sid := binary.BigEndian.Uint32(block[5:9]) & 0x7fffffff
+	endStream := block[4]&h2FlagEndStream != 0
+	switch {
+	case g.request:
+		if (g.path == "*" && g.method != "OPTIONS") || (endStream && g.length > 0) {
+			g.bad = true
+		}
+		if g.bad {
+			block = markSelfDependent(block)
+		} else if !endStream && g.length >= 0 {
+			g.expectBody(sid, g.length)
+		}
+	case endStream:
+		// Trailers (or a request without :method, which x/net refuses).
+		owed, declared := g.owed[sid]
+		delete(g.owed, sid)
+		if g.bad || (declared && owed != 0) {
+			block = append([]byte(nil), block...)
+			block[4] &^= h2FlagEndStream
+		}
 	}
 	g.out = append(g.out, block...)
+}
+
+// expectBody starts counting the DATA of stream sid against its declared content-length.
+func (g *h2Guard) expectBody(sid uint32, length int64) {
+	if g.owed == nil {
+		g.owed = make(map[uint32]int64)
+	}
+	if len(g.owed) >= maxGuardBodies {
+		oldest := sid
+		for id := range g.owed {
+			oldest = min(oldest, id)
+		}
+		delete(g.owed, oldest)
+	}
+	g.owed[sid] = length
 }
 
 // field is the HPACK decoder's callback for each field of the block being decoded.
@@ -260,14 +376,28 @@ func (g *h2Guard) field(f hpack.HeaderField) {
 	switch f.Name {
 	case ":method":
 		g.request = true
+		g.method = f.Value
+	case ":path":
+		g.path = f.Value
 	case "connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade":
 		g.bad = true
 	case "te":
 		if f.Value != "trailers" {
 			g.bad = true
 		}
+	case "content-length":
+		n, ok := parseContentLength([]byte(f.Value))
+		if !ok || (g.length >= 0 && n != g.length) {
+			g.bad = true
+		}
+		g.length = n
+	}
+	if v := f.Value; v != "" && (isSPHT(v[0]) || isSPHT(v[len(v)-1])) {
+		g.bad = true
 	}
 }
+
+func isSPHT(c byte) bool { return c == ' ' || c == '\t' }
 
 // headersFragment is a HEADERS payload's field block fragment, without padding and priority.
 func headersFragment(flags byte, payload []byte) ([]byte, bool) {

@@ -129,6 +129,109 @@ func TestH2GuardMalformedRequestsAreStreamErrors(t *testing.T) {
 	}
 }
 
+// RFC 9113 §8.2.1, §8.1.1, §8.3.1: requests x/net would serve that are malformed.
+func TestH2GuardMalformedFieldsAndTargets(t *testing.T) {
+	_, addr := startGatewayCfg(t, "ok", func(c *Config) { c.HTTP2Cleartext = true })
+	h := dialRawH2(t, addr)
+	base := func(method, path string) []string {
+		return []string{":method", method, ":scheme", "http", ":authority", "example.com", ":path", path}
+	}
+	cases := []struct {
+		name   string
+		fields []string
+		ok     bool
+	}{
+		{"inner whitespace", append(base("GET", "/"), "x-a", "a b\tc"), true},
+		{"leading space", append(base("GET", "/"), "x-a", " a"), false},
+		{"trailing tab", append(base("GET", "/"), "x-a", "a\t"), false},
+		{"content-length 0", append(base("GET", "/"), "content-length", "0"), true},
+		{"content-length without data", append(base("POST", "/"), "content-length", "5"), false},
+		{"content-length not a number", append(base("POST", "/"), "content-length", "5x"), false},
+		{"content-lengths that differ", append(base("POST", "/"), "content-length", "0", "content-length", "1"), false},
+		{"content-lengths that agree", append(base("POST", "/"), "content-length", "0", "content-length", "0"), true},
+		{"OPTIONS *", base("OPTIONS", "*"), true},
+		{"GET *", base("GET", "*"), false},
+	}
+	sid := uint32(1)
+	for _, tc := range cases {
+		if err := h.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: sid, BlockFragment: h.block(tc.fields...), EndStream: true, EndHeaders: true}); err != nil {
+			t.Fatal(err)
+		}
+		status, reset, _ := h.outcome(sid)
+		if tc.ok && status != "200" {
+			t.Errorf("%s: status %q reset %v, want 200", tc.name, status, reset)
+		}
+		if !tc.ok && reset != http2.ErrCodeProtocol {
+			t.Errorf("%s: status %q reset %v, want RST_STREAM PROTOCOL_ERROR", tc.name, status, reset)
+		}
+		sid += 2
+	}
+}
+
+// RFC 9113 §8.1.1: a body that ends short of its content-length is malformed, whether DATA or
+// trailers end it; so are trailers with a connection-specific field (§8.2.2). Padding does not
+// count as content.
+func TestH2GuardDeclaredBodyLength(t *testing.T) {
+	_, addr := startGatewayCfg(t, "ok", func(c *Config) { c.HTTP2Cleartext = true })
+	h := dialRawH2(t, addr)
+	type piece struct {
+		data []byte
+		pad  uint8
+	}
+	cases := []struct {
+		name     string
+		length   string // "": no content-length
+		pieces   []piece
+		trailers []string
+		ok       bool
+	}{
+		{"exact", "6", []piece{{data: []byte("abcdef")}}, nil, true},
+		{"exact in two padded frames", "6", []piece{{data: []byte("abc"), pad: 20}, {data: []byte("def"), pad: 1}}, nil, true},
+		{"short", "10", []piece{{data: []byte("abcdef")}}, nil, false},
+		{"short, padding would make up for it", "10", []piece{{data: []byte("abcdef"), pad: 4}}, nil, false},
+		{"exact, then trailers", "3", []piece{{data: []byte("abc")}}, []string{"x-sum", "1"}, true},
+		{"short, then trailers", "4", []piece{{data: []byte("abc")}}, []string{"x-sum", "1"}, false},
+		{"no length, trailers", "", []piece{{data: []byte("abc")}}, []string{"x-sum", "1"}, true},
+		{"connection-specific trailer", "", []piece{{data: []byte("abc")}}, []string{"connection", "close"}, false},
+		{"padded trailer value", "3", []piece{{data: []byte("abc")}}, []string{"x-sum", "1 "}, false},
+	}
+	sid := uint32(1)
+	for _, tc := range cases {
+		fields := []string{":method", "POST", ":scheme", "http", ":authority", "example.com", ":path", "/body"}
+		if tc.length != "" {
+			fields = append(fields, "content-length", tc.length)
+		}
+		if err := h.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: sid, BlockFragment: h.block(fields...), EndHeaders: true}); err != nil {
+			t.Fatal(err)
+		}
+		for i, p := range tc.pieces {
+			last := i == len(tc.pieces)-1 && tc.trailers == nil
+			var err error
+			if p.pad > 0 {
+				err = h.fr.WriteDataPadded(sid, last, p.data, make([]byte, p.pad))
+			} else {
+				err = h.fr.WriteData(sid, last, p.data)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		if tc.trailers != nil {
+			if err := h.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: sid, BlockFragment: h.block(tc.trailers...), EndStream: true, EndHeaders: true}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		status, reset, _ := h.outcome(sid)
+		if tc.ok && status != "200" {
+			t.Errorf("%s: status %q reset %v, want 200", tc.name, status, reset)
+		}
+		if !tc.ok && reset != http2.ErrCodeProtocol {
+			t.Errorf("%s: status %q reset %v, want RST_STREAM PROTOCOL_ERROR", tc.name, status, reset)
+		}
+		sid += 2
+	}
+}
+
 // A malformed request split over HEADERS (padded, with priority) and CONTINUATION frames is found
 // too; a well-formed one split the same way is served.
 func TestH2GuardPaddedAndContinuation(t *testing.T) {
@@ -241,7 +344,8 @@ func (c *oneShotConn) Read(p []byte) (int, error) {
 
 // FuzzH2Guard feeds arbitrary frames after the preface, in reads of arbitrary sizes: the guard must
 // not panic, must pass on the preface and end with the connection's error, and only ever adds
-// 5 bytes of priority fields to a frame (or drops repeated settings), so its output is bounded.
+// 5 bytes of priority fields to a HEADERS frame, or a 14-byte PRIORITY frame after the DATA frame
+// that ends a request's HEADERS (or drops repeated settings), so its output is bounded.
 func FuzzH2Guard(f *testing.F) {
 	h := &rawH2{ebuf: bytes.Buffer{}}
 	h.enc = hpack.NewEncoder(&h.ebuf)
@@ -252,6 +356,11 @@ func FuzzH2Guard(f *testing.F) {
 	fr.WriteData(1, true, []byte("hello"))
 	fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 3, BlockFragment: h.block(":method", "GET")[:2]})
 	fr.WriteContinuation(3, true, h.block(":path", "/"))
+	fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 5, BlockFragment: h.block(":method", "POST", "content-length", "9"), EndHeaders: true})
+	fr.WriteDataPadded(5, false, []byte("abc"), []byte{0, 0})
+	fr.WriteData(5, true, []byte("de"))
+	fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 7, BlockFragment: h.block(":method", "POST", "content-length", "1"), EndHeaders: true})
+	fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 7, BlockFragment: h.block("x-t", " 1"), EndStream: true, EndHeaders: true})
 	f.Add(seed.Bytes(), 7)
 	f.Add([]byte{0, 0, 0, 1, 0x4, 0, 0, 0, 1}, 1)
 	f.Fuzz(func(t *testing.T, frames []byte, step int) {

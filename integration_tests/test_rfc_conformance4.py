@@ -1,0 +1,203 @@
+"""A fourth conformance pass over the real binary: HTTP/2 requests that RFC 9113 section 8 makes
+malformed, and that x/net's server lets through or answers with the wrong error. "Malformed requests
+or responses that are detected MUST be treated as a stream error of type PROTOCOL_ERROR" (RFC 9113
+section 8.1.1); for a bad field "an implementation SHOULD generate a 400 (Bad Request)" instead
+(section 8.2.1). Either way the app never gets the request as a complete, valid one.
+
+* A field value may not start or end with SP or HTAB (section 8.2.1).
+* "A request ... is also malformed if the value of a content-length header field does not equal the
+  sum of the DATA frame payload lengths" (section 8.1.1): fewer bytes than declared, content-length
+  on a request whose HEADERS end the stream, and content-length values that disagree or are not a
+  number (RFC 9110 section 8.6).
+* ":path" is "*" only for an OPTIONS request (section 8.3.1).
+* Connection-specific fields make a message malformed (section 8.2.2), its trailers included.
+
+Request trailers have no place in ASGI: well-formed ones end the body and are otherwise ignored.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from typing import Any
+
+import h2.config
+import h2.connection
+import h2.errors
+import h2.events
+import pytest
+
+from gateway_harness import APPS_DIR, GatewayServer, app_count
+
+PROTOCOL_ERROR = h2.errors.ErrorCodes.PROTOCOL_ERROR
+
+
+@pytest.fixture(scope="module")
+def h2c_server(module_servers: Any) -> GatewayServer:
+    # faulty_app counts the requests it sees (/_/count) and hands the rest to testapp.
+    return module_servers.start("faulty_app:app", app_dir=APPS_DIR, workers=1, extra_args=["--http2-cleartext"])
+
+
+def request_headers(method: str, path: str, *fields: tuple[str, str]) -> list[tuple[bytes, bytes]]:
+    pseudo = [(":method", method), (":path", path), (":scheme", "http"), (":authority", "localhost")]
+    return [(name.encode(), value.encode()) for name, value in (*pseudo, *fields)]
+
+
+def h2_request(
+    server: GatewayServer,
+    headers: list[tuple[bytes, bytes]],
+    body: bytes | None = None,
+    trailers: list[tuple[bytes, bytes]] | None = None,
+) -> dict[str, Any]:
+    """One request on stream 1 of a fresh h2c connection, sent as given (the h2 library's own checks
+    off): {"status": ..., "body": ..., "reset": error code or None}."""
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    config = h2.config.H2Configuration(
+        client_side=True, header_encoding=None, validate_outbound_headers=False, normalize_outbound_headers=False
+    )
+    conn = h2.connection.H2Connection(config)
+    conn.initiate_connection()
+    conn.send_headers(1, headers, end_stream=body is None and trailers is None)
+    if body is not None:
+        conn.send_data(1, body, end_stream=trailers is None)
+    if trailers is not None:
+        conn.send_headers(1, trailers, end_stream=True)
+    sock.sendall(conn.data_to_send())
+    got: dict[str, Any] = {"status": None, "body": b"", "reset": None}
+    try:
+        while True:
+            data = sock.recv(65536)
+            if not data:
+                raise AssertionError(f"connection closed before the stream ended: {got}")
+            for event in conn.receive_data(data):
+                if isinstance(event, h2.events.ResponseReceived):
+                    got["status"] = dict(event.headers)[b":status"].decode()
+                elif isinstance(event, h2.events.DataReceived):
+                    got["body"] += event.data
+                    conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+                elif isinstance(event, h2.events.StreamReset):
+                    got["reset"] = event.error_code
+                    return got
+                elif isinstance(event, h2.events.StreamEnded):
+                    return got
+                elif isinstance(event, h2.events.ConnectionTerminated):
+                    raise AssertionError(f"connection error {event.error_code!r} for a malformed request: {got}")
+            sock.sendall(conn.data_to_send())
+    finally:
+        sock.close()
+
+
+def assert_malformed(got: dict[str, Any]) -> None:
+    """A stream error PROTOCOL_ERROR, or a 400 (RFC 9113 sections 8.1.1 and 8.2.1)."""
+    assert got["reset"] == PROTOCOL_ERROR or (got["reset"] is None and got["status"] == "400"), got
+
+
+def body_messages(server: GatewayServer, key: str) -> list[dict[str, Any]]:
+    """The receive() messages testapp's /_/long-poll got for its request body."""
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    try:
+        sock.sendall(f"GET /_/records?key={key} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n".encode())
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    finally:
+        sock.close()
+    records = json.loads(data.split(b"\r\n\r\n", 1)[1])
+    return records[0]["messages"] if records else []
+
+
+@pytest.mark.parametrize("value", [" leading", "trailing ", "trailing-tab\t", "\tleading-tab"])
+def test_field_value_with_surrounding_whitespace_is_malformed(h2c_server: GatewayServer, value: str) -> None:
+    before = app_count(h2c_server)
+    got = h2_request(h2c_server, request_headers("GET", "/seen", ("x-padded", value)))
+    assert_malformed(got)
+    assert app_count(h2c_server) == before, "the app got a malformed request"
+
+
+def test_field_value_with_inner_whitespace_is_served(h2c_server: GatewayServer) -> None:
+    got = h2_request(h2c_server, request_headers("GET", "/seen", ("x-inner", "a b\tc")))
+    assert got["status"] == "200" and got["reset"] is None, got
+    assert ["x-inner", "a b\tc"] in json.loads(got["body"])["scope"]["headers"]
+
+
+def test_content_length_above_the_data_is_a_protocol_error(h2c_server: GatewayServer) -> None:
+    # The body ends (END_STREAM) 4 bytes short of content-length: malformed, a stream error
+    # PROTOCOL_ERROR, and the app never sees the body complete.
+    key = "cl-short"
+    got = h2_request(h2c_server, request_headers("POST", f"/_/long-poll?key={key}", ("content-length", "10")), b"abcdef")
+    assert got["reset"] == PROTOCOL_ERROR, got
+    messages = body_messages(h2c_server, key)
+    assert not any(m["type"] == "http.request" and m["more_body"] is False for m in messages), messages
+
+
+def test_content_length_above_the_data_in_trailers_is_a_protocol_error(h2c_server: GatewayServer) -> None:
+    key = "cl-short-trailers"
+    headers = request_headers("POST", f"/_/long-poll?key={key}", ("content-length", "10"))
+    got = h2_request(h2c_server, headers, b"abcdef", trailers=[(b"x-checksum", b"1")])
+    assert got["reset"] == PROTOCOL_ERROR, got
+    messages = body_messages(h2c_server, key)
+    assert not any(m["type"] == "http.request" and m["more_body"] is False for m in messages), messages
+
+
+@pytest.mark.parametrize(
+    ("fields", "body"),
+    [
+        ([("content-length", "5")], None),  # HEADERS end the stream: no content, yet 5 declared
+        ([("content-length", "1"), ("content-length", "2")], b"x"),
+        ([("content-length", "1"), ("content-length", "2")], None),
+        ([("content-length", "abc")], None),
+        ([("content-length", "+1")], b"x"),
+    ],
+    ids=["declared-without-data", "two-values", "two-values-no-data", "not-a-number", "signed"],
+)
+def test_bad_content_length_never_reaches_the_app(
+    h2c_server: GatewayServer, fields: list[tuple[str, str]], body: bytes | None
+) -> None:
+    before = app_count(h2c_server)
+    got = h2_request(h2c_server, request_headers("POST", "/seen", *fields), body)
+    assert_malformed(got)
+    assert app_count(h2c_server) == before, "the app got a malformed request"
+
+
+def test_matching_content_length_is_served(h2c_server: GatewayServer) -> None:
+    got = h2_request(h2c_server, request_headers("POST", "/_/echo", ("content-length", "6")), b"abcdef")
+    assert (got["status"], got["body"], got["reset"]) == ("200", b"abcdef", None)
+    got = h2_request(h2c_server, request_headers("GET", "/seen", ("content-length", "0")))
+    assert (got["status"], got["reset"]) == ("200", None)
+
+
+@pytest.mark.parametrize("method", ["GET", "POST", "DELETE"])
+def test_asterisk_path_outside_options_is_malformed(h2c_server: GatewayServer, method: str) -> None:
+    before = app_count(h2c_server)
+    assert_malformed(h2_request(h2c_server, request_headers(method, "*")))
+    assert app_count(h2c_server) == before, "the app got a malformed request"
+
+
+def test_asterisk_path_of_options_is_served(h2c_server: GatewayServer) -> None:
+    got = h2_request(h2c_server, request_headers("OPTIONS", "*"))
+    assert got["status"] == "200" and got["reset"] is None, got
+    scope = json.loads(got["body"])["scope"]
+    assert (scope["method"], scope["path"], scope["raw_path"]) == ("OPTIONS", "*", "*")
+
+
+def test_request_trailers_end_the_body_and_are_ignored(h2c_server: GatewayServer) -> None:
+    # ASGI has no request trailers: the body is complete when they come, and they are not headers.
+    headers = request_headers("POST", "/seen")
+    got = h2_request(h2c_server, headers, b"abc", trailers=[(b"x-checksum", b"1")])
+    assert got["status"] == "200" and got["reset"] is None, got
+    seen = json.loads(got["body"])
+    assert seen["body_size"] == 3 and seen["messages"][-1]["more_body"] is False, seen["messages"]
+    assert not any(name == "x-checksum" for name, _ in seen["scope"]["headers"])
+
+
+@pytest.mark.parametrize(
+    "trailer",
+    [(b"connection", b"close"), (b"transfer-encoding", b"chunked"), (b"x-padded", b" value")],
+    ids=["connection", "transfer-encoding", "padded-value"],
+)
+def test_malformed_request_trailers_are_a_protocol_error(h2c_server: GatewayServer, trailer: tuple[bytes, bytes]) -> None:
+    key = "bad-trailer-" + trailer[0].decode()
+    got = h2_request(h2c_server, request_headers("POST", f"/_/long-poll?key={key}"), b"abc", trailers=[trailer])
+    assert got["reset"] == PROTOCOL_ERROR, got
+    messages = body_messages(h2c_server, key)
+    assert not any(m["type"] == "http.request" and m["more_body"] is False for m in messages), messages
