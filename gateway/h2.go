@@ -760,7 +760,7 @@ func (s *Server) writeH2EarlyHint(w http.ResponseWriter, sid uint32, links [][]b
 			s.log.Error().Uint32("stream", sid).Msg("invalid link in http.response.early_hint; dropped")
 			return
 		}
-		values = append(values, string(l))
+		values = append(values, string(http1.TrimOWS(l))) // no whitespace around HTTP/2 values (RFC 9113 §8.2.1)
 	}
 	h := w.Header()
 	saved, had := h["Link"]
@@ -787,7 +787,7 @@ func (s *Server) addH2Trailers(w http.ResponseWriter, sid uint32, trailers []pro
 			continue
 		}
 		key := http.TrailerPrefix + name
-		h[key] = append(h[key], string(t.Value))
+		h[key] = append(h[key], string(http1.TrimOWS(t.Value)))
 	}
 }
 
@@ -907,7 +907,9 @@ func (s *Server) writeH2Head(w http.ResponseWriter, r *http.Request, status int,
 			}
 			seenCL = true
 		}
-		h.Add(name, string(headers[i].Value))
+		// An HTTP/2 field value has no whitespace around it (RFC 9113 §8.2.1); HTTP/1.1's optional
+		// whitespace is left out, as an HTTP/1.1 recipient would.
+		h.Add(name, string(http1.TrimOWS(headers[i].Value)))
 	}
 	if status == 205 {
 		h["Content-Length"] = []string{"0"} // no content (RFC 9110 §15.3.6); the app's body is dropped

@@ -13,6 +13,10 @@ section 8.1.1); for a bad field "an implementation SHOULD generate a 400 (Bad Re
 * Connection-specific fields make a message malformed (section 8.2.2), its trailers included.
 
 Request trailers have no place in ASGI: well-formed ones end the body and are otherwise ignored.
+
+The same rule of section 8.2.1 binds the server's own fields: an app's header, trailer or early-hint
+link with whitespace around it (HTTP/1.1's optional whitespace) goes out over HTTP/2 without it, or a
+client that checks what it receives (the h2 library does) fails the whole connection.
 """
 
 from __future__ import annotations
@@ -201,3 +205,40 @@ def test_malformed_request_trailers_are_a_protocol_error(h2c_server: GatewayServ
     assert got["reset"] == PROTOCOL_ERROR, got
     messages = body_messages(h2c_server, key)
     assert not any(m["type"] == "http.request" and m["more_body"] is False for m in messages), messages
+
+
+def test_response_field_values_go_out_without_surrounding_whitespace(module_servers: Any) -> None:
+    server = module_servers.start("ext_app:app", app_dir=APPS_DIR, workers=1, extra_args=["--http2-cleartext"])
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    # The h2 library's default: received fields are validated (RFC 9113 section 8.2.1).
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding="utf-8"))
+    conn.initiate_connection()
+    conn.send_headers(1, [(":method", "GET"), (":path", "/padded"), (":scheme", "http"), (":authority", "t"),
+                          ("te", "trailers")], end_stream=True)
+    sock.sendall(conn.data_to_send())
+    got: dict[str, Any] = {"hints": [], "headers": None, "body": b"", "trailers": None}
+    try:
+        done = False
+        while not done:
+            data = sock.recv(65536)
+            assert data, f"connection closed early: {got}"
+            for event in conn.receive_data(data):  # raises ProtocolError on a padded value
+                if isinstance(event, h2.events.InformationalResponseReceived):
+                    got["hints"].append(dict(event.headers))
+                elif isinstance(event, h2.events.ResponseReceived):
+                    got["headers"] = dict(event.headers)
+                elif isinstance(event, h2.events.DataReceived):
+                    got["body"] += event.data
+                    conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+                elif isinstance(event, h2.events.TrailersReceived):
+                    got["trailers"] = dict(event.headers)
+                elif isinstance(event, (h2.events.StreamEnded, h2.events.StreamReset)):
+                    assert isinstance(event, h2.events.StreamEnded), (event, got)
+                    done = True
+            sock.sendall(conn.data_to_send())
+    finally:
+        sock.close()
+    assert [h.get("link") for h in got["hints"]] == ["</style.css>; rel=preload"], got
+    assert got["headers"][":status"] == "200" and got["headers"]["x-padded"] == "value", got
+    assert got["body"] == b"body"
+    assert got["trailers"] == {"x-checksum": "abc123"}, got

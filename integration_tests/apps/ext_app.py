@@ -55,6 +55,15 @@ async def app(scope, receive, send):
         await send({"type": "http.response.body", "body": b"part2"})
         await send({"type": "http.response.trailers", "headers": [(b"x-checksum", b"abc123")]})
         return
+    if path == "/padded":
+        # Field values with whitespace around them: HTTP/1.1 allows it (optional whitespace), HTTP/2
+        # does not (RFC 9113 section 8.2.1).
+        await send({"type": "http.response.early_hint", "links": [b" </style.css>; rel=preload "]})
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"x-padded", b"  value\t")],
+                    "trailers": True})
+        await send({"type": "http.response.body", "body": b"body"})
+        await send({"type": "http.response.trailers", "headers": [(b"x-checksum", b"\tabc123 ")]})
+        return
     if path == "/trailers-forbidden":
         # Between two allowed fields, fields that may not be sent as trailers (RFC 9110 section 6.5.1).
         await send({"type": "http.response.start", "status": 200, "headers": [], "trailers": True})
