@@ -70,8 +70,8 @@ func (m *StaticMount) resolve(name string) (string, bool) {
 }
 
 // serveStatic answers a request for a static mount in the serve goroutine: GET and HEAD only;
-// ETag and Last-Modified with If-None-Match / If-Modified-Since (304); a single byte Range (206,
-// 416 when unsatisfiable); precompressed name.br / name.gz when the client accepts them; the body
+// ETag and Last-Modified with the conditional fields (preconditions: 304, 412); a single byte Range
+// for GET, with If-Range (206, 416 when unsatisfiable); precompressed name.br / name.gz when the client accepts them; the body
 // goes from the file to the socket with sendfile. It returns false when the connection must end.
 func (c *h1conn) serveStatic(m *StaticMount, ex *exchange) bool {
 	req := &c.req
@@ -134,19 +134,16 @@ func (c *h1conn) serveStatic(m *StaticMount, ex *exchange) bool {
 		etag = fmt.Sprintf(`"%x-%x-%s"`, fi.ModTime().UnixNano(), size, encoding)
 	}
 	modified := fi.ModTime().UTC().Truncate(time.Second)
-	status = 200
-	if inm := headerValue(req.Headers, "if-none-match"); inm != nil {
-		if etagMatches(string(inm), etag) {
-			status = 304
-		}
-	} else if ims := headerValue(req.Headers, "if-modified-since"); ims != nil {
-		if t, err := http.ParseTime(string(ims)); err == nil && !modified.After(t) {
-			status = 304
-		}
-	}
+	status = preconditions(req.Headers, etag, modified)
 	start, length := int64(0), size
-	if status == 200 {
-		if rng := headerValue(req.Headers, "range"); rng != nil && encoding == "" {
+	if status == 200 && method == "GET" && encoding == "" {
+		// RFC 9110 14.2: Range is defined for GET only; with If-Range, only while the validator
+		// still matches (13.1.5), else the whole file, never a part of another version of it.
+		rng := headerValue(req.Headers, "range")
+		if ir := headerValue(req.Headers, "if-range"); rng != nil && ir != nil && !ifRangeMatches(string(ir), etag, modified) {
+			rng = nil
+		}
+		if rng != nil {
 			s, n, ok := parseByteRange(string(rng), size)
 			switch {
 			case !ok:
@@ -159,7 +156,13 @@ func (c *h1conn) serveStatic(m *StaticMount, ex *exchange) bool {
 
 	out := c.srv.appendOwnHeaders(http1.AppendStatusLine(nil, status))
 	out = append(out, "etag: "+etag+"\r\nlast-modified: "+modified.Format(http.TimeFormat)+"\r\naccept-ranges: bytes\r\n"...)
-	if status != 304 {
+	if status == 304 && encoding != "" {
+		out = append(out, "vary: accept-encoding\r\n"...) // (a 304 carries the Vary a 200 would, RFC 9110 15.4.5)
+	}
+	if status == 412 {
+		out = append(out, "content-length: 0\r\n"...)
+		length = 0
+	} else if status != 304 {
 		ctype := mime.TypeByExtension(filepath.Ext(strings.TrimSuffix(strings.TrimSuffix(name, ".br"), ".gz")))
 		if ctype == "" {
 			ctype = "application/octet-stream"
@@ -238,15 +241,63 @@ func headerValue(hs []http1.Header, name string) []byte {
 	return nil
 }
 
-// etagMatches implements If-None-Match's weak comparison against a list (or "*").
-func etagMatches(list, etag string) bool {
+// preconditions evaluates a GET or HEAD's conditional header fields against the file's strong
+// etag and modification time, in RFC 9110 13.2.2's order: 412 when If-Match (or, without it,
+// If-Unmodified-Since) fails, 304 when If-None-Match (or, without it, If-Modified-Since) says the
+// client's copy is current, else 200. A date that does not parse is ignored (13.1.3, 13.1.4).
+func preconditions(hs []http1.Header, etag string, modified time.Time) int {
+	if im := headerValue(hs, "if-match"); im != nil {
+		if !etagMatches(string(im), etag, false) {
+			return 412
+		}
+	} else if ius := headerValue(hs, "if-unmodified-since"); ius != nil {
+		if t, err := http.ParseTime(string(ius)); err == nil && modified.After(t) {
+			return 412
+		}
+	}
+	if inm := headerValue(hs, "if-none-match"); inm != nil {
+		if etagMatches(string(inm), etag, true) {
+			return 304
+		}
+	} else if ims := headerValue(hs, "if-modified-since"); ims != nil {
+		if t, err := http.ParseTime(string(ims)); err == nil && !modified.After(t) {
+			return 304
+		}
+	}
+	return 200
+}
+
+// etagMatches reports whether a list of entity tags (or "*") matches etag, a strong tag: with the
+// weak comparison (If-None-Match) a W/ tag matches by its opaque part; with the strong one
+// (If-Match) it never does (RFC 9110 8.8.3.2).
+func etagMatches(list, etag string, weak bool) bool {
 	for _, item := range strings.Split(list, ",") {
-		item = strings.TrimPrefix(strings.TrimSpace(item), "W/")
-		if item == "*" || item == etag {
+		item = strings.TrimSpace(item)
+		if item == "*" {
+			return true
+		}
+		if tag, isWeak := strings.CutPrefix(item, "W/"); isWeak {
+			if !weak {
+				continue
+			}
+			item = tag
+		}
+		if item == etag {
 			return true
 		}
 	}
 	return false
+}
+
+// ifRangeMatches reports whether an If-Range value still names the file: its strong entity tag,
+// or exactly its Last-Modified date (RFC 9110 13.1.5; a weak tag never matches).
+func ifRangeMatches(v, etag string, modified time.Time) bool {
+	v = strings.TrimSpace(v)
+	if strings.HasPrefix(v, `"`) || strings.HasPrefix(v, "W/") {
+		return v == etag
+	}
+	t, err := http.ParseTime(v)
+	return err == nil && t.Equal(modified)
 }
 
 // parseByteRange parses a Range header for one byte range. It returns (start, length, true) for a

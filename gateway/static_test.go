@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/asgi-gateway/asgi-gateway/gateway/http1"
 )
 
 func staticGateway(t *testing.T) (string, string) {
@@ -112,6 +114,46 @@ func TestParseByteRange(t *testing.T) {
 		s, n, ok := parseByteRange(c.v, 10)
 		if s != c.start || n != c.n || ok != c.ok {
 			t.Errorf("%q: got (%d, %d, %v), want (%d, %d, %v)", c.v, s, n, ok, c.start, c.n, c.ok)
+		}
+	}
+}
+
+// RFC 9110 13.2.2's order and comparisons, for a file with the strong tag "t" modified at mod.
+func TestStaticPreconditions(t *testing.T) {
+	mod := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	before, at, after := mod.Add(-time.Hour).Format(http.TimeFormat), mod.Format(http.TimeFormat), mod.Add(time.Hour).Format(http.TimeFormat)
+	cases := []struct {
+		fields [][2]string
+		want   int
+	}{
+		{nil, 200},
+		{[][2]string{{"if-match", `"t"`}}, 200},
+		{[][2]string{{"if-match", `"x", "t"`}}, 200},
+		{[][2]string{{"if-match", "*"}}, 200},
+		{[][2]string{{"if-match", `W/"t"`}}, 412}, // strong comparison
+		{[][2]string{{"if-match", `"x"`}}, 412},
+		{[][2]string{{"if-unmodified-since", before}}, 412},
+		{[][2]string{{"if-unmodified-since", at}}, 200},
+		{[][2]string{{"if-unmodified-since", "not a date"}}, 200},
+		{[][2]string{{"if-match", `"t"`}, {"if-unmodified-since", before}}, 200},   // If-Match decides
+		{[][2]string{{"if-none-match", `W/"t"`}}, 304},                             // weak comparison
+		{[][2]string{{"if-none-match", `"x"`}, {"if-modified-since", after}}, 200}, // If-None-Match decides
+		{[][2]string{{"if-modified-since", at}}, 304},
+		{[][2]string{{"if-modified-since", before}}, 200},
+		{[][2]string{{"if-match", `"x"`}, {"if-none-match", `"t"`}}, 412},
+	}
+	for _, c := range cases {
+		var hs []http1.Header
+		for _, f := range c.fields {
+			hs = append(hs, http1.Header{Name: []byte(f[0]), Value: []byte(f[1])})
+		}
+		if got := preconditions(hs, `"t"`, mod); got != c.want {
+			t.Errorf("%v: %d, want %d", c.fields, got, c.want)
+		}
+	}
+	for v, want := range map[string]bool{`"t"`: true, `W/"t"`: false, `"x"`: false, at: true, before: false, "garbage": false} {
+		if got := ifRangeMatches(v, `"t"`, mod); got != want {
+			t.Errorf("If-Range %q: %v, want %v", v, got, want)
 		}
 	}
 }

@@ -1,7 +1,7 @@
 """Deployment surface: HTTP options.
 
 --timeout-keep-alive, --limit-request-body, --header, --no-server-header / --no-date-header,
---h11-max-incomplete-event-size and --static (ETag, Range, path traversal).
+--h11-max-incomplete-event-size and --static (ETag, conditional requests, Range and If-Range, path traversal).
 """
 
 from __future__ import annotations
@@ -344,6 +344,50 @@ def test_static_if_none_match(static_server: GatewayServer) -> None:
     assert listed.status == 304
     other = get_raw(static_server, "/static/hello.txt", 'If-None-Match: "not-it"')
     assert other.status == 200
+
+
+def test_static_if_range(static_server: GatewayServer) -> None:
+    # RFC 9110 13.1.5: a Range with If-Range is honoured only while the validator still names the
+    # file (its strong ETag, or exactly its Last-Modified); otherwise the whole file comes back
+    # (200), never a part of another version.
+    full = get_raw(static_server, "/static/hello.txt")
+    etag, modified = full.header("etag"), full.header("last-modified")
+    for validator in (etag, modified):
+        part = get_raw(static_server, "/static/hello.txt", "Range: bytes=0-9", f"If-Range: {validator}")
+        assert (part.status, part.body, part.header("content-range")) == (206, b"0123456789", "bytes 0-9/21")
+    older = email.utils.formatdate(time.time() - 86400 * 400, usegmt=True)
+    for validator in ('"another-version"', f"W/{etag}", older):
+        whole = get_raw(static_server, "/static/hello.txt", "Range: bytes=0-9", f"If-Range: {validator}")
+        assert (whole.status, whole.body) == (200, full.body), validator
+        assert whole.header("content-range") is None
+
+
+def test_static_if_match_and_if_unmodified_since(static_server: GatewayServer) -> None:
+    # RFC 9110 13.1.1 (strong comparison: a weak tag never matches) and 13.1.4; 412 when they fail.
+    full = get_raw(static_server, "/static/hello.txt")
+    etag, modified = full.header("etag"), full.header("last-modified")
+    for value, status in ((etag, 200), ("*", 200), (f'"other", {etag}', 200), ('"other"', 412), (f"W/{etag}", 412)):
+        response = get_raw(static_server, "/static/hello.txt", f"If-Match: {value}")
+        assert response.status == status, value
+        assert response.body == (full.body if status == 200 else b"")
+    older = email.utils.formatdate(time.time() - 86400 * 400, usegmt=True)
+    assert get_raw(static_server, "/static/hello.txt", f"If-Unmodified-Since: {older}").status == 412
+    assert get_raw(static_server, "/static/hello.txt", f"If-Unmodified-Since: {modified}").status == 200
+    # If-Match, when present, is what decides (13.2.2): a failing If-Unmodified-Since is not evaluated.
+    assert get_raw(static_server, "/static/hello.txt", f"If-Match: {etag}", f"If-Unmodified-Since: {older}").status == 200
+
+
+def test_static_range_is_for_get_only(static_server: GatewayServer) -> None:
+    # RFC 9110 14.2: GET is the only method with range handling: HEAD gets the whole file's head.
+    response = get_raw(static_server, "/static/hello.txt", "Range: bytes=0-9", method="HEAD")
+    assert response.status == 200
+    assert response.header("content-range") is None
+    assert response.header("content-length") == "21"
+
+
+def test_static_if_none_match_is_weak(static_server: GatewayServer) -> None:
+    etag = get_raw(static_server, "/static/hello.txt").header("etag")
+    assert get_raw(static_server, "/static/hello.txt", f"If-None-Match: W/{etag}").status == 304
 
 
 def test_static_precompressed_gzip(static_server: GatewayServer, static_dir: Path) -> None:
