@@ -341,8 +341,12 @@ func (c *h1conn) dispatch() bool {
 	}
 	for i := range c.srv.cfg.Static {
 		if _, ok := c.srv.cfg.Static[i].match(c.hr.Path[len(c.hr.RootPath):]); ok {
+			if m := string(req.Method); m != "GET" && m != "HEAD" {
+				c.reject(ex, 405, staticAllow) // (RFC 9110 15.5.6: with the methods it has)
+				return false
+			}
 			if req.Chunked || req.ContentLength > 0 {
-				c.reject(ex, 405) // a body for a file: nothing will read it
+				c.reject(ex, 400) // content in a GET: nothing would read it (RFC 9110 9.3.1)
 				return false
 			}
 			return c.serveStatic(&c.srv.cfg.Static[i], ex)
@@ -447,11 +451,16 @@ func (c *h1conn) dispatch() bool {
 	return c.pumpLength(ex, left)
 }
 
-// reject answers a request that never reached a worker, and closes the connection.
-func (c *h1conn) reject(ex *exchange, status int) {
+// reject answers a request that never reached a worker (with extra header fields, if any), and
+// closes the connection.
+func (c *h1conn) reject(ex *exchange, status int, extra ...[2]string) {
 	ex.status = status
 	c.mu.Lock()
-	c.out = c.srv.appendSimpleResponse(c.out, ex.minor, status, ex.head, true)
+	if len(extra) > 0 {
+		c.out = c.srv.appendSimpleResponseHeaders(c.out, status, ex.head, extra)
+	} else {
+		c.out = c.srv.appendSimpleResponse(c.out, ex.minor, status, ex.head, true)
+	}
 	c.closing, c.linger = true, true
 	c.flushLocked()
 	c.mu.Unlock()

@@ -16,6 +16,9 @@ import (
 	"github.com/asgi-gateway/asgi-gateway/gateway/http1"
 )
 
+// staticAllow is the Allow field of a static mount's 405 (RFC 9110 15.5.6).
+var staticAllow = [2]string{"allow", "GET, HEAD"}
+
 // StaticMount is one --static PREFIX=DIR: requests whose path starts with Prefix are answered by
 // the gateway from files under Dir, without a worker.
 type StaticMount struct {
@@ -69,18 +72,17 @@ func (m *StaticMount) resolve(name string) (string, bool) {
 	return real, true
 }
 
-// serveStatic answers a request for a static mount in the serve goroutine: GET and HEAD only;
-// ETag and Last-Modified with the conditional fields (preconditions: 304, 412); a single byte Range
-// for GET, with If-Range (206, 416 when unsatisfiable); precompressed name.br / name.gz when the client accepts them; the body
-// goes from the file to the socket with sendfile. It returns false when the connection must end.
+// serveStatic answers a GET or HEAD for a static mount in the serve goroutine (the caller answers
+// other methods, 405 with staticAllow, and requests with content, 400): ETag and Last-Modified
+// with the conditional fields (preconditions: 304, 412); a single byte Range for GET, with If-Range
+// (206, 416 when unsatisfiable); precompressed name.br / name.gz when the client accepts them; the
+// body goes from the file to the socket with sendfile. It returns false when the connection must
+// end.
 func (c *h1conn) serveStatic(m *StaticMount, ex *exchange) bool {
 	req := &c.req
 	status := 0
 	name, _ := m.match(c.hr.Path[len(c.hr.RootPath):])
 	method := string(req.Method)
-	if method != "GET" && method != "HEAD" {
-		status = 405
-	}
 	var f *os.File
 	var fi os.FileInfo
 	encoding := ""
@@ -346,6 +348,7 @@ func (s *Server) serveStaticH2(w http.ResponseWriter, r *http.Request, m *Static
 		return status
 	}
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set(staticAllow[0], staticAllow[1])
 		return fail(405)
 	}
 	real, ok := m.resolve(name)

@@ -91,8 +91,8 @@ func TestStaticFiles(t *testing.T) {
 			t.Fatalf("%s: %d %q, want 404", target, resp.StatusCode, body)
 		}
 	}
-	if resp, _ := rawDo(t, addr, "DELETE", "/static/hello.txt"); resp.StatusCode != 405 {
-		t.Fatalf("DELETE: %d", resp.StatusCode)
+	if resp, _ := rawDo(t, addr, "DELETE", "/static/hello.txt"); resp.StatusCode != 405 || resp.Header.Get("Allow") != "GET, HEAD" {
+		t.Fatalf("DELETE: %d, Allow %q; want 405 with Allow: GET, HEAD (RFC 9110 15.5.6)", resp.StatusCode, resp.Header.Get("Allow"))
 	}
 	// Other paths still go to the app.
 	if _, body := rawDo(t, addr, "GET", "/staticx"); !strings.Contains(body, "path=/staticx") {

@@ -390,6 +390,17 @@ def test_static_if_none_match_is_weak(static_server: GatewayServer) -> None:
     assert get_raw(static_server, "/static/hello.txt", f"If-None-Match: W/{etag}").status == 304
 
 
+def test_static_other_methods_and_content(static_server: GatewayServer) -> None:
+    # RFC 9110 15.5.6: a 405 lists the methods the resource has (Allow). A GET with content is
+    # refused (9.3.1: it has no meaning; nothing would read it), not answered 405 (GET is allowed).
+    for method in ("POST", "PUT", "DELETE", "OPTIONS"):
+        response = raw_exchange(static_server, f"{method} /static/hello.txt HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n".encode())
+        assert response.status == 405, method
+        assert response.header("allow") == "GET, HEAD", method
+    with_content = raw_exchange(static_server, b"GET /static/hello.txt HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nabc")
+    assert with_content.status == 400
+
+
 def test_static_precompressed_gzip(static_server: GatewayServer, static_dir: Path) -> None:
     response = get_raw(static_server, "/static/big.txt", "Accept-Encoding: gzip")
     assert response.status == 200
