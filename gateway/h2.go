@@ -1023,7 +1023,10 @@ var h2BodyBufs = sync.Pool{New: func() any {
 // received. x/net merges several cookie headers into one ("; "-joined) and removes Expect.
 func (s *Server) buildH2Scope(r *http.Request, info *h2ConnInfo, hr *protocol.HTTPRequest) int {
 	if r.Method == http.MethodConnect {
-		return 405 // extended CONNECT (WebSocket over HTTP/2) is not offered; plain CONNECT is a proxy's
+		// Extended CONNECT (WebSocket over HTTP/2) is not offered; plain CONNECT is a proxy's. 501,
+		// as HTTP/1.1 answers (RFC 9110 9.3.6: an origin server may; a 405 would need an Allow
+		// field listing the app's methods, which only the app knows).
+		return 501
 	}
 	target := r.RequestURI // the :path pseudo-header as received
 	rawPath, query, _ := strings.Cut(target, "?")

@@ -307,8 +307,8 @@ func TestH2ScopeFromRequest(t *testing.T) {
 		}
 	}
 	r.Method, r.RequestURI = "CONNECT", "example.com:443"
-	if st := s.buildH2Scope(r, info, &hr); st != 405 {
-		t.Fatalf("CONNECT: %d", st)
+	if st := s.buildH2Scope(r, info, &hr); st != 501 {
+		t.Fatalf("CONNECT: %d, want 501 (as over HTTP/1.1)", st)
 	}
 }
 

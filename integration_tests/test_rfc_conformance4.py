@@ -242,3 +242,13 @@ def test_response_field_values_go_out_without_surrounding_whitespace(module_serv
     assert got["headers"][":status"] == "200" and got["headers"]["x-padded"] == "value", got
     assert got["body"] == b"body"
     assert got["trailers"] == {"x-checksum": "abc123"}, got
+
+
+def test_connect_is_501_as_over_http11(h2c_server: GatewayServer) -> None:
+    # RFC 9110 9.3.6: CONNECT asks for a tunnel, a proxy's job; an origin server may answer 501
+    # (HTTP/1.1 does). A 405 would need an Allow field (15.5.6) listing methods only the app knows.
+    before = app_count(h2c_server)
+    headers = [(b":method", b"CONNECT"), (b":authority", b"example.com:443")]
+    got = h2_request(h2c_server, headers)
+    assert got["status"] == "501", got
+    assert app_count(h2c_server) == before  # never reached the app
