@@ -130,59 +130,11 @@ func (c *h1conn) serveStatic(m *StaticMount, ex *exchange) bool {
 	}
 	defer f.Close()
 
-	size := fi.Size()
-	etag := fmt.Sprintf(`"%x-%x"`, fi.ModTime().UnixNano(), size)
-	if encoding != "" {
-		etag = fmt.Sprintf(`"%x-%x-%s"`, fi.ModTime().UnixNano(), size, encoding)
-	}
-	modified := fi.ModTime().UTC().Truncate(time.Second)
-	status = preconditions(req.Headers, etag, modified)
-	start, length := int64(0), size
-	if status == 200 && method == "GET" && encoding == "" {
-		// RFC 9110 14.2: Range is defined for GET only; with If-Range, only while the validator
-		// still matches (13.1.5), else the whole file, never a part of another version of it.
-		rng := headerValue(req.Headers, "range")
-		if ir := headerValue(req.Headers, "if-range"); rng != nil && ir != nil && !ifRangeMatches(string(ir), etag, modified) {
-			rng = nil
-		}
-		if rng != nil {
-			s, n, ok := parseByteRange(string(rng), size)
-			switch {
-			case !ok:
-				status = 416
-			case n >= 0:
-				status, start, length = 206, s, n
-			}
-		}
-	}
-
+	reply := planStatic(func(name string) []byte { return headerValue(req.Headers, name) }, method, name, fi, encoding, time.Now())
+	status, start, length := reply.status, reply.start, reply.length
 	out := c.srv.appendOwnHeaders(http1.AppendStatusLine(nil, status))
-	out = append(out, "etag: "+etag+"\r\nlast-modified: "+modified.Format(http.TimeFormat)+"\r\naccept-ranges: bytes\r\n"...)
-	if status == 304 && encoding != "" {
-		out = append(out, "vary: accept-encoding\r\n"...) // (a 304 carries the Vary a 200 would, RFC 9110 15.4.5)
-	}
-	if status == 412 {
-		out = append(out, "content-length: 0\r\n"...)
-		length = 0
-	} else if status != 304 {
-		ctype := mime.TypeByExtension(filepath.Ext(strings.TrimSuffix(strings.TrimSuffix(name, ".br"), ".gz")))
-		if ctype == "" {
-			ctype = "application/octet-stream"
-		}
-		out = append(out, "content-type: "+ctype+"\r\n"...)
-		if encoding != "" {
-			out = append(out, "content-encoding: "+encoding+"\r\nvary: accept-encoding\r\n"...)
-		}
-		switch status {
-		case 206:
-			out = append(out, fmt.Sprintf("content-range: bytes %d-%d/%d\r\n", start, start+length-1, size)...)
-		case 416:
-			out = append(out, fmt.Sprintf("content-range: bytes */%d\r\n", size)...)
-			length = 0
-		}
-		out = append(out, "content-length: "+strconv.FormatInt(length, 10)+"\r\n"...)
-	} else {
-		length = 0
+	for _, h := range reply.headers {
+		out = append(append(append(append(out, h[0]...), ": "...), h[1]...), "\r\n"...)
 	}
 	if req.Close {
 		out = append(out, "connection: close\r\n"...)
@@ -234,6 +186,83 @@ func (c *h1conn) serveStatic(m *StaticMount, ex *exchange) bool {
 	return true
 }
 
+// staticReply is a static mount's answer to a GET or HEAD of one file, the same over HTTP/1.1 and
+// HTTP/2: the status, the fields after the server's own, and the bytes of the file that follow
+// (from start, length of them; sent for GET only).
+type staticReply struct {
+	status        int
+	headers       [][2]string // lower-case names
+	start, length int64
+}
+
+// planStatic evaluates a GET or HEAD of the file fi (served with the content coding encoding, "" for
+// none; name is the path asked for, whose extension gives the type) at the time now. get returns a
+// request field's value, nil when absent. The preconditions come first (304, 412); then a single
+// byte Range, for GET only (RFC 9110 14.2), with If-Range; 206, or 416 when unsatisfiable.
+func planStatic(get func(name string) []byte, method, name string, fi os.FileInfo, encoding string, now time.Time) staticReply {
+	size := fi.Size()
+	etag := fmt.Sprintf(`"%x-%x"`, fi.ModTime().UnixNano(), size)
+	if encoding != "" {
+		etag = fmt.Sprintf(`"%x-%x-%s"`, fi.ModTime().UnixNano(), size, encoding)
+	}
+	// Never later than the response's Date (RFC 9110 8.8.2.1): a file dated in the future is
+	// sent, and compared, with the time of the response.
+	modified := fi.ModTime()
+	if modified.After(now) {
+		modified = now
+	}
+	modified = modified.UTC().Truncate(time.Second)
+	r := staticReply{status: preconditions(get, etag, modified), length: size}
+	if r.status == 200 && method == "GET" && encoding == "" {
+		// With If-Range, only while the validator still matches (13.1.5), else the whole file,
+		// never a part of another version of it.
+		rng := get("range")
+		if ir := get("if-range"); rng != nil && ir != nil && !ifRangeMatches(string(ir), etag, modified) {
+			rng = nil
+		}
+		if rng != nil {
+			s, n, ok := parseByteRange(string(rng), size)
+			switch {
+			case !ok:
+				r.status = 416
+			case n >= 0:
+				r.status, r.start, r.length = 206, s, n
+			}
+		}
+	}
+
+	r.headers = append(r.headers, [2]string{"etag", etag}, [2]string{"last-modified", modified.Format(http.TimeFormat)}, [2]string{"accept-ranges", "bytes"})
+	switch r.status {
+	case 304:
+		if encoding != "" {
+			r.headers = append(r.headers, [2]string{"vary", "accept-encoding"}) // (a 304 carries the Vary a 200 would, RFC 9110 15.4.5)
+		}
+		r.length = 0
+		return r
+	case 412:
+		r.length = 0
+		r.headers = append(r.headers, [2]string{"content-length", "0"})
+		return r
+	}
+	ctype := mime.TypeByExtension(filepath.Ext(strings.TrimSuffix(strings.TrimSuffix(name, ".br"), ".gz")))
+	if ctype == "" {
+		ctype = "application/octet-stream"
+	}
+	r.headers = append(r.headers, [2]string{"content-type", ctype})
+	if encoding != "" {
+		r.headers = append(r.headers, [2]string{"content-encoding", encoding}, [2]string{"vary", "accept-encoding"})
+	}
+	switch r.status {
+	case 206:
+		r.headers = append(r.headers, [2]string{"content-range", fmt.Sprintf("bytes %d-%d/%d", r.start, r.start+r.length-1, size)})
+	case 416:
+		r.headers = append(r.headers, [2]string{"content-range", fmt.Sprintf("bytes */%d", size)})
+		r.length = 0
+	}
+	r.headers = append(r.headers, [2]string{"content-length", strconv.FormatInt(r.length, 10)})
+	return r
+}
+
 func headerValue(hs []http1.Header, name string) []byte {
 	for i := range hs {
 		if string(hs[i].Name) == name {
@@ -243,25 +272,26 @@ func headerValue(hs []http1.Header, name string) []byte {
 	return nil
 }
 
-// preconditions evaluates a GET or HEAD's conditional header fields against the file's strong
+// preconditions evaluates a GET or HEAD's conditional header fields (get returns one, nil when
+// absent) against the file's strong
 // etag and modification time, in RFC 9110 13.2.2's order: 412 when If-Match (or, without it,
 // If-Unmodified-Since) fails, 304 when If-None-Match (or, without it, If-Modified-Since) says the
 // client's copy is current, else 200. A date that does not parse is ignored (13.1.3, 13.1.4).
-func preconditions(hs []http1.Header, etag string, modified time.Time) int {
-	if im := headerValue(hs, "if-match"); im != nil {
+func preconditions(get func(name string) []byte, etag string, modified time.Time) int {
+	if im := get("if-match"); im != nil {
 		if !etagMatches(string(im), etag, false) {
 			return 412
 		}
-	} else if ius := headerValue(hs, "if-unmodified-since"); ius != nil {
+	} else if ius := get("if-unmodified-since"); ius != nil {
 		if t, err := http.ParseTime(string(ius)); err == nil && modified.After(t) {
 			return 412
 		}
 	}
-	if inm := headerValue(hs, "if-none-match"); inm != nil {
+	if inm := get("if-none-match"); inm != nil {
 		if etagMatches(string(inm), etag, true) {
 			return 304
 		}
-	} else if ims := headerValue(hs, "if-modified-since"); ims != nil {
+	} else if ims := get("if-modified-since"); ims != nil {
 		if t, err := http.ParseTime(string(ims)); err == nil && !modified.After(t) {
 			return 304
 		}
@@ -319,8 +349,13 @@ func parseByteRange(v string, size int64) (start, length int64, ok bool) {
 		if err != nil || n <= 0 {
 			return 0, 0, false
 		}
+		if size == 0 {
+			// Satisfiable (RFC 9110 14.1.3), but no 206 can carry an empty part: the Range is
+			// ignored and the whole, empty file sent.
+			return 0, -1, true
+		}
 		n = min(n, size)
-		return size - n, n, size > 0
+		return size - n, n, true
 	}
 	s, err := strconv.ParseInt(first, 10, 64)
 	if err != nil || s < 0 {
@@ -339,9 +374,9 @@ func parseByteRange(v string, size int64) (start, length int64, ok bool) {
 	return s, e - s + 1, true
 }
 
-// serveStaticH2 answers a static-mount request on the HTTP/2 engine: the same resolution (no escape
-// from the directory, precompressed siblings) with net/http's ServeContent for ranges and conditional
-// requests. It returns the status sent.
+// serveStaticH2 answers a static-mount request on the HTTP/2 engine the way serveStatic does over
+// HTTP/1.1: the same resolution (no escape from the directory, precompressed siblings) and the same
+// reply (planStatic). It returns the status sent.
 func (s *Server) serveStaticH2(w http.ResponseWriter, r *http.Request, m *StaticMount, name string) int {
 	fail := func(status int) int {
 		http.Error(w, http.StatusText(status), status)
@@ -376,32 +411,25 @@ func (s *Server) serveStaticH2(w http.ResponseWriter, r *http.Request, m *Static
 		return fail(404)
 	}
 	defer f.Close()
+	get := func(name string) []byte {
+		if v := r.Header[http.CanonicalHeaderKey(name)]; len(v) > 0 {
+			return []byte(v[0])
+		}
+		return nil
+	}
+	reply := planStatic(get, r.Method, name, fi, encoding, time.Now())
 	h := w.Header()
 	for _, x := range s.extraHeaders {
 		h.Add(string(x.Name), string(x.Value))
 	}
-	etag := fmt.Sprintf(`"%x-%x"`, fi.ModTime().UnixNano(), fi.Size())
-	if encoding != "" {
-		etag = fmt.Sprintf(`"%x-%x-%s"`, fi.ModTime().UnixNano(), fi.Size(), encoding)
-		h.Set("Content-Encoding", encoding)
-		h.Set("Vary", "Accept-Encoding")
-		r.Header.Del("Range") // a range of the compressed bytes would surprise the client
+	for _, x := range reply.headers {
+		h.Set(x[0], x[1])
 	}
-	h.Set("Etag", etag)
-	if ctype := mime.TypeByExtension(filepath.Ext(strings.TrimSuffix(strings.TrimSuffix(name, ".br"), ".gz"))); ctype != "" {
-		h.Set("Content-Type", ctype)
+	w.WriteHeader(reply.status)
+	if r.Method == http.MethodGet && reply.length > 0 {
+		if _, err := f.Seek(reply.start, io.SeekStart); err == nil {
+			io.CopyN(w, f, reply.length) // an error is the client's stream gone
+		}
 	}
-	rec := &statusRecorder{ResponseWriter: w, status: 200}
-	http.ServeContent(rec, r, "", fi.ModTime(), f)
-	return rec.status
-}
-
-type statusRecorder struct {
-	http.ResponseWriter
-	status int
-}
-
-func (r *statusRecorder) WriteHeader(status int) {
-	r.status = status
-	r.ResponseWriter.WriteHeader(status)
+	return reply.status
 }

@@ -108,13 +108,54 @@ func TestParseByteRange(t *testing.T) {
 	}{
 		{"bytes=0-0", 0, 1, true}, {"bytes=5-", 5, 5, true}, {"bytes=-20", 0, 10, true},
 		{"bytes=9-100", 9, 1, true}, {"bytes=10-", 0, 0, false}, {"bytes=0-1,3-4", 0, -1, true},
-		{"items=0-1", 0, -1, true}, {"bytes=4-2", 0, -1, true},
+		{"items=0-1", 0, -1, true}, {"bytes=4-2", 0, -1, true}, {"bytes=-0", 0, 0, false},
 	}
 	for _, c := range cases {
 		s, n, ok := parseByteRange(c.v, 10)
 		if s != c.start || n != c.n || ok != c.ok {
 			t.Errorf("%q: got (%d, %d, %v), want (%d, %d, %v)", c.v, s, n, ok, c.start, c.n, c.ok)
 		}
+	}
+	// An empty file: a suffix range is ignored (no 206 can carry it), any other is unsatisfiable.
+	for v, want := range map[string]bool{"bytes=-5": true, "bytes=0-": false, "bytes=-0": false} {
+		if s, n, ok := parseByteRange(v, 0); ok != want || (ok && (s != 0 || n != -1)) {
+			t.Errorf("%q of an empty file: got (%d, %d, %v)", v, s, n, ok)
+		}
+	}
+}
+
+// A file dated in the future is sent with the time of the response (RFC 9110 8.8.2.1), and a Range
+// of a HEAD is ignored (14.2).
+func TestPlanStatic(t *testing.T) {
+	now := time.Date(2026, 1, 2, 3, 4, 5, 600, time.UTC)
+	dir := t.TempDir()
+	name := filepath.Join(dir, "f.txt")
+	os.WriteFile(name, []byte("0123456789"), 0o644)
+	os.Chtimes(name, now.Add(time.Hour), now.Add(time.Hour))
+	fi, err := os.Stat(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fields := map[string]string{"range": "bytes=0-1"}
+	get := func(n string) []byte {
+		if v, ok := fields[n]; ok {
+			return []byte(v)
+		}
+		return nil
+	}
+	field := func(r staticReply, n string) string {
+		for _, h := range r.headers {
+			if h[0] == n {
+				return h[1]
+			}
+		}
+		return ""
+	}
+	if r := planStatic(get, "GET", "/f.txt", fi, "", now); r.status != 206 || field(r, "last-modified") != "Fri, 02 Jan 2026 03:04:05 GMT" {
+		t.Errorf("GET: %d %v", r.status, r.headers)
+	}
+	if r := planStatic(get, "HEAD", "/f.txt", fi, "", now); r.status != 200 || field(r, "content-length") != "10" || field(r, "content-range") != "" {
+		t.Errorf("HEAD: %d %v", r.status, r.headers)
 	}
 }
 
@@ -147,7 +188,8 @@ func TestStaticPreconditions(t *testing.T) {
 		for _, f := range c.fields {
 			hs = append(hs, http1.Header{Name: []byte(f[0]), Value: []byte(f[1])})
 		}
-		if got := preconditions(hs, `"t"`, mod); got != c.want {
+		get := func(name string) []byte { return headerValue(hs, name) }
+		if got := preconditions(get, `"t"`, mod); got != c.want {
 			t.Errorf("%v: %d, want %d", c.fields, got, c.want)
 		}
 	}
