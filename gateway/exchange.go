@@ -330,13 +330,19 @@ func (ex *exchange) writeHeadLocked(status int, headers []protocol.Header) strin
 	for _, h := range c.srv.extraHeaders {
 		out = http1.AppendHeader(out, h.Name, h.Value)
 	}
+	sentLength := false
 	for i := range headers {
 		name := headers[i].Name
 		if http1.EqualFold(name, "transfer-encoding") || http1.EqualFold(name, "connection") {
 			continue // framing and the connection are the server's business (the app's close is honoured)
 		}
-		if (status == 204 || resetContent) && http1.EqualFold(name, "content-length") {
-			continue // never on a 204 (RFC 9110 §8.6); a 205 gets its own, 0, below
+		if http1.EqualFold(name, "content-length") {
+			if status == 204 || resetContent || sentLength {
+				// Never on a 204 (RFC 9110 §8.6); a 205 gets its own, 0, below. Equal lines (checked
+				// above) go out once: repeated, they are the list "5, 5", which §8.6 forbids forwarding.
+				continue
+			}
+			sentLength = true
 		}
 		out = http1.AppendHeader(out, name, headers[i].Value)
 	}

@@ -1,5 +1,6 @@
 """A fifth conformance pass over the real binary: static files over HTTP/1.1 and HTTP/2 (h2c), which
-give the same answers (the HTTP/2 engine used net/http's ServeContent before, with its own rules).
+give the same answers (the HTTP/2 engine used net/http's ServeContent before, with its own rules),
+and an app's response fields.
 
 * Range is defined for GET only: "A server MUST ignore a Range header field received with a request
   method that is unrecognized or for which range handling is not defined" (RFC 9110 section 14.2),
@@ -12,6 +13,12 @@ give the same answers (the HTTP/2 engine used net/http's ServeContent before, wi
 * "An origin server with a clock MUST NOT generate a Last-Modified date that is later than the
   server's time of message origination (Date)"; a file dated in the future is sent with that date
   instead (section 8.8.2.1).
+
+And the framing fields of an app's response:
+
+* Content-Length from the app: two equal field lines are one list value "5, 5", which "does not
+  match the ABNF" and may not be forwarded as is; the gateway, which takes the value, sends it once
+  (RFC 9110 section 8.6).
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ import time
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any, Iterator
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -119,3 +127,28 @@ def test_304_carries_the_validators_over_both_protocols(client: Client) -> None:
     assert response.status_code == 304
     assert response.headers["etag"] == first.headers["etag"]
     assert response.content == b""
+
+
+# --- the app's framing fields ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def fields_server(module_servers: Any) -> GatewayServer:
+    return module_servers.start("fields_app:app", app_dir=APPS_DIR, workers=1)
+
+
+def fields_target(*fields: str, body: str = "") -> str:
+    return "/fields?" + "&".join(f"h={quote(f)}" for f in fields) + f"&body={quote(body)}"
+
+
+def test_equal_content_length_lines_from_the_app_are_sent_once(fields_server: GatewayServer) -> None:
+    with fields_server.raw() as conn:
+        target = fields_target("content-length:5", "content-length:5", body="hello")
+        conn.send(f"GET {target} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+        response = conn.read_response()
+        assert response.status == 200
+        assert response.header_list("content-length") == ["5"]
+        assert response.body == b"hello"
+        # The connection stays usable: the framing was unambiguous.
+        conn.send(f"GET {fields_target('content-length:2', body='ok')} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+        assert conn.read_response().body == b"ok"
