@@ -138,6 +138,8 @@ func (c *h1conn) serveStatic(m *StaticMount, ex *exchange) bool {
 	}
 	if req.Close {
 		out = append(out, "connection: close\r\n"...)
+	} else if req.Minor == 0 {
+		out = append(out, "connection: keep-alive\r\n"...) // (an HTTP/1.0 client closes otherwise)
 	}
 	out = append(out, "\r\n"...)
 	ex.status = status

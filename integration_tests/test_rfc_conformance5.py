@@ -13,6 +13,7 @@ and an app's response fields.
 * "An origin server with a clock MUST NOT generate a Last-Modified date that is later than the
   server's time of message origination (Date)"; a file dated in the future is sent with that date
   instead (section 8.8.2.1).
+* An HTTP/1.0 request with "Connection: keep-alive" is answered with it, as the app's responses are.
 
 And the framing fields of an app's response:
 
@@ -127,6 +128,21 @@ def test_304_carries_the_validators_over_both_protocols(client: Client) -> None:
     assert response.status_code == 304
     assert response.headers["etag"] == first.headers["etag"]
     assert response.content == b""
+
+
+@pytest.mark.parametrize("target", ["/static/file.txt", "/static/missing.txt"])
+def test_http10_keep_alive_is_confirmed_on_static_responses(static_server: GatewayServer, target: str) -> None:
+    """An HTTP/1.0 client that asks for keep-alive keeps its connection only when the response says
+    so (RFC 9112 section 9.3, "keep-alive" connection option; RFC 7230 appendix A.1.2): a static file
+    kept the connection open without saying so, and such a client waits for a close that never
+    comes."""
+    with static_server.raw() as conn:
+        for _ in range(2):
+            conn.send(f"GET {target} HTTP/1.0\r\nConnection: keep-alive\r\n\r\n".encode())
+            response = conn.read_response()
+            assert response.status in (200, 404)
+            assert "keep-alive" in response.connection_tokens(), response.headers
+            assert not conn.peer_closed(0.2)
 
 
 # --- the app's framing fields ------------------------------------------------------------------
