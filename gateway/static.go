@@ -57,7 +57,11 @@ func (m *StaticMount) match(decoded []byte) (string, bool) {
 	if strings.ContainsRune(rel, 0) {
 		return "", true
 	}
-	return filepath.Join(m.Dir, filepath.FromSlash(rel)), true
+	name := filepath.Join(m.Dir, filepath.FromSlash(rel))
+	if strings.HasSuffix(p, "/") && rel != "/" {
+		name += string(filepath.Separator) // a directory's name: a file of that name is not found
+	}
+	return name, true
 }
 
 // resolve follows symlinks and refuses anything that ends outside the mount's directory.
@@ -91,7 +95,7 @@ func (c *h1conn) serveStatic(m *StaticMount, ex *exchange) bool {
 		if ok {
 			fi, _ = os.Stat(real)
 		}
-		if fi == nil || fi.IsDir() {
+		if fi == nil || !fi.Mode().IsRegular() { // (a directory, a FIFO that would block the open, a device)
 			status = 404
 		} else {
 			// A precompressed sibling, when the client takes it and it is not older than the file.
@@ -101,7 +105,7 @@ func (c *h1conn) serveStatic(m *StaticMount, ex *exchange) bool {
 					continue
 				}
 				if alt, ok := m.resolve(real + enc.ext); ok {
-					if afi, err := os.Stat(alt); err == nil && !afi.IsDir() && !afi.ModTime().Before(fi.ModTime()) {
+					if afi, err := os.Stat(alt); err == nil && afi.Mode().IsRegular() && !afi.ModTime().Before(fi.ModTime()) {
 						real, fi, encoding = alt, afi, enc.token
 						break
 					}
@@ -393,7 +397,7 @@ func (s *Server) serveStaticH2(w http.ResponseWriter, r *http.Request, m *Static
 		return fail(404)
 	}
 	fi, err := os.Stat(real)
-	if err != nil || fi.IsDir() {
+	if err != nil || !fi.Mode().IsRegular() {
 		return fail(404)
 	}
 	encoding := ""
@@ -401,7 +405,7 @@ func (s *Server) serveStaticH2(w http.ResponseWriter, r *http.Request, m *Static
 	for _, enc := range [...]struct{ token, ext string }{{"br", ".br"}, {"gzip", ".gz"}} {
 		if http1.HasToken(accept, enc.token) {
 			if alt, ok := m.resolve(real + enc.ext); ok {
-				if afi, err := os.Stat(alt); err == nil && !afi.IsDir() && !afi.ModTime().Before(fi.ModTime()) {
+				if afi, err := os.Stat(alt); err == nil && afi.Mode().IsRegular() && !afi.ModTime().Before(fi.ModTime()) {
 					real, fi, encoding = alt, afi, enc.token
 					break
 				}

@@ -401,6 +401,22 @@ def test_static_other_methods_and_content(static_server: GatewayServer) -> None:
     assert with_content.status == 400
 
 
+def test_static_serves_regular_files_only(static_server: GatewayServer, static_dir: Path) -> None:
+    # A name with a trailing slash names a directory: a file of that name is not it (as nginx and
+    # most servers answer). A FIFO (or device) is not a file to send: opening it would block.
+    assert get_raw(static_server, "/static/hello.txt/").status == 404
+    assert get_raw(static_server, "/static/hello.txt%2f").status == 404
+    fifo = static_dir / "a-fifo"
+    os.mkfifo(fifo)
+    try:
+        started = time.monotonic()
+        assert get_raw(static_server, "/static/a-fifo").status == 404
+        assert time.monotonic() - started < 2
+    finally:
+        fifo.unlink()
+    assert get_raw(static_server, "/static/hello.txt").status == 200
+
+
 def test_static_precompressed_gzip(static_server: GatewayServer, static_dir: Path) -> None:
     response = get_raw(static_server, "/static/big.txt", "Accept-Encoding: gzip")
     assert response.status == 200
