@@ -268,7 +268,7 @@ func (ex *exchange) writeHeadLocked(status int, headers []protocol.Header) strin
 		return fmt.Sprintf("invalid status %d in http.response.start", status)
 	}
 	contentLength := int64(-1)
-	hasServer, hasDate, appClose := false, false, false
+	hasServer, hasDate, appClose, appUpgrade := false, false, false, false
 	for i := range headers {
 		name, value := headers[i].Name, headers[i].Value
 		if !http1.ValidHeaderName(name) {
@@ -292,6 +292,8 @@ func (ex *exchange) writeHeadLocked(status int, headers []protocol.Header) strin
 			if http1.HasToken(value, "close") {
 				appClose = true
 			}
+		case http1.EqualFold(name, "upgrade"):
+			appUpgrade = true
 		}
 	}
 	ex.status = status
@@ -352,10 +354,25 @@ func (ex *exchange) writeHeadLocked(status int, headers []protocol.Header) strin
 	if resetContent {
 		out = append(out, "content-length: 0\r\n"...)
 	}
+	// The connection field is the gateway's (the app's is dropped above, its close honoured); an
+	// app's Upgrade gets the "upgrade" option RFC 9110 §7.8 requires beside it.
+	var conn string
 	if !keep && ex.minor >= 1 {
-		out = append(out, "connection: close\r\n"...)
+		conn = "close"
 	} else if keep && ex.minor == 0 {
-		out = append(out, "connection: keep-alive\r\n"...)
+		conn = "keep-alive"
+	}
+	if appUpgrade {
+		if conn == "" {
+			conn = "upgrade"
+		} else {
+			conn += ", upgrade"
+		}
+	}
+	if conn != "" {
+		out = append(out, "connection: "...)
+		out = append(out, conn...)
+		out = append(out, "\r\n"...)
 	}
 	c.out = append(out, "\r\n"...)
 	return ""

@@ -168,3 +168,19 @@ def test_equal_content_length_lines_from_the_app_are_sent_once(fields_server: Ga
         # The connection stays usable: the framing was unambiguous.
         conn.send(f"GET {fields_target('content-length:2', body='ok')} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
         assert conn.read_response().body == b"ok"
+
+
+def test_an_apps_upgrade_field_goes_out_with_the_upgrade_connection_option(fields_server: GatewayServer) -> None:
+    # RFC 9110 7.8: "a sender of Upgrade MUST also send an 'upgrade' connection option in the
+    # Connection header field". The gateway writes Connection itself (the app's is dropped, its
+    # close honoured): it adds the option, beside keep-alive's absence or close.
+    with fields_server.raw() as conn:
+        conn.send(f"GET {fields_target('upgrade:TLS/1.2', body='x')} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+        response = conn.read_response()
+        assert response.header("upgrade") == "TLS/1.2"
+        assert response.connection_tokens() == {"upgrade"}
+        conn.send(f"GET {fields_target('connection:close', 'upgrade:TLS/1.2', body='x')} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+        assert conn.read_response().connection_tokens() == {"close", "upgrade"}
+    with fields_server.raw() as conn:  # no Upgrade: no Connection field on a keep-alive HTTP/1.1 response
+        conn.send(f"GET {fields_target(body='x')} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+        assert conn.read_response().connection_tokens() == set()
