@@ -76,6 +76,39 @@ func (m *StaticMount) resolve(name string) (string, bool) {
 	return real, true
 }
 
+// open opens the file name (from match) for a client that accepts the content codings in accept:
+// the file itself, or its precompressed name.br / name.gz sibling when the client takes it and it
+// is not older, with that coding. Only regular files are served (a directory, a FIFO that would
+// block the open, a device: 404); status is 0, or 404 / 403 with nothing opened.
+func (m *StaticMount) open(name string, accept []byte) (f *os.File, fi os.FileInfo, encoding string, status int) {
+	real, ok := m.resolve(name)
+	if ok {
+		fi, _ = os.Stat(real)
+	}
+	if fi == nil || !fi.Mode().IsRegular() {
+		return nil, nil, "", 404
+	}
+	for _, enc := range [...]struct{ token, ext string }{{"br", ".br"}, {"gzip", ".gz"}} {
+		if !http1.HasToken(accept, enc.token) {
+			continue
+		}
+		if alt, ok := m.resolve(real + enc.ext); ok {
+			if afi, err := os.Stat(alt); err == nil && afi.Mode().IsRegular() && !afi.ModTime().Before(fi.ModTime()) {
+				real, fi, encoding = alt, afi, enc.token
+				break
+			}
+		}
+	}
+	f, err := os.Open(real)
+	if err != nil {
+		if errors.Is(err, os.ErrPermission) {
+			return nil, nil, "", 403
+		}
+		return nil, nil, "", 404
+	}
+	return f, fi, encoding, 0
+}
+
 // serveStatic answers a GET or HEAD for a static mount in the serve goroutine (the caller answers
 // other methods, 405 with staticAllow, and requests with content, 400): ETag and Last-Modified
 // with the conditional fields (preconditions: 304, 412); a single byte Range for GET, with If-Range
@@ -84,42 +117,9 @@ func (m *StaticMount) resolve(name string) (string, bool) {
 // end.
 func (c *h1conn) serveStatic(m *StaticMount, ex *exchange) bool {
 	req := &c.req
-	status := 0
 	name, _ := m.match(c.hr.Path[len(c.hr.RootPath):])
 	method := string(req.Method)
-	var f *os.File
-	var fi os.FileInfo
-	encoding := ""
-	if status == 0 {
-		real, ok := m.resolve(name)
-		if ok {
-			fi, _ = os.Stat(real)
-		}
-		if fi == nil || !fi.Mode().IsRegular() { // (a directory, a FIFO that would block the open, a device)
-			status = 404
-		} else {
-			// A precompressed sibling, when the client takes it and it is not older than the file.
-			accept := headerValue(req.Headers, "accept-encoding")
-			for _, enc := range [...]struct{ token, ext string }{{"br", ".br"}, {"gzip", ".gz"}} {
-				if !http1.HasToken(accept, enc.token) {
-					continue
-				}
-				if alt, ok := m.resolve(real + enc.ext); ok {
-					if afi, err := os.Stat(alt); err == nil && afi.Mode().IsRegular() && !afi.ModTime().Before(fi.ModTime()) {
-						real, fi, encoding = alt, afi, enc.token
-						break
-					}
-				}
-			}
-			var err error
-			if f, err = os.Open(real); err != nil {
-				status = 404
-				if errors.Is(err, os.ErrPermission) {
-					status = 403
-				}
-			}
-		}
-	}
+	f, fi, encoding, status := m.open(name, headerValue(req.Headers, "accept-encoding"))
 	if status != 0 {
 		ex.status = status
 		c.mu.Lock()
@@ -392,29 +392,9 @@ func (s *Server) serveStaticH2(w http.ResponseWriter, r *http.Request, m *Static
 		w.Header().Set(staticAllow[0], staticAllow[1])
 		return fail(405)
 	}
-	real, ok := m.resolve(name)
-	if !ok {
-		return fail(404)
-	}
-	fi, err := os.Stat(real)
-	if err != nil || !fi.Mode().IsRegular() {
-		return fail(404)
-	}
-	encoding := ""
-	accept := []byte(r.Header.Get("Accept-Encoding"))
-	for _, enc := range [...]struct{ token, ext string }{{"br", ".br"}, {"gzip", ".gz"}} {
-		if http1.HasToken(accept, enc.token) {
-			if alt, ok := m.resolve(real + enc.ext); ok {
-				if afi, err := os.Stat(alt); err == nil && afi.Mode().IsRegular() && !afi.ModTime().Before(fi.ModTime()) {
-					real, fi, encoding = alt, afi, enc.token
-					break
-				}
-			}
-		}
-	}
-	f, err := os.Open(real)
-	if err != nil {
-		return fail(404)
+	f, fi, encoding, status := m.open(name, []byte(r.Header.Get("Accept-Encoding")))
+	if status != 0 {
+		return fail(status)
 	}
 	defer f.Close()
 	get := func(name string) []byte {
