@@ -3,6 +3,7 @@ package gateway
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
 	"io"
 	"net"
 	"testing"
@@ -52,6 +53,19 @@ func (h *rawH2) block(fields ...string) []byte {
 
 func (h *rawH2) get(sid uint32, extra ...string) []byte {
 	return h.block(append([]string{":method", "GET", ":scheme", "http", ":authority", "example.com", ":path", "/guard"}, extra...)...)
+}
+
+// expectServed checks stream sid's outcome: served (200) when ok, else reset with PROTOCOL_ERROR
+// (a malformed request, RFC 9113 §8.1.1); name says which case failed.
+func (h *rawH2) expectServed(t *testing.T, sid uint32, name string, ok bool) {
+	t.Helper()
+	status, reset, _ := h.outcome(sid)
+	if ok && status != "200" {
+		t.Errorf("%s: status %q reset %v, want 200", name, status, reset)
+	}
+	if !ok && reset != http2.ErrCodeProtocol {
+		t.Errorf("%s: status %q reset %v, want RST_STREAM PROTOCOL_ERROR", name, status, reset)
+	}
 }
 
 // outcome reads frames until stream sid gets its response status or a reset; it answers SETTINGS
@@ -118,13 +132,7 @@ func TestH2GuardMalformedRequestsAreStreamErrors(t *testing.T) {
 		if err := h.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: sid, BlockFragment: h.get(sid, tc.fields...), EndStream: true, EndHeaders: true}); err != nil {
 			t.Fatal(err)
 		}
-		status, reset, _ := h.outcome(sid)
-		if tc.ok && status != "200" {
-			t.Errorf("%s: status %q reset %v, want 200", tc.name, status, reset)
-		}
-		if !tc.ok && reset != http2.ErrCodeProtocol {
-			t.Errorf("%s: status %q reset %v, want RST_STREAM PROTOCOL_ERROR", tc.name, status, reset)
-		}
+		h.expectServed(t, sid, tc.name, tc.ok)
 		sid += 2
 	}
 }
@@ -157,13 +165,7 @@ func TestH2GuardMalformedFieldsAndTargets(t *testing.T) {
 		if err := h.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: sid, BlockFragment: h.block(tc.fields...), EndStream: true, EndHeaders: true}); err != nil {
 			t.Fatal(err)
 		}
-		status, reset, _ := h.outcome(sid)
-		if tc.ok && status != "200" {
-			t.Errorf("%s: status %q reset %v, want 200", tc.name, status, reset)
-		}
-		if !tc.ok && reset != http2.ErrCodeProtocol {
-			t.Errorf("%s: status %q reset %v, want RST_STREAM PROTOCOL_ERROR", tc.name, status, reset)
-		}
+		h.expectServed(t, sid, tc.name, tc.ok)
 		sid += 2
 	}
 }
@@ -221,13 +223,7 @@ func TestH2GuardDeclaredBodyLength(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		status, reset, _ := h.outcome(sid)
-		if tc.ok && status != "200" {
-			t.Errorf("%s: status %q reset %v, want 200", tc.name, status, reset)
-		}
-		if !tc.ok && reset != http2.ErrCodeProtocol {
-			t.Errorf("%s: status %q reset %v, want RST_STREAM PROTOCOL_ERROR", tc.name, status, reset)
-		}
+		h.expectServed(t, sid, tc.name, tc.ok)
 		sid += 2
 	}
 }
@@ -257,13 +253,7 @@ func TestH2GuardPaddedAndContinuation(t *testing.T) {
 		if err := h.fr.WriteContinuation(sid, true, blk[cut:]); err != nil {
 			t.Fatal(err)
 		}
-		status, reset, _ := h.outcome(sid)
-		if bad && reset != http2.ErrCodeProtocol {
-			t.Errorf("stream %d: status %q reset %v, want RST_STREAM PROTOCOL_ERROR", sid, status, reset)
-		}
-		if !bad && status != "200" {
-			t.Errorf("stream %d: status %q reset %v, want 200", sid, status, reset)
-		}
+		h.expectServed(t, sid, fmt.Sprintf("stream %d", sid), !bad)
 	}
 }
 
