@@ -44,14 +44,14 @@ test-python: build venv
 
 # A short fuzzing pass over the decoders (CI runs it too).
 fuzz:
-	$(GO) test -run XXX -fuzz FuzzDecode -fuzztime 10s ./protocol
-	$(GO) test -run XXX -fuzz FuzzReader -fuzztime 5s ./protocol
-	$(GO) test -run XXX -fuzz FuzzParseHead -fuzztime 10s ./gateway/http1
-	$(GO) test -run XXX -fuzz FuzzChunked -fuzztime 5s ./gateway/http1
-	$(GO) test -run XXX -fuzz FuzzDecoder -fuzztime 5s ./gateway/websocket
-	$(GO) test -run XXX -fuzz FuzzScope -fuzztime 5s ./gateway
-	$(GO) test -run XXX -fuzz FuzzH2Guard -fuzztime 5s ./gateway
-	$(GO) test -run XXX -fuzz FuzzBodyRingTake -fuzztime 5s ./gateway
+	$(GO) test -run XXX -fuzz FuzzDecode -fuzztime 300000x ./protocol
+	$(GO) test -run XXX -fuzz FuzzReader -fuzztime 150000x ./protocol
+	$(GO) test -run XXX -fuzz FuzzParseHead -fuzztime 600000x ./gateway/http1
+	$(GO) test -run XXX -fuzz FuzzChunked -fuzztime 250000x ./gateway/http1
+	$(GO) test -run XXX -fuzz FuzzDecoder -fuzztime 150000x ./gateway/websocket
+	$(GO) test -run XXX -fuzz FuzzScope -fuzztime 30000x ./gateway
+	$(GO) test -run XXX -fuzz FuzzH2Guard -fuzztime 40000x ./gateway
+	$(GO) test -run XXX -fuzz FuzzBodyRingTake -fuzztime 1500x ./gateway
 
 clean:
 	rm -rf bin $(VENV)
