@@ -512,10 +512,12 @@ class RequestCycle:
     def _start(self, message: Any) -> None:
         status = message["status"]
         if status.__class__ is not int or not 200 <= status <= 999:
-            if type(status) is not int:
+            if not isinstance(status, int) or isinstance(status, bool):
                 self._invalid(TypeError(
                     f"http.response.start 'status' must be an int, got {type(status).__name__} {status!r}"))
-            self._invalid(ValueError(f"http.response.start 'status' must be 200..999, got {status}"))
+            status = int(status)  # an int subclass, such as http.HTTPStatus (Starlette passes it on)
+            if not 200 <= status <= 999:
+                self._invalid(ValueError(f"http.response.start 'status' must be 200..999, got {status}"))
         headers = message.get("headers", ())
         cls = headers.__class__
         if cls is not list and cls is not tuple:

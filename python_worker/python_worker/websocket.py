@@ -240,7 +240,11 @@ class WebSocketCycle(RequestCycle):
         if code is None:
             code = 1000
         reason = message.get("reason") or ""
-        if type(code) is not int or not 0 <= code <= 65535:
+        if type(code) is not int:
+            if not isinstance(code, int) or isinstance(code, bool):
+                self._invalid(TypeError(f"websocket.close 'code' must be an int 0..65535, got {code!r}"))
+            code = int(code)  # an int subclass, such as an IntEnum of close codes
+        if not 0 <= code <= 65535:
             self._invalid(TypeError(f"websocket.close 'code' must be an int 0..65535, got {code!r}"))
         if type(reason) is not str:
             self._invalid(TypeError(f"websocket.close 'reason' must be a str, got {type(reason).__name__}"))
