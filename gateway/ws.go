@@ -273,6 +273,12 @@ func (ex *exchange) wsAccept(f *protocol.Frame) error {
 		ex.failLocked("websocket.accept subprotocol not offered by the client")
 		ws.refused = true
 		ex.markDirty()
+	case hasHeader(f.Headers, "sec-websocket-protocol"):
+		// ASGI websocket.accept: headers "must not include a header named sec-websocket-protocol";
+		// it would select a subprotocol past the check above, or repeat the one selected.
+		ex.failLocked("websocket.accept headers include sec-websocket-protocol")
+		ws.refused = true
+		ex.markDirty()
 	default:
 		extra := make([][2][]byte, 0, len(f.Headers))
 		for _, h := range f.Headers {
@@ -297,6 +303,16 @@ func (ex *exchange) wsAccept(f *protocol.Frame) error {
 		c.srv.accessLog(ex)
 	}
 	return nil
+}
+
+// hasHeader reports whether hs has a field named name (lowercase), in any case.
+func hasHeader(hs []protocol.Header, name string) bool {
+	for i := range hs {
+		if http1.EqualFold(hs[i].Name, name) {
+			return true
+		}
+	}
+	return false
 }
 
 // validHeaders checks headers an app gave for the client.

@@ -229,6 +229,13 @@ class WebSocketCycle(RequestCycle):
                 f"websocket.accept 'subprotocol' {subprotocol!r} was not offered by the client "
                 f"(scope['subprotocols'] is {list(self._offered)!r})"))
         headers = self._normalize_headers(message.get("headers") or ())
+        for name, _ in headers:
+            if name.lower() == b"sec-websocket-protocol":
+                # ASGI websocket.accept: "Must not include a header named sec-websocket-protocol; use
+                # the subprotocol key instead." (It would bypass the offer check above, or repeat it.)
+                self._invalid(ValueError(
+                    "websocket.accept headers must not include sec-websocket-protocol: "
+                    "use the 'subprotocol' key instead"))
         frame = encode_ws_accept(self.sid, subprotocol, headers)
         if len(frame) - 4 > self.conn.max_frame:
             self._invalid(ValueError("websocket.accept headers are too large for the frame limit"))
