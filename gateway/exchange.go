@@ -61,8 +61,7 @@ type exchange struct {
 	remaining        int64 // content-length bytes the app still owes; -1 without content-length
 	closeAfter       bool  // the connection closes once this response is written
 	respWindow       int64 // response-body bytes the worker may still send (checked, not trusted)
-	windowSize       int64 // the response window as granted so far: W, grown up to respWindowGrowth × W
-	widened          int64 // windowSize - W, counted in Server.widened until the stream ends
+	widened          int64 // response window granted beyond W (window), counted in Server.widened until the stream ends
 	queued           int64 // response-body bytes queued since the last write to the client
 	uncredited       int64 // response-body bytes written but not yet credited back to the worker
 	bytesOut         int64
@@ -547,15 +546,15 @@ var wideningBudget int64 = 48 << 20
 // half the window.
 //
 // grow: the client's socket took everything queued without blocking. The window then grows to
-// respWindowGrowth × W (widenLocked), and the connection's next streams start there (dispatch): a client
-// that keeps up gets more of a body through per round trip to the worker (with W = 256 KiB, a 1 MiB
-// response goes out in one or two writes instead of four or more). A slow client's window stays at
-// W, which bounds what the gateway holds for it (SPEC.md §4).
+// respWindowGrowth × W (widenLocked), and the connection's next streams start there (dispatch): a
+// client that keeps up gets more of a body through per round trip to the worker (with W = 256 KiB, a
+// 1 MiB response goes out in one or two writes instead of four or more). A client whose socket did
+// not take W/2 bytes at once stays at W; wideningBudget bounds the rest (SPEC.md §4).
 func (ex *exchange) creditLocked(grow bool) {
 	if ex.ended || (ex.complete && !ex.lost && !ex.failed && !ex.discard) {
 		return
 	}
-	if ex.uncredited >= ex.windowSize/2 || (ex.uncredited > 0 && (ex.lost || ex.failed || ex.discard)) {
+	if ex.uncredited >= ex.window()/2 || (ex.uncredited > 0 && (ex.lost || ex.failed || ex.discard)) {
 		n := ex.uncredited
 		if grow {
 			n += ex.widenLocked()
@@ -570,7 +569,7 @@ func (ex *exchange) creditLocked(grow bool) {
 // widenLocked widens the response window to its limit, if the budget allows, and returns by how
 // much (what the caller grants on top of what it returns).
 func (ex *exchange) widenLocked() int64 {
-	more := respWindowGrowth*int64(ex.w.window) - ex.windowSize
+	more := respWindowGrowth*int64(ex.w.window) - ex.window()
 	if more <= 0 {
 		return 0
 	}
@@ -579,10 +578,12 @@ func (ex *exchange) widenLocked() int64 {
 		srv.widened.Add(-more)
 		return 0
 	}
-	ex.windowSize += more
 	ex.widened += more
 	return more
 }
+
+// window is the stream's response window as granted so far: W, widened up to respWindowGrowth × W.
+func (ex *exchange) window() int64 { return int64(ex.w.window) + ex.widened }
 
 // narrowLocked returns the stream's widening to the budget: the stream has ended, the worker
 // sends no more.

@@ -369,7 +369,7 @@ func (c *h1conn) dispatch() bool {
 		return false
 	}
 	ex.w = w
-	ex.respWindow, ex.windowSize = int64(w.window), int64(w.window)
+	ex.respWindow = int64(w.window)
 	ex.reqCredit = int64(w.window)
 	c.hr.Body, c.hr.MoreBody = nil, false
 	var left int64 // content-length bytes not yet sent

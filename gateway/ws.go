@@ -84,7 +84,7 @@ func (c *h1conn) dispatchWebSocket(ex *exchange) bool {
 		return false
 	}
 	ex.w = w
-	ex.respWindow, ex.windowSize, ex.reqCredit = int64(w.window), int64(w.window), int64(w.window)
+	ex.respWindow, ex.reqCredit = int64(w.window), int64(w.window)
 	ex.reqDone = true
 	sid, err := w.open(ex)
 	if err != nil {
@@ -260,23 +260,11 @@ func (ex *exchange) wsAccept(f *protocol.Frame) error {
 	if f.HasSubprotocol {
 		sub = string(f.Subprotocol)
 	}
-	switch {
+	switch problem := acceptProblem(f, &ws.offer, sub); {
 	case ex.lost:
 		ws.accepted = true
-	case !validHeaders(f.Headers):
-		ex.failLocked("invalid header in websocket.accept")
-		ws.refused = true
-		ex.markDirty()
-	case sub != "" && !ws.offer.HasSubprotocol(sub):
-		// RFC 6455 section 4.2.2: the server selects one of the client's subprotocols, or none; a
-		// client fails the connection on any other (section 4.1).
-		ex.failLocked("websocket.accept subprotocol not offered by the client")
-		ws.refused = true
-		ex.markDirty()
-	case hasHeader(f.Headers, "sec-websocket-protocol"):
-		// ASGI websocket.accept: headers "must not include a header named sec-websocket-protocol";
-		// it would select a subprotocol past the check above, or repeat the one selected.
-		ex.failLocked("websocket.accept headers include sec-websocket-protocol")
+	case problem != "":
+		ex.failLocked(problem)
 		ws.refused = true
 		ex.markDirty()
 	default:
@@ -303,6 +291,24 @@ func (ex *exchange) wsAccept(f *protocol.Frame) error {
 		c.srv.accessLog(ex)
 	}
 	return nil
+}
+
+// acceptProblem says why the app's websocket.accept (selecting subprotocol sub) must not be sent to
+// the client, or "" when it may.
+func acceptProblem(f *protocol.Frame, offer *websocket.Offer, sub string) string {
+	switch {
+	case !validHeaders(f.Headers):
+		return "invalid header in websocket.accept"
+	case sub != "" && !offer.HasSubprotocol(sub):
+		// RFC 6455 section 4.2.2: the server selects one of the client's subprotocols, or none; a
+		// client fails the connection on any other (section 4.1).
+		return "websocket.accept subprotocol not offered by the client"
+	case hasHeader(f.Headers, "sec-websocket-protocol"):
+		// ASGI websocket.accept: headers "must not include a header named sec-websocket-protocol";
+		// it would select a subprotocol past the check above, or repeat the one selected.
+		return "websocket.accept headers include sec-websocket-protocol"
+	}
+	return ""
 }
 
 // hasHeader reports whether hs has a field named name (lowercase), in any case.

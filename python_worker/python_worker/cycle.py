@@ -475,9 +475,7 @@ class RequestCycle:
             if n > self._send_window or n > conn.max_piece or conn._write_paused:
                 await self._send_slow(body, bool(message.get("more_body", False)))
                 return
-            if n >= RING_MIN_PIECE and conn.ring is not None and (
-                not conn.ring.fits(n) or (conn._ring_waiters and not self._in_ring)
-            ):
+            if n >= RING_MIN_PIECE and self._ring_wait_needed(n):
                 await self._wait_ring_room(n)
             index = self._start_index
             if message.get("more_body", False):
@@ -589,9 +587,7 @@ class RequestCycle:
                 continue
             end = pos + piece
             final = end == total
-            if piece >= RING_MIN_PIECE and conn.ring is not None and (
-                not conn.ring.fits(piece) or (conn._ring_waiters and not self._in_ring)
-            ):
+            if piece >= RING_MIN_PIECE and self._ring_wait_needed(piece):
                 await self._wait_ring_room(piece)
             chunk = view if (pos == 0 and final) else view[pos:end]
             self._send_window -= piece
@@ -618,6 +614,13 @@ class RequestCycle:
                 self._credit_waiter = None
         if self.disconnected:
             raise ClientDisconnected(f"the client of stream {self.sid} has disconnected")
+
+    def _ring_wait_needed(self, length: int) -> bool:
+        """Whether a ring-sized piece waits for room before it is put: the ring is full for it, or
+        other pieces wait and this response has none in the ring yet (Connection.wait_ring_room)."""
+        conn = self.conn
+        ring = conn.ring
+        return ring is not None and (not ring.fits(length) or (bool(conn._ring_waiters) and not self._in_ring))
 
     async def _wait_ring_room(self, length: int) -> None:
         """Let the gateway release room in the full body ring (Connection.wait_ring_room)."""
