@@ -173,18 +173,23 @@ async def _wait_for_new_worker(server: GatewayServer, old: int) -> bool:
 @pytest.mark.parametrize("kib", [0, 64, 4096], ids=["no-ring", "ring-64KiB", "ring-4MiB"])
 def test_http2_bodies_through_the_ring(servers, kib: int) -> None:
     # HTTP/2 streams (h2c with prior knowledge) share the worker connection and its ring with
-    # HTTP/1.1: concurrent uploads, then concurrent downloads, on one HTTP/2 connection arrive intact.
+    # HTTP/1.1: uploads (two at once), then concurrent downloads, on one HTTP/2 connection arrive
+    # intact.
     server = servers.start("testapp:app", extra_args=["--http2-cleartext", "--body-ring-size", str(kib)])
     bodies = [os.urandom(size) for size in (16 * KIB, 100 * KIB, MIB + 3, 3 * MIB)]
 
     async def main() -> None:
         async with httpx.AsyncClient(http1=False, http2=True, trust_env=False, timeout=60) as client:
-            # Uploads, then downloads: with both at once, httpcore 1.0.9 now and then stalls an
-            # upload (its _wait_for_outgoing_flow reads the socket for a WINDOW_UPDATE another task
-            # has already taken; pydantic/httpx2#1133): 2 rounds in 60 here, none in 120 with that
-            # wait rechecking the window under its read lock.
-            uploads = [client.post(f"{server.url}/_/echo", content=body) for body in bodies]
-            responses = await asyncio.gather(*uploads)
+            # The two small uploads together, then the large ones one at a time, then the downloads
+            # together: two uploads that wait for flow control at once (x/net grants 1 MiB per
+            # connection) now and then stall httpcore 1.0.9's client (its _wait_for_outgoing_flow
+            # reads the socket for a WINDOW_UPDATE another task has already taken;
+            # pydantic/httpx2#1133). Seen in CI with the four uploads together (ring-64KiB, a 60 s
+            # timeout), and 2 rounds in 60 with uploads and downloads together; none in 120 with
+            # that wait rechecking the window under its read lock.
+            responses = list(await asyncio.gather(*(client.post(f"{server.url}/_/echo", content=body) for body in bodies[:2])))
+            for body in bodies[2:]:
+                responses.append(await client.post(f"{server.url}/_/echo", content=body))
             downloads = [client.get(f"{server.url}/_/blob", params={"size": 2 * MIB + i, "piece": 48 * KIB, "seed": i})
                          for i in range(4)]
             responses += await asyncio.gather(*downloads)
