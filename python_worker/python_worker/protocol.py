@@ -80,7 +80,7 @@ __all__ = [
     "encode_end",
     "encode_pong",
     "encode_ws_accept",
-    "ws_send_frame",
+    "ws_send_parts",
     "encode_ws_send",
     "encode_ws_close",
     "encode_response_trailers",
@@ -317,25 +317,33 @@ def encode_ws_accept(sid: int, subprotocol: str | None, headers: list) -> bytes:
     return encode([WS_ACCEPT, sid, subprotocol, headers])
 
 
-def ws_send_frame(sid_enc: bytes, data: bytes | str) -> tuple[bytes, int]:
-    """WS_SEND ``[24, sid, data]`` (``bin`` for bytes, ``str`` for text) and the message's size in
-    bytes (UTF-8 for text), which is what counts against the window."""
-    packed = _pack(data)
-    first = packed[0]
-    if first == 0xC4 or first == 0xD9:
-        size = len(packed) - 2
-    elif first == 0xC5 or first == 0xDA:
-        size = len(packed) - 3
-    elif first == 0xC6 or first == 0xDB:
-        size = len(packed) - 5
-    else:  # fixstr
-        size = len(packed) - 1
-    return b"".join((_pack_u32(len(sid_enc) + len(packed) + 2), b"\x93\x18", sid_enc, packed)), size
+def ws_send_parts(sid_enc: bytes, data: bytes | str) -> tuple[bytes, bytes, int]:
+    """WS_SEND as two pieces to write one after the other: the frame's length prefix and every byte
+    up to the message, then the message (``bytes`` as given, ``str`` as UTF-8); and the message's
+    size in bytes (UTF-8 for text), which is what counts against the window. The message is not
+    copied into a frame of its own: the connection's write joins (or gathers) the pieces once."""
+    if type(data) is str:
+        payload = data.encode("utf-8")
+        size = len(payload)
+        if size < 32:
+            head = bytes((0xA0 | size,))
+        elif size < 0x100:
+            head = bytes((0xD9, size))
+        elif size < 0x10000:
+            head = b"\xda" + _U16.pack(size)
+        else:
+            head = b"\xdb" + _pack_u32(size)
+    else:
+        payload = data
+        size = len(payload)
+        head = bin_header(size)
+    return _pack_u32(len(sid_enc) + len(head) + size + 2) + b"\x93\x18" + sid_enc + head, payload, size
 
 
 def encode_ws_send(sid: int, data: bytes | str) -> bytes:
     """Whole WS_SEND frame."""
-    return ws_send_frame(pack_uint(sid), data)[0]
+    head, payload, _ = ws_send_parts(pack_uint(sid), data)
+    return head + payload
 
 
 def encode_ws_close(sid: int, code: int, reason: str) -> bytes:

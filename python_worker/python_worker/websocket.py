@@ -38,7 +38,7 @@ from .protocol import (
     encode_ws_accept,
     encode_ws_close,
     pack_uint,
-    ws_send_frame,
+    ws_send_parts,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -197,7 +197,18 @@ class WebSocketCycle(RequestCycle):
             raise ClientDisconnected(f"the client of WebSocket stream {self.sid} has disconnected")
         if ws == _ACCEPTED:
             if mtype == "websocket.send":
-                await self._send_message(message)
+                head, payload, size = self._message_parts(message)
+                conn = self.conn
+                if self._send_window <= 0 or conn._write_paused:
+                    await self._wait_send_room()
+                self._send_window -= size
+                out = conn._out
+                out.append(head)
+                out.append(payload)
+                if size >= 4096:
+                    conn._big_parts = True  # written as its own piece, not copied (Connection._flush)
+                if not conn._flush_scheduled:
+                    conn._schedule_flush()
             elif mtype == "websocket.close":
                 self._close(message)
             else:
@@ -271,7 +282,8 @@ class WebSocketCycle(RequestCycle):
         if w is not None and not w.done():
             w.set_result(None)
 
-    async def _send_message(self, message: Any) -> None:
+    def _message_parts(self, message: Any) -> Tuple[bytes, bytes, int]:
+        """A websocket.send message's WS_SEND frame, as ws_send_parts gives it, checked."""
         data = message.get("bytes")
         if data is None:
             data = message.get("text")
@@ -283,11 +295,16 @@ class WebSocketCycle(RequestCycle):
             if not isinstance(data, (bytes, bytearray, memoryview)):
                 self._invalid(TypeError(f"websocket.send 'bytes' must be bytes, got {type(data).__name__}"))
             data = bytes(data)
-        conn = self.conn
-        frame, size = ws_send_frame(self.sid_enc, data)
-        if len(frame) - 4 > conn.max_frame:
+        head, payload, size = ws_send_parts(self.sid_enc, data)
+        if len(head) + size - 4 > self.conn.max_frame:
             self._invalid(ValueError(
-                f"websocket.send message of {size} bytes does not fit the frame limit ({conn.max_frame})"))
+                f"websocket.send message of {size} bytes does not fit the frame limit ({self.conn.max_frame})"))
+        return head, payload, size
+
+    async def _wait_send_room(self) -> None:
+        """Wait until the message window is positive and the socket takes more (SPEC: a message is
+        sent while the window is positive, and may take it below zero)."""
+        conn = self.conn
         while self._send_window <= 0 or conn._write_paused:
             if conn._write_paused:
                 await conn.drain()
@@ -295,8 +312,6 @@ class WebSocketCycle(RequestCycle):
                 await self._wait_credit()  # raises ClientDisconnected
             if self.disconnected:
                 raise ClientDisconnected(f"the client of WebSocket stream {self.sid} has disconnected")
-        self._send_window -= size
-        self._queue(frame)
 
     # -----------------------------------------------------------------------------------------------
     # END

@@ -404,8 +404,12 @@ def test_read_length_limits() -> None:
         P.read_length(b"\x00\x00\x00\x0b", 0, 10)
 
 
-@pytest.mark.parametrize("data", [b"", b"x" * 31, b"x" * 300, b"x" * 70000, "", "\u00e9" * 20, "x" * 40, "\u2603" * 30000])
-def test_ws_send_frame_size(data: Any) -> None:
-    frame, size = P.ws_send_frame(P.pack_uint(9), data)
-    assert frame == canonical([24, 9, data])
+@pytest.mark.parametrize("data", [
+    b"", b"x" * 31, b"x" * 255, b"x" * 256, b"x" * 65535, b"x" * 65536,
+    "", "x" * 31, "x" * 32, "\u00e9" * 20, "x" * 255, "x" * 256, "x" * 65535, "\u2603" * 30000,
+])
+def test_ws_send_parts(data: Any) -> None:
+    """The two pieces are the canonical WS_SEND frame; the size is the message's bytes."""
+    head, payload, size = P.ws_send_parts(P.pack_uint(9), data)
+    assert head + payload == canonical([24, 9, data])
     assert size == (len(data.encode()) if isinstance(data, str) else len(data))
