@@ -488,8 +488,13 @@ func (c *h1conn) awaitCredit(ex *exchange) int64 {
 	}
 	if ex.expect && !ex.continued {
 		ex.continued = true
-		c.out = append(c.out, continueLine...)
-		c.flushLocked()
+		// Interim responses come before the final one (RFC 9110 §15.2): once the app's response has
+		// started, the client is not told to continue (§10.1.1 lets the server omit it; the client
+		// sends its body anyway after a while), and the body is read as it comes.
+		if !ex.started {
+			c.out = append(c.out, continueLine...)
+			c.flushLocked()
+		}
 	}
 	return ex.reqCredit
 }

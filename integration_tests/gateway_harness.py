@@ -321,7 +321,7 @@ class RawConnection:
             assert encodings[-1] == "chunked", f"response transfer-encoding {encodings} is not chunked last"
             assert not lengths, "response has both transfer-encoding and content-length"
             response.framing = "chunked"
-            response.body = self._read_chunked(response)
+            response.body = self.read_chunked(response)
         elif lengths:
             assert len(set(lengths)) == 1, f"conflicting content-length {lengths}"
             response.framing = "length"
@@ -331,7 +331,9 @@ class RawConnection:
             response.body = self.read_to_close()
         return response
 
-    def _read_chunked(self, response: RawResponse) -> bytes:
+    def read_chunked(self, response: RawResponse) -> bytes:
+        """Reads a chunked body after ``response``'s head: its content (chunk sizes and trailer
+        fields go into the response); a size line that is not one fails the test."""
         body = b""
         while True:
             try:

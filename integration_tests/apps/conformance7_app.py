@@ -1,0 +1,52 @@
+"""An app for test_rfc_conformance7.py.
+
+* ``/respond-then-read``: starts its response (``content-length: N`` when the query has ``cl=N``,
+  else chunked with a first piece ``first;``), and only then reads the request body, which it
+  answers as ``got=<body>``: a streaming handler that answers before it reads.
+* any other path: answers its path.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import parse_qs
+
+
+async def _body(receive: Any) -> bytes:
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ConnectionError("client left")
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    if scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            else:
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+    if scope["type"] != "http":
+        return
+    path = scope["path"]
+    query = {k: v[0] for k, v in parse_qs(scope["query_string"].decode()).items()}
+    if path == "/respond-then-read":
+        if "cl" in query:
+            await send({"type": "http.response.start", "status": 200,
+                        "headers": [(b"content-length", query["cl"].encode())]})
+        else:
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b"first;", "more_body": True})
+        body = await _body(receive)
+        await send({"type": "http.response.body", "body": b"got=" + body})
+        return
+    body = path.encode()
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
