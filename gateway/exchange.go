@@ -484,6 +484,7 @@ func (ex *exchange) completeLocked() {
 	} else {
 		c.idleDeadline()
 	}
+	c.stopWatchLocked() // (after idleDeadline, whose deadline it replaces)
 	c.wakeUp()
 }
 
@@ -525,6 +526,7 @@ func (ex *exchange) cutLocked() {
 	}
 	if c.cur == ex {
 		c.cur = nil
+		c.stopWatchLocked()
 	}
 	c.closing = true
 	c.abort = true

@@ -81,6 +81,7 @@ type h1conn struct {
 	linger     bool      // close in stages (lingerClose): a response to a client that may still be sending
 	abort      bool      // ... with a reset, so the client sees an incomplete response
 	closed     bool
+	watching   bool // waitPipelined reads while an exchange is in flight (stopWatchLocked ends it)
 	wake       chan struct{}
 
 	// The read deadline, kept lazily so that a keep-alive request costs no timer update: the
@@ -132,7 +133,7 @@ func (c *h1conn) serve() {
 		if !c.readHead() {
 			return
 		}
-		if !c.waitIdle() {
+		if !c.waitPipelined() {
 			return
 		}
 		if !c.dispatch() {
@@ -311,6 +312,71 @@ func (c *h1conn) waitIdle() bool {
 	c.mu.Unlock()
 	return ok
 }
+
+// waitPipelined is waitIdle for a request whose head is parsed while the one before it is still in
+// flight (pipelined), reading on meanwhile so that a client that leaves is noticed, as it is
+// behind a lone request (finish): the app in flight is told (http.disconnect) and the queued
+// request is dropped. A clean EOF may be a half-close by a client that still reads: as in finish,
+// the response in flight gets halfCloseGrace to complete, and the queued request is then served.
+// Bytes read meanwhile (more pipelined requests) are kept; with the read buffer full (the parsed
+// head may not move) it waits without reading. The exchange's end interrupts the read
+// (stopWatchLocked).
+func (c *h1conn) waitPipelined() bool {
+	for {
+		c.mu.Lock()
+		ex := c.cur
+		if ex == nil || c.closed || c.closing || c.rend == len(c.rbuf) {
+			c.mu.Unlock()
+			return c.waitIdle()
+		}
+		c.watching = true
+		c.mu.Unlock()
+		n, err := c.nc.Read(c.rbuf[c.rend:])
+		c.rend += n
+		c.mu.Lock()
+		if !c.watching || errors.Is(err, os.ErrDeadlineExceeded) {
+			// Interrupted by stopWatchLocked, or an earlier keep-alive deadline (stale while an
+			// exchange runs, see deadlineStale): no read deadline until the next exchange's end.
+			if !c.closed {
+				c.nc.SetReadDeadline(time.Time{})
+			}
+			c.idleArmed, c.headArmed = false, false
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				err = nil
+			}
+		}
+		c.watching = false
+		c.mu.Unlock()
+		switch {
+		case err == nil:
+			continue
+		case err == io.EOF:
+			c.readEOF = true
+			c.awaitComplete(ex, halfCloseGrace)
+			c.mu.Lock()
+			if !ex.complete && !c.closed {
+				ex.clientGoneLocked()
+				c.closeLocked()
+			}
+			c.mu.Unlock()
+			return c.waitIdle()
+		default:
+			c.clientGone()
+			return false
+		}
+	}
+}
+
+// stopWatchLocked interrupts waitPipelined's read: the exchange in flight ended.
+func (c *h1conn) stopWatchLocked() {
+	if c.watching {
+		c.watching = false
+		c.nc.SetReadDeadline(aLongTimeAgo)
+	}
+}
+
+// aLongTimeAgo is a read deadline that has passed: it ends a pending read at once.
+var aLongTimeAgo = time.Unix(1, 0)
 
 // dispatch sends the parsed request to a worker, then pumps its body. False: stop serving.
 func (c *h1conn) dispatch() bool {

@@ -5,12 +5,19 @@
   starts its response and only then reads the body must not get ``100 Continue`` written into its
   response (into its content, or where a chunk size belongs): the server omits it (§10.1.1: a
   server "MAY omit sending a 100 (Continue) response") and reads the body as the client sends it.
+* A client that leaves while a request it pipelined waits behind one in flight is noticed: the app
+  in flight gets ``http.disconnect`` (ASGI www.rst, Disconnect: "after the HTTP connection has been
+  closed ... mainly useful for long-polling"), as it does without the pipelined request, and the
+  queued request is not run. A half-close after pipelined requests still gets every response.
 """
 
 from __future__ import annotations
 
+import socket
+import time
 from typing import Any
 
+import httpx
 import pytest
 
 from gateway_harness import APPS_DIR, GatewayServer
@@ -46,3 +53,56 @@ def test_no_100_continue_after_the_response_started(app_server: GatewayServer, f
     assert content == (b"got=hello world" if framing == "content-length" else b"first;got=hello world")
     assert b"100 Continue" not in content + rest
     assert rest == b""  # answered before its body was read: the connection closes after it
+
+
+def events(server: GatewayServer) -> list[str]:
+    return httpx.get(f"{server.url}/events", timeout=10).text.splitlines()
+
+
+def wait_events(server: GatewayServer, count: int, timeout: float = 10.0) -> list[str]:
+    seen: list[str] = []
+    deadline = time.monotonic() + timeout
+    while len(seen) < count and time.monotonic() < deadline:
+        seen += events(server)
+        time.sleep(0.05)
+    return seen
+
+
+def test_client_leaving_behind_a_pipelined_request_is_noticed(app_server: GatewayServer) -> None:
+    """ASGI http.disconnect: "Sent to the application if receive is called ... after the HTTP
+    connection has been closed", as for a long-poll; with a request pipelined behind it too. The
+    queued request is not run for a client that left."""
+    events(app_server)
+    with app_server.raw() as conn:
+        conn.send(b"GET /slow HTTP/1.1\r\nHost: t\r\n\r\nGET /second HTTP/1.1\r\nHost: t\r\n\r\n")
+        time.sleep(0.3)
+    assert wait_events(app_server, 1) == ["slow: http.disconnect"]
+    time.sleep(0.3)
+    assert events(app_server) == []  # /second was not served
+
+
+def test_pipelined_requests_then_half_close_are_all_answered(app_server: GatewayServer) -> None:
+    """A client may send its requests and shut down its sending side (RFC 9112 §9.6): a response
+    that completes within the half-close grace is followed by the next one."""
+    events(app_server)
+    with app_server.raw() as conn:
+        conn.send(b"GET /slow?s=0.2 HTTP/1.1\r\nHost: t\r\n\r\nGET /second HTTP/1.1\r\nHost: t\r\n\r\n")
+        conn.sock.shutdown(socket.SHUT_WR)
+        first, second = conn.read_response(), conn.read_response()
+        assert (first.status, first.body, second.status, second.body) == (200, b"slow", 200, b"/second")
+        assert conn.peer_closed()
+    assert wait_events(app_server, 2) == ["slow: answered", "served /second"]
+
+
+def test_pipelined_requests_behind_a_slow_one_keep_the_connection(app_server: GatewayServer) -> None:
+    """Requests pipelined while one is in flight, some of them sent later, are answered in order,
+    and the connection stays usable (keep-alive) after them."""
+    with app_server.raw() as conn:
+        conn.send(b"GET /slow?s=0.5 HTTP/1.1\r\nHost: t\r\n\r\nGET /second HTTP/1.1\r\nHost: t\r\n\r\n")
+        time.sleep(0.2)
+        conn.send(b"GET /third HTTP/1.1\r\nHost: t\r\n\r\n")
+        bodies = [conn.read_response().body for _ in range(3)]
+        assert bodies == [b"slow", b"/second", b"/third"]
+        time.sleep(0.3)
+        response = conn.request("GET", "/fourth", [("Host", "t")])
+        assert (response.status, response.body) == (200, b"/fourth")

@@ -3,13 +3,21 @@
 * ``/respond-then-read``: starts its response (``content-length: N`` when the query has ``cl=N``,
   else chunked with a first piece ``first;``), and only then reads the request body, which it
   answers as ``got=<body>``: a streaming handler that answers before it reads.
-* any other path: answers its path.
+* ``/slow?s=S``: reads its body, then waits S seconds (default 30) for an event, as a long-poll: told
+  of a disconnect, it records ``slow: http.disconnect`` and returns; else it records
+  ``slow: answered`` and answers ``slow``.
+* ``/events``: what the app recorded since the last call, one line each.
+* any other path: records ``served PATH`` and answers its path.
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 from urllib.parse import parse_qs
+
+
+_events: list[str] = []
 
 
 async def _body(receive: Any) -> bytes:
@@ -46,6 +54,26 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         body = await _body(receive)
         await send({"type": "http.response.body", "body": b"got=" + body})
         return
+    if path == "/slow":
+        await _body(receive)
+        waiter = asyncio.ensure_future(receive())
+        done, _ = await asyncio.wait({waiter}, timeout=float(query.get("s", "30")))
+        if done and waiter.result()["type"] == "http.disconnect":
+            _events.append("slow: http.disconnect")
+            return
+        waiter.cancel()
+        _events.append("slow: answered")
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"4")]})
+        await send({"type": "http.response.body", "body": b"slow"})
+        return
+    if path == "/events":
+        body = "".join(line + "\n" for line in _events).encode()
+        _events.clear()
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+        return
+    _events.append(f"served {path}")
     body = path.encode()
     await send({"type": "http.response.start", "status": 200,
                 "headers": [(b"content-length", str(len(body)).encode())]})
