@@ -33,7 +33,7 @@ type Config struct {
 	ServerHeader     bool
 	DateHeader       bool
 	Limits           http1.Limits
-	KeepAlive        time.Duration // idle time allowed between requests
+	KeepAlive        time.Duration // idle time allowed between requests (0: one request per connection)
 	BodyReadTimeout  time.Duration // longest wait for the next bytes of a request body the app wants
 	HeadTimeout      time.Duration // a started request head must be complete within this
 	RequestTimeout   time.Duration // answer 504 and cancel the app when a response takes longer (0: never)
@@ -104,6 +104,16 @@ func (c *Config) BodyTimeout() time.Duration {
 		return 60 * time.Second
 	}
 	return c.BodyReadTimeout
+}
+
+// idleTimeout is how long an HTTP/1.1 connection may wait for its next request: KeepAlive, or, with
+// keep-alive off (0, as uvicorn's --timeout-keep-alive 0: each connection closes after its
+// response), HeadTimeout for its one request.
+func (c *Config) idleTimeout() time.Duration {
+	if c.KeepAlive <= 0 {
+		return c.HeadTimeout
+	}
+	return c.KeepAlive
 }
 
 // frameLimit is the protocol frame limit: large enough for the biggest WebSocket message.

@@ -268,7 +268,7 @@ func (c *h1conn) deadlineStale() bool {
 		return true
 	}
 	if c.idleArmed {
-		if until := c.idleFrom.Add(c.srv.cfg.KeepAlive); time.Now().Before(until) {
+		if until := c.idleFrom.Add(c.srv.cfg.idleTimeout()); time.Now().Before(until) {
 			c.nc.SetReadDeadline(until)
 			return true
 		}
@@ -385,7 +385,7 @@ func (c *h1conn) dispatch() bool {
 		c:         c,
 		minor:     req.Minor,
 		head:      string(req.Method) == "HEAD",
-		keepAlive: !req.Close && !c.srv.isShuttingDown(),
+		keepAlive: !req.Close && !c.srv.isShuttingDown() && c.srv.cfg.KeepAlive > 0,
 		expect:    req.ExpectContinue,
 	}
 	if c.srv.cfg.AccessLog || c.srv.metrics != nil {
@@ -839,7 +839,7 @@ func (c *h1conn) awaitComplete(ex *exchange, d time.Duration) {
 func (c *h1conn) idleDeadline() {
 	c.idleFrom = time.Now()
 	if !c.idleArmed {
-		c.nc.SetReadDeadline(c.idleFrom.Add(c.srv.cfg.KeepAlive))
+		c.nc.SetReadDeadline(c.idleFrom.Add(c.srv.cfg.idleTimeout()))
 		c.idleArmed, c.headArmed = true, false
 	}
 }

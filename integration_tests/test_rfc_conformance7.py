@@ -9,6 +9,7 @@
   in flight gets ``http.disconnect`` (ASGI www.rst, Disconnect: "after the HTTP connection has been
   closed ... mainly useful for long-polling"), as it does without the pipelined request, and the
   queued request is not run. A half-close after pipelined requests still gets every response.
+* ``--timeout-keep-alive 0`` (uvicorn's option): one request per connection, not none.
 """
 
 from __future__ import annotations
@@ -106,3 +107,19 @@ def test_pipelined_requests_behind_a_slow_one_keep_the_connection(app_server: Ga
         time.sleep(0.3)
         response = conn.request("GET", "/fourth", [("Host", "t")])
         assert (response.status, response.body) == (200, b"/fourth")
+
+
+def test_keep_alive_zero_serves_one_request_per_connection(servers: Any) -> None:
+    """--timeout-keep-alive 0, as with uvicorn: every request is served, and its connection closes
+    after the response (no keep-alive); HTTP/2 (h2c) connections are served too."""
+    server = servers.start("conformance7_app:app", app_dir=APPS_DIR, extra_args=["--timeout-keep-alive", "0", "--http2-cleartext"])
+    for _ in range(2):
+        with server.raw() as conn:
+            conn.send(b"GET /one HTTP/1.1\r\nHost: t\r\n\r\nGET /two HTTP/1.1\r\nHost: t\r\n\r\n")
+            response = conn.read_response()
+            assert (response.status, response.body) == (200, b"/one")
+            assert "close" in response.connection_tokens()
+            assert conn.read_to_close() == b""  # the pipelined second request is not served
+    with httpx.Client(http1=False, http2=True, timeout=10) as client:
+        response = client.get(f"{server.url}/h2")
+    assert (response.http_version, response.status_code, response.text) == ("HTTP/2", 200, "/h2")

@@ -73,7 +73,7 @@ func runFlags() []cli.Flag {
 		&cli.BoolFlag{Name: "access-log", Value: true, Usage: "log one line per request", EnvVars: env("access-log"), Category: "Logging"},
 		&cli.StringFlag{Name: "access-log-format", Usage: "access-log line with %(name)s fields: client, client_addr, method, path, request_line, http_version, status, bytes, duration, duration_ms, worker", EnvVars: env("access-log-format"), Category: "Logging"},
 		&cli.BoolFlag{Name: "no-access-log", Usage: "do not log requests", EnvVars: env("no-access-log"), Category: "Logging"},
-		&cli.Float64Flag{Name: "timeout-keep-alive", Value: d.KeepAlive.Seconds(), Usage: "close keep-alive connections idle this many seconds", EnvVars: env("timeout-keep-alive"), Category: "Timeouts"},
+		&cli.Float64Flag{Name: "timeout-keep-alive", Value: d.KeepAlive.Seconds(), Usage: "close keep-alive connections idle this many seconds (0: no keep-alive, one request per connection)", EnvVars: env("timeout-keep-alive"), Category: "Timeouts"},
 		&cli.Float64Flag{Name: "timeout-request-header", Value: d.HeadTimeout.Seconds(), Usage: "a request head must arrive within this many seconds of its first byte", EnvVars: env("timeout-request-header"), Category: "Timeouts"},
 		&cli.Float64Flag{Name: "timeout-request-body", Value: d.BodyReadTimeout.Seconds(), Usage: "close a connection whose request body stalls this many seconds", EnvVars: env("timeout-request-body"), Category: "Timeouts"},
 		&cli.Float64Flag{Name: "timeout-request", Usage: "answer 504 (or cut a started response) and cancel the app after this many seconds (0: never)", EnvVars: env("timeout-request"), Category: "Timeouts"},
