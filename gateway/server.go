@@ -141,7 +141,7 @@ func (s *Server) listen() (net.Listener, string, error) {
 		return ln, "unix:" + s.cfg.UDS, nil
 	}
 	addr := net.JoinHostPort(s.cfg.Host, strconv.Itoa(s.cfg.Port))
-	ln, err := net.Listen("tcp", addr)
+	ln, err := net.Listen(TCPNetwork(s.cfg.Host), addr)
 	if err != nil {
 		return nil, "", fmt.Errorf("listen on %s: %w", addr, err)
 	}
@@ -364,6 +364,19 @@ func (s *Server) Reload() { s.pool.Reload() }
 // AddWorker and RemoveWorker grow and shrink the pool by one (SIGTTIN, SIGTTOU).
 func (s *Server) AddWorker()    { s.pool.AddWorker() }
 func (s *Server) RemoveWorker() { s.pool.RemoveWorker() }
+
+// TCPNetwork is the network to listen on at host: an IPv4 address (0.0.0.0 too) is IPv4 only, and
+// an IPv6 address (:: too) IPv6 only, as with uvicorn; Go's "tcp" would make either wildcard
+// dual-stack, serving the other family too. A name is resolved as "tcp" does.
+func TCPNetwork(host string) string {
+	if ip := net.ParseIP(host); ip != nil {
+		if ip.To4() != nil {
+			return "tcp4"
+		}
+		return "tcp6"
+	}
+	return "tcp"
+}
 
 // setBacklog applies --backlog: Go listens with the system maximum, and Linux lets a second
 // listen(2) on the socket change the queue length.

@@ -10,6 +10,7 @@
   closed ... mainly useful for long-polling"), as it does without the pipelined request, and the
   queued request is not run. A half-close after pipelined requests still gets every response.
 * ``--timeout-keep-alive 0`` (uvicorn's option): one request per connection, not none.
+* ``--host 0.0.0.0`` listens on IPv4 only and ``--host ::`` on IPv6 only, as uvicorn does.
 """
 
 from __future__ import annotations
@@ -123,3 +124,32 @@ def test_keep_alive_zero_serves_one_request_per_connection(servers: Any) -> None
     with httpx.Client(http1=False, http2=True, timeout=10) as client:
         response = client.get(f"{server.url}/h2")
     assert (response.http_version, response.status_code, response.text) == ("HTTP/2", 200, "/h2")
+
+
+def _connects(host: str, port: int) -> bool:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.settimeout(5)
+        return sock.connect_ex((host, port)) == 0
+
+
+def _ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as sock:
+            sock.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not _ipv6_loopback(), reason="no IPv6 loopback here")
+@pytest.mark.parametrize("host, served, refused", [("0.0.0.0", "127.0.0.1", "::1"), ("::", "::1", "127.0.0.1")])
+def test_wildcard_host_listens_on_its_own_family(servers: Any, host: str, served: str, refused: str) -> None:
+    """--host 0.0.0.0 is IPv4 only and --host :: IPv6 only, as with uvicorn (a dual-stack socket
+    would serve the app on the other family's addresses too, past firewall rules for the one asked
+    for); the log says the address asked for."""
+    server = servers.start("conformance7_app:app", app_dir=APPS_DIR, extra_args=["--host", host])
+    shown = "[::]" if host == "::" else host
+    assert server.url.startswith(f"http://{shown}:"), server.url
+    assert _connects(served, server.port)
+    assert not _connects(refused, server.port)

@@ -400,7 +400,11 @@ func run(ctx *cli.Context) error {
 	}
 	if metricsAddr != "" {
 		// Up before the workers, so that /healthz answers (and /readyz says 503) during a slow import.
-		ln, err := net.Listen("tcp", metricsAddr)
+		network := "tcp"
+		if host, _, err := net.SplitHostPort(metricsAddr); err == nil {
+			network = gateway.TCPNetwork(host)
+		}
+		ln, err := net.Listen(network, metricsAddr)
 		if err != nil {
 			return cli.Exit(fmt.Sprintf("--metrics-address: %v", err), 2)
 		}
