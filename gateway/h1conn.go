@@ -164,6 +164,7 @@ func (c *h1conn) readHead() bool {
 		n, err := http1.ParseHead(c.rbuf[c.rpos:c.rend], &c.req, &c.srv.cfg.Limits)
 		if err == nil {
 			c.rpos += n
+			upperASCII(c.req.Method) // (in rbuf, which this goroutine owns)
 			return true
 		}
 		if err != http1.ErrNeedMore {
@@ -311,6 +312,18 @@ func (c *h1conn) waitIdle() bool {
 	ok := !c.closed && !c.closing
 	c.mu.Unlock()
 	return ok
+}
+
+// upperASCII uppercases a method token in place. The ASGI scope's method is "the HTTP method name,
+// uppercased" (www.rst): a client's "post" must reach every layer of the app as the POST it will
+// be taken for (a middleware comparing with "POST" and a framework that uppercases must agree), and
+// the gateway's own checks (HEAD, static files) see the same.
+func upperASCII(b []byte) {
+	for i, c := range b {
+		if 'a' <= c && c <= 'z' {
+			b[i] = c - ('a' - 'A')
+		}
+	}
 }
 
 // waitPipelined is waitIdle for a request whose head is parsed while the one before it is still in

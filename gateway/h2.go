@@ -481,6 +481,11 @@ type h2Response struct {
 // serveH2Stream is the http.Handler of every HTTP/2 stream.
 func (s *Server) serveH2Stream(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
+	if strings.ToUpper(r.Method) != r.Method {
+		// The scope's method is uppercased (upperASCII), and so is what x/net's response writer
+		// checks for HEAD, in this stream's own request.
+		r.Method = strings.ToUpper(r.Method)
+	}
 	res := h2Response{remaining: -1}
 	defer func() {
 		if s.cfg.AccessLog {

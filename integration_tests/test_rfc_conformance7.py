@@ -11,6 +11,8 @@
   queued request is not run. A half-close after pipelined requests still gets every response.
 * ``--timeout-keep-alive 0`` (uvicorn's option): one request per connection, not none.
 * ``--host 0.0.0.0`` listens on IPv4 only and ``--host ::`` on IPv6 only, as uvicorn does.
+* The scope's method is "the HTTP method name, uppercased" (www.rst): a client's ``post`` is the
+  app's ``POST`` (over HTTP/1.1 and HTTP/2), and a ``head`` request is framed as HEAD.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import httpx
 import pytest
 
 from gateway_harness import APPS_DIR, GatewayServer
+from test_rfc_conformance4 import h2_request, request_headers
 
 
 @pytest.fixture(scope="module")
@@ -153,3 +156,33 @@ def test_wildcard_host_listens_on_its_own_family(servers: Any, host: str, served
     assert server.url.startswith(f"http://{shown}:"), server.url
     assert _connects(served, server.port)
     assert not _connects(refused, server.port)
+
+
+@pytest.mark.parametrize("sent, scope_method", [("get", "GET"), ("Post", "POST"), ("purge", "PURGE"), ("GET", "GET")])
+def test_method_is_uppercased_in_the_scope(app_server: GatewayServer, sent: str, scope_method: str) -> None:
+    """www.rst, HTTP scope: "method (Unicode string) -- The HTTP method name, uppercased." A client's
+    "post" reaches the app as the POST a framework that uppercases will take it for, so that a
+    middleware comparing with "POST" agrees with it."""
+    with app_server.raw() as conn:
+        response = conn.request(sent, "/method", [("Host", "t"), ("Content-Length", "0")])
+    assert (response.status, response.body) == (200, scope_method.encode())
+
+
+def test_lowercase_head_is_a_head_request(app_server: GatewayServer) -> None:
+    with app_server.raw() as conn:
+        conn.send(b"head /method HTTP/1.1\r\nHost: t\r\n\r\nGET /method HTTP/1.1\r\nHost: t\r\n\r\n")
+        head = conn.read_response("HEAD")
+        after = conn.read_response()
+    assert (head.status, head.header("content-length"), head.body) == (200, "4", b"")
+    assert after.body == b"GET"  # the HEAD response had no content: the next response follows it
+
+
+@pytest.fixture(scope="module")
+def h2c_app_server(module_servers: Any) -> GatewayServer:
+    return module_servers.start("conformance7_app:app", app_dir=APPS_DIR, workers=1, extra_args=["--http2-cleartext"])
+
+
+@pytest.mark.parametrize("sent, scope_method", [("get", "GET"), ("Post", "POST")])
+def test_method_is_uppercased_in_the_scope_over_http2(h2c_app_server: GatewayServer, sent: str, scope_method: str) -> None:
+    got = h2_request(h2c_app_server, request_headers(sent, "/method"))
+    assert (got["status"], got["body"], got["reset"]) == ("200", scope_method.encode(), None)

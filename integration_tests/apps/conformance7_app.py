@@ -7,6 +7,7 @@
   of a disconnect, it records ``slow: http.disconnect`` and returns; else it records
   ``slow: answered`` and answers ``slow``.
 * ``/events``: what the app recorded since the last call, one line each.
+* ``/method``: answers ``scope["method"]``.
 * any other path: records ``served PATH`` and answers its path.
 """
 
@@ -65,6 +66,12 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         _events.append("slow: answered")
         await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"4")]})
         await send({"type": "http.response.body", "body": b"slow"})
+        return
+    if path == "/method":
+        body = scope["method"].encode()
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
         return
     if path == "/events":
         body = "".join(line + "\n" for line in _events).encode()
