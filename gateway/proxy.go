@@ -143,7 +143,9 @@ func (s *Server) applyProxyHeaders(hr *protocol.HTTPRequest, websocket bool, cli
 		}
 	}
 	if chosen >= 0 {
-		if host, port := splitNode(hops[chosen].node); host != "" {
+		// A Forwarded node that is no address ("unknown", an obfuscated "_name": RFC 7239 §6) does
+		// not name the client: the peer stays (as uvicorn, X-Forwarded-For passes any text on).
+		if host, port := splitNode(hops[chosen].node); host != "" && (xff != nil || net.ParseIP(host) != nil) {
 			*client = protocol.Addr{Host: host, Port: port, HasPort: true}
 			hr.Client = client
 		}

@@ -1,6 +1,10 @@
 package gateway
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/asgi-gateway/asgi-gateway/protocol"
+)
 
 func TestSplitNode(t *testing.T) {
 	for _, tt := range []struct {
@@ -33,5 +37,34 @@ func TestParseForwarded(t *testing.T) {
 	if len(hops) != 2 || hops[0].node != "192.0.2.43" || string(hops[0].proto) != "https" ||
 		hops[1].node != "[2001:db8::17]:4711" || string(hops[1].proto) != "http" {
 		t.Fatalf("hops %+v", hops)
+	}
+}
+
+func TestForwardedNodeThatIsNoAddressKeepsThePeer(t *testing.T) {
+	trusted, err := ParseTrustedProxies("127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &Server{trusted: trusted}
+	peer := &protocol.Addr{Host: "127.0.0.1", Port: 40000, HasPort: true}
+	for _, tt := range []struct {
+		header, value string
+		host          string
+		scheme        string
+	}{
+		{"forwarded", "for=unknown", "127.0.0.1", "http"},
+		{"forwarded", `for="_hidden";proto=https`, "127.0.0.1", "https"},
+		{"forwarded", "for=192.0.2.60, for=unknown", "127.0.0.1", "http"},
+		{"forwarded", `for="[2001:db8::17]:4711"`, "2001:db8::17", "http"},
+		{"forwarded", "for=192.0.2.60;proto=https", "192.0.2.60", "https"},
+		{"x-forwarded-for", "unknown", "unknown", "http"}, // as uvicorn: X-Forwarded-For is passed on
+	} {
+		hr := protocol.HTTPRequest{Scheme: "http", Client: peer,
+			Headers: []protocol.Header{{Name: []byte(tt.header), Value: []byte(tt.value)}}}
+		var named protocol.Addr
+		s.applyProxyHeaders(&hr, false, &named)
+		if hr.Client.Host != tt.host || hr.Scheme != tt.scheme {
+			t.Errorf("%s: %s: client %q scheme %q; want %q %q", tt.header, tt.value, hr.Client.Host, hr.Scheme, tt.host, tt.scheme)
+		}
 	}
 }
