@@ -1034,6 +1034,7 @@ func (c *h1conn) drain() {
 		}
 	}
 	c.draining = false
+	c.wakeUp() // (a WebSocket reader waits for the client to take its pongs)
 	if c.closing && c.cur == nil {
 		c.closeLocked()
 	}

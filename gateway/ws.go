@@ -154,11 +154,14 @@ func (c *h1conn) dispatchWebSocket(ex *exchange) bool {
 				return false
 			}
 		case websocket.EventText, websocket.EventBinary:
-			if !c.awaitWSCredit(ex) {
+			ok, deliver := c.awaitWSCredit(ex)
+			if !ok {
 				return false
 			}
-			c.spend(ex, len(ev.Data), true)
-			w.sendWSMessage(sid, ev.Kind == websocket.EventText, ev.Data)
+			if deliver {
+				c.spend(ex, len(ev.Data), true)
+				w.sendWSMessage(sid, ev.Kind == websocket.EventText, ev.Data)
+			}
 			if len(ev.Data) > readBufBody {
 				ws.dec.Release()
 			}
@@ -167,6 +170,19 @@ func (c *h1conn) dispatchWebSocket(ex *exchange) bool {
 			if !ws.closeSent {
 				c.out = websocket.AppendPong(c.out, ev.Data)
 				c.flushLocked()
+			}
+			// A client that does not take its pongs gets no more read from it until it does: each
+			// ping read would queue one more (RFC 6455 §5.5.3 does not ask for a pong per ping),
+			// without bound.
+			for c.draining && !c.closed {
+				ws.readPaused = true
+				c.mu.Unlock()
+				<-c.wake
+				c.mu.Lock()
+			}
+			if ws.readPaused {
+				ws.readPaused = false
+				ws.pingPending = false // a pong may be waiting unread
 			}
 			c.mu.Unlock()
 		case websocket.EventPong:
@@ -194,8 +210,10 @@ func (c *h1conn) dispatchWebSocket(ex *exchange) bool {
 	}
 }
 
-// awaitWSCredit waits until the app may receive another message (its window is positive).
-func (c *h1conn) awaitWSCredit(ex *exchange) bool {
+// awaitWSCredit waits until the app may receive another message (its window is positive). ok:
+// go on reading the client; deliver: send it the message (else it is dropped: the app has closed,
+// or its stream ended, and the client's messages are only read to reach its close frame).
+func (c *h1conn) awaitWSCredit(ex *exchange) (ok, deliver bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for ex.reqCredit <= 0 && !ex.ended && !ex.lost && !c.closed && !ex.ws.appClosed {
@@ -209,8 +227,10 @@ func (c *h1conn) awaitWSCredit(ex *exchange) bool {
 		ex.ws.readPaused = false
 		ex.ws.pingPending = false // a pong may be waiting unread behind the messages
 	}
-	// After the app closed, the client's messages are read (to reach its close frame) and dropped.
-	return !ex.lost && !c.closed && (!ex.ended || ex.ws.closeSent)
+	// After the app closed, the client's messages are read (to reach its close frame) and dropped:
+	// the worker grants no window for them (SPEC §4: a sender never exceeds the window).
+	ok = !ex.lost && !c.closed && (!ex.ended || ex.ws.closeSent)
+	return ok, ok && !ex.ended && !ex.ws.appClosed
 }
 
 // wsDisconnectLocked tells the app the client is gone (once, and not after the app closed).

@@ -13,6 +13,9 @@
 * ``--host 0.0.0.0`` listens on IPv4 only and ``--host ::`` on IPv6 only, as uvicorn does.
 * The scope's method is "the HTTP method name, uppercased" (www.rst): a client's ``post`` is the
   app's ``POST`` (over HTTP/1.1 and HTTP/2), and a ``head`` request is framed as HEAD.
+* WebSocket (RFC 6455 §5.5.1, §5.5.3): the client's messages after the app's close are dropped by
+  the gateway, never sent to the worker past the stream's window; a client that sends pings and
+  reads no pongs is no longer read (its pongs would queue without bound).
 """
 
 from __future__ import annotations
@@ -24,8 +27,9 @@ from typing import Any
 import httpx
 import pytest
 
-from gateway_harness import APPS_DIR, GatewayServer
+from gateway_harness import APPS_DIR, GatewayServer, RawConnection
 from test_rfc_conformance4 import h2_request, request_headers
+from test_ws_protocol import OP_BINARY, OP_PING, encode_frame, raw_open, read_close, upgrade_request, vm_rss_kib
 
 
 @pytest.fixture(scope="module")
@@ -186,3 +190,57 @@ def h2c_app_server(module_servers: Any) -> GatewayServer:
 def test_method_is_uppercased_in_the_scope_over_http2(h2c_app_server: GatewayServer, sent: str, scope_method: str) -> None:
     got = h2_request(h2c_app_server, request_headers(sent, "/method"))
     assert (got["status"], got["body"], got["reset"]) == ("200", scope_method.encode(), None)
+
+
+# --- WebSocket -------------------------------------------------------------------------------------
+
+
+def worker_pid(server: GatewayServer) -> int:
+    return int(httpx.get(f"{server.url}/pid", timeout=10).text)
+
+
+def test_messages_after_the_apps_close_are_dropped_not_sent_past_the_window(app_server: GatewayServer) -> None:
+    """RFC 6455 §5.5.1 binds the side that sent a close: the client may go on sending until it reads
+    ours. Its messages after the app's websocket.close are read (to reach its close frame) and
+    dropped by the gateway; sent to the worker past the stream's window (SPEC §4), they made the
+    worker fail its whole connection: every stream on it lost, the closing app's cleanup never run."""
+    events(app_server)
+    pid = worker_pid(app_server)
+    conn, _ = raw_open(app_server, "/ws/close-and-linger")
+    with conn:
+        message = encode_frame(OP_BINARY, b"x" * 65536)
+        for _ in range(12):  # 768 KiB: three times the 256 KiB window
+            conn.send(message)
+        close = read_close(conn)
+        assert close.close_code == 1000
+    assert wait_events(app_server, 1) == ["linger: cleanup done"]
+    assert worker_pid(app_server) == pid
+    assert "protocol error" not in app_server.stderr()
+
+
+def test_pings_of_a_client_that_does_not_read_its_pongs_are_not_queued_without_bound(app_server: GatewayServer) -> None:
+    """RFC 6455 §5.5.3 does not ask for a pong per ping; a client that sends pings and reads
+    nothing must not make the gateway queue pongs without bound: it stops reading that client."""
+    gateway = app_server.process.pid
+    before = vm_rss_kib(gateway)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", app_server.port))
+    conn = RawConnection(sock)
+    with conn:
+        request, _ = upgrade_request("/ws/hold")
+        conn.send(request)
+        assert conn.read_head().status == 101
+        ping = encode_frame(OP_PING, b"p" * 125)
+        batch = ping * 1000  # 131 KB
+        sent = 0
+        sock.settimeout(2)
+        try:
+            while sent < 40 << 20:
+                sock.sendall(batch)
+                sent += len(batch)
+        except socket.timeout:
+            pass  # the gateway stopped reading: the pongs back up
+        grown = vm_rss_kib(gateway) - before
+    assert sent < 40 << 20, "the gateway read 40 MB of pings from a client that takes no pongs"
+    assert grown < 16 << 10, f"gateway RSS grew by {grown} KiB"

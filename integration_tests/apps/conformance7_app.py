@@ -7,13 +7,20 @@
   of a disconnect, it records ``slow: http.disconnect`` and returns; else it records
   ``slow: answered`` and answers ``slow``.
 * ``/events``: what the app recorded since the last call, one line each.
-* ``/method``: answers ``scope["method"]``.
+* ``/method``: answers ``scope["method"]``; ``/pid``: the worker's process id.
+* WebSocket ``/ws/close-and-linger``: accepts, sends ``websocket.close``, then does a second of
+  cleanup before it records ``linger: cleanup done`` and returns (frameworks' apps run on after
+  their close).
+* WebSocket ``/ws/hold``: accepts, then waits for the disconnect, which it records.
+* WebSocket ``/ws/slow-accept``: records ``slow-accept: connect``, then waits up to 30 s for a
+  second event, which it records (``slow-accept: websocket.disconnect 1006``) before it returns.
 * any other path: records ``served PATH`` and answers its path.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -41,6 +48,9 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
             else:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+    if scope["type"] == "websocket":
+        await _websocket(scope, receive, send)
+        return
     if scope["type"] != "http":
         return
     path = scope["path"]
@@ -67,8 +77,8 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"4")]})
         await send({"type": "http.response.body", "body": b"slow"})
         return
-    if path == "/method":
-        body = scope["method"].encode()
+    if path in ("/method", "/pid"):
+        body = scope["method"].encode() if path == "/method" else str(os.getpid()).encode()
         await send({"type": "http.response.start", "status": 200,
                     "headers": [(b"content-length", str(len(body)).encode())]})
         await send({"type": "http.response.body", "body": body})
@@ -85,3 +95,26 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     await send({"type": "http.response.start", "status": 200,
                 "headers": [(b"content-length", str(len(body)).encode())]})
     await send({"type": "http.response.body", "body": body})
+
+
+async def _websocket(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    path = scope["path"]
+    await receive()  # websocket.connect
+    if path == "/ws/slow-accept":
+        _events.append("slow-accept: connect")
+        try:
+            message = await asyncio.wait_for(receive(), 30)
+        except asyncio.TimeoutError:
+            _events.append("slow-accept: nothing")
+            return
+        _events.append(f"slow-accept: {message['type']} {message.get('code')}")
+        return
+    await send({"type": "websocket.accept"})
+    if path == "/ws/close-and-linger":
+        await send({"type": "websocket.close", "code": 1000})
+        await asyncio.sleep(1)
+        _events.append("linger: cleanup done")
+    elif path == "/ws/hold":
+        while (await receive())["type"] != "websocket.disconnect":
+            pass
+        _events.append("hold: disconnect")
