@@ -484,8 +484,7 @@ func (ex *exchange) completeLocked() {
 	} else {
 		c.idleDeadline()
 	}
-	c.stopWatchLocked() // (after idleDeadline, whose deadline it replaces)
-	c.wakeUp()
+	c.wakeUp() // (after idleDeadline: a watching reader's interruption replaces its deadline)
 }
 
 // gatewayResponseLocked answers with the gateway's own short response (500, 502, ...), which closes
@@ -526,7 +525,6 @@ func (ex *exchange) cutLocked() {
 	}
 	if c.cur == ex {
 		c.cur = nil
-		c.stopWatchLocked()
 	}
 	c.closing = true
 	c.abort = true

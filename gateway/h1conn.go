@@ -11,6 +11,7 @@ import (
 	"runtime/debug"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -81,8 +82,11 @@ type h1conn struct {
 	linger     bool      // close in stages (lingerClose): a response to a client that may still be sending
 	abort      bool      // ... with a reset, so the client sees an incomplete response
 	closed     bool
-	watching   bool // waitPipelined reads while an exchange is in flight (stopWatchLocked ends it)
 	wake       chan struct{}
+
+	// watchWhile's read, which wakeUp interrupts (watchMu orders that with endWatch).
+	watchMu  sync.Mutex
+	watching atomic.Bool
 
 	// The read deadline, kept lazily so that a keep-alive request costs no timer update: the
 	// keep-alive deadline is armed once and left armed while requests come; when it fires, the
@@ -327,64 +331,89 @@ func upperASCII(b []byte) {
 }
 
 // waitPipelined is waitIdle for a request whose head is parsed while the one before it is still in
-// flight (pipelined), reading on meanwhile so that a client that leaves is noticed, as it is
-// behind a lone request (finish): the app in flight is told (http.disconnect) and the queued
-// request is dropped. A clean EOF may be a half-close by a client that still reads: as in finish,
-// the response in flight gets halfCloseGrace to complete, and the queued request is then served.
-// Bytes read meanwhile (more pipelined requests) are kept; with the read buffer full (the parsed
-// head may not move) it waits without reading. The exchange's end interrupts the read
-// (stopWatchLocked).
+// flight (pipelined). It watches the client meanwhile (watchWhile), so that a client that leaves
+// is noticed as it is behind a lone request (finish): the app in flight is told (http.disconnect)
+// and the queued request is dropped. A clean EOF may be a half-close by a client that still reads:
+// as in finish, the response in flight gets halfCloseGrace to complete, and the queued request is
+// then served.
 func (c *h1conn) waitPipelined() bool {
-	for {
-		c.mu.Lock()
-		ex := c.cur
-		if ex == nil || c.closed || c.closing || c.rend == len(c.rbuf) {
-			c.mu.Unlock()
-			return c.waitIdle()
-		}
-		c.watching = true
+	c.mu.Lock()
+	ex := c.cur
+	if ex == nil || c.closed || c.closing {
+		ok := !c.closed && !c.closing
 		c.mu.Unlock()
+		return ok
+	}
+	c.mu.Unlock()
+	switch err := c.watchWhile(func() bool { return c.cur != nil && !c.closing }); {
+	case err == nil:
+		return c.waitIdle()
+	case err == io.EOF:
+		c.readEOF = true
+		c.awaitComplete(ex, halfCloseGrace)
+		c.mu.Lock()
+		if !ex.complete && !c.closed {
+			ex.clientGoneLocked()
+			c.closeLocked()
+		}
+		c.mu.Unlock()
+		return c.waitIdle()
+	default:
+		c.clientGone()
+		return false
+	}
+}
+
+// watchWhile waits while waiting() holds (checked under c.mu; wakeUp wakes it), reading the
+// client meanwhile, so that one that leaves while the serve goroutine waits for the app is
+// noticed. It returns nil once waiting() no longer holds (or the connection closed), else the
+// client's io.EOF or read error. Bytes read meanwhile (pipelined requests, WebSocket frames) are
+// kept; with the read buffer full (a parsed head in it may not move) it waits without reading.
+// wakeUp ends the read with a past deadline, under watchMu, which orders it before endWatch
+// clears the deadline.
+func (c *h1conn) watchWhile(waiting func() bool) error {
+	for {
+		c.watchMu.Lock()
+		c.watching.Store(true) // before the check: a wakeUp after it interrupts the read
+		c.watchMu.Unlock()
+		c.mu.Lock()
+		wait := waiting() && !c.closed
+		c.mu.Unlock()
+		if !wait || c.rend == len(c.rbuf) {
+			c.endWatch(false)
+			c.mu.Lock()
+			for waiting() && !c.closed {
+				c.mu.Unlock()
+				<-c.wake
+				c.mu.Lock()
+			}
+			c.mu.Unlock()
+			return nil
+		}
 		n, err := c.nc.Read(c.rbuf[c.rend:])
 		c.rend += n
-		c.mu.Lock()
-		if !c.watching || errors.Is(err, os.ErrDeadlineExceeded) {
-			// Interrupted by stopWatchLocked, or an earlier keep-alive deadline (stale while an
-			// exchange runs, see deadlineStale): no read deadline until the next exchange's end.
-			if !c.closed {
-				c.nc.SetReadDeadline(time.Time{})
-			}
-			c.idleArmed, c.headArmed = false, false
-			if errors.Is(err, os.ErrDeadlineExceeded) {
-				err = nil
-			}
-		}
-		c.watching = false
-		c.mu.Unlock()
-		switch {
-		case err == nil:
-			continue
-		case err == io.EOF:
-			c.readEOF = true
-			c.awaitComplete(ex, halfCloseGrace)
-			c.mu.Lock()
-			if !ex.complete && !c.closed {
-				ex.clientGoneLocked()
-				c.closeLocked()
-			}
-			c.mu.Unlock()
-			return c.waitIdle()
-		default:
-			c.clientGone()
-			return false
+		fired := errors.Is(err, os.ErrDeadlineExceeded)
+		c.endWatch(fired)
+		if err != nil && !fired {
+			return err
 		}
 	}
 }
 
-// stopWatchLocked interrupts waitPipelined's read: the exchange in flight ended.
-func (c *h1conn) stopWatchLocked() {
-	if c.watching {
-		c.watching = false
-		c.nc.SetReadDeadline(aLongTimeAgo)
+// endWatch ends watchWhile's read. A deadline wakeUp set, or an earlier keep-alive one that fired
+// (stale while the app is at work, see deadlineStale), is cleared: the exchange's end arms the
+// keep-alive deadline again.
+func (c *h1conn) endWatch(fired bool) {
+	c.watchMu.Lock()
+	interrupted := !c.watching.Swap(false)
+	c.watchMu.Unlock()
+	if interrupted || fired {
+		c.mu.Lock()
+		if !c.closed {
+			c.nc.SetReadDeadline(time.Time{})
+		}
+		c.idleArmed, c.headArmed = false, false
+		c.mu.Unlock()
 	}
 }
 
@@ -861,6 +890,13 @@ func (c *h1conn) wakeUp() {
 	select {
 	case c.wake <- struct{}{}:
 	default:
+	}
+	if c.watching.Load() { // serve reads while it waits (watchWhile): end that read
+		c.watchMu.Lock()
+		if c.watching.Swap(false) {
+			c.nc.SetReadDeadline(aLongTimeAgo)
+		}
+		c.watchMu.Unlock()
 	}
 }
 

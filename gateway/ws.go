@@ -114,12 +114,13 @@ func (c *h1conn) dispatchWebSocket(ex *exchange) bool {
 	}
 
 	// The handshake is answered by the app: accept, close (403), its own response, or nothing (500).
-	c.mu.Lock()
-	for !ex.started && !ex.lost && !c.closed {
-		c.mu.Unlock()
-		<-c.wake
-		c.mu.Lock()
+	// A client that leaves meanwhile is noticed, and the app told (websocket.disconnect, 1006):
+	// its receive() may be waiting for just that while it decides.
+	if err := c.watchWhile(func() bool { return !ex.started && !ex.lost }); err != nil {
+		c.clientGone()
+		return false
 	}
+	c.mu.Lock()
 	open := ws.accepted && !ex.lost && !c.closed
 	c.mu.Unlock()
 	if !open {

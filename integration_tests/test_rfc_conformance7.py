@@ -15,7 +15,8 @@
   app's ``POST`` (over HTTP/1.1 and HTTP/2), and a ``head`` request is framed as HEAD.
 * WebSocket (RFC 6455 §5.5.1, §5.5.3): the client's messages after the app's close are dropped by
   the gateway, never sent to the worker past the stream's window; a client that sends pings and
-  reads no pongs is no longer read (its pongs would queue without bound).
+  reads no pongs is no longer read (its pongs would queue without bound). A client that leaves
+  before the app answered the handshake is noticed (websocket.disconnect 1006).
 """
 
 from __future__ import annotations
@@ -29,7 +30,17 @@ import pytest
 
 from gateway_harness import APPS_DIR, GatewayServer, RawConnection
 from test_rfc_conformance4 import h2_request, request_headers
-from test_ws_protocol import OP_BINARY, OP_PING, encode_frame, raw_open, read_close, upgrade_request, vm_rss_kib
+from test_ws_protocol import (
+    OP_BINARY,
+    OP_PING,
+    OP_TEXT,
+    encode_frame,
+    raw_open,
+    read_close,
+    read_data_frame,
+    upgrade_request,
+    vm_rss_kib,
+)
 
 
 @pytest.fixture(scope="module")
@@ -244,3 +255,26 @@ def test_pings_of_a_client_that_does_not_read_its_pongs_are_not_queued_without_b
         grown = vm_rss_kib(gateway) - before
     assert sent < 40 << 20, "the gateway read 40 MB of pings from a client that takes no pongs"
     assert grown < 16 << 10, f"gateway RSS grew by {grown} KiB"
+
+
+def test_client_leaving_before_the_handshake_is_answered_is_noticed(app_server: GatewayServer) -> None:
+    """ASGI websocket.disconnect: "Sent to the application when either connection to the client is
+    lost": also before the app answered websocket.connect (an app that calls receive() again while
+    it decides, e.g. to authenticate, learns that the client left: 1006, RFC 6455 §7.1.5)."""
+    events(app_server)
+    with app_server.raw() as conn:
+        request, _ = upgrade_request("/ws/slow-accept")
+        conn.send(request)
+        assert wait_events(app_server, 1) == ["slow-accept: connect"]
+    assert wait_events(app_server, 1) == ["slow-accept: websocket.disconnect 1006"]
+
+
+def test_frames_sent_while_the_handshake_waits_for_the_app_are_kept(app_server: GatewayServer) -> None:
+    with app_server.raw() as conn:
+        request, _ = upgrade_request("/ws/delayed-accept")
+        conn.send(request)
+        for i in range(3):  # read by the gateway while it waits for the app's accept
+            time.sleep(0.1)
+            conn.send(encode_frame(OP_TEXT, f"m{i}".encode()))
+        assert conn.read_head().status == 101
+        assert [read_data_frame(conn).payload for _ in range(3)] == [b"m0", b"m1", b"m2"]

@@ -12,6 +12,7 @@
   cleanup before it records ``linger: cleanup done`` and returns (frameworks' apps run on after
   their close).
 * WebSocket ``/ws/hold``: accepts, then waits for the disconnect, which it records.
+* WebSocket ``/ws/delayed-accept``: accepts after half a second, then echoes text messages.
 * WebSocket ``/ws/slow-accept``: records ``slow-accept: connect``, then waits up to 30 s for a
   second event, which it records (``slow-accept: websocket.disconnect 1006``) before it returns.
 * any other path: records ``served PATH`` and answers its path.
@@ -109,8 +110,16 @@ async def _websocket(scope: dict[str, Any], receive: Any, send: Any) -> None:
             return
         _events.append(f"slow-accept: {message['type']} {message.get('code')}")
         return
+    if path == "/ws/delayed-accept":
+        await asyncio.sleep(0.5)
     await send({"type": "websocket.accept"})
-    if path == "/ws/close-and-linger":
+    if path == "/ws/delayed-accept":
+        while True:
+            message = await receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            await send({"type": "websocket.send", "text": message.get("text") or ""})
+    elif path == "/ws/close-and-linger":
         await send({"type": "websocket.close", "code": 1000})
         await asyncio.sleep(1)
         _events.append("linger: cleanup done")
