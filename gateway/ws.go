@@ -291,6 +291,9 @@ func (ex *exchange) wsAccept(f *protocol.Frame) error {
 	default:
 		extra := make([][2][]byte, 0, len(f.Headers))
 		for _, h := range f.Headers {
+			if !acceptFieldOfTheApp(h.Name) {
+				continue
+			}
 			extra = append(extra, [2][]byte{h.Name, h.Value})
 		}
 		c.out = websocket.AppendAccept(c.out, &ws.offer, sub, extra)
@@ -330,6 +333,22 @@ func acceptProblem(f *protocol.Frame, offer *websocket.Offer, sub string) string
 		return "websocket.accept headers include sec-websocket-protocol"
 	}
 	return ""
+}
+
+// acceptFieldOfTheApp reports whether a websocket.accept header may go out in the 101: the fields
+// that frame the response or carry the handshake are the gateway's, as writeHeadLocked keeps an
+// HTTP response's framing. A 101 has no content (RFC 9110 §8.6 and RFC 9112 §6.1: no
+// Content-Length or Transfer-Encoding on a 1xx); Connection and Upgrade are already "Upgrade" and
+// "websocket"; a second Sec-WebSocket-Accept, or a Sec-WebSocket-Extensions the gateway did not
+// negotiate, would fail the client's handshake (RFC 6455 §4.1).
+func acceptFieldOfTheApp(name []byte) bool {
+	for _, owned := range [...]string{"content-length", "transfer-encoding", "connection", "upgrade",
+		"keep-alive", "sec-websocket-accept", "sec-websocket-extensions"} {
+		if http1.EqualFold(name, owned) {
+			return false
+		}
+	}
+	return true
 }
 
 // hasHeader reports whether hs has a field named name (lowercase), in any case.

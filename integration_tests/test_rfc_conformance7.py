@@ -16,7 +16,9 @@
 * WebSocket (RFC 6455 §5.5.1, §5.5.3): the client's messages after the app's close are dropped by
   the gateway, never sent to the worker past the stream's window; a client that sends pings and
   reads no pongs is no longer read (its pongs would queue without bound). A client that leaves
-  before the app answered the handshake is noticed (websocket.disconnect 1006).
+  before the app answered the handshake is noticed (websocket.disconnect 1006). The 101 keeps its
+  framing and handshake fields whatever websocket.accept's headers say; a 426 names the Upgrade
+  (RFC 9110 §15.5.22); "websocket" on a second Upgrade line is a handshake (§5.3).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from test_ws_protocol import (
     OP_PING,
     OP_TEXT,
     encode_frame,
+    expected_accept,
     raw_open,
     read_close,
     read_data_frame,
@@ -278,3 +281,43 @@ def test_frames_sent_while_the_handshake_waits_for_the_app_are_kept(app_server: 
             conn.send(encode_frame(OP_TEXT, f"m{i}".encode()))
         assert conn.read_head().status == 101
         assert [read_data_frame(conn).payload for _ in range(3)] == [b"m0", b"m1", b"m2"]
+
+
+def test_accept_fields_that_frame_or_carry_the_handshake_are_the_gateways(app_server: GatewayServer) -> None:
+    """A 101 has no content (RFC 9110 §8.6, RFC 9112 §6.1: no Content-Length or Transfer-Encoding
+    on a 1xx); a second Sec-WebSocket-Accept, or extensions the client did not offer, fail its
+    handshake (RFC 6455 §4.1). Those of websocket.accept's headers are dropped; the app's own stay."""
+    conn, response = raw_open(app_server, "/ws/accept-framing")
+    with conn:
+        assert response.header("x-app") == "kept"
+        for name in ("content-length", "transfer-encoding", "sec-websocket-extensions"):
+            assert response.header_list(name) == [], (name, response.head_bytes)
+        assert len(response.header_list("sec-websocket-accept")) == 1
+        assert response.header_list("upgrade") == ["websocket"]
+        assert response.connection_tokens() == {"upgrade"}
+
+
+def test_426_names_the_upgrade(app_server: GatewayServer) -> None:
+    """RFC 9110 §15.5.22: "The server MUST send an Upgrade header field in a 426 response", with
+    the upgrade connection option (§7.8); RFC 6455 §4.4: Sec-WebSocket-Version lists 13."""
+    with app_server.raw() as conn:
+        request, _ = upgrade_request("/ws/hold", version="8")
+        conn.send(request)
+        response = conn.read_response()
+    assert response.status == 426
+    assert response.header("sec-websocket-version") == "13"
+    assert response.header("upgrade") == "websocket"
+    assert "upgrade" in response.connection_tokens()
+
+
+def test_websocket_listed_on_a_second_upgrade_line_is_a_handshake(app_server: GatewayServer) -> None:
+    """Several field lines are one list (RFC 9110 §5.3): "Upgrade: foo" then "Upgrade: websocket"
+    asks for websocket (RFC 6455 §4.2.1), as "Upgrade: foo, websocket" does."""
+    request, key = upgrade_request("/ws/hold")
+    request = request.replace(b"Upgrade: websocket\r\n", b"Upgrade: foo\r\n", 1).replace(
+        b"\r\n\r\n", b"\r\nUpgrade: websocket\r\n\r\n", 1)
+    with app_server.raw() as conn:
+        conn.send(request)
+        response = conn.read_head()
+    assert response.status == 101, response.head_bytes
+    assert response.header("sec-websocket-accept") == expected_accept(key or "")

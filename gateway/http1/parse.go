@@ -31,8 +31,9 @@ type Request struct {
 	// ExpectContinue reports "Expect: 100-continue" in an HTTP/1.1 request
 	// (RFC 9110 10.1.1: ignored in HTTP/1.0).
 	ExpectContinue bool
-	// Upgrade is the value of the (first) Upgrade header if Connection lists
-	// "upgrade" in an HTTP/1.1 request, else nil.
+	// Upgrade is the value of the first Upgrade field line if Connection
+	// lists "upgrade" in an HTTP/1.1 request, else nil (Headers holds every
+	// line; several are one list).
 	Upgrade []byte
 }
 

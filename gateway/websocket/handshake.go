@@ -69,22 +69,31 @@ var (
 	errDupKey      = handshakeError("duplicate Sec-WebSocket-Key")
 	errBadKey      = handshakeError("Sec-WebSocket-Key is not the base64 encoding of 16 bytes")
 	errSubprotocol = handshakeError("invalid Sec-WebSocket-Protocol")
-	errVersion     = &HandshakeError{Status: 426, Reason: "unsupported WebSocket version", Header: [][2]string{{"Sec-WebSocket-Version", "13"}}}
+	// 426 names the version spoken (RFC 6455 §4.4) and, as every 426 must, the protocol to upgrade
+	// to, with the upgrade connection option (RFC 9110 §15.5.22, §7.8).
+	errVersion = &HandshakeError{Status: 426, Reason: "unsupported WebSocket version",
+		Header: [][2]string{{"Sec-WebSocket-Version", "13"}, {"Upgrade", "websocket"}, {"Connection", "Upgrade"}}}
 )
 
 // IsUpgrade reports whether req asks for a WebSocket upgrade: an HTTP/1.1
-// request whose Connection header lists "upgrade" and whose Upgrade header
-// lists the protocol "websocket" (ASCII case-insensitively). The http1 parser
-// sets req.Upgrade only in that case.
+// request whose Connection header lists "upgrade" and whose Upgrade field
+// lines list the protocol "websocket" (ASCII case-insensitively; several
+// lines are one list, RFC 9110 §5.3). The http1 parser sets req.Upgrade
+// only when Connection lists "upgrade" and there is an Upgrade line.
 func IsUpgrade(req *http1.Request) bool {
 	if req.Upgrade == nil {
 		return false
 	}
-	for list, more := req.Upgrade, true; more; {
-		var e []byte
-		e, list, more = http1.NextElement(list)
-		if http1.EqualFold(e, "websocket") {
-			return true
+	for i := range req.Headers {
+		if string(req.Headers[i].Name) != "upgrade" {
+			continue
+		}
+		for list, more := req.Headers[i].Value, true; more; {
+			var e []byte
+			e, list, more = http1.NextElement(list)
+			if http1.EqualFold(e, "websocket") {
+				return true
+			}
 		}
 	}
 	return false

@@ -56,6 +56,9 @@ func TestIsUpgrade(t *testing.T) {
 		{[]string{"GET / HTTP/1.1", "Host: a", "Connection: upgrade"}, false},
 		{[]string{"GET / HTTP/1.1", "Host: a", "Upgrade: websocketx", "Connection: Upgrade"}, false},
 		{[]string{"GET / HTTP/1.0", "Host: a", "Upgrade: websocket", "Connection: Upgrade"}, false},
+		// Several Upgrade lines are one list (RFC 9110 §5.3).
+		{[]string{"GET / HTTP/1.1", "Host: a", "Upgrade: foo", "Upgrade: websocket", "Connection: Upgrade"}, true},
+		{[]string{"GET / HTTP/1.1", "Host: a", "Upgrade: foo", "Connection: Upgrade", "Upgrade: bar"}, false},
 	} {
 		if got := IsUpgrade(parseRequest(t, tc.lines...)); got != tc.want {
 			t.Errorf("%q: IsUpgrade = %v", tc.lines, got)
@@ -128,7 +131,7 @@ func TestCheckHandshakeErrors(t *testing.T) {
 			t.Errorf("%s: %+v, %v; want status %d", tc.name, o, err, tc.status)
 			continue
 		}
-		if tc.status == 426 && !reflect.DeepEqual(he.Header, [][2]string{{"Sec-WebSocket-Version", "13"}}) {
+		if tc.status == 426 && !reflect.DeepEqual(he.Header, [][2]string{{"Sec-WebSocket-Version", "13"}, {"Upgrade", "websocket"}, {"Connection", "Upgrade"}}) {
 			t.Errorf("%s: header %q", tc.name, he.Header)
 		}
 		if !strings.HasPrefix(err.Error(), "websocket: 4") || o.Key != nil || o.Subprotocols != nil {

@@ -12,6 +12,9 @@
   cleanup before it records ``linger: cleanup done`` and returns (frameworks' apps run on after
   their close).
 * WebSocket ``/ws/hold``: accepts, then waits for the disconnect, which it records.
+* WebSocket ``/ws/accept-framing``: accepts with fields that frame a response or carry the
+  handshake (content-length, transfer-encoding, connection, upgrade, sec-websocket-accept,
+  sec-websocket-extensions) and ``x-app: kept``, then waits for the disconnect.
 * WebSocket ``/ws/delayed-accept``: accepts after half a second, then echoes text messages.
 * WebSocket ``/ws/slow-accept``: records ``slow-accept: connect``, then waits up to 30 s for a
   second event, which it records (``slow-accept: websocket.disconnect 1006``) before it returns.
@@ -112,6 +115,14 @@ async def _websocket(scope: dict[str, Any], receive: Any, send: Any) -> None:
         return
     if path == "/ws/delayed-accept":
         await asyncio.sleep(0.5)
+    if path == "/ws/accept-framing":
+        await send({"type": "websocket.accept", "headers": [
+            (b"content-length", b"5"), (b"transfer-encoding", b"chunked"), (b"connection", b"close"),
+            (b"upgrade", b"h2c"), (b"sec-websocket-accept", b"bogus"),
+            (b"sec-websocket-extensions", b"permessage-deflate"), (b"x-app", b"kept")]})
+        while (await receive())["type"] != "websocket.disconnect":
+            pass
+        return
     await send({"type": "websocket.accept"})
     if path == "/ws/delayed-accept":
         while True:
