@@ -19,18 +19,22 @@
   before the app answered the handshake is noticed (websocket.disconnect 1006). The 101 keeps its
   framing and handshake fields whatever websocket.accept's headers say; a 426 names the Upgrade
   (RFC 9110 §15.5.22); "websocket" on a second Upgrade line is a handshake (§5.3).
+* Command line, as uvicorn's: usage errors exit 2, a port in use exits 3 (a startup failure), and
+  --log-config, --ssl-version and --ws-max-queue are accepted and said to be ignored.
 """
 
 from __future__ import annotations
 
+import re
 import socket
+import subprocess
 import time
 from typing import Any
 
 import httpx
 import pytest
 
-from gateway_harness import APPS_DIR, GatewayServer, RawConnection
+from gateway_harness import APPS_DIR, REPO_ROOT, GatewayServer, RawConnection, gateway_command
 from test_rfc_conformance4 import h2_request, request_headers
 from test_ws_protocol import (
     OP_BINARY,
@@ -321,3 +325,38 @@ def test_websocket_listed_on_a_second_upgrade_line_is_a_handshake(app_server: Ga
         response = conn.read_head()
     assert response.status == 101, response.head_bytes
     assert response.header("sec-websocket-accept") == expected_accept(key or "")
+
+
+# --- command line (uvicorn parity) ---------------------------------------------------------------
+
+
+def run_gateway(*args: str) -> subprocess.CompletedProcess[str]:
+    command = gateway_command("conformance7_app:app", "--app-dir", str(APPS_DIR), "--host", "127.0.0.1", *args)
+    return subprocess.run(command, capture_output=True, text=True, timeout=60, cwd=REPO_ROOT)
+
+
+@pytest.mark.parametrize("args", [["--no-such-option"], ["--port", "abc"]], ids=["unknown-option", "bad-value"])
+def test_usage_errors_exit_2(gateway_binary: None, args: list[str]) -> None:
+    """As uvicorn's (click's) usage errors, and the gateway's own checks of option values."""
+    result = run_gateway(*args)
+    assert result.returncode == 2, result.stderr
+
+
+def test_port_in_use_is_a_startup_failure_exit_3(gateway_binary: None) -> None:
+    """uvicorn: "address already in use", exit 3 (STARTUP_FAILURE), as a bad APP here."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        result = run_gateway("--port", str(taken.getsockname()[1]))
+    assert result.returncode == 3, result.stderr
+    assert "address already in use" in result.stderr
+
+
+def test_uvicorn_options_done_another_way_are_accepted_with_a_message(servers: Any) -> None:
+    """A uvicorn command line with --log-config, --ssl-version or --ws-max-queue starts; each is
+    said to be ignored, and why."""
+    server = servers.start("conformance7_app:app", app_dir=APPS_DIR, extra_args=[
+        "--log-config", "logging.yaml", "--ssl-version", "17", "--ws-max-queue", "32"])
+    assert httpx.get(f"{server.url}/method", timeout=10).text == "GET"
+    for name in ("log-config", "ssl-version", "ws-max-queue"):
+        assert re.search(rf"--{name} \S+ ignored: ", server.stderr()), server.stderr()

@@ -48,6 +48,10 @@ func runFlags() []cli.Flag {
 		&cli.StringFlag{Name: "http", Hidden: true},
 		&cli.StringFlag{Name: "ws", Hidden: true},
 		&cli.StringFlag{Name: "interface", Hidden: true},
+		// uvicorn options for what the gateway does its own way: accepted, and ignored with a message.
+		&cli.StringFlag{Name: "log-config", Hidden: true},
+		&cli.StringFlag{Name: "ssl-version", Hidden: true},
+		&cli.StringFlag{Name: "ws-max-queue", Hidden: true},
 		&cli.StringFlag{Name: "config", Usage: "read options from this TOML file (keys are option names: port = 8000); precedence: option > environment > file > default", EnvVars: env("config"), Category: "Application"},
 		&cli.StringFlag{Name: "host", Value: d.Host, Usage: "bind to this address", EnvVars: env("host"), Category: "Listening"},
 		&cli.IntFlag{Name: "port", Value: d.Port, Usage: "bind to this port (0: any free port, printed)", EnvVars: env("port"), Category: "Listening"},
@@ -126,7 +130,7 @@ func main() {
 	// "Cache-Control: no-cache, no-store" is one header (as in uvicorn).
 	app.DisableSliceFlagSeparator = true
 	if err := app.Run(interspersed(os.Args, runFlags())); err != nil {
-		code := 1
+		code := 2 // a usage error (an unknown option, a value that does not parse), as click's
 		var exit cli.ExitCoder
 		if errors.As(err, &exit) {
 			code = exit.ExitCode()
@@ -376,6 +380,15 @@ func run(ctx *cli.Context) error {
 			log.Warn().Msgf("--%s %s ignored: the Go front end speaks HTTP and WebSocket itself, and workers use uvloop when installed", name, ctx.String(name))
 		}
 	}
+	for _, o := range [...]struct{ name, why string }{
+		{"log-config", "the gateway's log is set with --log-level and --log-format (the app's own Python logging is the app's)"},
+		{"ssl-version", "TLS 1.2 and 1.3 are offered (Go's crypto/tls); --ssl-ciphers picks the TLS 1.2 suites"},
+		{"ws-max-queue", "a WebSocket's messages queue within the worker's flow-control window (SPEC §4), and --ws-max-size bounds each"},
+	} {
+		if ctx.IsSet(o.name) {
+			log.Warn().Msgf("--%s %s ignored: %s", o.name, ctx.String(o.name), o.why)
+		}
+	}
 	metricsAddr := ctx.String("metrics-address")
 	if metricsAddr != "" {
 		cfg.Metrics = gateway.NewMetrics()
@@ -436,11 +449,13 @@ func run(ctx *cli.Context) error {
 	select {
 	case r := <-started:
 		if r.err != nil {
+			// A startup failure (the app, the workers, the listener: a port in use) exits 3, as
+			// uvicorn's STARTUP_FAILURE.
 			var appErr *gateway.AppLoadError
 			if errors.As(r.err, &appErr) {
 				return cli.Exit(appErr.Error(), 3)
 			}
-			return cli.Exit(r.err.Error(), 1)
+			return cli.Exit(r.err.Error(), 3)
 		}
 		where = r.where
 	case sig := <-signals:
