@@ -53,6 +53,7 @@ type exchange struct {
 	bodyDone         bool        // the final body (or the pathsend file) is queued
 	trailersExpected bool        // the app announced trailers: the response completes with them
 	sendTrailers     bool        // ... and they go to the client (chunked, and it sent TE: trailers)
+	trailersDropped  bool        // ... but the app's were invalid: the rest are dropped
 	teTrailers       bool        // the client sent TE: trailers
 	timer            *time.Timer // --timeout-request
 	status           int
@@ -208,15 +209,10 @@ func (ex *exchange) end(outcome uint64, message []byte) {
 			ex.gatewayResponseLocked(500)
 		} else if fs := c.file; ex.bodyDone && fs != nil && fs.ex == ex {
 			// The pathsend file is on its way (the drain goroutine completes the response).
-		} else if ex.bodyDone && ex.trailersExpected {
-			// The app ended without (the rest of) its trailers: the response is whole anyway.
-			if ex.chunked && ex.sendTrailers {
-				c.out = append(c.out, "\r\n"...)
-			}
-			ex.completeLocked()
 		} else {
-			// The response is cut short: the client must see an incomplete response, not a
-			// truncated one that looks complete.
+			// The response is cut short (its body, or the trailers it announced: "the server must
+			// wait until it receives" them, www.rst): the client must see an incomplete response,
+			// not a truncated one that looks complete, as HTTP/2 resets the stream.
 			c.srv.log.Error().Uint32("stream", ex.sid).Int("worker", ex.w.id).Bytes("error", message).
 				Msg("the app did not complete its response; cutting the connection")
 			ex.cutLocked()

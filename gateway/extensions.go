@@ -55,10 +55,12 @@ func (ex *exchange) trailers(f *protocol.Frame) error {
 	if !ex.trailersExpected || !ex.bodyDone || ex.complete {
 		return errTrailersOrder
 	}
-	if ex.sendTrailers {
+	if ex.sendTrailers && !ex.trailersDropped {
 		if !validHeaders(f.Headers) {
+			// The rest of the trailer section is dropped; the section still ends (below): the
+			// last chunk is out, and the connection's next response must not run into it.
 			c.srv.log.Error().Uint32("stream", ex.sid).Msg("invalid trailer from the app; trailers dropped")
-			ex.sendTrailers = false
+			ex.trailersDropped = true
 		} else {
 			for _, h := range f.Headers {
 				// RFC 9110 section 6.5.1: a sender must not put a field in trailers that has to

@@ -19,6 +19,8 @@
   before the app answered the handshake is noticed (websocket.disconnect 1006). The 101 keeps its
   framing and handshake fields whatever websocket.accept's headers say; a 426 names the Upgrade
   (RFC 9110 §15.5.22); "websocket" on a second Upgrade line is a handshake (§5.3).
+* Trailers (extensions.rst): an app's invalid trailer field is dropped and the chunked message still
+  ends; trailers announced and never sent leave the response incomplete (the connection is cut).
 * Command line, as uvicorn's: usage errors exit 2, a port in use exits 3 (a startup failure), and
   --log-config, --ssl-version and --ws-max-queue are accepted and said to be ignored.
 """
@@ -34,7 +36,7 @@ from typing import Any
 import httpx
 import pytest
 
-from gateway_harness import APPS_DIR, REPO_ROOT, GatewayServer, RawConnection, gateway_command
+from gateway_harness import APPS_DIR, REPO_ROOT, GatewayServer, IncompleteResponse, RawConnection, gateway_command
 from test_rfc_conformance4 import h2_request, request_headers
 from test_ws_protocol import (
     OP_BINARY,
@@ -360,3 +362,28 @@ def test_uvicorn_options_done_another_way_are_accepted_with_a_message(servers: A
     assert httpx.get(f"{server.url}/method", timeout=10).text == "GET"
     for name in ("log-config", "ssl-version", "ws-max-queue"):
         assert re.search(rf"--{name} \S+ ignored: ", server.stderr()), server.stderr()
+
+
+# --- trailers (asgiref extensions.rst, HTTP Trailers) --------------------------------------------
+
+
+def test_invalid_trailers_still_end_the_chunked_message(app_server: GatewayServer) -> None:
+    """An app's trailer field that is not one is dropped, and the trailer section still ends (RFC
+    9112 §7.1: chunked-body = *chunk last-chunk trailer-section CRLF): the next response on the
+    connection must not run into it."""
+    with app_server.raw() as conn:
+        conn.send(b"GET /trailers-invalid HTTP/1.1\r\nHost: t\r\nTE: trailers\r\n\r\nGET /method HTTP/1.1\r\nHost: t\r\n\r\n")
+        first = conn.read_response()
+        second = conn.read_response()
+    assert (first.status, first.body, first.trailers) == (200, b"data", [])
+    assert (second.status, second.body) == (200, b"GET")
+
+
+def test_announced_trailers_that_never_come_leave_the_response_incomplete(app_server: GatewayServer) -> None:
+    """www.rst, Response Start, trailers: "If True, the server must wait until it receives a
+    http.response.trailers message". An app that ends without them did not complete its response:
+    the connection is cut before the end of the chunked message, as HTTP/2 resets the stream."""
+    with app_server.raw() as conn:
+        conn.send(b"GET /trailers-missing HTTP/1.1\r\nHost: t\r\nTE: trailers\r\n\r\n")
+        with pytest.raises(IncompleteResponse):
+            conn.read_response()

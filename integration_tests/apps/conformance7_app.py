@@ -7,6 +7,8 @@
   of a disconnect, it records ``slow: http.disconnect`` and returns; else it records
   ``slow: answered`` and answers ``slow``.
 * ``/events``: what the app recorded since the last call, one line each.
+* ``/trailers-invalid``, ``/trailers-missing``: announce trailers and send ``data``, then an
+  ``http.response.trailers`` with a field value that is not one (CR LF in it), or none at all.
 * ``/method``: answers ``scope["method"]``; ``/pid``: the worker's process id.
 * WebSocket ``/ws/close-and-linger``: accepts, sends ``websocket.close``, then does a second of
   cleanup before it records ``linger: cleanup done`` and returns (frameworks' apps run on after
@@ -80,6 +82,12 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         _events.append("slow: answered")
         await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"4")]})
         await send({"type": "http.response.body", "body": b"slow"})
+        return
+    if path in ("/trailers-invalid", "/trailers-missing"):
+        await send({"type": "http.response.start", "status": 200, "headers": [], "trailers": True})
+        await send({"type": "http.response.body", "body": b"data"})
+        if path == "/trailers-invalid":
+            await send({"type": "http.response.trailers", "headers": [(b"x-t", b"1\r\nx-injected: 1")]})
         return
     if path in ("/method", "/pid"):
         body = scope["method"].encode() if path == "/method" else str(os.getpid()).encode()
