@@ -20,7 +20,8 @@
   framing and handshake fields whatever websocket.accept's headers say; a 426 names the Upgrade
   (RFC 9110 §15.5.22); "websocket" on a second Upgrade line is a handshake (§5.3).
 * Trailers (extensions.rst): an app's invalid trailer field is dropped and the chunked message still
-  ends; trailers announced and never sent leave the response incomplete (the connection is cut).
+  ends; trailers announced and never sent leave the response incomplete (the connection is cut);
+  trailers after an http.response.pathsend follow the file (HTTP/1.1 and HTTP/2).
 * Command line, as uvicorn's: usage errors exit 2, a port in use exits 3 (a startup failure), and
   --log-config, --ssl-version and --ws-max-queue are accepted and said to be ignored.
 """
@@ -387,3 +388,19 @@ def test_announced_trailers_that_never_come_leave_the_response_incomplete(app_se
         conn.send(b"GET /trailers-missing HTTP/1.1\r\nHost: t\r\nTE: trailers\r\n\r\n")
         with pytest.raises(IncompleteResponse):
             conn.read_response()
+
+
+PATHSEND_CONTENT = b"pathsend file contents\n" * 1000
+
+
+def test_trailers_after_a_pathsend_are_sent(app_server: GatewayServer) -> None:
+    """extensions.rst, Path Send: "it should behave the same as ordinary http.response.body"; the
+    trailers the start announced follow the file."""
+    with app_server.raw() as conn:
+        response = conn.request("GET", "/pathsend-trailers", [("Host", "t"), ("TE", "trailers")])
+    assert (response.status, response.body, response.trailers) == (200, PATHSEND_CONTENT, [("x-checksum", "abc")])
+
+
+def test_trailers_after_a_pathsend_over_http2(h2c_app_server: GatewayServer) -> None:
+    got = h2_request(h2c_app_server, request_headers("GET", "/pathsend-trailers", ("te", "trailers")))
+    assert (got["status"], got["body"], got["reset"]) == ("200", PATHSEND_CONTENT, None)

@@ -9,6 +9,8 @@
 * ``/events``: what the app recorded since the last call, one line each.
 * ``/trailers-invalid``, ``/trailers-missing``: announce trailers and send ``data``, then an
   ``http.response.trailers`` with a field value that is not one (CR LF in it), or none at all.
+* ``/pathsend-trailers``: announces trailers, sends ``PATHSEND_FILE`` (written at import) with
+  ``http.response.pathsend``, then the trailer ``x-checksum: abc``.
 * ``/method``: answers ``scope["method"]``; ``/pid``: the worker's process id.
 * WebSocket ``/ws/close-and-linger``: accepts, sends ``websocket.close``, then does a second of
   cleanup before it records ``linger: cleanup done`` and returns (frameworks' apps run on after
@@ -27,11 +29,17 @@ from __future__ import annotations
 
 import asyncio
 import os
+import tempfile
 from typing import Any
 from urllib.parse import parse_qs
 
 
 _events: list[str] = []
+
+PATHSEND_CONTENT = b"pathsend file contents\n" * 1000
+PATHSEND_FILE = os.path.join(tempfile.mkdtemp(prefix="conformance7-"), "file.txt")
+with open(PATHSEND_FILE, "wb") as _f:
+    _f.write(PATHSEND_CONTENT)
 
 
 async def _body(receive: Any) -> bytes:
@@ -88,6 +96,12 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         await send({"type": "http.response.body", "body": b"data"})
         if path == "/trailers-invalid":
             await send({"type": "http.response.trailers", "headers": [(b"x-t", b"1\r\nx-injected: 1")]})
+        return
+    if path == "/pathsend-trailers":
+        await send({"type": "http.response.start", "status": 200, "trailers": True,
+                    "headers": [(b"trailer", b"x-checksum")]})
+        await send({"type": "http.response.pathsend", "path": PATHSEND_FILE})
+        await send({"type": "http.response.trailers", "headers": [(b"x-checksum", b"abc")]})
         return
     if path in ("/method", "/pid"):
         body = scope["method"].encode() if path == "/method" else str(os.getpid()).encode()

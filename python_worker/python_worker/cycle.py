@@ -37,8 +37,10 @@ connection (flag TLS) the scope carries ``tls`` (asgiref ``tls.rst``): the frame
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import os
+import stat
 import struct
 from collections import deque
 from typing import TYPE_CHECKING, Any, Deque, Dict, Optional, Tuple
@@ -129,6 +131,15 @@ def tls_extension(conn: "Connection", tls: tuple) -> "TLSExtension":
         "tls_version": tls_version,
         "cipher_suite": cipher_suite,
     }
+
+
+def _open_regular(path: str) -> Any:
+    """Opens a regular file for reading (what the gateway's pathsend sends), else raises OSError."""
+    file = open(path, "rb")  # noqa: SIM115 - closed by the caller
+    if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
+        file.close()
+        raise OSError(errno.EINVAL, "not a regular file")
+    return file
 
 
 class ClientDisconnected(OSError):
@@ -465,6 +476,9 @@ class RequestCycle:
             if self.disconnected:
                 raise ClientDisconnected(f"the client of stream {self.sid} has disconnected")
             if message["type"] != "http.response.body":
+                if message["type"] == "http.response.pathsend" and self._final == _TRAILERS:
+                    await self._pathsend_as_body(message)
+                    return
                 self._other(message)  # an extension message, or an error
                 return
             body = message.get("body", b"")
@@ -730,9 +744,12 @@ class RequestCycle:
         else:  # not started, or the start went out already (then the gateway drops it)
             self._queue(frame)
 
-    def _pathsend(self, message: Any) -> None:
-        """``http.response.pathsend``: a RESPONSE_PATHSEND frame after a RESPONSE_START without body;
-        the response is complete."""
+    def _pathsend_path(self, message: Any) -> str:
+        """The checked ``path`` of an ``http.response.pathsend``."""
+        if not self.flags & FLAG_PATHSEND:
+            self._invalid(RuntimeError(
+                "unsupported message type 'http.response.pathsend': the server did not advertise the "
+                "extension in scope['extensions']"))
         if self._body_sent:
             self._invalid(RuntimeError(
                 "http.response.pathsend after http.response.body: the file must be the whole body"))
@@ -743,6 +760,34 @@ class RequestCycle:
             self._invalid(ValueError(f"http.response.pathsend 'path' must be absolute, got {path!r}"))
         if "\x00" in path:
             self._invalid(ValueError(f"http.response.pathsend 'path' contains a NUL character: {path!r}"))
+        return path
+
+    async def _pathsend_as_body(self, message: Any) -> None:
+        """``http.response.pathsend`` of a response whose start announced trailers. The gateway's
+        pathsend ends the response with the file (SPEC, RESPONSE_PATHSEND), so the worker sends the
+        file's contents as body pieces itself, read off the event loop, and the trailers follow as
+        after any body (extensions.rst: pathsend "should behave the same as ordinary
+        http.response.body")."""
+        path = self._pathsend_path(message)
+        loop = self.conn.loop
+        try:
+            file = await loop.run_in_executor(None, _open_regular, path)
+        except OSError as exc:
+            self._invalid(OSError(exc.errno, f"http.response.pathsend cannot open {path!r}: {exc.strerror}"))
+        try:
+            while True:
+                chunk = await loop.run_in_executor(None, file.read, 256 << 10)
+                if not chunk:
+                    break
+                await self.send({"type": "http.response.body", "body": chunk, "more_body": True})
+        finally:
+            file.close()
+        await self.send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    def _pathsend(self, message: Any) -> None:
+        """``http.response.pathsend``: a RESPONSE_PATHSEND frame after a RESPONSE_START without body;
+        the response is complete."""
+        path = self._pathsend_path(message)
         try:
             frame = encode_response_pathsend(self.sid_enc, path)
         except UnicodeEncodeError:
