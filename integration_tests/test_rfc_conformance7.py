@@ -22,6 +22,8 @@
 * Trailers (extensions.rst): an app's invalid trailer field is dropped and the chunked message still
   ends; trailers announced and never sent leave the response incomplete (the connection is cut);
   trailers after an http.response.pathsend follow the file (HTTP/1.1 and HTTP/2).
+* www.rst 2.4: a task that sends after its app returned with the response incomplete (the
+  connection cut) gets an OSError (ClientDisconnected), not a silent return.
 * Command line, as uvicorn's: usage errors exit 2, a port in use exits 3 (a startup failure), and
   --log-config, --ssl-version and --ws-max-queue are accepted and said to be ignored.
 """
@@ -404,3 +406,15 @@ def test_trailers_after_a_pathsend_are_sent(app_server: GatewayServer) -> None:
 def test_trailers_after_a_pathsend_over_http2(h2c_app_server: GatewayServer) -> None:
     got = h2_request(h2c_app_server, request_headers("GET", "/pathsend-trailers", ("te", "trailers")))
     assert (got["status"], got["body"], got["reset"]) == ("200", PATHSEND_CONTENT, None)
+
+
+def test_send_after_an_incomplete_response_ended_raises_an_oserror(app_server: GatewayServer) -> None:
+    """www.rst 2.4, Disconnected Client: "If send() is called on a closed connection the server
+    should raise a server-specific subclass of OSError". A task left behind by an app that returned
+    without completing its response (the gateway cut the connection) is told so."""
+    events(app_server)
+    with app_server.raw() as conn:
+        conn.send(b"GET /abandon HTTP/1.1\r\nHost: t\r\n\r\n")
+        with pytest.raises(IncompleteResponse):
+            conn.read_response()
+    assert wait_events(app_server, 1) == ["abandon: ClientDisconnected True"]

@@ -11,6 +11,8 @@
   ``http.response.trailers`` with a field value that is not one (CR LF in it), or none at all.
 * ``/pathsend-trailers``: announces trailers, sends ``PATHSEND_FILE`` (written at import) with
   ``http.response.pathsend``, then the trailer ``x-checksum: abc``.
+* ``/abandon``: starts a response, sends part of its body, and returns, leaving a task that sends
+  more after a moment and records what its send() did (``abandon: <exception class>``).
 * ``/method``: answers ``scope["method"]``; ``/pid``: the worker's process id.
 * WebSocket ``/ws/close-and-linger``: accepts, sends ``websocket.close``, then does a second of
   cleanup before it records ``linger: cleanup done`` and returns (frameworks' apps run on after
@@ -35,6 +37,7 @@ from urllib.parse import parse_qs
 
 
 _events: list[str] = []
+_tasks: set[asyncio.Future[None]] = set()  # the tasks /abandon leaves behind
 
 PATHSEND_CONTENT = b"pathsend file contents\n" * 1000
 PATHSEND_FILE = os.path.join(tempfile.mkdtemp(prefix="conformance7-"), "file.txt")
@@ -102,6 +105,21 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
                     "headers": [(b"trailer", b"x-checksum")]})
         await send({"type": "http.response.pathsend", "path": PATHSEND_FILE})
         await send({"type": "http.response.trailers", "headers": [(b"x-checksum", b"abc")]})
+        return
+    if path == "/abandon":
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"part", "more_body": True})
+
+        async def later() -> None:
+            await asyncio.sleep(0.3)
+            try:
+                await send({"type": "http.response.body", "body": b"more", "more_body": True})
+            except Exception as exc:  # what send() raises is the point
+                _events.append(f"abandon: {type(exc).__name__} {isinstance(exc, OSError)}")
+            else:
+                _events.append("abandon: returned")
+
+        _tasks.add(asyncio.ensure_future(later()))
         return
     if path in ("/method", "/pid"):
         body = scope["method"].encode() if path == "/method" else str(os.getpid()).encode()

@@ -186,6 +186,7 @@ class RequestCycle:
         "_final",  # the state after the final body: _COMPLETE, or _TRAILERS (set by _start)
         "_body_sent",  # a body piece has been queued (set by _start)
         "_in_ring",  # a body piece went into the ring: the next ones go before waiting pieces (set by _start)
+        "_cut",  # the stream ended with its response incomplete: a later send() raises ClientDisconnected
         # both
         "disconnected",
         "_error",
@@ -256,6 +257,7 @@ class RequestCycle:
         self._ungranted = 0
         self._waiter: Optional[asyncio.Future] = None
         self._state = _NOT_STARTED
+        self._cut = False
         self._send_window = conn.window
         self._start_head = b""
         self._start_index: Optional[int] = None
@@ -322,8 +324,11 @@ class RequestCycle:
     def _end(self, outcome: int, message: str) -> None:
         conn = self.conn
         conn.streams.pop(self.sid, None)
-        # After END nothing more may go out for the sid: later send()s are ignored, receive()s
-        # return http.disconnect (a task the app left behind).
+        # After END nothing more may go out for the sid: receive()s return http.disconnect (a task
+        # the app left behind), and send()s are ignored after a complete response; after an
+        # incomplete one, which the gateway cuts (or answers 500), they raise ClientDisconnected
+        # (www.rst 2.4: send() "on a closed connection").
+        self._cut = self._state != _COMPLETE
         self._state = _COMPLETE
         self.disconnected = True
         self._wake()
@@ -519,7 +524,9 @@ class RequestCycle:
             self._start(message)
         elif state == _TRAILERS:
             self._trailers(message)
-        # _COMPLETE: after the final body (or after END) messages are ignored
+        elif self._cut:
+            raise ClientDisconnected(f"stream {self.sid} has ended with its response incomplete; the connection was closed")
+        # _COMPLETE: after the final body (or after END of a complete response) messages are ignored
 
     def _start(self, message: Any) -> None:
         status = message["status"]
