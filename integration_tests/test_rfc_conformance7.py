@@ -23,7 +23,8 @@
   ends; trailers announced and never sent leave the response incomplete (the connection is cut);
   trailers after an http.response.pathsend follow the file (HTTP/1.1 and HTTP/2).
 * www.rst 2.4: a task that sends after its app returned with the response incomplete (the
-  connection cut) gets an OSError (ClientDisconnected), not a silent return.
+  connection cut) gets an OSError (ClientDisconnected), not a silent return. An app that fails after
+  its start and before any body event (with no await between) gets a 500: its head never went out.
 * Command line, as uvicorn's: usage errors exit 2, a port in use exits 3 (a startup failure), and
   --log-config, --ssl-version and --ws-max-queue are accepted and said to be ignored.
 """
@@ -418,3 +419,17 @@ def test_send_after_an_incomplete_response_ended_raises_an_oserror(app_server: G
         with pytest.raises(IncompleteResponse):
             conn.read_response()
     assert wait_events(app_server, 1) == ["abandon: ClientDisconnected True"]
+
+
+@pytest.mark.parametrize("h2", [False, True], ids=["http1", "h2c"])
+def test_app_failing_after_start_before_any_body_gets_a_500(app_server: GatewayServer, h2c_app_server: GatewayServer, h2: bool) -> None:
+    """www.rst, Response Start: "The protocol server must not start sending the response to the
+    client until it has received at least one Response Body event": an app that fails before any
+    is answered as one that never started (500), not with its head and a cut."""
+    if h2:
+        got = h2_request(h2c_app_server, request_headers("GET", "/raise-after-start"))
+        assert (got["status"], got["reset"]) == ("500", None)
+        return
+    with app_server.raw() as conn:
+        response = conn.request("GET", "/raise-after-start", [("Host", "t")])
+    assert response.status == 500

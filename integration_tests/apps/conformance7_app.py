@@ -13,6 +13,7 @@
   ``http.response.pathsend``, then the trailer ``x-checksum: abc``.
 * ``/abandon``: starts a response, sends part of its body, and returns, leaving a task that sends
   more after a moment and records what its send() did (``abandon: <exception class>``).
+* ``/raise-after-start``: sends ``http.response.start``, then raises before any body.
 * ``/method``: answers ``scope["method"]``; ``/pid``: the worker's process id.
 * WebSocket ``/ws/close-and-linger``: accepts, sends ``websocket.close``, then does a second of
   cleanup before it records ``linger: cleanup done`` and returns (frameworks' apps run on after
@@ -121,6 +122,9 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
         _tasks.add(asyncio.ensure_future(later()))
         return
+    if path == "/raise-after-start":
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        raise RuntimeError("failed before any body")
     if path in ("/method", "/pid"):
         body = scope["method"].encode() if path == "/method" else str(os.getpid()).encode()
         await send({"type": "http.response.start", "status": 200,

@@ -330,6 +330,14 @@ class RequestCycle:
         # (www.rst 2.4: send() "on a closed connection").
         self._cut = self._state != _COMPLETE
         self._state = _COMPLETE
+        index = self._start_index
+        if index is not None and outcome != OUTCOME_OK:
+            # The app failed after its start, before any body: the start has not gone out (www.rst:
+            # the server "must not start sending the response ... until it has received at least
+            # one Response Body event"), and now never does: the gateway answers 500.
+            self._start_index = None
+            conn._out[index] = b""
+            conn._placeholders -= 1
         self.disconnected = True
         self._wake()
         if conn._closed:

@@ -490,8 +490,21 @@ def test_raise_before_start(loop_name: str, caplog: pytest.LogCaptureFixture) ->
 
 
 def test_raise_after_start(loop_name: str) -> None:
+    """A start that has not gone out yet (no body event, no flush) never does: the gateway sees END
+    alone and answers 500 (www.rst: the response is not sent before a body event)."""
+
     async def app(scope: Any, receive: Any, send: Any) -> None:
         await send({"type": "http.response.start", "status": 200})
+        raise KeyError("k")
+
+    r = outcome_of(loop_name, app)
+    assert r.frames == [(P.END, 1, P.OUTCOME_APP_ERROR, "KeyError: 'k'")]
+
+
+def test_raise_after_a_start_that_went_out(loop_name: str) -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200})
+        await asyncio.sleep(0.01)  # the start is flushed meanwhile
         raise KeyError("k")
 
     r = outcome_of(loop_name, app)
