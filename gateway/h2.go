@@ -60,10 +60,18 @@ func (s *Server) setupTLS() error {
 	}
 	hs := &http.Server{
 		MaxHeaderBytes: s.cfg.Limits.MaxHeaderBytes,
-		IdleTimeout:    s.cfg.KeepAlive,
+		IdleTimeout:    s.cfg.idleTimeout(),
 		ErrorLog:       log.New(h2LogWriter{s}, "", 0),
 	}
-	h2s := &http2.Server{IdleTimeout: s.cfg.KeepAlive, MaxReadFrameSize: 16384} // RFC 9113's default frame size
+	// IdleTimeout: with keep-alive off (0), x/net would read 0 as no limit; an HTTP/2 connection
+	// cannot be limited to one request, so it gets the bound its first request has (idleTimeout).
+	//
+	// MaxConcurrentStreams: each stream may hold up to the worker window W (256 KiB) of response the
+	// client has not taken (the worker sends within W whatever the client's own windows), so a
+	// client that grants no window holds streams × W of gateway memory per connection: 100 streams
+	// (nginx has 128, Apache 100; x/net's default is 250) bound that to 25 MiB.
+	h2s := &http2.Server{IdleTimeout: s.cfg.idleTimeout(), MaxReadFrameSize: 16384, // RFC 9113's default frame size
+		MaxConcurrentStreams: h2MaxStreams}
 	if err := http2.ConfigureServer(hs, h2s); err != nil {
 		return err
 	}
@@ -477,6 +485,9 @@ type h2Response struct {
 	bytesIn     int64          // request body bytes sent to the worker (the body pump's, read after it ended)
 	client      *protocol.Addr // the scope's client (a trusted proxy's header may have named it)
 }
+
+// h2MaxStreams is the SETTINGS_MAX_CONCURRENT_STREAMS the gateway advertises (setupTLS).
+const h2MaxStreams = 100
 
 // serveH2Stream is the http.Handler of every HTTP/2 stream.
 func (s *Server) serveH2Stream(w http.ResponseWriter, r *http.Request) {
@@ -903,7 +914,10 @@ func (s *Server) writeH2Head(w http.ResponseWriter, r *http.Request, status int,
 	seenCL := false
 	for i := range headers {
 		name := strings.ToLower(string(headers[i].Name))
-		if hopByHop[name] {
+		if hopByHop[name] || name == "trailer" {
+			// (Trailer too: in net/http's header map it declares trailers, whose values x/net would
+			// then take from the header fields at the end of the stream: an unsolicited trailer
+			// section repeating them. The app's trailers go out only as http.response.trailers.)
 			continue
 		}
 		if name == "content-length" {
@@ -1037,6 +1051,13 @@ func (s *Server) buildH2Scope(r *http.Request, info *h2ConnInfo, hr *protocol.HT
 	rawPath, query, _ := strings.Cut(target, "?")
 	if rawPath == "" || (rawPath[0] != '/' && rawPath != "*") {
 		return 400
+	}
+	for i := 0; i < len(target); i++ {
+		// absolute-path ["?" query] (RFC 9113 §8.3.1, RFC 3986): no fragment (RFC 9110 §7.1: it is
+		// the client's), no space or control, no raw non-ASCII byte; as HTTP/1.1's request-target.
+		if c := target[i]; c <= ' ' || c >= 0x7f || c == '#' {
+			return 400
+		}
 	}
 	if !http1.ValidHost(r.Host) { // :authority (or Host), checked as HTTP/1.1 checks Host (RFC 9113 §8.3.1)
 		return 400

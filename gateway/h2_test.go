@@ -87,7 +87,8 @@ func TestH2ConcurrentStreamsOneConnection(t *testing.T) {
 	var dials atomic.Int32
 	client := h2Client(pki, &dials)
 	h2Get(t, client, "https://"+addr+"/warm") // one connection, then reused by every stream
-	const n = 200
+	// As many streams as the gateway allows at once (the client dials another connection beyond).
+	const n = h2MaxStreams
 	var wg sync.WaitGroup
 	errs := make(chan error, n)
 	for i := 0; i < n; i++ {

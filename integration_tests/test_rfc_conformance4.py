@@ -54,7 +54,7 @@ def h2_request(
     trailers: list[tuple[bytes, bytes]] | None = None,
 ) -> dict[str, Any]:
     """One request on stream 1 of a fresh h2c connection, sent as given (the h2 library's own checks
-    off): {"status": ..., "body": ..., "reset": error code or None}."""
+    off): {"status": ..., "body": ..., "reset": error code or None, "trailers": trailer fields or None}."""
     sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
     config = h2.config.H2Configuration(
         client_side=True, header_encoding=None, validate_outbound_headers=False, normalize_outbound_headers=False
@@ -67,7 +67,7 @@ def h2_request(
     if trailers is not None:
         conn.send_headers(1, trailers, end_stream=True)
     sock.sendall(conn.data_to_send())
-    got: dict[str, Any] = {"status": None, "body": b"", "reset": None}
+    got: dict[str, Any] = {"status": None, "body": b"", "reset": None, "trailers": None}
     try:
         while True:
             data = sock.recv(65536)
@@ -79,6 +79,8 @@ def h2_request(
                 elif isinstance(event, h2.events.DataReceived):
                     got["body"] += event.data
                     conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+                elif isinstance(event, h2.events.TrailersReceived):
+                    got["trailers"] = event.headers
                 elif isinstance(event, h2.events.StreamReset):
                     got["reset"] = event.error_code
                     return got

@@ -25,6 +25,10 @@
 * www.rst 2.4: a task that sends after its app returned with the response incomplete (the
   connection cut) gets an OSError (ClientDisconnected), not a silent return. An app that fails after
   its start and before any body event (with no await between) gets a 500: its head never went out.
+* HTTP/2: a :path that is not absolute-path ["?" query] (a fragment, a space, a raw non-ASCII byte)
+  is refused as over HTTP/1.1 (RFC 9113 §8.3.1); an app's ordinary trailer header makes no trailer
+  section; at most 100 concurrent streams (each may hold a worker window a stalled client did not
+  take); with --timeout-keep-alive 0 an idle connection still closes.
 * Command line, as uvicorn's: usage errors exit 2, a port in use exits 3 (a startup failure), and
   --log-config, --ssl-version and --ws-max-queue are accepted and said to be ignored.
 """
@@ -37,6 +41,11 @@ import subprocess
 import time
 from typing import Any
 
+import h2.config
+import h2.connection
+import h2.errors
+import h2.events
+import h2.settings
 import httpx
 import pytest
 
@@ -433,3 +442,71 @@ def test_app_failing_after_start_before_any_body_gets_a_500(app_server: GatewayS
     with app_server.raw() as conn:
         response = conn.request("GET", "/raise-after-start", [("Host", "t")])
     assert response.status == 500
+
+
+# --- HTTP/2 ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["/a#frag", "/a?x=1#frag", "/a b", "/a?q=a b", "/a?q=\u00e9", "/a/\u00ff"])
+def test_http2_path_that_is_not_absolute_path_and_query_is_refused(h2c_app_server: GatewayServer, path: str) -> None:
+    """RFC 9113 §8.3.1: :path is "the absolute-path production and optionally a '?' character
+    followed by the query production"; a fragment is the client's (RFC 9110 §7.1); no space or raw
+    non-ASCII byte. Refused as HTTP/1.1 refuses such a request-target (400), never in the scope."""
+    headers = [(b":method", b"GET"), (b":path", path.encode("utf-8")), (b":scheme", b"http"), (b":authority", b"localhost")]
+    got = h2_request(h2c_app_server, headers)
+    assert got["reset"] == h2.errors.ErrorCodes.PROTOCOL_ERROR or (got["reset"] is None and got["status"] == "400"), got
+
+
+def test_http2_app_trailer_header_sends_no_trailer_section(h2c_app_server: GatewayServer) -> None:
+    """An app's ordinary trailer header does not make an unsolicited trailer section repeating
+    header fields (RFC 9110 §6.5.1); trailers go out only as http.response.trailers."""
+    got = h2_request(h2c_app_server, request_headers("GET", "/trailer-header"))
+    assert (got["status"], got["body"], got["trailers"]) == ("200", b"hello", None)
+
+
+def test_http2_advertises_at_most_100_concurrent_streams(h2c_app_server: GatewayServer) -> None:
+    """Each stream may hold up to the worker window of response a stalled client did not take: the
+    number of streams bounds that per connection (RFC 9113 §10.5: "strictly bounded")."""
+    sock = socket.create_connection(("127.0.0.1", h2c_app_server.port), timeout=10)
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    conn.initiate_connection()
+    sock.sendall(conn.data_to_send())
+    try:
+        while True:
+            events = conn.receive_data(sock.recv(65536))
+            changed = [e for e in events if isinstance(e, h2.events.RemoteSettingsChanged)]
+            if changed:
+                setting = changed[0].changed_settings[h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS]
+                assert setting.new_value <= 100
+                return
+    finally:
+        sock.close()
+
+
+def test_http2_idle_connection_closes_with_keep_alive_zero(servers: Any) -> None:
+    """--timeout-keep-alive 0 is no keep-alive: an HTTP/2 connection, which cannot be limited to one
+    request, is closed once idle for the bound its first request has (--timeout-request-header), not
+    kept forever (x/net reads an idle timeout of 0 as none)."""
+    server = servers.start("conformance7_app:app", app_dir=APPS_DIR, extra_args=[
+        "--timeout-keep-alive", "0", "--timeout-request-header", "1", "--http2-cleartext"])
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    conn.initiate_connection()
+    conn.send_headers(1, request_headers("GET", "/method"), end_stream=True)
+    sock.sendall(conn.data_to_send())
+    closed_at = None
+    start = time.monotonic()
+    try:
+        while time.monotonic() - start < 10:
+            data = sock.recv(65536)
+            if not data:
+                closed_at = time.monotonic() - start
+                break
+            events = conn.receive_data(data)
+            if any(isinstance(e, h2.events.ConnectionTerminated) for e in events):
+                closed_at = time.monotonic() - start
+                break
+            sock.sendall(conn.data_to_send())
+    finally:
+        sock.close()
+    assert closed_at is not None and closed_at < 5, closed_at

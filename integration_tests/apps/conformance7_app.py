@@ -14,6 +14,8 @@
 * ``/abandon``: starts a response, sends part of its body, and returns, leaving a task that sends
   more after a moment and records what its send() did (``abandon: <exception class>``).
 * ``/raise-after-start``: sends ``http.response.start``, then raises before any body.
+* ``/trailer-header``: a response with an ordinary ``trailer: x-foo`` header and ``x-foo``, and no
+  trailers (``trailers`` not set).
 * ``/method``: answers ``scope["method"]``; ``/pid``: the worker's process id.
 * WebSocket ``/ws/close-and-linger``: accepts, sends ``websocket.close``, then does a second of
   cleanup before it records ``linger: cleanup done`` and returns (frameworks' apps run on after
@@ -125,6 +127,11 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if path == "/raise-after-start":
         await send({"type": "http.response.start", "status": 200, "headers": []})
         raise RuntimeError("failed before any body")
+    if path == "/trailer-header":
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"trailer", b"x-foo"), (b"x-foo", b"from-header")]})
+        await send({"type": "http.response.body", "body": b"hello"})
+        return
     if path in ("/method", "/pid"):
         body = scope["method"].encode() if path == "/method" else str(os.getpid()).encode()
         await send({"type": "http.response.start", "status": 200,
