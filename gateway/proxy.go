@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/asgi-gateway/asgi-gateway/protocol"
 )
@@ -146,6 +147,11 @@ func (s *Server) applyProxyHeaders(hr *protocol.HTTPRequest, websocket bool, cli
 		// A Forwarded node that is no address ("unknown", an obfuscated "_name": RFC 7239 §6) does
 		// not name the client: the peer stays (as uvicorn, X-Forwarded-For passes any text on).
 		if host, port := splitNode(hops[chosen].node); host != "" && (xff != nil || net.ParseIP(host) != nil) {
+			if !utf8.ValidString(host) {
+				// Bytes a field value may carry (obs-text) that are no UTF-8: read as Latin-1, as
+				// uvicorn does (the scope's host is a str, and the frame carries UTF-8).
+				host = latin1(host)
+			}
 			*client = protocol.Addr{Host: host, Port: port, HasPort: true}
 			hr.Client = client
 		}
@@ -220,4 +226,13 @@ func parseForwarded(v string) []forwardedHop {
 		}
 	}
 	return hops
+}
+
+// latin1 reads s's bytes as ISO-8859-1 characters.
+func latin1(s string) string {
+	r := make([]rune, len(s))
+	for i := 0; i < len(s); i++ {
+		r[i] = rune(s[i])
+	}
+	return string(r)
 }

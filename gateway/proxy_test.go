@@ -68,3 +68,22 @@ func TestForwardedNodeThatIsNoAddressKeepsThePeer(t *testing.T) {
 		}
 	}
 }
+
+func TestForwardedForThatIsNoUTF8IsReadAsLatin1(t *testing.T) {
+	trusted, err := ParseTrustedProxies("127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &Server{trusted: trusted}
+	peer := &protocol.Addr{Host: "127.0.0.1", Port: 40000, HasPort: true}
+	hr := protocol.HTTPRequest{Scheme: "http", Client: peer,
+		Headers: []protocol.Header{{Name: []byte("x-forwarded-for"), Value: []byte("1.2.3.4\xff")}}}
+	var named protocol.Addr
+	s.applyProxyHeaders(&hr, false, &named)
+	if hr.Client.Host != "1.2.3.4\u00ff" {
+		t.Fatalf("client %q", hr.Client.Host)
+	}
+	if _, err := protocol.AppendHTTPRequest(nil, 1, &hr); err != nil {
+		t.Fatalf("the scope cannot be encoded: %v", err)
+	}
+}
