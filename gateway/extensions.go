@@ -30,7 +30,7 @@ func extensionFlags(req *http1.Request) uint64 {
 	flags := protocol.FlagPathsend
 	if req.Minor >= 1 {
 		flags |= protocol.FlagEarlyHints
-		if http1.HasToken(headerValue(req.Headers, "te"), "trailers") {
+		if http1.HasToken(headerValues(req.Headers, "te"), "trailers") {
 			flags |= protocol.FlagTrailersAllowed
 		}
 	}

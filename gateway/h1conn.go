@@ -514,7 +514,7 @@ func (c *h1conn) dispatch() bool {
 	if ex.expect && c.hr.MoreBody {
 		c.hr.Flags |= protocol.FlagExpectContinue
 	}
-	ex.teTrailers = http1.HasToken(headerValue(req.Headers, "te"), "trailers")
+	ex.teTrailers = http1.HasToken(headerValues(req.Headers, "te"), "trailers")
 	sid, err := w.open(ex)
 	if err != nil {
 		c.reject(ex, 502)

@@ -1,9 +1,11 @@
 package gateway
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"mime"
 	"net/http"
 	"os"
@@ -11,6 +13,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/asgi-gateway/asgi-gateway/gateway/http1"
@@ -79,34 +82,80 @@ func (m *StaticMount) resolve(name string) (string, bool) {
 // open opens the file name (from match) for a client that accepts the content codings in accept:
 // the file itself, or its precompressed name.br / name.gz sibling when the client takes it and it
 // is not older, with that coding. Only regular files are served (a directory, a FIFO that would
-// block the open, a device: 404); status is 0, or 404 / 403 with nothing opened.
-func (m *StaticMount) open(name string, accept []byte) (f *os.File, fi os.FileInfo, encoding string, status int) {
+// block the open, a device: 404); status is 0, or 404 / 403 with nothing opened. varies: there is a
+// sibling, so the reply depends on Accept-Encoding.
+func (m *StaticMount) open(name string, accept []byte) (f *os.File, fi os.FileInfo, encoding string, varies bool, status int) {
 	real, ok := m.resolve(name)
-	if ok {
-		fi, _ = os.Stat(real)
+	if !ok {
+		return nil, nil, "", false, 404
 	}
-	if fi == nil || !fi.Mode().IsRegular() {
-		return nil, nil, "", 404
+	// Opened first, then described (fstat): the headers (ETag, Last-Modified, Content-Length) are
+	// those of the bytes sent, even when the file is replaced (renamed over) meanwhile.
+	f, fi, status = openRegular(real)
+	if status != 0 {
+		return nil, nil, "", false, status
 	}
 	for _, enc := range [...]struct{ token, ext string }{{"br", ".br"}, {"gzip", ".gz"}} {
-		if !http1.HasToken(accept, enc.token) {
+		alt, ok := m.resolve(real + enc.ext)
+		if !ok {
 			continue
 		}
-		if alt, ok := m.resolve(real + enc.ext); ok {
-			if afi, err := os.Stat(alt); err == nil && afi.Mode().IsRegular() && !afi.ModTime().Before(fi.ModTime()) {
-				real, fi, encoding = alt, afi, enc.token
-				break
-			}
+		af, afi, st := openRegular(alt)
+		if st != 0 {
+			continue
 		}
+		if afi.ModTime().Before(fi.ModTime()) { // an older sibling is stale: not a version of this file
+			af.Close()
+			continue
+		}
+		varies = true // the response depends on Accept-Encoding (Vary, RFC 9110 §12.5.5)
+		if encoding != "" || !acceptsCoding(accept, enc.token) {
+			af.Close()
+			continue
+		}
+		f.Close()
+		f, fi, encoding = af, afi, enc.token
 	}
-	f, err := os.Open(real)
+	return f, fi, encoding, varies, 0
+}
+
+// openRegular opens a regular file for a static reply (a FIFO or device is no file to serve, and
+// O_NONBLOCK keeps its open from blocking): 404, or 403 when not permitted.
+func openRegular(path string) (*os.File, os.FileInfo, int) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		if errors.Is(err, os.ErrPermission) {
-			return nil, nil, "", 403
+			return nil, nil, 403
 		}
-		return nil, nil, "", 404
+		return nil, nil, 404
 	}
-	return f, fi, encoding, 0
+	fi, err := f.Stat()
+	if err != nil || !fi.Mode().IsRegular() {
+		f.Close()
+		return nil, nil, 404
+	}
+	return f, fi, 0
+}
+
+// acceptsCoding reports whether an Accept-Encoding value accepts coding: listed (any case), with no
+// weight or a weight other than 0 (RFC 9110 §12.5.3: "gzip;q=0.8"; q=0 means not acceptable).
+func acceptsCoding(accept []byte, coding string) bool {
+	for list, more := accept, len(accept) > 0; more; {
+		var e []byte
+		e, list, more = http1.NextElement(list)
+		token, params, _ := bytes.Cut(e, []byte(";"))
+		if !http1.EqualFold(bytes.TrimSpace(token), coding) {
+			continue
+		}
+		q := bytes.TrimSpace(params)
+		if v, ok := bytes.CutPrefix(bytes.ToLower(q), []byte("q=")); ok {
+			if w, err := strconv.ParseFloat(string(bytes.TrimSpace(v)), 64); err == nil && w == 0 {
+				return false
+			}
+		}
+		return true
+	}
+	return false
 }
 
 // serveStatic answers a GET or HEAD for a static mount in the serve goroutine (the caller answers
@@ -119,7 +168,7 @@ func (c *h1conn) serveStatic(m *StaticMount, ex *exchange) bool {
 	req := &c.req
 	name, _ := m.match(c.hr.Path[len(c.hr.RootPath):])
 	method := string(req.Method)
-	f, fi, encoding, status := m.open(name, headerValue(req.Headers, "accept-encoding"))
+	f, fi, encoding, varies, status := m.open(name, headerValues(req.Headers, "accept-encoding"))
 	if status != 0 {
 		ex.status = status
 		c.mu.Lock()
@@ -134,7 +183,7 @@ func (c *h1conn) serveStatic(m *StaticMount, ex *exchange) bool {
 	}
 	defer f.Close()
 
-	reply := planStatic(func(name string) []byte { return headerValue(req.Headers, name) }, method, name, fi, encoding, time.Now())
+	reply := planStatic(func(name string) []byte { return headerValues(req.Headers, name) }, method, name, fi, encoding, varies, time.Now())
 	status, start, length := reply.status, reply.start, reply.length
 	out := c.srv.appendOwnHeaders(http1.AppendStatusLine(nil, status))
 	for _, h := range reply.headers {
@@ -205,7 +254,7 @@ type staticReply struct {
 // none; name is the path asked for, whose extension gives the type) at the time now. get returns a
 // request field's value, nil when absent. The preconditions come first (304, 412); then a single
 // byte Range, for GET only (RFC 9110 14.2), with If-Range; 206, or 416 when unsatisfiable.
-func planStatic(get func(name string) []byte, method, name string, fi os.FileInfo, encoding string, now time.Time) staticReply {
+func planStatic(get func(name string) []byte, method, name string, fi os.FileInfo, encoding string, varies bool, now time.Time) staticReply {
 	size := fi.Size()
 	etag := fmt.Sprintf(`"%x-%x"`, fi.ModTime().UnixNano(), size)
 	if encoding != "" {
@@ -240,7 +289,7 @@ func planStatic(get func(name string) []byte, method, name string, fi os.FileInf
 	r.headers = append(r.headers, [2]string{"etag", etag}, [2]string{"last-modified", modified.Format(http.TimeFormat)}, [2]string{"accept-ranges", "bytes"})
 	switch r.status {
 	case 304:
-		if encoding != "" {
+		if varies {
 			r.headers = append(r.headers, [2]string{"vary", "accept-encoding"}) // (a 304 carries the Vary a 200 would, RFC 9110 15.4.5)
 		}
 		r.length = 0
@@ -250,13 +299,20 @@ func planStatic(get func(name string) []byte, method, name string, fi os.FileInf
 		r.headers = append(r.headers, [2]string{"content-length", "0"})
 		return r
 	}
-	ctype := mime.TypeByExtension(filepath.Ext(strings.TrimSuffix(strings.TrimSuffix(name, ".br"), ".gz")))
+	// The type of what was asked for: name is the file requested (a precompressed sibling sent for
+	// it has the same type, with a Content-Encoding); a file asked for as x.gz is gzip data.
+	ctype := mime.TypeByExtension(filepath.Ext(name))
 	if ctype == "" {
 		ctype = "application/octet-stream"
 	}
 	r.headers = append(r.headers, [2]string{"content-type", ctype})
 	if encoding != "" {
-		r.headers = append(r.headers, [2]string{"content-encoding", encoding}, [2]string{"vary", "accept-encoding"})
+		r.headers = append(r.headers, [2]string{"content-encoding", encoding})
+	}
+	if varies {
+		// Also on the identity reply: a cache must not give it to a client that accepts the
+		// precompressed one, or the other way round (RFC 9110 §12.5.5).
+		r.headers = append(r.headers, [2]string{"vary", "accept-encoding"})
 	}
 	switch r.status {
 	case 206:
@@ -269,13 +325,25 @@ func planStatic(get func(name string) []byte, method, name string, fi os.FileInf
 	return r
 }
 
-func headerValue(hs []http1.Header, name string) []byte {
+// headerValues is name's field value, its field lines joined as one list (RFC 9110 §5.3: "If-None-
+// Match: a" and "If-None-Match: b" are "a, b"); nil when absent.
+func headerValues(hs []http1.Header, name string) []byte {
+	var v []byte
+	n := 0
 	for i := range hs {
-		if string(hs[i].Name) == name {
-			return hs[i].Value
+		if string(hs[i].Name) != name {
+			continue
+		}
+		switch n++; n {
+		case 1:
+			v = hs[i].Value
+		case 2:
+			v = append(append(append([]byte(nil), v...), ", "...), hs[i].Value...)
+		default:
+			v = append(append(v, ", "...), hs[i].Value...)
 		}
 	}
-	return nil
+	return v
 }
 
 // preconditions evaluates a GET or HEAD's conditional header fields (get returns one, nil when
@@ -352,6 +420,9 @@ func parseByteRange(v string, size int64) (start, length int64, ok bool) {
 	}
 	if first == "" { // suffix: the last N bytes
 		n, err := strconv.ParseInt(last, 10, 64)
+		if errors.Is(err, strconv.ErrRange) && allDigits(last) {
+			n, err = math.MaxInt64, nil // longer than any file: the whole of it (RFC 9110 §14.1.3)
+		}
 		if err != nil || n <= 0 {
 			return 0, 0, false
 		}
@@ -380,6 +451,16 @@ func parseByteRange(v string, size int64) (start, length int64, ok bool) {
 	return s, e - s + 1, true
 }
 
+// allDigits reports whether s is 1*DIGIT.
+func allDigits(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return s != ""
+}
+
 // serveStaticH2 answers a static-mount request on the HTTP/2 engine the way serveStatic does over
 // HTTP/1.1: the same resolution (no escape from the directory, precompressed siblings) and the same
 // reply (planStatic). It returns the status sent.
@@ -392,18 +473,18 @@ func (s *Server) serveStaticH2(w http.ResponseWriter, r *http.Request, m *Static
 		w.Header().Set(staticAllow[0], staticAllow[1])
 		return fail(405)
 	}
-	f, fi, encoding, status := m.open(name, []byte(r.Header.Get("Accept-Encoding")))
+	get := func(name string) []byte {
+		if v := r.Header[http.CanonicalHeaderKey(name)]; len(v) > 0 {
+			return []byte(strings.Join(v, ", ")) // the field lines as one list (RFC 9110 §5.3)
+		}
+		return nil
+	}
+	f, fi, encoding, varies, status := m.open(name, get("accept-encoding"))
 	if status != 0 {
 		return fail(status)
 	}
 	defer f.Close()
-	get := func(name string) []byte {
-		if v := r.Header[http.CanonicalHeaderKey(name)]; len(v) > 0 {
-			return []byte(v[0])
-		}
-		return nil
-	}
-	reply := planStatic(get, r.Method, name, fi, encoding, time.Now())
+	reply := planStatic(get, r.Method, name, fi, encoding, varies, time.Now())
 	h := w.Header()
 	for _, x := range s.extraHeaders {
 		h.Add(string(x.Name), string(x.Value))
@@ -413,6 +494,10 @@ func (s *Server) serveStaticH2(w http.ResponseWriter, r *http.Request, m *Static
 	}
 	w.WriteHeader(reply.status)
 	if r.Method == http.MethodGet && reply.length > 0 {
+		// A client that takes nothing (no window) must not hold the file, and the stream, for
+		// ever: the bound HTTP/1.1's static writes have (writeTimeout, and a second per 64 KiB).
+		deadline := time.Now().Add(writeTimeout + time.Duration(reply.length/(64<<10))*time.Second)
+		http.NewResponseController(w).SetWriteDeadline(deadline)
 		if _, err := f.Seek(reply.start, io.SeekStart); err == nil {
 			io.CopyN(w, f, reply.length) // an error is the client's stream gone
 		}

@@ -98,6 +98,21 @@ func TestStaticFiles(t *testing.T) {
 	if _, body := rawDo(t, addr, "GET", "/staticx"); !strings.Contains(body, "path=/staticx") {
 		t.Fatalf("a non-mount path: %q", body)
 	}
+	// Accept-Encoding weights (RFC 9110 12.5.3); the identity reply varies too (12.5.5).
+	if resp, body := rawDo(t, addr, "GET", "/static/app.js", "Accept-Encoding: gzip;q=0.8, identity;q=0.2"); body != "GZIPPED" || resp.Header.Get("Vary") != "accept-encoding" {
+		t.Fatalf("gzip;q=0.8: %q %v", body, resp.Header)
+	}
+	if resp, body := rawDo(t, addr, "GET", "/static/app.js", "Accept-Encoding: gzip;q=0"); body != "console.log(1)" || resp.Header.Get("Vary") != "accept-encoding" {
+		t.Fatalf("gzip;q=0: %q %v", body, resp.Header)
+	}
+	// A file asked for as x.gz is gzip data, not its inner type (RFC 9110 8.3, 8.4).
+	if resp, _ := rawDo(t, addr, "GET", "/static/app.js.gz"); resp.Header.Get("Content-Encoding") != "" || strings.Contains(resp.Header.Get("Content-Type"), "javascript") {
+		t.Fatalf("app.js.gz asked for: %v", resp.Header)
+	}
+	// A list field over several lines is one list (RFC 9110 5.3).
+	if resp, _ := rawDo(t, addr, "GET", "/static/hello.txt", `If-None-Match: "other"`, "If-None-Match: "+etag); resp.StatusCode != 304 {
+		t.Fatalf("If-None-Match over two lines: %d", resp.StatusCode)
+	}
 }
 
 func TestParseByteRange(t *testing.T) {
@@ -109,6 +124,8 @@ func TestParseByteRange(t *testing.T) {
 		{"bytes=0-0", 0, 1, true}, {"bytes=5-", 5, 5, true}, {"bytes=-20", 0, 10, true},
 		{"bytes=9-100", 9, 1, true}, {"bytes=10-", 0, 0, false}, {"bytes=0-1,3-4", 0, -1, true},
 		{"items=0-1", 0, -1, true}, {"bytes=4-2", 0, -1, true}, {"bytes=-0", 0, 0, false},
+		// A suffix longer than any int64 is still longer than the file: the whole of it (14.1.3).
+		{"bytes=-99999999999999999999", 0, 10, true},
 	}
 	for _, c := range cases {
 		s, n, ok := parseByteRange(c.v, 10)
@@ -151,10 +168,10 @@ func TestPlanStatic(t *testing.T) {
 		}
 		return ""
 	}
-	if r := planStatic(get, "GET", "/f.txt", fi, "", now); r.status != 206 || field(r, "last-modified") != "Fri, 02 Jan 2026 03:04:05 GMT" {
+	if r := planStatic(get, "GET", "/f.txt", fi, "", false, now); r.status != 206 || field(r, "last-modified") != "Fri, 02 Jan 2026 03:04:05 GMT" {
 		t.Errorf("GET: %d %v", r.status, r.headers)
 	}
-	if r := planStatic(get, "HEAD", "/f.txt", fi, "", now); r.status != 200 || field(r, "content-length") != "10" || field(r, "content-range") != "" {
+	if r := planStatic(get, "HEAD", "/f.txt", fi, "", false, now); r.status != 200 || field(r, "content-length") != "10" || field(r, "content-range") != "" {
 		t.Errorf("HEAD: %d %v", r.status, r.headers)
 	}
 }
@@ -188,7 +205,7 @@ func TestStaticPreconditions(t *testing.T) {
 		for _, f := range c.fields {
 			hs = append(hs, http1.Header{Name: []byte(f[0]), Value: []byte(f[1])})
 		}
-		get := func(name string) []byte { return headerValue(hs, name) }
+		get := func(name string) []byte { return headerValues(hs, name) }
 		if got := preconditions(get, `"t"`, mod); got != c.want {
 			t.Errorf("%v: %d, want %d", c.fields, got, c.want)
 		}
