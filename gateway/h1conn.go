@@ -82,6 +82,7 @@ type h1conn struct {
 	linger     bool      // close in stages (lingerClose): a response to a client that may still be sending
 	abort      bool      // ... with a reset, so the client sees an incomplete response
 	closed     bool
+	staticBody bool // serveStatic is sending a file's body (closeIfIdle lets it finish)
 	wake       chan struct{}
 
 	// watchWhile's read, which wakeUp interrupts (watchMu orders that with endWatch).
@@ -1157,7 +1158,7 @@ func (c *h1conn) closeIfIdle() {
 	if c.cur != nil && c.cur.ws != nil {
 		c.cur.goingAwayLocked()
 	}
-	if c.cur == nil && !c.pendingLocked() && !c.draining {
+	if c.cur == nil && !c.pendingLocked() && !c.draining && !c.staticBody {
 		c.closeLocked()
 	} else {
 		c.closing = true

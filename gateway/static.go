@@ -221,10 +221,25 @@ func (c *h1conn) serveStatic(m *StaticMount, ex *exchange) bool {
 		if _, err := f.Seek(start, io.SeekStart); err != nil {
 			return false
 		}
+		// In flight for a graceful shutdown too: closeIfIdle lets it finish (closing).
+		c.mu.Lock()
+		c.staticBody = true
+		c.mu.Unlock()
 		c.nc.SetWriteDeadline(time.Now().Add(writeTimeout + time.Duration(length/(64<<10))*time.Second))
 		_, err := io.CopyN(c.nc, f, length) // sendfile(2) for TCP and Unix sockets
 		c.nc.SetWriteDeadline(time.Time{})
+		c.mu.Lock()
+		c.staticBody = false
+		closing := c.closing
+		c.mu.Unlock()
 		if err != nil {
+			return false
+		}
+		if closing {
+			c.srv.accessLog(ex)
+			c.mu.Lock()
+			c.closeLocked()
+			c.mu.Unlock()
 			return false
 		}
 	}

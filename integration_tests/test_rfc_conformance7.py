@@ -29,6 +29,7 @@
   is refused as over HTTP/1.1 (RFC 9113 §8.3.1); an app's ordinary trailer header makes no trailer
   section; at most 100 concurrent streams (each may hold a worker window a stalled client did not
   take); with --timeout-keep-alive 0 an idle connection still closes.
+* A graceful shutdown lets a static download in flight finish, as an app's response.
 * Command line, as uvicorn's: usage errors exit 2, a port in use exits 3 (a startup failure), and
   --log-config, --ssl-version and --ws-max-queue are accepted and said to be ignored.
 """
@@ -36,9 +37,11 @@
 from __future__ import annotations
 
 import re
+import signal
 import socket
 import subprocess
 import time
+from pathlib import Path
 from typing import Any
 
 import h2.config
@@ -510,3 +513,31 @@ def test_http2_idle_connection_closes_with_keep_alive_zero(servers: Any) -> None
     finally:
         sock.close()
     assert closed_at is not None and closed_at < 5, closed_at
+
+
+def test_graceful_shutdown_lets_a_static_download_finish(servers: Any, tmp_path: Path) -> None:
+    """--timeout-graceful-shutdown: "wait this many seconds for requests in flight" (uvicorn finishes
+    every response in flight): a static file being sent counts, as an app's response does."""
+    static_dir = tmp_path / "www"
+    static_dir.mkdir()
+    size = 6_000_000
+    (static_dir / "big.bin").write_bytes(b"x" * size)
+    server = servers.start("conformance7_app:app", app_dir=APPS_DIR, extra_args=["--static", f"/static={static_dir}"])
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    sock.connect(("127.0.0.1", server.port))
+    sock.settimeout(10)
+    sock.sendall(b"GET /static/big.bin HTTP/1.1\r\nHost: t\r\n\r\n")
+    got = sock.recv(65536)
+    server.process.send_signal(signal.SIGTERM)  # while most of the file is still to come
+    while True:
+        time.sleep(0.002)  # a slow reader: about 30 MB/s at most
+        data = sock.recv(65536)
+        if not data:
+            break
+        got += data
+    sock.close()
+    head, _, body = got.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200"), head
+    assert len(body) == size
+    assert server.process.wait(timeout=30) == 0
