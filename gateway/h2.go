@@ -523,7 +523,7 @@ func (s *Server) serveH2Stream(w http.ResponseWriter, r *http.Request) {
 	}
 	for i := range s.cfg.Static {
 		if name, ok := s.cfg.Static[i].match(hr.Path[len(hr.RootPath):]); ok {
-			res.status = s.serveStaticH2(w, r, &s.cfg.Static[i], name)
+			s.serveStaticH2(w, r, &res, &s.cfg.Static[i], name)
 			return
 		}
 	}
@@ -943,13 +943,16 @@ func (s *Server) writeH2Head(w http.ResponseWriter, r *http.Request, status int,
 }
 
 // h2SimpleResponse answers with the gateway's own plain-text response, as appendSimpleResponse does.
-func (s *Server) h2SimpleResponse(w http.ResponseWriter, r *http.Request, res *h2Response, status int) {
+func (s *Server) h2SimpleResponse(w http.ResponseWriter, r *http.Request, res *h2Response, status int, extra ...[2]string) {
 	text := http.StatusText(status)
 	if text == "" {
 		text = "Error"
 	}
 	h := w.Header()
 	clear(h)
+	for _, x := range extra {
+		h.Set(x[0], x[1])
+	}
 	if s.cfg.ServerHeader {
 		h["Server"] = []string{"asgi-gateway"}
 	}

@@ -196,7 +196,7 @@ func (c *h1conn) serveStatic(m *StaticMount, ex *exchange) bool {
 	}
 	out = append(out, "\r\n"...)
 	ex.status = status
-	ex.bytesOut = length
+	ex.bytesOut = 0 // (the body bytes sent: none for HEAD, what the client took of a GET's)
 
 	// The write side is ours: no exchange is running (waitIdle), and we wait out a drain.
 	c.mu.Lock()
@@ -226,13 +226,15 @@ func (c *h1conn) serveStatic(m *StaticMount, ex *exchange) bool {
 		c.staticBody = true
 		c.mu.Unlock()
 		c.nc.SetWriteDeadline(time.Now().Add(writeTimeout + time.Duration(length/(64<<10))*time.Second))
-		_, err := io.CopyN(c.nc, f, length) // sendfile(2) for TCP and Unix sockets
+		n, err := io.CopyN(c.nc, f, length) // sendfile(2) for TCP and Unix sockets
 		c.nc.SetWriteDeadline(time.Time{})
+		ex.bytesOut = n
 		c.mu.Lock()
 		c.staticBody = false
 		closing := c.closing
 		c.mu.Unlock()
 		if err != nil {
+			c.srv.accessLog(ex) // (a cut download is a request too, with what was sent)
 			return false
 		}
 		if closing {
@@ -477,16 +479,13 @@ func allDigits(s string) bool {
 }
 
 // serveStaticH2 answers a static-mount request on the HTTP/2 engine the way serveStatic does over
-// HTTP/1.1: the same resolution (no escape from the directory, precompressed siblings) and the same
-// reply (planStatic). It returns the status sent.
-func (s *Server) serveStaticH2(w http.ResponseWriter, r *http.Request, m *StaticMount, name string) int {
-	fail := func(status int) int {
-		http.Error(w, http.StatusText(status), status)
-		return status
-	}
+// HTTP/1.1: the same resolution (no escape from the directory, precompressed siblings), the same
+// reply (planStatic), and the gateway's own fields (Server, Date, --header) as on its other
+// responses. res gets the status and the body bytes sent, for the access log and the metrics.
+func (s *Server) serveStaticH2(w http.ResponseWriter, r *http.Request, res *h2Response, m *StaticMount, name string) {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		w.Header().Set(staticAllow[0], staticAllow[1])
-		return fail(405)
+		s.h2SimpleResponse(w, r, res, 405, staticAllow)
+		return
 	}
 	get := func(name string) []byte {
 		if v := r.Header[http.CanonicalHeaderKey(name)]; len(v) > 0 {
@@ -496,11 +495,18 @@ func (s *Server) serveStaticH2(w http.ResponseWriter, r *http.Request, m *Static
 	}
 	f, fi, encoding, varies, status := m.open(name, get("accept-encoding"))
 	if status != 0 {
-		return fail(status)
+		s.h2SimpleResponse(w, r, res, status)
+		return
 	}
 	defer f.Close()
 	reply := planStatic(get, r.Method, name, fi, encoding, varies, time.Now())
 	h := w.Header()
+	if s.cfg.ServerHeader {
+		h["Server"] = []string{"asgi-gateway"}
+	}
+	if !s.cfg.DateHeader {
+		h["Date"] = nil // suppresses the HTTP/2 server's own date
+	}
 	for _, x := range s.extraHeaders {
 		h.Add(string(x.Name), string(x.Value))
 	}
@@ -508,14 +514,15 @@ func (s *Server) serveStaticH2(w http.ResponseWriter, r *http.Request, m *Static
 		h.Set(x[0], x[1])
 	}
 	w.WriteHeader(reply.status)
+	res.status = reply.status
 	if r.Method == http.MethodGet && reply.length > 0 {
 		// A client that takes nothing (no window) must not hold the file, and the stream, for
 		// ever: the bound HTTP/1.1's static writes have (writeTimeout, and a second per 64 KiB).
 		deadline := time.Now().Add(writeTimeout + time.Duration(reply.length/(64<<10))*time.Second)
 		http.NewResponseController(w).SetWriteDeadline(deadline)
 		if _, err := f.Seek(reply.start, io.SeekStart); err == nil {
-			io.CopyN(w, f, reply.length) // an error is the client's stream gone
+			n, _ := io.CopyN(w, f, reply.length) // an error is the client's stream gone
+			res.bytes += n
 		}
 	}
-	return reply.status
 }

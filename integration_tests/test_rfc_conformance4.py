@@ -54,7 +54,7 @@ def h2_request(
     trailers: list[tuple[bytes, bytes]] | None = None,
 ) -> dict[str, Any]:
     """One request on stream 1 of a fresh h2c connection, sent as given (the h2 library's own checks
-    off): {"status": ..., "body": ..., "reset": error code or None, "trailers": trailer fields or None}."""
+    off): {"status": ..., "body": ..., "reset": error code or None, "headers": the response's fields, "trailers": trailer fields or None}."""
     sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
     config = h2.config.H2Configuration(
         client_side=True, header_encoding=None, validate_outbound_headers=False, normalize_outbound_headers=False
@@ -67,7 +67,7 @@ def h2_request(
     if trailers is not None:
         conn.send_headers(1, trailers, end_stream=True)
     sock.sendall(conn.data_to_send())
-    got: dict[str, Any] = {"status": None, "body": b"", "reset": None, "trailers": None}
+    got: dict[str, Any] = {"status": None, "body": b"", "reset": None, "trailers": None, "headers": None}
     try:
         while True:
             data = sock.recv(65536)
@@ -76,6 +76,7 @@ def h2_request(
             for event in conn.receive_data(data):
                 if isinstance(event, h2.events.ResponseReceived):
                     got["status"] = dict(event.headers)[b":status"].decode()
+                    got["headers"] = event.headers
                 elif isinstance(event, h2.events.DataReceived):
                     got["body"] += event.data
                     conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)

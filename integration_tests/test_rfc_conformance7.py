@@ -29,7 +29,8 @@
   is refused as over HTTP/1.1 (RFC 9113 §8.3.1); an app's ordinary trailer header makes no trailer
   section; at most 100 concurrent streams (each may hold a worker window a stalled client did not
   take); with --timeout-keep-alive 0 an idle connection still closes.
-* A graceful shutdown lets a static download in flight finish, as an app's response.
+* A graceful shutdown lets a static download in flight finish, as an app's response. Static
+  replies over HTTP/2 carry the gateway's own fields (Server, --header, Date as configured).
 * Command line, as uvicorn's: usage errors exit 2, a port in use exits 3 (a startup failure), and
   --log-config, --ssl-version and --ws-max-queue are accepted and said to be ignored.
 """
@@ -541,3 +542,19 @@ def test_graceful_shutdown_lets_a_static_download_finish(servers: Any, tmp_path:
     assert head.startswith(b"HTTP/1.1 200"), head
     assert len(body) == size
     assert server.process.wait(timeout=30) == 0
+
+
+@pytest.mark.parametrize("target, status", [("/static/a.txt", "200"), ("/static/missing.txt", "404")])
+def test_http2_static_replies_carry_the_gateways_fields(servers: Any, tmp_path: Path, target: str, status: str) -> None:
+    """Server, --no-date-header and --header apply to static replies over HTTP/2 as over HTTP/1.1
+    and as to the app's responses (the 404 too)."""
+    static_dir = tmp_path / "www"
+    static_dir.mkdir()
+    (static_dir / "a.txt").write_bytes(b"hello")
+    server = servers.start("conformance7_app:app", app_dir=APPS_DIR, extra_args=[
+        "--static", f"/static={static_dir}", "--http2-cleartext", "--no-date-header", "--header", "X-A: 1"])
+    got = h2_request(server, request_headers("GET", target))
+    fields = [(name.decode(), value.decode()) for name, value in got["headers"]]
+    assert got["status"] == status
+    assert ("server", "asgi-gateway") in fields and ("x-a", "1") in fields, fields
+    assert not [name for name, _ in fields if name == "date"], fields
