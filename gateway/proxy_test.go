@@ -40,13 +40,23 @@ func TestParseForwarded(t *testing.T) {
 	}
 }
 
-func TestForwardedNodeThatIsNoAddressKeepsThePeer(t *testing.T) {
+// proxied applies the proxy headers of one field line, from a trusted peer (127.0.0.1:40000), to
+// a plain HTTP request's scope.
+func proxied(t *testing.T, name, value string) protocol.HTTPRequest {
+	t.Helper()
 	trusted, err := ParseTrustedProxies("127.0.0.1")
 	if err != nil {
 		t.Fatal(err)
 	}
 	s := &Server{trusted: trusted}
-	peer := &protocol.Addr{Host: "127.0.0.1", Port: 40000, HasPort: true}
+	hr := protocol.HTTPRequest{Scheme: "http", Client: &protocol.Addr{Host: "127.0.0.1", Port: 40000, HasPort: true},
+		Headers: []protocol.Header{{Name: []byte(name), Value: []byte(value)}}}
+	var named protocol.Addr
+	s.applyProxyHeaders(&hr, false, &named)
+	return hr
+}
+
+func TestForwardedNodeThatIsNoAddressKeepsThePeer(t *testing.T) {
 	for _, tt := range []struct {
 		header, value string
 		host          string
@@ -59,27 +69,14 @@ func TestForwardedNodeThatIsNoAddressKeepsThePeer(t *testing.T) {
 		{"forwarded", "for=192.0.2.60;proto=https", "192.0.2.60", "https"},
 		{"x-forwarded-for", "unknown", "unknown", "http"}, // as uvicorn: X-Forwarded-For is passed on
 	} {
-		hr := protocol.HTTPRequest{Scheme: "http", Client: peer,
-			Headers: []protocol.Header{{Name: []byte(tt.header), Value: []byte(tt.value)}}}
-		var named protocol.Addr
-		s.applyProxyHeaders(&hr, false, &named)
-		if hr.Client.Host != tt.host || hr.Scheme != tt.scheme {
+		if hr := proxied(t, tt.header, tt.value); hr.Client.Host != tt.host || hr.Scheme != tt.scheme {
 			t.Errorf("%s: %s: client %q scheme %q; want %q %q", tt.header, tt.value, hr.Client.Host, hr.Scheme, tt.host, tt.scheme)
 		}
 	}
 }
 
 func TestForwardedForThatIsNoUTF8IsReadAsLatin1(t *testing.T) {
-	trusted, err := ParseTrustedProxies("127.0.0.1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := &Server{trusted: trusted}
-	peer := &protocol.Addr{Host: "127.0.0.1", Port: 40000, HasPort: true}
-	hr := protocol.HTTPRequest{Scheme: "http", Client: peer,
-		Headers: []protocol.Header{{Name: []byte("x-forwarded-for"), Value: []byte("1.2.3.4\xff")}}}
-	var named protocol.Addr
-	s.applyProxyHeaders(&hr, false, &named)
+	hr := proxied(t, "x-forwarded-for", "1.2.3.4\xff")
 	if hr.Client.Host != "1.2.3.4\u00ff" {
 		t.Fatalf("client %q", hr.Client.Host)
 	}
