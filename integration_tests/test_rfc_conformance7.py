@@ -32,11 +32,13 @@
 * A graceful shutdown lets a static download in flight finish, as an app's response. Static
   replies over HTTP/2 carry the gateway's own fields (Server, --header, Date as configured).
 * Command line, as uvicorn's: usage errors exit 2, a port in use exits 3 (a startup failure), and
-  --log-config, --ssl-version and --ws-max-queue are accepted and said to be ignored.
+  --log-config, --ssl-version and --ws-max-queue are accepted and said to be ignored; a --root-path
+  that is no UTF-8 is a usage error.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import socket
@@ -558,3 +560,11 @@ def test_http2_static_replies_carry_the_gateways_fields(servers: Any, tmp_path: 
     assert got["status"] == status
     assert ("server", "asgi-gateway") in fields and ("x-a", "1") in fields, fields
     assert not [name for name, _ in fields if name == "date"], fields
+
+
+def test_root_path_that_is_no_utf8_is_a_usage_error(gateway_binary: None) -> None:
+    """The scope's root_path (and the path it starts) is a str: a --root-path of other bytes would
+    make every request unencodable for the worker."""
+    result = run_gateway("--root-path", os.fsdecode(b"/\xff"))
+    assert result.returncode == 2, result.stderr
+    assert "--root-path" in result.stderr and "UTF-8" in result.stderr

@@ -17,6 +17,7 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	"unicode/utf8"
 
 	"github.com/BurntSushi/toml"
 	"github.com/mattn/go-isatty"
@@ -255,6 +256,10 @@ func configFrom(ctx *cli.Context) (gateway.Config, error) {
 	cfg.AppDir = ctx.String("app-dir")
 	cfg.Factory = ctx.Bool("factory")
 	cfg.RootPath = strings.TrimRight(ctx.String("root-path"), "/")
+	if !utf8.ValidString(cfg.RootPath) {
+		// The scope's root_path (and path, which starts with it) is a str.
+		return cfg, cli.Exit(fmt.Sprintf("--root-path %q is not valid UTF-8", cfg.RootPath), 2)
+	}
 	cfg.LogLevel = strings.ToLower(ctx.String("log-level"))
 	cfg.AccessLog = ctx.Bool("access-log") && !ctx.Bool("no-access-log")
 	if format := ctx.String("access-log-format"); format != "" {
