@@ -511,14 +511,14 @@ func TestPickWaitIsBounded(t *testing.T) {
 }
 
 // A request whose scope cannot be encoded (a str field that is no UTF-8; the command line refuses
-// such a --root-path, the test sets it past that) fails alone: 500, and the worker, with every
+// such a --root-path, the test sets it past that) fails alone: 502, and the worker, with every
 // other stream on it, stays.
 func TestRequestThatCannotBeEncodedFailsAlone(t *testing.T) {
 	srv, addr := startGatewayCfg(t, "ok", func(c *Config) { c.RootPath = "/\xff" })
 	pids := srv.WorkerPIDs()
 	for i := 0; i < 2; i++ {
-		if resp, _ := rawDo(t, addr, "GET", "/x"); resp.StatusCode != 500 {
-			t.Fatalf("request %d: %d, want 500", i, resp.StatusCode)
+		if resp, _ := rawDo(t, addr, "GET", "/x"); resp.StatusCode != 502 {
+			t.Fatalf("request %d: %d, want 502", i, resp.StatusCode)
 		}
 	}
 	if got := srv.WorkerPIDs(); len(got) != 1 || got[0] != pids[0] {

@@ -541,10 +541,10 @@ func (c *h1conn) dispatch() bool {
 	c.mu.Unlock()
 	if err := w.sendHTTPRequest(sid, &c.hr); err != nil {
 		// The worker went away between open and send: workerLost answers 502. Or the scope could not
-		// be encoded (a str field that is no UTF-8): this request alone fails (500).
+		// be encoded (a str field that is no UTF-8): this request alone fails (502).
 		if !errors.Is(err, errWorkerGone) {
 			c.srv.log.Error().Err(err).Msg("cannot encode the request for the worker")
-			w.abandon(sid, ex, err)
+			w.abandon(sid, ex)
 		}
 		return c.waitIdle()
 	}

@@ -554,7 +554,7 @@ func (s *Server) serveH2Stream(w http.ResponseWriter, r *http.Request) {
 	s.inflight.Add(1)
 	if err := wc.sendHTTPRequest(sid, &hr); err != nil && !errors.Is(err, errWorkerGone) {
 		s.log.Error().Err(err).Msg("cannot encode the request for the worker")
-		wc.abandon(sid, st, err) // this request alone fails (500)
+		wc.abandon(sid, st) // this request alone fails (502)
 	}
 	var pumpDone chan struct{}
 	if hasBody {

@@ -415,16 +415,17 @@ func (w *workerConn) flushDirty() {
 }
 
 // abandon ends a stream whose HTTP_REQUEST could not be encoded (a str field that is no UTF-8):
-// the worker never heard of it, so the stream is closed here and its handler told, as by an END
-// with an error (500), rather than failing the connection and every stream on it.
-func (w *workerConn) abandon(sid uint32, h streamHandler, err error) {
+// the worker never heard of it, so the stream is closed here and its handler told as if this
+// worker were lost to it alone (502), rather than failing the connection and every stream on it.
+// Any goroutine may call it (workerLost flushes by itself; end is the reader goroutine's).
+func (w *workerConn) abandon(sid uint32, h streamHandler) {
 	w.smu.Lock()
 	_, open := w.streams[sid]
 	delete(w.streams, sid)
 	w.smu.Unlock()
 	if open { // (else the connection failed meanwhile, and told it)
 		w.inflight.Add(-1)
-		h.end(protocol.OutcomeAppError, []byte("the request cannot be passed to the worker: "+err.Error()))
+		h.workerLost()
 	}
 }
 
