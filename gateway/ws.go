@@ -175,16 +175,7 @@ func (c *h1conn) dispatchWebSocket(ex *exchange) bool {
 			// A client that does not take its pongs gets no more read from it until it does: each
 			// ping read would queue one more (RFC 6455 §5.5.3 does not ask for a pong per ping),
 			// without bound.
-			for c.draining && !c.closed {
-				ws.readPaused = true
-				c.mu.Unlock()
-				<-c.wake
-				c.mu.Lock()
-			}
-			if ws.readPaused {
-				ws.readPaused = false
-				ws.pingPending = false // a pong may be waiting unread
-			}
+			c.pauseReadsLocked(ws, func() bool { return c.draining && !c.closed })
 			c.mu.Unlock()
 		case websocket.EventPong:
 			c.mu.Lock()
@@ -217,21 +208,30 @@ func (c *h1conn) dispatchWebSocket(ex *exchange) bool {
 func (c *h1conn) awaitWSCredit(ex *exchange) (ok, deliver bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for ex.reqCredit <= 0 && !ex.ended && !ex.lost && !c.closed && !ex.ws.appClosed {
-		// Backpressure: the client's pongs cannot be read meanwhile, so pings pause too.
-		ex.ws.readPaused = true
-		c.mu.Unlock()
-		<-c.wake
-		c.mu.Lock()
-	}
-	if ex.ws.readPaused {
-		ex.ws.readPaused = false
-		ex.ws.pingPending = false // a pong may be waiting unread behind the messages
-	}
+	// Backpressure: the app's window is full.
+	c.pauseReadsLocked(ex.ws, func() bool {
+		return ex.reqCredit <= 0 && !ex.ended && !ex.lost && !c.closed && !ex.ws.appClosed
+	})
 	// After the app closed, the client's messages are read (to reach its close frame) and dropped:
 	// the worker grants no window for them (SPEC §4: a sender never exceeds the window).
 	ok = !ex.lost && !c.closed && (!ex.ended || ex.ws.closeSent)
 	return ok, ok && !ex.ended && !ex.ws.appClosed
+}
+
+// pauseReadsLocked waits (c.mu held) while waiting() holds, reading nothing from the client: its
+// pongs cannot be seen meanwhile, so the ping timer does not count them (readPaused), and one may
+// be waiting unread behind what it sent before (pingPending is cleared after).
+func (c *h1conn) pauseReadsLocked(ws *wsState, waiting func() bool) {
+	for waiting() {
+		ws.readPaused = true
+		c.mu.Unlock()
+		<-c.wake
+		c.mu.Lock()
+	}
+	if ws.readPaused {
+		ws.readPaused = false
+		ws.pingPending = false
+	}
 }
 
 // wsDisconnectLocked tells the app the client is gone (once, and not after the app closed).
