@@ -1098,6 +1098,16 @@ func (s *Server) buildH2Scope(r *http.Request, info *h2ConnInfo, hr *protocol.HT
 			hs = append(hs, protocol.Header{Name: lower, Value: []byte(v)})
 		}
 	}
+	if len(r.Trailer) > 0 {
+		// x/net moves the request's Trailer field into r.Trailer's keys (the values come after the
+		// body): the app sees the field as the client sent it, as over HTTP/1.1.
+		keys := make([]string, 0, len(r.Trailer))
+		for k := range r.Trailer {
+			keys = append(keys, strings.ToLower(k))
+		}
+		slices.Sort(keys)
+		hs = append(hs, protocol.Header{Name: []byte("trailer"), Value: []byte(strings.Join(keys, ", "))})
+	}
 	hr.Headers = hs
 	hr.Client = info.client
 	hr.Server = info.server

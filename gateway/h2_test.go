@@ -290,6 +290,15 @@ func TestH2ScopeFromRequest(t *testing.T) {
 	if hr.Client != info.client || hr.Server != info.server {
 		t.Fatal("addresses")
 	}
+	// x/net moves the Trailer field into r.Trailer: the scope has it back.
+	r.Trailer = http.Header{"X-Sum": nil, "Checksum": nil}
+	if st := s.buildH2Scope(r, info, &hr); st != 0 {
+		t.Fatalf("status %d", st)
+	}
+	if last := hr.Headers[len(hr.Headers)-1]; string(last.Name) != "trailer" || string(last.Value) != "checksum, x-sum" {
+		t.Fatalf("trailer field %q: %q", last.Name, last.Value)
+	}
+	r.Trailer = nil
 	r.RequestURI = "/bad%zz"
 	if st := s.buildH2Scope(r, info, &hr); st != 400 {
 		t.Fatalf("undecodable path: %d", st)
