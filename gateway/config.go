@@ -56,7 +56,7 @@ type Config struct {
 
 	WSMaxSize           int           // largest WebSocket message (larger: close 1009)
 	WSPingInterval      time.Duration // ping idle WebSockets this often (0: never)
-	WSPingTimeout       time.Duration // close a WebSocket whose pong is this late
+	WSPingTimeout       time.Duration // close a WebSocket whose pong is this late (0: never)
 	WSPerMessageDeflate bool          // negotiate permessage-deflate when the client offers it
 
 	Metrics *Metrics // nil: no metrics

@@ -95,6 +95,7 @@ type h1conn struct {
 	idleFrom  time.Time // when the connection last went idle
 	idleArmed bool      // the read deadline is idleFrom's keep-alive deadline or an earlier one
 	headArmed bool      // the read deadline is a request head's (headDeadline)
+	closeBy   time.Time // a WebSocket closing handshake's deadline (wsCloseLocked): no read clears it
 
 	// Scratch for the non-blocking write (avoids a closure per write).
 	wsrc      []byte
@@ -403,7 +404,7 @@ func (c *h1conn) watchWhile(waiting func() bool) error {
 
 // endWatch ends watchWhile's read. A deadline wakeUp set, or an earlier keep-alive one that fired
 // (stale while the app is at work, see deadlineStale), is cleared: the exchange's end arms the
-// keep-alive deadline again.
+// keep-alive deadline again. A WebSocket closing handshake's deadline (closeBy) stays.
 func (c *h1conn) endWatch(fired bool) {
 	c.watchMu.Lock()
 	interrupted := !c.watching.Swap(false)
@@ -411,7 +412,7 @@ func (c *h1conn) endWatch(fired bool) {
 	if interrupted || fired {
 		c.mu.Lock()
 		if !c.closed {
-			c.nc.SetReadDeadline(time.Time{})
+			c.nc.SetReadDeadline(c.closeBy) // (zero: none)
 		}
 		c.idleArmed, c.headArmed = false, false
 		c.mu.Unlock()

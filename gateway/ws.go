@@ -168,10 +168,10 @@ func (c *h1conn) dispatchWebSocket(ex *exchange) bool {
 			}
 		case websocket.EventPing:
 			c.mu.Lock()
-			if !ws.closeSent {
-				c.out = websocket.AppendPong(c.out, ev.Data)
-				c.flushLocked()
-			}
+			// Answered after our close frame too (RFC 6455 §5.5.2: unless a close frame was
+			// received; a pong is a control frame, which §5.5.1 allows after a close).
+			c.out = websocket.AppendPong(c.out, ev.Data)
+			c.flushLocked()
 			// A client that does not take its pongs gets no more read from it until it does: each
 			// ping read would queue one more (RFC 6455 §5.5.3 does not ask for a pong per ping),
 			// without bound.
@@ -179,7 +179,14 @@ func (c *h1conn) dispatchWebSocket(ex *exchange) bool {
 			c.mu.Unlock()
 		case websocket.EventPong:
 			c.mu.Lock()
-			ws.pingPending = false
+			if ws.pingPending {
+				// Our ping is answered: the next one goes an interval from now (as the websockets
+				// library's keepalive, which uvicorn uses). (An unsolicited pong changes nothing.)
+				ws.pingPending = false
+				if ws.timer != nil && c.srv.cfg.WSPingTimeout > 0 && !ws.closeSent {
+					ws.timer.Reset(c.srv.cfg.WSPingInterval)
+				}
+			}
 			c.mu.Unlock()
 		case websocket.EventClose:
 			c.mu.Lock()
@@ -260,8 +267,9 @@ func (ex *exchange) wsCloseLocked(code int, reason string) {
 	}
 	if ws.closeRecv {
 		c.closing = true
-	} else {
-		c.nc.SetReadDeadline(time.Now().Add(closeHandshakeTimeout))
+	} else if c.closeBy.IsZero() {
+		c.closeBy = time.Now().Add(closeHandshakeTimeout)
+		c.nc.SetReadDeadline(c.closeBy)
 	}
 	c.wakeUp()
 }
@@ -459,7 +467,10 @@ func (ex *exchange) wsEndLocked(code int) {
 	}
 }
 
-// pingTick sends a ping every WSPingInterval; a pong missing for WSPingTimeout means a dead peer.
+// pingTick is the keepalive, as the websockets library's (which uvicorn uses): a ping an interval
+// (WSPingInterval) after the last pong; a pong missing WSPingTimeout after its ping (0: never) fails
+// the connection: a close frame 1011 "keepalive ping timeout" to the client (who may still read it),
+// then TCP closed; the app sees 1006. The timer fires for the next ping, or for the pong's deadline.
 func (ex *exchange) pingTick() {
 	c, ws := ex.c, ex.ws
 	c.mu.Lock()
@@ -467,28 +478,30 @@ func (ex *exchange) pingTick() {
 	if c.closed || ws.closeSent || ex.lost {
 		return
 	}
+	interval, timeout := c.srv.cfg.WSPingInterval, c.srv.cfg.WSPingTimeout
 	if ws.readPaused {
 		// We are not reading the client (the app is not receiving): its pong could not be seen.
 		ws.pingPending = false
-		ws.timer.Reset(c.srv.cfg.WSPingInterval)
+		ws.timer.Reset(interval)
 		return
 	}
-	if ws.pingPending {
+	if ws.pingPending && timeout > 0 {
 		c.srv.log.Debug().Uint32("stream", ex.sid).Msg("WebSocket ping timed out; closing")
 		ex.wsDisconnectLocked(websocket.CloseAbnormal, "")
+		ex.wsCloseLocked(websocket.CloseInternal, "keepalive ping timeout")
 		ex.lost = true
-		c.abort = true
+		c.flushLocked()
 		c.closeLocked()
 		return
 	}
 	ws.pingPending = true
 	c.out = websocket.AppendPing(c.out, nil)
 	c.flushLocked()
-	next := c.srv.cfg.WSPingInterval
-	if t := c.srv.cfg.WSPingTimeout; t > 0 && t < next {
-		next = t
+	if timeout > 0 {
+		ws.timer.Reset(timeout) // the pong's deadline (a pong resets the timer to the next ping)
+	} else {
+		ws.timer.Reset(interval)
 	}
-	ws.timer.Reset(next)
 }
 
 // goingAway closes an open WebSocket for shutdown: 1012 (service restart) to both sides.

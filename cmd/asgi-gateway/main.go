@@ -95,7 +95,7 @@ func runFlags() []cli.Flag {
 		&cli.StringFlag{Name: "lifespan", Value: "auto", Usage: "ASGI lifespan protocol: auto, on or off", EnvVars: env("lifespan"), Category: "Application"},
 		&cli.IntFlag{Name: "ws-max-size", Value: d.WSMaxSize, Usage: "largest WebSocket message in bytes (larger: close 1009)", EnvVars: env("ws-max-size"), Category: "WebSocket"},
 		&cli.Float64Flag{Name: "ws-ping-interval", Value: d.WSPingInterval.Seconds(), Usage: "ping WebSocket clients every this many seconds (0: never)", EnvVars: env("ws-ping-interval"), Category: "WebSocket"},
-		&cli.Float64Flag{Name: "ws-ping-timeout", Value: d.WSPingTimeout.Seconds(), Usage: "close a WebSocket whose pong is this many seconds late", EnvVars: env("ws-ping-timeout"), Category: "WebSocket"},
+		&cli.Float64Flag{Name: "ws-ping-timeout", Value: d.WSPingTimeout.Seconds(), Usage: "close a WebSocket whose pong is this many seconds late (0: never)", EnvVars: env("ws-ping-timeout"), Category: "WebSocket"},
 		&cli.BoolFlag{Name: "ws-per-message-deflate", Value: d.WSPerMessageDeflate, Usage: "negotiate permessage-deflate compression (--ws-per-message-deflate=false to turn off)", EnvVars: env("ws-per-message-deflate"), Category: "WebSocket"},
 		&cli.StringFlag{Name: "metrics-address", Usage: "serve Prometheus /metrics, /healthz and /readyz on HOST:PORT (apart from the app's listener)", EnvVars: env("metrics-address"), Category: "Operations"},
 		&cli.BoolFlag{Name: "reload", Usage: "replace the workers when watched files change (development)", EnvVars: env("reload"), Category: "Operations"},
