@@ -198,6 +198,15 @@ func (c *h1conn) readHead() bool {
 			c.closing, c.linger = true, true
 			c.flushLocked()
 			c.mu.Unlock()
+			if c.srv.cfg.AccessLog || c.srv.metrics != nil {
+				// A request too, answered by the gateway: logged and counted as its 413 is (with the
+				// method and target if its request-line was parsed).
+				ex := &exchange{c: c, minor: 1, method: c.req.Method, target: c.req.Target, status: status, startTime: time.Now()}
+				if ex.method != nil {
+					ex.minor = c.req.Minor
+				}
+				c.srv.accessLog(ex)
+			}
 			return false
 		}
 		if !partial && c.rend > c.rpos {
@@ -310,7 +319,7 @@ func (c *h1conn) fillBody() bool {
 // waitIdle waits until the previous response is complete (HTTP/1.1 pipelining keeps order).
 func (c *h1conn) waitIdle() bool {
 	c.mu.Lock()
-	for c.cur != nil && !c.closed && !c.closing {
+	for c.busyLocked() && !c.closed && !c.closing {
 		c.mu.Unlock()
 		<-c.wake
 		c.mu.Lock()
@@ -319,6 +328,12 @@ func (c *h1conn) waitIdle() bool {
 	c.mu.Unlock()
 	return ok
 }
+
+// busyLocked reports whether the connection is not ready for the next request: a response is in
+// flight, or the last one is not yet all written to the socket (the drain goroutine has the rest).
+// A pipelining client that does not read its responses then gets no more of its requests run, so
+// that their responses do not pile up in memory (the response window bounds one response only).
+func (c *h1conn) busyLocked() bool { return c.cur != nil || c.draining }
 
 // upperASCII uppercases a method token in place. The ASGI scope's method is "the HTTP method name,
 // uppercased" (www.rst): a client's "post" must reach every layer of the app as the POST it will
@@ -340,15 +355,18 @@ func upperASCII(b []byte) {
 // then served.
 func (c *h1conn) waitPipelined() bool {
 	c.mu.Lock()
-	ex := c.cur
-	if ex == nil || c.closed || c.closing {
+	ex := c.cur // nil: the last response is complete, and its end is being written
+	if !c.busyLocked() || c.closed || c.closing {
 		ok := !c.closed && !c.closing
 		c.mu.Unlock()
 		return ok
 	}
 	c.mu.Unlock()
-	switch err := c.watchWhile(func() bool { return c.cur != nil && !c.closing }); {
+	switch err := c.watchWhile(func() bool { return c.busyLocked() && !c.closing }); {
 	case err == nil:
+		return c.waitIdle()
+	case err == io.EOF && ex == nil:
+		c.readEOF = true
 		return c.waitIdle()
 	case err == io.EOF:
 		c.readEOF = true

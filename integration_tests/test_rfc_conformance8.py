@@ -10,13 +10,22 @@
   later than ``--ws-ping-timeout`` fails the connection, whichever of the two is longer, with a
   close frame 1011 before TCP closes (§7.1.7: an endpoint may send a close frame before failing).
   ``--ws-ping-timeout 0`` never fails it.
+* HTTP/1.1 pipelining: the next request runs once the response before it is written to the socket,
+  so a client that pipelines and does not read cannot make the gateway hold its responses without
+  bound (RFC 9112 §9.3.2: a server may process pipelined requests in parallel, which does not
+  oblige it to buffer their responses).
 """
 
 from __future__ import annotations
 
+import hashlib
+import random
+import socket
+import threading
 import time
 from typing import Any
 
+import httpx
 import pytest
 
 from gateway_harness import APPS_DIR, GatewayServer
@@ -137,3 +146,88 @@ def test_ping_timeout_zero_never_fails(module_servers: Any) -> None:
             assert frame.opcode == OP_PING, frame
             pings += 1
         assert pings >= 4
+
+
+# === HTTP/1.1 pipelining against a client that does not read =======================================
+
+
+def rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def test_pipelined_requests_wait_for_the_client_to_read(module_servers: Any) -> None:
+    # A client pipelines 600 requests for 100 KB each and reads nothing for two seconds: the gateway
+    # must not run them all and hold their 60 MB of responses (one client could exhaust its memory);
+    # the next request runs once the response before it is written. Then every response arrives,
+    # whole and in order.
+    server = module_servers.start("testapp:app", app_dir=APPS_DIR, workers=1)
+    count, size = 600, 100_000
+    with socket.create_connection((server.host, server.port), timeout=30) as sock:
+        base = rss_kib(server.process.pid)
+        requests = b"".join(
+            f"GET /_/blob?size={size}&seed={i} HTTP/1.1\r\nHost: t\r\n\r\n".encode() for i in range(count)
+        )
+        sender = threading.Thread(target=sock.sendall, args=(requests,), daemon=True)
+        sender.start()
+        time.sleep(2)
+        grown = rss_kib(server.process.pid) - base
+        assert grown < 24 * 1024, f"the gateway grew by {grown} KiB for a client that reads nothing"
+        reader = sock.makefile("rb")
+        for i in range(count):
+            status = reader.readline()
+            assert status.startswith(b"HTTP/1.1 200"), (i, status)
+            headers = {}
+            while (line := reader.readline()) != b"\r\n":
+                name, _, value = line.decode("latin-1").partition(":")
+                headers[name.strip().lower()] = value.strip()
+            body = reader.read(int(headers["content-length"]))
+            assert len(body) == size and hashlib.sha256(body).hexdigest() == headers["x-sha256"], i
+            assert body == random.Random(i).randbytes(size), i
+        sender.join(timeout=10)
+        assert not sender.is_alive()
+
+
+# === requests the gateway answers itself ===========================================================
+
+
+@pytest.mark.parametrize(
+    "request_bytes, status, line",
+    [
+        (b"GET /no-host HTTP/1.1\r\n\r\n", 400, "GET /no-host HTTP/1.1"),
+        (b"GET /" + b"a" * 20000 + b" HTTP/1.1\r\nHost: t\r\n\r\n", 414, None),
+        (b"GET /fat HTTP/1.1\r\nHost: t\r\nX-Fat: " + b"f" * 20000 + b"\r\n\r\n", 431, "GET /fat HTTP/1.1"),
+        (b"GET /two HTTP/2.0\r\nHost: t\r\n\r\n", 505, None),
+    ],
+)
+def test_refused_requests_are_logged_and_counted(
+    module_servers: Any, request_bytes: bytes, status: int, line: str | None
+) -> None:
+    # The access log has "one line per request" (README), the gateway's own refusals too, and the
+    # request counter counts them (as it does a 413).
+    from test_lifecycle import free_port, metric
+
+    address = f"127.0.0.1:{free_port()}"
+    server = module_servers.start(
+        "testapp:app", app_dir=APPS_DIR, workers=1,
+        extra_args=["--metrics-address", address, "--access-log-format", "ACCESS %(status)s [%(request_line)s]"],
+    )
+    with server.raw() as conn:
+        conn.send(request_bytes)
+        assert conn.read_head().status == status
+    deadline = time.monotonic() + 5
+    while not (lines := [x for x in server.stderr().splitlines() if f"ACCESS {status} " in x]):
+        assert time.monotonic() < deadline, server.stderr()[-2000:]
+        time.sleep(0.05)
+    assert len(lines) == 1, lines
+    if line is not None:
+        assert f"[{line}]" in lines[0]
+    text = httpx.get(f"http://{address}/metrics", timeout=5).text
+    counted = sum(
+        metric(text, "asgi_gateway_requests_total", method=m, status=f"{status // 100}xx") or 0
+        for m in ("GET", "other", "")
+    )
+    assert counted == 1, [x for x in text.splitlines() if "requests_total" in x]
