@@ -231,3 +231,15 @@ def test_refused_requests_are_logged_and_counted(
         for m in ("GET", "other", "")
     )
     assert counted == 1, [x for x in text.splitlines() if "requests_total" in x]
+
+
+# === statuses =====================================================================================
+
+
+@pytest.mark.parametrize("code", [599, 600, 999])
+def test_statuses_outside_100_599_are_a_server_error(module_servers: Any, code: int) -> None:
+    # RFC 9110 §15: "Values outside the range 100..599 are invalid"; the app's invalid status is a
+    # 500 from the server, as any other invalid http.response.start.
+    server = module_servers.start("testapp:app", app_dir=APPS_DIR, workers=1)
+    response = httpx.get(f"{server.url}/_/status", params={"code": str(code), "body": "1"})
+    assert response.status_code == (code if code == 599 else 500)

@@ -538,13 +538,16 @@ class RequestCycle:
 
     def _start(self, message: Any) -> None:
         status = message["status"]
-        if status.__class__ is not int or not 200 <= status <= 999:
+        # RFC 9110 §15: "Values outside the range 100..599 are invalid" (a client would take one as a
+        # 5xx); 1xx are interim responses, which http.response.start cannot send (extensions.rst:
+        # http.response.early_hint sends 103).
+        if status.__class__ is not int or not 200 <= status <= 599:
             if not isinstance(status, int) or isinstance(status, bool):
                 self._invalid(TypeError(
                     f"http.response.start 'status' must be an int, got {type(status).__name__} {status!r}"))
             status = int(status)  # an int subclass, such as http.HTTPStatus (Starlette passes it on)
-            if not 200 <= status <= 999:
-                self._invalid(ValueError(f"http.response.start 'status' must be 200..999, got {status}"))
+            if not 200 <= status <= 599:
+                self._invalid(ValueError(f"http.response.start 'status' must be 200..599, got {status}"))
         headers = message.get("headers", ())
         cls = headers.__class__
         if cls is not list and cls is not tuple:
