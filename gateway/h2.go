@@ -59,7 +59,11 @@ func (s *Server) setupTLS() error {
 		}
 	}
 	hs := &http.Server{
-		MaxHeaderBytes: s.cfg.Limits.MaxHeaderBytes,
+		// x/net decodes no single field longer than its header list limit (MaxHeaderBytes plus
+		// padding) and fails the whole connection (COMPRESSION_ERROR) on one: a 17 KB cookie would
+		// reset every stream of the connection. It gets room for h2HeaderRoom times the limit, and
+		// buildH2Scope answers a section over the limit with 431, for that stream alone.
+		MaxHeaderBytes: s.cfg.Limits.MaxHeaderBytes * h2HeaderRoom,
 		IdleTimeout:    s.cfg.idleTimeout(),
 		ErrorLog:       log.New(h2LogWriter{s}, "", 0),
 	}
@@ -1050,6 +1054,9 @@ func (s *Server) buildH2Scope(r *http.Request, info *h2ConnInfo, hr *protocol.HT
 		// field listing the app's methods, which only the app knows).
 		return 501
 	}
+	if h2HeaderListSize(r) > s.cfg.Limits.MaxHeaderBytes+h2HeaderPadding {
+		return 431 // RFC 9113 §10.5.1 (as HTTP/1.1 answers a head over the limit)
+	}
 	target := r.RequestURI // the :path pseudo-header as received
 	rawPath, query, _ := strings.Cut(target, "?")
 	if rawPath == "" || (rawPath[0] != '/' && rawPath != "*") {
@@ -1120,6 +1127,27 @@ func (s *Server) buildH2Scope(r *http.Request, info *h2ConnInfo, hr *protocol.HT
 		hr.Flags |= protocol.FlagTrailersAllowed // HTTP/2 frames trailers always; the client asks for them
 	}
 	return 0
+}
+
+// The HTTP/2 header section limit: x/net decodes up to h2HeaderRoom × MaxHeaderBytes, the gateway
+// takes MaxHeaderBytes plus x/net's own padding for ten fields' overhead (as x/net did with
+// MaxHeaderBytes alone).
+const (
+	h2HeaderRoom    = 4
+	h2HeaderPadding = 10 * 32
+)
+
+// h2HeaderListSize is the request's header list size as RFC 7541 §4.1 counts it (name, value and
+// 32 per field), pseudo-header fields included.
+func h2HeaderListSize(r *http.Request) int {
+	n := len(":method") + len(r.Method) + len(":path") + len(r.RequestURI) + len(":authority") + len(r.Host) +
+		len(":scheme") + len("https") + 4*32
+	for name, values := range r.Header {
+		for _, v := range values {
+			n += len(name) + len(v) + 32
+		}
+	}
+	return n
 }
 
 // hasTrailersTE reports whether the TE field values list "trailers" (the HTTP/2 server has refused

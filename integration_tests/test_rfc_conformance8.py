@@ -25,6 +25,7 @@ import threading
 import time
 from typing import Any
 
+import h2.settings
 import httpx
 import pytest
 
@@ -243,3 +244,68 @@ def test_statuses_outside_100_599_are_a_server_error(module_servers: Any, code: 
     server = module_servers.start("testapp:app", app_dir=APPS_DIR, workers=1)
     response = httpx.get(f"{server.url}/_/status", params={"code": str(code), "body": "1"})
     assert response.status_code == (code if code == 599 else 500)
+
+
+# === HTTP/2 header sections over the limit ==========================================================
+
+
+def h2_streams(server: GatewayServer, requests: list[list[tuple[bytes, bytes]]]) -> dict[int, dict[str, Any]]:
+    """The requests on streams 1, 3, ... of one h2c connection, one after the other: per stream its
+    status, body and reset code; "goaway" when the connection ends."""
+    import h2.config
+    import h2.connection
+    import h2.events
+
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    config = h2.config.H2Configuration(client_side=True, header_encoding=None, validate_outbound_headers=False)
+    conn = h2.connection.H2Connection(config)
+    conn.local_settings = h2.settings.Settings(client=True, initial_values={h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: 1 << 20})
+    conn.initiate_connection()
+    results: dict[int, dict[str, Any]] = {}
+    with sock:
+        for i, headers in enumerate(requests):
+            sid = 2 * i + 1
+            results[sid] = {"status": None, "body": b"", "reset": None}
+            conn.send_headers(sid, headers, end_stream=True)
+            sock.sendall(conn.data_to_send())
+            while True:
+                data = sock.recv(65536)
+                if not data:
+                    results[sid]["goaway"] = True
+                    return results
+                done = False
+                for event in conn.receive_data(data):
+                    if isinstance(event, h2.events.ResponseReceived) and event.stream_id == sid:
+                        results[sid]["status"] = int(dict(event.headers)[b":status"])
+                    elif isinstance(event, h2.events.DataReceived) and event.stream_id == sid:
+                        results[sid]["body"] += event.data
+                        conn.acknowledge_received_data(event.flow_controlled_length, sid)
+                    elif isinstance(event, h2.events.StreamEnded) and event.stream_id == sid:
+                        done = True
+                    elif isinstance(event, h2.events.StreamReset) and event.stream_id == sid:
+                        results[sid]["reset"] = event.error_code
+                        done = True
+                    elif isinstance(event, h2.events.ConnectionTerminated):
+                        results[sid]["goaway"] = event.error_code
+                        return results
+                sock.sendall(conn.data_to_send())
+                if done:
+                    break
+    return results
+
+
+@pytest.mark.parametrize("fields", [[("cookie", "s=" + "c" * 17000)], [("x-a", "a" * 9000), ("x-b", "b" * 9000)]])
+def test_h2_header_section_over_the_limit_is_431_for_its_stream_alone(
+    module_servers: Any, fields: list[tuple[str, str]]
+) -> None:
+    # RFC 9113 §10.5.1: a server "can send an HTTP 431"; one field over x/net's string limit used to
+    # end the whole connection (GOAWAY COMPRESSION_ERROR), the other streams with it.
+    server = module_servers.start("testapp:app", app_dir=APPS_DIR, workers=1, extra_args=["--http2-cleartext"])
+
+    def request(*extra: tuple[str, str]) -> list[tuple[bytes, bytes]]:
+        pseudo = [(":method", "GET"), (":path", "/"), (":scheme", "http"), (":authority", "localhost")]
+        return [(n.encode(), v.encode()) for n, v in (*pseudo, *extra)]
+
+    results = h2_streams(server, [request(*fields), request()])
+    assert results[1]["status"] == 431 and "goaway" not in results[1], results[1]
+    assert results[3]["status"] == 200 and "goaway" not in results[3], results[3]
