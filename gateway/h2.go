@@ -918,10 +918,15 @@ func (s *Server) writeH2Head(w http.ResponseWriter, r *http.Request, status int,
 	seenCL := false
 	for i := range headers {
 		name := strings.ToLower(string(headers[i].Name))
-		if hopByHop[name] || name == "trailer" {
-			// (Trailer too: in net/http's header map it declares trailers, whose values x/net would
-			// then take from the header fields at the end of the stream: an unsolicited trailer
-			// section repeating them. The app's trailers go out only as http.response.trailers.)
+		if hopByHop[name] {
+			continue
+		}
+		if name == "trailer" {
+			// Under net/http's key "Trailer" it would declare trailers, whose values x/net would
+			// then take from the header fields at the end of the stream (an unsolicited trailer
+			// section repeating them): under the lowercase key x/net sends it as a field only (RFC
+			// 9110 §6.6.2: a sender SHOULD). The app's trailers go out as http.response.trailers.
+			h["trailer"] = append(h["trailer"], string(http1.TrimOWS(headers[i].Value)))
 			continue
 		}
 		if name == "content-length" {

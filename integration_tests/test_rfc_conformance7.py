@@ -465,9 +465,11 @@ def test_http2_path_that_is_not_absolute_path_and_query_is_refused(h2c_app_serve
 
 def test_http2_app_trailer_header_sends_no_trailer_section(h2c_app_server: GatewayServer) -> None:
     """An app's ordinary trailer header does not make an unsolicited trailer section repeating
-    header fields (RFC 9110 §6.5.1); trailers go out only as http.response.trailers."""
+    header fields (RFC 9110 §6.5.1); trailers go out only as http.response.trailers. The field itself
+    is sent, as over HTTP/1.1 (RFC 9110 §6.6.2: a sender SHOULD)."""
     got = h2_request(h2c_app_server, request_headers("GET", "/trailer-header"))
     assert (got["status"], got["body"], got["trailers"]) == ("200", b"hello", None)
+    assert (b"trailer", b"x-foo") in got["headers"], got["headers"]
 
 
 def test_http2_advertises_at_most_100_concurrent_streams(h2c_app_server: GatewayServer) -> None:
