@@ -40,6 +40,7 @@ from test_ws_protocol import (
     read_close,
     read_data_frame,
     read_frame,
+    vm_rss_kib,
     wait_record,
 )
 
@@ -152,14 +153,6 @@ def test_ping_timeout_zero_never_fails(module_servers: Any) -> None:
 # === HTTP/1.1 pipelining against a client that does not read =======================================
 
 
-def rss_kib(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmRSS")
-
-
 def test_pipelined_requests_wait_for_the_client_to_read(module_servers: Any) -> None:
     # A client pipelines 600 requests for 100 KB each and reads nothing for two seconds: the gateway
     # must not run them all and hold their 60 MB of responses (one client could exhaust its memory);
@@ -168,14 +161,14 @@ def test_pipelined_requests_wait_for_the_client_to_read(module_servers: Any) -> 
     server = module_servers.start("testapp:app", app_dir=APPS_DIR, workers=1)
     count, size = 600, 100_000
     with socket.create_connection((server.host, server.port), timeout=30) as sock:
-        base = rss_kib(server.process.pid)
+        base = vm_rss_kib(server.process.pid)
         requests = b"".join(
             f"GET /_/blob?size={size}&seed={i} HTTP/1.1\r\nHost: t\r\n\r\n".encode() for i in range(count)
         )
         sender = threading.Thread(target=sock.sendall, args=(requests,), daemon=True)
         sender.start()
         time.sleep(2)
-        grown = rss_kib(server.process.pid) - base
+        grown = vm_rss_kib(server.process.pid) - base
         assert grown < 24 * 1024, f"the gateway grew by {grown} KiB for a client that reads nothing"
         reader = sock.makefile("rb")
         for i in range(count):
