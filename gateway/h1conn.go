@@ -201,9 +201,10 @@ func (c *h1conn) readHead() bool {
 			if c.srv.cfg.AccessLog || c.srv.metrics != nil {
 				// A request too, answered by the gateway: logged and counted as its 413 is (with the
 				// method and target if its request-line was parsed).
-				ex := &exchange{c: c, minor: 1, method: c.req.Method, target: c.req.Target, status: status, startTime: time.Now()}
-				if ex.method != nil {
-					ex.minor = c.req.Minor
+				ex := &exchange{c: c, minor: 1, status: status, startTime: time.Now()}
+				if visibleASCII(c.req.Method) && visibleASCII(c.req.Target) {
+					// (a refused request-line may hold any byte: none goes into the log unescaped)
+					ex.method, ex.target, ex.minor = c.req.Method, c.req.Target, c.req.Minor
 				}
 				c.srv.accessLog(ex)
 			}
@@ -327,6 +328,16 @@ func (c *h1conn) waitIdle() bool {
 	ok := !c.closed && !c.closing
 	c.mu.Unlock()
 	return ok
+}
+
+// visibleASCII reports whether b is all visible ASCII (no control byte, space or DEL).
+func visibleASCII(b []byte) bool {
+	for _, c := range b {
+		if c <= ' ' || c >= 0x7f {
+			return false
+		}
+	}
+	return true
 }
 
 // busyLocked reports whether the connection is not ready for the next request: a response is in

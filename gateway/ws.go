@@ -168,14 +168,20 @@ func (c *h1conn) dispatchWebSocket(ex *exchange) bool {
 			}
 		case websocket.EventPing:
 			c.mu.Lock()
-			// Answered after our close frame too (RFC 6455 §5.5.2: unless a close frame was
-			// received; a pong is a control frame, which §5.5.1 allows after a close).
-			c.out = websocket.AppendPong(c.out, ev.Data)
-			c.flushLocked()
-			// A client that does not take its pongs gets no more read from it until it does: each
-			// ping read would queue one more (RFC 6455 §5.5.3 does not ask for a pong per ping),
-			// without bound.
-			c.pauseReadsLocked(ws, func() bool { return c.draining && !c.closed })
+			if !ws.closeSent {
+				c.out = websocket.AppendPong(c.out, ev.Data)
+				c.flushLocked()
+				// A client that does not take its pongs gets no more read from it until it does:
+				// each ping read would queue one more (RFC 6455 §5.5.3 does not ask for a pong per
+				// ping), without bound.
+				c.pauseReadsLocked(ws, func() bool { return c.draining && !c.closed })
+			} else if !c.draining && len(c.out) == 0 {
+				// After our close frame too (RFC 6455 §5.5.2: unless a close frame was received; a
+				// pong is a control frame, which §5.5.1 allows after a close), but only while the
+				// client takes what we write: reads go on, for its close frame or closeBy.
+				c.out = websocket.AppendPong(c.out, ev.Data)
+				c.flushLocked()
+			}
 			c.mu.Unlock()
 		case websocket.EventPong:
 			c.mu.Lock()
