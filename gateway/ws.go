@@ -150,6 +150,12 @@ func (c *h1conn) dispatchWebSocket(ex *exchange) bool {
 			if !c.fill(cfg.WSMaxSize + 64<<10) {
 				c.mu.Lock()
 				ex.wsDisconnectLocked(websocket.CloseAbnormal, "")
+				if ws.closeSent {
+					// The closing handshake failed (closeBy passed, or the client went): a reset, as
+					// an orderly close would queue our FIN behind output a client that reads nothing
+					// never takes, and the connection would stay open on its side.
+					c.abort = true
+				}
 				c.closeLocked()
 				c.mu.Unlock()
 				return false

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+import select
 import socket
 import threading
 import time
@@ -29,7 +30,7 @@ import h2.settings
 import httpx
 import pytest
 
-from gateway_harness import APPS_DIR, GatewayServer
+from gateway_harness import APPS_DIR, GatewayServer, RawConnection
 from test_ws_protocol import (
     OP_CLOSE,
     OP_PING,
@@ -40,6 +41,7 @@ from test_ws_protocol import (
     read_close,
     read_data_frame,
     read_frame,
+    upgrade_request,
     vm_rss_kib,
     wait_record,
 )
@@ -81,6 +83,37 @@ def test_ping_after_server_close_gets_a_pong(ws_server: GatewayServer) -> None:
         assert (frame.opcode, frame.payload) == (OP_PONG, b"are-you-there")
         conn.send(encode_frame(OP_CLOSE, (1000).to_bytes(2, "big")))
         assert conn.peer_closed(timeout=5)
+
+
+def test_close_timeout_holds_against_a_client_that_pings_and_does_not_read(ws_server: GatewayServer) -> None:
+    # After the server's close frame a client floods pings and reads nothing: the gateway's pongs
+    # must not stop it reading (it would never see its close deadline), nor pile up.
+    sock = socket.create_connection((ws_server.host, ws_server.port), timeout=10)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    conn = RawConnection(sock)
+    with conn:
+        request, _ = upgrade_request("/close?code=1000")
+        conn.send(request)
+        assert conn.read_head().status == 101
+        assert read_close(conn, reply=False).close_code == 1000
+        sock.setblocking(False)
+        poller = select.poll()
+        poller.register(sock, select.POLLRDHUP | select.POLLHUP | select.POLLERR)
+        ping = encode_frame(OP_PING, b"p" * 125)
+        started = time.monotonic()
+        closed_after = None
+        while time.monotonic() - started < 15:
+            try:
+                sock.send(ping)
+            except BlockingIOError:
+                time.sleep(0.001)
+            except OSError:
+                closed_after = time.monotonic() - started
+                break
+            if poller.poll(0):
+                closed_after = time.monotonic() - started
+                break
+    assert closed_after is not None and closed_after < 10, f"still open after {closed_after or 15:.1f} s"
 
 
 def test_ping_timeout_longer_than_the_interval(module_servers: Any) -> None:
