@@ -542,13 +542,43 @@ def test_env_file_reaches_the_app_and_is_never_logged(launcher: Launcher, tmp_pa
 
 
 def test_env_file_errors_do_not_show_the_value(launcher: Launcher, tmp_path: Path) -> None:
+    # As python-dotenv (uvicorn's --env-file): a statement that cannot be parsed is skipped with a
+    # warning naming its line, and the others load.
     secret = f"s3cr3t-{uuid.uuid4().hex}"
     env_file = tmp_path / "bad.env"
-    env_file.write_text(f"GOOD=1\n{secret}\n")  # line 2 is not KEY=VALUE
-    result = launcher.run(*APP, "--port", "0", "--env-file", str(env_file))
-    assert result.returncode == 2, result.stderr
-    assert "line 2" in result.stderr, result.stderr
-    assert secret not in result.stderr
+    env_file.write_text(f'GOOD=1\nBAD="{secret}" junk after the quotes\nAFTER=2\n')
+    server = launcher.start("deploy_app:app", "--app-dir", str(APPS_DIR), "--port", "0", "--env-file", str(env_file))
+    assert get(f"{server.url}/_/env", params={"names": "GOOD,BAD,AFTER"}).json() == {"GOOD": "1", "BAD": None, "AFTER": "2"}
+    assert server.stop() == 0
+    log = server.log()
+    assert "line 2" in log, log
+    assert secret not in log
+
+
+def test_env_file_is_read_as_python_dotenv_reads_it(launcher: Launcher, tmp_path: Path) -> None:
+    # uvicorn's --env-file is python-dotenv's load_dotenv: the environment wins over the file,
+    # ${VAR} and ${VAR:-default} are expanded, double-quoted values may span lines, a comment may
+    # follow a quoted value, and a bare KEY sets nothing.
+    env_file = tmp_path / "app.env"
+    env_file.write_text(
+        "DEPLOY_FROM_ENV=file\n"
+        'DEPLOY_EXPANDED="${DEPLOY_BASE}/${DEPLOY_FROM_ENV}/${DEPLOY_MISSING:-fallback}"\n'
+        'DEPLOY_QUOTED="value" # a comment after the quotes\n'
+        'DEPLOY_PEM="-----BEGIN KEY-----\nabc\n-----END KEY-----"\n'
+        "DEPLOY_BARE\n"
+    )
+    server = launcher.start(
+        "deploy_app:app", "--app-dir", str(APPS_DIR), "--port", "0", "--env-file", str(env_file),
+        env=clean_env(DEPLOY_FROM_ENV="env", DEPLOY_BASE="/base"),
+    )
+    names = "DEPLOY_FROM_ENV,DEPLOY_EXPANDED,DEPLOY_QUOTED,DEPLOY_PEM,DEPLOY_BARE"
+    assert get(f"{server.url}/_/env", params={"names": names}).json() == {
+        "DEPLOY_FROM_ENV": "env",
+        "DEPLOY_EXPANDED": "/base/env/fallback",
+        "DEPLOY_QUOTED": "value",
+        "DEPLOY_PEM": "-----BEGIN KEY-----\nabc\n-----END KEY-----",
+        "DEPLOY_BARE": None,
+    }
 
 
 # --- --lifespan, --root-path -------------------------------------------------------------------

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 from typing import Any
 
 import httpx
@@ -174,3 +175,15 @@ def test_websocket_scheme_from_forwarded_proto(module_servers: Any) -> None:
         scope = json.loads(ws.recv(timeout=10))["scope"]
     assert scope["scheme"] == "wss"
     assert scope["client"] == ["203.0.113.8", 0]
+
+
+def test_default_trusts_the_ipv6_loopback_too(module_servers: Any) -> None:
+    # uvicorn's default --forwarded-allow-ips is "127.0.0.1,::1": a proxy on the IPv6 loopback (a
+    # "localhost" that resolves to ::1) is trusted as one on 127.0.0.1 is.
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6")
+    server = module_servers.start(
+        "testapp:app", app_dir=APPS_DIR, extra_args=["--host", "::1", "--port", "0"], env=env_without_proxy_settings()
+    )
+    assert server.url.startswith("http://[::1]:"), server.url
+    assert_applied(scope_for(server, XFF))

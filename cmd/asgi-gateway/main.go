@@ -61,7 +61,7 @@ func runFlags() []cli.Flag {
 		&cli.IntFlag{Name: "backlog", Value: d.Backlog, Usage: "maximum number of connections waiting to be accepted", EnvVars: env("backlog"), Category: "Listening"},
 		&cli.BoolFlag{Name: "proxy-headers", Value: true, Usage: "take client address and scheme from X-Forwarded-For/-Proto (or Forwarded) of trusted proxies", EnvVars: env("proxy-headers"), Category: "Listening"},
 		&cli.BoolFlag{Name: "no-proxy-headers", Usage: "ignore proxy headers", EnvVars: env("no-proxy-headers"), Category: "Listening"},
-		&cli.StringFlag{Name: "forwarded-allow-ips", Value: "127.0.0.1", Usage: "comma-separated IPs, networks (CIDR) or \"*\" trusted to send proxy headers", EnvVars: append(env("forwarded-allow-ips"), "FORWARDED_ALLOW_IPS"), Category: "Listening"},
+		&cli.StringFlag{Name: "forwarded-allow-ips", Value: "127.0.0.1,::1", Usage: "comma-separated IPs, networks (CIDR) or \"*\" trusted to send proxy headers", EnvVars: append(env("forwarded-allow-ips"), "FORWARDED_ALLOW_IPS"), Category: "Listening"},
 		&cli.IntFlag{Name: "workers", Value: d.Workers, Usage: "number of Python worker processes", EnvVars: append(env("workers"), "WEB_CONCURRENCY"), Category: "Workers"},
 		&cli.StringFlag{Name: "worker-user", Usage: "run the Python workers as this user (the gateway keeps its privileges, e.g. to bind port 80)", EnvVars: env("worker-user"), Category: "Workers"},
 		&cli.StringFlag{Name: "python", Usage: "Python interpreter for the workers (default: $VIRTUAL_ENV/bin/python, else python3)", EnvVars: env("python"), Category: "Workers"},
@@ -213,6 +213,10 @@ func checkConfigKeys(path string, flags []cli.Flag) error {
 	return nil
 }
 
+// envFileWarnings are configFrom's warnings about --env-file statements it skipped, logged once the
+// logger exists.
+var envFileWarnings []string
+
 func configFrom(ctx *cli.Context) (gateway.Config, error) {
 	cfg := gateway.DefaultConfig()
 	cfg.App = ctx.Args().First()
@@ -291,11 +295,12 @@ func configFrom(ctx *cli.Context) (gateway.Config, error) {
 		cfg.Static = append(cfg.Static, m)
 	}
 	if path := ctx.String("env-file"); path != "" {
-		env, err := readEnvFile(path)
+		env, warnings, err := readEnvFile(path, os.LookupEnv)
 		if err != nil {
 			return cfg, cli.Exit(err.Error(), 2)
 		}
 		cfg.WorkerEnv = env
+		envFileWarnings = warnings
 	}
 	cfg.LimitConcurrency = ctx.Int("limit-concurrency")
 	cfg.WSMaxSize = ctx.Int("ws-max-size")
@@ -379,6 +384,9 @@ func run(ctx *cli.Context) error {
 	log, err := newLogger(cfg.LogLevel, ctx.String("log-format"), colors)
 	if err != nil {
 		return err
+	}
+	for _, w := range envFileWarnings {
+		log.Warn().Msg(w)
 	}
 	for _, name := range []string{"loop", "http", "ws", "interface"} {
 		if ctx.IsSet(name) {
@@ -558,8 +566,14 @@ func interspersed(args []string, flags []cli.Flag) []string {
 			positional = append(positional, a)
 			continue
 		}
-		opts = append(opts, a)
 		name := strings.TrimLeft(a, "-")
+		if name == "ws-per-message-deflate" && j+1 < len(rest) && (rest[j+1] == "true" || rest[j+1] == "false") {
+			// uvicorn's form: --ws-per-message-deflate BOOLEAN
+			opts = append(opts, a+"="+rest[j+1])
+			j++
+			continue
+		}
+		opts = append(opts, a)
 		if !strings.Contains(name, "=") && takesValue[name] && j+1 < len(rest) {
 			opts = append(opts, rest[j+1])
 			j++

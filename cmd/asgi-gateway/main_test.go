@@ -4,25 +4,43 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/urfave/cli/v2"
 )
 
 func TestReadEnvFile(t *testing.T) {
+	// python-dotenv's format, as load_dotenv reads it (expected values checked with python-dotenv 1.2).
 	path := filepath.Join(t.TempDir(), ".env")
-	os.WriteFile(path, []byte("# comment\nA=1\nexport B = two words \nC=\"x\\ny\"\nD='$not'\nE=v # note\n\n"), 0o600)
-	got, err := readEnvFile(path)
+	text := "# comment\nexport A=1\nB = 2 \nC=\"dq ${A} \\n x\" # comment\nD='sq ${A} \\n'\n" +
+		"E=unq ${A}#kept ${NOPE:-dflt} # comment\nF=\"multi\nline\"\nG\nH=\nI=${HOME}/x\nJ=\"a\\\"b\\\\c\"\n" +
+		"K='it\\'s'\nL=${B:-x}${Z:-}\nM=$A\n N=lead\nO=\"x\" junk\nP==eq\nQ='unterminated\nR=ok\nSET=file\n"
+	os.WriteFile(path, []byte(text), 0o600)
+	environ := map[string]string{"HOME": "/root", "SET": "env"}
+	lookup := func(k string) (string, bool) { v, ok := environ[k]; return v, ok }
+	got, warnings, err := readEnvFile(path, lookup)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"A=1", "B=two words", "C=x\ny", "D=$not", "E=v"}
+	want := []string{"A=1", "B=2", "C=dq 1 \n x", "D=sq 1 \\n", "E=unq 1#kept dflt", "F=multi\nline", "H=",
+		"I=/root/x", `J=a"b\c`, "K=it's", "L=2", "M=$A", "N=lead", "P==eq", "R=ok"}
 	if !reflect.DeepEqual(got, want) {
-		t.Fatalf("got %q, want %q", got, want)
+		t.Fatalf("got  %q\nwant %q", got, want)
 	}
-	os.WriteFile(path, []byte("JUSTAKEY\n"), 0o600)
-	if _, err := readEnvFile(path); err == nil {
-		t.Fatal("a line without = was accepted")
+	if len(warnings) != 2 || !strings.Contains(warnings[0], "line 17") || !strings.Contains(warnings[1], "line 19") {
+		t.Fatalf("warnings %q", warnings)
+	}
+	if _, _, err := readEnvFile(path+".missing", lookup); err == nil {
+		t.Fatal("a missing file was accepted")
+	}
+}
+
+func TestWSPerMessageDeflateTakesUvicornsBooleanArgument(t *testing.T) {
+	args := interspersed([]string{"asgi-gateway", "run", "app:app", "--ws-per-message-deflate", "false", "--port", "1"}, runFlags())
+	want := []string{"asgi-gateway", "run", "--ws-per-message-deflate=false", "--port", "1", "app:app"}
+	if !reflect.DeepEqual(args, want) {
+		t.Fatalf("got %q, want %q", args, want)
 	}
 }
 
