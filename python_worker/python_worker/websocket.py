@@ -232,8 +232,10 @@ class WebSocketCycle(RequestCycle):
     def _accept(self, message: Any) -> None:
         subprotocol = message.get("subprotocol")
         if subprotocol is not None and type(subprotocol) is not str:
-            self._invalid(TypeError(
-                f"websocket.accept 'subprotocol' must be a str or None, got {type(subprotocol).__name__}"))
+            if not isinstance(subprotocol, str):
+                self._invalid(TypeError(
+                    f"websocket.accept 'subprotocol' must be a str or None, got {type(subprotocol).__name__}"))
+            subprotocol = str(subprotocol)  # a str subclass (Django's SafeString) as the str it is
         if subprotocol and subprotocol not in self._offered:  # "" is none, as None
             # RFC 6455 section 4.2.2: the server selects one of the client's subprotocols, or none.
             self._invalid(ValueError(
@@ -265,7 +267,9 @@ class WebSocketCycle(RequestCycle):
         if not 0 <= code <= 65535:
             self._invalid(TypeError(f"websocket.close 'code' must be an int 0..65535, got {code!r}"))
         if type(reason) is not str:
-            self._invalid(TypeError(f"websocket.close 'reason' must be a str, got {type(reason).__name__}"))
+            if not isinstance(reason, str):
+                self._invalid(TypeError(f"websocket.close 'reason' must be a str, got {type(reason).__name__}"))
+            reason = str(reason)
         if self._ws == _ACCEPTED:  # (before accept the code is not sent: the handshake gets a 403)
             if code == _NO_STATUS:
                 if reason:
@@ -278,9 +282,7 @@ class WebSocketCycle(RequestCycle):
             self._close_code, self._close_reason = code, reason
         self._ws = _CLOSED
         self._queue(encode_ws_close(self.sid, code, reason[:2000]))
-        w = self._waiter
-        if w is not None and not w.done():
-            w.set_result(None)
+        self._wake()  # receive() gives websocket.disconnect; a send() waiting for room raises
 
     def _message_parts(self, message: Any) -> Tuple[bytes, bytes, int]:
         """A websocket.send message's WS_SEND frame, as ws_send_parts gives it, checked."""
@@ -288,9 +290,11 @@ class WebSocketCycle(RequestCycle):
         if data is None:
             data = message.get("text")
             if type(data) is not str:
-                self._invalid(TypeError(
-                    "websocket.send needs 'bytes' (bytes) or 'text' (str), got "
-                    f"{type(data).__name__ if data is not None else 'neither'}"))
+                if not isinstance(data, str):
+                    self._invalid(TypeError(
+                        "websocket.send needs 'bytes' (bytes) or 'text' (str), got "
+                        f"{type(data).__name__ if data is not None else 'neither'}"))
+                data = str(data)  # a str subclass (Django's SafeString, from render_to_string)
         elif type(data) is not bytes:
             if not isinstance(data, (bytes, bytearray, memoryview)):
                 self._invalid(TypeError(f"websocket.send 'bytes' must be bytes, got {type(data).__name__}"))
@@ -312,6 +316,10 @@ class WebSocketCycle(RequestCycle):
                 await self._wait_credit()  # raises ClientDisconnected
             if self.disconnected:
                 raise ClientDisconnected(f"the client of WebSocket stream {self.sid} has disconnected")
+            if self._ws != _ACCEPTED:
+                # The app closed meanwhile (another task): the message cannot go out (www.rst: send()
+                # on a closed connection raises an OSError subclass).
+                raise ClientDisconnected(f"WebSocket stream {self.sid} was closed by the app")
 
     # -----------------------------------------------------------------------------------------------
     # END

@@ -343,3 +343,60 @@ def test_shutdown_frame(loop_name: str) -> None:
 
     run(loop_name, main())
     assert hooks == ["lifespan shutdown"]
+
+
+def test_send_waiting_for_room_raises_when_the_app_closes(loop_name: str) -> None:
+    # A producer task waits for window; the app's other task closes: the producer's send() raises
+    # an OSError subclass (www.rst: send() on a closed connection), and the app can then return.
+    outcome: List[str] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+
+        async def producer() -> None:
+            try:
+                while True:
+                    await send({"type": "websocket.send", "bytes": b"x" * 600})
+            except ClientDisconnected as exc:
+                outcome.append(f"{type(exc).__name__} {isinstance(exc, OSError)}")
+
+        task = asyncio.ensure_future(producer())
+        await asyncio.sleep(0.1)  # the producer now waits for window
+        await send({"type": "websocket.close", "code": 1000})
+        await asyncio.wait_for(task, 2)
+
+    async def main() -> None:
+        async with FakeGateway(app, window=1000) as gw:
+            gw.ws_connect(1)
+            r = await gw.response(1)
+            assert [f[0] for f in r.frames] == [P.WS_ACCEPT, P.WS_SEND, P.WS_SEND, P.WS_CLOSE, P.END]
+            assert r.frames[-1][2] == P.OUTCOME_OK
+
+    run(loop_name, main())
+    assert outcome == ["ClientDisconnected True"]
+
+
+def test_str_subclasses_are_sent_as_str(loop_name: str) -> None:
+    # Django's SafeString (what render_to_string returns) is a str subclass: as text, as a close
+    # reason and as the selected subprotocol it goes out as the str it is.
+    class SafeString(str):
+        pass
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "websocket.accept", "subprotocol": SafeString("chat")})
+        await send({"type": "websocket.send", "text": SafeString("<p>héllo</p>")})
+        await send({"type": "websocket.close", "code": 1000, "reason": SafeString("done")})
+
+    async def main() -> None:
+        async with FakeGateway(app) as gw:
+            gw.ws_connect(1, subprotocols=["chat"])
+            r = await gw.response(1)
+            assert [f[0] for f in r.frames] == [P.WS_ACCEPT, P.WS_SEND, P.WS_CLOSE, P.END]
+            assert r.frames[0][2] == "chat"
+            assert r.frames[1][2] == "<p>héllo</p>" and type(r.frames[1][2]) is str
+            assert r.frames[2][2:] == (1000, "done")
+            assert r.frames[3][2] == P.OUTCOME_OK
+
+    run(loop_name, main())
