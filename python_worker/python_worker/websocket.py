@@ -235,7 +235,7 @@ class WebSocketCycle(RequestCycle):
             if not isinstance(subprotocol, str):
                 self._invalid(TypeError(
                     f"websocket.accept 'subprotocol' must be a str or None, got {type(subprotocol).__name__}"))
-            subprotocol = str(subprotocol)  # a str subclass (Django's SafeString) as the str it is
+            subprotocol = str.__str__(subprotocol)  # a str subclass (Django's SafeString) as a str
         if subprotocol and subprotocol not in self._offered:  # "" is none, as None
             # RFC 6455 section 4.2.2: the server selects one of the client's subprotocols, or none.
             self._invalid(ValueError(
@@ -269,7 +269,7 @@ class WebSocketCycle(RequestCycle):
         if type(reason) is not str:
             if not isinstance(reason, str):
                 self._invalid(TypeError(f"websocket.close 'reason' must be a str, got {type(reason).__name__}"))
-            reason = str(reason)
+            reason = str.__str__(reason)
         if self._ws == _ACCEPTED:  # (before accept the code is not sent: the handshake gets a 403)
             if code == _NO_STATUS:
                 if reason:
@@ -294,7 +294,7 @@ class WebSocketCycle(RequestCycle):
                     self._invalid(TypeError(
                         "websocket.send needs 'bytes' (bytes) or 'text' (str), got "
                         f"{type(data).__name__ if data is not None else 'neither'}"))
-                data = str(data)  # a str subclass (Django's SafeString, from render_to_string)
+                data = str.__str__(data)  # a str subclass (Django's SafeString, whose str() is itself)
         elif type(data) is not bytes:
             if not isinstance(data, (bytes, bytearray, memoryview)):
                 self._invalid(TypeError(f"websocket.send 'bytes' must be bytes, got {type(data).__name__}"))
