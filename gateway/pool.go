@@ -335,6 +335,12 @@ func (p *Pool) shutdown(pr *proc, grace time.Duration) {
 	select {
 	case <-pr.exited:
 	case <-time.After(grace + 5*time.Second): // its lifespan shutdown gets a few seconds more
+		pid := 0
+		if pr.cmd.Process != nil {
+			pid = pr.cmd.Process.Pid
+		}
+		p.log.Warn().Int("pid", pid).Dur("waited", grace+5*time.Second).
+			Msg("a worker did not exit after the graceful shutdown (its lifespan shutdown, or tasks that ignore cancellation): killed")
 		pr.kill()
 		<-pr.exited
 	}

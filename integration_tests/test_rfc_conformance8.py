@@ -338,3 +338,19 @@ def test_h2_header_section_over_the_limit_is_431_for_its_stream_alone(
     results = h2_streams(server, [request(*fields), request()])
     assert results[1]["status"] == 431 and "goaway" not in results[1], results[1]
     assert results[3]["status"] == 200 and "goaway" not in results[3], results[3]
+
+
+# === shutdown ======================================================================================
+
+
+def test_a_worker_killed_at_shutdown_is_logged(module_servers: Any) -> None:
+    # A lifespan shutdown that does not end is cut --timeout-graceful-shutdown + 5 s after SIGTERM
+    # (the gateway's bound); the log says so, rather than the app's shutdown silently not finishing.
+    server = module_servers.start(
+        "lifespan_app:slow_shutdown_app", app_dir=APPS_DIR, workers=1, extra_args=["--timeout-graceful-shutdown", "1"]
+    )
+    assert httpx.get(f"{server.url}/pid").status_code == 200
+    started = time.monotonic()
+    assert server.stop(timeout=30) == 0
+    assert time.monotonic() - started < 15
+    assert "did not exit after the graceful shutdown" in server.stderr() and "killed" in server.stderr()

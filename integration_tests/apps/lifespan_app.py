@@ -17,6 +17,8 @@ Attributes, one per behaviour (``lifespan_app:<name>``):
     Raises at once on a ``lifespan`` scope, as Django's ASGIHandler does; serves HTTP normally.
 ``hanging_app``
     Receives ``lifespan.startup`` and never answers it.
+``slow_shutdown_app``
+    Answers ``lifespan.shutdown`` only after two minutes.
 
 HTTP endpoints (all apps): ``/pid`` (the worker pid), ``/slow?seconds=S`` (records its start and
 end), ``/state`` (the request's ``scope["state"]`` as JSON, then mutates it), anything else: "ok".
@@ -129,6 +131,8 @@ async def _lifespan(scope: Scope, receive: Receive, send: Send, behaviour: str) 
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
             log_event("shutdown", behaviour)
+            if behaviour == "slow-shutdown":
+                await asyncio.sleep(120)  # (a shutdown handler that waits on something gone)
             await send({"type": "lifespan.shutdown.complete"})
             return
 
@@ -150,3 +154,4 @@ failing_app = _make("fail")
 raising_app = _make("raise")
 unsupported_app = _make("unsupported")
 hanging_app = _make("hang")
+slow_shutdown_app = _make("slow-shutdown")
