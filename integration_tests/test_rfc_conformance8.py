@@ -354,3 +354,46 @@ def test_a_worker_killed_at_shutdown_is_logged(module_servers: Any) -> None:
     assert server.stop(timeout=30) == 0
     assert time.monotonic() - started < 15
     assert "did not exit after the graceful shutdown" in server.stderr() and "killed" in server.stderr()
+
+
+# === ASGI 2 (legacy, double-callable) applications =================================================
+
+ASGI2_APP = '''
+class ClassApp:
+    """ASGI 2: the class is called with the scope; its instance with receive and send."""
+
+    def __init__(self, scope):
+        self.scope = scope
+
+    async def __call__(self, receive, send):
+        if self.scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                else:
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        body = ("class " + self.scope["path"]).encode()
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+        await send({"type": "http.response.body", "body": body})
+
+
+def function_app(scope):
+    async def instance(receive, send):
+        if scope["type"] != "http":
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"function " + scope["path"].encode()})
+    return instance
+'''
+
+
+@pytest.mark.parametrize("attr, prefix", [("ClassApp", "class"), ("function_app", "function")])
+def test_asgi2_applications_are_served(module_servers: Any, tmp_path: Any, attr: str, prefix: str) -> None:
+    # asgi.rst, Legacy Applications: servers "are encouraged to support both types" (uvicorn's
+    # --interface auto does).
+    (tmp_path / "asgi2_app.py").write_text(ASGI2_APP)
+    server = module_servers.start(f"asgi2_app:{attr}", app_dir=tmp_path, workers=1)
+    response = httpx.get(f"{server.url}/x")
+    assert (response.status_code, response.text) == (200, f"{prefix} /x")

@@ -157,7 +157,40 @@ def load_app(import_str: str, app_dir: Optional[str] = None, factory: bool = Fal
             raise AppLoadError(f'Error calling the app factory "{import_str}": {_describe(exc)}', exc) from None
     if not callable(app):
         raise AppLoadError(f'The ASGI app "{import_str}" is not callable (it is a {type(app).__name__}).')
+    if _is_asgi2(app):
+        # asgi.rst, Legacy Applications: servers "are encouraged to support both types". (As
+        # uvicorn's --interface auto, but only for the two unmistakable shapes.)
+        logger.info("ASGI 2 (double-callable) app detected: it is called as app(scope)(receive, send)")
+        app = _ASGI2App(app)
     return app
+
+
+def _is_asgi2(obj: Any) -> bool:
+    """Whether ``obj`` is an ASGI 2 (double-callable) application: a class that is not itself
+    awaitable (``App(scope)`` makes the instance that is called with receive and send), or a plain
+    (not async) function of one positional parameter (scope)."""
+    if inspect.isclass(obj):
+        return not hasattr(obj, "__await__")
+    if not inspect.isfunction(obj) or inspect.iscoroutinefunction(obj) or inspect.isasyncgenfunction(obj):
+        return False
+    try:
+        parameters = list(inspect.signature(obj).parameters.values())
+    except (TypeError, ValueError):
+        return False
+    return len(parameters) == 1 and parameters[0].kind in (parameters[0].POSITIONAL_ONLY, parameters[0].POSITIONAL_OR_KEYWORD)
+
+
+class _ASGI2App:
+    """An ASGI 2 application as an ASGI 3 one."""
+
+    __slots__ = ("app",)
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        instance = self.app(scope)
+        await instance(receive, send)
 
 
 def _looks_like_factory(obj: Any) -> bool:
