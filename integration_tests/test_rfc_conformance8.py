@@ -397,3 +397,30 @@ def test_asgi2_applications_are_served(module_servers: Any, tmp_path: Any, attr:
     server = module_servers.start(f"asgi2_app:{attr}", app_dir=tmp_path, workers=1)
     response = httpx.get(f"{server.url}/x")
     assert (response.status_code, response.text) == (200, f"{prefix} /x")
+
+
+# === empty list elements ===========================================================================
+
+
+@pytest.mark.parametrize("value", ["chunked,", ", chunked", "chunked, ,"])
+def test_transfer_encoding_empty_list_elements_are_ignored(module_servers: Any, value: str) -> None:
+    # RFC 9110 §5.6.1.2: "a recipient MUST parse and ignore a reasonable number of empty list
+    # elements": "chunked," is chunked.
+    server = module_servers.start("testapp:app", app_dir=APPS_DIR, workers=1)
+    with server.raw() as conn:
+        conn.send(
+            f"POST /_/echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: {value}\r\n\r\n5\r\nhello\r\n0\r\n\r\n".encode()
+        )
+        response = conn.read_response()
+        assert (response.status, response.body) == (200, b"hello")
+
+
+@pytest.mark.parametrize("value", ["100-continue,", ", 100-continue"])
+def test_expect_empty_list_elements_are_ignored(module_servers: Any, value: str) -> None:
+    server = module_servers.start("testapp:app", app_dir=APPS_DIR, workers=1)
+    with server.raw() as conn:
+        conn.send(f"POST /_/echo HTTP/1.1\r\nHost: t\r\nExpect: {value}\r\nContent-Length: 5\r\n\r\n".encode())
+        assert conn.read_head().status == 100
+        conn.send(b"hello")
+        response = conn.read_response()
+        assert (response.status, response.body) == (200, b"hello")

@@ -380,10 +380,18 @@ func (h *headState) process(req *Request, name, value []byte) error {
 		}
 	case len("expect"):
 		if equal(name, "expect") {
-			if equalFold(value, "100-continue") {
-				req.ExpectContinue = req.Minor == 1
-			} else if len(value) > 0 {
-				return errExpectation
+			// A list (RFC 9110 §10.1.1): empty elements are ignored (§5.6.1.2), any expectation
+			// other than 100-continue is refused (417).
+			for more := true; more; {
+				var e []byte
+				e, value, more = nextElement(value)
+				switch {
+				case len(e) == 0:
+				case equalFold(e, "100-continue"):
+					req.ExpectContinue = req.Minor == 1
+				default:
+					return errExpectation
+				}
 			}
 		}
 	case len("upgrade"):
@@ -434,9 +442,12 @@ func (h *headState) transferEncoding(value []byte) error {
 	for more := true; more; {
 		var e []byte
 		e, value, more = nextElement(value)
+		if len(e) == 0 {
+			continue // an empty list element is ignored (RFC 9110 §5.6.1.2): "chunked," is chunked
+		}
 		if !isToken(e) {
-			// Empty elements, parameters ("chunked;q=1") and anything that is
-			// not a plain coding name are refused outright.
+			// Parameters ("chunked;q=1") and anything that is not a plain coding name are refused
+			// outright.
 			return errTransferEncoding
 		}
 		h.teLast = equalFold(e, "chunked")

@@ -147,8 +147,8 @@ var badHeads = []struct {
 	{"TE vertical tab", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: \vchunked\r\n\r\n", 400},
 	{"TE form feed", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\f\r\n\r\n", 400},
 	{"TE empty", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding:\r\n\r\n", 400},
-	{"TE empty element", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: , chunked\r\n\r\n", 400},
-	{"TE trailing comma", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked,\r\n\r\n", 400},
+	{"TE only empty elements", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: , ,\r\n\r\n", 400},
+	{"Expect empty element and other", "POST / HTTP/1.1\r\nHost: a\r\nExpect: , foo\r\n\r\n", 417},
 	{"TE space inside", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chun ked\r\n\r\n", 400},
 	{"TE name space before colon", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding : chunked\r\n\r\n", 400},
 	{"TE obs-fold", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding:\r\n chunked\r\n\r\n", 400},
@@ -381,6 +381,15 @@ var goodHeads = []struct {
 	{"Expect 100-continue", "POST / HTTP/1.1\r\nHost: h\r\nExpect: 100-Continue\r\nContent-Length: 1\r\n\r\n", want{
 		method: "POST", target: "/", path: "/", host: "h", minor: 1,
 		headers: hdrs("host", "h", "expect", "100-Continue", "content-length", "1"), contentLength: 1, expectContinue: true,
+	}},
+	// Empty list elements are ignored (RFC 9110 §5.6.1.2: a recipient MUST).
+	{"TE empty elements", "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: , chunked,\r\n\r\n", want{
+		method: "POST", target: "/", path: "/", host: "h", minor: 1,
+		headers: hdrs("host", "h", "transfer-encoding", ", chunked,"), contentLength: -1, chunked: true,
+	}},
+	{"Expect empty elements", "POST / HTTP/1.1\r\nHost: h\r\nExpect: , 100-continue,\r\nContent-Length: 1\r\n\r\n", want{
+		method: "POST", target: "/", path: "/", host: "h", minor: 1,
+		headers: hdrs("host", "h", "expect", ", 100-continue,", "content-length", "1"), contentLength: 1, expectContinue: true,
 	}},
 	{"empty Expect ignored", "POST / HTTP/1.1\r\nHost: h\r\nExpect:\r\n\r\n", want{
 		method: "POST", target: "/", path: "/", host: "h", minor: 1,
