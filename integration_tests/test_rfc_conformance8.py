@@ -60,6 +60,13 @@ def keepalive_server(module_servers: Any, interval: str, timeout: str) -> Gatewa
     )
 
 
+def open_held(server: GatewayServer, key: str | None = None) -> RawConnection:
+    """A WebSocket on ws_app's /hold (recording its disconnect under key), its "ready" read."""
+    conn, _ = raw_open(server, "/hold" if key is None else f"/hold?key={key}", timeout=10)
+    assert read_data_frame(conn).payload == b"ready"
+    return conn
+
+
 @pytest.mark.parametrize("path", ["/close?code=1000", "/return-after-accept", "/raise-after-accept"])
 def test_unanswered_server_close_times_out(ws_server: GatewayServer, path: str) -> None:
     # The app accepts and at once closes (or returns: 1000, or raises: 1011), while the gateway may
@@ -120,9 +127,7 @@ def test_ping_timeout_longer_than_the_interval(module_servers: Any) -> None:
     # Pings every 0.5 s, pongs may be 3 s late: a client answering each ping 1.2 s late stays.
     server = keepalive_server(module_servers, "0.5", "3")
     key = new_key_name()
-    conn, _ = raw_open(server, f"/hold?key={key}", timeout=10)
-    with conn:
-        assert read_data_frame(conn).payload == b"ready"
+    with open_held(server, key) as conn:
         started = time.monotonic()
         pings = 0
         while time.monotonic() - started < 4.5:
@@ -141,9 +146,7 @@ def test_ping_timeout_longer_than_the_interval(module_servers: Any) -> None:
 def test_ping_interval_longer_than_the_timeout(module_servers: Any) -> None:
     # Pings every 1.5 s with a 0.3 s timeout: pings come an interval apart, not a timeout apart.
     server = keepalive_server(module_servers, "1.5", "0.3")
-    conn, _ = raw_open(server, "/hold", timeout=10)
-    with conn:
-        assert read_data_frame(conn).payload == b"ready"
+    with open_held(server) as conn:
         times = []
         while len(times) < 3:
             frame = read_frame(conn)
@@ -157,9 +160,7 @@ def test_ping_interval_longer_than_the_timeout(module_servers: Any) -> None:
 def test_ping_timeout_fails_the_connection_with_1011(module_servers: Any) -> None:
     server = keepalive_server(module_servers, "0.5", "0.5")
     key = new_key_name()
-    conn, _ = raw_open(server, f"/hold?key={key}", timeout=10)
-    with conn:
-        assert read_data_frame(conn).payload == b"ready"
+    with open_held(server, key) as conn:
         started = time.monotonic()
         assert read_frame(conn).opcode == OP_PING  # never answered
         close = read_close(conn, reply=False)
@@ -171,9 +172,7 @@ def test_ping_timeout_fails_the_connection_with_1011(module_servers: Any) -> Non
 
 def test_ping_timeout_zero_never_fails(module_servers: Any) -> None:
     server = keepalive_server(module_servers, "0.3", "0")
-    conn, _ = raw_open(server, "/hold", timeout=10)
-    with conn:
-        assert read_data_frame(conn).payload == b"ready"
+    with open_held(server) as conn:
         pings = 0
         started = time.monotonic()
         while time.monotonic() - started < 2:
