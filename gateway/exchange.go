@@ -45,6 +45,8 @@ type exchange struct {
 	reqDone          bool
 	continued        bool // 100 Continue written
 	started          bool
+	headHeld         bool // the head is in c.out, not yet written: it waits for the first body (responseStart)
+	headFrom         int  // ... from this offset of c.out
 	complete         bool
 	ended            bool
 	lost             bool
@@ -118,12 +120,20 @@ func (ex *exchange) responseStart(f *protocol.Frame) error {
 	}
 	ex.trailersExpected = f.Flags&protocol.FlagTrailers != 0
 	if !ex.lost {
+		from := len(c.out)
 		if msg := ex.writeHeadLocked(f.Status, f.Headers); msg != "" {
 			ex.failLocked(msg)
+			ex.markDirty()
+		} else if f.Flags&protocol.FlagNoBodyYet != 0 && len(f.Body) == 0 && f.MoreBody && !c.draining && len(c.borrowed) == 0 {
+			// "The protocol server must not start sending the response to the client until it has
+			// received at least one Response Body event" (www.rst): the head waits in c.out for the
+			// next body frame (or END, which can still replace it: unstartLocked). (A drain
+			// goroutine at work writes it anyway.)
+			ex.headHeld, ex.headFrom = true, from
 		} else {
 			ex.bodyLocked(f.Body, f.MoreBody, false)
+			ex.markDirty()
 		}
-		ex.markDirty()
 	} else if !f.MoreBody {
 		ex.complete = true
 	}
@@ -202,8 +212,9 @@ func (ex *exchange) end(outcome uint64, message []byte) {
 		ex.wsEndLocked(code)
 		ex.markDirty()
 	} else if !ex.lost && !ex.complete {
-		if !ex.started {
-			// The app raised, or returned, before starting its response.
+		if !ex.started || ex.unstartLocked() {
+			// The app raised, or returned, before starting its response (or before its first body
+			// message, the head still unwritten).
 			c.srv.log.Error().Uint32("stream", ex.sid).Int("worker", ex.w.id).Bytes("error", message).
 				Msg("the app did not send a response; answering 500")
 			ex.gatewayResponseLocked(500)
@@ -238,7 +249,7 @@ func (ex *exchange) workerLost() {
 	if ex.ws != nil && ex.ws.accepted {
 		ex.wsEndLocked(websocket.CloseInternal)
 	} else if !ex.lost && !ex.complete {
-		if !ex.started {
+		if !ex.started || ex.unstartLocked() {
 			ex.gatewayResponseLocked(502)
 		} else if fs := c.file; ex.bodyDone && fs != nil && fs.ex == ex {
 			// The pathsend file does not need the worker.
@@ -253,6 +264,18 @@ func (ex *exchange) workerLost() {
 	if log {
 		c.srv.accessLog(ex)
 	}
+}
+
+// unstartLocked takes back a response head that is still held (responseStart) and not written, so
+// that the gateway's own response can replace it. False when there is none, or it went out.
+func (ex *exchange) unstartLocked() bool {
+	if !ex.headHeld || ex.complete {
+		return false
+	}
+	ex.headHeld = false
+	ex.c.out = ex.c.out[:ex.headFrom]
+	ex.started = false
+	return true
 }
 
 // writeHeadLocked writes the status line and headers. It returns a non-empty reason when the app's
@@ -385,6 +408,7 @@ func (ex *exchange) methodForBody() []byte {
 // valid until the end of the reader's batch (see h1conn.borrowed); otherwise it is copied.
 func (ex *exchange) bodyLocked(data []byte, more bool, borrowed bool) {
 	c := ex.c
+	ex.headHeld = false // a body event: the head goes with it
 	if ex.complete {
 		return
 	}
@@ -462,6 +486,7 @@ func (ex *exchange) logClient() *protocol.Addr {
 func (ex *exchange) completeLocked() {
 	c := ex.c
 	ex.complete = true
+	ex.headHeld = false // (complete: what is queued goes out)
 	if ex.timer != nil {
 		ex.timer.Stop()
 	}

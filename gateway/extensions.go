@@ -97,8 +97,13 @@ func (ex *exchange) pathsend(f *protocol.Frame) error {
 	}
 	path := string(f.Message)
 	fail := func(err error) error {
-		c.srv.log.Error().Err(err).Uint32("stream", ex.sid).Msg("http.response.pathsend: cannot send the file; cutting the connection")
-		ex.cutLocked()
+		if ex.unstartLocked() {
+			c.srv.log.Error().Err(err).Uint32("stream", ex.sid).Msg("http.response.pathsend: cannot send the file; answering 500")
+			ex.gatewayResponseLocked(500)
+		} else {
+			c.srv.log.Error().Err(err).Uint32("stream", ex.sid).Msg("http.response.pathsend: cannot send the file; cutting the connection")
+			ex.cutLocked()
+		}
 		ex.markDirty()
 		return nil
 	}
@@ -117,6 +122,7 @@ func (ex *exchange) pathsend(f *protocol.Frame) error {
 		file.Close()
 		return fail(fmt.Errorf("the file has %d bytes, the content-length says %d", n, ex.remaining))
 	}
+	ex.headHeld = false // (the file is the body: the head goes before it)
 	fs := &fileSend{f: file, n: n, ex: ex}
 	if ex.chunked {
 		if n > 0 {
@@ -211,7 +217,7 @@ func (ex *exchange) timeout() {
 // connection is cut; the app's task is cancelled, and what it still sends is dropped until its END.
 // It reports whether the access-log line is due.
 func (ex *exchange) abandonLocked(status int) bool {
-	if !ex.started {
+	if !ex.started || ex.unstartLocked() {
 		ex.gatewayResponseLocked(status)
 	} else {
 		ex.cutLocked()

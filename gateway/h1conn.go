@@ -627,12 +627,22 @@ func (c *h1conn) awaitCredit(ex *exchange) int64 {
 	}
 	if ex.expect && !ex.continued {
 		ex.continued = true
-		// Interim responses come before the final one (RFC 9110 §15.2): once the app's response has
-		// started, the client is not told to continue (§10.1.1 lets the server omit it; the client
+		// Interim responses come before the final one (RFC 9110 §15.2): once the app's response head
+		// went out, the client is not told to continue (§10.1.1 lets the server omit it; the client
 		// sends its body anyway after a while), and the body is read as it comes.
 		if !ex.started {
 			c.out = append(c.out, continueLine...)
 			c.flushLocked()
+		} else if ex.headHeld {
+			// The app started its response, and reads the body before any of it: the final head
+			// waits for that body (responseStart), the client for 100 or the final head. The
+			// interim response goes out alone, before the held head.
+			head := append([]byte(nil), c.out[ex.headFrom:]...)
+			c.out = append(c.out[:ex.headFrom], continueLine...)
+			c.flushLocked()
+			ex.headFrom = len(c.out)
+			c.out = append(c.out, head...)
+			ex.headHeld = !c.draining && !c.closed
 		}
 	}
 	return ex.reqCredit
@@ -761,9 +771,9 @@ func (c *h1conn) growForBody() {
 // disconnect; the client gets status if no response has started, and the connection closes.
 func (c *h1conn) badBody(ex *exchange, status int) {
 	c.mu.Lock()
-	started := ex.started
+	fresh := !ex.started || ex.unstartLocked() // (nothing of the response written yet)
 	ex.clientGoneLocked()
-	if !started {
+	if fresh {
 		ex.started, ex.status = true, status
 		c.out = c.srv.appendSimpleResponse(c.out, ex.minor, status, ex.head, true)
 		ex.completeLocked()
@@ -933,6 +943,9 @@ func (c *h1conn) wakeUp() {
 
 // flushLocked writes what is queued without blocking; the rest goes to a drain goroutine.
 func (c *h1conn) flushLocked() {
+	if c.cur != nil {
+		c.cur.headHeld = false // whatever is queued goes out now, a held head too
+	}
 	if c.closed {
 		clear(c.borrowed)
 		c.borrowed = c.borrowed[:0] // nothing will be written

@@ -9,6 +9,7 @@ import (
 	"log"
 	"net"
 	"net/http"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -259,6 +260,7 @@ type h2event struct {
 	headers []protocol.Header // the head's, or trailers
 	body    []byte
 	more    bool     // more body (body, start), more trailers (trailers)
+	held    bool     // start: a start alone before the app's first body (FlagNoBodyYet): held until the next event
 	links   [][]byte // early hint
 	path    string   // pathsend
 }
@@ -326,7 +328,8 @@ func (st *h2stream) responseStart(f *protocol.Frame) error {
 		return err
 	}
 	hs, body := copyHeaders(f.Headers, f.Body)
-	st.events = append(st.events, h2event{kind: h2Start, status: f.Status, headers: hs, body: body, more: f.MoreBody})
+	held := f.Flags&protocol.FlagNoBodyYet != 0 && len(f.Body) == 0 && f.MoreBody
+	st.events = append(st.events, h2event{kind: h2Start, status: f.Status, headers: hs, body: body, more: f.MoreBody, held: held})
 	st.signal()
 	return nil
 }
@@ -597,6 +600,10 @@ func (st *h2stream) run(w http.ResponseWriter, r *http.Request, res *h2Response)
 		timeout = timer.C
 	}
 	var batch []h2event
+	// A start alone, before the app's first body (www.rst: the head waits for it), is held here
+	// until the next event; an END instead replaces it with 500, a timeout with 504.
+	var held h2event
+	holding := false
 	for {
 		st.mu.Lock()
 		for len(st.events) == 0 && !st.ended && !st.tooLarge && !st.readFailed {
@@ -623,6 +630,7 @@ func (st *h2stream) run(w http.ResponseWriter, r *http.Request, res *h2Response)
 		}
 		batch, st.events = st.events, batch[:0]
 		ended, lost, started, outcome, message := st.ended, st.lost, st.started, st.outcome, st.message
+		started = started && !holding // (a held head is not written yet)
 		trailing := st.trailing
 		if st.readFailed {
 			// The client stopped sending the body (--timeout-request-body) or broke its stream: the
@@ -643,10 +651,18 @@ func (st *h2stream) run(w http.ResponseWriter, r *http.Request, res *h2Response)
 		st.mu.Unlock()
 
 		written := 0
+		headOut := false // a head without body went out: flushed (the app sent an empty body to that end)
 		complete := false
 	events:
 		for i := range batch {
 			ev := &batch[i]
+			if holding && ev.kind != h2EarlyHint && ev.kind != h2Pathsend {
+				holding = false
+				if !st.writeHead(w, r, res, &held) {
+					return
+				}
+				held = h2event{}
+			}
 			switch ev.kind {
 			case h2EarlyHint:
 				if res.status == 0 {
@@ -668,7 +684,24 @@ func (st *h2stream) run(w http.ResponseWriter, r *http.Request, res *h2Response)
 			case h2Pathsend:
 				path := ev.path
 				*ev = h2event{}
-				if err := st.sendFile(w, path, res); err != nil {
+				file, size, err := openPathsend(path)
+				if err != nil && holding {
+					s.log.Error().Err(err).Uint32("stream", st.sid).Msg("http.response.pathsend: cannot send the file; answering 500")
+					s.h2SimpleResponse(w, r, res, 500)
+					return
+				}
+				if holding { // (the file opened: its head goes out)
+					holding = false
+					if !st.writeHead(w, r, res, &held) {
+						file.Close()
+						return
+					}
+					held = h2event{}
+				}
+				if err == nil {
+					err = st.sendFile(w, file, size, res)
+				}
+				if err != nil {
 					s.log.Error().Err(err).Uint32("stream", st.sid).Msg("http.response.pathsend: cannot send the file; resetting the stream")
 					st.cut()
 				}
@@ -678,15 +711,15 @@ func (st *h2stream) run(w http.ResponseWriter, r *http.Request, res *h2Response)
 				}
 				continue
 			case h2Start:
-				if reason := s.writeH2Head(w, r, ev.status, ev.headers, res); reason != "" {
-					s.log.Error().Uint32("stream", st.sid).Int("worker", st.w.id).Str("error", reason).
-						Msg("invalid response from the app; answering 500")
-					st.mu.Lock()
-					st.disconnectLocked()
-					st.mu.Unlock()
-					s.h2SimpleResponse(w, r, res, 500)
+				if ev.held {
+					held, holding = *ev, true
+					*ev = h2event{}
+					continue
+				}
+				if !st.writeHead(w, r, res, ev) {
 					return
 				}
+				headOut = len(ev.body) == 0
 			}
 			more := ev.more
 			n, err := st.writeBody(w, ev.body, res)
@@ -708,7 +741,7 @@ func (st *h2stream) run(w http.ResponseWriter, r *http.Request, res *h2Response)
 				break
 			}
 		}
-		if written > 0 && flusher != nil && !complete {
+		if (written > 0 || headOut) && flusher != nil && !complete {
 			flusher.Flush()
 		}
 		st.wrote(written)
@@ -751,6 +784,22 @@ func (st *h2stream) run(w http.ResponseWriter, r *http.Request, res *h2Response)
 			st.cut()
 		}
 	}
+}
+
+// writeHead writes the head of the app's start event; false when it was invalid and a 500 went
+// out instead (the stream is then over).
+func (st *h2stream) writeHead(w http.ResponseWriter, r *http.Request, res *h2Response, ev *h2event) bool {
+	s := st.s
+	if reason := s.writeH2Head(w, r, ev.status, ev.headers, res); reason != "" {
+		s.log.Error().Uint32("stream", st.sid).Int("worker", st.w.id).Str("error", reason).
+			Msg("invalid response from the app; answering 500")
+		st.mu.Lock()
+		st.disconnectLocked()
+		st.mu.Unlock()
+		s.h2SimpleResponse(w, r, res, 500)
+		return false
+	}
+	return true
 }
 
 // timedOut ends a stream past --timeout-request: 504 if the response has not started (the stream is
@@ -811,12 +860,9 @@ func (s *Server) addH2Trailers(w http.ResponseWriter, sid uint32, trailers []pro
 	}
 }
 
-// sendFile writes the file of an http.response.pathsend as the body, within the app's content-length.
-func (st *h2stream) sendFile(w http.ResponseWriter, path string, res *h2Response) error {
-	f, size, err := openPathsend(path)
-	if err != nil {
-		return err
-	}
+// sendFile writes the (opened) file of an http.response.pathsend as the body, within the app's
+// content-length, and closes it.
+func (st *h2stream) sendFile(w http.ResponseWriter, f *os.File, size int64, res *h2Response) error {
 	defer f.Close()
 	if !res.bodyAllowed {
 		return nil
@@ -830,7 +876,7 @@ func (st *h2stream) sendFile(w http.ResponseWriter, path string, res *h2Response
 		res.remaining -= n
 	}
 	if err == nil && n != size {
-		err = fmt.Errorf("%s: %d of %d bytes read (the file shrank)", path, n, size)
+		err = fmt.Errorf("%s: %d of %d bytes read (the file shrank)", f.Name(), n, size)
 	}
 	return err
 }

@@ -147,8 +147,15 @@ const (
 // client_cert_name, client_cert_error].
 const TLSItems = 5
 
-// FlagTrailers is RESPONSE_START flags bit 0: the app asked for trailers.
-const FlagTrailers uint64 = 1
+// RESPONSE_START flags (SPEC.md §3).
+const (
+	// FlagTrailers, bit 0: the app asked for trailers.
+	FlagTrailers uint64 = 1
+	// FlagNoBodyYet, bit 1: a start alone (no body), sent before the app's first http.response.body:
+	// the gateway holds the head until the stream's next frame (www.rst: not sent before a body
+	// event).
+	FlagNoBodyYet uint64 = 2
+)
 
 // END outcomes.
 const (

@@ -65,6 +65,7 @@ VECTORS: list[tuple[str, str, list[Any]]] = [
                                             H(b"set-cookie", b"b=2")], 0, b(b""), True]),
     ("response_start_with_body", "w2g", [18, 2, 404, [], 0, b(b"Not Found"), False]),
     ("response_start_trailers", "w2g", [18, 70000, 999, [H(b"X-Mixed-Case", b"v")], 1, b(b""), True]),
+    ("response_start_no_body_yet", "w2g", [18, 4, 200, [H(b"content-type", b"text/event-stream")], 2, b(b""), True]),
     ("response_body", "w2g", [19, 1, b(b"Hello, World!"), True]),
     ("response_body_last", "w2g", [19, 1, b(b""), False]),
     ("credit_w2g", "w2g", [20, 3, 262144]),

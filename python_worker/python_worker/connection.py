@@ -356,7 +356,7 @@ class Connection(asyncio.Protocol):
         if self._placeholders:
             for i, item in enumerate(out):
                 if isinstance(item, RequestCycle):
-                    out[i] = item.start_only_frame()
+                    out[i] = item.start_only_frame(True)  # (before the app's first body)
             self._placeholders = 0
         if self._closed:
             out.clear()

@@ -48,6 +48,7 @@ from typing import TYPE_CHECKING, Any, Deque, Dict, Optional, Tuple
 from .protocol import (
     FLAG_EARLY_HINTS,
     FLAG_EXPECT_CONTINUE,
+    FLAG_NO_BODY_YET,
     FLAG_PATHSEND,
     FLAG_TLS,
     FLAG_TRAILERS,
@@ -427,10 +428,14 @@ class RequestCycle:
         if w is not None and not w.done():
             w.set_result(None)
 
-    def start_only_frame(self) -> bytes:
-        """At flush: the pending RESPONSE_START placeholder as a start without body."""
+    def start_only_frame(self, no_body_yet: bool = False) -> bytes:
+        """The pending RESPONSE_START placeholder as a start without body; ``no_body_yet`` (at a flush
+        before the app's first ``http.response.body``) sets flag bit 1: the gateway holds the head."""
         self._start_index = None
-        payload = self._start_head + b"\xc4\x00\xc3"  # body b"", more_body true
+        head = self._start_head
+        if no_body_yet:
+            head = head[:-1] + bytes((head[-1] | FLAG_NO_BODY_YET,))  # (flags: the head's last byte)
+        payload = head + b"\xc4\x00\xc3"  # body b"", more_body true
         return _pack_u32(len(payload)) + payload
 
     # -----------------------------------------------------------------------------------------------
@@ -509,6 +514,10 @@ class RequestCycle:
                 if n:
                     self._send_window -= n
                     self._emit(body, True)
+                elif index is not None:
+                    # An empty body event: the app wants its head out now (www.rst lets it go).
+                    conn._out[index] = self.start_only_frame()
+                    conn._placeholders -= 1
                 return
             self._state = self._final
             self._send_window -= n
@@ -597,6 +606,10 @@ class RequestCycle:
         conn = self.conn
         total = len(body)
         if total == 0 and more_body:
+            index = self._start_index
+            if index is not None:  # (as in send: the head may go)
+                conn._out[index] = self.start_only_frame()
+                conn._placeholders -= 1
             return
         if self._start_index is not None and (
             len(self._start_head) + min(total, conn.max_piece) + _START_SLACK > conn.max_frame

@@ -59,6 +59,7 @@ __all__ = [
     "FLAG_EARLY_HINTS",
     "FLAG_TLS",
     "FLAG_TRAILERS",
+    "FLAG_NO_BODY_YET",
     "OUTCOME_OK",
     "OUTCOME_APP_ERROR",
     "OUTCOME_NO_RESPONSE",
@@ -158,6 +159,7 @@ FLAG_EARLY_HINTS = 8  # advertise http.response.early_hint
 FLAG_TLS = 16  # HTTP_REQUEST and WS_CONNECT: a TLS connection; the frame ends with the tls item
 # RESPONSE_START flags
 FLAG_TRAILERS = 1
+FLAG_NO_BODY_YET = 2  # a start alone, before the app's first http.response.body: the gateway holds the head
 
 # END outcomes
 OUTCOME_OK = 0

@@ -111,7 +111,7 @@ def test_trailers_flow(loop_name: str) -> None:
 def test_trailers_after_streamed_body(loop_name: str) -> None:
     async def app(scope: Any, receive: Any, send: Any) -> None:
         await send({**START, "trailers": True})
-        await asyncio.sleep(0.02)  # the start goes out alone
+        await asyncio.sleep(0.02)  # the start goes out alone (flag: no body yet)
         await send({"type": "http.response.body", "body": b"one", "more_body": True})
         await send({"type": "http.response.body", "body": b"x" * 300_000})  # split, waits for credit
         await send({"type": "http.response.trailers", "headers": (), "more_trailers": False})
@@ -129,7 +129,7 @@ def test_trailers_after_streamed_body(loop_name: str) -> None:
                     return frames
 
     frames = run(loop_name, main())
-    assert frames[0] == (P.RESPONSE_START, 1, 200, START_HEADERS, P.FLAG_TRAILERS, b"", True)
+    assert frames[0] == (P.RESPONSE_START, 1, 200, START_HEADERS, P.FLAG_TRAILERS | P.FLAG_NO_BODY_YET, b"", True)
     assert frames[1] == (P.RESPONSE_BODY, 1, b"one", True)
     bodies = [f for f in frames if f[0] == P.RESPONSE_BODY]
     assert b"".join(f[2] for f in bodies[1:]) == b"x" * 300_000
@@ -379,7 +379,7 @@ def test_early_hint_before_start_alone(loop_name: str) -> None:
     assert r.frames == [
         (P.EARLY_HINT, 1, tuple(LINKS[:1])),
         (P.EARLY_HINT, 1, tuple(LINKS[1:])),
-        (P.RESPONSE_START, 1, 200, START_HEADERS, 0, b"", True),
+        (P.RESPONSE_START, 1, 200, START_HEADERS, P.FLAG_NO_BODY_YET, b"", True),
         (P.EARLY_HINT, 1, (b"</late>",)),
         (P.RESPONSE_BODY, 1, b"hi", False),
         (P.END, 1, P.OUTCOME_OK, ""),

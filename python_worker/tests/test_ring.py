@@ -1109,7 +1109,7 @@ def test_idle_ring_gives_its_pages_back(loop_name: str) -> None:
             g = gw.ring
             assert gw.conn._ring_trim_timer is not None
             gw.request(1, path="/6")
-            assert await gw.next_frame(1) == (P.RESPONSE_START, 1, 200, (), 0, b"", True)
+            assert await gw.next_frame(1) == (P.RESPONSE_START, 1, 200, (), P.FLAG_NO_BODY_YET, b"", True)
             written = []
             for piece in pieces[:6]:
                 go.put_nowait(piece)

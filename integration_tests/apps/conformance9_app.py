@@ -1,0 +1,67 @@
+"""An app for test_rfc_conformance9.py: responses whose start comes well before their first body.
+
+* ``/start-then-body?s=S``: ``http.response.start`` (``content-type: text/plain``), then S seconds
+  (default 1) of work, then the body ``late``.
+* ``/start-flush-then-body``: the start, an empty ``http.response.body`` with ``more_body`` (the head
+  may go now), a second of work, then ``late``.
+* ``/start-then-raise``, ``/start-then-return``: the start, a moment of work, then the app raises, or
+  returns without a body.
+* ``/start-then-missing-pathsend``: the start, a moment, then ``http.response.pathsend`` of a file
+  that does not exist.
+* ``/start-then-sleep``: the start, then 30 s of work (for ``--timeout-request``).
+* any other path: answers its path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import tempfile
+from typing import Any
+from urllib.parse import parse_qs
+
+MISSING_FILE = os.path.join(tempfile.gettempdir(), "conformance9-no-such-dir", "missing.txt")
+START = {"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]}
+
+
+async def app(scope: Any, receive: Any, send: Any) -> None:
+    if scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            else:
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+    if scope["type"] != "http":
+        return
+    path = scope["path"]
+    query = parse_qs(scope["query_string"].decode())
+    if path == "/start-then-body":
+        await send(START)
+        await asyncio.sleep(float(query.get("s", ["1"])[0]))
+        await send({"type": "http.response.body", "body": b"late"})
+    elif path == "/start-flush-then-body":
+        await send(START)
+        await send({"type": "http.response.body", "body": b"", "more_body": True})
+        await asyncio.sleep(1.0)
+        await send({"type": "http.response.body", "body": b"late"})
+    elif path == "/start-then-raise":
+        await send(START)
+        await asyncio.sleep(0.2)
+        raise RuntimeError("failed after the start, before any body")
+    elif path == "/start-then-return":
+        await send(START)
+        await asyncio.sleep(0.2)
+    elif path == "/start-then-missing-pathsend":
+        assert "http.response.pathsend" in scope.get("extensions", {}), scope.get("extensions")
+        await send(START)
+        await asyncio.sleep(0.2)
+        await send({"type": "http.response.pathsend", "path": MISSING_FILE})
+    elif path == "/start-then-sleep":
+        await send(START)
+        await asyncio.sleep(30)
+        await send({"type": "http.response.body", "body": b"too late"})
+    else:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": path.encode()})

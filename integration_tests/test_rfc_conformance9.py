@@ -1,0 +1,128 @@
+"""ASGI conformance of the real binary, ninth round: the response head waits for the first body.
+
+www.rst, Response Start: "The protocol server must not start sending the response to the client
+until it has received at least one Response Body event." An app that starts its response and then
+works a while before its first body message has its head held (over HTTP/1.1 and HTTP/2) until that
+body comes; an empty body message with ``more_body`` lets the head go at once (the app asks for it).
+Since nothing of a held response has reached the client, an app that fails (or returns) before its
+first body, a pathsend whose file is missing, or a request timeout, still get the gateway's own
+response (500, 504) rather than a head and a cut connection.
+"""
+
+from __future__ import annotations
+
+import select
+import socket
+import time
+from typing import Any
+
+import h2.config
+import h2.connection
+import h2.events
+import pytest
+
+from gateway_harness import APPS_DIR, GatewayServer, RawConnection
+from test_rfc_conformance4 import h2_request, request_headers
+
+APP = "conformance9_app:app"
+
+
+@pytest.fixture(scope="module")
+def app_server(module_servers: Any) -> GatewayServer:
+    return module_servers.start(APP, app_dir=APPS_DIR, workers=1, extra_args=["--http2-cleartext"])
+
+
+def readable_within(sock: socket.socket, seconds: float) -> bool:
+    return bool(select.select([sock], [], [], seconds)[0])
+
+
+def test_head_waits_for_the_first_body(app_server: GatewayServer) -> None:
+    with app_server.raw() as conn:
+        conn.send(b"GET /start-then-body?s=1.0 HTTP/1.1\r\nHost: t\r\n\r\n")
+        sent = time.monotonic()
+        assert not readable_within(conn.sock, 0.6), "the head went out before any body message"
+        response = conn.read_response()
+        took = time.monotonic() - sent
+    assert (response.status, response.header("content-type"), response.body) == (200, "text/plain", b"late")
+    assert took >= 0.9, took
+
+
+def test_empty_body_message_lets_the_head_go(app_server: GatewayServer) -> None:
+    with app_server.raw() as conn:
+        conn.send(b"GET /start-flush-then-body HTTP/1.1\r\nHost: t\r\n\r\n")
+        sent = time.monotonic()
+        head = conn.read_head()
+        early = time.monotonic() - sent
+        assert head.status == 200
+        assert head.header("transfer-encoding") == "chunked"
+        assert conn.read_chunked(head) == b"late"
+    assert early < 0.8, f"the head came after {early:.2f} s, with the body, not at the empty body message"
+
+
+@pytest.mark.parametrize("path", ["/start-then-raise", "/start-then-return", "/start-then-missing-pathsend"])
+def test_failure_before_the_first_body_is_a_500(app_server: GatewayServer, path: str) -> None:
+    with app_server.raw() as conn:
+        conn.send(f"GET {path} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+        response = conn.read_response()
+        assert response.status == 500, (response.status, response.body)
+        assert response.body == b"Internal Server Error"
+        # Nothing of the app's response went out, so the connection is still in step.
+        conn.send(b"GET /next HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert conn.read_response().body == b"/next"
+
+
+def test_timeout_before_the_first_body_is_a_504(module_servers: Any) -> None:
+    server = module_servers.start(APP, app_dir=APPS_DIR, workers=1, extra_args=["--timeout-request", "0.5"])
+    with server.raw() as conn:
+        conn.send(b"GET /start-then-sleep HTTP/1.1\r\nHost: t\r\n\r\n")
+        response = conn.read_response()
+    assert response.status == 504, (response.status, response.body)
+
+
+def h2_stream_events(server: GatewayServer, path: str, quiet: float) -> tuple[bool, dict[str, Any]]:
+    """GET path on an h2c connection: whether the response's HEADERS came within ``quiet`` seconds,
+    then the whole response."""
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding=None))
+    conn.initiate_connection()
+    conn.send_headers(1, request_headers("GET", path), end_stream=True)
+    sock.sendall(conn.data_to_send())
+    got: dict[str, Any] = {"status": None, "body": b""}
+    early = False
+    deadline = time.monotonic() + quiet
+    with sock:
+        while True:
+            if time.monotonic() < deadline and not readable_within(sock, max(0.0, deadline - time.monotonic())):
+                continue
+            data = sock.recv(65536)
+            assert data, f"connection closed before the stream ended: {got}"
+            for event in conn.receive_data(data):
+                if isinstance(event, h2.events.ResponseReceived):
+                    got["status"] = dict(event.headers)[b":status"].decode()
+                    early = time.monotonic() < deadline
+                elif isinstance(event, h2.events.DataReceived):
+                    got["body"] += event.data
+                    conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+                elif isinstance(event, h2.events.StreamReset):
+                    raise AssertionError(f"stream reset: {event.error_code}")
+                elif isinstance(event, h2.events.StreamEnded):
+                    return early, got
+            sock.sendall(conn.data_to_send())
+
+
+def test_http2_head_waits_for_the_first_body(app_server: GatewayServer) -> None:
+    early, got = h2_stream_events(app_server, "/start-then-body?s=1.0", quiet=0.6)
+    assert not early, "HEADERS went out before any body message"
+    assert (got["status"], got["body"]) == ("200", b"late")
+
+
+def test_http2_empty_body_message_lets_the_head_go(app_server: GatewayServer) -> None:
+    early, got = h2_stream_events(app_server, "/start-flush-then-body", quiet=0.7)
+    assert early, "HEADERS waited for the body, not sent at the empty body message"
+    assert (got["status"], got["body"]) == ("200", b"late")
+
+
+@pytest.mark.parametrize("path", ["/start-then-raise", "/start-then-return", "/start-then-missing-pathsend"])
+def test_http2_failure_before_the_first_body_is_a_500(app_server: GatewayServer, path: str) -> None:
+    got = h2_request(app_server, request_headers("GET", path))
+    assert (got["status"], got["reset"]) == ("500", None), got
