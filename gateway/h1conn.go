@@ -154,7 +154,7 @@ func (c *h1conn) readHead() bool {
 	partial := false
 	scanned := 0 // bytes after rpos already searched for LF: parsing again is pointless until one arrives
 	for {
-		if bytes.IndexByte(c.rbuf[c.rpos+scanned:c.rend], '\n') < 0 && c.rend-c.rpos <= c.srv.cfg.Limits.MaxRequestLine {
+		if bytes.IndexByte(c.rbuf[c.rpos+scanned:c.rend], '\n') < 0 && c.rend-c.rpos <= c.srv.cfg.Limits.RequestLine() {
 			// No new line end yet and no limit reachable: a trickling client costs no re-parse.
 			scanned = c.rend - c.rpos
 			if c.rend > c.rpos && !partial {

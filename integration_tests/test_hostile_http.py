@@ -273,14 +273,16 @@ def test_higher_minor_version_is_served_as_http_1_1(hostile: GatewayServer, vers
 
 
 def test_request_line_too_long_gets_414(hostile: GatewayServer) -> None:
-    # RFC 9112 3: a request-line longer than the server parses → 414 (the default limit is 8190).
+    # RFC 9112 3: a request-line longer than the server parses → 414 (the limit is the head's,
+    # 16384 bytes by default: a longer line cannot fit in a head).
     m = mark()
-    data = b"GET /%s/%s HTTP/1.1\r\n" % (m.encode(), b"a" * 9000) + HOST + b"\r\n"
+    data = b"GET /%s/%s HTTP/1.1\r\n" % (m.encode(), b"a" * 17000) + HOST + b"\r\n"
     check_refused(hostile, data, 414, marker=m)
 
 
 def test_request_line_just_below_the_limit_is_served(hostile: GatewayServer) -> None:
-    path = "/below-limit/" + "a" * 8000
+    # RFC 9112 3 recommends at least 8000 octets; uvicorn's parsers take a line as long as its head.
+    path = "/below-limit/" + "a" * 16000
     with hostile.raw() as conn:
         response = conn.request("GET", path)
     assert response.status == 200
@@ -299,10 +301,15 @@ def test_header_section_of_many_fields_too_big_gets_431(hostile: GatewayServer) 
     check_refused(hostile, build(GET, m) + fields + b"\r\n", 431, marker=m)
 
 
-def test_too_many_header_fields_get_431(hostile: GatewayServer) -> None:
-    m = mark()
-    fields = b"".join(b"X-F%d: 1\r\n" % i for i in range(150))  # small (~1.5 KB) but many
-    check_refused(hostile, build(GET, m) + fields + b"\r\n", 431, marker=m)
+def test_many_small_header_fields_are_served(hostile: GatewayServer) -> None:
+    # Only the head's size is bounded (as uvicorn's h11 and httptools parsers): 1,000 small fields
+    # (~11 KB) are a request like any other, every field in the scope.
+    fields = [(f"X-F{i}", "1") for i in range(1000)]
+    with hostile.raw() as conn:
+        response = conn.request("GET", "/many-fields", headers=fields)
+    assert response.status == 200, response.status
+    seen = json.loads(response.body)["scope"]["headers"]
+    assert sum(1 for name, _ in seen if name.startswith("x-f")) == 1000
 
 
 def test_max_incomplete_event_size_changes_the_head_limit(
@@ -319,9 +326,9 @@ def test_max_incomplete_event_size_changes_the_head_limit(
     with small_head.raw() as conn:
         response = conn.request("GET", "/small", headers=[("X-Pad", "p" * 800)])
         assert response.status == 200
-    # A request-line longer than the head limit (but below the 8190 request-line limit) cannot fit.
+    # A request-line longer than the head limit cannot fit: 414 (the line's limit is the head's).
     m = mark()
-    check_refused(small_head, b"GET /%s/%s HTTP/1.1\r\n" % (m.encode(), b"a" * 1500) + HOST + b"\r\n", 431, marker=m)
+    check_refused(small_head, b"GET /%s/%s HTTP/1.1\r\n" % (m.encode(), b"a" * 1500) + HOST + b"\r\n", 414, marker=m)
 
 
 # --- broken chunked bodies: the head was valid, so the app saw the request -------------------------

@@ -109,7 +109,7 @@ func runFlags() []cli.Flag {
 		&cli.BoolFlag{Name: "date-header", Value: true, Usage: "send a date header", EnvVars: env("date-header"), Category: "HTTP"},
 		&cli.BoolFlag{Name: "no-date-header", Usage: "do not send a date header", EnvVars: env("no-date-header"), Category: "HTTP"},
 		&cli.Int64Flag{Name: "limit-request-body", Usage: "answer 413 to request bodies larger than this many bytes (0: no limit)", EnvVars: env("limit-request-body"), Category: "HTTP"},
-		&cli.IntFlag{Name: "h11-max-incomplete-event-size", Value: d.Limits.MaxHeaderBytes, Usage: "largest request head in bytes (larger: 431)", EnvVars: env("h11-max-incomplete-event-size"), Category: "HTTP"},
+		&cli.IntFlag{Name: "h11-max-incomplete-event-size", Value: d.Limits.MaxHeaderBytes, Usage: "largest request head in bytes (larger: 431; a request line longer than that: 414)", EnvVars: env("h11-max-incomplete-event-size"), Category: "HTTP"},
 		&cli.StringFlag{Name: "ssl-certfile", Usage: "serve HTTPS (HTTP/2 and HTTP/1.1) with this PEM certificate chain", EnvVars: env("ssl-certfile"), Category: "TLS"},
 		&cli.StringFlag{Name: "ssl-keyfile", Usage: "PEM private key (default: in --ssl-certfile)", EnvVars: env("ssl-keyfile"), Category: "TLS"},
 		&cli.StringFlag{Name: "ssl-keyfile-password", Usage: "password of an encrypted (legacy PEM) --ssl-keyfile", EnvVars: env("ssl-keyfile-password"), Category: "TLS"},

@@ -1,6 +1,9 @@
 package http1
 
-import "bytes"
+import (
+	"bytes"
+	"math"
+)
 
 // Header is one header field line of a request. Name is lower-cased (in
 // place, in the parsed buffer) and Value has its surrounding OWS trimmed.
@@ -37,28 +40,35 @@ type Request struct {
 	Upgrade []byte
 }
 
-// Limits bounds the size of a request head. Zero fields mean the default.
+// Limits bounds the size of a request head. Zero fields mean the default. By default only the
+// head's size is bounded (as uvicorn's h11 and httptools parsers do): a request line as long as the
+// head allows (RFC 9112 §3 recommends at least 8000 octets), and any number of fields in it.
 type Limits struct {
-	MaxRequestLine int // request-line length without CRLF; default 8190; longer → 414
+	MaxRequestLine int // request-line length without CRLF; default MaxHeaderBytes; longer → 414
 	MaxHeaderBytes int // whole head incl. request line and final CRLF; default 16384; larger → 431
-	MaxHeaders     int // header field lines; default 100; more → 431
+	MaxHeaders     int // header field lines; default no limit of their own; more → 431
 }
 
 const (
-	defaultMaxRequestLine = 8190
 	defaultMaxHeaderBytes = 16384
-	defaultMaxHeaders     = 100
 
 	maxEmptyLines = 4 // empty lines ignored before a request-line
 )
 
+// RequestLine is the request-line limit in effect (MaxRequestLine, or the head's).
+func (l *Limits) RequestLine() int {
+	if l.MaxRequestLine > 0 {
+		return l.MaxRequestLine
+	}
+	if l.MaxHeaderBytes > 0 {
+		return l.MaxHeaderBytes
+	}
+	return defaultMaxHeaderBytes
+}
+
 // DefaultLimits returns the default limits.
 func DefaultLimits() Limits {
-	return Limits{
-		MaxRequestLine: defaultMaxRequestLine,
-		MaxHeaderBytes: defaultMaxHeaderBytes,
-		MaxHeaders:     defaultMaxHeaders,
-	}
+	return Limits{MaxHeaderBytes: defaultMaxHeaderBytes}
 }
 
 // ParseHead parses one request head at the start of buf. It returns the
@@ -76,7 +86,7 @@ func DefaultLimits() Limits {
 // (some refusals are then found later, at the latest when the buffer reaches
 // MaxHeaderBytes).
 func ParseHead(buf []byte, req *Request, lim *Limits) (int, error) {
-	maxLine, maxBytes, maxFields := defaultMaxRequestLine, defaultMaxHeaderBytes, defaultMaxHeaders
+	maxLine, maxBytes, maxFields := 0, defaultMaxHeaderBytes, math.MaxInt
 	if lim != nil {
 		if lim.MaxRequestLine > 0 {
 			maxLine = lim.MaxRequestLine
@@ -87,6 +97,9 @@ func ParseHead(buf []byte, req *Request, lim *Limits) (int, error) {
 		if lim.MaxHeaders > 0 {
 			maxFields = lim.MaxHeaders
 		}
+	}
+	if maxLine == 0 {
+		maxLine = maxBytes
 	}
 	*req = Request{Headers: req.Headers[:0], ContentLength: -1}
 
