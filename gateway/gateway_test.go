@@ -51,6 +51,23 @@ func startGateway(t *testing.T, mode string, workers int) (*Server, string) {
 	return srv, strings.TrimPrefix(where, "http://")
 }
 
+// waitWorkers returns the worker pids once n workers run: on a loaded machine a fake worker can
+// miss a health check (HealthTimeout) and be in replacement for a moment.
+func waitWorkers(t *testing.T, srv *Server, n int) []int {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		pids := srv.WorkerPIDs()
+		if len(pids) == n {
+			return pids
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d workers running, want %d", len(pids), n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 func get(t *testing.T, addr, path string) (*http.Response, string) {
 	t.Helper()
 	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
@@ -169,7 +186,7 @@ func TestBrokenWorkerIsReplaced(t *testing.T) {
 	for _, mode := range []string{"garbage", "unknown-stream", "oversize", "exit", "hang"} {
 		t.Run(mode, func(t *testing.T) {
 			srv, addr := startGateway(t, mode, 1)
-			before := srv.WorkerPIDs()
+			before := waitWorkers(t, srv, 1)
 			resp, _ := get(t, addr, "/misbehave")
 			if resp.StatusCode != 502 {
 				t.Fatalf("request on the broken worker: %d, want 502", resp.StatusCode)
