@@ -746,6 +746,7 @@ func (p *Pool) forward(r io.Reader, id int, stream string, tail *lineTail, done 
 	defer done.Done()
 	const maxLogLine = 64 << 10
 	br := bufio.NewReaderSize(r, maxLogLine)
+	var levels stderrLevels
 	for {
 		chunk, isPrefix, err := br.ReadLine()
 		if len(chunk) > 0 || (err == nil && !isPrefix) {
@@ -756,12 +757,15 @@ func (p *Pool) forward(r io.Reader, id int, stream string, tail *lineTail, done 
 				more, isPrefix, err = br.ReadLine()
 				dropped += len(more)
 			}
-			if tail != nil {
-				tail.add(line)
-			}
 			ev := p.log.Info()
 			if stream == "stderr" {
-				ev = p.log.WithLevel(pythonLevel(line))
+				ev = p.log.WithLevel(levels.of(line))
+				if strings.IndexByte(line, '\r') >= 0 {
+					line = strings.ReplaceAll(line, "\r", "\n") // one record's lines (OneLineFormatter)
+				}
+			}
+			if tail != nil {
+				tail.add(line)
 			}
 			if dropped > 0 {
 				ev = ev.Int("line_bytes", len(line)+dropped).Bool("cut", true)
@@ -772,6 +776,36 @@ func (p *Pool) forward(r io.Reader, id int, stream string, tail *lineTail, done 
 			return
 		}
 	}
+}
+
+// stderrLevels gives the lines of a worker's stderr their log levels: a logging record's own (its
+// "LEVEL [logger] message" line holds the whole record, traceback included), and error for every
+// line of a traceback written outside logging (sys.excepthook, traceback.print_exc(), an app's own
+// handler), from its "Traceback" line through the exception line that ends it, and the lines that
+// chain it to the next one.
+type stderrLevels struct {
+	inTraceback bool // after a "Traceback" line, until its exception line
+	afterOne    bool // right after an exception line: a chained traceback may follow
+}
+
+func (s *stderrLevels) of(line string) zerolog.Level {
+	chained := line == "" || strings.HasPrefix(line, "During handling of the above exception") ||
+		strings.HasPrefix(line, "The above exception was the direct cause")
+	switch {
+	case strings.HasPrefix(line, "Traceback"):
+		s.inTraceback, s.afterOne = true, false
+		return zerolog.ErrorLevel
+	case s.inTraceback:
+		if line == "" || line[0] == ' ' || line[0] == '\t' || chained {
+			return zerolog.ErrorLevel // its frames and source lines
+		}
+		s.inTraceback, s.afterOne = false, true
+		return zerolog.ErrorLevel // the exception line
+	case s.afterOne && chained:
+		return zerolog.ErrorLevel
+	}
+	s.afterOne = false
+	return pythonLevel(line)
 }
 
 // pythonLevel maps the worker's "LEVEL [logger] message" lines to log levels.

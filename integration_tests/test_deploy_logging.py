@@ -78,11 +78,13 @@ def run_at_level(launcher: Launcher, level: str, *extra: str) -> str:
 
 
 def level_tags(log: str) -> list[str]:
-    tags = []
+    """The level tag of each line; a line that does not start a console entry continues the one
+    before it (the lines of a traceback, one log record), whose tag it takes."""
+    tags: list[str] = []
     for line in log.splitlines():
         match = CONSOLE_LINE.match(line)
-        assert match, f"not a console log line: {line!r}"
-        tags.append(match.group(1))
+        assert match or tags, f"not a console log line: {line!r}"
+        tags.append(match.group(1) if match else tags[-1])
     return tags
 
 
@@ -95,8 +97,14 @@ def test_log_level_hides_lower_levels(launcher: Launcher, level: str) -> None:
     if level in ("trace", "debug", "info"):
         assert "listening on" in log
     if level in ("trace", "debug", "info", "warning", "error"):
-        # The app's exception (a Python traceback forwarded from the worker) is an error.
+        # The app's exception (a Python traceback forwarded from the worker) is an error, all of
+        # it: its frames and the exception line, not only the record's first line.
         assert "failing before http.response.start, on purpose" in log, log
+        lines, tags = log.splitlines(), level_tags(log)
+        frames = [tag for line, tag in zip(lines, tags) if 'testapp.py", line' in line]
+        raised = [tag for line, tag in zip(lines, tags) if line.startswith("RuntimeError: failing before")]
+        assert frames and set(frames) == {"ERR"}, log
+        assert raised and set(raised) == {"ERR"}, log
 
 
 def test_debug_shows_more_than_info_more_than_warning(launcher: Launcher) -> None:
@@ -144,6 +152,26 @@ def test_log_format_json_every_line_is_a_json_object(launcher: Launcher) -> None
     access = [r for r in records if f"/ok-{tag}" in json.dumps(r)]
     assert access, "no access-log record"
     assert any(r.get("worker") == 1 for r in records), "no record forwarded from worker 1"
+
+
+def test_log_format_json_traceback_is_one_error_record(launcher: Launcher) -> None:
+    # The worker's "Exception in ASGI application" record and its traceback: one JSON object at
+    # level error (a log shipper's one event), not a record per line at level info.
+    port = free_port()
+    server = launcher.start_unwatched(*APP, "--port", str(port), "--log-format", "json", "--log-level", "warning")
+    wait_listening(port)
+    with client() as c:
+        assert c.get(f"http://127.0.0.1:{port}/_/error/before-start").status_code == 500
+    wait_for(server, lambda log: "Exception in ASGI application" in log)
+    assert server.stop() == 0
+    records = assert_all_json(server.log())
+    ours = [r for r in records if "Exception in ASGI application" in r["message"]]
+    assert len(ours) == 1, records
+    message = ours[0]["message"]
+    assert ours[0]["level"] == "error" and ours[0]["stream"] == "stderr" and "worker" in ours[0], ours[0]
+    assert "\nTraceback (most recent call last):\n" in message, message
+    assert 'testapp.py", line' in message and "\nRuntimeError: failing before http.response.start, on purpose" in message
+    assert not [r for r in records if r["message"].startswith(("Traceback", "  File"))], records
 
 
 def test_log_format_json_with_a_uvicorn_flag(launcher: Launcher) -> None:

@@ -81,11 +81,20 @@ class Options:
     ring_fd: Optional[int] = None
 
 
+class OneLineFormatter(logging.Formatter):
+    """``LEVEL [logger] message``, one line per record: the lines of a multi-line record (its
+    traceback) are joined with CR, which the gateway turns back into line breaks inside one log
+    entry, so that the traceback keeps the record's level (and is one record in JSON logs)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return super().format(record).replace("\r\n", "\r").replace("\n", "\r")
+
+
 def configure_logging(level: str) -> None:
     """stdlib logging on stderr, ``LEVEL [logger] message`` (the gateway prefixes the worker id)."""
     logging.addLevelName(TRACE, "TRACE")
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    handler.setFormatter(OneLineFormatter(LOG_FORMAT))
     root = logging.getLogger()
     for h in list(root.handlers):
         root.removeHandler(h)
