@@ -405,6 +405,7 @@ func (st *h2stream) wsAccept(*protocol.Frame) error { return errH2WebSocketFrame
 func (st *h2stream) wsSend(*protocol.Frame) error   { return errH2WebSocketFrame }
 func (st *h2stream) wsClose(*protocol.Frame) error  { return errH2WebSocketFrame }
 func (st *h2stream) flush()                         {}
+func (st *h2stream) goingAway()                     {} // (no WebSockets over HTTP/2)
 
 // trailers queues the app's http.response.trailers; they go out as a HEADERS frame ending the
 // stream (net/http's Trailer: prefix) once the last one has come.

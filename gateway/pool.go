@@ -125,7 +125,7 @@ func (p *Pool) Start() error {
 			p.Stop(0)
 		}
 	}
-	if first == nil && (p.cfg.HealthTimeout > 0 || p.cfg.MaxRSS > 0 || p.cfg.Lifetime > 0) {
+	if first == nil { // (also without health checks: it trims the body rings)
 		p.supervise.Add(1)
 		go p.watchLoop()
 	}
@@ -299,15 +299,18 @@ func (s *slot) setCur(pr *proc) {
 	s.mu.Unlock()
 }
 
-// drain retires a worker that no longer takes new streams: its open streams get up to
-// GracefulTimeout to finish, then it is asked to stop (SIGTERM: it finishes, runs the lifespan
-// shutdown and exits), and killed if it does not.
+// drain retires a worker that no longer takes new streams: its WebSockets are closed (1012), its
+// other streams get up to GracefulTimeout to finish, then it is asked to stop (SHUTDOWN: it cancels
+// what still runs, runs the lifespan shutdown and exits), and killed if it does not.
 func (p *Pool) drain(pr *proc, reason string) {
 	p.draining.Add(1)
 	defer p.draining.Add(-1)
 	deadline := time.After(p.cfg.GracefulTimeout)
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
+	// Its WebSockets would never end by themselves: closed at once, as at shutdown (1012 to the
+	// client and the app).
+	pr.conn.goingAway()
 wait:
 	for pr.conn.inflight.Load() > 0 {
 		select {
@@ -320,7 +323,9 @@ wait:
 			break wait
 		}
 	}
-	p.terminate(pr, 10*time.Second)
+	// What is still running is cancelled now (SHUTDOWN with no grace left); the worker runs its
+	// lifespan shutdown and exits, or is killed (logged) a few seconds later.
+	p.shutdown(pr, 0)
 	p.log.Debug().Int("pid", pr.conn.pid).Str("reason", reason).Msg("old worker stopped")
 }
 
@@ -341,21 +346,6 @@ func (p *Pool) shutdown(pr *proc, grace time.Duration) {
 		}
 		p.log.Warn().Int("pid", pid).Dur("waited", grace+5*time.Second).
 			Msg("a worker did not exit after the graceful shutdown (its lifespan shutdown, or tasks that ignore cancellation): killed")
-		pr.kill()
-		<-pr.exited
-	}
-	pr.conn.fail(errors.New("worker stopped"))
-}
-
-// terminate sends SIGTERM and waits up to grace for the exit, then kills.
-func (p *Pool) terminate(pr *proc, grace time.Duration) {
-	if pr.cmd.Process == nil {
-		return
-	}
-	pr.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-pr.exited:
-	case <-time.After(grace):
 		pr.kill()
 		<-pr.exited
 	}
@@ -438,9 +428,11 @@ func rssBytes(pid int) (int64, error) {
 }
 
 func describeExit(cmd *exec.Cmd, connErr error) string {
-	if connErr != nil && !errors.Is(connErr, errProcessExited) {
+	closed := errors.Is(connErr, errProcessExited) || errors.Is(connErr, io.EOF) || errors.Is(connErr, syscall.ECONNRESET)
+	if connErr != nil && !closed {
 		return connErr.Error() // the gateway ended it: a protocol error, a failed health check
 	}
+	// The worker went away by itself (its socket closed as it exited): how it exited says why.
 	if cmd != nil && cmd.ProcessState != nil {
 		if st, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok && st.Signaled() {
 			return "killed by signal " + st.Signal().String()

@@ -33,6 +33,8 @@ type streamHandler interface {
 	workerLost()
 	// flush is called at the end of a batch of frames, for handlers that asked for it (markDirty).
 	flush()
+	// goingAway closes the stream if it is an open WebSocket: the worker is being replaced.
+	goingAway()
 }
 
 // workerConn is the gateway's end of one worker's socket. It has exactly one reader goroutine
@@ -146,6 +148,19 @@ func (w *workerConn) unlock() {
 	select {
 	case w.wkick <- struct{}{}:
 	default:
+	}
+}
+
+// goingAway closes the connection's open WebSockets (1012 to both sides): the worker is retiring.
+func (w *workerConn) goingAway() {
+	w.smu.Lock()
+	handlers := make([]streamHandler, 0, len(w.streams))
+	for _, h := range w.streams {
+		handlers = append(handlers, h)
+	}
+	w.smu.Unlock()
+	for _, h := range handlers { // (outside smu: a handler takes its connection's lock)
+		h.goingAway()
 	}
 }
 

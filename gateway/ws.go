@@ -516,6 +516,12 @@ func (ex *exchange) pingTick() {
 	}
 }
 
+func (ex *exchange) goingAway() {
+	ex.c.mu.Lock()
+	ex.goingAwayLocked()
+	ex.c.mu.Unlock()
+}
+
 // goingAway closes an open WebSocket for shutdown: 1012 (service restart) to both sides.
 func (ex *exchange) goingAwayLocked() {
 	ws := ex.ws

@@ -426,6 +426,47 @@ def test_sighup_under_load_replaces_every_worker_without_a_failed_request(server
     assert len(load.snapshot()) > 100
 
 
+def test_recycling_closes_the_old_workers_websockets_with_1012(servers: Any) -> None:
+    """A WebSocket never ends by itself, so a recycled worker's (SIGHUP here; --reload,
+    --limit-max-requests, --workers-lifetime and --workers-max-rss retire a worker the same way) are
+    closed at once, as at shutdown and as uvicorn does: 1012 (service restart, not 1011's unexpected
+    condition) to the client, websocket.disconnect 1012 to the app; then the old worker runs its
+    lifespan shutdown and exits."""
+    from test_ws_protocol import raw_open, read_close, read_data_frame
+
+    server = servers.start("conformance9_app:app", app_dir=APPS_DIR, workers=1,
+                           extra_args=["--timeout-graceful-shutdown", "5"])
+    old = httpx.get(f"{server.url}/pid", timeout=5).text
+    conns = [raw_open(server, "/ws/hold", timeout=15)[0] for _ in range(2)]
+    for conn in conns:
+        assert read_data_frame(conn).payload == b"ready"
+    sent = time.monotonic()
+    server.process.send_signal(signal.SIGHUP)
+    for conn in conns:
+        with conn:
+            assert read_close(conn).close_code == 1012
+    assert time.monotonic() - sent < 4, "closed only after the graceful timeout"
+    assert wait_for(lambda: server.stderr().count("hold: websocket.disconnect 1012") == 2, 10), server.stderr()[-3000:]
+    assert wait_for(lambda: f"lifespan shutdown pid {old}" in server.stderr(), 10), server.stderr()[-3000:]
+    assert "killed" not in server.stderr()
+    assert httpx.get(f"{server.url}/pid", timeout=5).text != old
+
+
+@pytest.mark.parametrize("how", ["exit-7", "sigkill"])
+def test_worker_death_is_logged_with_its_exit_status_or_signal(servers: Any, how: str) -> None:
+    # Told apart in the log: an app's sys.exit/os._exit, and a kill (the OOM killer's SIGKILL).
+    server = servers.start("conformance9_app:app", app_dir=APPS_DIR, workers=1)
+    pid = int(httpx.get(f"{server.url}/pid", timeout=5).text)
+    if how == "exit-7":
+        assert httpx.get(f"{server.url}/exit", timeout=10).status_code == 502
+        expected = "exit status 7"
+    else:
+        os.kill(pid, signal.SIGKILL)
+        expected = "killed by signal killed"
+    line = wait_for(lambda: next((l for l in server.stderr().splitlines() if "worker died" in l), None), 10)
+    assert line and expected in line and str(pid) in line, (line, server.stderr()[-2000:])
+
+
 def test_max_requests_with_jitter_recycles_workers_without_a_failed_request(servers: Any) -> None:
     server = servers.start(
         "testapp:app", app_dir=APPS_DIR, workers=2,

@@ -9,6 +9,11 @@
 * ``/start-then-missing-pathsend``: the start, a moment, then ``http.response.pathsend`` of a file
   that does not exist.
 * ``/start-then-sleep``: the start, then 30 s of work (for ``--timeout-request``).
+* ``/pid``: the worker's process id; ``/exit``: the worker exits at once with status 7.
+* WebSocket ``/ws/hold``: accepts, sends ``ready``, and waits for the disconnect, which it prints to
+  stderr (``hold: websocket.disconnect CODE``; the worker's output reaches the gateway's log, and
+  outlives the worker).
+* The lifespan shutdown prints ``lifespan shutdown pid PID`` to stderr.
 * any other path: answers its path.
 """
 
@@ -16,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 import tempfile
 from typing import Any
 from urllib.parse import parse_qs
@@ -31,7 +37,17 @@ async def app(scope: Any, receive: Any, send: Any) -> None:
             if message["type"] == "lifespan.startup":
                 await send({"type": "lifespan.startup.complete"})
             else:
+                print(f"lifespan shutdown pid {os.getpid()}", file=sys.stderr, flush=True)
                 await send({"type": "lifespan.shutdown.complete"})
+                return
+    if scope["type"] == "websocket":
+        await receive()  # websocket.connect
+        await send({"type": "websocket.accept"})
+        await send({"type": "websocket.send", "text": "ready"})
+        while True:
+            message = await receive()
+            if message["type"] == "websocket.disconnect":
+                print(f"hold: websocket.disconnect {message.get('code')}", file=sys.stderr, flush=True)
                 return
     if scope["type"] != "http":
         return
@@ -58,6 +74,11 @@ async def app(scope: Any, receive: Any, send: Any) -> None:
         await send(START)
         await asyncio.sleep(0.2)
         await send({"type": "http.response.pathsend", "path": MISSING_FILE})
+    elif path == "/exit":
+        os._exit(7)
+    elif path == "/pid":
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": str(os.getpid()).encode()})
     elif path == "/start-then-sleep":
         await send(START)
         await asyncio.sleep(30)
