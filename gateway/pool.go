@@ -214,6 +214,12 @@ func (p *Pool) run(s *slot, first chan<- error) {
 					return
 				case <-s.remove:
 					return
+				case req := <-s.recycle:
+					// A reload of a slot without a worker (Reload waits for it): the next start is
+					// the new worker, and it starts now (the code may be fixed).
+					if req.done != nil {
+						close(req.done)
+					}
 				}
 				backoff = min(2*backoff, 10*time.Second)
 				continue

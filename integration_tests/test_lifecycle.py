@@ -452,6 +452,42 @@ def test_recycling_closes_the_old_workers_websockets_with_1012(servers: Any) -> 
     assert httpx.get(f"{server.url}/pid", timeout=5).text != old
 
 
+def test_sighup_with_a_slot_that_cannot_start_reloads_the_others(servers: Any, tmp_path: Path) -> None:
+    # One worker died and its restarts fail (a dependency down: the app exits at import): SIGHUP
+    # does not wait on that slot. It completes (the healthy worker is kept: its replacement fails
+    # the same way), the control signals keep working, and once the app can start again a reload
+    # replaces the old worker and the slot comes back.
+    broken = tmp_path / "broken"
+    (tmp_path / "flaky_app.py").write_text(
+        "import os, sys\n"
+        f"if os.path.exists({str(broken)!r}):\n"
+        "    sys.exit(1)\n"
+        "async def app(scope, receive, send):\n"
+        "    if scope['type'] != 'http':\n"
+        "        return\n"
+        "    await send({'type': 'http.response.start', 'status': 200, 'headers': []})\n"
+        "    await send({'type': 'http.response.body', 'body': str(os.getpid()).encode()})\n"
+    )
+    server = servers.start("flaky_app:app", app_dir=tmp_path, workers=2, extra_args=["--lifespan", "off"])
+    before = children(server.process.pid)
+    assert len(before) == 2
+    broken.write_text("")
+    victim = min(before)
+    os.kill(victim, signal.SIGKILL)
+    assert wait_for(lambda: "worker failed to start" in server.stderr(), 10), server.stderr()[-2000:]
+    server.process.send_signal(signal.SIGHUP)
+    assert wait_for(lambda: "reload complete" in server.stderr(), 10), server.stderr()[-3000:]
+    survivor = (before - {victim}).pop()
+    assert survivor in children(server.process.pid)  # (a deploy that cannot start keeps the old worker)
+    assert httpx.get(f"{server.url}/", timeout=5).text == str(survivor)
+    broken.unlink()
+    server.process.send_signal(signal.SIGHUP)
+    now = wait_for(lambda: (lambda c: c if len(c) == 2 and survivor not in c else None)(children(server.process.pid)), 20)
+    assert now, (children(server.process.pid), server.stderr()[-3000:])
+    server.process.send_signal(signal.SIGTTIN)
+    assert wait_for(lambda: len(children(server.process.pid)) == 3, 20), server.stderr()[-3000:]
+
+
 @pytest.mark.parametrize("how", ["exit-7", "sigkill"])
 def test_worker_death_is_logged_with_its_exit_status_or_signal(servers: Any, how: str) -> None:
     # Told apart in the log: an app's sys.exit/os._exit, and a kill (the OOM killer's SIGKILL).
