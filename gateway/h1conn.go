@@ -88,6 +88,10 @@ type h1conn struct {
 	// watchWhile's read, which wakeUp interrupts (watchMu orders that with endWatch).
 	watchMu  sync.Mutex
 	watching atomic.Bool
+	// interrupting (under watchMu): wakeUp set a past read deadline that endWatch has not yet
+	// replaced. Another deadline set meanwhile would take its place before the read sees it (the
+	// read would then wait for the new one): setReadDeadline leaves it be.
+	interrupting bool
 
 	// The read deadline, kept lazily so that a keep-alive request costs no timer update: the
 	// keep-alive deadline is armed once and left armed while requests come; when it fires, the
@@ -444,6 +448,9 @@ func (c *h1conn) endWatch(fired bool) {
 			c.nc.SetReadDeadline(c.closeBy) // (zero: none)
 		}
 		c.idleArmed, c.headArmed = false, false
+		c.watchMu.Lock()
+		c.interrupting = false
+		c.watchMu.Unlock()
 		c.mu.Unlock()
 	}
 }
@@ -921,10 +928,23 @@ func (c *h1conn) awaitComplete(ex *exchange, d time.Duration) {
 // (deadlineStale). The caller holds c.mu.
 func (c *h1conn) idleDeadline() {
 	c.idleFrom = time.Now()
-	if !c.idleArmed {
-		c.nc.SetReadDeadline(c.idleFrom.Add(c.srv.cfg.idleTimeout()))
+	if !c.idleArmed && c.setReadDeadline(c.idleFrom.Add(c.srv.cfg.idleTimeout())) {
 		c.idleArmed, c.headArmed = true, false
 	}
+}
+
+// setReadDeadline sets the read deadline from outside the serve goroutine, unless wakeUp's
+// interruption of a read is pending (false): the read must see that past deadline first, and
+// endWatch then sets the deadline anew (an exchange in flight, or its successor, arms the
+// keep-alive one again when it completes).
+func (c *h1conn) setReadDeadline(t time.Time) bool {
+	c.watchMu.Lock()
+	defer c.watchMu.Unlock()
+	if c.interrupting {
+		return false
+	}
+	c.nc.SetReadDeadline(t)
+	return true
 }
 
 func (c *h1conn) wakeUp() {
@@ -935,6 +955,7 @@ func (c *h1conn) wakeUp() {
 	if c.watching.Load() { // serve reads while it waits (watchWhile): end that read
 		c.watchMu.Lock()
 		if c.watching.Swap(false) {
+			c.interrupting = true
 			c.nc.SetReadDeadline(aLongTimeAgo)
 		}
 		c.watchMu.Unlock()

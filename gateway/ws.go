@@ -281,7 +281,7 @@ func (ex *exchange) wsCloseLocked(code int, reason string) {
 		c.closing = true
 	} else if c.closeBy.IsZero() {
 		c.closeBy = time.Now().Add(closeHandshakeTimeout)
-		c.nc.SetReadDeadline(c.closeBy)
+		c.setReadDeadline(c.closeBy) // (or endWatch sets it)
 	}
 	c.wakeUp()
 }

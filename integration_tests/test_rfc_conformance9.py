@@ -7,6 +7,9 @@ body comes; an empty body message with ``more_body`` lets the head go at once (t
 Since nothing of a held response has reached the client, an app that fails (or returns) before its
 first body, a pathsend whose file is missing, or a request timeout, still get the gateway's own
 response (500, 504) rather than a head and a cut connection.
+
+And pipelining (RFC 9112 §9.3.2): requests pipelined in one write are all answered at once, none
+of them left waiting for the keep-alive timer.
 """
 
 from __future__ import annotations
@@ -126,3 +129,22 @@ def test_http2_empty_body_message_lets_the_head_go(app_server: GatewayServer) ->
 def test_http2_failure_before_the_first_body_is_a_500(app_server: GatewayServer, path: str) -> None:
     got = h2_request(app_server, request_headers("GET", path))
     assert (got["status"], got["reset"]) == ("500", None), got
+
+
+def test_pipelined_requests_are_answered_without_waiting_for_the_keep_alive_timer(module_servers: Any) -> None:
+    # Three GETs in one write, on many connections: the third answered as the first two. (A race
+    # between a response's completion and the next pipelined request's wait once left about one
+    # connection in a hundred waiting for --timeout-keep-alive.)
+    server = module_servers.start(APP, app_dir=APPS_DIR, workers=1, extra_args=["--timeout-keep-alive", "3"])
+    request = b"GET /pipelined HTTP/1.1\r\nHost: t\r\n\r\n"
+    slow = []
+    for i in range(300):
+        with server.raw() as conn:
+            sent = time.monotonic()
+            conn.send(request * 3)
+            bodies = [conn.read_response().body for _ in range(3)]
+            took = time.monotonic() - sent
+        assert bodies == [b"/pipelined"] * 3
+        if took > 1.5:
+            slow.append((i, round(took, 2)))
+    assert not slow, f"connections whose third response waited: {slow}"
