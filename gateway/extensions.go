@@ -199,7 +199,17 @@ func (ex *exchange) earlyHint(f *protocol.Frame) error {
 func (ex *exchange) timeout() {
 	c := ex.c
 	c.mu.Lock()
-	if ex.complete || ex.lost || ex.ended {
+	if ex.complete || ex.ended {
+		c.mu.Unlock()
+		return
+	}
+	if ex.lost {
+		// The client left, and the app still runs (it may never look at receive()): its task is
+		// cancelled all the same; nothing goes to the client.
+		c.srv.log.Warn().Uint32("stream", ex.sid).Int("worker", ex.w.id).Dur("timeout", c.srv.cfg.RequestTimeout).
+			Msg("request timed out after its client left; cancelling the app's task")
+		ex.discard = true
+		ex.w.sendCancel(ex.sid)
 		c.mu.Unlock()
 		return
 	}

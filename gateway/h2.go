@@ -76,7 +76,8 @@ func (s *Server) setupTLS() error {
 	// client that grants no window holds streams × W of gateway memory per connection: 100 streams
 	// (nginx has 128, Apache 100; x/net's default is 250) bound that to 25 MiB.
 	h2s := &http2.Server{IdleTimeout: s.cfg.idleTimeout(), MaxReadFrameSize: 16384, // RFC 9113's default frame size
-		MaxConcurrentStreams: h2MaxStreams}
+		MaxConcurrentStreams: h2MaxStreams,
+		WriteByteTimeout:     writeTimeout} // a client that takes no byte for this long is dropped, as over HTTP/1.1
 	if err := http2.ConfigureServer(hs, h2s); err != nil {
 		return err
 	}
@@ -225,6 +226,9 @@ type h2stream struct {
 	s   *Server
 	w   *workerConn
 	sid uint32
+	// due: the end of --timeout-request (zero: none). The app's task is cancelled then if it still
+	// runs, also after the client left (cancelLate).
+	due time.Time
 
 	wake chan struct{} // the stream goroutine's wake-up (capacity 1)
 	cond sync.Cond     // on mu: the body pump waits for credit
@@ -248,6 +252,7 @@ type h2stream struct {
 	readFailed  bool  // reading the request body failed (timeout, reset)
 	tooLarge    bool  // the request body went over --limit-request-body
 	discSent    bool  // DISCONNECT sent
+	cancelSent  bool  // CANCEL sent (--timeout-request)
 	respWindow  int64 // response-body bytes the worker may still send (checked, not trusted)
 	uncredited  int64 // response-body bytes written (or dropped) and not yet credited back
 	windowBatch int64
@@ -384,6 +389,7 @@ func (st *h2stream) credit(n uint64) {
 
 func (st *h2stream) end(outcome uint64, message []byte) {
 	st.s.inflight.Add(-1)
+	st.s.metrics.InflightDec()
 	st.mu.Lock()
 	st.ended = true
 	st.outcome = outcome
@@ -394,6 +400,7 @@ func (st *h2stream) end(outcome uint64, message []byte) {
 
 func (st *h2stream) workerLost() {
 	st.s.inflight.Add(-1)
+	st.s.metrics.InflightDec()
 	st.mu.Lock()
 	st.ended = true
 	st.lost = true
@@ -560,6 +567,7 @@ func (s *Server) serveH2Stream(w http.ResponseWriter, r *http.Request) {
 	}
 	st.sid = sid
 	s.inflight.Add(1)
+	s.metrics.InflightInc()
 	if err := wc.sendHTTPRequest(sid, &hr); err != nil && !errors.Is(err, errWorkerGone) {
 		s.log.Error().Err(err).Msg("cannot encode the request for the worker")
 		wc.abandon(sid, st) // this request alone fails (502)
@@ -569,10 +577,18 @@ func (s *Server) serveH2Stream(w http.ResponseWriter, r *http.Request) {
 		pumpDone = make(chan struct{})
 		go st.pumpBody(r.Body, http.NewResponseController(w), &res.bytesIn, pumpDone)
 	}
+	if t := s.cfg.RequestTimeout; t > 0 {
+		st.due = time.Now().Add(t)
+	}
 	defer func() {
 		// The handler is over (response complete, client gone, or the stream is reset): whatever the
 		// worker still sends is dropped; the body must not be read after ServeHTTP returns.
 		st.mu.Lock()
+		if !st.due.IsZero() && !st.ended {
+			// The app still runs (the client left, the stream was reset): --timeout-request still
+			// bounds it.
+			time.AfterFunc(time.Until(st.due), st.cancelLate)
+		}
 		st.gone = true
 		for _, ev := range st.events {
 			st.uncredited += int64(len(ev.body))
@@ -589,16 +605,52 @@ func (s *Server) serveH2Stream(w http.ResponseWriter, r *http.Request) {
 	st.run(w, r, &res)
 }
 
+// cancelLate cancels the app's task at --timeout-request if it still runs after its handler
+// returned (the client left); the worker answers with END.
+func (st *h2stream) cancelLate() {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if !st.ended && !st.cancelSent {
+		st.cancelSent = true
+		st.s.log.Warn().Uint32("stream", st.sid).Int("worker", st.w.id).Dur("timeout", st.s.cfg.RequestTimeout).
+			Msg("request timed out after its client left; cancelling the app's task")
+		st.w.sendCancel(st.sid)
+	}
+}
+
 // run writes the worker's response to the client until it is complete, cut, or the client leaves.
 func (st *h2stream) run(w http.ResponseWriter, r *http.Request, res *h2Response) {
 	s := st.s
 	ctx := r.Context()
 	flusher, _ := w.(http.Flusher)
 	var timeout <-chan time.Time // --timeout-request
-	if t := s.cfg.RequestTimeout; t > 0 {
-		timer := time.NewTimer(t)
+	if !st.due.IsZero() {
+		timer := time.NewTimer(time.Until(st.due))
 		defer timer.Stop()
 		timeout = timer.C
+	}
+	// A write the client's flow control blocks ends at the stream's write deadline: writeTimeout
+	// without progress (as over HTTP/1.1), or --timeout-request. x/net resets the stream then. The
+	// deadline is set again only when it is within a quarter of writeTimeout of now (one message to
+	// x/net's connection goroutine, not one per batch).
+	deadliner, _ := w.(interface{ SetWriteDeadline(time.Time) error })
+	var writeBy time.Time
+	armWrites := func() {
+		if deadliner == nil {
+			return
+		}
+		now := time.Now()
+		if !writeBy.IsZero() && writeBy.Sub(now) > writeTimeout*3/4 {
+			return
+		}
+		by := now.Add(writeTimeout)
+		if !st.due.IsZero() && st.due.Before(by) {
+			by = st.due
+		}
+		if !by.Equal(writeBy) {
+			writeBy = by
+			deadliner.SetWriteDeadline(by)
+		}
 	}
 	var batch []h2event
 	// A start alone, before the app's first body (www.rst: the head waits for it), is held here
@@ -651,6 +703,7 @@ func (st *h2stream) run(w http.ResponseWriter, r *http.Request, res *h2Response)
 		}
 		st.mu.Unlock()
 
+		armWrites()
 		written := 0
 		headOut := false // a head without body went out: flushed (the app sent an empty body to that end)
 		complete := false
@@ -810,9 +863,10 @@ func (st *h2stream) timedOut(w http.ResponseWriter, r *http.Request, res *h2Resp
 	s.log.Warn().Uint32("stream", st.sid).Int("worker", st.w.id).Dur("timeout", s.cfg.RequestTimeout).
 		Msg("request timed out; cancelling the app's task")
 	st.mu.Lock()
-	if !st.ended {
+	if !st.ended && !st.cancelSent {
 		st.w.sendCancel(st.sid)
 	}
+	st.cancelSent = true
 	st.discSent = true // CANCEL, not DISCONNECT: the app's task is cancelled
 	st.disconnectLocked()
 	st.mu.Unlock()

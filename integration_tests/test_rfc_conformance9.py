@@ -9,7 +9,9 @@ first body, a pathsend whose file is missing, or a request timeout, still get th
 response (500, 504) rather than a head and a cut connection.
 
 And pipelining (RFC 9112 §9.3.2): requests pipelined in one write are all answered at once, none
-of them left waiting for the keep-alive timer.
+of them left waiting for the keep-alive timer. And --timeout-request bounds the app's work also
+when the client left first (its task is cancelled) and over HTTP/2 when the client's flow control
+holds the response back; HTTP/2 requests count in the in-flight metric.
 """
 
 from __future__ import annotations
@@ -22,9 +24,11 @@ from typing import Any
 import h2.config
 import h2.connection
 import h2.events
+import httpx
 import pytest
 
 from gateway_harness import APPS_DIR, GatewayServer, RawConnection
+from test_lifecycle import free_port, metric
 from test_rfc_conformance4 import h2_request, request_headers
 
 APP = "conformance9_app:app"
@@ -148,3 +152,62 @@ def test_pipelined_requests_are_answered_without_waiting_for_the_keep_alive_time
         if took > 1.5:
             slow.append((i, round(took, 2)))
     assert not slow, f"connections whose third response waited: {slow}"
+
+
+def test_request_timeout_cancels_the_app_also_after_the_client_left(module_servers: Any) -> None:
+    address = f"127.0.0.1:{free_port()}"
+    server = module_servers.start(APP, app_dir=APPS_DIR, workers=1, extra_args=[
+        "--timeout-request", "2", "--http2-cleartext", "--metrics-address", address])
+
+    def in_flight() -> float | None:
+        return metric(httpx.get(f"http://{address}/metrics", timeout=5).text, "asgi_gateway_requests_in_flight")
+
+    h1 = server.raw()
+    h1.send(b"GET /hang HTTP/1.1\r\nHost: t\r\n\r\n")
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    h2conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding=None))
+    h2conn.initiate_connection()
+    h2conn.send_headers(1, request_headers("GET", "/hang"), end_stream=True)
+    sock.sendall(h2conn.data_to_send())
+    assert wait_until(lambda: in_flight() == 2, 5), in_flight()  # HTTP/1.1 and HTTP/2 both count
+    h1.close()
+    sock.close()
+    left = time.monotonic()
+    assert wait_until(lambda: server.stderr().count("hang: cancelled") == 2, 8), server.stderr()[-3000:]
+    assert time.monotonic() - left < 4
+    assert wait_until(lambda: in_flight() == 0, 5), in_flight()
+
+
+def test_request_timeout_ends_an_http2_response_the_client_holds_back(module_servers: Any) -> None:
+    # The client reads but grants no window beyond the initial 64 KiB: the response cannot
+    # progress; --timeout-request resets the stream and cancels the app, as over HTTP/1.1.
+    server = module_servers.start(APP, app_dir=APPS_DIR, workers=1, extra_args=["--timeout-request", "2", "--http2-cleartext"])
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding=None))
+    conn.initiate_connection()
+    conn.send_headers(1, request_headers("GET", "/big"), end_stream=True)
+    sock.sendall(conn.data_to_send())
+    sent = time.monotonic()
+    reset = None
+    with sock:
+        while reset is None and time.monotonic() - sent < 10:
+            if not readable_within(sock, 0.5):
+                continue
+            data = sock.recv(65536)
+            if not data:
+                break
+            for event in conn.receive_data(data):  # (never acknowledged: no WINDOW_UPDATE)
+                if isinstance(event, h2.events.StreamReset):
+                    reset = time.monotonic() - sent
+            sock.sendall(conn.data_to_send())
+    assert reset is not None and reset < 5, reset
+    assert wait_until(lambda: "big: stopped by" in server.stderr(), 5), server.stderr()[-3000:]
+
+
+def wait_until(predicate: Any, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return bool(predicate())

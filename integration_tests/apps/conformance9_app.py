@@ -10,6 +10,9 @@
   that does not exist.
 * ``/start-then-sleep``: the start, then 30 s of work (for ``--timeout-request``).
 * ``/pid``: the worker's process id; ``/exit``: the worker exits at once with status 7.
+* ``/hang``: 30 s of work that never looks at ``receive()``; cancelled, it prints ``hang: cancelled``.
+* ``/big``: 8 MiB of body, in 64 KiB pieces; stopped (cancelled, or its send() raising), it prints
+  ``big: stopped by <exception class>``.
 * WebSocket ``/ws/hold``: accepts, sends ``ready``, and waits for the disconnect, which it prints to
   stderr (``hold: websocket.disconnect CODE``; the worker's output reaches the gateway's log, and
   outlives the worker).
@@ -74,6 +77,23 @@ async def app(scope: Any, receive: Any, send: Any) -> None:
         await send(START)
         await asyncio.sleep(0.2)
         await send({"type": "http.response.pathsend", "path": MISSING_FILE})
+    elif path == "/hang":
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            print("hang: cancelled", file=sys.stderr, flush=True)
+            raise
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"done"})
+    elif path == "/big":
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        try:
+            for _ in range(127):
+                await send({"type": "http.response.body", "body": b"x" * 65536, "more_body": True})
+            await send({"type": "http.response.body", "body": b"x" * 65536})
+        except BaseException as exc:  # cancelled, or told the client is gone
+            print(f"big: stopped by {type(exc).__name__}", file=sys.stderr, flush=True)
+            raise
     elif path == "/exit":
         os._exit(7)
     elif path == "/pid":
