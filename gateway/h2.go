@@ -253,6 +253,7 @@ type h2stream struct {
 	tooLarge    bool  // the request body went over --limit-request-body
 	discSent    bool  // DISCONNECT sent
 	cancelSent  bool  // CANCEL sent (--timeout-request)
+	completed   bool  // the response is complete (the handler returns without a cut)
 	respWindow  int64 // response-body bytes the worker may still send (checked, not trusted)
 	uncredited  int64 // response-body bytes written (or dropped) and not yet credited back
 	windowBatch int64
@@ -584,9 +585,10 @@ func (s *Server) serveH2Stream(w http.ResponseWriter, r *http.Request) {
 		// The handler is over (response complete, client gone, or the stream is reset): whatever the
 		// worker still sends is dropped; the body must not be read after ServeHTTP returns.
 		st.mu.Lock()
-		if !st.due.IsZero() && !st.ended {
-			// The app still runs (the client left, the stream was reset): --timeout-request still
-			// bounds it.
+		if !st.due.IsZero() && !st.ended && !st.completed {
+			// The app still runs, its response not complete (the client left, the stream was
+			// reset): --timeout-request still bounds it. (After a complete response it may run on,
+			// as a background task does, as over HTTP/1.1.)
 			time.AfterFunc(time.Until(st.due), st.cancelLate)
 		}
 		st.gone = true
@@ -629,27 +631,26 @@ func (st *h2stream) run(w http.ResponseWriter, r *http.Request, res *h2Response)
 		defer timer.Stop()
 		timeout = timer.C
 	}
-	// A write the client's flow control blocks ends at the stream's write deadline: writeTimeout
-	// without progress (as over HTTP/1.1), or --timeout-request. x/net resets the stream then. The
-	// deadline is set again only when it is within a quarter of writeTimeout of now (one message to
-	// x/net's connection goroutine, not one per batch).
+	// A write the client's flow control holds back ends at the stream's write deadline: writeTimeout
+	// without progress (as over HTTP/1.1), or --timeout-request; x/net then resets the stream. The
+	// deadline is x/net's timer, which fires whether or not a write waits, so it is set only for a
+	// batch's writes (arm) and cleared after them (disarm): a stream may be idle as long as its app.
 	deadliner, _ := w.(interface{ SetWriteDeadline(time.Time) error })
-	var writeBy time.Time
-	armWrites := func() {
-		if deadliner == nil {
-			return
-		}
-		now := time.Now()
-		if !writeBy.IsZero() && writeBy.Sub(now) > writeTimeout*3/4 {
-			return
-		}
-		by := now.Add(writeTimeout)
-		if !st.due.IsZero() && st.due.Before(by) {
-			by = st.due
-		}
-		if !by.Equal(writeBy) {
-			writeBy = by
+	armed := false
+	arm := func() {
+		if deadliner != nil && !armed {
+			armed = true
+			by := time.Now().Add(writeTimeout)
+			if !st.due.IsZero() && st.due.Before(by) {
+				by = st.due
+			}
 			deadliner.SetWriteDeadline(by)
+		}
+	}
+	disarm := func() {
+		if armed {
+			armed = false
+			deadliner.SetWriteDeadline(time.Time{})
 		}
 	}
 	var batch []h2event
@@ -703,7 +704,6 @@ func (st *h2stream) run(w http.ResponseWriter, r *http.Request, res *h2Response)
 		}
 		st.mu.Unlock()
 
-		armWrites()
 		written := 0
 		headOut := false // a head without body went out: flushed (the app sent an empty body to that end)
 		complete := false
@@ -716,6 +716,7 @@ func (st *h2stream) run(w http.ResponseWriter, r *http.Request, res *h2Response)
 					return
 				}
 				held = h2event{}
+				headOut = true // (if this event is an empty body, the head goes out alone now)
 			}
 			switch ev.kind {
 			case h2EarlyHint:
@@ -753,6 +754,7 @@ func (st *h2stream) run(w http.ResponseWriter, r *http.Request, res *h2Response)
 					held = h2event{}
 				}
 				if err == nil {
+					arm()
 					err = st.sendFile(w, file, size, res)
 				}
 				if err != nil {
@@ -776,6 +778,9 @@ func (st *h2stream) run(w http.ResponseWriter, r *http.Request, res *h2Response)
 				headOut = len(ev.body) == 0
 			}
 			more := ev.more
+			if len(ev.body) > 0 {
+				arm()
+			}
 			n, err := st.writeBody(w, ev.body, res)
 			written += n
 			*ev = h2event{} // let the copied bytes go
@@ -796,7 +801,11 @@ func (st *h2stream) run(w http.ResponseWriter, r *http.Request, res *h2Response)
 			}
 		}
 		if (written > 0 || headOut) && flusher != nil && !complete {
+			arm()
 			flusher.Flush()
+		}
+		if !complete {
+			disarm()
 		}
 		st.wrote(written)
 		if complete {
@@ -810,6 +819,7 @@ func (st *h2stream) run(w http.ResponseWriter, r *http.Request, res *h2Response)
 				// Body beyond the content-length: the rest of the app's response is not wanted.
 				st.disconnectLocked()
 			}
+			st.completed = true
 			st.mu.Unlock()
 			return // the handler's return ends the stream (END_STREAM)
 		}
@@ -820,7 +830,7 @@ func (st *h2stream) run(w http.ResponseWriter, r *http.Request, res *h2Response)
 			if pending {
 				continue // cannot happen (END is the worker's last frame), but do not lose bytes
 			}
-			if !started {
+			if res.status == 0 { // nothing written: no start, or a held one (with END in its batch)
 				status := 500
 				if lost {
 					status = 502

@@ -264,6 +264,14 @@ func (p *Pool) run(s *slot, first chan<- error) {
 		}
 		// The worker died (or broke the protocol, or failed its health check).
 		p.publish(nil, cur.conn)
+		if connClosed(cur.conn.err()) {
+			// Its socket closed as it exits: its own exit status says why (describeExit), not
+			// the SIGKILL that would beat it to the exit.
+			select {
+			case <-cur.exited:
+			case <-time.After(2 * time.Second):
+			}
+		}
 		cur.kill()
 		<-cur.exited
 		if p.stopped() {
@@ -433,9 +441,14 @@ func rssBytes(pid int) (int64, error) {
 	return pages * int64(os.Getpagesize()), err
 }
 
+// connClosed reports whether a worker connection ended because the worker closed it (or exited),
+// not because the gateway gave up on it (a protocol error, a failed health check).
+func connClosed(err error) bool {
+	return errors.Is(err, errProcessExited) || errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET)
+}
+
 func describeExit(cmd *exec.Cmd, connErr error) string {
-	closed := errors.Is(connErr, errProcessExited) || errors.Is(connErr, io.EOF) || errors.Is(connErr, syscall.ECONNRESET)
-	if connErr != nil && !closed {
+	if connErr != nil && !connClosed(connErr) {
 		return connErr.Error() // the gateway ended it: a protocol error, a failed health check
 	}
 	// The worker went away by itself (its socket closed as it exited): how it exited says why.
@@ -738,23 +751,38 @@ func (p *Pool) explain(err error, cmd *exec.Cmd, tail *lineTail) error {
 }
 
 // forward copies a worker's output to the log, line by line, with the worker id; tail keeps the last
-// lines for error messages. A line longer than maxLogLine is logged cut, with its full length, and
-// what follows it is still forwarded. It ends at EOF (the process exited).
+// lines for error messages. A line longer than maxLogLine is logged cut (its start and its last
+// keptEnd bytes, where a logged traceback has its exception line), with its full length, and what
+// follows it is still forwarded. It ends at EOF (the process exited).
 func (p *Pool) forward(r io.Reader, id int, stream string, tail *lineTail, done *sync.WaitGroup) {
 	defer done.Done()
 	const maxLogLine = 64 << 10
+	const keptEnd = 8 << 10
 	br := bufio.NewReaderSize(r, maxLogLine)
 	var levels stderrLevels
 	for {
 		chunk, isPrefix, err := br.ReadLine()
 		if len(chunk) > 0 || (err == nil && !isPrefix) {
 			line := string(chunk)
-			dropped := 0
+			dropped := 0 // bytes after the first maxLogLine
+			var end []byte // the line's last keptEnd bytes after its first maxLogLine
 			for isPrefix && err == nil {
 				var more []byte
 				more, isPrefix, err = br.ReadLine()
 				dropped += len(more)
+				end = append(end, more...)
+				if len(end) > 2*keptEnd {
+					end = append(end[:0:0], end[len(end)-keptEnd:]...)
+				}
 			}
+			if len(end) > keptEnd {
+				end = end[len(end)-keptEnd:]
+			}
+			total, cut := len(chunk)+dropped, dropped-len(end)
+			if cut > 0 {
+				line += fmt.Sprintf(" [... %d bytes cut ...] ", cut)
+			}
+			line += string(end)
 			ev := p.log.Info()
 			if stream == "stderr" {
 				ev = p.log.WithLevel(levels.of(line))
@@ -765,8 +793,8 @@ func (p *Pool) forward(r io.Reader, id int, stream string, tail *lineTail, done 
 			if tail != nil {
 				tail.add(line)
 			}
-			if dropped > 0 {
-				ev = ev.Int("line_bytes", len(line)+dropped).Bool("cut", true)
+			if cut > 0 {
+				ev = ev.Int("line_bytes", total).Bool("cut", true)
 			}
 			ev.Int("worker", id).Str("stream", stream).Msg(line)
 		}

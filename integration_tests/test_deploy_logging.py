@@ -174,6 +174,25 @@ def test_log_format_json_traceback_is_one_error_record(launcher: Launcher) -> No
     assert not [r for r in records if r["message"].startswith(("Traceback", "  File"))], records
 
 
+def test_a_record_longer_than_the_line_limit_keeps_its_end(launcher: Launcher) -> None:
+    # A traceback of an exception with a 100,000-character message: the record is cut (64 KiB of
+    # its start are kept), but its end, the exception line, is not.
+    port = free_port()
+    server = launcher.start_unwatched("conformance9_app:app", "--app-dir", str(APPS_DIR), "--port", str(port),
+                                      "--log-format", "json", "--log-level", "warning")
+    wait_listening(port)
+    with client() as c:
+        assert c.get(f"http://127.0.0.1:{port}/raise-long").status_code == 500
+    wait_for(server, lambda log: "THE-END" in log)
+    assert server.stop() == 0
+    records = [r for r in assert_all_json(server.log()) if "Exception in ASGI application" in r["message"]]
+    assert len(records) == 1, records
+    record = records[0]
+    assert record["level"] == "error" and record.get("cut") is True and record["line_bytes"] > 100_000
+    assert "bytes cut ...]" in record["message"]
+    assert record["message"].rstrip().endswith("THE-END"), record["message"][-300:]
+
+
 def test_log_format_json_with_a_uvicorn_flag(launcher: Launcher) -> None:
     # The "--loop ... ignored" message is stderr output too.
     server = launcher.start(*APP, "--port", "0", "--log-format", "json", "--loop=asyncio")

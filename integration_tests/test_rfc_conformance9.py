@@ -211,3 +211,55 @@ def wait_until(predicate: Any, timeout: float) -> bool:
             return True
         time.sleep(0.05)
     return bool(predicate())
+
+
+@pytest.mark.parametrize("h2c", [False, True], ids=["http1", "h2c"])
+def test_empty_body_message_after_a_pause_lets_the_held_head_go(app_server: GatewayServer, h2c: bool) -> None:
+    # The worker flushed the start (held by the gateway) before the app's empty body message: that
+    # message still releases the head, a second before the body.
+    if h2c:
+        early, got = h2_stream_events(app_server, "/start-wait-flush", quiet=0.9)
+        assert early, "HEADERS waited for the body"
+        assert (got["status"], got["body"]) == ("200", b"late")
+        return
+    with app_server.raw() as conn:
+        conn.send(b"GET /start-wait-flush HTTP/1.1\r\nHost: t\r\n\r\n")
+        sent = time.monotonic()
+        head = conn.read_head()
+        took = time.monotonic() - sent
+        assert conn.read_chunked(head) == b"late"
+    assert head.status == 200 and took < 0.9, took
+
+
+def test_http2_failure_right_after_a_flushed_start_is_a_500(app_server: GatewayServer) -> None:
+    # The held start and the END can arrive in one batch: still a 500, never a reset.
+    for _ in range(20):
+        got = h2_request(app_server, request_headers("GET", "/start-yield-raise"))
+        assert (got["status"], got["reset"]) == ("500", None), got
+
+
+@pytest.mark.parametrize("h2c", [False, True], ids=["http1", "h2c"])
+def test_request_timeout_with_a_held_head_is_a_504(module_servers: Any, h2c: bool) -> None:
+    server = module_servers.start(APP, app_dir=APPS_DIR, workers=1, extra_args=["--timeout-request", "0.5", "--http2-cleartext"])
+    for _ in range(5):
+        if h2c:
+            got = h2_request(server, request_headers("GET", "/start-then-sleep"))
+            assert (got["status"], got["reset"]) == ("504", None), got
+        else:
+            with server.raw() as conn:
+                conn.send(b"GET /start-then-sleep HTTP/1.1\r\nHost: t\r\n\r\n")
+                assert conn.read_response().status == 504
+
+
+@pytest.mark.parametrize("h2c", [False, True], ids=["http1", "h2c"])
+def test_request_timeout_leaves_work_after_a_complete_response_alone(module_servers: Any, h2c: bool) -> None:
+    # A background task (the app runs on after its complete response) is not the request's: the
+    # timeout does not cancel it.
+    server = module_servers.start(APP, app_dir=APPS_DIR, workers=1, extra_args=["--timeout-request", "0.5", "--http2-cleartext"])
+    if h2c:
+        got = h2_request(server, request_headers("GET", "/background"))
+        assert (got["status"], got["body"]) == ("200", b"sent")
+    else:
+        assert httpx.get(f"{server.url}/background", timeout=5).text == "sent"
+    assert wait_until(lambda: "background: done" in server.stderr(), 5), server.stderr()[-2000:]
+    assert "background: cancelled" not in server.stderr()

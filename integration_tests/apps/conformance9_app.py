@@ -9,6 +9,13 @@
 * ``/start-then-missing-pathsend``: the start, a moment, then ``http.response.pathsend`` of a file
   that does not exist.
 * ``/start-then-sleep``: the start, then 30 s of work (for ``--timeout-request``).
+* ``/start-wait-flush``: the start, a moment, an empty body with ``more_body`` (the head may go
+  now), a second of work, then ``late``.
+* ``/start-yield-raise``: the start, one event-loop iteration (the worker flushes the start), then
+  the app raises.
+* ``/background``: answers ``sent`` at once, then works on for a second and prints
+  ``background: done`` (or ``background: cancelled``).
+* ``/raise-long``: raises an exception whose message is 100,000 characters, ending ``THE-END``.
 * ``/pid``: the worker's process id; ``/exit``: the worker exits at once with status 7.
 * ``/hang``: 30 s of work that never looks at ``receive()``; cancelled, it prints ``hang: cancelled``.
 * ``/big``: 8 MiB of body, in 64 KiB pieces; stopped (cancelled, or its send() raising), it prints
@@ -65,6 +72,27 @@ async def app(scope: Any, receive: Any, send: Any) -> None:
         await send({"type": "http.response.body", "body": b"", "more_body": True})
         await asyncio.sleep(1.0)
         await send({"type": "http.response.body", "body": b"late"})
+    elif path == "/start-wait-flush":
+        await send(START)
+        await asyncio.sleep(0.2)
+        await send({"type": "http.response.body", "body": b"", "more_body": True})
+        await asyncio.sleep(1.0)
+        await send({"type": "http.response.body", "body": b"late"})
+    elif path == "/start-yield-raise":
+        await send(START)
+        await asyncio.sleep(0)
+        raise RuntimeError("failed one iteration after the start")
+    elif path == "/background":
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"4")]})
+        await send({"type": "http.response.body", "body": b"sent"})
+        try:
+            await asyncio.sleep(1.0)
+        except asyncio.CancelledError:
+            print("background: cancelled", file=sys.stderr, flush=True)
+            raise
+        print("background: done", file=sys.stderr, flush=True)
+    elif path == "/raise-long":
+        raise ValueError("x" * 99993 + " THE-END")
     elif path == "/start-then-raise":
         await send(START)
         await asyncio.sleep(0.2)

@@ -186,6 +186,7 @@ class RequestCycle:
         "_credit_waiter",
         "_final",  # the state after the final body: _COMPLETE, or _TRAILERS (set by _start)
         "_body_sent",  # a body piece has been queued (set by _start)
+        "_head_held",  # the start went out with flag NO_BODY_YET and no body piece since (set by _start)
         "_in_ring",  # a body piece went into the ring: the next ones go before waiting pieces (set by _start)
         "_cut",  # the stream ended with its response incomplete: a later send() raises ClientDisconnected
         # both
@@ -435,6 +436,7 @@ class RequestCycle:
         head = self._start_head
         if no_body_yet:
             head = head[:-1] + bytes((head[-1] | FLAG_NO_BODY_YET,))  # (flags: the head's last byte)
+            self._head_held = True
         payload = head + b"\xc4\x00\xc3"  # body b"", more_body true
         return _pack_u32(len(payload)) + payload
 
@@ -514,10 +516,8 @@ class RequestCycle:
                 if n:
                     self._send_window -= n
                     self._emit(body, True)
-                elif index is not None:
-                    # An empty body event: the app wants its head out now (www.rst lets it go).
-                    conn._out[index] = self.start_only_frame()
-                    conn._placeholders -= 1
+                elif index is not None or self._head_held:
+                    self._release_head(index)
                 return
             self._state = self._final
             self._send_window -= n
@@ -583,7 +583,7 @@ class RequestCycle:
         else:
             flags = 0
             self._final = _COMPLETE
-        self._body_sent = self._in_ring = False
+        self._body_sent = self._in_ring = self._head_held = False
         # RESPONSE_START up to its body: 97 12 sid status headers flags (only the headers through
         # the packer: status and flags from tables).
         head = b"".join((b"\x97\x12", self.sid_enc, _STATUS_ENC[status], _pack(headers), _START_FLAGS_ENC[flags]))
@@ -606,10 +606,7 @@ class RequestCycle:
         conn = self.conn
         total = len(body)
         if total == 0 and more_body:
-            index = self._start_index
-            if index is not None:  # (as in send: the head may go)
-                conn._out[index] = self.start_only_frame()
-                conn._placeholders -= 1
+            self._release_head(self._start_index)  # (as in send)
             return
         if self._start_index is not None and (
             len(self._start_head) + min(total, conn.max_piece) + _START_SLACK > conn.max_frame
@@ -673,11 +670,26 @@ class RequestCycle:
         if self.disconnected:
             raise ClientDisconnected(f"the client of stream {self.sid} has disconnected")
 
+    def _release_head(self, index: Optional[int]) -> None:
+        """An empty body event with more to come: the app wants its head out now (www.rst lets it
+        go). A start still held here goes out without flag; one that went out flagged (the gateway
+        holds it) is released by an empty RESPONSE_BODY."""
+        conn = self.conn
+        if index is not None:
+            conn._out[index] = self.start_only_frame()
+            conn._placeholders -= 1
+        elif self._head_held:
+            self._head_held = False
+            conn._out += response_body_parts(self.sid_enc, b"", True)
+            if not conn._flush_scheduled:
+                conn._schedule_flush()
+
     def _emit(self, body: Any, more_body: bool) -> None:
         """Queue one body piece: a RESPONSE_BODY_RING if it is large and the ring has room, else into
         the pending RESPONSE_START if there is one, else a RESPONSE_BODY."""
         conn = self.conn
         self._body_sent = True
+        self._head_held = False  # (the gateway sends the head with this piece)
         index = self._start_index
         ring = conn.ring
         if ring is not None and len(body) >= RING_MIN_PIECE:

@@ -454,22 +454,33 @@ def test_start_alone_then_body(loop_name: str) -> None:
 
 def test_start_alone_is_flagged_until_a_body_event(loop_name: str) -> None:
     """A start the worker flushes before the app's first http.response.body carries flag bit 1 (the
-    gateway holds the head: www.rst); an empty body event with more_body lets the head go (no flag)
-    (SPEC §3, RESPONSE_START)."""
+    gateway holds the head: www.rst); an empty body event with more_body lets the head go: no flag,
+    or, when the flagged start went out already, an empty RESPONSE_BODY (SPEC §3, RESPONSE_START)."""
     async def app(scope: Any, receive: Any, send: Any) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": []})
         if scope["path"] == "/flush":
             await send({"type": "http.response.body", "body": b"", "more_body": True})
         await asyncio.sleep(0.02)  # the worker flushes meanwhile
+        if scope["path"] == "/wait-then-flush":
+            await send({"type": "http.response.body", "body": b"", "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": True})  # (once is enough)
+            await asyncio.sleep(0.02)
         await send({"type": "http.response.body", "body": b"late"})
 
     async def main() -> None:
         async with FakeGateway(app) as gw:
             gw.request(1, path="/wait")
             gw.request(3, path="/flush")
-            waited, flushed = await gw.response(1), await gw.response(3)
+            gw.request(5, path="/wait-then-flush")
+            waited, flushed, late = await gw.response(1), await gw.response(3), await gw.response(5)
             assert waited.frames[0] == (P.RESPONSE_START, 1, 200, (), P.FLAG_NO_BODY_YET, b"", True)
             assert flushed.frames[0] == (P.RESPONSE_START, 3, 200, (), 0, b"", True)
+            assert late.frames == [
+                (P.RESPONSE_START, 5, 200, (), P.FLAG_NO_BODY_YET, b"", True),
+                (P.RESPONSE_BODY, 5, b"", True),
+                (P.RESPONSE_BODY, 5, b"late", False),
+                (P.END, 5, P.OUTCOME_OK, ""),
+            ]
             for r, sid in ((waited, 1), (flushed, 3)):
                 assert r.frames[1:] == [(P.RESPONSE_BODY, sid, b"late", False), (P.END, sid, P.OUTCOME_OK, "")]
 
