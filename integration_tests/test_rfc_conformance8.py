@@ -373,7 +373,7 @@ class ClassApp:
                 else:
                     await send({"type": "lifespan.shutdown.complete"})
                     return
-        body = ("class " + self.scope["path"]).encode()
+        body = ("class " + self.scope["path"] + " " + self.scope["asgi"]["version"]).encode()
         await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
         await send({"type": "http.response.body", "body": body})
 
@@ -383,7 +383,7 @@ def function_app(scope):
         if scope["type"] != "http":
             return
         await send({"type": "http.response.start", "status": 200, "headers": []})
-        await send({"type": "http.response.body", "body": b"function " + scope["path"].encode()})
+        await send({"type": "http.response.body", "body": ("function " + scope["path"] + " " + scope["asgi"]["version"]).encode()})
     return instance
 '''
 
@@ -391,11 +391,11 @@ def function_app(scope):
 @pytest.mark.parametrize("attr, prefix", [("ClassApp", "class"), ("function_app", "function")])
 def test_asgi2_applications_are_served(module_servers: Any, tmp_path: Any, attr: str, prefix: str) -> None:
     # asgi.rst, Legacy Applications: servers "are encouraged to support both types" (uvicorn's
-    # --interface auto does).
+    # --interface auto does); the scope's asgi version is the interface's, "2.0" (as uvicorn's).
     (tmp_path / "asgi2_app.py").write_text(ASGI2_APP)
     server = module_servers.start(f"asgi2_app:{attr}", app_dir=tmp_path, workers=1)
     response = httpx.get(f"{server.url}/x")
-    assert (response.status_code, response.text) == (200, f"{prefix} /x")
+    assert (response.status_code, response.text) == (200, f"{prefix} /x 2.0")
 
 
 # === empty list elements ===========================================================================

@@ -190,7 +190,8 @@ def _is_asgi2(obj: Any) -> bool:
 
 
 class _ASGI2App:
-    """An ASGI 2 application as an ASGI 3 one."""
+    """An ASGI 2 application as an ASGI 3 one; its scopes say ``asgi["version"]`` "2.0", the
+    version of the interface it is served with (as uvicorn's ``--interface asgi2``)."""
 
     __slots__ = ("app",)
 
@@ -198,6 +199,7 @@ class _ASGI2App:
         self.app = app
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        scope["asgi"] = {**scope.get("asgi", {}), "version": "2.0"}
         instance = self.app(scope)
         await instance(receive, send)
 
