@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/net/http2"
@@ -624,35 +625,18 @@ func (st *h2stream) cancelLate() {
 func (st *h2stream) run(w http.ResponseWriter, r *http.Request, res *h2Response) {
 	s := st.s
 	ctx := r.Context()
-	flusher, _ := w.(http.Flusher)
 	var timeout <-chan time.Time // --timeout-request
 	if !st.due.IsZero() {
 		timer := time.NewTimer(time.Until(st.due))
 		defer timer.Stop()
 		timeout = timer.C
 	}
-	// A write the client's flow control holds back ends at the stream's write deadline: writeTimeout
-	// without progress (as over HTTP/1.1), or --timeout-request; x/net then resets the stream. The
-	// deadline is x/net's timer, which fires whether or not a write waits, so it is set only for a
-	// batch's writes (arm) and cleared after them (disarm): a stream may be idle as long as its app.
-	deadliner, _ := w.(interface{ SetWriteDeadline(time.Time) error })
-	armed := false
-	arm := func() {
-		if deadliner != nil && !armed {
-			armed = true
-			by := time.Now().Add(writeTimeout)
-			if !st.due.IsZero() && st.due.Before(by) {
-				by = st.due
-			}
-			deadliner.SetWriteDeadline(by)
-		}
-	}
-	disarm := func() {
-		if armed {
-			armed = false
-			deadliner.SetWriteDeadline(time.Time{})
-		}
-	}
+	// A write the client holds back (it does not read, or grants no window) is watched: after
+	// writeTimeout without progress, or at --timeout-request, the stream is reset (writeWatch).
+	ww := st.watchWrites(w)
+	defer ww.stop()
+	w = ww
+	flusher, _ := w.(http.Flusher)
 	var batch []h2event
 	// A start alone, before the app's first body (www.rst: the head waits for it), is held here
 	// until the next event; an END instead replaces it with 500, a timeout with 504.
@@ -754,7 +738,6 @@ func (st *h2stream) run(w http.ResponseWriter, r *http.Request, res *h2Response)
 					held = h2event{}
 				}
 				if err == nil {
-					arm()
 					err = st.sendFile(w, file, size, res)
 				}
 				if err != nil {
@@ -778,9 +761,6 @@ func (st *h2stream) run(w http.ResponseWriter, r *http.Request, res *h2Response)
 				headOut = len(ev.body) == 0
 			}
 			more := ev.more
-			if len(ev.body) > 0 {
-				arm()
-			}
 			n, err := st.writeBody(w, ev.body, res)
 			written += n
 			*ev = h2event{} // let the copied bytes go
@@ -801,11 +781,7 @@ func (st *h2stream) run(w http.ResponseWriter, r *http.Request, res *h2Response)
 			}
 		}
 		if (written > 0 || headOut) && flusher != nil && !complete {
-			arm()
 			flusher.Flush()
-		}
-		if !complete {
-			disarm()
 		}
 		st.wrote(written)
 		if complete {
@@ -821,7 +797,10 @@ func (st *h2stream) run(w http.ResponseWriter, r *http.Request, res *h2Response)
 			}
 			st.completed = true
 			st.mu.Unlock()
-			return // the handler's return ends the stream (END_STREAM)
+			// The handler's return ends the stream (END_STREAM), once x/net has written what it
+			// holds within the client's window: bounded, as the gateway's own responses are.
+			ww.SetWriteDeadline(time.Now().Add(writeTimeout))
+			return
 		}
 		if ended {
 			st.mu.Lock()
@@ -847,6 +826,110 @@ func (st *h2stream) run(w http.ResponseWriter, r *http.Request, res *h2Response)
 			}
 			st.cut()
 		}
+	}
+}
+
+// writeWatch is the ResponseWriter a stream's response goes through: it times each write (in pieces
+// of writeChunk, so that progress counts) and each flush, and resets the stream when one has waited
+// writeTimeout, or past --timeout-request (x/net's own write deadline is a timer that progress does
+// not push back, and that fires whether or not a write waits). stop, before the handler returns,
+// ends the watch: the ResponseWriter is x/net's only until then.
+type writeWatch struct {
+	http.ResponseWriter
+	st      *h2stream
+	reset   func(time.Time) error // x/net's SetWriteDeadline
+	mu      sync.Mutex            // orders the timer's reset with stop
+	stopped bool
+	since   atomic.Int64 // when the pending write began (unix ns); 0: none
+	timer   *time.Timer
+}
+
+func (st *h2stream) watchWrites(w http.ResponseWriter) *writeWatch {
+	ww := &writeWatch{ResponseWriter: w, st: st}
+	if d, ok := w.(interface{ SetWriteDeadline(time.Time) error }); ok {
+		ww.reset = d.SetWriteDeadline
+	}
+	return ww
+}
+
+func (ww *writeWatch) begin() {
+	now := time.Now()
+	ww.since.Store(now.UnixNano())
+	wait := writeTimeout
+	if due := ww.st.due; !due.IsZero() {
+		wait = min(wait, due.Sub(now))
+	}
+	if ww.timer == nil {
+		ww.timer = time.AfterFunc(wait, ww.check)
+	} else {
+		ww.timer.Reset(wait)
+	}
+}
+
+func (ww *writeWatch) end() { ww.since.Store(0) }
+
+// check runs on the timer: a write still waiting past its bound resets the stream (the write then
+// fails, and the stream goroutine ends the exchange).
+func (ww *writeWatch) check() {
+	ww.mu.Lock()
+	defer ww.mu.Unlock()
+	since := ww.since.Load()
+	if ww.stopped || since == 0 || ww.reset == nil {
+		return
+	}
+	now := time.Now()
+	waited := now.Sub(time.Unix(0, since))
+	due := ww.st.due
+	if waited < writeTimeout && (due.IsZero() || now.Before(due)) {
+		left := writeTimeout - waited
+		if !due.IsZero() {
+			left = min(left, due.Sub(now))
+		}
+		ww.timer.Reset(left) // (a write began after this timer was set)
+		return
+	}
+	ww.st.s.log.Debug().Uint32("stream", ww.st.sid).Dur("waited", waited).Msg("the client does not take the response; resetting the stream")
+	ww.reset(aLongTimeAgo) // a past deadline: x/net resets the stream at once
+}
+
+func (ww *writeWatch) stop() {
+	ww.mu.Lock()
+	ww.stopped = true
+	ww.mu.Unlock()
+	if ww.timer != nil {
+		ww.timer.Stop()
+	}
+}
+
+func (ww *writeWatch) Write(b []byte) (int, error) {
+	total := 0
+	for len(b) > 0 {
+		n := min(len(b), writeChunk)
+		ww.begin()
+		m, err := ww.ResponseWriter.Write(b[:n])
+		ww.end()
+		total += m
+		if err != nil {
+			return total, err
+		}
+		b = b[n:]
+	}
+	return total, nil
+}
+
+// SetWriteDeadline is x/net's (h2SimpleResponse bounds the gateway's own responses with it).
+func (ww *writeWatch) SetWriteDeadline(t time.Time) error {
+	if ww.reset == nil {
+		return nil
+	}
+	return ww.reset(t)
+}
+
+func (ww *writeWatch) Flush() {
+	if f, ok := ww.ResponseWriter.(http.Flusher); ok {
+		ww.begin()
+		f.Flush()
+		ww.end()
 	}
 }
 
@@ -1089,6 +1172,11 @@ func (s *Server) h2SimpleResponse(w http.ResponseWriter, r *http.Request, res *h
 	if r.Method != http.MethodHead {
 		n, _ := io.WriteString(w, text)
 		res.bytes += int64(n)
+	}
+	// x/net writes it once the handler returns, within the client's window: a client that grants
+	// none would hold the stream (and x/net's goroutine) for ever. x/net resets it after this.
+	if d, ok := w.(interface{ SetWriteDeadline(time.Time) error }); ok {
+		d.SetWriteDeadline(time.Now().Add(writeTimeout))
 	}
 }
 

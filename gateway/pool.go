@@ -764,7 +764,7 @@ func (p *Pool) forward(r io.Reader, id int, stream string, tail *lineTail, done 
 		chunk, isPrefix, err := br.ReadLine()
 		if len(chunk) > 0 || (err == nil && !isPrefix) {
 			line := string(chunk)
-			dropped := 0 // bytes after the first maxLogLine
+			dropped := 0   // bytes after the first maxLogLine
 			var end []byte // the line's last keptEnd bytes after its first maxLogLine
 			for isPrefix && err == nil {
 				var more []byte
