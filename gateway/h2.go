@@ -856,9 +856,9 @@ func (ww *writeWatch) begin() {
 	now := time.Now()
 	ww.since.Store(now.UnixNano())
 	wait := writeTimeout
-	if due := ww.st.due; !due.IsZero() {
+	if due := ww.st.due; due.After(now) {
 		wait = min(wait, due.Sub(now))
-	}
+	} // (a write begun past --timeout-request is the gateway's 504, or a cut: writeTimeout bounds it)
 	if ww.timer == nil {
 		ww.timer = time.AfterFunc(wait, ww.check)
 	} else {
@@ -877,9 +877,12 @@ func (ww *writeWatch) check() {
 	if ww.stopped || since == 0 || ww.reset == nil {
 		return
 	}
-	now := time.Now()
-	waited := now.Sub(time.Unix(0, since))
+	now, began := time.Now(), time.Unix(0, since)
+	waited := now.Sub(began)
 	due := ww.st.due
+	if !due.After(began) {
+		due = time.Time{} // (see begin)
+	}
 	if waited < writeTimeout && (due.IsZero() || now.Before(due)) {
 		left := writeTimeout - waited
 		if !due.IsZero() {
