@@ -797,10 +797,12 @@ func (st *h2stream) run(w http.ResponseWriter, r *http.Request, res *h2Response)
 			}
 			st.completed = true
 			st.mu.Unlock()
-			// The handler's return ends the stream (END_STREAM), once x/net has written what it
-			// holds within the client's window: bounded, as the gateway's own responses are.
-			ww.SetWriteDeadline(time.Now().Add(writeTimeout))
-			return
+			if !st.due.IsZero() {
+				// What x/net still holds (up to 4 KiB) would go out after the handler returns,
+				// beyond the watch: with --timeout-request it goes now, watched.
+				ww.Flush()
+			}
+			return // the handler's return ends the stream (END_STREAM)
 		}
 		if ended {
 			st.mu.Lock()
@@ -918,14 +920,6 @@ func (ww *writeWatch) Write(b []byte) (int, error) {
 		b = b[n:]
 	}
 	return total, nil
-}
-
-// SetWriteDeadline is x/net's (h2SimpleResponse bounds the gateway's own responses with it).
-func (ww *writeWatch) SetWriteDeadline(t time.Time) error {
-	if ww.reset == nil {
-		return nil
-	}
-	return ww.reset(t)
 }
 
 func (ww *writeWatch) Flush() {
@@ -1176,10 +1170,10 @@ func (s *Server) h2SimpleResponse(w http.ResponseWriter, r *http.Request, res *h
 		n, _ := io.WriteString(w, text)
 		res.bytes += int64(n)
 	}
-	// x/net writes it once the handler returns, within the client's window: a client that grants
-	// none would hold the stream (and x/net's goroutine) for ever. x/net resets it after this.
-	if d, ok := w.(interface{ SetWriteDeadline(time.Time) error }); ok {
-		d.SetWriteDeadline(time.Now().Add(writeTimeout))
+	// x/net would write it once the handler returns, within the client's window, unwatched: on a
+	// stream's watched writer it goes now (a client that grants no window is then reset).
+	if ww, ok := w.(*writeWatch); ok {
+		ww.Flush()
 	}
 }
 

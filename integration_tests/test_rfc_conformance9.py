@@ -24,6 +24,7 @@ from typing import Any
 import h2.config
 import h2.connection
 import h2.events
+import h2.settings
 import httpx
 import pytest
 
@@ -178,14 +179,18 @@ def test_request_timeout_cancels_the_app_also_after_the_client_left(module_serve
     assert wait_until(lambda: in_flight() == 0, 5), in_flight()
 
 
-def test_request_timeout_ends_an_http2_response_the_client_holds_back(module_servers: Any) -> None:
-    # The client reads but grants no window beyond the initial 64 KiB: the response cannot
-    # progress; --timeout-request resets the stream and cancels the app, as over HTTP/1.1.
+@pytest.mark.parametrize("path, window", [("/big", None), ("/small", 0)], ids=["8MiB", "small-zero-window"])
+def test_request_timeout_ends_an_http2_response_the_client_holds_back(module_servers: Any, path: str, window: int | None) -> None:
+    # The client reads but grants no window beyond the initial 64 KiB (or none at all, for a
+    # response of a few bytes): the response cannot progress; --timeout-request resets the stream
+    # (and cancels the app), as over HTTP/1.1.
     server = module_servers.start(APP, app_dir=APPS_DIR, workers=1, extra_args=["--timeout-request", "2", "--http2-cleartext"])
     sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
     conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding=None))
+    if window is not None:
+        conn.local_settings = h2.settings.Settings(client=True, initial_values={h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: window})
     conn.initiate_connection()
-    conn.send_headers(1, request_headers("GET", "/big"), end_stream=True)
+    conn.send_headers(1, request_headers("GET", path), end_stream=True)
     sock.sendall(conn.data_to_send())
     sent = time.monotonic()
     reset = None
@@ -201,7 +206,8 @@ def test_request_timeout_ends_an_http2_response_the_client_holds_back(module_ser
                     reset = time.monotonic() - sent
             sock.sendall(conn.data_to_send())
     assert reset is not None and reset < 5, reset
-    assert wait_until(lambda: "big: stopped by" in server.stderr(), 5), server.stderr()[-3000:]
+    if path == "/big":
+        assert wait_until(lambda: "big: stopped by" in server.stderr(), 5), server.stderr()[-3000:]
 
 
 def wait_until(predicate: Any, timeout: float) -> bool:
