@@ -44,7 +44,7 @@ from .protocol import (
 if TYPE_CHECKING:  # pragma: no cover
     from .connection import Connection
 
-__all__ = ["WebSocketCycle"]
+__all__ = ["WebSocketClosed", "WebSocketCycle"]
 
 # WebSocket states
 _CONNECTING = 0  # the handshake is not answered yet
@@ -54,6 +54,12 @@ _RESPONSE = 3  # the app answers the handshake with its own HTTP response (denia
 
 _ABNORMAL = 1006
 _NO_STATUS = 1005  # websocket.close with this code: a close frame without a code (SPEC, WS_CLOSE)
+
+
+class WebSocketClosed(ClientDisconnected, RuntimeError):
+    """``send()`` after the app's own ``websocket.close``: the connection is closed, so an
+    ``OSError`` (www.rst: a send on a closed connection raises "a server-specific subclass of
+    OSError"), and the ``RuntimeError`` uvicorn raises for it, for apps that catch that."""
 
 
 def _sendable(code: int) -> bool:
@@ -227,7 +233,7 @@ class WebSocketCycle(RequestCycle):
                     "Expected ASGI message 'websocket.accept', 'websocket.close' or "
                     f"'websocket.http.response.start', but got '{mtype}'."))
         else:  # _CLOSED
-            self._invalid(RuntimeError(f"Unexpected ASGI message '{mtype}', after sending 'websocket.close'."))
+            raise WebSocketClosed(f"Unexpected ASGI message '{mtype}', after sending 'websocket.close'.")
 
     def _accept(self, message: Any) -> None:
         subprotocol = message.get("subprotocol")

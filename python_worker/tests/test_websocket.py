@@ -170,7 +170,7 @@ def test_reject_with_close_and_denial_response(loop_name: str) -> None:
         ([{"type": "websocket.accept"}, {"type": "websocket.send", "text": b"x"}], P.OUTCOME_APP_ERROR,
          "TypeError: websocket.send needs 'bytes' (bytes) or 'text' (str), got bytes"),
         ([{"type": "websocket.accept"}, {"type": "websocket.close"}, {"type": "websocket.send", "text": "x"}],
-         P.OUTCOME_APP_ERROR, "RuntimeError: Unexpected ASGI message 'websocket.send', after sending 'websocket.close'."),
+         P.OUTCOME_APP_ERROR, "WebSocketClosed: Unexpected ASGI message 'websocket.send', after sending 'websocket.close'."),
         ([{"type": "websocket.accept", "subprotocol": b"x"}], P.OUTCOME_APP_ERROR,
          "TypeError: websocket.accept 'subprotocol' must be a str or None, got bytes"),
         ([{"type": "websocket.http.response.start", "status": 200}], P.OUTCOME_NO_RESPONSE,
@@ -401,3 +401,30 @@ def test_str_subclasses_are_sent_as_str(loop_name: str) -> None:
             assert r.frames[3][2] == P.OUTCOME_OK
 
     run(loop_name, main())
+
+
+def test_send_after_own_close_raises_an_oserror_and_a_runtimeerror(loop_name: str) -> None:
+    """www.rst 2.4: send() on a closed connection raises "a server-specific subclass of OSError";
+    after its own websocket.close (and the websocket.disconnect it then receives) the app's
+    connection is closed. uvicorn raises RuntimeError there: the exception is both."""
+    seen: List[Any] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        await send({"type": "websocket.close"})
+        seen.append(await receive())
+        try:
+            await send({"type": "websocket.send", "text": "after close"})
+        except BaseException as exc:  # noqa: BLE001 (what it is, is the test)
+            seen.append(exc)
+
+    async def main() -> None:
+        async with FakeGateway(app) as gw:
+            gw.ws_connect(1)
+            r = await gw.response(1)
+            assert r.end == (P.END, 1, P.OUTCOME_OK, "")  # (the app caught it and returned)
+
+    run(loop_name, main())
+    assert seen[0]["type"] == "websocket.disconnect"
+    assert isinstance(seen[1], OSError) and isinstance(seen[1], RuntimeError), seen
