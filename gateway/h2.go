@@ -642,6 +642,13 @@ func (st *h2stream) run(w http.ResponseWriter, r *http.Request, res *h2Response)
 	// until the next event; an END instead replaces it with 500, a timeout with 504.
 	var held h2event
 	holding := false
+	// release writes the held head; false: it was invalid, and a 500 went out instead.
+	release := func() bool {
+		holding = false
+		ok := st.writeHead(w, r, res, &held)
+		held = h2event{}
+		return ok
+	}
 	for {
 		st.mu.Lock()
 		for len(st.events) == 0 && !st.ended && !st.tooLarge && !st.readFailed {
@@ -667,8 +674,7 @@ func (st *h2stream) run(w http.ResponseWriter, r *http.Request, res *h2Response)
 		default:
 		}
 		batch, st.events = st.events, batch[:0]
-		ended, lost, started, outcome, message := st.ended, st.lost, st.started, st.outcome, st.message
-		started = started && !holding // (a held head is not written yet)
+		ended, lost, outcome, message := st.ended, st.lost, st.outcome, st.message
 		trailing := st.trailing
 		if st.readFailed {
 			// The client stopped sending the body (--timeout-request-body) or broke its stream: the
@@ -680,7 +686,7 @@ func (st *h2stream) run(w http.ResponseWriter, r *http.Request, res *h2Response)
 		if st.tooLarge && len(batch) == 0 {
 			st.disconnectLocked()
 			st.mu.Unlock()
-			if started {
+			if res.status != 0 { // (a head went out: no other response can follow)
 				panic(http.ErrAbortHandler)
 			}
 			s.h2SimpleResponse(w, r, res, 413)
@@ -695,11 +701,9 @@ func (st *h2stream) run(w http.ResponseWriter, r *http.Request, res *h2Response)
 		for i := range batch {
 			ev := &batch[i]
 			if holding && ev.kind != h2EarlyHint && ev.kind != h2Pathsend {
-				holding = false
-				if !st.writeHead(w, r, res, &held) {
+				if !release() {
 					return
 				}
-				held = h2event{}
 				headOut = true // (if this event is an empty body, the head goes out alone now)
 			}
 			switch ev.kind {
@@ -729,13 +733,9 @@ func (st *h2stream) run(w http.ResponseWriter, r *http.Request, res *h2Response)
 					s.h2SimpleResponse(w, r, res, 500)
 					return
 				}
-				if holding { // (the file opened: its head goes out)
-					holding = false
-					if !st.writeHead(w, r, res, &held) {
-						file.Close()
-						return
-					}
-					held = h2event{}
+				if holding && !release() { // (the file opened: its head goes out)
+					file.Close()
+					return
 				}
 				if err == nil {
 					err = st.sendFile(w, file, size, res)
