@@ -16,6 +16,7 @@ type Config struct {
 	WorkerUser *WorkerUser // run the workers as this user (nil: as the gateway's user)
 	Workers    int
 	LogLevel   string // passed to the workers
+	LogConfig  string // a Python logging config file the workers apply (--log-config), or ""
 
 	Host           string
 	Port           int

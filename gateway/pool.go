@@ -551,6 +551,9 @@ func (p *Pool) spawn(s *slot) (*proc, error) {
 	if p.cfg.Factory {
 		args = append(args, "--factory")
 	}
+	if p.cfg.LogConfig != "" {
+		args = append(args, "--log-config", p.cfg.LogConfig)
+	}
 	if p.cfg.Lifespan != "" && p.cfg.Lifespan != "auto" { // auto is the worker's default
 		args = append(args, "--lifespan", p.cfg.Lifespan)
 	}
@@ -834,7 +837,9 @@ func (s *stderrLevels) of(line string) zerolog.Level {
 	return pythonLevel(line)
 }
 
-// pythonLevel maps the worker's "LEVEL [logger] message" lines to log levels.
+// pythonLevel maps the worker's "LEVEL [logger] message" lines to log levels. A line in another
+// format (an app's --log-config, such as "2006-01-02 15:04:05,000 - app - ERROR - message" or
+// "[ERROR] message") gets the level named by one of its first few words, else info.
 func pythonLevel(line string) zerolog.Level {
 	switch {
 	case strings.HasPrefix(line, "ERROR"), strings.HasPrefix(line, "CRITICAL"), strings.HasPrefix(line, "Traceback"):
@@ -845,6 +850,28 @@ func pythonLevel(line string) zerolog.Level {
 		return zerolog.DebugLevel
 	case strings.HasPrefix(line, "TRACE"):
 		return zerolog.TraceLevel
+	case strings.HasPrefix(line, "INFO"):
+		return zerolog.InfoLevel
+	}
+	rest := line
+	for range 6 {
+		var word string
+		word, rest, _ = strings.Cut(strings.TrimLeft(rest, " \t"), " ")
+		switch strings.Trim(word, "[]():|-,") {
+		case "ERROR", "CRITICAL", "FATAL":
+			return zerolog.ErrorLevel
+		case "WARNING", "WARN":
+			return zerolog.WarnLevel
+		case "INFO":
+			return zerolog.InfoLevel
+		case "DEBUG":
+			return zerolog.DebugLevel
+		case "TRACE":
+			return zerolog.TraceLevel
+		}
+		if rest == "" {
+			break
+		}
 	}
 	return zerolog.InfoLevel
 }

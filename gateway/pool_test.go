@@ -38,3 +38,27 @@ func TestStderrLevels(t *testing.T) {
 		}
 	}
 }
+
+// TestPythonLevelOtherFormats: lines an app's --log-config formats its own way take the level one of
+// their first words names.
+func TestPythonLevelOtherFormats(t *testing.T) {
+	E, I, W, D := zerolog.ErrorLevel, zerolog.InfoLevel, zerolog.WarnLevel, zerolog.DebugLevel
+	for _, c := range []struct {
+		line string
+		want zerolog.Level
+	}{
+		{"ERROR:root:basicConfig's format", E},
+		{"2026-12-06 16:37:30,123 - app - WARNING - message", W},
+		{"2026-12-06 16:37:30,123 [ERROR] app: message", E},
+		{"16:37:30 DEBUG app message", D},
+		{"CFG CRITICAL app: message", E},
+		{"[INFO] message saying ERROR later", I},
+		{"one two three four five six seven ERROR", I}, // past the first six words: a message's
+		{"plain print() output", I},
+		{"", I},
+	} {
+		if got := pythonLevel(c.line); got != c.want {
+			t.Errorf("%q: %v, want %v", c.line, got, c.want)
+		}
+	}
+}

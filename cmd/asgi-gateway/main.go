@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/signal"
 	"os/user"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -50,7 +51,6 @@ func runFlags() []cli.Flag {
 		&cli.StringFlag{Name: "ws", Hidden: true},
 		&cli.StringFlag{Name: "interface", Hidden: true},
 		// uvicorn options for what the gateway does its own way: accepted, and ignored with a message.
-		&cli.StringFlag{Name: "log-config", Hidden: true},
 		&cli.StringFlag{Name: "ssl-version", Hidden: true},
 		&cli.StringFlag{Name: "ws-max-queue", Hidden: true},
 		&cli.StringFlag{Name: "config", Usage: "read options from this TOML file (keys are option names: port = 8000); precedence: option > environment > file > default", EnvVars: env("config"), Category: "Application"},
@@ -76,6 +76,7 @@ func runFlags() []cli.Flag {
 		&cli.BoolFlag{Name: "use-colors", Usage: "colour the console log (default: when stderr is a terminal)", EnvVars: env("use-colors"), Category: "Logging"},
 		&cli.BoolFlag{Name: "no-use-colors", Usage: "never colour the console log", EnvVars: env("no-use-colors"), Category: "Logging"},
 		&cli.BoolFlag{Name: "access-log", Value: true, Usage: "log one line per request", EnvVars: env("access-log"), Category: "Logging"},
+		&cli.StringFlag{Name: "log-config", Usage: "a Python logging config file the workers apply after their own, as uvicorn's --log-config (.json or .yaml/.yml: dictConfig; other: fileConfig INI); the gateway's own log keeps --log-level and --log-format", EnvVars: env("log-config"), Category: "Logging"},
 		&cli.StringFlag{Name: "access-log-format", Usage: "access-log line with %(name)s fields: client, client_addr, method, path, request_line, http_version, status, bytes, duration, duration_ms, worker", EnvVars: env("access-log-format"), Category: "Logging"},
 		&cli.BoolFlag{Name: "no-access-log", Usage: "do not log requests", EnvVars: env("no-access-log"), Category: "Logging"},
 		&cli.Float64Flag{Name: "timeout-keep-alive", Value: d.KeepAlive.Seconds(), Usage: "close keep-alive connections idle this many seconds (0: no keep-alive, one request per connection)", EnvVars: env("timeout-keep-alive"), Category: "Timeouts"},
@@ -302,6 +303,13 @@ func configFrom(ctx *cli.Context) (gateway.Config, error) {
 		cfg.WorkerEnv = env
 		envFileWarnings = warnings
 	}
+	if path := ctx.String("log-config"); path != "" {
+		abs, err := readableFile(path)
+		if err != nil {
+			return cfg, cli.Exit(fmt.Sprintf("--log-config: %v", err), 2)
+		}
+		cfg.LogConfig = abs // the workers' working directory is not ours to assume
+	}
 	cfg.LimitConcurrency = ctx.Int("limit-concurrency")
 	cfg.WSMaxSize = ctx.Int("ws-max-size")
 	cfg.WSPingInterval = seconds(ctx.Float64("ws-ping-interval"))
@@ -394,7 +402,6 @@ func run(ctx *cli.Context) error {
 		}
 	}
 	for _, o := range [...]struct{ name, why string }{
-		{"log-config", "the gateway's log is set with --log-level and --log-format (the app's own Python logging is the app's)"},
 		{"ssl-version", "TLS 1.2 and 1.3 are offered (Go's crypto/tls); --ssl-ciphers picks the TLS 1.2 suites"},
 		{"ws-max-queue", "a WebSocket's messages queue within the worker's flow-control window (SPEC §4), and --ws-max-size bounds each"},
 	} {
@@ -581,4 +588,26 @@ func interspersed(args []string, flags []cli.Flag) []string {
 	}
 	out := append(append([]string{}, args[:i+1]...), opts...)
 	return append(out, positional...)
+}
+
+// readableFile checks that path names a regular file this process can open, and returns it made
+// absolute.
+func readableFile(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return "", err
+	}
+	if !st.Mode().IsRegular() {
+		return "", fmt.Errorf("%s is not a regular file", path)
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", path, err)
+	}
+	return abs, nil
 }

@@ -28,6 +28,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument("--factory", action="store_true", help="ATTR is a factory: call it with no arguments")
     parser.add_argument("--worker-id", type=int, default=None, metavar="N", help="the worker's slot number")
     parser.add_argument("--log-level", default="info", type=str.lower, choices=LOG_LEVEL_NAMES)
+    parser.add_argument("--log-config", default=None, metavar="FILE",
+                        help="a Python logging config applied after the worker's own, as uvicorn's --log-config "
+                             "(.json, .yaml/.yml: dictConfig; other: fileConfig)")
     parser.add_argument("--lifespan", default="auto", type=str.lower, choices=("auto", "on", "off"),
                         help="the ASGI lifespan protocol: auto (if the app supports it), on, off (default: auto)")
     parser.add_argument("--ring-fd", type=int, default=None, metavar="N",
@@ -59,6 +62,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             log_level=args.log_level,
             lifespan=args.lifespan,
             ring_fd=args.ring_fd,
+            log_config=args.log_config,
         )
     )
 

@@ -1,6 +1,7 @@
 """The worker process: logging, app loading, event loop, signals, connecting to the gateway, serving.
 
-This module owns the process around the connection: it configures stdlib logging, imports the ASGI
+This module owns the process around the connection: it configures stdlib logging (and applies a
+``--log-config`` file on top, as uvicorn does), imports the ASGI
 app the way uvicorn's ``importer`` does (with one-line error messages), runs the lifespan startup,
 connects to the gateway's Unix socket and sends the HELLO (or, when the app could not be loaded or its
 startup failed, a HELLO with ``error`` and exit status 3), runs the
@@ -10,7 +11,8 @@ Given ``--ring-fd``, it maps the body ring (SPEC §6) first thing and says so in
 ``features``; a descriptor that is not a usable ring is logged, and the worker runs without one.
 
 Exit status: 0 when the gateway closed the connection, after SIGTERM or SHUTDOWN; 1 after a protocol
-error; 3 when the app could not be loaded, its startup failed or the socket could not be reached
+error; 3 when the app could not be loaded, its startup failed, the ``--log-config`` file could not be
+applied or the socket could not be reached
 (``__main__``: 4 when msgpack is missing, 2 for bad arguments).
 """
 
@@ -19,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import inspect
+import json
 import logging
 import os
 import platform
@@ -26,7 +29,7 @@ import signal
 import socket
 import sys
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Dict, Optional
 
 from .connection import Connection
 from .lifespan import Lifespan
@@ -42,6 +45,8 @@ __all__ = [
     "AppLoadError",
     "Options",
     "configure_logging",
+    "apply_log_config",
+    "LogConfigError",
     "import_from_string",
     "load_app",
     "map_ring",
@@ -79,6 +84,7 @@ class Options:
     log_level: str = "info"
     lifespan: str = "auto"
     ring_fd: Optional[int] = None
+    log_config: Optional[str] = None
 
 
 class OneLineFormatter(logging.Formatter):
@@ -100,6 +106,56 @@ def configure_logging(level: str) -> None:
         root.removeHandler(h)
     root.addHandler(handler)
     root.setLevel(LOG_LEVELS[level])
+
+
+class LogConfigError(Exception):
+    """``--log-config`` could not be applied; ``str(exc)`` says which file and why, in one line."""
+
+
+def _read_dict_config(path: str) -> Dict[str, Any]:
+    """The mapping in a ``.json`` or ``.yaml``/``.yml`` logging config file."""
+    with open(path, encoding="utf-8") as f:
+        if path.endswith(".json"):
+            config = json.load(f)
+        else:
+            try:
+                import yaml  # type: ignore[import-untyped]
+            except ImportError:
+                raise LogConfigError(
+                    f"--log-config {path}: a YAML file needs PyYAML, which is not installed in {sys.executable} "
+                    "(pip install PyYAML)"
+                ) from None
+            config = yaml.safe_load(f)
+    if not isinstance(config, dict):
+        raise LogConfigError(f"--log-config {path}: the file must hold a mapping (logging.config's dict schema)")
+    return config
+
+
+def apply_log_config(path: str) -> None:
+    """Apply a Python logging configuration file on top of :func:`configure_logging`, as uvicorn's
+    ``--log-config`` does: ``.json`` and ``.yaml``/``.yml`` files go to :func:`logging.config.dictConfig`
+    (YAML needs PyYAML), any other to :func:`logging.config.fileConfig` (with
+    ``disable_existing_loggers=False``). What the file leaves out keeps the worker's setup (a dict
+    config without ``root`` keeps the stderr handler and the ``--log-level``).
+
+    The worker's own loggers (``python_worker.*``, which log the app's exceptions) are never left
+    disabled by a config's ``disable_existing_loggers``: the file decides where their records go and
+    how they look, not whether an app error is logged at all.
+    """
+    import logging.config
+
+    try:
+        if path.endswith((".json", ".yaml", ".yml")):
+            logging.config.dictConfig(_read_dict_config(path))
+        else:
+            logging.config.fileConfig(path, disable_existing_loggers=False)
+    except LogConfigError:
+        raise
+    except Exception as exc:  # json, yaml, configparser and logging.config errors alike
+        raise LogConfigError(f"--log-config {path}: {_describe(exc)}") from exc
+    for name, obj in list(logging.Logger.manager.loggerDict.items()):
+        if (name == "python_worker" or name.startswith("python_worker.")) and isinstance(obj, logging.Logger):
+            obj.disabled = False
 
 
 # -------------------------------------------------------------------------------------------------
@@ -351,6 +407,14 @@ def run(options: Options) -> int:
     """The whole worker process; returns the exit status."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the gateway owns Ctrl-C
     configure_logging(options.log_level)
+    if options.log_config is not None:
+        try:
+            apply_log_config(options.log_config)
+        except LogConfigError as exc:
+            configure_logging(options.log_level)  # a failed dictConfig may have left logging half set
+            logger.error("%s", exc)
+            _send_hello_error(options.socket, str(exc))
+            return EXIT_LOAD_ERROR
     ring = map_ring(options.ring_fd) if options.ring_fd is not None else None
     try:
         app = load_app(options.app, options.app_dir, options.factory)

@@ -1,0 +1,133 @@
+"""Deployment surface: ``--log-config``, uvicorn's way of configuring the app's Python logging.
+
+The workers apply the file before they import the app (as uvicorn does): ``.json`` and
+``.yaml``/``.yml`` through ``logging.config.dictConfig``, any other file through ``fileConfig``. The
+app's records come out in the file's format (the gateway forwards the worker's stderr line by line,
+with the level a line names); the worker's own loggers, which log the app's exceptions, stay enabled
+whatever ``disable_existing_loggers`` says. A file that is missing refuses the configuration (exit 2);
+one that does not apply is a startup failure (exit 3) that names it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+
+from gateway_harness import APPS_DIR
+from test_deploy_options import Launched, Launcher, launcher  # noqa: F401 (fixture)
+
+APP = ("logconfig_app:app", "--app-dir", str(APPS_DIR), "--port", "0", "--no-access-log", "--no-use-colors")
+
+
+def wait_for(server: Launched, text: str, timeout: float = 10.0) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        log = server.log()
+        if text in log:
+            return log
+        time.sleep(0.05)
+    raise AssertionError(f"{text!r} not in the log within {timeout} s:\n{server.log()}")
+
+
+def exercise(server: Launched) -> str:
+    """A request that logs at info and warning, and one whose app raises; returns the tag."""
+    tag = uuid.uuid4().hex[:8]
+    with httpx.Client(trust_env=False, timeout=10) as client:
+        assert client.get(f"{server.url}/log?{tag}").text == "logged"
+        assert client.get(f"{server.url}/error?{tag}").status_code == 500
+    return tag
+
+
+def log_lines(log: str, text: str) -> list[str]:
+    return [line for line in log.splitlines() if text in line]
+
+
+def test_json_dict_config_formats_the_apps_records_and_keeps_app_errors(launcher: Launcher, tmp_path: Path) -> None:
+    """A dictConfig whose root is at WARNING with its own format: the app's warning comes out in
+    that format (at the gateway's warning level), its info record not at all; the app's exception is
+    still logged, by the worker's own logger (created before the file was applied, which
+    ``disable_existing_loggers``, true by default, would otherwise silence), with its traceback."""
+    config = tmp_path / "logging.json"
+    config.write_text(json.dumps({
+        "version": 1,
+        "formatters": {"f": {"format": "CFGJSON %(levelname)s %(name)s: %(message)s"}},
+        "handlers": {"h": {"class": "logging.StreamHandler", "formatter": "f", "stream": "ext://sys.stderr"}},
+        "root": {"level": "WARNING", "handlers": ["h"]},
+    }))
+    server = launcher.start(*APP, "--log-config", str(config))
+    tag = exercise(server)
+    log = wait_for(server, f"RuntimeError: failing on purpose {tag}")
+    warning = log_lines(log, f"CFGJSON WARNING logconfig_app: app-warning-{tag}")
+    assert len(warning) == 1 and " WRN " in warning[0], log
+    assert f"app-info-{tag}" not in log, log
+    # applied before the app's import: the module logger it made at import time works
+    assert "CFGJSON WARNING logconfig_app: logconfig_app imported" in log, log
+    error = [line for line in log.splitlines() if line.split(" ", 2)[-1].startswith("CFGJSON ERROR python_worker")]
+    assert error and "Exception in ASGI application" in error[0] and " ERR " in error[0], log
+    assert server.stop() == 0, server.log()
+
+
+def test_ini_file_config(launcher: Launcher, tmp_path: Path) -> None:
+    """Any other file goes to logging.config.fileConfig (uvicorn passes disable_existing_loggers=False)."""
+    config = tmp_path / "logging.ini"
+    config.write_text(
+        "[loggers]\nkeys=root,app\n\n"
+        "[handlers]\nkeys=h\n\n"
+        "[formatters]\nkeys=f\n\n"
+        "[logger_root]\nlevel=WARNING\nhandlers=h\n\n"
+        "[logger_app]\nlevel=INFO\nhandlers=\nqualname=logconfig_app\n\n"
+        "[handler_h]\nclass=StreamHandler\nformatter=f\nargs=(sys.stderr,)\n\n"
+        "[formatter_f]\nformat=CFGINI [%(levelname)s] %(name)s %(message)s\n"
+    )
+    server = launcher.start(*APP, "--log-config", str(config))
+    tag = exercise(server)
+    log = wait_for(server, f"RuntimeError: failing on purpose {tag}")
+    info = log_lines(log, f"CFGINI [INFO] logconfig_app app-info-{tag}")
+    assert len(info) == 1 and " INF " in info[0], log
+    assert len(log_lines(log, f"CFGINI [WARNING] logconfig_app app-warning-{tag}")) == 1, log
+    assert server.stop() == 0, server.log()
+
+
+def test_yaml_config(launcher: Launcher, tmp_path: Path) -> None:
+    """.yaml goes to dictConfig through PyYAML (pinned in the test requirements); a path relative to
+    the gateway's working directory works (the workers get it made absolute)."""
+    config = tmp_path / "logging.yaml"
+    config.write_text(
+        "version: 1\n"
+        "disable_existing_loggers: false\n"
+        "formatters:\n  f:\n    format: 'CFGYAML %(levelname)s %(message)s'\n"
+        "handlers:\n  h:\n    class: logging.StreamHandler\n    formatter: f\n    stream: ext://sys.stderr\n"
+        "loggers:\n  logconfig_app:\n    level: INFO\n    handlers: [h]\n    propagate: false\n"
+    )
+    server = launcher.start(*APP, "--log-config", str(config))
+    tag = exercise(server)
+    log = wait_for(server, f"CFGYAML WARNING app-warning-{tag}")
+    assert len(log_lines(log, f"CFGYAML INFO app-info-{tag}")) == 1, log
+    # the worker's own records keep its format (the file left the root logger alone)
+    wait_for(server, f"RuntimeError: failing on purpose {tag}")
+    assert server.stop() == 0, server.log()
+
+
+def test_missing_log_config_is_refused(launcher: Launcher, tmp_path: Path) -> None:
+    result = launcher.run(*APP, "--log-config", str(tmp_path / "nope.json"))
+    assert result.returncode == 2, result.stderr
+    assert "--log-config" in result.stderr and "nope.json" in result.stderr, result.stderr
+
+
+def test_log_config_that_does_not_apply_is_a_startup_failure(launcher: Launcher, tmp_path: Path) -> None:
+    """Invalid JSON, or a schema dictConfig refuses: exit 3 (as an app that fails to load), with
+    the file named and the reason."""
+    bad_json = tmp_path / "bad.json"
+    bad_json.write_text('{"version": 1,')
+    result = launcher.run(*APP, "--log-config", str(bad_json))
+    assert result.returncode == 3, result.stderr
+    assert "bad.json" in result.stderr and "JSONDecodeError" in result.stderr, result.stderr
+    bad_schema = tmp_path / "schema.json"
+    bad_schema.write_text(json.dumps({"version": 1, "handlers": {"h": {"class": "no.such.Handler"}}}))
+    result = launcher.run(*APP, "--log-config", str(bad_schema))
+    assert result.returncode == 3, result.stderr
+    assert "schema.json" in result.stderr and "Unable to configure handler" in result.stderr, result.stderr
