@@ -255,6 +255,8 @@ func TestTLSOptionErrors(t *testing.T) {
 		{CertFile: pki.certFile, KeyFile: pki.keyFile, Ciphers: "TLSv1"},
 		{CertFile: pki.certFile, KeyFile: pki.keyFile, Ciphers: "ECDHE-ECDSA-AES128-GCM-SHA256:TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256"},
 		{CertFile: pki.certFile, KeyFile: pki.keyFile, CACerts: pki.caFile, CertReqs: 2},
+		// a TLS 1.3 name beside TLS 1.2 ones: enabled anyway, left out of the TLS 1.2 list
+		{CertFile: pki.certFile, KeyFile: pki.keyFile, Ciphers: "TLS_AES_128_GCM_SHA256:ECDHE-ECDSA-AES128-GCM-SHA256"},
 	}
 	for i, o := range ok {
 		conf, err := o.tlsConfig()
@@ -264,6 +266,11 @@ func TestTLSOptionErrors(t *testing.T) {
 		}
 		if len(conf.NextProtos) != 2 || conf.NextProtos[0] != "h2" {
 			t.Errorf("case %d: ALPN %q", i, conf.NextProtos)
+		}
+		for _, id := range conf.CipherSuites {
+			if id == tls.TLS_AES_128_GCM_SHA256 {
+				t.Errorf("case %d: a TLS 1.3 suite in the TLS 1.2 list %v", i, conf.CipherSuites)
+			}
 		}
 	}
 	bad := []struct {
@@ -279,6 +286,7 @@ func TestTLSOptionErrors(t *testing.T) {
 		{TLSOptions{CertFile: pki.certFile, KeyFile: pki.keyFile, CertReqs: 3}, "--ssl-cert-reqs 3"},
 		{TLSOptions{CertFile: pki.certFile, KeyFile: pki.keyFile, CACerts: pki.keyFile}, "no PEM certificate"},
 		{TLSOptions{CertFile: pki.certFile, KeyFile: pki.keyFile, Ciphers: "HIGH:!aNULL"}, "unknown or unsupported cipher"},
+		{TLSOptions{CertFile: pki.certFile, KeyFile: pki.keyFile, Ciphers: "TLS_AES_128_GCM_SHA256"}, "no TLS 1.2 cipher suite"},
 		{TLSOptions{CertFile: filepath.Join(dir, "missing.pem")}, "--ssl-certfile"},
 	}
 	for i, b := range bad {

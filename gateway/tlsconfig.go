@@ -101,11 +101,18 @@ func loadKeyPair(certFile, keyFile, password string) (tls.Certificate, error) {
 	}
 	switch {
 	case block.Type == "ENCRYPTED PRIVATE KEY":
-		// PKCS#8 encryption (PBES2), what "openssl genpkey -aes256" and OpenSSL 3 write: the Go
-		// standard library cannot decrypt it.
-		return tls.Certificate{}, fmt.Errorf("%s: the key is an encrypted PKCS#8 key (\"ENCRYPTED PRIVATE KEY\"), "+
-			"which is not supported; decrypt it (openssl pkey -in KEY -out KEY.plain) and protect the file by its "+
-			"permissions, or re-encrypt it as a legacy PEM key (openssl rsa|ec -in KEY -aes256 -traditional -out KEY.pem)", keyOpt)
+		// PKCS#8 encryption (PBES2), what "openssl genpkey -aes256" and OpenSSL 3 write.
+		if password == "" {
+			return tls.Certificate{}, fmt.Errorf("%s: the key is encrypted; give --ssl-keyfile-password", keyOpt)
+		}
+		der, err := decryptPKCS8(block.Bytes, []byte(password))
+		if errors.Is(err, errPKCS8Password) {
+			return tls.Certificate{}, fmt.Errorf("%s: cannot decrypt the key (wrong --ssl-keyfile-password?): %w", keyOpt, err)
+		}
+		if err != nil {
+			return tls.Certificate{}, fmt.Errorf("%s: cannot decrypt the encrypted PKCS#8 key: %w", keyOpt, err)
+		}
+		block = &pem.Block{Type: "PRIVATE KEY", Bytes: der}
 	//lint:ignore SA1019 legacy PEM encryption is insecure by design but it is what --ssl-keyfile-password meets in the wild
 	case x509.IsEncryptedPEMBlock(block): //nolint:staticcheck
 		if password == "" {
@@ -162,6 +169,12 @@ func parseCiphers(s string) ([]uint16, error) {
 	for _, cs := range tls.InsecureCipherSuites() {
 		byName[cs.Name] = cs.ID
 	}
+	tls13 := map[uint16]bool{}
+	for _, cs := range tls.CipherSuites() {
+		if len(cs.SupportedVersions) == 1 && cs.SupportedVersions[0] == tls.VersionTLS13 {
+			tls13[cs.ID] = true
+		}
+	}
 	var ids []uint16
 	for _, name := range strings.FieldsFunc(s, func(r rune) bool { return r == ':' || r == ',' || r == ' ' }) {
 		id, ok := opensslCipherNames[strings.ToUpper(name)]
@@ -173,7 +186,15 @@ func parseCiphers(s string) ([]uint16, error) {
 				"such as ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES128-GCM-SHA256; OpenSSL's cipher-string "+
 				"keywords and operators are not supported)", name)
 		}
-		ids = append(ids, id)
+		if !tls13[id] { // a TLS 1.3 suite is enabled anyway
+			ids = append(ids, id)
+		}
+	}
+	if len(ids) == 0 {
+		// As OpenSSL's "No cipher can be selected" (uvicorn exits with it): a list that leaves
+		// TLS 1.2 no suite would refuse every TLS 1.2 client.
+		return nil, fmt.Errorf("--ssl-ciphers %q: no TLS 1.2 cipher suite selected (TLS 1.3 suites are always "+
+			"enabled and cannot be chosen); name TLS 1.2 suites, or leave the option out", s)
 	}
 	return ids, nil
 }

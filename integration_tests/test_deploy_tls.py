@@ -65,6 +65,8 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
             "-out", "server-legacy-encrypted.key")
     openssl(d, "pkcs8", "-topk8", "-in", "server.key", "-v2", "aes256", "-passout", f"pass:{PASSWORD}",
             "-out", "server-pkcs8-encrypted.key")
+    openssl(d, "pkcs8", "-topk8", "-in", "server.key", "-scrypt", "-passout", f"pass:{PASSWORD}",
+            "-out", "server-pkcs8-scrypt.key")
     (d / "combined.pem").write_text((d / "server.pem").read_text() + (d / "server.key").read_text())
     assert "Proc-Type: 4,ENCRYPTED" in (d / "server-legacy-encrypted.key").read_text()
     assert "ENCRYPTED PRIVATE KEY" in (d / "server-pkcs8-encrypted.key").read_text()
@@ -249,10 +251,13 @@ def test_key_in_the_certificate_file(launcher: Launcher, pki: Path) -> None:
         assert c.get(https_url(server, "/combined")).json()["scope"]["scheme"] == "https"
 
 
-def test_ssl_keyfile_password(launcher: Launcher, pki: Path) -> None:
+@pytest.mark.parametrize("key", ["server-legacy-encrypted.key", "server-pkcs8-encrypted.key"], ids=["legacy", "pkcs8"])
+def test_ssl_keyfile_password(launcher: Launcher, pki: Path, key: str) -> None:
+    """A legacy encrypted PEM key, and an encrypted PKCS#8 one (PBES2: what OpenSSL 3 writes by
+    default, and uvicorn reads through OpenSSL)."""
     server = launcher.start(
         *("testapp:app", "--app-dir", str(APPS_DIR), "--port", "0"),
-        "--ssl-certfile", str(pki / "server.pem"), "--ssl-keyfile", str(pki / "server-legacy-encrypted.key"),
+        "--ssl-certfile", str(pki / "server.pem"), "--ssl-keyfile", str(pki / key),
         "--ssl-keyfile-password", PASSWORD,
     )
     with https_client(pki) as c:
@@ -265,9 +270,11 @@ def test_ssl_keyfile_password(launcher: Launcher, pki: Path) -> None:
     [
         ("server-legacy-encrypted.key", "wrong password", "wrong --ssl-keyfile-password"),
         ("server-legacy-encrypted.key", None, "--ssl-keyfile-password"),
-        ("server-pkcs8-encrypted.key", PASSWORD, "PKCS#8"),
+        ("server-pkcs8-encrypted.key", "wrong password", "wrong --ssl-keyfile-password"),
+        ("server-pkcs8-encrypted.key", None, "--ssl-keyfile-password"),
+        ("server-pkcs8-scrypt.key", PASSWORD, "scrypt, which is not supported"),
     ],
-    ids=["wrong-password", "no-password", "pkcs8-encrypted"],
+    ids=["wrong-password", "no-password", "pkcs8-wrong-password", "pkcs8-no-password", "pkcs8-scrypt"],
 )
 def test_ssl_keyfile_that_cannot_be_used(launcher: Launcher, pki: Path, key: str, password: str | None, expected: str) -> None:
     args = ["testapp:app", "--app-dir", str(APPS_DIR), "--port", "0", "--ssl-certfile", str(pki / "server.pem"),

@@ -113,7 +113,7 @@ func runFlags() []cli.Flag {
 		&cli.IntFlag{Name: "h11-max-incomplete-event-size", Value: d.Limits.MaxHeaderBytes, Usage: "largest request head in bytes (larger: 431; a request line longer than that: 414)", EnvVars: env("h11-max-incomplete-event-size"), Category: "HTTP"},
 		&cli.StringFlag{Name: "ssl-certfile", Usage: "serve HTTPS (HTTP/2 and HTTP/1.1) with this PEM certificate chain", EnvVars: env("ssl-certfile"), Category: "TLS"},
 		&cli.StringFlag{Name: "ssl-keyfile", Usage: "PEM private key (default: in --ssl-certfile)", EnvVars: env("ssl-keyfile"), Category: "TLS"},
-		&cli.StringFlag{Name: "ssl-keyfile-password", Usage: "password of an encrypted (legacy PEM) --ssl-keyfile", EnvVars: env("ssl-keyfile-password"), Category: "TLS"},
+		&cli.StringFlag{Name: "ssl-keyfile-password", Usage: "password of an encrypted --ssl-keyfile (PKCS#8 with PBES2, as OpenSSL 3 writes, or legacy PEM)", EnvVars: env("ssl-keyfile-password"), Category: "TLS"},
 		&cli.StringFlag{Name: "ssl-ca-certs", Usage: "PEM CA bundle that client certificates are verified against", EnvVars: env("ssl-ca-certs"), Category: "TLS"},
 		&cli.IntFlag{Name: "ssl-cert-reqs", Usage: "client certificates: 0 not asked, 1 optional, 2 required", EnvVars: env("ssl-cert-reqs"), Category: "TLS"},
 		&cli.StringFlag{Name: "ssl-ciphers", Value: "TLSv1", Usage: "TLS 1.2 cipher suites, colon-separated names (TLSv1: Go's defaults)", EnvVars: env("ssl-ciphers"), Category: "TLS"},
