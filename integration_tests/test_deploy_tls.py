@@ -454,3 +454,13 @@ def test_no_tls_extension_without_tls(module_launcher: Launcher) -> None:
             scope = response.json()["scope"]
             assert scope["scheme"] == headers.get("X-Forwarded-Proto", "http")
             assert "tls" not in scope["extensions"]
+
+
+def test_tls_options_without_a_certificate_are_said_to_do_nothing(launcher: Launcher, pki: Path) -> None:
+    """--ssl-ca-certs and --ssl-cert-reqs without --ssl-certfile: plain HTTP, as uvicorn, but said
+    (a deployment that forgot the certificate would otherwise lose its client-certificate check
+    without a word)."""
+    server = launcher.start(*("testapp:app", "--app-dir", str(APPS_DIR), "--port", "0"),
+                            "--ssl-ca-certs", str(pki / "ca.pem"), "--ssl-cert-reqs", "2")
+    assert server.url.startswith("http://")
+    assert "--ssl-ca-certs, --ssl-cert-reqs: no effect without --ssl-certfile; serving plain HTTP" in server.log()

@@ -423,6 +423,25 @@ func run(ctx *cli.Context) error {
 	if !ctx.Bool("reload") && (ctx.IsSet("reload-dir") || ctx.IsSet("reload-include") || ctx.IsSet("reload-exclude")) {
 		log.Warn().Msg("--reload-dir, --reload-include and --reload-exclude have no effect without --reload")
 	}
+	if t := cfg.TLS; t.CertFile == "" {
+		var set []string
+		for _, o := range []struct {
+			name string
+			set  bool
+		}{
+			{"--ssl-keyfile-password", t.KeyFilePassword != ""}, {"--ssl-ca-certs", t.CACerts != ""},
+			{"--ssl-cert-reqs", t.CertReqs != 0}, {"--ssl-ciphers", t.Ciphers != "" && t.Ciphers != "TLSv1"},
+		} {
+			if o.set {
+				set = append(set, o.name)
+			}
+		}
+		if len(set) > 0 {
+			// uvicorn says nothing, and a deployment that forgot the certificate serves plain HTTP
+			// without the client-certificate check it asked for.
+			log.Warn().Msgf("%s: no effect without --ssl-certfile; serving plain HTTP", strings.Join(set, ", "))
+		}
+	}
 	if os.Geteuid() == 0 && (cfg.WorkerUser == nil || cfg.WorkerUser.UID == 0) {
 		// Not refused: containers commonly run as root. But the app should not have to.
 		log.Warn().Msg("the Python workers run as root: pass --worker-user USER to run the app without root privileges")
