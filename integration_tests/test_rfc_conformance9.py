@@ -269,3 +269,27 @@ def test_request_timeout_leaves_work_after_a_complete_response_alone(module_serv
         assert httpx.get(f"{server.url}/background", timeout=5).text == "sent"
     assert wait_until(lambda: "background: done" in server.stderr(), 5), server.stderr()[-2000:]
     assert "background: cancelled" not in server.stderr()
+
+
+# --- send() flushes before it returns ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("path", "first"), [("/send-then-block", b"sent"), ("/chunk-then-block", b"first")])
+def test_send_flushes_before_returning(app_server: GatewayServer, path: str, first: bytes) -> None:
+    """www.rst: "Protocol servers must flush any data passed to them into the send buffer before
+    returning from a send call." The app blocks its event loop for 1.5 s right after a send(): what
+    it sent reaches the client without waiting for that (the worker used to write at the end of the
+    loop iteration, after the block)."""
+    with socket.create_connection(("127.0.0.1", app_server.port), timeout=10) as sock:
+        started = time.monotonic()
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+        data = b""
+        while first not in data:
+            assert readable_within(sock, 5), data
+            chunk = sock.recv(65536)
+            assert chunk, data
+            data += chunk
+        elapsed = time.monotonic() - started
+    time.sleep(max(0.0, 1.7 - elapsed))  # the block ends before the next test's request
+    assert data.startswith(b"HTTP/1.1 200 "), data
+    assert elapsed < 1.0, f"{first!r} arrived after {elapsed:.2f} s, behind the app's 1.5 s block"

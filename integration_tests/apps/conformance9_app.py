@@ -15,6 +15,8 @@
   the app raises.
 * ``/background``: answers ``sent`` at once, then works on for a second and prints
   ``background: done`` (or ``background: cancelled``).
+* ``/send-then-block``: a whole response (``sent``), then 1.5 s of work that blocks the event loop;
+  ``/chunk-then-block``: a first chunk (``first``), 1.5 s of blocking work, then ``second``.
 * ``/raise-long``: raises an exception whose message is 100,000 characters, ending ``THE-END``.
 * ``/pid``: the worker's process id; ``/exit``: the worker exits at once with status 7.
 * ``/hang``: 30 s of work that never looks at ``receive()``; cancelled, it prints ``hang: cancelled``.
@@ -33,6 +35,7 @@ import asyncio
 import os
 import sys
 import tempfile
+import time
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -91,6 +94,15 @@ async def app(scope: Any, receive: Any, send: Any) -> None:
             print("background: cancelled", file=sys.stderr, flush=True)
             raise
         print("background: done", file=sys.stderr, flush=True)
+    elif path == "/send-then-block":
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"4")]})
+        await send({"type": "http.response.body", "body": b"sent"})
+        time.sleep(1.5)  # blocking on purpose: what was sent must already be on its way
+    elif path == "/chunk-then-block":
+        await send(START)
+        await send({"type": "http.response.body", "body": b"first", "more_body": True})
+        time.sleep(1.5)
+        await send({"type": "http.response.body", "body": b"second"})
     elif path == "/raise-long":
         raise ValueError("x" * 99993 + " THE-END")
     elif path == "/start-then-raise":

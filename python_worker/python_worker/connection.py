@@ -7,8 +7,10 @@ buffered), decodes and dispatches them (the HELLO handshake; HTTP_REQUEST opens 
 :class:`~python_worker.websocket.WebSocketCycle`; REQUEST_BODY, CREDIT, DISCONNECT, WS_RECEIVE and
 WS_DISCONNECT and CANCEL go to their stream; a REQUEST_BODY_RING piece is taken out of the body ring
 and released, then goes to its stream as a REQUEST_BODY would; PING is answered with PONG at once;
-SHUTDOWN drains), batches every outgoing frame of one event-loop iteration into one
-``transport.write`` (the cycles append to ``_out``; one ``loop.call_soon`` flush), honours the
+SHUTDOWN drains), batches the outgoing frames of one event-loop iteration into one
+``transport.write`` (the cycles append to ``_out``; one ``loop.call_soon`` flush) but for the first
+stream to send data in the iteration, whose send()s write at once (``flush_sent``: www.rst has a
+send() flush before it returns), honours the
 transport's ``pause_writing``/``resume_writing``, closes on a protocol error and drains on shutdown
 (SIGTERM or SHUTDOWN).
 
@@ -110,6 +112,7 @@ class Connection(asyncio.Protocol):
         "_placeholders",
         "_big_parts",
         "_flush_scheduled",
+        "_wrote_early",
         "_rbuf",
         "_rbuf_len",
         "_need",
@@ -168,6 +171,8 @@ class Connection(asyncio.Protocol):
         self._placeholders = 0
         self._big_parts = False
         self._flush_scheduled = False
+        #: the stream whose send()s write at once in this event-loop iteration (flush_sent)
+        self._wrote_early: Optional[object] = None
         self._rbuf: List[bytes] = []
         self._rbuf_len = 0
         self._need = 4
@@ -303,7 +308,8 @@ class Connection(asyncio.Protocol):
         if opened:
             # A flush scheduled after the new tasks' first steps (even if an earlier one is pending,
             # which would run before them): what they send in that step, often the whole response
-            # and END, goes out in the same event-loop iteration, in one write.
+            # and END, goes out in the same event-loop iteration, in one write (after the first
+            # stream's, written at once: flush_sent).
             self._schedule_flush()
 
     def eof_received(self) -> Optional[bool]:
@@ -347,9 +353,31 @@ class Connection(asyncio.Protocol):
         self._flush_scheduled = True
         self.loop.call_soon(self._flush)
 
+    def flush_sent(self, stream: object) -> None:
+        """A send() of ``stream`` has queued data for the client. www.rst: "Protocol servers must
+        flush any data passed to them into the send buffer before returning from a send call": an
+        app that blocks its event loop after a send (CPU work, a blocking call, a background task)
+        must not hold back what it sent. The first stream to send in an event-loop iteration writes
+        at once, with whatever else is queued, and so do its further sends in that iteration; the
+        other streams' sends of the iteration go with the flush at its end, so that a busy
+        connection still writes about twice per iteration, not once per send."""
+        early = self._wrote_early
+        if early is not None and early is not stream:
+            if not self._flush_scheduled:
+                self._schedule_flush()
+            return
+        self._wrote_early = stream
+        self._write_out()
+        if not self._flush_scheduled:
+            self._schedule_flush()  # (which ends the iteration's early writes)
+
     def _flush(self) -> None:
         """Write everything queued in this event-loop iteration with one ``transport.write``."""
         self._flush_scheduled = False
+        self._wrote_early = None
+        self._write_out()
+
+    def _write_out(self) -> None:
         out = self._out
         if not out:
             return

@@ -4,7 +4,8 @@ This module owns what happens between one HTTP_REQUEST frame and the END frame o
 scope, the app's task, the ASGI ``receive``/``send`` callables (asgiref ``specs/www.rst``, spec version
 2.5), both body windows of the stream (SPEC §4) and the END outcome. It does not read or write the
 socket: it appends frames to its connection's output list (``conn._out``) and asks the connection to
-flush once per event-loop iteration (the split of uvicorn's ``httptools_impl``: ``connection.py`` is
+flush (``Connection.flush_sent`` after data for the client: at once, or batched at the end of the
+event-loop iteration; the split of uvicorn's ``httptools_impl``: ``connection.py`` is
 the protocol, this is the per-request cycle).
 
 Coalescing: ``http.response.start`` does not produce a frame at once. It puts the cycle itself into the
@@ -518,6 +519,9 @@ class RequestCycle:
                     self._emit(body, True)
                 elif index is not None or self._head_held:
                     self._release_head(index)
+                else:
+                    return
+                conn.flush_sent(self)
                 return
             self._state = self._final
             self._send_window -= n
@@ -529,6 +533,7 @@ class RequestCycle:
                 conn._out[index] = b"".join((_pack_u32(len(head) + n + 3), head, _BIN8[n], body, b"\xc2"))
             else:
                 self._emit(body, False)
+            conn.flush_sent(self)
             w = self._waiter
             if w is not None and not w.done():
                 w.set_result(None)
@@ -607,6 +612,7 @@ class RequestCycle:
         total = len(body)
         if total == 0 and more_body:
             self._release_head(self._start_index)  # (as in send)
+            conn.flush_sent(self)
             return
         if self._start_index is not None and (
             len(self._start_head) + min(total, conn.max_piece) + _START_SLACK > conn.max_frame
@@ -638,6 +644,7 @@ class RequestCycle:
                 if not more_body:
                     self._state = self._final
                 self._emit(chunk, more_body)
+                conn.flush_sent(self)
                 if not more_body:
                     w = self._waiter
                     if w is not None and not w.done():
@@ -744,10 +751,10 @@ class RequestCycle:
         self._invalid(RuntimeError(f"Expected ASGI message '{expected}', but got '{mtype}'."))
 
     def _queue(self, frame: bytes) -> None:
+        """Queue a frame with something for the client (a hint, trailers, a WebSocket message)."""
         conn = self.conn
         conn._out.append(frame)
-        if not conn._flush_scheduled:
-            conn._schedule_flush()
+        conn.flush_sent(self)
 
     def _check_frame(self, frame: bytes, what: str) -> None:
         if len(frame) - 4 > self.conn.max_frame:

@@ -213,8 +213,7 @@ class WebSocketCycle(RequestCycle):
                 out.append(payload)
                 if size >= 4096:
                     conn._big_parts = True  # written as its own piece, not copied (Connection._flush)
-                if not conn._flush_scheduled:
-                    conn._schedule_flush()
+                conn.flush_sent(self)
             elif mtype == "websocket.close":
                 self._close(message)
             else:

@@ -1,5 +1,6 @@
-"""The connection against an in-memory transport: one write per event-loop iteration, batching of
-many streams, pause_writing/resume_writing backpressure, input split anywhere."""
+"""The connection against an in-memory transport: at most two writes per event-loop iteration (the
+first send's data at once, the rest batched), batching of many streams, pause_writing/resume_writing
+backpressure, input split anywhere."""
 
 from __future__ import annotations
 
@@ -62,17 +63,73 @@ async def settle(conn: Connection) -> None:
         await asyncio.sleep(0)
 
 
-def test_one_write_for_a_batch_of_requests(loop_name: str) -> None:
+def test_two_writes_for_a_batch_of_requests(loop_name: str) -> None:
+    """50 requests in one read: the first response is written as its send() returns (www.rst), the
+    other 49 responses and all 50 ENDs in one write at the end of the iteration."""
     async def main() -> None:
         conn, t = connect(hello_app)
         conn.data_received(b"".join(request(sid) for sid in range(1, 51)))
         await settle(conn)
-        assert len(t.writes) == 1
-        frames = frames_of(t.writes[0])
+        assert len(t.writes) == 2
+        assert frames_of(t.writes[0]) == [(P.RESPONSE_START, 1, 200, ((b"a", b"b"),), 0, b"hi", False)]
+        frames = frames_of(b"".join(t.writes))
         assert len(frames) == 100
         for sid in range(1, 51):
             mine = [f for f in frames if f[1] == sid]
             assert mine == [(P.RESPONSE_START, sid, 200, ((b"a", b"b"),), 0, b"hi", False), (P.END, sid, 0, "")]
+
+    run(loop_name, main())
+
+
+def test_send_writes_before_it_returns(loop_name: str) -> None:
+    """www.rst: "Protocol servers must flush any data passed to them into the send buffer before
+    returning from a send call." What the app sees right after each send() returns, without
+    letting the loop run (as an app that blocks after it: CPU work, a blocking call): a streamed
+    chunk, then the final body, each already written."""
+    seen: List[List[tuple]] = []
+    t_box: List[Transport] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        t = t_box[0]
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"one", "more_body": True})
+        seen.append(frames_of(b"".join(t.writes)))
+        await asyncio.sleep(0)  # a new event-loop iteration
+        await asyncio.sleep(0)
+        await send({"type": "http.response.body", "body": b"two"})
+        seen.append(frames_of(b"".join(t.writes)))
+
+    async def main() -> None:
+        conn, t = connect(app)
+        t_box.append(t)
+        conn.data_received(request(1))
+        await settle(conn)
+        assert seen[0] == [(P.RESPONSE_START, 1, 200, (), 0, b"one", True)]
+        assert seen[1][-1] == (P.RESPONSE_BODY, 1, b"two", False)
+        assert frames_of(b"".join(t.writes))[-1] == (P.END, 1, 0, "")
+
+    run(loop_name, main())
+
+
+def test_websocket_send_writes_before_it_returns(loop_name: str) -> None:
+    seen: List[tuple] = []
+    t_box: List[Transport] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        assert (await receive())["type"] == "websocket.connect"
+        await send({"type": "websocket.accept"})
+        seen.append(frames_of(b"".join(t_box[0].writes))[-1])
+        await send({"type": "websocket.send", "text": "hello"})
+        seen.append(frames_of(b"".join(t_box[0].writes))[-1])
+        await send({"type": "websocket.close", "code": 1000})
+        seen.append(frames_of(b"".join(t_box[0].writes))[-1])
+
+    async def main() -> None:
+        conn, t = connect(app)
+        t_box.append(t)
+        conn.data_received(P.encode([P.WS_CONNECT, 7, "1.1", "ws", "/", b"/", b"", "", [], None, None, [], 0]))
+        await settle(conn)
+        assert [f[0] for f in seen] == [P.WS_ACCEPT, P.WS_SEND, P.WS_CLOSE], seen
 
     run(loop_name, main())
 
@@ -83,12 +140,11 @@ def test_hot_path_bytes_are_canonical(loop_name: str) -> None:
         conn, t = connect(hello_app)
         conn.data_received(request(1) + request(300) + request(70000))
         await settle(conn)
-        assert len(t.writes) == 1
         expected = b"".join(
             P.encode_response_start(sid, 200, [(b"a", b"b")], 0, b"hi", False) + P.encode_end(sid, 0, "")
             for sid in (1, 300, 70000)
         )
-        assert t.writes[0] == expected
+        assert b"".join(t.writes) == expected
 
     run(loop_name, main())
 
