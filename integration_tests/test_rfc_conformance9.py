@@ -67,7 +67,8 @@ def test_empty_body_message_lets_the_head_go(app_server: GatewayServer) -> None:
     assert early < 0.8, f"the head came after {early:.2f} s, with the body, not at the empty body message"
 
 
-@pytest.mark.parametrize("path", ["/start-then-raise", "/start-then-return", "/start-then-missing-pathsend"])
+@pytest.mark.parametrize("path", ["/start-then-raise", "/start-then-return", "/start-then-missing-pathsend",
+                                  "/start-missing-pathsend-at-once"])
 def test_failure_before_the_first_body_is_a_500(app_server: GatewayServer, path: str) -> None:
     with app_server.raw() as conn:
         conn.send(f"GET {path} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
@@ -130,7 +131,8 @@ def test_http2_empty_body_message_lets_the_head_go(app_server: GatewayServer) ->
     assert (got["status"], got["body"]) == ("200", b"late")
 
 
-@pytest.mark.parametrize("path", ["/start-then-raise", "/start-then-return", "/start-then-missing-pathsend"])
+@pytest.mark.parametrize("path", ["/start-then-raise", "/start-then-return", "/start-then-missing-pathsend",
+                                  "/start-missing-pathsend-at-once"])
 def test_http2_failure_before_the_first_body_is_a_500(app_server: GatewayServer, path: str) -> None:
     got = h2_request(app_server, request_headers("GET", path))
     assert (got["status"], got["reset"]) == ("500", None), got

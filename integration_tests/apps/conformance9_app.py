@@ -8,6 +8,7 @@
   returns without a body.
 * ``/start-then-missing-pathsend``: the start, a moment, then ``http.response.pathsend`` of a file
   that does not exist.
+* ``/start-missing-pathsend-at-once``: the start and, in the same step, that pathsend.
 * ``/start-then-sleep``: the start, then 30 s of work (for ``--timeout-request``).
 * ``/start-wait-flush``: the start, a moment, an empty body with ``more_body`` (the head may go
   now), a second of work, then ``late``.
@@ -116,6 +117,9 @@ async def app(scope: Any, receive: Any, send: Any) -> None:
         assert "http.response.pathsend" in scope.get("extensions", {}), scope.get("extensions")
         await send(START)
         await asyncio.sleep(0.2)
+        await send({"type": "http.response.pathsend", "path": MISSING_FILE})
+    elif path == "/start-missing-pathsend-at-once":
+        await send(START)
         await send({"type": "http.response.pathsend", "path": MISSING_FILE})
     elif path == "/hang":
         try:

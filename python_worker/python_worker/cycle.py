@@ -846,8 +846,10 @@ class RequestCycle:
         self._check_frame(frame, "http.response.pathsend path")
         conn = self.conn
         index = self._start_index
-        if index is not None:  # the start goes out alone: body b"", more_body true
-            conn._out[index] = self.start_only_frame()
+        if index is not None:
+            # The start goes out alone, flagged: the gateway holds the head until the file is open
+            # (a file it cannot open is a 500, as any failure before the first body).
+            conn._out[index] = self.start_only_frame(True)
             conn._placeholders -= 1
         self._state = _COMPLETE
         self._queue(frame)
