@@ -21,7 +21,7 @@ from typing import IO, Any, Iterator, Sequence
 import httpx
 import pytest
 
-from gateway_harness import APPS_DIR, BINARY, REPO_ROOT, START_TIMEOUT, venv_python
+from gateway_harness import APPS_DIR, BINARY, REPO_ROOT, START_TIMEOUT, RawConnection, venv_python
 
 # "listening on http://127.0.0.1:PORT", "https://...", "unix:PATH" or "fd:N (127.0.0.1:PORT)"; in a
 # JSON log line the address is followed by a quote, in a coloured one by an escape sequence.
@@ -413,6 +413,68 @@ def test_config_file_missing_is_an_error(launcher: Launcher, tmp_path: Path) -> 
     result = launcher.run(*APP, "--config", str(tmp_path / "missing.toml"))
     assert result.returncode != 0
     assert "missing.toml" in result.stderr, result.stderr
+
+
+def test_config_file_float_options_take_whole_numbers(launcher: Launcher, tmp_path: Path) -> None:
+    """timeout-keep-alive = 2 (TOML's integer) for a float option, as --timeout-keep-alive 2 is on
+    the command line: it used to be a type mismatch (exit 2)."""
+    config = write_config(tmp_path, config_text(0, 1, **{'"timeout-keep-alive"': "1", '"timeout-graceful-shutdown"': "5"}))
+    server = launcher.start("--config", str(config))
+    with RawConnection.tcp("127.0.0.1", server.port) as conn:
+        conn.send(b"GET /ka HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert conn.read_response().status == 200
+        started = time.monotonic()
+        assert conn.sock.recv(1) == b""  # closed by the keep-alive timeout
+        assert time.monotonic() - started < 3
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "file", "server_header"),
+    [
+        # the command line beats the environment and the file, whichever of the pair each gives
+        (["--server-header"], {"ASGI_GATEWAY_NO_SERVER_HEADER": "1"}, {}, True),
+        (["--server-header"], {}, {"no-server-header": "true"}, True),
+        (["--no-server-header"], {"ASGI_GATEWAY_SERVER_HEADER": "true"}, {}, False),
+        # the environment beats the file
+        ([], {"UVICORN_SERVER_HEADER": "true"}, {"no-server-header": "true"}, True),
+        ([], {"UVICORN_NO_SERVER_HEADER": "true"}, {"server-header": "true"}, False),
+        # at one level, the "no" option wins
+        (["--server-header", "--no-server-header"], {}, {}, False),
+        ([], {}, {}, True),
+    ],
+)
+def test_on_off_pairs_follow_the_precedence(
+    launcher: Launcher, tmp_path: Path, args: list[str], env: dict[str, str], file: dict[str, str], server_header: bool
+) -> None:
+    """README: "Precedence: option > environment > config file > default", for the on/off pairs
+    too (--server-header/--no-server-header; --access-log, --date-header, --proxy-headers and
+    --use-colors are read the same way): a "no" given at a lower level used to win."""
+    config = write_config(tmp_path, config_text(0, 1, **{f'"{k}"': v for k, v in file.items()}))
+    server = launcher.start("--config", str(config), *args, env=clean_env(**env))
+    assert ("server" in get(f"{server.url}/pair").headers) == server_header
+
+
+@pytest.mark.parametrize("word", ["no", "off", "N", "0", "False"])
+def test_boolean_environment_variables_take_clicks_words(launcher: Launcher, word: str) -> None:
+    """uvicorn (click) reads UVICORN_ACCESS_LOG=no; so does the gateway (it used to exit 2)."""
+    server = launcher.start(*APP, "--port", "0", env=clean_env(UVICORN_ACCESS_LOG=word))
+    assert get(f"{server.url}/quiet-{word}").status_code == 200
+    time.sleep(0.3)
+    assert f"/quiet-{word}" not in server.log()
+
+
+def test_ws_per_message_deflate_takes_uvicorns_argument_words(launcher: Launcher) -> None:
+    server = launcher.start(*APP, "--port", "0", "--ws-per-message-deflate", "False")
+    assert get(f"{server.url}/deflate-off").status_code == 200
+
+
+def test_metrics_port_in_use_is_a_startup_failure_exit_3(launcher: Launcher) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        result = launcher.run(*APP, "--port", "0", "--metrics-address", f"127.0.0.1:{taken.getsockname()[1]}")
+    assert result.returncode == 3, result.stderr
+    assert "--metrics-address" in result.stderr and "address already in use" in result.stderr
 
 
 # --- --app-dir, --factory, --python -----------------------------------------------------------

@@ -73,7 +73,7 @@ func runFlags() []cli.Flag {
 		&cli.StringFlag{Name: "root-path", Usage: "the ASGI root_path, for an app mounted below a URL prefix", EnvVars: env("root-path"), Category: "Application"},
 		&cli.StringFlag{Name: "log-level", Value: d.LogLevel, Usage: "critical, error, warning, info, debug or trace", EnvVars: env("log-level"), Category: "Logging"},
 		&cli.StringFlag{Name: "log-format", Value: "console", Usage: "console (for people) or json (for log shippers)", EnvVars: env("log-format"), Category: "Logging"},
-		&cli.BoolFlag{Name: "use-colors", Usage: "colour the console log (default: when stderr is a terminal)", EnvVars: env("use-colors"), Category: "Logging"},
+		&cli.BoolFlag{Name: "use-colors", Usage: "colour the console log", DefaultText: "when stderr is a terminal", EnvVars: env("use-colors"), Category: "Logging"},
 		&cli.BoolFlag{Name: "no-use-colors", Usage: "never colour the console log", EnvVars: env("no-use-colors"), Category: "Logging"},
 		&cli.BoolFlag{Name: "access-log", Value: true, Usage: "log one line per request", EnvVars: env("access-log"), Category: "Logging"},
 		&cli.StringFlag{Name: "log-config", Usage: "a Python logging config file the workers apply after their own, as uvicorn's --log-config (.json or .yaml/.yml: dictConfig; other: fileConfig INI); the gateway's own log keeps --log-level and --log-format", EnvVars: env("log-config"), Category: "Logging"},
@@ -131,7 +131,9 @@ func main() {
 	// Repeatable options are repeated, never split on commas: a --header value such as
 	// "Cache-Control: no-cache, no-store" is one header (as in uvicorn).
 	app.DisableSliceFlagSeparator = true
-	if err := app.Run(interspersed(os.Args, runFlags())); err != nil {
+	normalizeBoolEnv(runFlags())
+	commandLine = interspersed(os.Args, runFlags())
+	if err := app.Run(commandLine); err != nil {
 		code := 2 // a usage error (an unknown option, a value that does not parse), as click's
 		var exit cli.ExitCoder
 		if errors.As(err, &exit) {
@@ -175,18 +177,23 @@ func runCommand() *cli.Command {
 			flags = append(flags, f)
 		}
 	}
-	fromFile := altsrc.InitInputSourceWithContext(flags, altsrc.NewTomlSourceFromFlagFunc("config"))
+	fromFile := altsrc.InitInputSourceWithContext(flags, func(ctx *cli.Context) (altsrc.InputSourceContext, error) {
+		return configSource(ctx.String("config"), flags)
+	})
 	return &cli.Command{
 		Name:      "run",
 		Usage:     "serve APP (module:attribute)",
 		ArgsUsage: "APP",
 		Flags:     flags,
 		Before: func(ctx *cli.Context) error {
+			var fileKeys map[string]bool
 			if path := ctx.String("config"); path != "" {
-				if err := checkConfigKeys(path, flags); err != nil {
+				var err error
+				if fileKeys, err = checkConfigKeys(path, flags); err != nil {
 					return cli.Exit(err.Error(), 2)
 				}
 			}
+			noteOptionSources(commandLine, flags, fileKeys)
 			return fromFile(ctx)
 		},
 		Action: run,
@@ -194,11 +201,11 @@ func runCommand() *cli.Command {
 }
 
 // checkConfigKeys refuses a config file with keys that are not options (a typo would otherwise be
-// silently ignored).
-func checkConfigKeys(path string, flags []cli.Flag) error {
+// silently ignored), and returns its keys.
+func checkConfigKeys(path string, flags []cli.Flag) (map[string]bool, error) {
 	var m map[string]any
 	if _, err := toml.DecodeFile(path, &m); err != nil {
-		return fmt.Errorf("--config %s: %w", path, err)
+		return nil, fmt.Errorf("--config %s: %w", path, err)
 	}
 	known := map[string]bool{"app": true}
 	for _, f := range flags {
@@ -206,12 +213,59 @@ func checkConfigKeys(path string, flags []cli.Flag) error {
 			known[n] = true
 		}
 	}
+	keys := map[string]bool{}
 	for k := range m {
 		if !known[k] {
-			return fmt.Errorf("--config %s: unknown option %q", path, k)
+			return nil, fmt.Errorf("--config %s: unknown option %q", path, k)
+		}
+		keys[k] = true
+	}
+	return keys, nil
+}
+
+// configSource reads the --config TOML file for altsrc, with the values TOML types apart that an
+// option takes alike: an integer for a float option (timeout-keep-alive = 2), and click's words for
+// a boolean one (access-log = "no").
+func configSource(path string, flags []cli.Flag) (altsrc.InputSourceContext, error) {
+	if path == "" {
+		return &altsrc.MapInputSource{}, nil
+	}
+	var m map[string]any
+	if _, err := toml.DecodeFile(path, &m); err != nil {
+		return nil, fmt.Errorf("--config %s: %w", path, err)
+	}
+	kind := map[string]string{}
+	for _, f := range flags {
+		for _, n := range f.Names() {
+			switch f.(type) {
+			case *altsrc.Float64Flag:
+				kind[n] = "float"
+			case *altsrc.BoolFlag:
+				kind[n] = "bool"
+			}
 		}
 	}
-	return nil
+	values := make(map[any]any, len(m))
+	for k, v := range m {
+		switch kind[k] {
+		case "float":
+			if i, ok := v.(int64); ok {
+				v = float64(i)
+			}
+		default:
+			if i, ok := v.(int64); ok {
+				v = int(i) // (altsrc's int options take an int, as its own TOML reader makes them)
+			}
+		case "bool":
+			if w, ok := v.(string); ok {
+				if b, ok := boolWord(w); ok {
+					v = b
+				}
+			}
+		}
+		values[k] = v
+	}
+	return altsrc.NewMapInputSource(path, values), nil
 }
 
 // envFileWarnings are configFrom's warnings about --env-file statements it skipped, logged once the
@@ -266,7 +320,7 @@ func configFrom(ctx *cli.Context) (gateway.Config, error) {
 		return cfg, cli.Exit(fmt.Sprintf("--root-path %q is not valid UTF-8", cfg.RootPath), 2)
 	}
 	cfg.LogLevel = strings.ToLower(ctx.String("log-level"))
-	cfg.AccessLog = ctx.Bool("access-log") && !ctx.Bool("no-access-log")
+	cfg.AccessLog = pairValue(ctx, "access-log", "no-access-log")
 	if format := ctx.String("access-log-format"); format != "" {
 		f, err := gateway.ParseAccessFormat(format)
 		if err != nil {
@@ -274,14 +328,14 @@ func configFrom(ctx *cli.Context) (gateway.Config, error) {
 		}
 		cfg.AccessFormat = f
 	}
-	cfg.ServerHeader = ctx.Bool("server-header") && !ctx.Bool("no-server-header")
-	cfg.DateHeader = ctx.Bool("date-header") && !ctx.Bool("no-date-header")
+	cfg.ServerHeader = pairValue(ctx, "server-header", "no-server-header")
+	cfg.DateHeader = pairValue(ctx, "date-header", "no-date-header")
 	cfg.KeepAlive = seconds(ctx.Float64("timeout-keep-alive"))
 	cfg.GracefulTimeout = seconds(ctx.Float64("timeout-graceful-shutdown"))
 	cfg.Limits.MaxHeaderBytes = ctx.Int("h11-max-incomplete-event-size")
 	cfg.FD = ctx.Int("fd")
 	cfg.Backlog = ctx.Int("backlog")
-	cfg.ProxyHeaders = ctx.Bool("proxy-headers") && !ctx.Bool("no-proxy-headers")
+	cfg.ProxyHeaders = pairValue(ctx, "proxy-headers", "no-proxy-headers")
 	cfg.ForwardedAllowIPs = ctx.String("forwarded-allow-ips")
 	cfg.HeadTimeout = seconds(ctx.Float64("timeout-request-header"))
 	cfg.BodyReadTimeout = seconds(ctx.Float64("timeout-request-body"))
@@ -385,8 +439,8 @@ func run(ctx *cli.Context) error {
 		return err
 	}
 	var colors *bool
-	if ctx.IsSet("use-colors") || ctx.IsSet("no-use-colors") {
-		c := ctx.Bool("use-colors") && !ctx.Bool("no-use-colors")
+	if optionSource["use-colors"] > fromDefault || optionSource["no-use-colors"] > fromDefault {
+		c := pairValue(ctx, "use-colors", "no-use-colors")
 		colors = &c
 	}
 	log, err := newLogger(cfg.LogLevel, ctx.String("log-format"), colors)
@@ -452,13 +506,14 @@ func run(ctx *cli.Context) error {
 	}
 	if metricsAddr != "" {
 		// Up before the workers, so that /healthz answers (and /readyz says 503) during a slow import.
-		network := "tcp"
-		if host, _, err := net.SplitHostPort(metricsAddr); err == nil {
-			network = gateway.TCPNetwork(host)
+		host, port, err := net.SplitHostPort(metricsAddr)
+		if _, perr := strconv.ParseUint(port, 10, 16); err != nil || perr != nil {
+			return cli.Exit(fmt.Sprintf("--metrics-address %q: expected HOST:PORT", metricsAddr), 2)
 		}
-		ln, err := net.Listen(network, metricsAddr)
+		ln, err := net.Listen(gateway.TCPNetwork(host), metricsAddr)
 		if err != nil {
-			return cli.Exit(fmt.Sprintf("--metrics-address: %v", err), 2)
+			// A port in use, or a host that is not ours: a startup failure, as for the app's port.
+			return cli.Exit(fmt.Sprintf("--metrics-address: %v", err), 3)
 		}
 		ms := &http.Server{Handler: cfg.Metrics.Handler(srv.ReadyWorkers, srv.WorkerStates), ReadHeaderTimeout: 5 * time.Second}
 		go ms.Serve(ln)
@@ -573,11 +628,11 @@ func interspersed(args []string, flags []cli.Flag) []string {
 	if i >= len(args) {
 		return args
 	}
-	takesValue := map[string]bool{}
+	takesValue, isBool := map[string]bool{}, map[string]bool{}
 	for _, f := range flags {
-		_, isBool := f.(*cli.BoolFlag)
+		_, b := f.(*cli.BoolFlag)
 		for _, name := range f.Names() {
-			takesValue[name] = !isBool
+			takesValue[name], isBool[name] = !b, b
 		}
 	}
 	var opts, positional []string
@@ -593,11 +648,18 @@ func interspersed(args []string, flags []cli.Flag) []string {
 			continue
 		}
 		name := strings.TrimLeft(a, "-")
-		if name == "ws-per-message-deflate" && j+1 < len(rest) && (rest[j+1] == "true" || rest[j+1] == "false") {
-			// uvicorn's form: --ws-per-message-deflate BOOLEAN
-			opts = append(opts, a+"="+rest[j+1])
-			j++
-			continue
+		if name == "ws-per-message-deflate" && j+1 < len(rest) {
+			if b, ok := boolWord(rest[j+1]); ok {
+				// uvicorn's form: --ws-per-message-deflate BOOLEAN
+				opts = append(opts, a+"="+strconv.FormatBool(b))
+				j++
+				continue
+			}
+		}
+		if n, v, ok := strings.Cut(name, "="); ok && isBool[n] {
+			if b, ok := boolWord(v); ok { // --flag=no, as click takes it
+				a = "--" + n + "=" + strconv.FormatBool(b)
+			}
 		}
 		opts = append(opts, a)
 		if !strings.Contains(name, "=") && takesValue[name] && j+1 < len(rest) {
@@ -629,4 +691,93 @@ func readableFile(path string) (string, error) {
 		return "", fmt.Errorf("%s: %w", path, err)
 	}
 	return abs, nil
+}
+
+// boolWord reads a boolean as click (uvicorn's command line) does: 1/0, true/false, t/f, yes/no,
+// y/n, on/off, in any case.
+func boolWord(s string) (value, ok bool) {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "1", "true", "t", "yes", "y", "on":
+		return true, true
+	case "0", "false", "f", "no", "n", "off":
+		return false, true
+	}
+	return false, false
+}
+
+// normalizeBoolEnv rewrites the boolean options' environment variables that hold one of click's
+// words (UVICORN_ACCESS_LOG=no) as true or false, which the option parser reads.
+func normalizeBoolEnv(flags []cli.Flag) {
+	for _, f := range flags {
+		if bf, ok := f.(*cli.BoolFlag); ok {
+			for _, name := range bf.EnvVars {
+				if v, set := os.LookupEnv(name); set && v != "" {
+					if b, ok := boolWord(v); ok {
+						os.Setenv(name, strconv.FormatBool(b))
+					}
+				}
+			}
+		}
+	}
+}
+
+// Where each option was given, for the on/off pairs (--server-header/--no-server-header): the
+// command line beats the environment, which beats the config file (README: option > environment >
+// config file > default). Set by the run command's Before.
+const (
+	fromDefault = iota
+	fromFile
+	fromEnv
+	fromCommandLine
+)
+
+var optionSource = map[string]int{}
+
+// commandLine is the command line main runs (for noteOptionSources).
+var commandLine []string
+
+// noteOptionSources fills optionSource: args are the (interspersed) command line, fileKeys the
+// config file's keys.
+func noteOptionSources(args []string, flags []cli.Flag, fileKeys map[string]bool) {
+	onCommandLine := map[string]bool{}
+	for _, a := range args {
+		if a == "--" {
+			break
+		}
+		if strings.HasPrefix(a, "-") {
+			name, _, _ := strings.Cut(strings.TrimLeft(a, "-"), "=")
+			onCommandLine[name] = true
+		}
+	}
+	for _, f := range flags {
+		src := fromDefault
+		for _, name := range f.Names() {
+			if fileKeys[name] {
+				src = max(src, fromFile)
+			}
+			if onCommandLine[name] {
+				src = fromCommandLine
+			}
+		}
+		if ef, ok := f.(interface{ GetEnvVars() []string }); ok && src < fromEnv {
+			for _, name := range ef.GetEnvVars() {
+				if _, set := os.LookupEnv(name); set {
+					src = fromEnv
+				}
+			}
+		}
+		for _, name := range f.Names() {
+			optionSource[name] = src
+		}
+	}
+}
+
+// pairValue is the value of an on/off option pair: the one given at the higher level wins; given
+// at the same level, the "no" one if it is true.
+func pairValue(ctx *cli.Context, on, off string) bool {
+	son, soff := optionSource[on], optionSource[off]
+	if soff > son || (soff == son && soff > fromDefault && ctx.Bool(off)) {
+		return !ctx.Bool(off)
+	}
+	return ctx.Bool(on)
 }

@@ -52,3 +52,44 @@ func TestOptionsMayFollowAPP(t *testing.T) {
 	}
 	var _ cli.Flag = runFlags()[0]
 }
+
+func TestBooleanWordsAsClickReadsThem(t *testing.T) {
+	args := interspersed([]string{"asgi-gateway", "run", "app:app", "--ws-per-message-deflate", "False", "--access-log=no", "--factory"}, runFlags())
+	want := []string{"asgi-gateway", "run", "--ws-per-message-deflate=false", "--access-log=false", "--factory", "app:app"}
+	if !reflect.DeepEqual(args, want) {
+		t.Fatalf("got %q, want %q", args, want)
+	}
+	for word, want := range map[string]bool{"1": true, "YES": true, "y": true, "On": true, "t": true, "0": false, "no": false, "OFF": false, "n": false, "F": false} {
+		if got, ok := boolWord(word); !ok || got != want {
+			t.Errorf("%q: %v %v", word, got, ok)
+		}
+	}
+	if _, ok := boolWord("maybe"); ok {
+		t.Error("maybe is not a boolean")
+	}
+}
+
+func TestConfigSourceTypes(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "c.toml")
+	os.WriteFile(path, []byte("timeout-keep-alive = 2\nworkers = 3\naccess-log = \"off\"\nheader = [\"a: 1\"]\n"), 0o600)
+	var flags []cli.Flag
+	for _, f := range runCommand().Flags {
+		flags = append(flags, f)
+	}
+	src, err := configSource(path, flags)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, err := src.Float64("timeout-keep-alive"); err != nil || v != 2 {
+		t.Errorf("timeout-keep-alive: %v %v", v, err)
+	}
+	if v, err := src.Int("workers"); err != nil || v != 3 {
+		t.Errorf("workers: %v %v", v, err)
+	}
+	if v, err := src.Bool("access-log"); err != nil || v {
+		t.Errorf("access-log: %v %v", v, err)
+	}
+	if v, err := src.StringSlice("header"); err != nil || !reflect.DeepEqual(v, []string{"a: 1"}) {
+		t.Errorf("header: %v %v", v, err)
+	}
+}
