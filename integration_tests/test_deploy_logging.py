@@ -274,6 +274,17 @@ def test_access_log_format_other_fields(launcher: Launcher) -> None:
     assert float(match.group(1)) >= 200 and float(match.group(2)) >= 0.2
 
 
+def test_default_access_log_duration_is_in_seconds(launcher: Launcher) -> None:
+    """The default line's duration is in seconds, as %(duration)s and the timeout options (it was
+    zerolog's milliseconds, unnamed)."""
+    server = launcher.start(*APP, "--port", "0", "--no-use-colors", "--log-format", "json")
+    marker = uuid.uuid4().hex
+    raw_get(server.port, f"/_/slow?seconds=0.3&m={marker}")
+    log = wait_for(server, lambda log: marker in log)
+    line = json.loads(next(line for line in log.splitlines() if marker in line))
+    assert 0.3 <= line["duration"] < 5, line
+
+
 @pytest.mark.parametrize("fmt", [None, "%(client_addr)s %(path)s"], ids=["default", "format"])
 def test_access_log_names_the_client_a_trusted_proxy_named(launcher: Launcher, fmt: str | None) -> None:
     # As uvicorn, whose proxy middleware rewrites the client before the access log: the client in

@@ -416,6 +416,9 @@ func newLogger(level, format string, colors *bool) (zerolog.Logger, error) {
 	if !ok {
 		return zerolog.Logger{}, cli.Exit(fmt.Sprintf("--log-level %q: expected critical, error, warning, info, debug or trace", level), 2)
 	}
+	// Durations in seconds, as the options that set them (--timeout-request 30: timeout=30) and the
+	// access-log format's %(duration)s; zerolog's default unit is the millisecond.
+	zerolog.DurationFieldUnit = time.Second
 	var logger zerolog.Logger
 	switch format {
 	case "json":
