@@ -502,8 +502,11 @@ func (ex *exchange) pingTick() {
 		ex.wsDisconnectLocked(websocket.CloseAbnormal, "")
 		ex.wsCloseLocked(websocket.CloseInternal, "keepalive ping timeout")
 		ex.lost = true
+		// Closed once the close frame is written: at once, or (over TLS, or to a full socket) by the
+		// drain goroutine; a client that takes nothing is cut at closeBy by the reader's deadline.
+		// (Closing here dropped the frame the drain goroutine had not written yet.)
+		c.closing = true
 		c.flushLocked()
-		c.closeLocked()
 		return
 	}
 	ws.pingPending = true

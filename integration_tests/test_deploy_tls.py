@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
+import socket
 import ssl
 import subprocess
 import time
@@ -22,8 +23,9 @@ import httpx
 import pytest
 from websockets.sync.client import connect
 
-from gateway_harness import APPS_DIR
+from gateway_harness import APPS_DIR, RawConnection
 from test_deploy_options import Launched, Launcher, launcher  # noqa: F401 (fixture)
+from test_ws_protocol import OP_PING, read_close, read_data_frame, read_frame, upgrade_request
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command line")
 
@@ -464,3 +466,23 @@ def test_tls_options_without_a_certificate_are_said_to_do_nothing(launcher: Laun
                             "--ssl-ca-certs", str(pki / "ca.pem"), "--ssl-cert-reqs", "2")
     assert server.url.startswith("http://")
     assert "--ssl-ca-certs, --ssl-cert-reqs: no effect without --ssl-certfile; serving plain HTTP" in server.log()
+
+
+def test_wss_ping_timeout_sends_its_close_frame(launcher: Launcher, pki: Path) -> None:
+    """README: a pong later than --ws-ping-timeout closes with 1011. Over TLS the close frame is
+    written by the connection's drain goroutine, and closing the connection at once dropped it:
+    the client saw the connection end without a close frame (1006)."""
+    server = launcher.start(*("ws_app:app", "--app-dir", str(APPS_DIR), "--port", "0"), *tls_args(pki),
+                            "--ws-ping-interval", "0.5", "--ws-ping-timeout", "0.5")
+    port = int(server.url.rsplit(":", 1)[1])
+    sock = context(pki).wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=10),
+                                    server_hostname="localhost")
+    with RawConnection(sock) as conn:
+        request, _ = upgrade_request("/hold")
+        conn.send(request)
+        assert conn.read_head().status == 101
+        assert read_data_frame(conn).payload == b"ready"
+        assert read_frame(conn).opcode == OP_PING  # never answered
+        close = read_close(conn, reply=False)
+        assert close.close_code == 1011 and close.payload[2:] == b"keepalive ping timeout"
+        assert conn.peer_closed(timeout=5)
