@@ -22,6 +22,7 @@ import (
 //     field value that starts or ends with SP or HTAB (§8.2.1); a content-length that is not a
 //     number, or several that differ (RFC 9110 §8.6), or one above 0 when the HEADERS frame ends
 //     the stream (§8.1.1: it must equal the DATA's length); a :path of "*" outside OPTIONS
+//     (§8.3.1); an http or https request without :authority and host, or with either empty
 //     (§8.3.1). The guard decodes every header block with its own HPACK decoder (kept in step
 //     with x/net's, which sees the same blocks) and marks such a HEADERS frame as depending on its
 //     own stream, which x/net resets with PROTOCOL_ERROR (RFC 9113 §5.3.1) before any handler
@@ -52,13 +53,15 @@ type h2Guard struct {
 	passLeft int  // bytes of the current frame's payload still to pass through unparsed
 	off      bool // transparent for the rest of the connection
 
-	block   []byte // a HEADERS frame and its CONTINUATIONs, held until END_HEADERS
-	hdec    *hpack.Decoder
-	request bool // the block being decoded has a :method (a request, not trailers)
-	bad     bool // ... and a field that makes it malformed
-	method  string
-	path    string
-	length  int64 // its content-length; -1: none
+	block           []byte // a HEADERS frame and its CONTINUATIONs, held until END_HEADERS
+	hdec            *hpack.Decoder
+	request         bool // the block being decoded has a :method (a request, not trailers)
+	bad             bool // ... and a field that makes it malformed
+	method          string
+	path            string
+	scheme          string
+	authority, host int8  // 0: absent; 1: present; -1: present and empty
+	length          int64 // its content-length; -1: none
 
 	owed  map[uint32]int64 // streams whose request declared a content-length: DATA bytes still to come
 	after []byte           // a frame to pass on once the current frame's payload has passed
@@ -305,7 +308,7 @@ func (g *h2Guard) giveUp() {
 func (g *h2Guard) endBlock() {
 	block := g.block
 	g.block = nil
-	g.request, g.bad, g.method, g.path, g.length = false, false, "", "", -1
+	g.request, g.bad, g.method, g.path, g.scheme, g.authority, g.host, g.length = false, false, "", "", "", 0, 0, -1
 	ok := true
 	for p := 0; p < len(block) && ok; {
 		length := int(block[p])<<16 | int(block[p+1])<<8 | int(block[p+2])
@@ -337,6 +340,12 @@ func (g *h2Guard) endBlock() {
 	switch {
 	case g.request:
 		if (g.path == "*" && g.method != "OPTIONS") || (endStream && g.length > 0) {
+			g.bad = true
+		}
+		if (g.scheme == "http" || g.scheme == "https") && g.method != "CONNECT" &&
+			(g.authority < 0 || g.host < 0 || (g.authority == 0 && g.host == 0)) {
+			// §8.3.1: such a request "MUST contain either an :authority pseudo-header field or a
+			// Host header field. If these fields are present, they MUST NOT be empty."
 			g.bad = true
 		}
 		if g.bad {
@@ -379,6 +388,12 @@ func (g *h2Guard) field(f hpack.HeaderField) {
 		g.method = f.Value
 	case ":path":
 		g.path = f.Value
+	case ":scheme":
+		g.scheme = f.Value
+	case ":authority":
+		g.authority = presence(f.Value)
+	case "host":
+		g.host = presence(f.Value)
 	case "connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade":
 		g.bad = true
 	case "te":
@@ -398,6 +413,13 @@ func (g *h2Guard) field(f hpack.HeaderField) {
 }
 
 func isSPHT(c byte) bool { return c == ' ' || c == '\t' }
+
+func presence(v string) int8 {
+	if v == "" {
+		return -1
+	}
+	return 1
+}
 
 // headersFragment is a HEADERS payload's field block fragment, without padding and priority.
 func headersFragment(flags byte, payload []byte) ([]byte, bool) {

@@ -159,6 +159,12 @@ func TestH2GuardMalformedFieldsAndTargets(t *testing.T) {
 		{"content-lengths that agree", append(base("POST", "/"), "content-length", "0", "content-length", "0"), true},
 		{"OPTIONS *", base("OPTIONS", "*"), true},
 		{"GET *", base("GET", "*"), false},
+		// §8.3.1: an http(s) request needs a non-empty :authority or host.
+		{"host instead of :authority", []string{":method", "GET", ":scheme", "http", ":path", "/", "host", "example.com"}, true},
+		{"neither :authority nor host", []string{":method", "GET", ":scheme", "http", ":path", "/"}, false},
+		{"empty :authority", []string{":method", "GET", ":scheme", "https", ":authority", "", ":path", "/"}, false},
+		{"empty host", []string{":method", "GET", ":scheme", "http", ":path", "/", "host", ""}, false},
+		{"empty host beside :authority", append(base("GET", "/"), "host", ""), false},
 	}
 	sid := uint32(1)
 	for _, tc := range cases {
