@@ -754,7 +754,10 @@ func (p *Pool) explain(err error, cmd *exec.Cmd, tail *lineTail) error {
 }
 
 // forward copies a worker's output to the log, line by line, with the worker id; tail keeps the last
-// lines for error messages. A line longer than maxLogLine is logged cut (its start and its last
+// lines for error messages. The lines are not filtered by --log-level: the worker's logging already
+// applies it (or the app's --log-config decides), and the rest is the app's own output (print(),
+// a traceback it writes), which uvicorn never filters either. Each line is tagged with the level it
+// names (stderrLevels), info on stdout. A line longer than maxLogLine is logged cut (its start and its last
 // keptEnd bytes, where a logged traceback has its exception line), with its full length, and what
 // follows it is still forwarded. It ends at EOF (the process exited).
 func (p *Pool) forward(r io.Reader, id int, stream string, tail *lineTail, done *sync.WaitGroup) {
@@ -763,6 +766,7 @@ func (p *Pool) forward(r io.Reader, id int, stream string, tail *lineTail, done 
 	const keptEnd = 8 << 10
 	br := bufio.NewReaderSize(r, maxLogLine)
 	var levels stderrLevels
+	out := p.log.Level(zerolog.TraceLevel)
 	for {
 		chunk, isPrefix, err := br.ReadLine()
 		if len(chunk) > 0 || (err == nil && !isPrefix) {
@@ -786,9 +790,9 @@ func (p *Pool) forward(r io.Reader, id int, stream string, tail *lineTail, done 
 				line += fmt.Sprintf(" [... %d bytes cut ...] ", cut)
 			}
 			line += string(end)
-			ev := p.log.Info()
+			ev := out.Info()
 			if stream == "stderr" {
-				ev = p.log.WithLevel(levels.of(line))
+				ev = out.WithLevel(levels.of(line))
 				if strings.IndexByte(line, '\r') >= 0 {
 					line = strings.ReplaceAll(line, "\r", "\n") // one record's lines (OneLineFormatter)
 				}

@@ -5,7 +5,9 @@ The workers apply the file before they import the app (as uvicorn does): ``.json
 app's records come out in the file's format (the gateway forwards the worker's stderr line by line,
 with the level a line names); the worker's own loggers, which log the app's exceptions, stay enabled
 whatever ``disable_existing_loggers`` says. A file that is missing refuses the configuration (exit 2);
-one that does not apply is a startup failure (exit 3) that names it.
+one that does not apply is a startup failure (exit 3) that names it. The gateway's ``--log-level``
+does not filter the workers' output again: their logging applies it (or the file decides), and
+the app's print() output is always forwarded, as with uvicorn.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from pathlib import Path
 import httpx
 
 from gateway_harness import APPS_DIR
-from test_deploy_options import Launched, Launcher, launcher  # noqa: F401 (fixture)
+from test_deploy_logging import wait_listening
+from test_deploy_options import Launched, Launcher, free_port, launcher  # noqa: F401 (fixture)
 
 APP = ("logconfig_app:app", "--app-dir", str(APPS_DIR), "--port", "0", "--no-access-log", "--no-use-colors")
 
@@ -131,3 +134,62 @@ def test_log_config_that_does_not_apply_is_a_startup_failure(launcher: Launcher,
     result = launcher.run(*APP, "--log-config", str(bad_schema))
     assert result.returncode == 3, result.stderr
     assert "schema.json" in result.stderr and "Unable to configure handler" in result.stderr, result.stderr
+
+
+def start_quiet(launcher: Launcher, *args: str) -> Launched:
+    """Started at a level that hides the "listening on" line: waits for the port instead."""
+    port = free_port()
+    server = launcher.start_unwatched(*APP[:3], "--port", str(port), *APP[5:], *args)
+    wait_listening(port)
+    server.where = f"http://127.0.0.1:{port}"
+    return server
+
+
+def get_tagged(server: Launched, path: str) -> str:
+    tag = uuid.uuid4().hex[:8]
+    with httpx.Client(trust_env=False, timeout=10) as client:
+        assert client.get(f"{server.url}/{path}?{tag}").status_code == 200
+    return tag
+
+
+def test_lines_in_the_files_format_are_not_filtered_by_the_gateways_level(launcher: Launcher, tmp_path: Path) -> None:
+    """A format without a level word at --log-level warning: the app's warning (and error) records
+    that the file's handler writes are forwarded, though the gateway cannot tell their level (it
+    used to take them for info lines and drop them, where uvicorn prints them)."""
+    config = tmp_path / "logging.json"
+    config.write_text(json.dumps({
+        "version": 1,
+        "formatters": {"f": {"format": "plain %(message)s"}},
+        "handlers": {"h": {"class": "logging.StreamHandler", "formatter": "f", "stream": "ext://sys.stdout"}},
+        "root": {"level": "WARNING", "handlers": ["h"]},
+    }))
+    server = start_quiet(launcher, "--log-config", str(config), "--log-level", "warning")
+    tag = get_tagged(server, "log")
+    wait_for(server, f"plain app-warning-{tag}")
+
+
+def test_debug_records_the_file_asks_for_are_forwarded(launcher: Launcher, tmp_path: Path) -> None:
+    """The file sets the app's logger to DEBUG: its debug records reach the log at the default
+    --log-level info."""
+    config = tmp_path / "logging.json"
+    config.write_text(json.dumps({
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"f": {"format": "%(levelname)s [%(name)s] %(message)s"}},
+        "handlers": {"h": {"class": "logging.StreamHandler", "formatter": "f", "stream": "ext://sys.stderr"}},
+        "loggers": {"logconfig_app": {"level": "DEBUG", "handlers": ["h"], "propagate": False}},
+    }))
+    server = launcher.start(*APP, "--log-config", str(config))
+    tag = get_tagged(server, "debug")
+    line = log_lines(wait_for(server, f"app-debug-{tag}"), f"app-debug-{tag}")
+    assert len(line) == 1 and " DBG " in line[0], line
+
+
+def test_print_output_is_forwarded_at_any_log_level(launcher: Launcher) -> None:
+    """print() is not logging: at --log-level warning (and without --log-config) the app's
+    stdout and stderr lines still reach the log, as uvicorn leaves them on the terminal."""
+    server = start_quiet(launcher, "--log-level", "warning")
+    tag = get_tagged(server, "print")
+    log = wait_for(server, f"printed-to-stderr-{tag}")
+    wait_for(server, f"printed-{tag} ")
+    assert "stream=stdout" in log_lines(server.log(), f"printed-{tag} ")[0]
