@@ -438,6 +438,9 @@ def test_config_file_float_options_take_whole_numbers(launcher: Launcher, tmp_pa
         # the environment beats the file
         ([], {"UVICORN_SERVER_HEADER": "true"}, {"no-server-header": "true"}, True),
         ([], {"UVICORN_NO_SERVER_HEADER": "true"}, {"server-header": "true"}, False),
+        # an empty variable is not set (as click reads it)
+        ([], {"UVICORN_NO_SERVER_HEADER": ""}, {"server-header": "false"}, False),
+        ([], {"UVICORN_SERVER_HEADER": ""}, {}, True),
         # at one level, the "no" option wins
         (["--server-header", "--no-server-header"], {}, {}, False),
         ([], {}, {}, True),

@@ -131,7 +131,7 @@ func main() {
 	// Repeatable options are repeated, never split on commas: a --header value such as
 	// "Cache-Control: no-cache, no-store" is one header (as in uvicorn).
 	app.DisableSliceFlagSeparator = true
-	normalizeBoolEnv(runFlags())
+	normalizeEnv(runFlags())
 	commandLine = interspersed(os.Args, runFlags())
 	if err := app.Run(commandLine); err != nil {
 		code := 2 // a usage error (an unknown option, a value that does not parse), as click's
@@ -708,16 +708,25 @@ func boolWord(s string) (value, ok bool) {
 	return false, false
 }
 
-// normalizeBoolEnv rewrites the boolean options' environment variables that hold one of click's
-// words (UVICORN_ACCESS_LOG=no) as true or false, which the option parser reads.
-func normalizeBoolEnv(flags []cli.Flag) {
+// normalizeEnv reads the options' environment variables as click (uvicorn) does: an empty one is
+// not set (the option parser would take UVICORN_SERVER_HEADER= for false), and a boolean one may
+// hold one of click's words (UVICORN_ACCESS_LOG=no), rewritten as true or false for the parser.
+func normalizeEnv(flags []cli.Flag) {
 	for _, f := range flags {
-		if bf, ok := f.(*cli.BoolFlag); ok {
-			for _, name := range bf.EnvVars {
-				if v, set := os.LookupEnv(name); set && v != "" {
-					if b, ok := boolWord(v); ok {
-						os.Setenv(name, strconv.FormatBool(b))
-					}
+		ef, ok := f.(interface{ GetEnvVars() []string })
+		if !ok {
+			continue
+		}
+		_, isBool := f.(*cli.BoolFlag)
+		for _, name := range ef.GetEnvVars() {
+			v, set := os.LookupEnv(name)
+			switch {
+			case !set:
+			case v == "":
+				os.Unsetenv(name)
+			case isBool:
+				if b, ok := boolWord(v); ok {
+					os.Setenv(name, strconv.FormatBool(b))
 				}
 			}
 		}
