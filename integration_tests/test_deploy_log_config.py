@@ -13,13 +13,14 @@ the app's print() output is always forwarded, as with uvicorn.
 from __future__ import annotations
 
 import json
+import os
 import time
 import uuid
 from pathlib import Path
 
 import httpx
 
-from gateway_harness import APPS_DIR
+from gateway_harness import APPS_DIR, REPO_ROOT
 from test_deploy_logging import wait_listening
 from test_deploy_options import Launched, Launcher, free_port, launcher  # noqa: F401 (fixture)
 
@@ -106,7 +107,9 @@ def test_yaml_config(launcher: Launcher, tmp_path: Path) -> None:
         "handlers:\n  h:\n    class: logging.StreamHandler\n    formatter: f\n    stream: ext://sys.stderr\n"
         "loggers:\n  logconfig_app:\n    level: INFO\n    handlers: [h]\n    propagate: false\n"
     )
-    server = launcher.start(*APP, "--log-config", str(config))
+    relative = os.path.relpath(config, REPO_ROOT)  # the launcher's working directory
+    assert not os.path.isabs(relative)
+    server = launcher.start(*APP, "--log-config", relative)
     tag = exercise(server)
     log = wait_for(server, f"CFGYAML WARNING app-warning-{tag}")
     assert len(log_lines(log, f"CFGYAML INFO app-info-{tag}")) == 1, log
