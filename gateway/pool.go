@@ -755,11 +755,11 @@ func (p *Pool) explain(err error, cmd *exec.Cmd, tail *lineTail) error {
 
 // forward copies a worker's output to the log, line by line, with the worker id; tail keeps the last
 // lines for error messages. The lines are not filtered by --log-level: the worker's logging already
-// applies it (or the app's --log-config decides), and the rest is the app's own output (print(),
-// a traceback it writes), which uvicorn never filters either. Each line is tagged with the level it
-// names (stderrLevels), info on stdout. A line longer than maxLogLine is logged cut (its start and its last
-// keptEnd bytes, where a logged traceback has its exception line), with its full length, and what
-// follows it is still forwarded. It ends at EOF (the process exited).
+// applies it (or the app's --log-config decides), and the rest is the app's own output (print(), a
+// traceback it writes), which uvicorn never filters either. Each line is tagged with the level it
+// names (stderrLevels), info on stdout. A line longer than maxLogLine is logged cut (its start and
+// its last keptEnd bytes, where a logged traceback has its exception line), with its full length,
+// and what follows it is still forwarded. It ends at EOF (the process exited).
 func (p *Pool) forward(r io.Reader, id int, stream string, tail *lineTail, done *sync.WaitGroup) {
 	defer done.Done()
 	const maxLogLine = 64 << 10

@@ -252,15 +252,15 @@ func configSource(path string, flags []cli.Flag) (altsrc.InputSourceContext, err
 			if i, ok := v.(int64); ok {
 				v = float64(i)
 			}
-		default:
-			if i, ok := v.(int64); ok {
-				v = int(i) // (altsrc's int options take an int, as its own TOML reader makes them)
-			}
 		case "bool":
 			if w, ok := v.(string); ok {
 				if b, ok := boolWord(w); ok {
 					v = b
 				}
+			}
+		default:
+			if i, ok := v.(int64); ok {
+				v = int(i) // (altsrc's int options take an int, as its own TOML reader makes them)
 			}
 		}
 		values[k] = v
