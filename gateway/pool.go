@@ -343,23 +343,27 @@ wait:
 	p.log.Debug().Int("pid", pr.conn.pid).Str("reason", reason).Msg("old worker stopped")
 }
 
-// shutdown asks a worker to stop within grace (SHUTDOWN frame; SIGTERM when the connection is gone)
-// and kills it if it has not exited shortly after.
+// shutdown asks a worker to stop within grace (SHUTDOWN frame; SIGTERM when the connection is gone):
+// its requests get grace, then its lifespan shutdown runs. lifespan.rst: "A server must wait for
+// this message before terminating"; uvicorn waits without bound. Here the lifespan shutdown gets
+// --timeout-graceful-shutdown of its own (at least 5 s), also when a worker is replaced (grace 0),
+// and a worker that has not exited by then is killed, logged.
 func (p *Pool) shutdown(pr *proc, grace time.Duration) {
 	if pr.conn.err() == nil {
 		pr.conn.sendShutdown(grace)
 	} else if pr.cmd.Process != nil {
 		pr.cmd.Process.Signal(syscall.SIGTERM)
 	}
+	lifespan := max(p.cfg.GracefulTimeout, 5*time.Second)
 	select {
 	case <-pr.exited:
-	case <-time.After(grace + 5*time.Second): // its lifespan shutdown gets a few seconds more
+	case <-time.After(grace + lifespan):
 		pid := 0
 		if pr.cmd.Process != nil {
 			pid = pr.cmd.Process.Pid
 		}
-		p.log.Warn().Int("pid", pid).Dur("waited", grace+5*time.Second).
-			Msg("a worker did not exit after the graceful shutdown (its lifespan shutdown, or tasks that ignore cancellation): killed")
+		p.log.Warn().Int("pid", pid).Dur("waited", grace+lifespan).
+			Msg("a worker did not exit: its lifespan shutdown (or a task that ignores cancellation) ran past --timeout-graceful-shutdown; killed")
 		pr.kill()
 		<-pr.exited
 	}
@@ -923,7 +927,7 @@ func (p *Pool) Restarts() int64 { return p.restarts.Load() }
 
 // Stop stops taking traffic and ends every worker: SHUTDOWN with grace (each finishes its streams
 // within it, cancels the rest and runs the lifespan shutdown), SIGTERM if its connection is gone, and
-// SIGKILL when it has not exited a few seconds after grace.
+// SIGKILL when it has not exited once its lifespan shutdown has had its own allowance (shutdown).
 func (p *Pool) Stop(grace time.Duration) {
 	p.stopOnce.Do(func() {
 		close(p.stopping)

@@ -426,6 +426,20 @@ def test_sighup_under_load_replaces_every_worker_without_a_failed_request(server
     assert len(load.snapshot()) > 100
 
 
+def test_a_replaced_workers_lifespan_shutdown_is_not_cut_short(servers: Any, tmp_path: Path) -> None:
+    """lifespan.rst: "A server must wait for this message before terminating." A worker replaced by
+    SIGHUP whose lifespan shutdown takes 7 s finishes it: the gateway gives it
+    --timeout-graceful-shutdown (10 s here; it used to give 5 s whatever the option, then kill)."""
+    log = tmp_path / "lifespan.log"
+    server = servers.start("lifespan_app:cleanup_app", env=lifespan_env(log),
+                           extra_args=["--timeout-graceful-shutdown", "10"])
+    (old,) = children(server.process.pid)
+    server.process.send_signal(signal.SIGHUP)
+    done = wait_for(lambda: [e for e in events(log) if e.name == "shutdown-complete" and e.pid == old], 15)
+    assert done, (names(log), server.stderr())
+    assert "killed" not in server.stderr(), server.stderr()
+
+
 def test_recycling_closes_the_old_workers_websockets_with_1012(servers: Any) -> None:
     """A WebSocket never ends by itself, so a recycled worker's (SIGHUP here; --reload,
     --limit-max-requests, --workers-lifetime and --workers-max-rss retire a worker the same way) are

@@ -19,6 +19,8 @@ Attributes, one per behaviour (``lifespan_app:<name>``):
     Receives ``lifespan.startup`` and never answers it.
 ``slow_shutdown_app``
     Answers ``lifespan.shutdown`` only after two minutes.
+``cleanup_app``
+    Takes 7 s over its ``lifespan.shutdown`` (a pool that drains), then logs ``shutdown-complete``.
 
 HTTP endpoints (all apps): ``/pid`` (the worker pid), ``/slow?seconds=S`` (records its start and
 end), ``/state`` (the request's ``scope["state"]`` as JSON, then mutates it), anything else: "ok".
@@ -133,6 +135,9 @@ async def _lifespan(scope: Scope, receive: Receive, send: Send, behaviour: str) 
             log_event("shutdown", behaviour)
             if behaviour == "slow-shutdown":
                 await asyncio.sleep(120)  # (a shutdown handler that waits on something gone)
+            if behaviour == "cleanup":
+                await asyncio.sleep(7)
+                log_event("shutdown-complete", behaviour)
             await send({"type": "lifespan.shutdown.complete"})
             return
 
@@ -155,3 +160,4 @@ raising_app = _make("raise")
 unsupported_app = _make("unsupported")
 hanging_app = _make("hang")
 slow_shutdown_app = _make("slow-shutdown")
+cleanup_app = _make("cleanup")
