@@ -224,8 +224,8 @@ func checkConfigKeys(path string, flags []cli.Flag) (map[string]bool, error) {
 }
 
 // configSource reads the --config TOML file for altsrc, with the values TOML types apart that an
-// option takes alike: an integer for a float option (timeout-keep-alive = 2), and click's words for
-// a boolean one (access-log = "no").
+// option takes alike: an integer for a float option (timeout-keep-alive = 2), and click's words or
+// 0 and 1 for a boolean one (access-log = "no", server-header = 0).
 func configSource(path string, flags []cli.Flag) (altsrc.InputSourceContext, error) {
 	if path == "" {
 		return &altsrc.MapInputSource{}, nil
@@ -253,9 +253,14 @@ func configSource(path string, flags []cli.Flag) (altsrc.InputSourceContext, err
 				v = float64(i)
 			}
 		case "bool":
-			if w, ok := v.(string); ok {
+			switch w := v.(type) {
+			case string:
 				if b, ok := boolWord(w); ok {
 					v = b
+				}
+			case int64:
+				if w == 0 || w == 1 {
+					v = w == 1 // (server-header = 0)
 				}
 			}
 		default:

@@ -71,7 +71,7 @@ func TestBooleanWordsAsClickReadsThem(t *testing.T) {
 
 func TestConfigSourceTypes(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "c.toml")
-	os.WriteFile(path, []byte("timeout-keep-alive = 2\nworkers = 3\naccess-log = \"off\"\nheader = [\"a: 1\"]\n"), 0o600)
+	os.WriteFile(path, []byte("timeout-keep-alive = 2\nworkers = 3\naccess-log = \"off\"\nheader = [\"a: 1\"]\nserver-header = 0\ndate-header = 1\n"), 0o600)
 	var flags []cli.Flag
 	for _, f := range runCommand().Flags {
 		flags = append(flags, f)
@@ -88,6 +88,12 @@ func TestConfigSourceTypes(t *testing.T) {
 	}
 	if v, err := src.Bool("access-log"); err != nil || v {
 		t.Errorf("access-log: %v %v", v, err)
+	}
+	if v, err := src.Bool("server-header"); err != nil || v {
+		t.Errorf("server-header: %v %v", v, err)
+	}
+	if v, err := src.Bool("date-header"); err != nil || !v {
+		t.Errorf("date-header: %v %v", v, err)
 	}
 	if v, err := src.StringSlice("header"); err != nil || !reflect.DeepEqual(v, []string{"a: 1"}) {
 		t.Errorf("header: %v %v", v, err)
