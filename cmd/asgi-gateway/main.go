@@ -756,14 +756,25 @@ var commandLine []string
 // noteOptionSources fills optionSource: args are the (interspersed) command line, fileKeys the
 // config file's keys.
 func noteOptionSources(args []string, flags []cli.Flag, fileKeys map[string]bool) {
+	takesValue := map[string]bool{}
+	for _, f := range flags {
+		_, isBool := f.(*altsrc.BoolFlag)
+		for _, name := range f.Names() {
+			takesValue[name] = !isBool
+		}
+	}
 	onCommandLine := map[string]bool{}
-	for _, a := range args {
+	for i := 0; i < len(args); i++ {
+		a := args[i]
 		if a == "--" {
 			break
 		}
 		if strings.HasPrefix(a, "-") {
-			name, _, _ := strings.Cut(strings.TrimLeft(a, "-"), "=")
+			name, _, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
 			onCommandLine[name] = true
+			if takesValue[name] && !hasValue {
+				i++ // its value, even one that starts with "-" (--root-path -x)
+			}
 		}
 	}
 	for _, f := range flags {

@@ -99,3 +99,20 @@ func TestConfigSourceTypes(t *testing.T) {
 		t.Errorf("header: %v %v", v, err)
 	}
 }
+
+func TestOptionSourcesSkipValues(t *testing.T) {
+	defer func() { optionSource = map[string]int{} }()
+	var flags []cli.Flag
+	flags = append(flags, runCommand().Flags...)
+	t.Setenv("ASGI_GATEWAY_NO_DATE_HEADER", "1")
+	noteOptionSources([]string{"asgi-gateway", "run", "--root-path", "--no-server-header", "--access-log=false", "app:app"},
+		flags, map[string]bool{"proxy-headers": true})
+	for name, want := range map[string]int{
+		"root-path": fromCommandLine, "no-server-header": fromDefault, "access-log": fromCommandLine,
+		"no-date-header": fromEnv, "proxy-headers": fromFile, "server-header": fromDefault,
+	} {
+		if got := optionSource[name]; got != want {
+			t.Errorf("%s: %d, want %d", name, got, want)
+		}
+	}
+}
