@@ -209,6 +209,12 @@ REFUSED: dict[str, tuple[bytes, int]] = {
     "non-ascii-target-latin1": (b"GET /{m}/\xff HTTP/1.1\r\n" + HOST + b"\r\n", 400),
     "fragment-in-target": (b"GET /{m}#frag HTTP/1.1\r\n" + HOST + b"\r\n", 400),
     "fragment-after-query": (b"GET /{m}?a=1#frag HTTP/1.1\r\n" + HOST + b"\r\n", 400),
+    # RFC 9112 3: an invalid request-line SHOULD get 400; in the path, the characters outside
+    # RFC 3986's pchar that every common client percent-encodes there (test_invalid_path_characters).
+    "lt-gt-in-path": (b"GET /{m}/<script> HTTP/1.1\r\n" + HOST + b"\r\n", 400),
+    "quote-in-path": (b'GET /{m}/a"b HTTP/1.1\r\n' + HOST + b"\r\n", 400),
+    "brace-in-path": (b"GET /{m}/a}b HTTP/1.1\r\n" + HOST + b"\r\n", 400),
+    "backtick-in-path": (b"GET /{m}/a`b HTTP/1.1\r\n" + HOST + b"\r\n", 400),
     # RFC 3986 2.1: pct-encoded = "%" HEXDIG HEXDIG.
     "bad-percent-letters": (b"GET /{m}/%zz HTTP/1.1\r\n" + HOST + b"\r\n", 400),
     "bad-percent-one-digit": (b"GET /{m}/%4 HTTP/1.1\r\n" + HOST + b"\r\n", 400),
@@ -254,6 +260,20 @@ def test_refused_before_the_app(hostile: GatewayServer, case: str) -> None:
     template, status = REFUSED[case]
     m = mark()
     check_refused(hostile, build(template, m), status, marker=m)
+
+
+@pytest.mark.parametrize("target", ["/raw-query?q={%22a%22:1}&b=<x>", '/raw-query?q={"a":1}', "/a|b^c\\d"])
+def test_raw_characters_clients_do_send_are_served(hostile: GatewayServer, target: str) -> None:
+    """The other side of the path check above: a query with raw '{', '}', '"', '<' or '>' (curl -g
+    sends JSON in a query as typed; browsers leave '{', '}' raw there), and '|', '^' and '\\' in a
+    path (browsers send '|' and '^' raw) are served, as uvicorn, h11 and nginx serve them."""
+    with hostile.raw() as conn:
+        conn.send(f"GET {target} HTTP/1.1\r\n".encode() + HOST + b"Connection: close\r\n\r\n")
+        response = conn.read_response()
+    assert response.status == 200, response.status
+    scope = json.loads(response.body)["scope"]
+    path, _, query = target.partition("?")
+    assert (scope["raw_path"], scope["query_string"]) == (path, query), scope
 
 
 # --- limits ---------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ const (
 	classTarget              // visible ASCII allowed in a request-target: 0x21-0x7E except '#'
 	classRegName             // unreserved, sub-delims: a reg-name's bytes but pct-encoded (RFC 3986 3.2.2)
 	classValue               // field-vchar, SP, HTAB, obs-text: anything but CTLs other than HTAB
+	classPathBad             // not allowed raw in a request-target's path (validPath)
 )
 
 var byteClass = func() (t [256]uint8) {
@@ -27,6 +28,9 @@ var byteClass = func() (t [256]uint8) {
 	}
 	for _, c := range []byte("-._~!$&'()*+,;=0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ") {
 		t[c] |= classRegName
+	}
+	for _, c := range []byte("\"<>`{}") {
+		t[c] |= classPathBad
 	}
 	return t
 }()
@@ -175,6 +179,22 @@ func validTarget(b []byte) bool {
 	}
 	for _, c := range b {
 		if byteClass[c]&classTarget == 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// validPath reports whether a request-target's path part (before any '?') is free of the bytes
+// outside RFC 3986's pchar that every common client percent-encodes in a path: '"', '<', '>', '`',
+// '{' and '}' (browsers: the WHATWG URL path percent-encode set; Python's requests and httpx too).
+// RFC 9112 §3.2 says a recipient of an invalid request-line SHOULD answer 400. '|', '\' and '^',
+// outside pchar too, are left alone: browsers send '|' and '^' raw. So is the query, which
+// browsers and curl send with raw '{', '}' and '"' (curl -g 'http://h/?q={"a":1}'), as uvicorn, h11
+// and nginx take them.
+func validPath(b []byte) bool {
+	for _, c := range b {
+		if byteClass[c]&classPathBad != 0 {
 			return false
 		}
 	}

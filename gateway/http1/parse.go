@@ -259,6 +259,9 @@ func parseRequestLine(line []byte, req *Request) (authority []byte, err error) {
 	if !validEscapes(target[:q]) {
 		return nil, errPercent
 	}
+	if !validPath(target[:q]) {
+		return nil, errTarget
+	}
 
 	switch {
 	case target[0] == '/':

@@ -823,3 +823,22 @@ func BenchmarkParseHeadMinimal(b *testing.B) {
 		}
 	}
 }
+
+// RFC 9112 §3: the path may not hold '"', '<', '>', '`', '{' or '}' raw (validPath); the query
+// may, and so may the path '|', '^' and '\'.
+func TestRequestTargetPathCharacters(t *testing.T) {
+	for target, ok := range map[string]bool{
+		"/a<b": false, "/a>b": false, `/a"b`: false, "/a`b": false, "/a{b": false, "/a}b": false,
+		"http://h/a<b": false, "/a|b": true, "/a^b": true, `/a\b`: true, "/?q={\"a\":1}": true,
+		"/p?x=<y>`": true, "/%7B%22%7D": true,
+	} {
+		var req Request
+		_, err := parseRequestLine([]byte("GET "+target+" HTTP/1.1"), &req)
+		if (err == nil) != ok {
+			t.Errorf("%q: %v, want ok=%v", target, err, ok)
+		}
+		if !ok && err != errTarget {
+			t.Errorf("%q: %v, want errTarget", target, err)
+		}
+	}
+}
