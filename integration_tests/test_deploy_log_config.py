@@ -39,11 +39,24 @@ def wait_for(server: Launched, text: str, timeout: float = 10.0) -> str:
 
 def exercise(server: Launched) -> str:
     """A request that logs at info and warning, and one whose app raises; returns the tag."""
-    tag = uuid.uuid4().hex[:8]
+    tag = get_tagged(server, "log")
     with httpx.Client(trust_env=False, timeout=10) as client:
-        assert client.get(f"{server.url}/log?{tag}").text == "logged"
         assert client.get(f"{server.url}/error?{tag}").status_code == 500
     return tag
+
+
+def json_config(tmp_path: Path, fmt: str, stream: str = "stderr", **placement: object) -> Path:
+    """A dictConfig file with one stream handler in format fmt; placement says where it goes (the
+    root at WARNING unless given: root=..., loggers=..., disable_existing_loggers=...)."""
+    placement = placement or {"root": {"level": "WARNING", "handlers": ["h"]}}
+    config = tmp_path / "logging.json"
+    config.write_text(json.dumps({
+        "version": 1,
+        "formatters": {"f": {"format": fmt}},
+        "handlers": {"h": {"class": "logging.StreamHandler", "formatter": "f", "stream": f"ext://sys.{stream}"}},
+        **placement,
+    }))
+    return config
 
 
 def log_lines(log: str, text: str) -> list[str]:
@@ -55,13 +68,7 @@ def test_json_dict_config_formats_the_apps_records_and_keeps_app_errors(launcher
     that format (at the gateway's warning level), its info record not at all; the app's exception is
     still logged, by the worker's own logger (created before the file was applied, which
     ``disable_existing_loggers``, true by default, would otherwise silence), with its traceback."""
-    config = tmp_path / "logging.json"
-    config.write_text(json.dumps({
-        "version": 1,
-        "formatters": {"f": {"format": "CFGJSON %(levelname)s %(name)s: %(message)s"}},
-        "handlers": {"h": {"class": "logging.StreamHandler", "formatter": "f", "stream": "ext://sys.stderr"}},
-        "root": {"level": "WARNING", "handlers": ["h"]},
-    }))
+    config = json_config(tmp_path, "CFGJSON %(levelname)s %(name)s: %(message)s")
     server = launcher.start(*APP, "--log-config", str(config))
     tag = exercise(server)
     log = wait_for(server, f"RuntimeError: failing on purpose {tag}")
@@ -149,9 +156,10 @@ def start_quiet(launcher: Launcher, *args: str) -> Launched:
 
 
 def get_tagged(server: Launched, path: str) -> str:
+    """GET path with a new tag as its query (the app puts the tag in what it logs); returns it."""
     tag = uuid.uuid4().hex[:8]
     with httpx.Client(trust_env=False, timeout=10) as client:
-        assert client.get(f"{server.url}/{path}?{tag}").status_code == 200
+        assert client.get(f"{server.url}/{path}?{tag}").text == "logged"
     return tag
 
 
@@ -159,13 +167,7 @@ def test_lines_in_the_files_format_are_not_filtered_by_the_gateways_level(launch
     """A format without a level word at --log-level warning: the app's warning (and error) records
     that the file's handler writes are forwarded, though the gateway cannot tell their level (it
     used to take them for info lines and drop them, where uvicorn prints them)."""
-    config = tmp_path / "logging.json"
-    config.write_text(json.dumps({
-        "version": 1,
-        "formatters": {"f": {"format": "plain %(message)s"}},
-        "handlers": {"h": {"class": "logging.StreamHandler", "formatter": "f", "stream": "ext://sys.stdout"}},
-        "root": {"level": "WARNING", "handlers": ["h"]},
-    }))
+    config = json_config(tmp_path, "plain %(message)s", stream="stdout")
     server = start_quiet(launcher, "--log-config", str(config), "--log-level", "warning")
     tag = get_tagged(server, "log")
     wait_for(server, f"plain app-warning-{tag}")
@@ -174,14 +176,8 @@ def test_lines_in_the_files_format_are_not_filtered_by_the_gateways_level(launch
 def test_debug_records_the_file_asks_for_are_forwarded(launcher: Launcher, tmp_path: Path) -> None:
     """The file sets the app's logger to DEBUG: its debug records reach the log at the default
     --log-level info."""
-    config = tmp_path / "logging.json"
-    config.write_text(json.dumps({
-        "version": 1,
-        "disable_existing_loggers": False,
-        "formatters": {"f": {"format": "%(levelname)s [%(name)s] %(message)s"}},
-        "handlers": {"h": {"class": "logging.StreamHandler", "formatter": "f", "stream": "ext://sys.stderr"}},
-        "loggers": {"logconfig_app": {"level": "DEBUG", "handlers": ["h"], "propagate": False}},
-    }))
+    config = json_config(tmp_path, "%(levelname)s [%(name)s] %(message)s", disable_existing_loggers=False,
+                         loggers={"logconfig_app": {"level": "DEBUG", "handlers": ["h"], "propagate": False}})
     server = launcher.start(*APP, "--log-config", str(config))
     tag = get_tagged(server, "debug")
     line = log_lines(wait_for(server, f"app-debug-{tag}"), f"app-debug-{tag}")
