@@ -53,6 +53,7 @@ type exchange struct {
 	failed           bool        // the app's response was invalid; a 500 went out instead
 	discard          bool        // the app's further output is dropped (it overran its content-length, or timed out)
 	bodyDone         bool        // the final body (or the pathsend file) is queued
+	sendingFile      bool        // the body is a pathsend file: queued (c.file) or being written by the drain goroutine
 	trailersExpected bool        // the app announced trailers: the response completes with them
 	sendTrailers     bool        // ... and they go to the client (chunked, and it sent TE: trailers)
 	trailersDropped  bool        // ... but the app's were invalid: the rest are dropped
@@ -218,8 +219,10 @@ func (ex *exchange) end(outcome uint64, message []byte) {
 			c.srv.log.Error().Uint32("stream", ex.sid).Int("worker", ex.w.id).Bytes("error", message).
 				Msg("the app did not send a response; answering 500")
 			ex.gatewayResponseLocked(500)
-		} else if fs := c.file; ex.bodyDone && fs != nil && fs.ex == ex {
-			// The pathsend file is on its way (the drain goroutine completes the response).
+		} else if ex.sendingFile {
+			// The pathsend file is on its way (the drain goroutine completes the response). (Not
+			// c.file, which the drain goroutine empties as it starts writing the file: the END
+			// that comes while it writes found the response cut.)
 		} else {
 			// The response is cut short (its body, or the trailers it announced: "the server must
 			// wait until it receives" them, www.rst): the client must see an incomplete response,
@@ -251,7 +254,7 @@ func (ex *exchange) workerLost() {
 	} else if !ex.lost && !ex.complete {
 		if !ex.started || ex.unstartLocked() {
 			ex.gatewayResponseLocked(502)
-		} else if fs := c.file; ex.bodyDone && fs != nil && fs.ex == ex {
+		} else if ex.sendingFile {
 			// The pathsend file does not need the worker.
 		} else {
 			ex.cutLocked()

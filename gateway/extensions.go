@@ -133,6 +133,7 @@ func (ex *exchange) pathsend(f *protocol.Frame) error {
 		}
 	}
 	ex.remaining = 0
+	ex.sendingFile = true
 	c.file = fs
 	ex.markDirty()
 	return nil

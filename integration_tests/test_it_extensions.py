@@ -52,6 +52,19 @@ def test_file_response_goes_through_pathsend_not_python(ext_server) -> None:
     assert sum(m["body_bytes"] for m in sent) == 0, f"file bytes went through the app: {sent}"
 
 
+def test_pathsend_file_survives_the_end_that_comes_while_it_is_written(ext_server) -> None:
+    """The worker writes a response's frames as the app sends them and END after, so END often
+    arrives while the gateway is still writing a 5 MiB file: the response must complete, not be cut
+    (the drain goroutine had taken the file, and END took the response for unfinished)."""
+    server, data = ext_server
+    want = hashlib.sha256(data).hexdigest()
+    with httpx.Client(timeout=30) as client:
+        for _ in range(20):
+            response = client.get(f"{server.url}/file")
+            assert response.status_code == 200
+            assert hashlib.sha256(response.content).hexdigest() == want
+
+
 def test_early_hint_comes_before_the_response(ext_server) -> None:
     server, _ = ext_server
     with server.raw() as conn:
