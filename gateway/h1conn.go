@@ -22,10 +22,11 @@ import (
 )
 
 const (
-	readBufStart = 4 << 10 // an idle connection holds this much
-	// readBufBody: grown to this while a request body streams. 64 KiB of body and a head of up to
-	// 16 KiB fit in one read, so a 64 KiB body (a common size: clients' buffers) reaches the app as
-	// one piece rather than a large one and a tail of a few hundred bytes.
+	readBufStart = 4 << 10 // an idle connection without a raw socket (TLS) holds this much
+	// readBufBody: grown to this while a request body streams, and the size of the pooled read
+	// buffers (readBufs). 64 KiB of body and a head of up to 16 KiB fit in one read, so a 64 KiB body
+	// (a common size: clients' buffers) reaches the app as one piece rather than a large one and a
+	// tail of a few hundred bytes.
 	readBufBody  = 80 << 10
 	writeChunk   = 64 << 10 // a slow client's writes go in pieces of this, each with its own deadline
 	writeTimeout = 60 * time.Second
@@ -51,9 +52,14 @@ type h1conn struct {
 	trustedPeer bool          // the peer is in --forwarded-allow-ips: proxy headers apply
 	proxyClient protocol.Addr // the client a proxy header named, for the current request
 
-	// Read side: the serve goroutine only.
+	// Read side: the serve goroutine only. On a raw socket, rbuf is nil while nothing is buffered
+	// and the client has sent nothing more: the connection waits without a buffer (readIn).
 	rbuf       []byte
+	rbufBox    *[]byte // rbuf came from readBufs (its box goes back with it); nil otherwise
 	rpos, rend int
+	rn         int   // readFd's outcome: bytes read,
+	rerr       error // ... or the error
+	rawRead    func(fd uintptr) bool
 	req        http1.Request
 	hr         protocol.HTTPRequest
 	wsc        protocol.WSConnect
@@ -111,12 +117,16 @@ type h1conn struct {
 }
 
 func newH1Conn(srv *Server, nc net.Conn, scheme string) *h1conn {
-	c := &h1conn{srv: srv, nc: nc, scheme: scheme, wake: make(chan struct{}, 1), rbuf: make([]byte, readBufStart)}
+	c := &h1conn{srv: srv, nc: nc, scheme: scheme, wake: make(chan struct{}, 1)}
 	if sc, ok := nc.(syscall.Conn); ok {
 		if rc, err := sc.SyscallConn(); err == nil {
 			c.rc = rc
 			c.rawWrite = c.writeFd
+			c.rawRead = c.readFd
 		}
+	}
+	if c.rc == nil {
+		c.rbuf = make([]byte, readBufStart)
 	}
 	c.client, c.server = addrsOf(nc)
 	c.trustedPeer = srv.cfg.ProxyHeaders && srv.trusted.trustsPeer(nc)
@@ -244,7 +254,7 @@ func (c *h1conn) fill(max int) bool {
 		c.rend = copy(c.rbuf, c.rbuf[c.rpos:c.rend])
 		c.rpos = 0
 	}
-	if c.rend == len(c.rbuf) {
+	if c.rbuf != nil && c.rend == len(c.rbuf) {
 		size := 2 * len(c.rbuf)
 		if size > max {
 			size = max
@@ -255,10 +265,10 @@ func (c *h1conn) fill(max int) bool {
 		}
 		nb := make([]byte, size)
 		copy(nb, c.rbuf[:c.rend])
-		c.rbuf = nb
+		c.setReadBuf(nb)
 	}
 	for {
-		n, err := c.nc.Read(c.rbuf[c.rend:])
+		n, err := c.readIn()
 		if n > 0 {
 			c.rend += n
 			return true
@@ -272,6 +282,97 @@ func (c *h1conn) fill(max int) bool {
 		c.readEOF = err == io.EOF
 		return false
 	}
+}
+
+// readBufs holds the read buffers (readBufBody bytes) of raw-socket connections that have nothing
+// buffered: such a connection waits for its client without one, and takes one when the client has
+// sent something. Idle connections then cost no buffer, and a busy server reads into the few most
+// recently used buffers (last in, first out), still in the CPU's cache, rather than one per
+// connection. It keeps at most readBufsKept spare buffers.
+var readBufs bufStack
+
+const readBufsKept = 128
+
+type bufStack struct {
+	mu   sync.Mutex
+	free []*[]byte
+}
+
+func (s *bufStack) get() *[]byte {
+	s.mu.Lock()
+	if n := len(s.free); n > 0 {
+		b := s.free[n-1]
+		s.free = s.free[:n-1]
+		s.mu.Unlock()
+		return b
+	}
+	s.mu.Unlock()
+	b := make([]byte, readBufBody)
+	return &b
+}
+
+func (s *bufStack) put(b *[]byte) {
+	s.mu.Lock()
+	if len(s.free) < readBufsKept {
+		s.free = append(s.free, b)
+	}
+	s.mu.Unlock()
+}
+
+// readIn reads from the client into rbuf[rend:]. With nothing buffered on a raw socket it reads
+// with readFd, which gives the buffer back while the socket has nothing to read.
+func (c *h1conn) readIn() (int, error) {
+	if c.rc == nil || c.rend != 0 || (c.rbuf != nil && c.rbufBox == nil) {
+		return c.nc.Read(c.rbuf[c.rend:])
+	}
+	c.rn, c.rerr = 0, nil
+	if err := c.rc.Read(c.rawRead); err != nil {
+		return 0, err
+	}
+	return c.rn, c.rerr
+}
+
+// readFd is readIn's non-blocking read into a pooled buffer; false (the socket has nothing to
+// read) makes the runtime wait until it has, the buffer back in the pool meanwhile.
+func (c *h1conn) readFd(fd uintptr) bool {
+	if c.rbuf == nil {
+		box := readBufs.get()
+		c.rbuf, c.rbufBox = *box, box
+	}
+	for {
+		n, err := syscall.Read(int(fd), c.rbuf)
+		switch {
+		case err == syscall.EINTR:
+			continue
+		case err == syscall.EAGAIN:
+			c.releaseReadBuf()
+			return false
+		case err != nil:
+			c.rerr = os.NewSyscallError("read", err)
+		case n == 0:
+			c.rerr = io.EOF
+		default:
+			c.rn = n
+		}
+		return true
+	}
+}
+
+// releaseReadBuf gives a pooled rbuf, holding nothing, back to readBufs.
+func (c *h1conn) releaseReadBuf() {
+	if box := c.rbufBox; box != nil {
+		c.rbuf, c.rbufBox = nil, nil
+		readBufs.put(box)
+	}
+}
+
+// setReadBuf replaces rbuf by a grown one (allocated, never pooled).
+func (c *h1conn) setReadBuf(nb []byte) {
+	if box := c.rbufBox; box != nil {
+		c.rbufBox = nil
+		readBufs.put(box)
+	}
+	c.rbuf = nb
 }
 
 // deadlineStale reports whether the read deadline that just passed is not a reason to close: it
@@ -414,7 +515,10 @@ func (c *h1conn) watchWhile(waiting func() bool) error {
 		c.mu.Lock()
 		wait := waiting() && !c.closed
 		c.mu.Unlock()
-		if !wait || c.rend == len(c.rbuf) {
+		if c.rpos == c.rend {
+			c.rpos, c.rend = 0, 0 // (nothing buffered: on a raw socket, readIn waits without a buffer)
+		}
+		if !wait || c.rbuf != nil && c.rend == len(c.rbuf) {
 			c.endWatch(false)
 			c.mu.Lock()
 			for waiting() && !c.closed {
@@ -425,7 +529,7 @@ func (c *h1conn) watchWhile(waiting func() bool) error {
 			c.mu.Unlock()
 			return nil
 		}
-		n, err := c.nc.Read(c.rbuf[c.rend:])
+		n, err := c.readIn()
 		c.rend += n
 		fired := errors.Is(err, os.ErrDeadlineExceeded)
 		c.endWatch(fired)
@@ -766,11 +870,11 @@ func (c *h1conn) awaitCreditOrEnd(ex *exchange) bool {
 }
 
 func (c *h1conn) growForBody() {
-	if len(c.rbuf) < readBufBody {
+	if c.rbuf != nil && len(c.rbuf) < readBufBody { // (nil: readIn takes a pooled one, of that size)
 		nb := make([]byte, readBufBody)
 		c.rend = copy(nb, c.rbuf[c.rpos:c.rend])
 		c.rpos = 0
-		c.rbuf = nb
+		c.setReadBuf(nb)
 	}
 }
 
@@ -901,6 +1005,8 @@ func (c *h1conn) finish() {
 		c.closing = true // the writer closes once the response is out
 	}
 	c.mu.Unlock()
+	c.rpos, c.rend = 0, 0
+	c.releaseReadBuf() // (nothing reads rbuf after serve)
 	c.srv.untrack(c)
 }
 

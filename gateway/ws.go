@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"errors"
 	"time"
 
@@ -61,6 +62,9 @@ func (c *h1conn) dispatchWebSocket(ex *exchange) bool {
 		c.mu.Unlock()
 		return false
 	}
+	// The key aliases the request head in rbuf, which the connection gives back to the pool of read
+	// buffers while it waits for the app's accept (readIn): the 101 needs a copy.
+	offer.Key = bytes.Clone(offer.Key)
 	ws := &wsState{offer: offer}
 	ws.dec.MaxMessage = int64(cfg.WSMaxSize)
 	ex.ws = ws

@@ -290,6 +290,32 @@ def test_handshake_101_with_accept_key(ws_server: GatewayServer) -> None:
 
 
 
+def test_accept_key_survives_other_connections_meanwhile(ws_server: GatewayServer) -> None:
+    """The 101's Sec-WebSocket-Accept comes from the request's key even when the app accepts late and
+    other connections have sent their requests meanwhile (the gateway reads them into the read
+    buffers that idle connections give back: none may still hold the waiting request's key)."""
+    slow = []
+    for _ in range(4):
+        conn = ws_server.raw()
+        request, key = upgrade_request("/accept?delay=0.5")
+        conn.send(request)
+        slow.append((conn, key))
+    try:
+        time.sleep(0.2)  # (the slow handshakes have reached the app, which waits)
+        for _ in range(8):  # other clients, whose heads the gateway reads meanwhile
+            conn, _ = raw_open(ws_server, "/accept")
+            assert read_data_frame(conn).payload == b"accepted"
+            conn.close()
+        for conn, key in slow:
+            response = conn.read_head()
+            assert response.status == 101
+            assert response.header("sec-websocket-accept") == expected_accept(key or "")
+            assert read_data_frame(conn).payload == b"accepted"
+    finally:
+        for conn, _ in slow:
+            conn.close()
+
+
 def test_handshake_tokens_are_case_insensitive_lists(ws_server: GatewayServer) -> None:
     # RFC 6455 section 4.2.1: Upgrade "includes" websocket and Connection "includes" Upgrade, both
     # case-insensitively (browsers send "Connection: keep-alive, Upgrade").

@@ -127,8 +127,11 @@ async def ws_scope(scope: Scope, receive: Receive, send: Send) -> None:
 
 
 async def ws_accept(scope: Scope, receive: Receive, send: Send) -> None:
-    """Accepts with ?subprotocol= (when given) and ?headers=1 extra headers; sends "accepted"; waits."""
+    """Accepts with ?subprotocol= (when given) and ?headers=1 extra headers, after ?delay= seconds;
+    sends "accepted"; waits."""
     params = query(scope)
+    if "delay" in params:
+        await asyncio.sleep(float(params["delay"]))
     message: Message = {"type": "websocket.accept"}
     if "subprotocol" in params:
         message["subprotocol"] = params["subprotocol"]
