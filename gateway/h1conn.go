@@ -515,9 +515,6 @@ func (c *h1conn) watchWhile(waiting func() bool) error {
 		c.mu.Lock()
 		wait := waiting() && !c.closed
 		c.mu.Unlock()
-		if c.rpos == c.rend {
-			c.rpos, c.rend = 0, 0 // (nothing buffered: on a raw socket, readIn waits without a buffer)
-		}
 		if !wait || c.rbuf != nil && c.rend == len(c.rbuf) {
 			c.endWatch(false)
 			c.mu.Lock()

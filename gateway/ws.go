@@ -119,7 +119,12 @@ func (c *h1conn) dispatchWebSocket(ex *exchange) bool {
 
 	// The handshake is answered by the app: accept, close (403), its own response, or nothing (500).
 	// A client that leaves meanwhile is noticed, and the app told (websocket.disconnect, 1006):
-	// its receive() may be waiting for just that while it decides.
+	// its receive() may be waiting for just that while it decides. Nothing reads the request head
+	// after this (the key was copied): with nothing else buffered, the connection waits without its
+	// read buffer (readIn).
+	if c.rpos == c.rend {
+		c.rpos, c.rend = 0, 0
+	}
 	if err := c.watchWhile(func() bool { return !ex.started && !ex.lost }); err != nil {
 		c.clientGone()
 		return false

@@ -49,6 +49,31 @@ def test_pipelined_requests_are_answered_in_order(server: GatewayServer) -> None
     assert json.loads(third.body)["scope"]["path"] == "/pipe/3"
 
 
+def test_pipelined_request_waiting_behind_a_slow_one_keeps_its_own_head(server: GatewayServer) -> None:
+    # The second request's head is parsed while the first runs; whatever arrives meanwhile, on this
+    # connection or on others, must not change it (the gateway reads other clients into the read
+    # buffers that waiting connections give back).
+    with server.raw() as conn, server.raw() as other:
+        conn.send(
+            b"GET /_/slow?seconds=0.6 HTTP/1.1\r\nHost: test.local\r\n\r\n"
+            b"GET /pipe/alice?who=alice HTTP/1.1\r\nHost: test.local\r\nX-User: alice\r\n\r\n"
+        )
+        time.sleep(0.2)  # (the first request is in the app; the second's head waits, parsed)
+        other.send(
+            b"GET /pipe/bob?who=bob HTTP/1.1\r\nHost: test.local\r\nX-User: bob\r\nX-Pad: "
+            + b"b" * 300
+            + b"\r\n\r\n"
+        )
+        assert json.loads(other.read_response().body)["scope"]["path"] == "/pipe/bob"
+        conn.send(b"GET /pipe/third HTTP/1.1\r\nHost: test.local\r\nX-Pad: " + b"3" * 300 + b"\r\n\r\n")
+        assert conn.read_response().status == 200
+        second = json.loads(conn.read_response().body)["scope"]
+        third = json.loads(conn.read_response().body)["scope"]
+    assert (second["path"], second["query_string"]) == ("/pipe/alice", "who=alice")
+    assert ["x-user", "alice"] in second["headers"]
+    assert third["path"] == "/pipe/third"
+
+
 def test_connection_close_closes_after_the_response(server: GatewayServer) -> None:
     with server.raw() as conn:
         response = conn.request("GET", "/closing", headers=[("Connection", "close")])
