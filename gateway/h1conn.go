@@ -57,8 +57,12 @@ type h1conn struct {
 	rbuf       []byte
 	rbufBox    *[]byte // rbuf came from readBufs (its box goes back with it); nil otherwise
 	rpos, rend int
-	rn         int   // readFd's outcome: bytes read,
-	rerr       error // ... or the error
+	headAt     int    // where the last parsed head starts in rbuf (c.req aliases it)
+	park       []byte // readFd keeps a few unprocessed bytes here while the client is silent
+	parked     bool   // rbuf is park (only while readIn waits, or after it failed)
+	mayMove    bool   // readIn's caller lets readFd move the unprocessed bytes (park)
+	rn         int    // readFd's outcome: bytes read,
+	rerr       error  // ... or the error
 	rawRead    func(fd uintptr) bool
 	req        http1.Request
 	hr         protocol.HTTPRequest
@@ -183,6 +187,7 @@ func (c *h1conn) readHead() bool {
 		scanned = c.rend - c.rpos
 		n, err := http1.ParseHead(c.rbuf[c.rpos:c.rend], &c.req, &c.srv.cfg.Limits)
 		if err == nil {
+			c.headAt = c.rpos
 			c.rpos += n
 			upperASCII(c.req.Method) // (in rbuf, which this goroutine owns)
 			return true
@@ -268,7 +273,7 @@ func (c *h1conn) fill(max int) bool {
 		c.setReadBuf(nb)
 	}
 	for {
-		n, err := c.readIn()
+		n, err := c.readIn(true)
 		if n > 0 {
 			c.rend += n
 			return true
@@ -296,10 +301,12 @@ const readBufsKept = 128
 type bufStack struct {
 	mu   sync.Mutex
 	free []*[]byte
+	out  int // buffers handed out and not put back
 }
 
 func (s *bufStack) get() *[]byte {
 	s.mu.Lock()
+	s.out++
 	if n := len(s.free); n > 0 {
 		b := s.free[n-1]
 		s.free = s.free[:n-1]
@@ -311,21 +318,37 @@ func (s *bufStack) get() *[]byte {
 	return &b
 }
 
+// inUse is how many buffers connections hold now (or dropped with their connection: finish puts
+// them back).
+func (s *bufStack) inUse() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.out
+}
+
 func (s *bufStack) put(b *[]byte) {
 	s.mu.Lock()
+	s.out--
 	if len(s.free) < readBufsKept {
 		s.free = append(s.free, b)
 	}
 	s.mu.Unlock()
 }
 
-// readIn reads from the client into rbuf[rend:]. With nothing buffered on a raw socket it reads
-// with readFd, which gives the buffer back while the socket has nothing to read.
-func (c *h1conn) readIn() (int, error) {
-	if c.rc == nil || c.rend != 0 || (c.rbuf != nil && c.rbufBox == nil) {
+// parkMax: readFd parks at most this many unprocessed bytes (an incomplete head, chunk line or
+// WebSocket frame) in a buffer of the connection's own while the client is silent; with more, the
+// connection keeps its pooled buffer.
+const parkMax = 32 << 10
+
+// readIn reads from the client into rbuf[rend:]. On a raw socket, with nothing buffered or in a
+// pooled buffer, it reads with readFd, which gives the buffer back while the socket has nothing to
+// read; move (the caller holds no slice of rbuf) lets it also park up to parkMax unprocessed bytes
+// meanwhile, moved to the start of a buffer of the connection's own (rpos then changes).
+func (c *h1conn) readIn(move bool) (int, error) {
+	if c.rc == nil || c.rbuf != nil && c.rbufBox == nil && !c.parked {
 		return c.nc.Read(c.rbuf[c.rend:])
 	}
-	c.rn, c.rerr = 0, nil
+	c.rn, c.rerr, c.mayMove = 0, nil, move
 	if err := c.rc.Read(c.rawRead); err != nil {
 		return 0, err
 	}
@@ -333,19 +356,39 @@ func (c *h1conn) readIn() (int, error) {
 }
 
 // readFd is readIn's non-blocking read into a pooled buffer; false (the socket has nothing to
-// read) makes the runtime wait until it has, the buffer back in the pool meanwhile.
+// read) makes the runtime wait until it has, the buffer back in the pool meanwhile when it holds
+// nothing, or parked bytes in it (see readIn).
 func (c *h1conn) readFd(fd uintptr) bool {
-	if c.rbuf == nil {
+	if c.rbuf == nil || c.parked {
 		box := readBufs.get()
-		c.rbuf, c.rbufBox = *box, box
+		live := copy(*box, c.rbuf[c.rpos:c.rend])
+		c.rbuf, c.rbufBox, c.parked = *box, box, false
+		c.rpos, c.rend = 0, live
 	}
 	for {
-		n, err := syscall.Read(int(fd), c.rbuf)
+		n, err := syscall.Read(int(fd), c.rbuf[c.rend:])
 		switch {
 		case err == syscall.EINTR:
 			continue
 		case err == syscall.EAGAIN:
-			c.releaseReadBuf()
+			switch live := c.rend - c.rpos; {
+			case c.rend == 0:
+				c.releaseReadBuf()
+			case !c.mayMove:
+				// The bytes before rpos may still be in use (a parsed head): the buffer stays.
+			case live == 0:
+				c.rpos, c.rend = 0, 0
+				c.releaseReadBuf()
+			case live <= parkMax:
+				if cap(c.park) < live {
+					c.park = make([]byte, max(readBufStart, (live+readBufStart-1)/readBufStart*readBufStart))
+				}
+				c.park = c.park[:cap(c.park)]
+				copy(c.park, c.rbuf[c.rpos:c.rend])
+				c.releaseReadBuf()
+				c.rbuf, c.parked = c.park, true
+				c.rpos, c.rend = 0, live
+			}
 			return false
 		case err != nil:
 			c.rerr = os.NewSyscallError("read", err)
@@ -358,7 +401,7 @@ func (c *h1conn) readFd(fd uintptr) bool {
 	}
 }
 
-// releaseReadBuf gives a pooled rbuf, holding nothing, back to readBufs.
+// releaseReadBuf gives a pooled rbuf, whose bytes nothing needs any more, back to readBufs.
 func (c *h1conn) releaseReadBuf() {
 	if box := c.rbufBox; box != nil {
 		c.rbuf, c.rbufBox = nil, nil
@@ -372,7 +415,7 @@ func (c *h1conn) setReadBuf(nb []byte) {
 		c.rbufBox = nil
 		readBufs.put(box)
 	}
-	c.rbuf = nb
+	c.rbuf, c.parked = nb, false
 }
 
 // deadlineStale reports whether the read deadline that just passed is not a reason to close: it
@@ -478,6 +521,7 @@ func (c *h1conn) waitPipelined() bool {
 		return ok
 	}
 	c.mu.Unlock()
+	c.unpoolHead()
 	switch err := c.watchWhile(func() bool { return c.busyLocked() && !c.closing }); {
 	case err == nil:
 		return c.waitIdle()
@@ -498,6 +542,26 @@ func (c *h1conn) waitPipelined() bool {
 		c.clientGone()
 		return false
 	}
+}
+
+// unpoolHead: the parsed head in a pooled buffer waits behind a response that may take long. It
+// moves, with the bytes after it, to a buffer of the connection's own (with room to read more),
+// where it is parsed again (c.req aliases it), and the pooled buffer goes back: a connection that
+// pipelines behind a slow request holds what it sent, not a pooled buffer.
+func (c *h1conn) unpoolHead() {
+	if c.rbufBox == nil {
+		return
+	}
+	headLen := c.rpos - c.headAt
+	nb := make([]byte, c.rend-c.headAt+readBufStart)
+	n := copy(nb, c.rbuf[c.headAt:c.rend])
+	var req http1.Request
+	if m, err := http1.ParseHead(nb[:headLen], &req, &c.srv.cfg.Limits); err != nil || m != headLen {
+		return // (cannot happen: the same bytes parsed before; the head then stays where it is)
+	}
+	c.releaseReadBuf()
+	c.req = req
+	c.rbuf, c.rpos, c.rend, c.headAt = nb, headLen, n, 0
 }
 
 // watchWhile waits while waiting() holds (checked under c.mu; wakeUp wakes it), reading the
@@ -526,7 +590,7 @@ func (c *h1conn) watchWhile(waiting func() bool) error {
 			c.mu.Unlock()
 			return nil
 		}
-		n, err := c.readIn()
+		n, err := c.readIn(false) // (a parsed head may be in rbuf: nothing moves)
 		c.rend += n
 		fired := errors.Is(err, os.ErrDeadlineExceeded)
 		c.endWatch(fired)
@@ -1002,7 +1066,7 @@ func (c *h1conn) finish() {
 		c.closing = true // the writer closes once the response is out
 	}
 	c.mu.Unlock()
-	c.rpos, c.rend = 0, 0
+	c.rpos, c.rend, c.parked = 0, 0, false
 	c.releaseReadBuf() // (nothing reads rbuf after serve)
 	c.srv.untrack(c)
 }
