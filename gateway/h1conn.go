@@ -255,6 +255,9 @@ func (c *h1conn) headDeadline() {
 func (c *h1conn) fill(max int) bool {
 	if c.rpos == c.rend {
 		c.rpos, c.rend = 0, 0
+		if c.rc != nil && c.rbufBox == nil && len(c.rbuf) <= readBufBody {
+			c.rbuf, c.parked = nil, false // (a buffer of its own, empty: back to the pooled ones)
+		}
 	} else if c.rpos > 0 && c.rend == len(c.rbuf) {
 		c.rend = copy(c.rbuf, c.rbuf[c.rpos:c.rend])
 		c.rpos = 0
@@ -318,8 +321,7 @@ func (s *bufStack) get() *[]byte {
 	return &b
 }
 
-// inUse is how many buffers connections hold now (or dropped with their connection: finish puts
-// them back).
+// inUse is how many pooled buffers connections hold now.
 func (s *bufStack) inUse() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
