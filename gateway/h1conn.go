@@ -55,7 +55,7 @@ type h1conn struct {
 	// Read side: the serve goroutine only. On a raw socket, rbuf is nil while nothing is buffered
 	// and the client has sent nothing more: the connection waits without a buffer (readIn).
 	rbuf       []byte
-	rbufBox    *[]byte // rbuf came from readBufs (its box goes back with it); nil otherwise
+	rbufPooled bool // rbuf came from readBufs (and goes back to it)
 	rpos, rend int
 	headAt     int    // where the last parsed head starts in rbuf (c.req aliases it)
 	park       []byte // readFd keeps a few unprocessed bytes here while the client is silent
@@ -255,7 +255,7 @@ func (c *h1conn) headDeadline() {
 func (c *h1conn) fill(max int) bool {
 	if c.rpos == c.rend {
 		c.rpos, c.rend = 0, 0
-		if c.rc != nil && c.rbufBox == nil && len(c.rbuf) <= readBufBody {
+		if c.rc != nil && !c.rbufPooled && len(c.rbuf) <= readBufBody {
 			c.rbuf, c.parked = nil, false // (a buffer of its own, empty: back to the pooled ones)
 		}
 	} else if c.rpos > 0 && c.rend == len(c.rbuf) {
@@ -303,11 +303,11 @@ const readBufsKept = 128
 
 type bufStack struct {
 	mu   sync.Mutex
-	free []*[]byte
+	free [][]byte
 	out  int // buffers handed out and not put back
 }
 
-func (s *bufStack) get() *[]byte {
+func (s *bufStack) get() []byte {
 	s.mu.Lock()
 	s.out++
 	if n := len(s.free); n > 0 {
@@ -317,8 +317,7 @@ func (s *bufStack) get() *[]byte {
 		return b
 	}
 	s.mu.Unlock()
-	b := make([]byte, readBufBody)
-	return &b
+	return make([]byte, readBufBody)
 }
 
 // inUse is how many pooled buffers connections hold now.
@@ -328,7 +327,7 @@ func (s *bufStack) inUse() int {
 	return s.out
 }
 
-func (s *bufStack) put(b *[]byte) {
+func (s *bufStack) put(b []byte) {
 	s.mu.Lock()
 	s.out--
 	if len(s.free) < readBufsKept {
@@ -347,7 +346,7 @@ const parkMax = 32 << 10
 // read; move (the caller holds no slice of rbuf) lets it also park up to parkMax unprocessed bytes
 // meanwhile, moved to the start of a buffer of the connection's own (rpos then changes).
 func (c *h1conn) readIn(move bool) (int, error) {
-	if c.rc == nil || c.rbuf != nil && c.rbufBox == nil && !c.parked {
+	if c.rc == nil || c.rbuf != nil && !c.rbufPooled && !c.parked {
 		return c.nc.Read(c.rbuf[c.rend:])
 	}
 	c.rn, c.rerr, c.mayMove = 0, nil, move
@@ -362,9 +361,9 @@ func (c *h1conn) readIn(move bool) (int, error) {
 // nothing, or parked bytes in it (see readIn).
 func (c *h1conn) readFd(fd uintptr) bool {
 	if c.rbuf == nil || c.parked {
-		box := readBufs.get()
-		live := copy(*box, c.rbuf[c.rpos:c.rend])
-		c.rbuf, c.rbufBox, c.parked = *box, box, false
+		buf := readBufs.get()
+		live := copy(buf, c.rbuf[c.rpos:c.rend])
+		c.rbuf, c.rbufPooled, c.parked = buf, true, false
 		c.rpos, c.rend = 0, live
 	}
 	for {
@@ -405,18 +404,15 @@ func (c *h1conn) readFd(fd uintptr) bool {
 
 // releaseReadBuf gives a pooled rbuf, whose bytes nothing needs any more, back to readBufs.
 func (c *h1conn) releaseReadBuf() {
-	if box := c.rbufBox; box != nil {
-		c.rbuf, c.rbufBox = nil, nil
-		readBufs.put(box)
+	if c.rbufPooled {
+		readBufs.put(c.rbuf)
+		c.rbuf, c.rbufPooled = nil, false
 	}
 }
 
 // setReadBuf replaces rbuf by a grown one (allocated, never pooled).
 func (c *h1conn) setReadBuf(nb []byte) {
-	if box := c.rbufBox; box != nil {
-		c.rbufBox = nil
-		readBufs.put(box)
-	}
+	c.releaseReadBuf()
 	c.rbuf, c.parked = nb, false
 }
 
@@ -551,7 +547,7 @@ func (c *h1conn) waitPipelined() bool {
 // where it is parsed again (c.req aliases it), and the pooled buffer goes back: a connection that
 // pipelines behind a slow request holds what it sent, not a pooled buffer.
 func (c *h1conn) unpoolHead() {
-	if c.rbufBox == nil {
+	if !c.rbufPooled {
 		return
 	}
 	headLen := c.rpos - c.headAt

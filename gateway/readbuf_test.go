@@ -56,3 +56,34 @@ func TestWaitingConnectionsHoldNoPooledBuffer(t *testing.T) {
 		}
 	}
 }
+
+// A connection whose buffer of its own (here: as unpoolHead leaves it) has been processed to the
+// end reads its next bytes into a pooled buffer again.
+func TestEmptiedOwnBufferGoesBackToThePool(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	client, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	nc, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	c := newH1Conn(&Server{}, nc, "http")
+	c.rbuf, c.rpos, c.rend = make([]byte, 2*readBufStart), 100, 100
+	io.WriteString(client, "GET / HTTP/1.1\r\n")
+	if !c.fill(readBufBody) {
+		t.Fatal("fill failed")
+	}
+	if !c.rbufPooled || string(c.rbuf[c.rpos:c.rend]) != "GET / HTTP/1.1\r\n" {
+		t.Fatalf("pooled %v, buffered %q", c.rbufPooled, c.rbuf[c.rpos:c.rend])
+	}
+	c.rpos, c.rend = 0, 0
+	c.releaseReadBuf()
+}
