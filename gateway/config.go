@@ -29,21 +29,24 @@ type Config struct {
 	ProxyHeaders      bool   // honour X-Forwarded-* / Forwarded from ForwardedAllowIPs
 	ForwardedAllowIPs string // comma-separated IPs, CIDRs, literals or "*"
 
-	AccessLog        bool
-	AccessFormat     *AccessFormat // nil: the structured access-log line
-	ServerHeader     bool
-	DateHeader       bool
-	Limits           http1.Limits
-	KeepAlive        time.Duration // idle time allowed between requests (0: one request per connection)
-	BodyReadTimeout  time.Duration // longest wait for the next bytes of a request body the app wants
-	HeadTimeout      time.Duration // a started request head must be complete within this
-	RequestTimeout   time.Duration // answer 504 and cancel the app when a response takes longer (0: never)
-	MaxBodySize      int64         // larger request bodies get 413 (0: no limit)
-	FD               int           // listen on this inherited file descriptor (-1: no)
-	Backlog          int           // listen backlog
-	WorkerEnv        []string      // KEY=VALUE pairs added to the workers' environment (--env-file)
-	ExtraHeaders     [][2]string   // default response headers (--header NAME:VALUE)
-	GracefulTimeout  time.Duration // how long shutdown waits for in-flight requests
+	AccessLog       bool
+	AccessFormat    *AccessFormat // nil: the structured access-log line
+	ServerHeader    bool
+	DateHeader      bool
+	Limits          http1.Limits
+	KeepAlive       time.Duration // idle time allowed between requests (0: one request per connection)
+	BodyReadTimeout time.Duration // longest wait for the next bytes of a request body the app wants
+	HeadTimeout     time.Duration // a started request head must be complete within this
+	RequestTimeout  time.Duration // answer 504 and cancel the app when a response takes longer (0: never)
+	MaxBodySize     int64         // larger request bodies get 413 (0: no limit)
+	FD              int           // listen on this inherited file descriptor (-1: no)
+	Backlog         int           // listen backlog
+	WorkerEnv       []string      // KEY=VALUE pairs added to the workers' environment (--env-file)
+	ExtraHeaders    [][2]string   // default response headers (--header NAME:VALUE)
+	GracefulTimeout time.Duration // how long shutdown waits for in-flight requests
+	// LifespanTimeout: how long a stopping worker's lifespan shutdown may run, after its requests'
+	// grace, before the worker is killed (0: no limit)
+	LifespanTimeout  time.Duration
 	StartupTimeout   time.Duration // how long a worker may take to import the app and say hello
 	HealthTimeout    time.Duration // a worker not answering a PING within this is killed (0: no checks)
 	AcquireTimeout   time.Duration // how long a request waits for a ready worker before 503
@@ -86,6 +89,7 @@ func DefaultConfig() Config {
 		FD:                  -1,
 		Backlog:             2048,
 		GracefulTimeout:     30 * time.Second,
+		LifespanTimeout:     60 * time.Second,
 		StartupTimeout:      60 * time.Second,
 		HealthTimeout:       5 * time.Second,
 		AcquireTimeout:      5 * time.Second,

@@ -345,25 +345,30 @@ wait:
 
 // shutdown asks a worker to stop within grace (SHUTDOWN frame; SIGTERM when the connection is gone):
 // its requests get grace, then its lifespan shutdown runs. lifespan.rst: "A server must wait for
-// this message before terminating"; uvicorn waits without bound. Here the lifespan shutdown gets
-// --timeout-graceful-shutdown of its own (at least 5 s), also when a worker is replaced (grace 0),
-// and a worker that has not exited by then is killed, logged.
+// this message before terminating"; uvicorn waits without bound, hypercorn 60 s. Here the lifespan
+// shutdown gets --timeout-lifespan-shutdown (60 s; 0: no bound) after the grace, also when a
+// worker is replaced (grace 0), and a worker that has not exited by then is killed, logged.
 func (p *Pool) shutdown(pr *proc, grace time.Duration) {
 	if pr.conn.err() == nil {
 		pr.conn.sendShutdown(grace)
 	} else if pr.cmd.Process != nil {
 		pr.cmd.Process.Signal(syscall.SIGTERM)
 	}
-	lifespan := max(p.cfg.GracefulTimeout, 5*time.Second)
+	var bound <-chan time.Time // (nil: no bound)
+	if lifespan := p.cfg.LifespanTimeout; lifespan > 0 {
+		t := time.NewTimer(grace + lifespan)
+		defer t.Stop()
+		bound = t.C
+	}
 	select {
 	case <-pr.exited:
-	case <-time.After(grace + lifespan):
+	case <-bound:
 		pid := 0
 		if pr.cmd.Process != nil {
 			pid = pr.cmd.Process.Pid
 		}
-		p.log.Warn().Int("pid", pid).Dur("waited", grace+lifespan).
-			Msg("a worker did not exit: its lifespan shutdown (or a task that ignores cancellation) ran past --timeout-graceful-shutdown; killed")
+		p.log.Warn().Int("pid", pid).Dur("waited", grace+p.cfg.LifespanTimeout).
+			Msg("a worker did not exit: its lifespan shutdown (or a task that ignores cancellation) ran past --timeout-lifespan-shutdown; killed")
 		pr.kill()
 		<-pr.exited
 	}

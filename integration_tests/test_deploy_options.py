@@ -663,6 +663,23 @@ def test_lifespan_bad_value(launcher: Launcher) -> None:
     assert "sometimes" in result.stderr
 
 
+BAD_NUMBERS = [
+    ("--timeout-keep-alive", "-1"), ("--timeout-graceful-shutdown", "nan"), ("--timeout-lifespan-shutdown", "-3"),
+    ("--timeout-request", "inf"), ("--ws-ping-interval", "-0.5"), ("--backlog", "-5"), ("--limit-concurrency", "-1"),
+    ("--limit-request-body", "-1"), ("--ws-max-size", "0"), ("--h11-max-incomplete-event-size", "0"), ("--fd", "-2"),
+]
+
+
+@pytest.mark.parametrize("flag, value", BAD_NUMBERS, ids=[f"{f}={v}" for f, v in BAD_NUMBERS])
+def test_a_number_out_of_range_is_refused_before_anything_starts(launcher: Launcher, flag: str, value: str) -> None:
+    # A negative timeout or size (or NaN) would otherwise mean something odd (no timeout, no
+    # limit); it is a usage error (exit 2) that names the option, and no worker starts.
+    result = launcher.run(*APP, "--port", "0", flag, value)
+    assert result.returncode == 2, result.stderr
+    assert f"{flag} " in result.stderr and "expected" in result.stderr, result.stderr
+    assert "worker" not in result.stderr.lower(), result.stderr
+
+
 def test_root_path(launcher: Launcher) -> None:
     server = launcher.start(*APP, "--port", "0", "--root-path", "/api/v1")
     scope = get(f"{server.url}/items/1?x=2").json()["scope"]

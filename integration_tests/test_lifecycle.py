@@ -440,6 +440,20 @@ def test_a_replaced_workers_lifespan_shutdown_is_not_cut_short(servers: Any, tmp
     assert "killed" not in server.stderr(), server.stderr()
 
 
+def test_a_lifespan_shutdown_longer_than_the_grace_finishes_at_sigterm(servers: Any, tmp_path: Path) -> None:
+    """lifespan.rst: "A server must wait for this message before terminating." The requests' grace
+    (--timeout-graceful-shutdown 1) does not bound the app's cleanup (7 s): it has
+    --timeout-lifespan-shutdown, 60 s by default (it used to get the grace again, at least 5 s:
+    killed after 6 s here)."""
+    log = tmp_path / "lifespan.log"
+    server = servers.start("lifespan_app:cleanup_app", env=lifespan_env(log),
+                           extra_args=["--timeout-graceful-shutdown", "1"])
+    (old,) = children(server.process.pid)
+    assert server.stop(timeout=30) == 0
+    assert [e for e in events(log) if e.name == "shutdown-complete" and e.pid == old], (names(log), server.stderr())
+    assert "killed" not in server.stderr(), server.stderr()
+
+
 def test_recycling_closes_the_old_workers_websockets_with_1012(servers: Any) -> None:
     """A WebSocket never ends by itself, so a recycled worker's (SIGHUP here; --reload,
     --limit-max-requests, --workers-lifetime and --workers-max-rss retire a worker the same way) are

@@ -344,16 +344,18 @@ def test_h2_header_section_over_the_limit_is_431_for_its_stream_alone(
 
 def test_a_worker_killed_at_shutdown_is_logged(module_servers: Any) -> None:
     # A lifespan shutdown that does not end is cut after --timeout-graceful-shutdown for the requests
-    # and as long again, at least 5 s, for itself (the gateway's bound: 1 + 5 s here); the log says
-    # so, rather than the app's shutdown silently not finishing.
+    # and --timeout-lifespan-shutdown for itself (1 + 2 s here); the log says so, rather than the
+    # app's shutdown silently not finishing.
     server = module_servers.start(
-        "lifespan_app:slow_shutdown_app", app_dir=APPS_DIR, workers=1, extra_args=["--timeout-graceful-shutdown", "1"]
+        "lifespan_app:slow_shutdown_app", app_dir=APPS_DIR, workers=1,
+        extra_args=["--timeout-graceful-shutdown", "1", "--timeout-lifespan-shutdown", "2"],
     )
     assert httpx.get(f"{server.url}/pid").status_code == 200
     started = time.monotonic()
     assert server.stop(timeout=30) == 0
-    assert time.monotonic() - started < 15
-    assert "ran past --timeout-graceful-shutdown; killed" in server.stderr(), server.stderr()
+    took = time.monotonic() - started
+    assert 2.5 < took < 10, took
+    assert "ran past --timeout-lifespan-shutdown; killed" in server.stderr(), server.stderr()
 
 
 # === ASGI 2 (legacy, double-callable) applications =================================================

@@ -85,6 +85,7 @@ func runFlags() []cli.Flag {
 		&cli.Float64Flag{Name: "timeout-request", Usage: "answer 504 (or cut a started response) and cancel the app after this many seconds (0: never)", EnvVars: env("timeout-request"), Category: "Timeouts"},
 		&cli.Float64Flag{Name: "timeout-graceful-shutdown", Value: d.GracefulTimeout.Seconds(), Usage: "on shutdown, wait this many seconds for requests in flight", EnvVars: env("timeout-graceful-shutdown"), Category: "Timeouts"},
 		&cli.IntFlag{Name: "limit-concurrency", Usage: "answer 503 at once above this many requests in flight (0: no limit)", EnvVars: env("limit-concurrency"), Category: "Workers"},
+		&cli.Float64Flag{Name: "timeout-lifespan-shutdown", Value: d.LifespanTimeout.Seconds(), Usage: "on shutdown or replacement, a worker's lifespan shutdown may run this many seconds (after the graceful timeout) before it is killed (0: no limit)", EnvVars: env("timeout-lifespan-shutdown"), Category: "Timeouts"},
 		&cli.Float64Flag{Name: "timeout-worker-startup", Value: d.StartupTimeout.Seconds(), Usage: "a worker must import the app and finish the lifespan startup within this many seconds", EnvVars: env("timeout-worker-startup"), Category: "Workers"},
 		&cli.Float64Flag{Name: "timeout-worker-acquire", Value: d.AcquireTimeout.Seconds(), Usage: "how long a request waits for a ready worker (while one is replaced) before 503", EnvVars: env("timeout-worker-acquire"), Category: "Workers"},
 		&cli.Float64Flag{Name: "timeout-worker-healthcheck", Value: d.HealthTimeout.Seconds(), Usage: "kill and replace a worker whose event loop does not answer a ping within this many seconds (0: off)", EnvVars: env("timeout-worker-healthcheck"), Category: "Workers"},
@@ -307,6 +308,9 @@ func configFrom(ctx *cli.Context) (gateway.Config, error) {
 	if cfg.Workers < 1 {
 		return cfg, cli.Exit("--workers must be at least 1", 2)
 	}
+	if err := checkNumbers(ctx); err != nil {
+		return cfg, err
+	}
 	cfg.Python = ctx.String("python")
 	if name := ctx.String("worker-user"); name != "" {
 		u, err := user.Lookup(name)
@@ -337,6 +341,7 @@ func configFrom(ctx *cli.Context) (gateway.Config, error) {
 	cfg.DateHeader = pairValue(ctx, "date-header", "no-date-header")
 	cfg.KeepAlive = seconds(ctx.Float64("timeout-keep-alive"))
 	cfg.GracefulTimeout = seconds(ctx.Float64("timeout-graceful-shutdown"))
+	cfg.LifespanTimeout = seconds(ctx.Float64("timeout-lifespan-shutdown"))
 	cfg.Limits.MaxHeaderBytes = ctx.Int("h11-max-incomplete-event-size")
 	cfg.FD = ctx.Int("fd")
 	cfg.Backlog = ctx.Int("backlog")
@@ -411,6 +416,48 @@ func configFrom(ctx *cli.Context) (gateway.Config, error) {
 }
 
 func seconds(f float64) time.Duration { return time.Duration(f * float64(time.Second)) }
+
+// The options in seconds (0 disables the ones that say so) and in counts or sizes, and the least
+// value each takes.
+var (
+	secondsOptions = []string{
+		"timeout-keep-alive", "timeout-graceful-shutdown", "timeout-lifespan-shutdown", "timeout-request-header",
+		"timeout-request-body", "timeout-request", "timeout-worker-startup", "timeout-worker-acquire",
+		"timeout-worker-healthcheck", "ws-ping-interval", "ws-ping-timeout", "workers-lifetime", "reload-delay",
+	}
+	countOptions = []struct {
+		name  string
+		least int64
+	}{
+		{"backlog", 0}, {"limit-concurrency", 0}, {"limit-max-requests", 0}, {"limit-max-requests-jitter", 0},
+		{"workers-max-rss", 0}, {"limit-request-body", 0}, {"ws-max-size", 1}, {"h11-max-incomplete-event-size", 1},
+		{"fd", -1},
+	}
+)
+
+// maxSeconds: the longest time an option takes (about 31 years; a time.Duration holds 292).
+const maxSeconds = 1e9
+
+// checkNumbers refuses a negative, NaN or endless number of seconds, and a count below its least.
+func checkNumbers(ctx *cli.Context) error {
+	for _, name := range secondsOptions {
+		if v := ctx.Float64(name); !(v >= 0 && v <= maxSeconds) {
+			return cli.Exit(fmt.Sprintf("--%s %v: expected a number of seconds from 0 to %g", name, v, maxSeconds), 2)
+		}
+	}
+	for _, o := range countOptions {
+		var v int64
+		if o.name == "limit-request-body" {
+			v = ctx.Int64(o.name)
+		} else {
+			v = int64(ctx.Int(o.name))
+		}
+		if v < o.least {
+			return cli.Exit(fmt.Sprintf("--%s %d: expected %d or more", o.name, v, o.least), 2)
+		}
+	}
+	return nil
+}
 
 func newLogger(level, format string, colors *bool) (zerolog.Logger, error) {
 	lvl := map[string]zerolog.Level{

@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -113,6 +114,35 @@ func TestOptionSourcesSkipValues(t *testing.T) {
 	} {
 		if got := optionSource[name]; got != want {
 			t.Errorf("%s: %d, want %d", name, got, want)
+		}
+	}
+}
+
+// checkNumbers reads its options by name: a name that is no option of run would read as 0 and
+// pass unchecked.
+func TestCheckedNumbersAreOptionsOfRun(t *testing.T) {
+	kinds := map[string]string{}
+	for _, f := range runFlags() {
+		switch f.(type) {
+		case *cli.Float64Flag:
+			kinds[f.Names()[0]] = "seconds"
+		case *cli.IntFlag, *cli.Int64Flag:
+			kinds[f.Names()[0]] = "count"
+		}
+	}
+	for _, name := range secondsOptions {
+		if kinds[name] != "seconds" {
+			t.Errorf("--%s is checked as seconds but is no number-of-seconds option of run", name)
+		}
+	}
+	for _, o := range countOptions {
+		if kinds[o.name] != "count" {
+			t.Errorf("--%s is checked as a count but is no integer option of run", o.name)
+		}
+	}
+	for name, kind := range kinds {
+		if kind == "seconds" && !slices.Contains(secondsOptions, name) {
+			t.Errorf("--%s (seconds) is not checked", name)
 		}
 	}
 }
