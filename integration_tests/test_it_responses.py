@@ -288,3 +288,24 @@ def test_head_with_a_body_larger_than_the_window(server: GatewayServer) -> None:
         get = client.get(f"{server.url}/_/blob", params=params)
         assert get.status_code == 200 and len(get.content) == 1024 * 1024
 
+
+
+def test_a_starlette_stream_waiting_for_events_ends_when_its_client_leaves(module_servers: Any) -> None:
+    """A Starlette StreamingResponse whose generator waits for events (pub/sub, server-sent events)
+    is closed when its client leaves, as under uvicorn: Starlette watches receive() for
+    http.disconnect while it streams only under an http spec_version below 2.4 (it was 2.5 here, and
+    such a generator, its task and what it held stayed until the next event: never)."""
+    from gateway_harness import APPS_DIR
+
+    server = module_servers.start("starlette_stream_app:app", app_dir=APPS_DIR, workers=1)
+    with server.raw() as conn:
+        conn.send(b"GET /events?name=a HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert conn.read_head().status == 200
+        deadline = time.monotonic() + 5
+        while httpx.get(f"{server.url}/open", timeout=5).json() != ["a"]:
+            assert time.monotonic() < deadline, "the stream did not start"
+            time.sleep(0.05)
+    left = time.monotonic()
+    while (still := httpx.get(f"{server.url}/open", timeout=5).json()) != []:
+        assert time.monotonic() - left < 3, f"generators still open 3 s after their client left: {still}"
+        time.sleep(0.05)

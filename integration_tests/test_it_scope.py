@@ -51,7 +51,7 @@ def test_scope_keys_and_types(server: GatewayServer) -> None:
 
     assert set(scope) == SCOPE_KEYS
     assert scope["type"] == "http" and types["type"] == "str"
-    assert scope["asgi"] == {"version": "3.0", "spec_version": "2.5"}
+    assert scope["asgi"] == {"version": "3.0", "spec_version": "2.3"}
     assert types["asgi"] == {"version": "str", "spec_version": "str"}
     assert scope["http_version"] == "1.1" and types["http_version"] == "str"
     assert scope["method"] == "GET" and types["method"] == "str"

@@ -239,7 +239,10 @@ class RequestCycle:
             extensions["tls"] = tls_extension(self.conn, f[15])
         scope = self.scope = {
             "type": "http",
-            "asgi": {"version": "3.0", "spec_version": "2.5"},
+            # 2.3, as uvicorn, though send() raises OSError once the client has gone (2.4): Starlette
+            # (1.x) streams a response without watching receive() for http.disconnect under 2.4+,
+            # so a generator waiting for events would never learn that its client left.
+            "asgi": {"version": "3.0", "spec_version": "2.3"},
             "http_version": http_version,
             "server": server,
             "client": client,

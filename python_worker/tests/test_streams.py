@@ -73,7 +73,7 @@ def test_scope_keys_and_types(loop_name: str) -> None:
         "raw_path", "query_string", "headers", "state", "extensions",
     }
     assert scope["type"] == "http"
-    assert scope["asgi"] == {"version": "3.0", "spec_version": "2.5"}
+    assert scope["asgi"] == {"version": "3.0", "spec_version": "2.3"}
     assert scope["http_version"] == "2"
     assert scope["method"] == "POST"
     assert scope["scheme"] == "https"
