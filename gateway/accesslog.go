@@ -5,6 +5,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/asgi-gateway/asgi-gateway/protocol"
 )
 
 // AccessFormat is a parsed --access-log-format: text with %(name)s fields in the style of uvicorn's
@@ -78,47 +80,54 @@ func ParseAccessFormat(s string) (*AccessFormat, error) {
 	return f, nil
 }
 
-// append renders the line for ex.
-func (f *AccessFormat) append(dst []byte, ex *exchange, d time.Duration) []byte {
-	version := "1.1"
-	if ex.minor == 0 {
-		version = "1.0"
-	}
+// accessEntry is what a line says about one request, over HTTP/1.1 or HTTP/2.
+type accessEntry struct {
+	client  *protocol.Addr // nil: unknown (a Unix socket)
+	method  []byte
+	target  []byte // the request-target as sent (HTTP/2: :path)
+	version string // "1.0", "1.1" or "2"
+	status  int
+	bytes   int64 // response body bytes
+	worker  int   // -1: none (the gateway answered)
+}
+
+// append renders the line for e, d after the request began.
+func (f *AccessFormat) append(dst []byte, e *accessEntry, d time.Duration) []byte {
 	for _, p := range f.parts {
 		switch p.field {
 		case fieldNone:
 			dst = append(dst, p.literal...)
 		case fieldClient:
-			if cl := ex.logClient(); cl != nil {
-				dst = append(dst, cl.Host...)
+			if e.client != nil {
+				dst = append(dst, e.client.Host...)
 			} else {
 				dst = append(dst, '-')
 			}
 		case fieldClientAddr:
-			if cl := ex.logClient(); cl != nil {
-				dst = append(append(append(dst, cl.Host...), ':'), strconv.Itoa(cl.Port)...)
+			if e.client != nil {
+				dst = append(append(append(dst, e.client.Host...), ':'), strconv.Itoa(e.client.Port)...)
 			} else {
 				dst = append(dst, '-')
 			}
 		case fieldMethod:
-			dst = append(dst, ex.method...)
+			dst = append(dst, e.method...)
 		case fieldPath:
-			dst = append(dst, ex.target...)
+			dst = append(dst, e.target...)
 		case fieldRequestLine:
-			dst = append(append(append(append(append(dst, ex.method...), ' '), ex.target...), " HTTP/"...), version...)
+			dst = append(append(append(append(append(dst, e.method...), ' '), e.target...), " HTTP/"...), e.version...)
 		case fieldHTTPVersion:
-			dst = append(dst, version...)
+			dst = append(dst, e.version...)
 		case fieldStatus:
-			dst = strconv.AppendInt(dst, int64(ex.status), 10)
+			dst = strconv.AppendInt(dst, int64(e.status), 10)
 		case fieldBytes:
-			dst = strconv.AppendInt(dst, ex.bytesOut, 10)
+			dst = strconv.AppendInt(dst, e.bytes, 10)
 		case fieldDuration:
 			dst = strconv.AppendFloat(dst, d.Seconds(), 'f', 6, 64)
 		case fieldDurationMS:
 			dst = strconv.AppendFloat(dst, float64(d.Microseconds())/1000, 'f', 3, 64)
 		case fieldWorker:
-			if ex.w != nil {
-				dst = strconv.AppendInt(dst, int64(ex.w.id), 10)
+			if e.worker >= 0 {
+				dst = strconv.AppendInt(dst, int64(e.worker), 10)
 			} else {
 				dst = append(dst, '-')
 			}

@@ -69,7 +69,8 @@ type exchange struct {
 	queued           int64 // response-body bytes queued since the last write to the client
 	uncredited       int64 // response-body bytes written but not yet credited back to the worker
 	bytesOut         int64
-	logPending       bool
+	logPending       bool // the access-log line is due (takeLog)
+	logDone          bool // ... and was taken: one line per exchange
 
 	ws *wsState // non-nil for a WebSocket upgrade (ws.go)
 
@@ -485,6 +486,19 @@ func (ex *exchange) logClient() *protocol.Addr {
 	return ex.c.client
 }
 
+// accessEntry is what the access log says of the exchange.
+func (ex *exchange) accessEntry() accessEntry {
+	e := accessEntry{client: ex.logClient(), method: ex.method, target: ex.target, version: "1.1",
+		status: ex.status, bytes: ex.bytesOut, worker: -1}
+	if ex.minor == 0 {
+		e.version = "1.0"
+	}
+	if ex.w != nil {
+		e.worker = ex.w.id
+	}
+	return e
+}
+
 // completeLocked: the last byte of the response is queued.
 func (ex *exchange) completeLocked() {
 	c := ex.c
@@ -618,15 +632,23 @@ func (ex *exchange) narrowLocked() {
 	}
 }
 
+// takeLog reports whether the access-log line is due now (under the connection's lock); the
+// caller writes it after unlocking. It is due once per exchange.
 func (ex *exchange) takeLog() bool {
-	if ex.logPending {
-		ex.logPending = false
+	if ex.logPending && !ex.logDone {
+		ex.logPending, ex.logDone = false, true
 		return true
 	}
 	return false
 }
 
-// clientGoneLocked: the client went away; the worker learns it with DISCONNECT.
+// statusClientClosed is the status an access-log line (and the metrics) give a request whose
+// client left before its response started: nginx's 499, "client closed request". None is sent.
+const statusClientClosed = 499
+
+// clientGoneLocked: the client went away; the worker learns it with DISCONNECT. A request whose
+// response is not complete is due in the access log now (with its status if it started, else 499,
+// and the bytes sent), not when the app ends, which may take long (a stream waiting for events).
 func (ex *exchange) clientGoneLocked() {
 	if ex.lost {
 		return
@@ -637,6 +659,12 @@ func (ex *exchange) clientGoneLocked() {
 		return
 	}
 	ex.lost = true
+	if !ex.complete {
+		if !ex.started {
+			ex.status = statusClientClosed
+		}
+		ex.logPending = true
+	}
 	if !ex.ended && !ex.complete {
 		ex.w.sendDisconnect(ex.sid)
 	}

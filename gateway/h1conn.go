@@ -534,7 +534,11 @@ func (c *h1conn) waitPipelined() bool {
 			ex.clientGoneLocked()
 			c.closeLocked()
 		}
+		logged := c.curLogLocked()
 		c.mu.Unlock()
+		if logged != nil {
+			c.srv.accessLog(logged)
+		}
 		return c.waitIdle()
 	default:
 		c.clientGone()
@@ -963,7 +967,20 @@ func (c *h1conn) clientGone() {
 		ex.clientGoneLocked()
 	}
 	c.closeLocked()
+	logged := c.curLogLocked()
 	c.mu.Unlock()
+	if logged != nil {
+		c.srv.accessLog(logged)
+	}
+}
+
+// curLogLocked returns the current exchange if its access-log line is due (its client left), for
+// the caller to write once it has unlocked.
+func (c *h1conn) curLogLocked() *exchange {
+	if ex := c.cur; ex != nil && ex.takeLog() {
+		return ex
+	}
+	return nil
 }
 
 // borrowedPiece is a body piece written from a worker's body ring; see h1conn.borrowed.
@@ -1063,7 +1080,11 @@ func (c *h1conn) finish() {
 	} else {
 		c.closing = true // the writer closes once the response is out
 	}
+	logged := c.curLogLocked() // (a client that left while the app ran, by whatever path)
 	c.mu.Unlock()
+	if logged != nil {
+		c.srv.accessLog(logged)
+	}
 	c.rpos, c.rend, c.parked = 0, 0, false
 	c.releaseReadBuf() // (nothing reads rbuf after serve)
 	c.srv.untrack(c)

@@ -501,6 +501,7 @@ type h2Response struct {
 	bytes       int64          // response body bytes written
 	bytesIn     int64          // request body bytes sent to the worker (the body pump's, read after it ended)
 	client      *protocol.Addr // the scope's client (a trusted proxy's header may have named it)
+	worker      int            // the worker's id, for the access log; -1: none (the gateway answered)
 }
 
 // h2MaxStreams is the SETTINGS_MAX_CONCURRENT_STREAMS the gateway advertises (setupTLS).
@@ -514,8 +515,11 @@ func (s *Server) serveH2Stream(w http.ResponseWriter, r *http.Request) {
 		// checks for HEAD, in this stream's own request.
 		r.Method = strings.ToUpper(r.Method)
 	}
-	res := h2Response{remaining: -1}
+	res := h2Response{remaining: -1, worker: -1}
 	defer func() {
+		if res.status == 0 {
+			res.status = statusClientClosed // the client reset the stream before any response
+		}
 		if s.cfg.AccessLog {
 			s.h2AccessLog(r, &res, start)
 		}
@@ -553,6 +557,7 @@ func (s *Server) serveH2Stream(w http.ResponseWriter, r *http.Request) {
 		s.h2SimpleResponse(w, r, &res, 503)
 		return
 	}
+	res.worker = wc.id
 	st := &h2stream{s: s, w: wc, wake: make(chan struct{}, 1)}
 	st.cond.L = &st.mu
 	st.respWindow = int64(wc.window)
@@ -1363,6 +1368,12 @@ func hasTrailersTE(values []string) bool {
 }
 
 func (s *Server) h2AccessLog(r *http.Request, res *h2Response, start time.Time) {
+	if f := s.cfg.AccessFormat; f != nil {
+		e := accessEntry{client: res.client, method: []byte(r.Method), target: []byte(r.RequestURI), version: "2",
+			status: res.status, bytes: res.bytes, worker: res.worker}
+		s.log.Info().Msg(string(f.append(make([]byte, 0, 128), &e, time.Since(start))))
+		return
+	}
 	host, port := "", 0
 	if res.client != nil {
 		host, port = res.client.Host, res.client.Port

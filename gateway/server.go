@@ -347,7 +347,8 @@ func (s *Server) accessLog(ex *exchange) {
 		return
 	}
 	if f := s.cfg.AccessFormat; f != nil {
-		s.log.Info().Msg(string(f.append(make([]byte, 0, 128), ex, time.Since(ex.startTime))))
+		e := ex.accessEntry()
+		s.log.Info().Msg(string(f.append(make([]byte, 0, 128), &e, time.Since(ex.startTime))))
 		return
 	}
 	host, port := "", 0

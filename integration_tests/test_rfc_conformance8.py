@@ -24,6 +24,7 @@ import select
 import socket
 import threading
 import time
+import uuid
 from typing import Any
 
 import h2.settings
@@ -260,6 +261,83 @@ def test_refused_requests_are_logged_and_counted(
         for m in ("GET", "other", "")
     )
     assert counted == 1, [x for x in text.splitlines() if "requests_total" in x]
+
+
+@pytest.mark.parametrize(
+    "target, started, status",
+    [("/_/slow?seconds=30", False, 499), ("/_/stream?n=2&delay=30", True, 200)],
+    ids=["before-the-response", "during-the-response"],
+)
+def test_a_request_whose_client_left_is_logged_and_counted_when_it_leaves(
+    module_servers: Any, target: str, started: bool, status: int
+) -> None:
+    # "One line per request" (README), also for a client that leaves before its response is
+    # complete, and at once: the app may run on for long (here 30 s; a stream waiting for events,
+    # forever). Its status is the response's if it started (as uvicorn, which logs at the start),
+    # else 499, nginx's "client closed request"; the request counter counts it.
+    from test_lifecycle import free_port, metric
+
+    address = f"127.0.0.1:{free_port()}"
+    server = module_servers.start(
+        "testapp:app", app_dir=APPS_DIR, workers=1,
+        extra_args=["--metrics-address", address, "--access-log-format", "ACCESS %(status)s [%(request_line)s]"],
+    )
+    marker = uuid.uuid4().hex
+    target = f"{target}&m={marker}"
+    with server.raw() as conn:
+        conn.send(f"GET {target} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+        if started:
+            assert conn.read_head().status == 200
+        else:
+            time.sleep(0.3)
+    left = time.monotonic()
+    while not (lines := [x for x in server.stderr().splitlines() if marker in x]):
+        assert time.monotonic() - left < 5, server.stderr()[-2000:]
+        time.sleep(0.05)
+    assert lines == [lines[0]] and f"ACCESS {status} [GET {target} HTTP/1.1]" in lines[0], lines
+    text = httpx.get(f"http://{address}/metrics", timeout=5).text
+    assert metric(text, "asgi_gateway_requests_total", method="GET", status=f"{status // 100}xx") == 1, [
+        x for x in text.splitlines() if "requests_total" in x
+    ]
+    time.sleep(0.5)
+    assert sum(marker in x for x in server.stderr().splitlines()) == 1, server.stderr()[-2000:]
+
+
+def test_an_http2_stream_reset_before_its_response_is_logged_as_499(module_servers: Any) -> None:
+    # The same over HTTP/2: a stream the client resets (CANCEL) before the response started is
+    # logged and counted with 499 (it was status 0, counted as "other").
+    import h2.config
+    import h2.connection
+    import h2.errors
+
+    from test_lifecycle import free_port, metric
+
+    address = f"127.0.0.1:{free_port()}"
+    server = module_servers.start(
+        "testapp:app", app_dir=APPS_DIR, workers=1,
+        extra_args=["--http2-cleartext", "--metrics-address", address,
+                    "--access-log-format", "ACCESS %(status)s [%(request_line)s]"],
+    )
+    marker = uuid.uuid4().hex
+    path = f"/_/slow?seconds=30&m={marker}"
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding=None))
+    conn.initiate_connection()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        conn.send_headers(1, [(b":method", b"GET"), (b":scheme", b"http"), (b":authority", b"t"), (b":path", path.encode())],
+                          end_stream=True)
+        sock.sendall(conn.data_to_send())
+        time.sleep(0.3)
+        conn.reset_stream(1, h2.errors.ErrorCodes.CANCEL)
+        sock.sendall(conn.data_to_send())
+        reset = time.monotonic()
+        while not (lines := [x for x in server.stderr().splitlines() if marker in x]):
+            assert time.monotonic() - reset < 5, server.stderr()[-2000:]
+            time.sleep(0.05)
+    assert lines == [lines[0]] and f"ACCESS 499 [GET {path} HTTP/2]" in lines[0], lines
+    text = httpx.get(f"http://{address}/metrics", timeout=5).text
+    assert metric(text, "asgi_gateway_requests_total", method="GET", status="4xx") == 1, [
+        x for x in text.splitlines() if "requests_total" in x
+    ]
 
 
 # === statuses =====================================================================================
