@@ -69,6 +69,7 @@ type slot struct {
 type recycleRequest struct {
 	reason string
 	done   chan struct{} // closed when the replacement is serving (or it failed); may be nil
+	pr     *proc         // the worker to replace (nil: the slot's current one, as for a reload)
 }
 
 // proc is one worker process and its connection.
@@ -240,6 +241,9 @@ func (p *Pool) run(s *slot, first chan<- error) {
 			p.drain(cur, "removed")
 			return
 		case req := <-s.recycle:
+			if req.pr != nil && req.pr != cur {
+				continue // about a worker already replaced (asked again while its replacement started)
+			}
 			next, err := p.spawn(s)
 			if err != nil {
 				p.log.Error().Err(err).Int("worker", s.id).Str("reason", req.reason).Msg("replacement worker failed to start; keeping the old one")
@@ -419,7 +423,11 @@ func (p *Pool) watchLoop() {
 			}
 			pr.conn.trimRing()
 			reason := ""
-			if p.cfg.Lifetime > 0 && time.Since(pr.started) > p.cfg.Lifetime {
+			if pr.limit > 0 && pr.conn.served.Load() >= pr.limit {
+				// (open asked at once when the limit was reached; this asks again if that
+				// replacement failed to start)
+				reason = "max-requests"
+			} else if p.cfg.Lifetime > 0 && time.Since(pr.started) > p.cfg.Lifetime {
 				reason = "lifetime"
 			} else if p.cfg.MaxRSS > 0 {
 				if rss, err := rssBytes(pr.cmd.Process.Pid); err == nil && rss > p.cfg.MaxRSS {
@@ -428,7 +436,7 @@ func (p *Pool) watchLoop() {
 			}
 			if reason != "" {
 				select {
-				case s.recycle <- recycleRequest{reason: reason}:
+				case s.recycle <- recycleRequest{reason: reason, pr: pr}:
 				default: // one already pending
 				}
 			}
@@ -633,7 +641,7 @@ func (p *Pool) spawn(s *slot) (*proc, error) {
 		w.maxServed = pr.limit
 		w.onLimit = func() {
 			select {
-			case s.recycle <- recycleRequest{reason: "max-requests"}:
+			case s.recycle <- recycleRequest{reason: "max-requests", pr: pr}:
 			default:
 			}
 		}

@@ -546,6 +546,80 @@ def test_max_requests_with_jitter_recycles_workers_without_a_failed_request(serv
     assert "reason=max-requests" in server.stderr()
 
 
+FLAKY_IMPORT_APP = """
+import os
+if os.path.exists(os.environ["BROKEN_FLAG"]):
+    raise ImportError("broken for the moment")
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": str(os.getpid()).encode()})
+"""
+
+
+def test_max_requests_recycles_again_after_a_replacement_that_failed_to_start(servers: Any, tmp_path: Path) -> None:
+    # Probe 43: the limit asked for a replacement once, when it was reached; when that replacement
+    # failed to start (the app's import broken for a moment), the old worker served on forever.
+    # It is asked for again (each second, as for --workers-lifetime and --workers-max-rss).
+    (tmp_path / "flaky_app.py").write_text(FLAKY_IMPORT_APP)
+    flag = tmp_path / "broken.flag"
+    server = servers.start("flaky_app:app", app_dir=tmp_path, workers=1, env={**os.environ, "BROKEN_FLAG": str(flag)},
+                           extra_args=["--limit-max-requests", "20"])
+    with httpx.Client(timeout=10) as client:
+        first = client.get(f"{server.url}/").text
+        flag.touch()  # the replacement will fail to import
+        for _ in range(25):
+            assert client.get(f"{server.url}/").status_code == 200
+        assert wait_for(lambda: "replacement worker failed to start" in server.stderr(), 15), server.stderr()[-3000:]
+        flag.unlink()  # the app imports again
+        assert wait_for(lambda: client.get(f"{server.url}/").text != first, 15), server.stderr()[-3000:]
+    assert server.stderr().count("reason=max-requests") >= 2, server.stderr()[-3000:]
+
+
+SLOW_START_APP = """
+import asyncio, os
+async def app(scope, receive, send):
+    if scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await asyncio.sleep(1.5)
+                await send({"type": "lifespan.startup.complete"})
+            else:
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": str(os.getpid()).encode()})
+"""
+
+
+def test_a_recycled_workers_replacement_is_not_recycled_by_a_request_about_the_old_one(
+    servers: Any, tmp_path: Path
+) -> None:
+    # --workers-lifetime asks again each second while the worker is past its age; asked while its
+    # replacement was starting (1.5 s here), the request waited and then replaced the brand-new
+    # worker as soon as it was ready. A request is about one worker now: a stale one is dropped.
+    (tmp_path / "slow_start_app.py").write_text(SLOW_START_APP)
+    server = servers.start("slow_start_app:app", app_dir=tmp_path, workers=1, extra_args=["--workers-lifetime", "3"])
+    ready: dict[int, float] = {}  # pid -> when its "worker replaced" line appeared
+    lived: list[float] = []  # for each replaced worker that we saw start: seconds from ready to replaced
+    deadline = time.monotonic() + 12
+    while time.monotonic() < deadline and len(lived) < 2:
+        for match in re.finditer(r"worker replaced old_pid=(\d+) pid=(\d+)", server.stderr()):
+            old, new = int(match.group(1)), int(match.group(2))
+            if new not in ready:
+                ready[new] = time.monotonic()
+                if old in ready:
+                    lived.append(ready[new] - ready[old])
+        time.sleep(0.05)
+    assert len(lived) >= 2, server.stderr()[-3000:]
+    # A worker lives 3 s from its start, 1.5 s of which is startup: ready for about 1.5 s at least,
+    # then replaced when its successor is ready, 1.5 s later. Replaced by a stale request, it was
+    # ready for the successor's 1.5 s only.
+    assert min(lived) > 2.3, (lived, server.stderr()[-3000:])
+
+
 # --- shutdown ---------------------------------------------------------------------------------
 
 

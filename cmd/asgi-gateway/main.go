@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/http"
 	_ "net/http/pprof"
@@ -417,8 +418,10 @@ func configFrom(ctx *cli.Context) (gateway.Config, error) {
 
 func seconds(f float64) time.Duration { return time.Duration(f * float64(time.Second)) }
 
-// The options in seconds (0 disables the ones that say so) and in counts or sizes, and the least
-// value each takes.
+// The options in seconds (0 disables the ones that say so) and in counts or sizes, with the least
+// and the most each takes: beyond the most, a value would overflow what it goes into (listen's int
+// backlog, the protocol's u32 frame limit for a WebSocket message, bytes from MiB) rather than mean
+// "more".
 var (
 	secondsOptions = []string{
 		"timeout-keep-alive", "timeout-graceful-shutdown", "timeout-lifespan-shutdown", "timeout-request-header",
@@ -426,19 +429,19 @@ var (
 		"timeout-worker-healthcheck", "ws-ping-interval", "ws-ping-timeout", "workers-lifetime", "reload-delay",
 	}
 	countOptions = []struct {
-		name  string
-		least int64
+		name        string
+		least, most int64
 	}{
-		{"backlog", 0}, {"limit-concurrency", 0}, {"limit-max-requests", 0}, {"limit-max-requests-jitter", 0},
-		{"workers-max-rss", 0}, {"limit-request-body", 0}, {"ws-max-size", 1}, {"h11-max-incomplete-event-size", 1},
-		{"fd", -1},
+		{"backlog", 0, math.MaxInt32}, {"limit-concurrency", 0, math.MaxInt32}, {"limit-max-requests", 0, math.MaxInt32},
+		{"limit-max-requests-jitter", 0, math.MaxInt32}, {"workers-max-rss", 0, 1 << 40}, {"limit-request-body", 0, math.MaxInt64},
+		{"ws-max-size", 1, math.MaxUint32 - 4096}, {"h11-max-incomplete-event-size", 1, 1 << 30}, {"fd", -1, math.MaxInt32},
 	}
 )
 
 // maxSeconds: the longest time an option takes (about 31 years; a time.Duration holds 292).
 const maxSeconds = 1e9
 
-// checkNumbers refuses a negative, NaN or endless number of seconds, and a count below its least.
+// checkNumbers refuses a negative, NaN or endless number of seconds, and a count out of its range.
 func checkNumbers(ctx *cli.Context) error {
 	for _, name := range secondsOptions {
 		if v := ctx.Float64(name); !(v >= 0 && v <= maxSeconds) {
@@ -452,8 +455,8 @@ func checkNumbers(ctx *cli.Context) error {
 		} else {
 			v = int64(ctx.Int(o.name))
 		}
-		if v < o.least {
-			return cli.Exit(fmt.Sprintf("--%s %d: expected %d or more", o.name, v, o.least), 2)
+		if v < o.least || v > o.most {
+			return cli.Exit(fmt.Sprintf("--%s %d: expected %d to %d", o.name, v, o.least, o.most), 2)
 		}
 	}
 	return nil
