@@ -350,28 +350,47 @@ wait:
 // shutdown asks a worker to stop within grace (SHUTDOWN frame; SIGTERM when the connection is gone):
 // its requests get grace, then its lifespan shutdown runs. lifespan.rst: "A server must wait for
 // this message before terminating"; uvicorn waits without bound, hypercorn 60 s. Here the lifespan
-// shutdown gets --timeout-lifespan-shutdown (60 s; 0: no bound) after the grace, also when a
-// worker is replaced (grace 0), and a worker that has not exited by then is killed, logged.
+// shutdown gets --timeout-lifespan-shutdown (60 s; 0: no bound) from when the worker's streams
+// have ended or the grace has passed, whichever is first (it begins then), also when a worker is
+// replaced (grace 0); a worker that has not exited by then is killed, logged.
 func (p *Pool) shutdown(pr *proc, grace time.Duration) {
 	if pr.conn.err() == nil {
 		pr.conn.sendShutdown(grace)
 	} else if pr.cmd.Process != nil {
 		pr.cmd.Process.Signal(syscall.SIGTERM)
 	}
-	var bound <-chan time.Time // (nil: no bound)
-	if lifespan := p.cfg.LifespanTimeout; lifespan > 0 {
-		t := time.NewTimer(grace + lifespan)
-		defer t.Stop()
-		bound = t.C
+	lifespan := p.cfg.LifespanTimeout
+	if lifespan <= 0 {
+		<-pr.exited
+		pr.conn.fail(errors.New("worker stopped"))
+		return
 	}
+	began := time.Now()
+	graceOver := time.NewTimer(grace)
+	defer graceOver.Stop()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+requests:
+	for pr.conn.inflight.Load() > 0 {
+		select {
+		case <-pr.exited:
+			pr.conn.fail(errors.New("worker stopped"))
+			return
+		case <-graceOver.C:
+			break requests
+		case <-tick.C:
+		}
+	}
+	bound := time.NewTimer(lifespan)
+	defer bound.Stop()
 	select {
 	case <-pr.exited:
-	case <-bound:
+	case <-bound.C:
 		pid := 0
 		if pr.cmd.Process != nil {
 			pid = pr.cmd.Process.Pid
 		}
-		p.log.Warn().Int("pid", pid).Dur("waited", grace+p.cfg.LifespanTimeout).
+		p.log.Warn().Int("pid", pid).Dur("waited", time.Since(began)).
 			Msg("a worker did not exit: its lifespan shutdown (or a task that ignores cancellation) ran past --timeout-lifespan-shutdown; killed")
 		pr.kill()
 		<-pr.exited
