@@ -359,12 +359,33 @@ func (s *Server) accessLog(ex *exchange) {
 		Int("status", ex.status).Int64("bytes", ex.bytesOut).Dur("duration", time.Since(ex.startTime)).Msg("request")
 }
 
-// Reload replaces every worker, one at a time, without failing a request (SIGHUP).
-func (s *Server) Reload() { s.pool.Reload() }
+// Reload replaces every worker, one at a time, without failing a request (SIGHUP). Reload,
+// AddWorker and RemoveWorker do nothing once the server is shutting down (reported false): the
+// workers are on their way out, and a new one would only slow the shutdown down.
+func (s *Server) Reload() bool {
+	if s.isShuttingDown() {
+		return false
+	}
+	s.pool.Reload()
+	return true
+}
 
 // AddWorker and RemoveWorker grow and shrink the pool by one (SIGTTIN, SIGTTOU).
-func (s *Server) AddWorker()    { s.pool.AddWorker() }
-func (s *Server) RemoveWorker() { s.pool.RemoveWorker() }
+func (s *Server) AddWorker() bool {
+	if s.isShuttingDown() {
+		return false
+	}
+	s.pool.AddWorker()
+	return true
+}
+
+func (s *Server) RemoveWorker() bool {
+	if s.isShuttingDown() {
+		return false
+	}
+	s.pool.RemoveWorker()
+	return true
+}
 
 // TCPNetwork is the network to listen on at host: an IPv4 address (0.0.0.0 too) is IPv4 only, and
 // an IPv6 address (:: too) IPv6 only, as with uvicorn; Go's "tcp" would make either wildcard

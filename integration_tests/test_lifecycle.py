@@ -623,6 +623,25 @@ def test_a_recycled_workers_replacement_is_not_recycled_by_a_request_about_the_o
 # --- shutdown ---------------------------------------------------------------------------------
 
 
+def test_pool_signals_during_the_graceful_shutdown_change_nothing(servers: Any) -> None:
+    # Probe 43: SIGHUP or SIGTTIN while the shutdown waited for a slow request started new workers,
+    # only for them to be stopped again. They are now ignored (logged).
+    server = servers.start("testapp:app", app_dir=APPS_DIR, workers=1)
+    (worker,) = children(server.process.pid)
+    thread, out = request_in_thread(f"{server.url}/_/slow?seconds=3")
+    time.sleep(0.3)
+    server.process.send_signal(signal.SIGTERM)
+    time.sleep(0.3)
+    for sig in (signal.SIGHUP, signal.SIGTTIN):
+        server.process.send_signal(sig)
+    assert wait_for(lambda: server.stderr().count("the signal changes nothing") == 2, 5), server.stderr()[-3000:]
+    time.sleep(0.5)
+    assert children(server.process.pid) <= {worker}, server.stderr()[-3000:]
+    thread.join(10)
+    assert out["response"].status_code == 200
+    assert server.process.wait(15) == 0
+
+
 def test_sigterm_lets_slow_inflight_requests_finish_and_refuses_new_connections(servers: Any, tmp_path: Path) -> None:
     log = tmp_path / "events.log"
     server = servers.start("lifespan_app:app", env=lifespan_env(log))

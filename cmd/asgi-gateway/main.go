@@ -636,17 +636,22 @@ func run(ctx *cli.Context) error {
 	go func() {
 		// Pool control signals; this goroutine lives as long as the process.
 		for sig := range control {
+			done := true
 			switch sig {
 			case syscall.SIGHUP:
 				log.Info().Msg("SIGHUP: replacing the workers one at a time")
-				srv.Reload()
-				log.Info().Ints("pids", srv.WorkerPIDs()).Msg("reload complete")
+				if done = srv.Reload(); done {
+					log.Info().Ints("pids", srv.WorkerPIDs()).Msg("reload complete")
+				}
 			case syscall.SIGTTIN:
 				log.Info().Msg("SIGTTIN: adding a worker")
-				srv.AddWorker()
+				done = srv.AddWorker()
 			case syscall.SIGTTOU:
 				log.Info().Msg("SIGTTOU: removing a worker")
-				srv.RemoveWorker()
+				done = srv.RemoveWorker()
+			}
+			if !done {
+				log.Info().Str("signal", sig.String()).Msg("shutting down: the signal changes nothing")
 			}
 		}
 	}()
