@@ -31,6 +31,7 @@ from starlette.responses import (
     StreamingResponse,
 )
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 FORM_PAGE = """\
 <!doctype html>
@@ -113,12 +114,29 @@ async def stream(request: Request) -> Response:
     return StreamingResponse(generate(), media_type="text/plain")
 
 
-async def echo(request: Request) -> Response:
-    # The body is passed through piece by piece, never held in memory as a whole.
-    # (Reading the request while streaming the response needs ASGI spec_version >= 2.4,
-    # which asgi-gateway provides: Starlette then leaves receive() to request.stream().)
-    media_type = request.headers.get("content-type", "application/octet-stream")
-    return StreamingResponse(request.stream(), media_type=media_type)
+class Echo:
+    """POST /echo: the request body streamed back as it arrives, piece by piece, never held in
+    memory as a whole. A plain ASGI app in a route: Starlette's StreamingResponse watches receive()
+    for the client's disconnect while it streams (under the HTTP spec_version 2.3 that asgi-gateway
+    and uvicorn announce), so it cannot read the request body from receive() at the same time."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = dict(scope["headers"])
+        media_type = headers.get(b"content-type", b"application/octet-stream")
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", media_type)]})
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            body = message.get("body", b"")
+            more = message.get("more_body", False)
+            if body or not more:
+                await send({"type": "http.response.body", "body": body, "more_body": more})
+            if not more:
+                return
+
+
+echo = Echo()
 
 
 app = Starlette(
