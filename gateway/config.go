@@ -89,7 +89,7 @@ func DefaultConfig() Config {
 		FD:                  -1,
 		Backlog:             2048,
 		GracefulTimeout:     30 * time.Second,
-		LifespanTimeout:     60 * time.Second,
+		LifespanTimeout:     10 * time.Second,
 		StartupTimeout:      60 * time.Second,
 		HealthTimeout:       5 * time.Second,
 		AcquireTimeout:      5 * time.Second,

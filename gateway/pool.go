@@ -350,9 +350,11 @@ wait:
 // shutdown asks a worker to stop within grace (SHUTDOWN frame; SIGTERM when the connection is gone):
 // its requests get grace, then its lifespan shutdown runs. lifespan.rst: "A server must wait for
 // this message before terminating"; uvicorn waits without bound, hypercorn 60 s. Here the lifespan
-// shutdown gets --timeout-lifespan-shutdown (60 s; 0: no bound) from when the worker's streams
+// shutdown gets --timeout-lifespan-shutdown (10 s; 0: no bound) from when the worker's streams
 // have ended or the grace has passed, whichever is first (it begins then), also when a worker is
-// replaced (grace 0); a worker that has not exited by then is killed, logged.
+// replaced (grace 0); a worker that has not exited by then is killed, logged. (10 s: time for a
+// real cleanup, while a hung one holds neither a shutdown nor a reload's old worker for long;
+// `docker stop` waits as long before its SIGKILL.)
 func (p *Pool) shutdown(pr *proc, grace time.Duration) {
 	if pr.conn.err() == nil {
 		pr.conn.sendShutdown(grace)

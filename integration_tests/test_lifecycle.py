@@ -443,7 +443,7 @@ def test_a_replaced_workers_lifespan_shutdown_is_not_cut_short(servers: Any, tmp
 def test_a_lifespan_shutdown_longer_than_the_grace_finishes_at_sigterm(servers: Any, tmp_path: Path) -> None:
     """lifespan.rst: "A server must wait for this message before terminating." The requests' grace
     (--timeout-graceful-shutdown 1) does not bound the app's cleanup (7 s): it has
-    --timeout-lifespan-shutdown, 60 s by default (it used to get the grace again, at least 5 s:
+    --timeout-lifespan-shutdown, 10 s by default (it used to get the grace again, at least 5 s:
     killed after 6 s here)."""
     log = tmp_path / "lifespan.log"
     server = servers.start("lifespan_app:cleanup_app", env=lifespan_env(log),
@@ -452,6 +452,18 @@ def test_a_lifespan_shutdown_longer_than_the_grace_finishes_at_sigterm(servers: 
     assert server.stop(timeout=30) == 0
     assert [e for e in events(log) if e.name == "shutdown-complete" and e.pid == old], (names(log), server.stderr())
     assert "killed" not in server.stderr(), server.stderr()
+
+
+def test_a_hung_lifespan_shutdown_is_bounded_by_default(servers: Any) -> None:
+    """An app whose lifespan shutdown never ends (waiting on something gone) does not hold the
+    gateway for long: --timeout-lifespan-shutdown, 10 s by default from when the worker's requests
+    are done (none here), then the worker is killed, logged; the gateway exits 0."""
+    server = servers.start("lifespan_app:slow_shutdown_app", app_dir=APPS_DIR, workers=1)
+    started = time.monotonic()
+    assert server.stop(timeout=40) == 0
+    took = time.monotonic() - started
+    assert 9 < took < 20, took
+    assert "ran past --timeout-lifespan-shutdown; killed" in server.stderr(), server.stderr()[-3000:]
 
 
 def test_recycling_closes_the_old_workers_websockets_with_1012(servers: Any) -> None:
