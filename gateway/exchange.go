@@ -216,10 +216,17 @@ func (ex *exchange) end(outcome uint64, message []byte) {
 	} else if !ex.lost && !ex.complete {
 		if !ex.started || ex.unstartLocked() {
 			// The app raised, or returned, before starting its response (or before its first body
-			// message, the head still unwritten).
-			c.srv.log.Error().Uint32("stream", ex.sid).Int("worker", ex.w.id).Bytes("error", message).
-				Msg("the app did not send a response; answering 500")
-			ex.gatewayResponseLocked(500)
+			// message, the head still unwritten): 500; or its worker, being replaced, cancelled it
+			// past the grace: 503, as the requests a shutdown cuts (Server.Shutdown).
+			if ex.w.stopping.Load() {
+				c.srv.log.Warn().Uint32("stream", ex.sid).Int("worker", ex.w.id).Bytes("error", message).
+					Msg("the worker stopped before the app answered; answering 503")
+				ex.gatewayResponseLocked(503)
+			} else {
+				c.srv.log.Error().Uint32("stream", ex.sid).Int("worker", ex.w.id).Bytes("error", message).
+					Msg("the app did not send a response; answering 500")
+				ex.gatewayResponseLocked(500)
+			}
 		} else if ex.sendingFile {
 			// The pathsend file is on its way (the drain goroutine completes the response). (Not
 			// c.file, which the drain goroutine empties as it starts writing the file: the END

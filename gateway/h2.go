@@ -820,6 +820,10 @@ func (st *h2stream) run(w http.ResponseWriter, r *http.Request, res *h2Response)
 				status := 500
 				if lost {
 					status = 502
+				} else if st.w.stopping.Load() {
+					status = 503 // its worker, being replaced, cancelled it past the grace
+					s.log.Warn().Uint32("stream", st.sid).Int("worker", st.w.id).Str("error", message).
+						Msg("the worker stopped before the app answered; answering 503")
 				} else {
 					s.log.Error().Uint32("stream", st.sid).Int("worker", st.w.id).Str("error", message).Uint64("outcome", outcome).
 						Msg("the app did not send a response; answering 500")

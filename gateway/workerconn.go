@@ -66,6 +66,7 @@ type workerConn struct {
 	served    atomic.Int64 // streams ever opened
 	maxServed int64        // after this many streams onLimit is called once (0: never)
 	retiring  atomic.Bool  // past maxServed: routed to only when no other worker is ready
+	stopping  atomic.Bool  // SHUTDOWN was sent: a stream that ends unanswered was cut by it (503)
 	onLimit   func()
 
 	lastPong atomic.Int64 // token (unix nanoseconds of its PING) of the last PONG
@@ -248,6 +249,7 @@ func (w *workerConn) sendWSClose(t protocol.Type, sid uint32, code int, reason s
 }
 
 func (w *workerConn) sendShutdown(grace time.Duration) {
+	w.stopping.Store(true)
 	if w.lock() {
 		w.wbuf = protocol.AppendShutdown(w.wbuf, uint64(grace/time.Millisecond))
 		w.unlock()

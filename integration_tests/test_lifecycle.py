@@ -635,6 +635,19 @@ def test_a_recycled_workers_replacement_is_not_recycled_by_a_request_about_the_o
 # --- shutdown ---------------------------------------------------------------------------------
 
 
+def test_a_request_cut_when_its_worker_is_replaced_gets_503(servers: Any) -> None:
+    # A request still running when its worker, being replaced (SIGHUP here), has had its grace is
+    # cancelled by the worker: 503 (service unavailable), as the requests a shutdown cuts; it was
+    # the 500 of an app that sent no response (probe 43).
+    server = servers.start("testapp:app", app_dir=APPS_DIR, workers=1, extra_args=["--timeout-graceful-shutdown", "1"])
+    thread, out = request_in_thread(f"{server.url}/_/slow?seconds=6")
+    time.sleep(0.3)
+    server.process.send_signal(signal.SIGHUP)
+    thread.join(15)
+    assert out["response"].status_code == 503, (out, server.stderr()[-3000:])
+    assert "the worker stopped before the app answered" in server.stderr()
+
+
 def test_pool_signals_during_the_graceful_shutdown_change_nothing(servers: Any) -> None:
     # Probe 43: SIGHUP or SIGTTIN while the shutdown waited for a slow request started new workers,
     # only for them to be stopped again. They are now ignored (logged).
