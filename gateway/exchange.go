@@ -538,6 +538,7 @@ func (ex *exchange) gatewayResponseLocked(status int) {
 	c := ex.c
 	ex.started = true
 	ex.status = status
+	ex.bytesOut = simpleBodyLen(status, ex.head)
 	ex.bodyAllowed = false
 	ex.chunked = false
 	ex.remaining = -1
@@ -663,6 +664,12 @@ func (ex *exchange) clientGoneLocked() {
 	if ex.ws != nil {
 		ex.wsDisconnectLocked(websocket.CloseAbnormal, "")
 		ex.lost = true
+		if !ex.ws.accepted && !ex.complete { // (an accepted one was logged with its 101)
+			if !ex.started {
+				ex.status = statusClientClosed
+			}
+			ex.logPending = true
+		}
 		return
 	}
 	ex.lost = true

@@ -220,7 +220,8 @@ func (c *h1conn) readHead() bool {
 			if c.srv.cfg.AccessLog || c.srv.metrics != nil {
 				// A request too, answered by the gateway: logged and counted as its 413 is (with the
 				// method and target if its request-line was parsed).
-				ex := &exchange{c: c, minor: 1, status: status, startTime: time.Now()}
+				ex := &exchange{c: c, minor: 1, status: status, startTime: time.Now(),
+					bytesOut: simpleBodyLen(status, string(c.req.Method) == "HEAD")}
 				if visibleASCII(c.req.Method) && visibleASCII(c.req.Target) {
 					// (a refused request-line may hold any byte: none goes into the log unescaped)
 					ex.method, ex.target, ex.minor = c.req.Method, c.req.Target, c.req.Minor
@@ -768,6 +769,7 @@ func (c *h1conn) dispatch() bool {
 // closes the connection.
 func (c *h1conn) reject(ex *exchange, status int, extra ...[2]string) {
 	ex.status = status
+	ex.bytesOut = simpleBodyLen(status, ex.head)
 	c.mu.Lock()
 	if len(extra) > 0 {
 		c.out = c.srv.appendSimpleResponseHeaders(c.out, status, ex.head, extra)
@@ -948,7 +950,7 @@ func (c *h1conn) badBody(ex *exchange, status int) {
 	fresh := !ex.started || ex.unstartLocked() // (nothing of the response written yet)
 	ex.clientGoneLocked()
 	if fresh {
-		ex.started, ex.status = true, status
+		ex.started, ex.status, ex.bytesOut = true, status, simpleBodyLen(status, ex.head)
 		c.out = c.srv.appendSimpleResponse(c.out, ex.minor, status, ex.head, true)
 		ex.completeLocked()
 	}

@@ -549,11 +549,13 @@ func (s *Server) serveH2Stream(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if limit := s.cfg.LimitConcurrency; limit > 0 && s.inflight.Load() >= int64(limit) {
+		s.metrics.Overloaded() // (counted as over HTTP/1.1)
 		s.h2SimpleResponse(w, r, &res, 503)
 		return
 	}
 	wc := s.pool.pickWait(s.cfg.AcquireTimeout)
 	if wc == nil {
+		s.metrics.Overloaded()
 		s.h2SimpleResponse(w, r, &res, 503)
 		return
 	}

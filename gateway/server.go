@@ -283,7 +283,7 @@ func (s *Server) dateLine() []byte {
 // appendSimpleResponseHeaders is appendSimpleResponse with extra headers (426's version) and close;
 // the text is left out for a HEAD request (head).
 func (s *Server) appendSimpleResponseHeaders(dst []byte, status int, head bool, extra [][2]string) []byte {
-	text := http.StatusText(status)
+	text := simpleText(status)
 	dst = http1.AppendStatusLine(dst, status)
 	dst = s.appendOwnHeaders(dst)
 	for _, h := range extra {
@@ -296,6 +296,22 @@ func (s *Server) appendSimpleResponseHeaders(dst []byte, status int, head bool, 
 		return dst
 	}
 	return append(dst, text...)
+}
+
+// simpleText is the body of the gateway's own response with status.
+func simpleText(status int) string {
+	if text := http.StatusText(status); text != "" {
+		return text
+	}
+	return "Error"
+}
+
+// simpleBodyLen is the body length of the gateway's own response (the access log's bytes).
+func simpleBodyLen(status int, head bool) int64 {
+	if head {
+		return 0
+	}
+	return int64(len(simpleText(status)))
 }
 
 // appendOwnHeaders appends the fields every response of the gateway's own has after its status
@@ -317,10 +333,7 @@ func (s *Server) appendOwnHeaders(dst []byte) []byte {
 // appendSimpleResponse appends the gateway's own plain-text response for status, to a request of
 // HTTP/1.minor (an HTTP/1.0 client is told when the connection stays open).
 func (s *Server) appendSimpleResponse(dst []byte, minor, status int, head, close bool) []byte {
-	text := http.StatusText(status)
-	if text == "" {
-		text = "Error"
-	}
+	text := simpleText(status)
 	dst = http1.AppendStatusLine(dst, status)
 	dst = s.appendOwnHeaders(dst)
 	dst = append(dst, "content-type: text/plain; charset=utf-8\r\ncontent-length: "...)

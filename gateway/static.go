@@ -170,7 +170,7 @@ func (c *h1conn) serveStatic(m *StaticMount, ex *exchange) bool {
 	method := string(req.Method)
 	f, fi, encoding, varies, status := m.open(name, headerValues(req.Headers, "accept-encoding"))
 	if status != 0 {
-		ex.status = status
+		ex.status, ex.bytesOut = status, simpleBodyLen(status, method == "HEAD")
 		c.mu.Lock()
 		c.out = c.srv.appendSimpleResponse(c.out, req.Minor, status, method == "HEAD", req.Close)
 		if req.Close {

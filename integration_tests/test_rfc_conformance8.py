@@ -303,6 +303,54 @@ def test_a_request_whose_client_left_is_logged_and_counted_when_it_leaves(
     assert sum(marker in x for x in server.stderr().splitlines()) == 1, server.stderr()[-2000:]
 
 
+def test_the_gateways_own_answers_log_their_body_bytes(module_servers: Any) -> None:
+    # A 413 the gateway answers itself has a 24-byte body ("Request Entity Too Large"): the access
+    # log's bytes said 0 over HTTP/1.1 and 24 over HTTP/2 (probe 44); 24 now.
+    server = module_servers.start(
+        "testapp:app", app_dir=APPS_DIR, workers=1,
+        extra_args=["--limit-request-body", "10", "--access-log-format", "ACCESS %(status)s %(bytes)s [%(request_line)s]"],
+    )
+    marker = uuid.uuid4().hex
+    with server.raw() as conn:
+        conn.send(f"POST /big-{marker} HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\n".encode())
+        response = conn.read_response()
+    assert response.status == 413 and len(response.body) == 24, response
+    deadline = time.monotonic() + 5
+    while not (lines := [x for x in server.stderr().splitlines() if marker in x]):
+        assert time.monotonic() < deadline, server.stderr()[-2000:]
+        time.sleep(0.05)
+    assert f"ACCESS 413 24 [POST /big-{marker} HTTP/1.1]" in lines[0], lines
+
+
+def test_a_websocket_handshake_whose_client_left_before_the_accept_is_logged_as_499(module_servers: Any) -> None:
+    # The same for a WebSocket upgrade the app had not accepted yet when its client left (probe
+    # 44): a line with 499, counted (an accepted one is logged with its 101).
+    from test_lifecycle import free_port, metric
+
+    address = f"127.0.0.1:{free_port()}"
+    server = module_servers.start(
+        "ws_app:app", app_dir=APPS_DIR, workers=1,
+        extra_args=["--metrics-address", address, "--access-log-format", "ACCESS %(status)s [%(request_line)s]"],
+    )
+    marker = uuid.uuid4().hex
+    target = f"/accept?delay=2&m={marker}"
+    with server.raw() as conn:
+        conn.send(f"GET {target} HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                  "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n".encode())
+        time.sleep(0.3)
+    left = time.monotonic()
+    while not (lines := [x for x in server.stderr().splitlines() if marker in x]):
+        assert time.monotonic() - left < 5, server.stderr()[-2000:]
+        time.sleep(0.05)
+    assert lines == [lines[0]] and f"ACCESS 499 [GET {target} HTTP/1.1]" in lines[0], lines
+    text = httpx.get(f"http://{address}/metrics", timeout=5).text
+    assert metric(text, "asgi_gateway_requests_total", method="GET", status="4xx") == 1, [
+        x for x in text.splitlines() if "requests_total" in x
+    ]
+    time.sleep(2.5)  # (the app's accept, after its delay, must not log the request again)
+    assert sum(marker in x for x in server.stderr().splitlines()) == 1, server.stderr()[-2000:]
+
+
 def test_an_http2_stream_reset_before_its_response_is_logged_as_499(module_servers: Any) -> None:
     # The same over HTTP/2: a stream the client resets (CANCEL) before the response started is
     # logged and counted with 499 (it was status 0, counted as "other").
@@ -338,6 +386,28 @@ def test_an_http2_stream_reset_before_its_response_is_logged_as_499(module_serve
     assert metric(text, "asgi_gateway_requests_total", method="GET", status="4xx") == 1, [
         x for x in text.splitlines() if "requests_total" in x
     ]
+
+
+def test_an_http2_request_refused_for_overload_is_counted(module_servers: Any) -> None:
+    # asgi_gateway_overload_rejections_total counted the 503s of --limit-concurrency over HTTP/1.1
+    # only (probe 44).
+    from test_lifecycle import free_port, metric
+
+    address = f"127.0.0.1:{free_port()}"
+    server = module_servers.start(
+        "testapp:app", app_dir=APPS_DIR, workers=1,
+        extra_args=["--http2-cleartext", "--limit-concurrency", "1", "--metrics-address", address],
+    )
+    busy = threading.Thread(target=lambda: httpx.get(f"{server.url}/_/slow?seconds=2", timeout=10))
+    busy.start()
+    try:
+        time.sleep(0.5)
+        results = h2_streams(server, [[(b":method", b"GET"), (b":scheme", b"http"), (b":authority", b"t"), (b":path", b"/")]])
+        assert results[1]["status"] == 503, results
+    finally:
+        busy.join(10)
+    text = httpx.get(f"http://{address}/metrics", timeout=5).text
+    assert metric(text, "asgi_gateway_overload_rejections_total") == 1, [x for x in text.splitlines() if "overload" in x]
 
 
 # === statuses =====================================================================================
