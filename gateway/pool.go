@@ -193,6 +193,11 @@ func (p *Pool) Reload() {
 func (p *Pool) run(s *slot, first chan<- error) {
 	defer p.supervise.Done()
 	backoff := 100 * time.Millisecond
+	// A replacement that failed to start is tried again by the next request of the limit that asked
+	// for it (each second); these keep a broken app from being started (and its traceback logged)
+	// that often: from 1 s, doubling up to a minute. A reload (SIGHUP, --reload) does not wait.
+	var retryAt time.Time
+	retryWait := time.Second
 	var cur *proc
 	for {
 		if cur == nil {
@@ -244,10 +249,17 @@ func (p *Pool) run(s *slot, first chan<- error) {
 			if req.pr != nil && req.pr != cur {
 				continue // about a worker already replaced (asked again while its replacement started)
 			}
+			if req.done == nil && time.Now().Before(retryAt) {
+				continue // the last replacement failed to start a moment ago
+			}
 			next, err := p.spawn(s)
 			if err != nil {
-				p.log.Error().Err(err).Int("worker", s.id).Str("reason", req.reason).Msg("replacement worker failed to start; keeping the old one")
+				p.log.Error().Err(err).Int("worker", s.id).Str("reason", req.reason).Dur("retry_in", retryWait).
+					Msg("replacement worker failed to start; keeping the old one")
+				retryAt = time.Now().Add(retryWait)
+				retryWait = min(2*retryWait, time.Minute)
 			} else {
+				retryAt, retryWait = time.Time{}, time.Second
 				p.restarts.Add(1)
 				p.cfg.Metrics.WorkerRestarted(req.reason)
 				s.setCur(next)
