@@ -54,12 +54,7 @@ func (c *h1conn) dispatchWebSocket(ex *exchange) bool {
 			status, extra = he.Status, he.Header
 		}
 		c.srv.log.Debug().Err(err).Msg("bad WebSocket handshake")
-		ex.status = status
-		c.mu.Lock()
-		c.out = c.srv.appendSimpleResponseHeaders(c.out, status, ex.head, extra)
-		c.closing = true
-		c.flushLocked()
-		c.mu.Unlock()
+		c.reject(ex, status, extra...) // (logged, as the gateway's other refusals)
 		return false
 	}
 	// The key aliases the request head in rbuf, which the connection gives back to the pool of read
@@ -80,6 +75,13 @@ func (c *h1conn) dispatchWebSocket(ex *exchange) bool {
 	wc.Subprotocols = wc.Subprotocols[:0]
 	for _, p := range offer.Subprotocols {
 		wc.Subprotocols = append(wc.Subprotocols, []byte(p))
+	}
+	if limit := cfg.LimitConcurrency; limit > 0 && c.srv.inflight.Load() >= int64(limit) {
+		// A WebSocket counts toward the limit while open, and a handshake is refused past it, as
+		// a request is (and as uvicorn does).
+		c.srv.metrics.Overloaded()
+		c.reject(ex, 503)
+		return false
 	}
 	w := c.srv.pool.pickWait(c.srv.cfg.AcquireTimeout)
 	if w == nil {

@@ -351,6 +351,35 @@ def test_a_websocket_handshake_whose_client_left_before_the_accept_is_logged_as_
     assert sum(marker in x for x in server.stderr().splitlines()) == 1, server.stderr()[-2000:]
 
 
+def test_websocket_handshakes_count_toward_limit_concurrency_and_refusals_are_logged(module_servers: Any) -> None:
+    # --limit-concurrency refused requests past the limit but not WebSocket handshakes (uvicorn
+    # refuses both; an open WebSocket counts toward it); and a handshake the gateway refused as
+    # malformed (400) had no access-log line (probe 44).
+    server = module_servers.start(
+        "ws_app:app", app_dir=APPS_DIR, workers=1,
+        extra_args=["--limit-concurrency", "1", "--access-log-format", "ACCESS %(status)s [%(request_line)s]"],
+    )
+    handshake = ("GET {} HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                 "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+    marker = uuid.uuid4().hex
+    with server.raw() as first:
+        first.send(handshake.format(f"/accept?m={marker}").encode())
+        assert first.read_head().status == 101
+        with server.raw() as second:
+            second.send(handshake.format(f"/accept?m={marker}-2").encode())
+            assert second.read_head().status == 503
+    with server.raw() as bad:
+        bad.send(f"GET /accept?m={marker}-3 HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                 "Sec-WebSocket-Version: 13\r\n\r\n".encode())  # no key
+        assert bad.read_head().status == 400
+    deadline = time.monotonic() + 5
+    while len(lines := [x for x in server.stderr().splitlines() if marker in x]) < 3:
+        assert time.monotonic() < deadline, server.stderr()[-2000:]
+        time.sleep(0.05)
+    assert any(f"ACCESS 503 [GET /accept?m={marker}-2 HTTP/1.1]" in x for x in lines), lines
+    assert any(f"ACCESS 400 [GET /accept?m={marker}-3 HTTP/1.1]" in x for x in lines), lines
+
+
 def test_an_http2_stream_reset_before_its_response_is_logged_as_499(module_servers: Any) -> None:
     # The same over HTTP/2: a stream the client resets (CANCEL) before the response started is
     # logged and counted with 499 (it was status 0, counted as "other").
