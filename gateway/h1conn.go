@@ -950,9 +950,8 @@ func (c *h1conn) badBody(ex *exchange, status int) {
 	fresh := !ex.started || ex.unstartLocked() // (nothing of the response written yet)
 	ex.clientGoneLocked()
 	if fresh {
-		ex.started, ex.status, ex.bytesOut = true, status, simpleBodyLen(status, ex.head)
-		c.out = c.srv.appendSimpleResponse(c.out, ex.minor, status, ex.head, true)
-		ex.completeLocked()
+		ex.keepAlive = false // (the connection closes: the rest of the body is not read)
+		ex.gatewayResponseLocked(status)
 	}
 	c.closing, c.linger = true, true
 	c.flushLocked()

@@ -218,6 +218,23 @@ def test_pipelined_requests_wait_for_the_client_to_read(module_servers: Any) -> 
         assert not sender.is_alive()
 
 
+def log_lines(server: GatewayServer, text: str, count: int = 1, within: float = 5.0) -> list[str]:
+    """The gateway's log lines holding text, once there are count of them (within seconds)."""
+    deadline = time.monotonic() + within
+    while len(lines := [x for x in server.stderr().splitlines() if text in x]) < count:
+        assert time.monotonic() < deadline, server.stderr()[-2000:]
+        time.sleep(0.05)
+    return lines
+
+
+def requests_counted(address: str, status_class: str, method: str = "GET") -> float | None:
+    """asgi_gateway_requests_total{method, status} from the metrics endpoint at address."""
+    from test_lifecycle import metric
+
+    return metric(httpx.get(f"http://{address}/metrics", timeout=5).text, "asgi_gateway_requests_total",
+                  method=method, status=status_class)
+
+
 # === requests the gateway answers itself ===========================================================
 
 
@@ -247,10 +264,7 @@ def test_refused_requests_are_logged_and_counted(
     with server.raw() as conn:
         conn.send(request_bytes)
         assert conn.read_head().status == status
-    deadline = time.monotonic() + 5
-    while not (lines := [x for x in server.stderr().splitlines() if f"ACCESS {status} " in x]):
-        assert time.monotonic() < deadline, server.stderr()[-2000:]
-        time.sleep(0.05)
+    lines = log_lines(server, f"ACCESS {status} ")
     assert len(lines) == 1, lines
     assert not any(ch < " " for ch in lines[0]), lines[0]
     if line is not None:
@@ -275,7 +289,7 @@ def test_a_request_whose_client_left_is_logged_and_counted_when_it_leaves(
     # complete, and at once: the app may run on for long (here 30 s; a stream waiting for events,
     # forever). Its status is the response's if it started (as uvicorn, which logs at the start),
     # else 499, nginx's "client closed request"; the request counter counts it.
-    from test_lifecycle import free_port, metric
+    from test_lifecycle import free_port
 
     address = f"127.0.0.1:{free_port()}"
     server = module_servers.start(
@@ -290,15 +304,9 @@ def test_a_request_whose_client_left_is_logged_and_counted_when_it_leaves(
             assert conn.read_head().status == 200
         else:
             time.sleep(0.3)
-    left = time.monotonic()
-    while not (lines := [x for x in server.stderr().splitlines() if marker in x]):
-        assert time.monotonic() - left < 5, server.stderr()[-2000:]
-        time.sleep(0.05)
+    lines = log_lines(server, marker)  # (within 5 s of the client's leaving)
     assert lines == [lines[0]] and f"ACCESS {status} [GET {target} HTTP/1.1]" in lines[0], lines
-    text = httpx.get(f"http://{address}/metrics", timeout=5).text
-    assert metric(text, "asgi_gateway_requests_total", method="GET", status=f"{status // 100}xx") == 1, [
-        x for x in text.splitlines() if "requests_total" in x
-    ]
+    assert requests_counted(address, f"{status // 100}xx") == 1
     time.sleep(0.5)
     assert sum(marker in x for x in server.stderr().splitlines()) == 1, server.stderr()[-2000:]
 
@@ -315,17 +323,14 @@ def test_the_gateways_own_answers_log_their_body_bytes(module_servers: Any) -> N
         conn.send(f"POST /big-{marker} HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\n".encode())
         response = conn.read_response()
     assert response.status == 413 and len(response.body) == 24, response
-    deadline = time.monotonic() + 5
-    while not (lines := [x for x in server.stderr().splitlines() if marker in x]):
-        assert time.monotonic() < deadline, server.stderr()[-2000:]
-        time.sleep(0.05)
+    lines = log_lines(server, marker)
     assert f"ACCESS 413 24 [POST /big-{marker} HTTP/1.1]" in lines[0], lines
 
 
 def test_a_websocket_handshake_whose_client_left_before_the_accept_is_logged_as_499(module_servers: Any) -> None:
     # The same for a WebSocket upgrade the app had not accepted yet when its client left (probe
     # 44): a line with 499, counted (an accepted one is logged with its 101).
-    from test_lifecycle import free_port, metric
+    from test_lifecycle import free_port
 
     address = f"127.0.0.1:{free_port()}"
     server = module_servers.start(
@@ -338,15 +343,9 @@ def test_a_websocket_handshake_whose_client_left_before_the_accept_is_logged_as_
         conn.send(f"GET {target} HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                   "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n".encode())
         time.sleep(0.3)
-    left = time.monotonic()
-    while not (lines := [x for x in server.stderr().splitlines() if marker in x]):
-        assert time.monotonic() - left < 5, server.stderr()[-2000:]
-        time.sleep(0.05)
+    lines = log_lines(server, marker)
     assert lines == [lines[0]] and f"ACCESS 499 [GET {target} HTTP/1.1]" in lines[0], lines
-    text = httpx.get(f"http://{address}/metrics", timeout=5).text
-    assert metric(text, "asgi_gateway_requests_total", method="GET", status="4xx") == 1, [
-        x for x in text.splitlines() if "requests_total" in x
-    ]
+    assert requests_counted(address, "4xx") == 1
     time.sleep(2.5)  # (the app's accept, after its delay, must not log the request again)
     assert sum(marker in x for x in server.stderr().splitlines()) == 1, server.stderr()[-2000:]
 
@@ -372,10 +371,7 @@ def test_websocket_handshakes_count_toward_limit_concurrency_and_refusals_are_lo
         bad.send(f"GET /accept?m={marker}-3 HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                  "Sec-WebSocket-Version: 13\r\n\r\n".encode())  # no key
         assert bad.read_head().status == 400
-    deadline = time.monotonic() + 5
-    while len(lines := [x for x in server.stderr().splitlines() if marker in x]) < 3:
-        assert time.monotonic() < deadline, server.stderr()[-2000:]
-        time.sleep(0.05)
+    lines = log_lines(server, marker, count=3)
     assert any(f"ACCESS 503 [GET /accept?m={marker}-2 HTTP/1.1]" in x for x in lines), lines
     assert any(f"ACCESS 400 [GET /accept?m={marker}-3 HTTP/1.1]" in x for x in lines), lines
 
@@ -387,7 +383,7 @@ def test_an_http2_stream_reset_before_its_response_is_logged_as_499(module_serve
     import h2.connection
     import h2.errors
 
-    from test_lifecycle import free_port, metric
+    from test_lifecycle import free_port
 
     address = f"127.0.0.1:{free_port()}"
     server = module_servers.start(
@@ -406,15 +402,9 @@ def test_an_http2_stream_reset_before_its_response_is_logged_as_499(module_serve
         time.sleep(0.3)
         conn.reset_stream(1, h2.errors.ErrorCodes.CANCEL)
         sock.sendall(conn.data_to_send())
-        reset = time.monotonic()
-        while not (lines := [x for x in server.stderr().splitlines() if marker in x]):
-            assert time.monotonic() - reset < 5, server.stderr()[-2000:]
-            time.sleep(0.05)
+        lines = log_lines(server, marker)
     assert lines == [lines[0]] and f"ACCESS 499 [GET {path} HTTP/2]" in lines[0], lines
-    text = httpx.get(f"http://{address}/metrics", timeout=5).text
-    assert metric(text, "asgi_gateway_requests_total", method="GET", status="4xx") == 1, [
-        x for x in text.splitlines() if "requests_total" in x
-    ]
+    assert requests_counted(address, "4xx") == 1
 
 
 def test_an_http2_request_refused_for_overload_is_counted(module_servers: Any) -> None:
