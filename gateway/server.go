@@ -82,6 +82,12 @@ func NewServer(cfg Config, log zerolog.Logger) (*Server, error) {
 // Start spawns the workers, waits for all of them to be ready, then listens. It returns the
 // listening address ("http://host:port" or "unix:path").
 func (s *Server) Start() (string, error) {
+	// The address is tried before the app is: a port in use fails in a moment, without running
+	// the app's imports and lifespan startup first. Clients are still refused until the workers
+	// are ready (the listener is opened again then).
+	if err := s.tryListen(); err != nil {
+		return "", err
+	}
 	python, err := FindPython(s.cfg.Python)
 	if err != nil {
 		return "", err
@@ -106,6 +112,27 @@ func (s *Server) Start() (string, error) {
 	}
 	s.ln = ln
 	return where, nil
+}
+
+// tryListen checks that the server can listen where it was asked to: a TCP address or Unix
+// socket is listened on and closed again, an inherited descriptor must be a stream socket.
+func (s *Server) tryListen() error {
+	if s.cfg.FD >= 0 {
+		typ, err := syscall.GetsockoptInt(s.cfg.FD, syscall.SOL_SOCKET, syscall.SO_TYPE)
+		if err != nil {
+			return fmt.Errorf("listen on file descriptor %d: not a socket: %w", s.cfg.FD, err)
+		}
+		if typ != syscall.SOCK_STREAM {
+			return fmt.Errorf("listen on file descriptor %d: not a stream socket", s.cfg.FD)
+		}
+		return nil
+	}
+	ln, _, err := s.listen()
+	if err != nil {
+		return err
+	}
+	// (A Unix socket's file is removed by Close: net.Listen created it.)
+	return ln.Close()
 }
 
 func (s *Server) listen() (net.Listener, string, error) {

@@ -381,6 +381,55 @@ def test_port_in_use_is_a_startup_failure_exit_3(gateway_binary: None) -> None:
     assert "address already in use" in result.stderr
 
 
+def _marker_app(directory: Path) -> Path:
+    """An app module that leaves a file behind when it is imported; returns that file's path."""
+    marker = directory / "imported"
+    (directory / "marker_app.py").write_text(
+        f"open({str(marker)!r}, 'w').close()\n\nasync def app(scope, receive, send):\n    pass\n")
+    return marker
+
+
+def test_an_address_that_cannot_be_listened_on_fails_before_the_app_is_imported(
+        gateway_binary: None, tmp_path: Path) -> None:
+    """A port in use, or a Unix socket in a missing directory, is found before the workers import
+    the app and run its lifespan startup (which may be slow, or act on the world): exit 3 at once."""
+    marker = _marker_app(tmp_path)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        result = subprocess.run(
+            gateway_command("marker_app:app", "--app-dir", str(tmp_path), "--host", "127.0.0.1",
+                            "--port", str(taken.getsockname()[1])),
+            capture_output=True, text=True, timeout=60, cwd=REPO_ROOT)
+    assert result.returncode == 3, result.stderr
+    assert "address already in use" in result.stderr
+    assert not marker.exists(), "the app was imported before the port was found taken"
+
+    uds = tmp_path / "missing" / "gw.sock"
+    result = subprocess.run(
+        gateway_command("marker_app:app", "--app-dir", str(tmp_path), "--uds", str(uds)),
+        capture_output=True, text=True, timeout=60, cwd=REPO_ROOT)
+    assert result.returncode == 3, result.stderr
+    assert str(uds) in result.stderr
+    assert not marker.exists(), "the app was imported before the socket was found impossible"
+
+
+def test_a_descriptor_that_is_not_a_socket_fails_before_the_app_is_imported(
+        gateway_binary: None, tmp_path: Path) -> None:
+    marker = _marker_app(tmp_path)
+    read_end, write_end = os.pipe()
+    try:
+        result = subprocess.run(
+            gateway_command("marker_app:app", "--app-dir", str(tmp_path), "--fd", str(read_end)),
+            capture_output=True, text=True, timeout=60, cwd=REPO_ROOT, pass_fds=(read_end,))
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+    assert result.returncode == 3, result.stderr
+    assert not marker.exists(), "the app was imported before the descriptor was found not a socket"
+    assert f"file descriptor {read_end}: not a socket" in result.stderr
+
+
 def test_uvicorn_options_done_another_way_are_accepted_with_a_message(servers: Any) -> None:
     """A uvicorn command line with --ssl-version or --ws-max-queue starts; each is
     said to be ignored, and why."""
