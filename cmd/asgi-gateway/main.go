@@ -611,10 +611,14 @@ func run(ctx *cli.Context) error {
 		}
 		where = r.where
 	case sig := <-signals:
+		// A stop asked for, as after startup: exit 0 (a service manager's stop is not a failure).
+		// The workers still starting are ended without waiting for their lifespan startup, which
+		// may never end.
 		log.Warn().Str("signal", sig.String()).Msg("stopping before the workers were ready")
 		srv.Shutdown()
 		<-started
-		return cli.Exit("stopped during startup", 1)
+		log.Info().Msg("stopped")
+		return nil
 	}
 	log.Info().Int("workers", cfg.Workers).Ints("pids", srv.WorkerPIDs()).Msgf("listening on %s", where)
 
