@@ -42,6 +42,7 @@ type Metrics struct {
 
 	restarts      *prometheus.CounterVec
 	restartsKnown [len(restartReasons)]prometheus.Counter
+	startFailures prometheus.Counter
 
 	workers workersCollector
 }
@@ -88,9 +89,13 @@ func NewMetrics() *Metrics {
 	for i, reason := range restartReasons {
 		m.restartsKnown[i] = m.restarts.WithLabelValues(reason)
 	}
+	m.startFailures = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: ns, Name: "worker_start_failures_total",
+		Help: "Worker processes that failed to start (the app did not import, or its lifespan startup failed) after the first start: a crash loop, or a replacement that failed.",
+	})
 	m.workers.desc = prometheus.NewDesc(ns+"_workers", "Worker processes, by state.", []string{"state"}, nil)
 	m.reg.MustRegister(requests, m.duration, m.bytesIn, m.bytesOut, m.inflight, m.wsOpen, m.overload,
-		m.restarts, &m.workers,
+		m.restarts, m.startFailures, &m.workers,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -209,6 +214,14 @@ func (m *Metrics) WorkerRestarted(reason string) {
 		}
 	}
 	m.restarts.WithLabelValues(reason).Inc()
+}
+
+// WorkerStartFailed counts a worker that failed to start after the pool's first start.
+func (m *Metrics) WorkerStartFailed() {
+	if m == nil {
+		return
+	}
+	m.startFailures.Inc()
 }
 
 // workersCollector exports asgi_gateway_workers{state} from a function called at scrape time.

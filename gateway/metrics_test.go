@@ -48,6 +48,8 @@ func TestMetricsExposition(t *testing.T) {
 	m.WorkerRestarted("reload")
 	m.WorkerRestarted("reload")
 	m.WorkerRestarted("something-else")
+	m.WorkerStartFailed()
+	m.WorkerStartFailed()
 
 	h := m.Handler(func() int { return 2 }, func() map[string]int {
 		return map[string]int{"ready": 2, "starting": 1}
@@ -100,6 +102,8 @@ func TestMetricsExposition(t *testing.T) {
 		`asgi_gateway_worker_restarts_total{reason="max-rss"} 0`,
 		`asgi_gateway_worker_restarts_total{reason="lifetime"} 0`,
 		`asgi_gateway_worker_restarts_total{reason="something-else"} 1`,
+		"# TYPE asgi_gateway_worker_start_failures_total counter",
+		"asgi_gateway_worker_start_failures_total 2",
 		"# TYPE asgi_gateway_workers gauge",
 		`asgi_gateway_workers{state="ready"} 2`,
 		`asgi_gateway_workers{state="starting"} 1`,
@@ -212,6 +216,7 @@ func TestMetricsNilIsOff(t *testing.T) {
 	m.WSOpened()
 	m.WSClosed()
 	m.WorkerRestarted("died")
+	m.WorkerStartFailed()
 }
 
 func TestMetricsInternMethod(t *testing.T) {

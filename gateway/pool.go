@@ -213,6 +213,7 @@ func (p *Pool) run(s *slot, first chan<- error) {
 				if p.stopped() {
 					return
 				}
+				p.cfg.Metrics.WorkerStartFailed()
 				p.log.Error().Err(err).Int("worker", s.id).Dur("retry_in", backoff).Msg("worker failed to start")
 				select {
 				case <-time.After(backoff):
@@ -254,6 +255,7 @@ func (p *Pool) run(s *slot, first chan<- error) {
 			}
 			next, err := p.spawn(s)
 			if err != nil {
+				p.cfg.Metrics.WorkerStartFailed()
 				p.log.Error().Err(err).Int("worker", s.id).Str("reason", req.reason).Dur("retry_in", retryWait).
 					Msg("replacement worker failed to start; keeping the old one")
 				retryAt = time.Now().Add(retryWait)

@@ -510,13 +510,21 @@ def test_sighup_with_a_slot_that_cannot_start_reloads_the_others(servers: Any, t
         "    await send({'type': 'http.response.start', 'status': 200, 'headers': []})\n"
         "    await send({'type': 'http.response.body', 'body': str(os.getpid()).encode()})\n"
     )
-    server = servers.start("flaky_app:app", app_dir=tmp_path, workers=2, extra_args=["--lifespan", "off"])
+    address = f"127.0.0.1:{free_port()}"
+    server = servers.start("flaky_app:app", app_dir=tmp_path, workers=2,
+                           extra_args=["--lifespan", "off", "--metrics-address", address])
     before = children(server.process.pid)
     assert len(before) == 2
     broken.write_text("")
     victim = min(before)
     os.kill(victim, signal.SIGKILL)
     assert wait_for(lambda: "worker failed to start" in server.stderr(), 10), server.stderr()[-2000:]
+    # The crash loop shows in the metrics: one death, then failed starts (not restarts).
+    start_failures = lambda: metric(httpx.get(f"http://{address}/metrics", timeout=5).text,  # noqa: E731
+                                    "asgi_gateway_worker_start_failures_total")
+    assert wait_for(lambda: (start_failures() or 0) >= 2, 10), server.stderr()[-2000:]
+    scraped = httpx.get(f"http://{address}/metrics", timeout=5).text
+    assert metric(scraped, "asgi_gateway_worker_restarts_total", reason="died") == 1, scraped
     server.process.send_signal(signal.SIGHUP)
     assert wait_for(lambda: "reload complete" in server.stderr(), 10), server.stderr()[-3000:]
     survivor = (before - {victim}).pop()
@@ -578,8 +586,9 @@ def test_max_requests_recycles_again_after_a_replacement_that_failed_to_start(se
     # It is asked for again (each second, as for --workers-lifetime and --workers-max-rss).
     (tmp_path / "flaky_app.py").write_text(FLAKY_IMPORT_APP)
     flag = tmp_path / "broken.flag"
+    address = f"127.0.0.1:{free_port()}"
     server = servers.start("flaky_app:app", app_dir=tmp_path, workers=1, env={**os.environ, "BROKEN_FLAG": str(flag)},
-                           extra_args=["--limit-max-requests", "20"])
+                           extra_args=["--limit-max-requests", "20", "--metrics-address", address])
     with httpx.Client(timeout=10) as client:
         first = client.get(f"{server.url}/").text
         flag.touch()  # the replacement will fail to import
@@ -591,6 +600,10 @@ def test_max_requests_recycles_again_after_a_replacement_that_failed_to_start(se
         time.sleep(6)
         failed = server.stderr().count("replacement worker failed to start")
         assert 2 <= failed <= 3, (failed, server.stderr()[-3000:])
+        scraped = httpx.get(f"http://{address}/metrics", timeout=5).text
+        # (one more may have failed between the two reads)
+        assert metric(scraped, "asgi_gateway_worker_start_failures_total") in (failed, failed + 1), scraped
+        assert metric(scraped, "asgi_gateway_worker_restarts_total", reason="max-requests") == 0, scraped
         flag.unlink()  # the app imports again
         assert wait_for(lambda: client.get(f"{server.url}/").text != first, 15), server.stderr()[-3000:]
     assert server.stderr().count("reason=max-requests") >= 2, server.stderr()[-3000:]
