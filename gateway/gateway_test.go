@@ -224,6 +224,27 @@ func TestAppLoadErrorIsReported(t *testing.T) {
 	}
 }
 
+// A signal in the first moments calls Shutdown before Start has made the pool: Start must then
+// start no worker (it did, and the gateway waited out the app's whole startup before exiting).
+func TestShutdownBeforeTheWorkersStartStartsNone(t *testing.T) {
+	t.Setenv(fakeWorkerEnv, "ok")
+	cfg := DefaultConfig()
+	cfg.App, cfg.Python, cfg.Port, cfg.AccessLog = "fake:app", os.Args[0], 0, false
+	srv, err := NewServer(cfg, zerolog.New(io.Discard))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Shutdown()
+	where, err := srv.Start()
+	if err == nil || !strings.Contains(err.Error(), "stopped before the workers started") {
+		srv.Shutdown()
+		t.Fatalf("Start after Shutdown: %q, %v; want the error that says it was stopped", where, err)
+	}
+	if pids := srv.WorkerPIDs(); len(pids) != 0 {
+		t.Fatalf("workers started after Shutdown: %v", pids)
+	}
+}
+
 func TestLimitConcurrencyAnswers503(t *testing.T) {
 	t.Setenv(fakeWorkerEnv, "hang")
 	cfg := DefaultConfig()

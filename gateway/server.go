@@ -102,6 +102,12 @@ func (s *Server) Start() (string, error) {
 	}
 	s.pool = pool
 	s.pool2.Store(pool)
+	if s.shutting.Load() {
+		// Shutdown ran before the pool existed (a signal in the first moments): it could not stop
+		// the pool, so no worker is started. (Either this sees it, or Shutdown sees the pool.)
+		pool.Stop(0)
+		return "", errStopped
+	}
 	if err := pool.Start(); err != nil {
 		return "", err
 	}
@@ -113,6 +119,9 @@ func (s *Server) Start() (string, error) {
 	s.ln = ln
 	return where, nil
 }
+
+// errStopped is Start's error when Shutdown came first.
+var errStopped = errors.New("stopped before the workers started")
 
 // tryListen checks that the server can listen where it was asked to: a TCP address or Unix
 // socket is listened on and closed again, an inherited descriptor must be a stream socket.
