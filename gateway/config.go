@@ -12,6 +12,7 @@ type Config struct {
 	App        string      // "module:attr"
 	AppDir     string      // prepended to the worker's sys.path
 	Factory    bool        // call App with no arguments to get the ASGI app
+	Interface  string      // "auto" (or ""), "asgi3" or "asgi2": how the workers call the app
 	Python     string      // interpreter; empty = discover (see FindPython)
 	WorkerUser *WorkerUser // run the workers as this user (nil: as the gateway's user)
 	Workers    int

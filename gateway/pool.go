@@ -603,6 +603,9 @@ func (p *Pool) spawn(s *slot) (*proc, error) {
 	if p.cfg.Factory {
 		args = append(args, "--factory")
 	}
+	if p.cfg.Interface != "" && p.cfg.Interface != "auto" { // auto is the worker's default
+		args = append(args, "--interface", p.cfg.Interface)
+	}
 	if p.cfg.LogConfig != "" {
 		args = append(args, "--log-config", p.cfg.LogConfig)
 	}

@@ -694,16 +694,16 @@ def test_root_path(launcher: Launcher) -> None:
     assert scope["query_string"] == "x=2"
 
 
-# --- uvicorn's --loop, --http, --ws, --interface -----------------------------------------------
+# --- uvicorn's --loop, --http, --ws (--interface is honoured: test_rfc_conformance8.py) ---------
 
 
-UVICORN_FLAGS = [("--loop", "asyncio"), ("--http", "h11"), ("--ws", "websockets"), ("--interface", "asgi3")]
+UVICORN_FLAGS = [("--loop", "asyncio"), ("--http", "h11"), ("--ws", "websockets")]
 
 
 @pytest.mark.parametrize("form", ["after-app", "after-app-equals", "before-app"])
 @pytest.mark.parametrize("flag, value", UVICORN_FLAGS, ids=[f for f, _ in UVICORN_FLAGS])
 def test_uvicorn_engine_flags_are_accepted_with_a_message(launcher: Launcher, flag: str, value: str, form: str) -> None:
-    # README: "uvicorn's --loop, --http, --ws and --interface are accepted and ignored with a message".
+    # README: "uvicorn's --loop, --http and --ws ... are accepted and ignored with a message".
     # uvicorn's own usage puts them after APP: `uvicorn app:app --loop asyncio`.
     if form == "after-app":
         args = ["testapp:app", flag, value]

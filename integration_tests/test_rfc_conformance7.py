@@ -430,6 +430,17 @@ def test_a_descriptor_that_is_not_a_socket_fails_before_the_app_is_imported(
     assert f"file descriptor {read_end}: not a socket" in result.stderr
 
 
+def test_an_app_dir_that_is_not_a_directory_is_a_usage_error(gateway_binary: None, tmp_path: Path) -> None:
+    """A mistyped --app-dir would leave the current directory's modules importable instead: refused."""
+    marker = _marker_app(tmp_path)
+    result = subprocess.run(
+        gateway_command("marker_app:app", "--app-dir", str(tmp_path / "missing")),
+        capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert f"--app-dir {tmp_path / 'missing'}: not a directory" in result.stderr
+    assert not marker.exists()
+
+
 def test_uvicorn_options_done_another_way_are_accepted_with_a_message(servers: Any) -> None:
     """A uvicorn command line with --ssl-version or --ws-max-queue starts; each is
     said to be ignored, and why."""

@@ -22,6 +22,7 @@ import hashlib
 import random
 import select
 import socket
+import subprocess
 import threading
 import time
 import uuid
@@ -31,7 +32,7 @@ import h2.settings
 import httpx
 import pytest
 
-from gateway_harness import APPS_DIR, GatewayServer, RawConnection
+from gateway_harness import APPS_DIR, GatewayServer, RawConnection, gateway_command
 from test_ws_protocol import (
     OP_CLOSE,
     OP_PING,
@@ -555,10 +556,27 @@ def function_app(scope):
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": ("function " + scope["path"] + " " + scope["asgi"]["version"]).encode()})
     return instance
+
+
+class ObjectApp:
+    """ASGI 2 as an object: its plain __call__ takes the scope (uvicorn's --interface auto serves it)."""
+
+    def __call__(self, scope):
+        return function_app(scope)
+
+
+object_app = ObjectApp()
+
+
+async def asgi3_app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": ("asgi3 " + scope["path"] + " " + scope["asgi"]["version"]).encode()})
 '''
 
 
-@pytest.mark.parametrize("attr, prefix", [("ClassApp", "class"), ("function_app", "function")])
+@pytest.mark.parametrize("attr, prefix", [("ClassApp", "class"), ("function_app", "function"), ("object_app", "function")])
 def test_asgi2_applications_are_served(module_servers: Any, tmp_path: Any, attr: str, prefix: str) -> None:
     # asgi.rst, Legacy Applications: servers "are encouraged to support both types" (uvicorn's
     # --interface auto does); the scope's asgi version is the interface's, "2.0" (as uvicorn's).
@@ -566,6 +584,35 @@ def test_asgi2_applications_are_served(module_servers: Any, tmp_path: Any, attr:
     server = module_servers.start(f"asgi2_app:{attr}", app_dir=tmp_path, workers=1)
     response = httpx.get(f"{server.url}/x")
     assert (response.status_code, response.text) == (200, f"{prefix} /x 2.0")
+
+
+def test_interface_option_is_honoured(module_servers: Any, tmp_path: Any) -> None:
+    # uvicorn's --interface asgi2 / asgi3: the app is called that way, whatever its shape.
+    (tmp_path / "asgi2_app.py").write_text(ASGI2_APP + (
+        "\nclass AnyArgs:\n    def __call__(self, *args):\n        return function_app(*args)\n\n\nany_args = AnyArgs()\n"))
+    for attr, interface, expected in [
+        ("any_args", "auto", (500, None)),  # taken for ASGI 3: function_app(scope, receive, send) fails
+        ("any_args", "asgi2", (200, "function /x 2.0")),
+        ("object_app", "asgi3", (500, None)),  # ASGI 2 by its shape, called as ASGI 3
+    ]:
+        server = module_servers.start(f"asgi2_app:{attr}", app_dir=tmp_path, workers=1, extra_args=["--interface", interface])
+        response = httpx.get(f"{server.url}/x")
+        assert response.status_code == expected[0], (attr, interface, response.text)
+        if expected[1] is not None:
+            assert response.text == expected[1]
+        server.stop()
+
+
+@pytest.mark.parametrize("value, message", [
+    ("wsgi", "--interface wsgi: WSGI apps are not served"),
+    ("asgi4", "must be auto, asgi3 or asgi2"),
+])
+def test_interface_values_that_cannot_be_served_are_usage_errors(gateway_binary: None, tmp_path: Any, value: str, message: str) -> None:
+    (tmp_path / "asgi2_app.py").write_text(ASGI2_APP)
+    result = subprocess.run(gateway_command("asgi2_app:asgi3_app", "--app-dir", str(tmp_path), "--interface", value),
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr
 
 
 # === empty list elements ===========================================================================

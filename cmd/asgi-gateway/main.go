@@ -50,7 +50,6 @@ func runFlags() []cli.Flag {
 		&cli.StringFlag{Name: "loop", Hidden: true},
 		&cli.StringFlag{Name: "http", Hidden: true},
 		&cli.StringFlag{Name: "ws", Hidden: true},
-		&cli.StringFlag{Name: "interface", Hidden: true},
 		// uvicorn options for what the gateway does its own way: accepted, and ignored with a message.
 		&cli.StringFlag{Name: "ssl-version", Hidden: true},
 		&cli.StringFlag{Name: "ws-max-queue", Hidden: true},
@@ -67,6 +66,7 @@ func runFlags() []cli.Flag {
 		&cli.StringFlag{Name: "worker-user", Usage: "run the Python workers as this user (the gateway keeps its privileges, e.g. to bind port 80)", EnvVars: env("worker-user"), Category: "Workers"},
 		&cli.StringFlag{Name: "python", Usage: "Python interpreter for the workers (default: $VIRTUAL_ENV/bin/python, else python3)", EnvVars: env("python"), Category: "Workers"},
 		&cli.StringFlag{Name: "app-dir", Usage: "look for APP in this directory (added to sys.path; default: the current directory)", EnvVars: env("app-dir"), Category: "Application"},
+		&cli.StringFlag{Name: "interface", Value: "auto", Usage: "how APP is called: asgi3 app(scope, receive, send), asgi2 app(scope)(receive, send), or auto (asgi2 for a class, or a plain function or object's __call__ taking only scope)", EnvVars: env("interface"), Category: "Application"},
 		&cli.BoolFlag{Name: "factory", Usage: "treat APP as a factory: call it with no arguments to get the ASGI app", EnvVars: env("factory"), Category: "Application"},
 		&cli.StringFlag{Name: "env-file", Usage: "load KEY=VALUE lines from this file into the workers' environment (the app's, not the gateway's settings)", EnvVars: env("env-file"), Category: "Application"},
 		&cli.BoolFlag{Name: "http2-cleartext", Usage: "also serve HTTP/2 with prior knowledge (h2c) on the plain listener, e.g. behind a proxy", EnvVars: env("http2-cleartext"), Category: "HTTP"},
@@ -323,7 +323,21 @@ func configFrom(ctx *cli.Context) (gateway.Config, error) {
 		cfg.WorkerUser = &gateway.WorkerUser{Name: name, UID: uid, GID: gid}
 	}
 	cfg.AppDir = ctx.String("app-dir")
+	if cfg.AppDir != "" {
+		// The workers put it first on sys.path; a mistyped one would leave the current directory's
+		// modules to be imported instead, unnoticed.
+		if fi, err := os.Stat(cfg.AppDir); err != nil || !fi.IsDir() {
+			return cfg, cli.Exit(fmt.Sprintf("--app-dir %s: not a directory", cfg.AppDir), 2)
+		}
+	}
 	cfg.Factory = ctx.Bool("factory")
+	switch cfg.Interface = strings.ToLower(ctx.String("interface")); cfg.Interface {
+	case "auto", "asgi3", "asgi2":
+	case "wsgi":
+		return cfg, cli.Exit("--interface wsgi: WSGI apps are not served; wrap the app in an ASGI adapter (a2wsgi's WSGIMiddleware, or asgiref.wsgi.WsgiToAsgi)", 2)
+	default:
+		return cfg, cli.Exit(fmt.Sprintf("--interface %q: must be auto, asgi3 or asgi2", ctx.String("interface")), 2)
+	}
 	cfg.RootPath = strings.TrimRight(ctx.String("root-path"), "/")
 	if !utf8.ValidString(cfg.RootPath) {
 		// The scope's root_path (and path, which starts with it) is a str.
@@ -508,7 +522,7 @@ func run(ctx *cli.Context) error {
 	for _, w := range envFileWarnings {
 		log.Warn().Msg(w)
 	}
-	for _, name := range []string{"loop", "http", "ws", "interface"} {
+	for _, name := range []string{"loop", "http", "ws"} {
 		if ctx.IsSet(name) {
 			log.Warn().Msgf("--%s %s ignored: the Go front end speaks HTTP and WebSocket itself, and workers use uvloop when installed", name, ctx.String(name))
 		}

@@ -26,6 +26,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument("--app-dir", default=None, metavar="DIR",
                         help="directory put first on sys.path (default: the current directory)")
     parser.add_argument("--factory", action="store_true", help="ATTR is a factory: call it with no arguments")
+    parser.add_argument("--interface", default="auto", type=str.lower, choices=("auto", "asgi3", "asgi2"),
+                        help="how the app is called: asgi3 app(scope, receive, send), asgi2 app(scope)(receive, "
+                             "send), auto (default: asgi2 for the shapes only an ASGI 2 app has)")
     parser.add_argument("--worker-id", type=int, default=None, metavar="N", help="the worker's slot number")
     parser.add_argument("--log-level", default="info", type=str.lower, choices=LOG_LEVEL_NAMES)
     parser.add_argument("--log-config", default=None, metavar="FILE",
@@ -58,6 +61,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             app=args.app,
             app_dir=args.app_dir,
             factory=args.factory,
+            interface=args.interface,
             worker_id=args.worker_id,
             log_level=args.log_level,
             lifespan=args.lifespan,

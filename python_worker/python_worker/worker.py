@@ -80,6 +80,7 @@ class Options:
     app: str
     app_dir: Optional[str] = None
     factory: bool = False
+    interface: str = "auto"  # or "asgi3", "asgi2"
     worker_id: Optional[int] = None
     log_level: str = "info"
     lifespan: str = "auto"
@@ -205,8 +206,10 @@ def import_from_string(import_str: str) -> Any:
     return instance
 
 
-def load_app(import_str: str, app_dir: Optional[str] = None, factory: bool = False) -> Any:
-    """Put ``app_dir`` (default: the current directory) first on ``sys.path`` and load the app."""
+def load_app(import_str: str, app_dir: Optional[str] = None, factory: bool = False, interface: str = "auto") -> Any:
+    """Put ``app_dir`` (default: the current directory) first on ``sys.path`` and load the app,
+    as an ASGI 3 callable (an ASGI 2 app, ``interface`` "asgi2" or recognised under "auto", is
+    wrapped)."""
     sys.path.insert(0, os.path.abspath(app_dir if app_dir is not None else os.getcwd()))
     app = import_from_string(import_str)
     if not factory and _looks_like_factory(app):
@@ -222,9 +225,11 @@ def load_app(import_str: str, app_dir: Optional[str] = None, factory: bool = Fal
             raise AppLoadError(f'Error calling the app factory "{import_str}": {_describe(exc)}', exc) from None
     if not callable(app):
         raise AppLoadError(f'The ASGI app "{import_str}" is not callable (it is a {type(app).__name__}).')
-    if _is_asgi2(app):
+    if interface == "asgi2":
+        return _ASGI2App(app)
+    if interface == "auto" and _is_asgi2(app):
         # asgi.rst, Legacy Applications: servers "are encouraged to support both types". (As
-        # uvicorn's --interface auto, but only for the two unmistakable shapes.)
+        # uvicorn's --interface auto, but only for the shapes that cannot be an ASGI 3 app.)
         logger.info("ASGI 2 (double-callable) app detected: it is called as app(scope)(receive, send)")
         app = _ASGI2App(app)
     return app
@@ -233,10 +238,20 @@ def load_app(import_str: str, app_dir: Optional[str] = None, factory: bool = Fal
 def _is_asgi2(obj: Any) -> bool:
     """Whether ``obj`` is an ASGI 2 (double-callable) application: a class that is not itself
     awaitable (``App(scope)`` makes the instance that is called with receive and send), or a plain
-    (not async) function of one positional parameter (scope)."""
+    (not async) function, or an object whose plain ``__call__``, of one positional parameter
+    (scope). (A plain callable of three parameters that returns a coroutine, as some middleware
+    is, stays ASGI 3.)"""
     if inspect.isclass(obj):
         return not hasattr(obj, "__await__")
-    if not inspect.isfunction(obj) or inspect.iscoroutinefunction(obj) or inspect.isasyncgenfunction(obj):
+    if inspect.isfunction(obj) or inspect.ismethod(obj):
+        call = obj
+    elif not inspect.isroutine(obj):
+        call = getattr(type(obj), "__call__", None)
+        if not inspect.isfunction(call):
+            return False  # (a callable type of C: nothing to tell it by)
+    else:
+        return False
+    if inspect.iscoroutinefunction(call) or inspect.isasyncgenfunction(call):
         return False
     try:
         parameters = list(inspect.signature(obj).parameters.values())
@@ -417,7 +432,7 @@ def run(options: Options) -> int:
             return EXIT_LOAD_ERROR
     ring = map_ring(options.ring_fd) if options.ring_fd is not None else None
     try:
-        app = load_app(options.app, options.app_dir, options.factory)
+        app = load_app(options.app, options.app_dir, options.factory, options.interface)
     except AppLoadError as exc:
         cause = exc.cause
         if cause is not None:

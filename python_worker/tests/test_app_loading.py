@@ -40,6 +40,27 @@ MODULE = """
             instance_calls.append(scope)
 
     instance = Callable()
+
+    class Asgi2Object:
+        def __call__(self, scope):
+            async def run(receive, send):
+                pass
+            return run
+
+    asgi2_instance = Asgi2Object()
+
+    class SyncMiddleware:
+        # ASGI 3 by a plain __call__ that returns the wrapped app's coroutine
+        def __call__(self, scope, receive, send):
+            return app(scope, receive, send)
+
+    sync_middleware = SyncMiddleware()
+
+    class AnyArgs:
+        def __call__(self, *args, **kwargs):
+            return app(*args, **kwargs)
+
+    any_args = AnyArgs()
 """
 
 
@@ -80,3 +101,25 @@ def test_explicit_factory_still_calls(module: Any) -> None:
     app_dir, name = module
     with pytest.raises(AppLoadError, match="Error calling the app factory"):
         load_app(f"{name}:needs_settings", app_dir, factory=True)
+
+
+@pytest.mark.parametrize("attr, asgi2", [
+    ("asgi2_instance", True),  # uvicorn's --interface auto: a plain __call__ is ASGI 2
+    ("sync_middleware", False),  # but one of (scope, receive, send) can only be ASGI 3
+    ("any_args", False),
+])
+def test_objects_with_a_plain_call_of_the_scope_only_are_asgi2(module: Any, attr: str, asgi2: bool) -> None:
+    app_dir, name = module
+    app = load_app(f"{name}:{attr}", app_dir)
+    expected = getattr(sys.modules[name], attr)
+    if asgi2:
+        assert type(app).__name__ == "_ASGI2App" and app.app is expected
+    else:
+        assert app is expected
+
+
+def test_interface_option_overrides_the_detection(module: Any) -> None:
+    app_dir, name = module
+    forced = load_app(f"{name}:app", app_dir, interface="asgi2")
+    assert type(forced).__name__ == "_ASGI2App" and forced.app is sys.modules[name].app
+    assert load_app(f"{name}:asgi2_instance", app_dir, interface="asgi3") is sys.modules[name].asgi2_instance
