@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"golang.org/x/sys/unix"
 
 	"github.com/asgi-gateway/asgi-gateway/protocol"
 )
@@ -506,7 +507,7 @@ func describeExit(cmd *exec.Cmd, connErr error) string {
 	// The worker went away by itself (its socket closed as it exited): how it exited says why.
 	if cmd != nil && cmd.ProcessState != nil {
 		if st, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok && st.Signaled() {
-			return "killed by signal " + st.Signal().String()
+			return "killed by " + unix.SignalName(st.Signal()) + " (" + st.Signal().String() + ")"
 		}
 		return "exit status " + strconv.Itoa(cmd.ProcessState.ExitCode())
 	}
@@ -790,10 +791,11 @@ func (p *Pool) explain(err error, cmd *exec.Cmd, tail *lineTail) error {
 		return err
 	}
 	out := tail.String()
-	code := -1
+	code := -1 // (also for a worker killed by a signal: described as such below)
 	if cmd.ProcessState != nil {
 		code = cmd.ProcessState.ExitCode()
 	}
+	how := describeExit(cmd, nil)
 	switch {
 	case strings.Contains(out, "No module named python_worker"):
 		return fmt.Errorf("the worker package is not installed in %s: pip install the python_worker directory of asgi-gateway into that environment (or pass --python)", p.python)
@@ -803,9 +805,9 @@ func (p *Pool) explain(err error, cmd *exec.Cmd, tail *lineTail) error {
 		return &AppLoadError{Message: lastLines(out, 12)}
 	}
 	if out == "" {
-		return fmt.Errorf("%w (exit status %d)", errExitedEarly, code)
+		return fmt.Errorf("%w (%s)", errExitedEarly, how)
 	}
-	return fmt.Errorf("%w (exit status %d):\n%s", errExitedEarly, code, lastLines(out, 12))
+	return fmt.Errorf("%w (%s):\n%s", errExitedEarly, how, lastLines(out, 12))
 }
 
 // forward copies a worker's output to the log, line by line, with the worker id; tail keeps the last

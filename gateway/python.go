@@ -6,11 +6,15 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+
+	"github.com/rs/zerolog"
 )
 
 // FindPython returns the interpreter the workers run with: explicit (from --python) if given, else
-// $VIRTUAL_ENV/bin/python, else python3 on PATH.
-func FindPython(explicit string) (string, error) {
+// $VIRTUAL_ENV/bin/python, else python3 on PATH. A $VIRTUAL_ENV without a usable interpreter (a
+// deleted virtualenv, one another user cannot read) is passed over with a warning, since the
+// interpreter then chosen may not have the app's packages.
+func FindPython(explicit string, log zerolog.Logger) (string, error) {
 	if explicit != "" {
 		p, err := exec.LookPath(explicit)
 		if err != nil {
@@ -18,15 +22,21 @@ func FindPython(explicit string) (string, error) {
 		}
 		return p, nil
 	}
-	if venv := os.Getenv("VIRTUAL_ENV"); venv != "" {
+	venv := os.Getenv("VIRTUAL_ENV")
+	var venvErr error
+	if venv != "" {
 		p := filepath.Join(venv, "bin", "python")
-		if _, err := os.Stat(p); err == nil {
+		if _, venvErr = os.Stat(p); venvErr == nil {
 			return p, nil
 		}
 	}
 	p, err := exec.LookPath("python3")
 	if err != nil {
 		return "", errors.New("no Python interpreter: pass --python PATH, activate a virtualenv, or put python3 on PATH")
+	}
+	if venvErr != nil {
+		log.Warn().Err(venvErr).Str("VIRTUAL_ENV", venv).Str("python", p).
+			Msg("$VIRTUAL_ENV has no usable bin/python: the workers use python3 on PATH (pass --python to choose)")
 	}
 	return p, nil
 }

@@ -88,7 +88,7 @@ func (s *Server) Start() (string, error) {
 	if err := s.tryListen(); err != nil {
 		return "", err
 	}
-	python, err := FindPython(s.cfg.Python)
+	python, err := FindPython(s.cfg.Python, s.log)
 	if err != nil {
 		return "", err
 	}
@@ -119,6 +119,10 @@ func (s *Server) Start() (string, error) {
 	s.ln = ln
 	return where, nil
 }
+
+// maxUnixPath is the longest path a Unix socket can be bound to (sockaddr_un's sun_path, 108 bytes
+// with its terminating NUL).
+const maxUnixPath = 107
 
 // errStopped is Start's error when Shutdown came first.
 var errStopped = errors.New("stopped before the workers started")
@@ -160,6 +164,10 @@ func (s *Server) listen() (net.Listener, string, error) {
 		return ln, "fd:" + strconv.Itoa(s.cfg.FD) + " (" + ln.Addr().String() + ")", nil
 	}
 	if s.cfg.UDS != "" {
+		if n := len(s.cfg.UDS); n > maxUnixPath {
+			// (bind(2) would only say "invalid argument")
+			return nil, "", fmt.Errorf("listen on %s: the path is %d bytes long; a Unix socket's path may have at most %d", s.cfg.UDS, n, maxUnixPath)
+		}
 		if fi, err := os.Lstat(s.cfg.UDS); err == nil && fi.Mode()&os.ModeSocket != 0 {
 			os.Remove(s.cfg.UDS) // a stale socket from an earlier run
 		}

@@ -144,6 +144,8 @@ def test_log_config_that_does_not_apply_is_a_startup_failure(launcher: Launcher,
     result = launcher.run(*APP, "--log-config", str(bad_schema))
     assert result.returncode == 3, result.stderr
     assert "schema.json" in result.stderr and "Unable to configure handler" in result.stderr, result.stderr
+    # ... with the cause logging.config wraps, which says what to fix (as uvicorn's traceback shows)
+    assert "Cannot resolve 'no.such.Handler'" in result.stderr, result.stderr
 
 
 def start_quiet(launcher: Launcher, *args: str) -> Launched:

@@ -106,6 +106,22 @@ def test_interpreter_from_virtual_env(servers: Any) -> None:
     assert Path(response.json()["prefix"]).resolve() == venv.resolve()
 
 
+def test_a_virtual_env_without_an_interpreter_is_passed_over_with_a_warning(servers: Any, tmp_path: Path) -> None:
+    # A deleted virtualenv still named by $VIRTUAL_ENV: python3 on PATH serves, and the log says so
+    # (it may lack the app's packages; the advice would otherwise point at an interpreter never named).
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    shim = bin_dir / "python3"  # (a script: a symlink would not find the venv's pyvenv.cfg)
+    shim.write_text(f'#!/bin/sh\nexec {venv_python()} "$@"\n')
+    shim.chmod(0o755)
+    env = dict(os.environ, VIRTUAL_ENV=str(tmp_path / "deleted-venv"))
+    env["PATH"] = os.pathsep.join([str(bin_dir), env.get("PATH", "")])
+    server = servers.start("testapp:app", app_dir=APPS_DIR, env=env, python_flag=False)
+    assert httpx.get(f"{server.url}/_/python").status_code == 200
+    assert "$VIRTUAL_ENV has no usable bin/python: the workers use python3 on PATH" in server.stderr()
+    assert str(bin_dir / "python3") in server.stderr()
+
+
 def test_python_flag_chooses_the_interpreter(server: Any) -> None:
     response = httpx.get(f"{server.url}/_/python")
     assert response.json()["executable"] == venv_python()

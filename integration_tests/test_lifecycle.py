@@ -548,7 +548,7 @@ def test_worker_death_is_logged_with_its_exit_status_or_signal(servers: Any, how
         expected = "exit status 7"
     else:
         os.kill(pid, signal.SIGKILL)
-        expected = "killed by signal killed"
+        expected = "killed by SIGKILL (killed)"
     line = wait_for(lambda: next((l for l in server.stderr().splitlines() if "worker died" in l), None), 10)
     assert line and expected in line and str(pid) in line, (line, server.stderr()[-2000:])
 

@@ -405,6 +405,14 @@ def test_an_address_that_cannot_be_listened_on_fails_before_the_app_is_imported(
     assert "address already in use" in result.stderr
     assert not marker.exists(), "the app was imported before the port was found taken"
 
+    long_uds = tmp_path / ("x" * (119 - len(str(tmp_path))))  # 120 bytes with the separator
+    result = subprocess.run(
+        gateway_command("marker_app:app", "--app-dir", str(tmp_path), "--uds", str(long_uds)),
+        capture_output=True, text=True, timeout=60, cwd=REPO_ROOT)
+    assert result.returncode == 3, result.stderr
+    assert "the path is 120 bytes long; a Unix socket's path may have at most 107" in result.stderr, result.stderr
+    assert not marker.exists()
+
     uds = tmp_path / "missing" / "gw.sock"
     result = subprocess.run(
         gateway_command("marker_app:app", "--app-dir", str(tmp_path), "--uds", str(uds)),
@@ -428,6 +436,17 @@ def test_a_descriptor_that_is_not_a_socket_fails_before_the_app_is_imported(
     assert result.returncode == 3, result.stderr
     assert not marker.exists(), "the app was imported before the descriptor was found not a socket"
     assert f"file descriptor {read_end}: not a socket" in result.stderr
+
+
+def test_a_worker_killed_during_its_startup_is_said_to_be(gateway_binary: None, tmp_path: Path) -> None:
+    """A worker killed while it starts (the OOM killer while a model loads) is described by its
+    signal, as a worker that dies later is, not as "exit status -1"."""
+    (tmp_path / "killed_app.py").write_text("import os, signal\nos.kill(os.getpid(), signal.SIGKILL)\n")
+    result = subprocess.run(gateway_command("killed_app:app", "--app-dir", str(tmp_path)),
+                            capture_output=True, text=True, timeout=60, cwd=REPO_ROOT)
+    assert result.returncode == 3, result.stderr
+    assert "the worker exited before it was ready (killed by SIGKILL" in result.stderr, result.stderr
+    assert "exit status -1" not in result.stderr
 
 
 def test_an_app_dir_that_is_not_a_directory_is_a_usage_error(gateway_binary: None, tmp_path: Path) -> None:

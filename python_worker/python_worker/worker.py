@@ -153,7 +153,16 @@ def apply_log_config(path: str) -> None:
     except LogConfigError:
         raise
     except Exception as exc:  # json, yaml, configparser and logging.config errors alike
-        raise LogConfigError(f"--log-config {path}: {_describe(exc)}") from exc
+        # logging.config wraps the error that says what to fix ("Cannot resolve 'no.such.Handler':
+        # No module named 'no'") in one that names the handler: both are said.
+        text = _describe(exc)
+        seen = {id(exc)}
+        inner = exc.__cause__ or exc.__context__
+        while inner is not None and id(inner) not in seen:
+            seen.add(id(inner))
+            text += f" (caused by {_describe(inner)})"
+            inner = inner.__cause__ or inner.__context__
+        raise LogConfigError(f"--log-config {path}: {text}") from exc
     for name, obj in list(logging.Logger.manager.loggerDict.items()):
         if (name == "python_worker" or name.startswith("python_worker.")) and isinstance(obj, logging.Logger):
             obj.disabled = False

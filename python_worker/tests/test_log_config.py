@@ -58,6 +58,9 @@ def test_yaml_without_pyyaml_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyP
         ("c.json", '{"version": 1,', r"c\.json: JSONDecodeError"),
         ("d.ini", "[loggers]\nkeys=root\n", r"d\.ini: KeyError"),
         ("e.json", '{"version": 2}', r"e\.json: ValueError: Unsupported version: 2"),
+        ("g.json", '{"version": 1, "handlers": {"h": {"class": "no.such.Handler"}}}',
+         r"g\.json: ValueError: Unable to configure handler 'h' \(caused by ValueError: Cannot resolve "
+         r"'no\.such\.Handler': No module named 'no'"),
     ],
 )
 def test_errors_name_the_file_and_the_reason(tmp_path: Path, name: str, content: str, match: str) -> None:
