@@ -92,7 +92,7 @@ func DefaultConfig() Config {
 		GracefulTimeout:     30 * time.Second,
 		LifespanTimeout:     10 * time.Second,
 		StartupTimeout:      60 * time.Second,
-		HealthTimeout:       5 * time.Second,
+		HealthTimeout:       30 * time.Second, // gunicorn's worker timeout: seconds of sync work in a handler are not a hang
 		AcquireTimeout:      5 * time.Second,
 		WSMaxSize:           16 << 20,
 		WSPingInterval:      20 * time.Second,

@@ -214,6 +214,33 @@ def test_a_five_mib_stdout_line_does_not_silence_later_output(faulty: GatewaySer
 # --- a blocked event loop ---------------------------------------------------------------------------
 
 
+def test_a_loop_blocked_for_seconds_is_not_killed_by_default(servers: Any) -> None:
+    # A sync call of some seconds in a handler (a report, a model) only delays the worker's other
+    # requests, as under uvicorn; the default health check (30 s, gunicorn's worker timeout) does
+    # not kill the worker and answer them all 502 (it did at 5 s).
+    server = servers.start("faulty_app:app", app_dir=APPS_DIR, workers=1)
+    pid = worker_pid(server)
+    outcomes: list[Any] = []
+
+    def request(path: str) -> None:
+        try:
+            outcomes.append(httpx.get(f"{server.url}{path}", timeout=30).status_code)
+        except Exception as exc:  # noqa: BLE001
+            outcomes.append(exc)
+
+    threads = [threading.Thread(target=request, args=("/faulty/block?seconds=7",))]
+    threads[0].start()
+    time.sleep(0.5)
+    for _ in range(3):
+        threads.append(threading.Thread(target=request, args=("/_/pid",)))
+        threads[-1].start()
+    for thread in threads:
+        thread.join(30)
+    assert outcomes == [200] * 4, (outcomes, server.stderr()[-2000:])
+    assert worker_pid(server) == pid
+    assert "health check" not in server.stderr()
+
+
 def test_blocked_loop_is_killed_by_the_health_check_and_replaced(servers: Any) -> None:
     server = servers.start(
         "faulty_app:app", app_dir=APPS_DIR, workers=1, extra_args=["--timeout-worker-healthcheck", "1"]
