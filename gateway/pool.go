@@ -257,8 +257,12 @@ func (p *Pool) run(s *slot, first chan<- error) {
 			next, err := p.spawn(s)
 			if err != nil {
 				p.cfg.Metrics.WorkerStartFailed()
-				p.log.Error().Err(err).Int("worker", s.id).Str("reason", req.reason).Dur("retry_in", retryWait).
-					Msg("replacement worker failed to start; keeping the old one")
+				ev := p.log.Error().Err(err).Int("worker", s.id).Str("reason", req.reason)
+				if req.done == nil {
+					// (a limit asks again after retry_in; a reload is tried again by the next reload)
+					ev = ev.Dur("retry_in", retryWait)
+				}
+				ev.Msg("replacement worker failed to start; keeping the old one")
 				retryAt = time.Now().Add(retryWait)
 				retryWait = min(2*retryWait, time.Minute)
 			} else {

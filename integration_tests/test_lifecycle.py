@@ -529,6 +529,10 @@ def test_sighup_with_a_slot_that_cannot_start_reloads_the_others(servers: Any, t
     assert wait_for(lambda: "reload complete" in server.stderr(), 10), server.stderr()[-3000:]
     survivor = (before - {victim}).pop()
     assert survivor in children(server.process.pid)  # (a deploy that cannot start keeps the old worker)
+    # A reload's failed replacement is not retried by itself (the next reload tries again): the line
+    # promises no retry.
+    failed = [l for l in server.stderr().splitlines() if "replacement worker failed to start" in l]
+    assert failed and all("reason=reload" in l and "retry_in" not in l for l in failed), failed
     assert httpx.get(f"{server.url}/", timeout=5).text == str(survivor)
     broken.unlink()
     server.process.send_signal(signal.SIGHUP)
@@ -600,6 +604,7 @@ def test_max_requests_recycles_again_after_a_replacement_that_failed_to_start(se
         time.sleep(6)
         failed = server.stderr().count("replacement worker failed to start")
         assert 2 <= failed <= 3, (failed, server.stderr()[-3000:])
+        assert "retry_in=" in next(l for l in server.stderr().splitlines() if "replacement worker failed" in l)
         scraped = httpx.get(f"http://{address}/metrics", timeout=5).text
         # (one more may have failed between the two reads)
         assert metric(scraped, "asgi_gateway_worker_start_failures_total") in (failed, failed + 1), scraped
