@@ -785,6 +785,13 @@ var (
 	errProcessExited = errors.New("worker process exited")
 )
 
+// IsAppStartFailure reports whether a failed Start is the app's doing (it did not import, its
+// lifespan startup failed, its worker exited while starting), which a change to its code may mend.
+func IsAppStartFailure(err error) bool {
+	var appErr *AppLoadError
+	return errors.As(err, &appErr) || errors.Is(err, errExitedEarly)
+}
+
 // explain turns a failed start into one message a person can act on.
 func (p *Pool) explain(err error, cmd *exec.Cmd, tail *lineTail) error {
 	var appErr *AppLoadError

@@ -804,6 +804,30 @@ def test_reload_picks_up_edits_and_survives_a_syntax_error(servers: Any, tmp_pat
     assert server.process.poll() is None
 
 
+def test_reload_waits_for_an_app_that_does_not_load_at_startup(gateway_binary: None, tmp_path: Path) -> None:
+    # uvicorn's reloader keeps running when the app fails to import at startup, and loads it after
+    # the next change: the development server is not ended by the first typo.
+    app_dir = tmp_path / "reload_app_dir"
+    app_dir.mkdir()
+    module = app_dir / "reload_app.py"
+    module.write_text(RELOAD_APP.format(text="version one") + "\ndef broken(:\n")
+    stderr_path = tmp_path / "stderr"
+    port = free_port()
+    with raw_gateway("reload_app:app", stderr_path, "--app-dir", str(app_dir), "--port", str(port), "--reload",
+                     "--reload-dir", str(app_dir), "--reload-delay", "0.1",
+                     env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}) as process:
+        log = lambda: stderr_path.read_text(errors="replace")  # noqa: E731
+        assert wait_for(lambda: "waiting for a change" in log(), 10), log()
+        assert "SyntaxError" in log()
+        time.sleep(0.3)
+        assert process.poll() is None, log()
+        module.write_text(RELOAD_APP.format(text="version two, fixed"))
+        assert wait_for(lambda: "listening on" in log(), 10), log()
+        assert httpx.get(f"http://127.0.0.1:{port}/", timeout=5).text == "version two, fixed"
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(10) == 0
+
+
 # --- metrics ----------------------------------------------------------------------------------
 
 

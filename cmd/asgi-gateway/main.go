@@ -606,15 +606,34 @@ func run(ctx *cli.Context) error {
 		where string
 		err   error
 	}
-	started := make(chan startResult, 1)
-	go func() {
-		where, err := srv.Start()
-		started <- startResult{where, err}
-	}()
 	var where string
-	select {
-	case r := <-started:
-		if r.err != nil {
+	for where == "" {
+		started := make(chan startResult, 1)
+		go func() {
+			where, err := srv.Start()
+			started <- startResult{where, err}
+		}()
+		select {
+		case r := <-started:
+			if r.err == nil {
+				where = r.where
+				break
+			}
+			if ctx.Bool("reload") && gateway.IsAppStartFailure(r.err) {
+				// As uvicorn's reloader: an app that does not load yet is loaded again after the
+				// next change, rather than ending the development server.
+				log.Error().Msg(r.err.Error())
+				log.Warn().Msg("--reload: waiting for a change to start the workers again")
+				again, err := waitForChange(reload, log, signals)
+				if err != nil {
+					return cli.Exit(fmt.Sprintf("--reload: %v", err), 3)
+				}
+				if !again {
+					log.Info().Msg("stopped")
+					return nil
+				}
+				continue
+			}
 			// A startup failure (the app, the workers, the listener: a port in use) exits 3, as
 			// uvicorn's STARTUP_FAILURE.
 			var appErr *gateway.AppLoadError
@@ -622,17 +641,16 @@ func run(ctx *cli.Context) error {
 				return cli.Exit(appErr.Error(), 3)
 			}
 			return cli.Exit(r.err.Error(), 3)
+		case sig := <-signals:
+			// A stop asked for, as after startup: exit 0 (a service manager's stop is not a failure).
+			// The workers still starting are ended without waiting for their lifespan startup, which
+			// may never end.
+			log.Warn().Str("signal", sig.String()).Msg("stopping before the workers were ready")
+			srv.Shutdown()
+			<-started
+			log.Info().Msg("stopped")
+			return nil
 		}
-		where = r.where
-	case sig := <-signals:
-		// A stop asked for, as after startup: exit 0 (a service manager's stop is not a failure).
-		// The workers still starting are ended without waiting for their lifespan startup, which
-		// may never end.
-		log.Warn().Str("signal", sig.String()).Msg("stopping before the workers were ready")
-		srv.Shutdown()
-		<-started
-		log.Info().Msg("stopped")
-		return nil
 	}
 	log.Info().Int("workers", cfg.Workers).Ints("pids", srv.WorkerPIDs()).Msgf("listening on %s", where)
 
@@ -693,6 +711,35 @@ func run(ctx *cli.Context) error {
 	case err := <-served:
 		srv.Shutdown()
 		return cli.Exit(err.Error(), 1)
+	}
+}
+
+// waitForChange watches the --reload files until one changes (true) or a signal comes (false).
+func waitForChange(cfg gateway.ReloadConfig, log zerolog.Logger, signals <-chan os.Signal) (bool, error) {
+	watchCtx, stop := context.WithCancel(context.Background())
+	defer stop()
+	changed := make(chan struct{}, 1)
+	watched := make(chan error, 1)
+	go func() {
+		watched <- gateway.Watch(watchCtx, cfg, log, func(paths []string) {
+			log.Warn().Strs("changed", paths).Msg("changes detected; starting the workers")
+			select {
+			case changed <- struct{}{}:
+			default:
+			}
+		})
+	}()
+	select {
+	case <-changed:
+		stop()
+		<-watched
+		return true, nil
+	case err := <-watched:
+		return false, err
+	case <-signals:
+		stop()
+		<-watched
+		return false, nil
 	}
 }
 
