@@ -233,6 +233,11 @@ def load_app(import_str: str, app_dir: Optional[str] = None, factory: bool = Fal
         except BaseException as exc:  # noqa: B036
             raise AppLoadError(f'Error calling the app factory "{import_str}": {_describe(exc)}', exc) from None
     if not callable(app):
+        if factory and inspect.iscoroutine(app):
+            app.close()  # (never awaited: no warning about it)
+            raise AppLoadError(f'The app factory "{import_str}" is async: it must be a plain function that returns the app.')
+        if factory:
+            raise AppLoadError(f'The app factory "{import_str}" returned a {type(app).__name__}, which is not an ASGI app (not callable).')
         raise AppLoadError(f'The ASGI app "{import_str}" is not callable (it is a {type(app).__name__}).')
     if interface == "asgi2":
         return _ASGI2App(app)

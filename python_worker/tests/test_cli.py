@@ -42,6 +42,12 @@ APP_FILES = {
         def make():
             return app
 
+        async def async_factory():
+            return app
+
+        def int_factory():
+            return 5
+
         def bad_factory():
             raise RuntimeError("no")
     """,
@@ -150,6 +156,10 @@ LOAD_ERRORS = [
     (["--app", "syntaxerr:app"], "SyntaxError: invalid syntax (syntaxerr.py, line 1)", True),
     (["--app", "okapp:bad_factory", "--factory"], 'Error calling the app factory "okapp:bad_factory": RuntimeError: no', True),
     (["--app", "okapp:CONST"], 'The ASGI app "okapp:CONST" is not callable (it is a int).', False),
+    (["--app", "okapp:async_factory", "--factory"],
+     'The app factory "okapp:async_factory" is async: it must be a plain function that returns the app.', False),
+    (["--app", "okapp:int_factory", "--factory"],
+     'The app factory "okapp:int_factory" returned a int, which is not an ASGI app (not callable).', False),
 ]
 
 
