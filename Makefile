@@ -40,6 +40,7 @@ test-go:
 	$(GO) test ./...
 
 test-python: build venv
+	$(VPY) -m mypy --config-file python_worker/pyproject.toml python_worker/python_worker
 	$(VPY) -m pytest -q python_worker/tests integration_tests
 
 # A short fuzzing pass over the decoders (CI runs it too).

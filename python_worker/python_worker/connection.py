@@ -240,10 +240,10 @@ class Connection(asyncio.Protocol):
                     if self._shutting_down:
                         self._refuse(sid)
                         continue
-                    cycle = RequestCycle(self, f) if t == HTTP_REQUEST else WebSocketCycle(self, f)
-                    streams[sid] = cycle
-                    coro = cycle.run()
-                    cycle.task = _Task(coro, loop=loop) if plain_tasks else loop.create_task(coro)
+                    new = RequestCycle(self, f) if t == HTTP_REQUEST else WebSocketCycle(self, f)
+                    streams[sid] = new
+                    coro = new.run()
+                    new.task = _Task(coro, loop=loop) if plain_tasks else loop.create_task(coro)
                     opened = True
                 elif t == WS_RECEIVE:
                     cycle = streams.get(f[1])
@@ -393,12 +393,13 @@ class Connection(asyncio.Protocol):
             # Large bodies are separate items: let the transport gather them (uvloop: writev)
             # instead of copying them into one buffer here.
             self._big_parts = False
-            self.transport.writelines(out)  # type: ignore[union-attr]
+            # (the placeholders are all frames now)
+            self.transport.writelines(out)  # type: ignore[union-attr, arg-type]
             out.clear()
             return
         data = out[0] if len(out) == 1 else b"".join(out)  # type: ignore[arg-type]
         out.clear()
-        self.transport.write(data)  # type: ignore[union-attr]
+        self.transport.write(data)  # type: ignore[union-attr, arg-type]
 
     async def drain(self) -> None:
         """Wait until the transport's buffer is below its high-water mark."""

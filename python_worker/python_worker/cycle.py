@@ -216,7 +216,8 @@ class RequestCycle:
         self._req_window = window
         self._body: Optional[bytes] = body  # the first http.request, until the app receives it
         self._more_body = more_body = f[14]
-        self._chunks: Optional[Deque[Tuple[bytes, bool]]] = None
+        # (body, more_body) pieces; a WebSocketCycle's hold (message, its size in the window)
+        self._chunks: Optional[Deque[Tuple[Any, Any]]] = None
         self._req_done = not more_body
         self.scope: Optional[Dict[str, Any]] = None
         self.task: Optional[asyncio.Task] = None

@@ -300,7 +300,7 @@ _END_OK_TAIL = b"\x00\xa0"  # outcome 0, message ""
 
 def encode_end(sid_or_enc: int | bytes, outcome: int = OUTCOME_OK, message: str = "") -> bytes:
     """END ``[21, sid, outcome, message]``; ``sid_or_enc`` is the sid or ``pack_uint(sid)``."""
-    sid_enc = sid_or_enc if type(sid_or_enc) is bytes else pack_uint(sid_or_enc)
+    sid_enc = sid_or_enc if isinstance(sid_or_enc, bytes) else pack_uint(sid_or_enc)
     if outcome == OUTCOME_OK and not message:
         payload = b"\x94\x15" + sid_enc + _END_OK_TAIL
     else:
@@ -324,7 +324,7 @@ def ws_send_parts(sid_enc: bytes, data: bytes | str) -> tuple[bytes, bytes, int]
     up to the message, then the message (``bytes`` as given, ``str`` as UTF-8); and the message's
     size in bytes (UTF-8 for text), which is what counts against the window. The message is not
     copied into a frame of its own: the connection's write joins (or gathers) the pieces once."""
-    if type(data) is str:
+    if isinstance(data, str):
         payload = data.encode("utf-8")
         size = len(payload)
         if size < 32:
@@ -354,7 +354,7 @@ def encode_ws_close(sid: int, code: int, reason: str) -> bytes:
 
 
 def _sid_enc(sid_or_enc: int | bytes) -> bytes:
-    return sid_or_enc if type(sid_or_enc) is bytes else pack_uint(sid_or_enc)  # type: ignore[return-value]
+    return sid_or_enc if isinstance(sid_or_enc, bytes) else pack_uint(sid_or_enc)
 
 
 def encode_response_trailers(sid_or_enc: int | bytes, headers: list, more_trailers: bool) -> bytes:

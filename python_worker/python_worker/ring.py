@@ -238,7 +238,7 @@ class Ring:
             return False  # the gateway has not released everything yet
         start, length = self._trim_range
         try:
-            self._mm.madvise(_MADV_REMOVE, start, length)
+            self._mm.madvise(_MADV_REMOVE, start, length)  # type: ignore[arg-type]  # (not None: _trim_range is set)
         except (OSError, ValueError) as exc:
             logger.debug("body ring: cannot give the response area's pages back (madvise MADV_REMOVE: %s); "
                          "not trying again", exc)

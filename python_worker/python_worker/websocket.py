@@ -161,7 +161,7 @@ class WebSocketCycle(RequestCycle):
     # -----------------------------------------------------------------------------------------------
     # ASGI receive
 
-    async def receive(self) -> dict:  # type: ignore[override]
+    async def receive(self) -> dict:
         if self._connect_pending:
             self._connect_pending = False
             return {"type": "websocket.connect"}
@@ -184,7 +184,7 @@ class WebSocketCycle(RequestCycle):
     # -----------------------------------------------------------------------------------------------
     # ASGI send
 
-    async def send(self, message: Any) -> None:  # type: ignore[override]
+    async def send(self, message: Any) -> None:
         mtype = message["type"]
         ws = self._ws
         if ws == _RESPONSE:

@@ -257,6 +257,7 @@ def _is_asgi2(obj: Any) -> bool:
     is, stays ASGI 3.)"""
     if inspect.isclass(obj):
         return not hasattr(obj, "__await__")
+    call: Any
     if inspect.isfunction(obj) or inspect.ismethod(obj):
         call = obj
     elif not inspect.isroutine(obj):
