@@ -52,7 +52,9 @@ type Pool struct {
 	stopOnce  sync.Once
 	supervise sync.WaitGroup
 	restarts  atomic.Int64
-	draining  atomic.Int64 // retired workers finishing their streams
+	// lastAcquireWarn is when pickWait last logged that no worker was ready (unix ns).
+	lastAcquireWarn atomic.Int64
+	draining        atomic.Int64 // retired workers finishing their streams
 }
 
 // slot is one place in the pool, filled by successive worker processes. Its supervisor goroutine
@@ -574,6 +576,12 @@ func (p *Pool) pickWait(wait time.Duration) *workerConn {
 		select {
 		case <-ch:
 		case <-deadline.C:
+			// The access log shows the 503; this says why (at most once a second).
+			if now := time.Now().UnixNano(); now-p.lastAcquireWarn.Load() >= int64(time.Second) {
+				p.lastAcquireWarn.Store(now)
+				p.log.Warn().Dur("waited", wait).
+					Msg("no worker ready within --timeout-worker-acquire (starting, or failing to start): answering 503")
+			}
 			return nil
 		case <-p.stopping:
 			return nil

@@ -614,6 +614,21 @@ def test_max_requests_recycles_again_after_a_replacement_that_failed_to_start(se
     assert server.stderr().count("reason=max-requests") >= 2, server.stderr()[-3000:]
 
 
+def test_a_503_for_want_of_a_ready_worker_is_explained_in_the_log(servers: Any, tmp_path: Path) -> None:
+    # Probe 45: the access log showed the 503, and nothing said why.
+    (tmp_path / "flaky_app.py").write_text(FLAKY_IMPORT_APP)
+    flag = tmp_path / "broken.flag"
+    server = servers.start("flaky_app:app", app_dir=tmp_path, workers=1, env={**os.environ, "BROKEN_FLAG": str(flag)},
+                           extra_args=["--timeout-worker-acquire", "0.5"])
+    pid = int(httpx.get(f"{server.url}/", timeout=5).text)
+    flag.touch()  # its replacement cannot start
+    os.kill(pid, signal.SIGKILL)
+    assert wait_for(lambda: "worker failed to start" in server.stderr(), 10), server.stderr()[-3000:]
+    assert httpx.get(f"{server.url}/", timeout=5).status_code == 503
+    line = wait_for(lambda: next((l for l in server.stderr().splitlines() if "no worker ready" in l), None), 3)
+    assert line and "--timeout-worker-acquire" in line and "503" in line, server.stderr()[-3000:]
+
+
 SLOW_START_APP = """
 import asyncio, os
 async def app(scope, receive, send):
