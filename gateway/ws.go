@@ -240,12 +240,15 @@ func (c *h1conn) awaitWSCredit(ex *exchange) (ok, deliver bool) {
 	defer c.mu.Unlock()
 	// Backpressure: the app's window is full.
 	c.pauseReadsLocked(ex.ws, func() bool {
-		return ex.reqCredit <= 0 && !ex.ended && !ex.lost && !c.closed && !ex.ws.appClosed
+		return ex.reqCredit <= 0 && !ex.ended && !ex.lost && !c.closed && !ex.ws.appClosed && !ex.ws.disconnected
 	})
-	// After the app closed, the client's messages are read (to reach its close frame) and dropped:
-	// the worker grants no window for them (SPEC §4: a sender never exceeds the window).
+	// After the app closed, or after the app was told the client is gone (WS_DISCONNECT: the
+	// server's own close for a shutdown or a worker replacement, which the client's messages may
+	// cross until its close frame), the client's messages are read (to reach its close frame) and
+	// dropped: nothing follows WS_DISCONNECT for the stream (SPEC §4), and the worker grants no
+	// window for them.
 	ok = !ex.lost && !c.closed && (!ex.ended || ex.ws.closeSent)
-	return ok, ok && !ex.ended && !ex.ws.appClosed
+	return ok, ok && !ex.ended && !ex.ws.appClosed && !ex.ws.disconnected
 }
 
 // pauseReadsLocked waits (c.mu held) while waiting() holds, reading nothing from the client: its

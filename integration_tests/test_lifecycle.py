@@ -494,6 +494,29 @@ def test_recycling_closes_the_old_workers_websockets_with_1012(servers: Any) -> 
     assert httpx.get(f"{server.url}/pid", timeout=5).text != old
 
 
+def test_messages_crossing_the_1012_close_are_not_forwarded_to_the_old_worker(servers: Any) -> None:
+    """Probe 47: a client may send messages until it has sent its own close frame (RFC 6455 §5.5.1),
+    so some cross the gateway's 1012. The app was told of the disconnect already (WS_DISCONNECT, after
+    which nothing follows for the stream: SPEC §4), so they are dropped; forwarded, they were a
+    protocol error that cut the old worker off (its other requests 502, no lifespan shutdown)."""
+    from test_ws_protocol import close_payload, encode_frame, raw_open, read_close, read_data_frame
+
+    server = servers.start("conformance9_app:app", app_dir=APPS_DIR, workers=1,
+                           extra_args=["--timeout-graceful-shutdown", "5"])
+    old = httpx.get(f"{server.url}/pid", timeout=5).text
+    conn = raw_open(server, "/ws/hold?linger", timeout=15)[0]  # (its stream still open after the disconnect)
+    with conn:
+        assert read_data_frame(conn).payload == b"ready"
+        server.process.send_signal(signal.SIGHUP)
+        assert read_close(conn, reply=False).close_code == 1012
+        for i in range(3):
+            conn.send(encode_frame(0x1, f"late {i}".encode()))
+        conn.send(encode_frame(0x8, close_payload(1000)))
+    assert wait_for(lambda: f"lifespan shutdown pid {old}" in server.stderr(), 10), server.stderr()[-3000:]
+    assert "protocol error" not in server.stderr(), server.stderr()[-3000:]
+    assert "hold: websocket.disconnect 1012" in server.stderr()
+
+
 def test_sighup_with_a_slot_that_cannot_start_reloads_the_others(servers: Any, tmp_path: Path) -> None:
     # One worker died and its restarts fail (a dependency down: the app exits at import): SIGHUP
     # does not wait on that slot. It completes (the healthy worker is kept: its replacement fails

@@ -25,7 +25,7 @@
   ``big: stopped by <exception class>``.
 * WebSocket ``/ws/hold``: accepts, sends ``ready``, and waits for the disconnect, which it prints to
   stderr (``hold: websocket.disconnect CODE``; the worker's output reaches the gateway's log, and
-  outlives the worker).
+  outlives the worker); with query ``linger``, it returns a second after the disconnect.
 * The lifespan shutdown prints ``lifespan shutdown pid PID`` to stderr.
 * any other path: answers its path.
 """
@@ -62,6 +62,8 @@ async def app(scope: Any, receive: Any, send: Any) -> None:
             message = await receive()
             if message["type"] == "websocket.disconnect":
                 print(f"hold: websocket.disconnect {message.get('code')}", file=sys.stderr, flush=True)
+                if scope["query_string"] == b"linger":
+                    await asyncio.sleep(1)  # cleanup after the disconnect (tell a room, save state)
                 return
     if scope["type"] != "http":
         return
