@@ -251,10 +251,10 @@ def load_app(import_str: str, app_dir: Optional[str] = None, factory: bool = Fal
 
 def _is_asgi2(obj: Any) -> bool:
     """Whether ``obj`` is an ASGI 2 (double-callable) application: a class that is not itself
-    awaitable (``App(scope)`` makes the instance that is called with receive and send), or a plain
-    (not async) function, or an object whose plain ``__call__``, of one positional parameter
-    (scope). (A plain callable of three parameters that returns a coroutine, as some middleware
-    is, stays ASGI 3.)"""
+    awaitable (``App(scope)`` makes the instance that is called with receive and send), a plain
+    (not async) function of one positional parameter (scope), or an object whose plain ``__call__``
+    takes that one parameter. (A plain callable of three parameters, or of ``*args``, that returns a
+    coroutine, as some middleware is, stays ASGI 3.)"""
     if inspect.isclass(obj):
         return not hasattr(obj, "__await__")
     call: Any
