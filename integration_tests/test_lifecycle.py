@@ -866,6 +866,84 @@ def test_reload_waits_for_an_app_that_does_not_load_at_startup(gateway_binary: N
         assert process.wait(10) == 0
 
 
+SLOW_FAILING_STARTUP_APP = """
+import asyncio
+FIXED = {fixed}
+async def app(scope, receive, send):
+    if scope["type"] == "lifespan":
+        await receive()
+        if not FIXED:
+            await asyncio.sleep(2)  # a database that does not answer
+            await send({{"type": "lifespan.startup.failed", "message": "db down"}})
+            return
+        await send({{"type": "lifespan.startup.complete"}})
+        await receive()
+        await send({{"type": "lifespan.shutdown.complete"}})
+        return
+    await send({{"type": "http.response.start", "status": 200, "headers": []}})
+    await send({{"type": "http.response.body", "body": b"fixed"}})
+"""
+
+
+def test_reload_sees_a_fix_saved_while_the_failing_start_runs(gateway_binary: None, tmp_path: Path) -> None:
+    # Probe 48: the files were watched only once the start had failed, so a fix saved during a slow
+    # failing startup was never loaded (uvicorn's reloader watches throughout).
+    app_dir = tmp_path / "reload_app_dir"
+    app_dir.mkdir()
+    module = app_dir / "race_app.py"
+    module.write_text(SLOW_FAILING_STARTUP_APP.format(fixed=False))
+    stderr_path = tmp_path / "stderr"
+    port = free_port()
+    with raw_gateway("race_app:app", stderr_path, "--app-dir", str(app_dir), "--port", str(port), "--reload",
+                     "--reload-dir", str(app_dir), "--reload-delay", "0.1",
+                     env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}) as process:
+        log = lambda: stderr_path.read_text(errors="replace")  # noqa: E731
+        time.sleep(1)  # the lifespan startup is running (it fails 2 s in)
+        assert "listening on" not in log() and "db down" not in log(), log()
+        module.write_text(SLOW_FAILING_STARTUP_APP.format(fixed=True))
+        assert wait_for(lambda: "listening on" in log(), 15), log()
+        assert "db down" in log()
+        assert httpx.get(f"http://127.0.0.1:{port}/", timeout=5).text == "fixed"
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(10) == 0
+
+
+SLOW_STARTUP_APP = """
+import asyncio
+async def app(scope, receive, send):
+    if scope["type"] == "lifespan":
+        await receive()
+        await asyncio.sleep(2)
+        await send({{"type": "lifespan.startup.complete"}})
+        await receive()
+        await send({{"type": "lifespan.shutdown.complete"}})
+        return
+    await send({{"type": "http.response.start", "status": 200, "headers": []}})
+    await send({{"type": "http.response.body", "body": b"{text}"}})
+"""
+
+
+def test_reload_applies_a_change_saved_while_a_good_start_runs(servers: Any, tmp_path: Path) -> None:
+    # The workers imported the code before the change: they are replaced once the gateway serves.
+    app_dir = tmp_path / "reload_app_dir"
+    app_dir.mkdir()
+    module = app_dir / "slow_app.py"
+    module.write_text(SLOW_STARTUP_APP.format(text="old"))
+
+    def edit_soon() -> None:
+        time.sleep(1)
+        module.write_text(SLOW_STARTUP_APP.format(text="new"))
+
+    editor = threading.Thread(target=edit_soon)
+    editor.start()
+    server = servers.start("slow_app:app", app_dir=app_dir,
+                           extra_args=["--reload", "--reload-dir", str(app_dir), "--reload-delay", "0.1"],
+                           env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
+    editor.join()
+    assert wait_for(lambda: httpx.get(f"{server.url}/", timeout=5).text == "new", 15), server.stderr()[-3000:]
+    assert "changes detected during the startup" in server.stderr()
+
+
 # --- metrics ----------------------------------------------------------------------------------
 
 

@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 	"unicode/utf8"
@@ -601,6 +602,35 @@ func run(ctx *cli.Context) error {
 		// Profiling for developers (make bench, go tool pprof); off unless asked for.
 		go func() { log.Err(http.ListenAndServe(addr, nil)).Msg("pprof listener stopped") }()
 	}
+	// --reload watches from before the first start: a change saved while a start runs (a slow
+	// import or lifespan startup) is not missed. Until the gateway serves, a change is a token in
+	// changed (it starts the workers again after a failed start, or replaces them after a good one);
+	// from then on it replaces the workers at once.
+	var serving atomic.Bool
+	changed := make(chan struct{}, 1)
+	watchFailed := make(chan struct{})
+	if ctx.Bool("reload") {
+		watchCtx, stopWatching := context.WithCancel(context.Background())
+		defer stopWatching()
+		go func() {
+			err := gateway.Watch(watchCtx, reload, log, func(paths []string) {
+				if serving.Load() {
+					log.Warn().Strs("changed", paths).Msg("changes detected; replacing the workers")
+					srv.Reload()
+					return
+				}
+				log.Warn().Strs("changed", paths).Msg("changes detected")
+				select {
+				case changed <- struct{}{}:
+				default:
+				}
+			})
+			if err != nil {
+				log.Error().Err(err).Msg("--reload: cannot watch the files")
+				close(watchFailed)
+			}
+		}()
+	}
 	// Start waits for every worker (import and lifespan startup); a signal meanwhile stops it.
 	type startResult struct {
 		where string
@@ -608,6 +638,10 @@ func run(ctx *cli.Context) error {
 	}
 	var where string
 	for where == "" {
+		select {
+		case <-changed: // (a change before this start: this start loads it)
+		default:
+		}
 		started := make(chan startResult, 1)
 		go func() {
 			where, err := srv.Start()
@@ -624,15 +658,16 @@ func run(ctx *cli.Context) error {
 				// next change, rather than ending the development server.
 				log.Error().Msg(r.err.Error())
 				log.Warn().Msg("--reload: waiting for a change to start the workers again")
-				again, err := waitForChange(reload, log, signals)
-				if err != nil {
-					return cli.Exit(fmt.Sprintf("--reload: %v", err), 3)
-				}
-				if !again {
+				select {
+				case <-changed: // (perhaps saved while this start ran)
+					log.Info().Msg("starting the workers again")
+					continue
+				case <-watchFailed:
+					return cli.Exit("--reload: cannot watch the files, and the app did not start", 3)
+				case <-signals:
 					log.Info().Msg("stopped")
 					return nil
 				}
-				continue
 			}
 			// A startup failure (the app, the workers, the listener: a port in use) exits 3, as
 			// uvicorn's STARTUP_FAILURE.
@@ -656,18 +691,13 @@ func run(ctx *cli.Context) error {
 
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve() }()
-	if ctx.Bool("reload") {
-		watchCtx, stopWatching := context.WithCancel(context.Background())
-		defer stopWatching()
-		go func() {
-			err := gateway.Watch(watchCtx, reload, log, func(paths []string) {
-				log.Warn().Strs("changed", paths).Msg("changes detected; replacing the workers")
-				srv.Reload()
-			})
-			if err != nil {
-				log.Error().Err(err).Msg("--reload: cannot watch the files")
-			}
-		}()
+	serving.Store(true)
+	select {
+	case <-changed:
+		// Saved while the workers started: they may have loaded the code before it.
+		log.Warn().Msg("changes detected during the startup; replacing the workers")
+		go srv.Reload()
+	default:
 	}
 	go func() {
 		// Pool control signals; this goroutine lives as long as the process.
@@ -711,35 +741,6 @@ func run(ctx *cli.Context) error {
 	case err := <-served:
 		srv.Shutdown()
 		return cli.Exit(err.Error(), 1)
-	}
-}
-
-// waitForChange watches the --reload files until one changes (true) or a signal comes (false).
-func waitForChange(cfg gateway.ReloadConfig, log zerolog.Logger, signals <-chan os.Signal) (bool, error) {
-	watchCtx, stop := context.WithCancel(context.Background())
-	defer stop()
-	changed := make(chan struct{}, 1)
-	watched := make(chan error, 1)
-	go func() {
-		watched <- gateway.Watch(watchCtx, cfg, log, func(paths []string) {
-			log.Warn().Strs("changed", paths).Msg("changes detected; starting the workers")
-			select {
-			case changed <- struct{}{}:
-			default:
-			}
-		})
-	}()
-	select {
-	case <-changed:
-		stop()
-		<-watched
-		return true, nil
-	case err := <-watched:
-		return false, err
-	case <-signals:
-		stop()
-		<-watched
-		return false, nil
 	}
 }
 
