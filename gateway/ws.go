@@ -30,10 +30,17 @@ type wsState struct {
 	closeSent    bool // our close frame is queued: no message goes out after it
 	closeRecv    bool // the client's close frame arrived
 	appClosed    bool // the app sent websocket.close, or its task ended
-	disconnected bool // WS_DISCONNECT went to the worker
-	pingPending  bool
-	readPaused   bool // the serve goroutine stopped reading: the app's window is full
-	timer        *time.Timer
+	disconnected bool // WS_DISCONNECT went to the worker (or waits for delivering: deferred)
+	// delivering: a client message is being queued for the worker, outside c.mu (a copy of up to
+	// --ws-max-size); a WS_DISCONNECT meanwhile waits for it (deferred, deferCode, deferReason), so
+	// that nothing follows WS_DISCONNECT for the stream.
+	delivering  bool
+	deferred    bool
+	deferCode   int
+	deferReason string
+	pingPending bool
+	readPaused  bool // the serve goroutine stopped reading: the app's window is full
+	timer       *time.Timer
 }
 
 var (
@@ -172,13 +179,8 @@ func (c *h1conn) dispatchWebSocket(ex *exchange) bool {
 				return false
 			}
 		case websocket.EventText, websocket.EventBinary:
-			ok, deliver := c.awaitWSCredit(ex)
-			if !ok {
+			if !c.deliverWSMessage(ex, ev.Kind == websocket.EventText, ev.Data) {
 				return false
-			}
-			if deliver {
-				c.spend(ex, len(ev.Data), true)
-				w.sendWSMessage(sid, ev.Kind == websocket.EventText, ev.Data)
 			}
 			if len(ev.Data) > readBufBody {
 				ws.dec.Release()
@@ -232,23 +234,45 @@ func (c *h1conn) dispatchWebSocket(ex *exchange) bool {
 	}
 }
 
-// awaitWSCredit waits until the app may receive another message (its window is positive). ok:
-// go on reading the client; deliver: send it the message (else it is dropped: the app has closed,
-// or its stream ended, and the client's messages are only read to reach its close frame).
-func (c *h1conn) awaitWSCredit(ex *exchange) (ok, deliver bool) {
+// deliverWSMessage sends a client's message to the app once its window is positive, or drops it
+// (after the app closed, or after WS_DISCONNECT: see below). It returns whether to go on reading the
+// client. The message is queued outside c.mu (the copy may be large, and the worker's reader takes
+// c.mu to answer this connection); a WS_DISCONNECT meanwhile follows it (wsState.delivering).
+func (c *h1conn) deliverWSMessage(ex *exchange, text bool, data []byte) bool {
 	c.mu.Lock()
-	defer c.mu.Unlock()
+	ws := ex.ws
 	// Backpressure: the app's window is full.
-	c.pauseReadsLocked(ex.ws, func() bool {
-		return ex.reqCredit <= 0 && !ex.ended && !ex.lost && !c.closed && !ex.ws.appClosed && !ex.ws.disconnected
+	c.pauseReadsLocked(ws, func() bool {
+		return ex.reqCredit <= 0 && !ex.ended && !ex.lost && !c.closed && !ws.appClosed && !ws.disconnected
 	})
 	// After the app closed, or after the app was told the client is gone (WS_DISCONNECT: the
 	// server's own close for a shutdown or a worker replacement, which the client's messages may
 	// cross until its close frame), the client's messages are read (to reach its close frame) and
 	// dropped: nothing follows WS_DISCONNECT for the stream (SPEC §4), and the worker grants no
 	// window for them.
-	ok = !ex.lost && !c.closed && (!ex.ended || ex.ws.closeSent)
-	return ok, ok && !ex.ended && !ex.ws.appClosed && !ex.ws.disconnected
+	ok := !ex.lost && !c.closed && (!ex.ended || ws.closeSent)
+	deliver := ok && !ex.ended && !ws.appClosed && !ws.disconnected
+	if deliver {
+		ex.reqCredit -= int64(len(data))
+		ex.bytesIn += int64(len(data))
+		ex.reqDone = true
+		ws.delivering = true
+	}
+	c.mu.Unlock()
+	if !deliver {
+		return ok
+	}
+	ex.w.sendWSMessage(ex.sid, text, data)
+	c.mu.Lock()
+	ws.delivering = false
+	if ws.deferred {
+		ws.deferred = false
+		if !ws.appClosed && !ex.ended {
+			ex.w.sendWSClose(protocol.TypeWSDisconnect, ex.sid, ws.deferCode, ws.deferReason)
+		}
+	}
+	c.mu.Unlock()
+	return ok
 }
 
 // pauseReadsLocked waits (c.mu held) while waiting() holds, reading nothing from the client: its
@@ -274,6 +298,10 @@ func (ex *exchange) wsDisconnectLocked(code int, reason string) {
 		return
 	}
 	ws.disconnected = true
+	if ws.delivering {
+		ws.deferred, ws.deferCode, ws.deferReason = true, code, reason
+		return
+	}
 	ex.w.sendWSClose(protocol.TypeWSDisconnect, ex.sid, code, reason)
 }
 
