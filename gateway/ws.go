@@ -234,6 +234,9 @@ func (c *h1conn) dispatchWebSocket(ex *exchange) bool {
 	}
 }
 
+// testHookWSDelivering, set by tests, runs between deliverWSMessage's decision and its queueing.
+var testHookWSDelivering func(*exchange)
+
 // deliverWSMessage sends a client's message to the app once its window is positive, or drops it
 // (after the app closed, or after WS_DISCONNECT: see below). It returns whether to go on reading the
 // client. The message is queued outside c.mu (the copy may be large, and the worker's reader takes
@@ -261,6 +264,9 @@ func (c *h1conn) deliverWSMessage(ex *exchange, text bool, data []byte) bool {
 	c.mu.Unlock()
 	if !deliver {
 		return ok
+	}
+	if testHookWSDelivering != nil {
+		testHookWSDelivering(ex)
 	}
 	ex.w.sendWSMessage(ex.sid, text, data)
 	c.mu.Lock()

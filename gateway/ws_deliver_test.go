@@ -1,0 +1,46 @@
+package gateway
+
+import (
+	"encoding/binary"
+	"testing"
+
+	"github.com/asgi-gateway/asgi-gateway/protocol"
+)
+
+// A WS_DISCONNECT (a shutdown's 1012, from another goroutine) that comes while a client message is
+// being queued for the worker goes after it: nothing follows WS_DISCONNECT for the stream (SPEC §4).
+func TestWSDisconnectDuringDeliveryFollowsTheMessage(t *testing.T) {
+	w := &workerConn{}
+	c := &h1conn{}
+	ex := &exchange{c: c, w: w, sid: 7, ws: &wsState{accepted: true}, reqCredit: 1 << 20}
+	testHookWSDelivering = func(ex *exchange) {
+		ex.c.mu.Lock()
+		ex.wsDisconnectLocked(1012, "")
+		ex.c.mu.Unlock()
+	}
+	defer func() { testHookWSDelivering = nil }()
+	if !c.deliverWSMessage(ex, true, []byte("late")) {
+		t.Fatal("deliverWSMessage: stop reading")
+	}
+	// A message after the disconnect is dropped.
+	testHookWSDelivering = nil
+	c.deliverWSMessage(ex, true, []byte("later"))
+
+	var types []protocol.Type
+	for b := w.wbuf; len(b) > 0; {
+		n := int(binary.BigEndian.Uint32(b))
+		var f protocol.Frame
+		if err := f.Decode(b[4 : 4+n]); err != nil {
+			t.Fatal(err)
+		}
+		if f.Stream != 7 {
+			t.Fatalf("stream %d", f.Stream)
+		}
+		types = append(types, f.Type)
+		b = b[4+n:]
+	}
+	want := []protocol.Type{protocol.TypeWSReceive, protocol.TypeWSDisconnect}
+	if len(types) != len(want) || types[0] != want[0] || types[1] != want[1] {
+		t.Fatalf("frames to the worker: %v, want %v", types, want)
+	}
+}
