@@ -577,8 +577,8 @@ func (p *Pool) pickWait(wait time.Duration) *workerConn {
 		case <-ch:
 		case <-deadline.C:
 			// The access log shows the 503; this says why (at most once a second).
-			if now := time.Now().UnixNano(); now-p.lastAcquireWarn.Load() >= int64(time.Second) {
-				p.lastAcquireWarn.Store(now)
+			now := time.Now().UnixNano()
+			if last := p.lastAcquireWarn.Load(); now-last >= int64(time.Second) && p.lastAcquireWarn.CompareAndSwap(last, now) {
 				p.log.Warn().Dur("waited", wait).
 					Msg("no worker ready within --timeout-worker-acquire (starting, or failing to start): answering 503")
 			}
@@ -818,7 +818,8 @@ func (p *Pool) explain(err error, cmd *exec.Cmd, tail *lineTail) error {
 	switch {
 	case strings.Contains(out, "No module named python_worker"):
 		return fmt.Errorf("the worker package is not installed in %s: pip install the python_worker directory of asgi-gateway into that environment (or pass --python)", p.python)
-	case code == 4 || strings.Contains(out, "No module named 'msgpack'"):
+	case code == 4 && strings.Contains(out, "msgpack") || strings.Contains(out, "No module named 'msgpack'"):
+		// (the worker's own exit status for it, with its message: an app may exit 4 at import too)
 		return fmt.Errorf("the Python package msgpack is not installed in %s (pip install msgpack)", p.python)
 	case code == 3 && out != "":
 		return &AppLoadError{Message: lastLines(out, 12)}

@@ -43,6 +43,7 @@ import re
 import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -447,6 +448,26 @@ def test_a_worker_killed_during_its_startup_is_said_to_be(gateway_binary: None, 
     assert result.returncode == 3, result.stderr
     assert "the worker exited before it was ready (killed by SIGKILL" in result.stderr, result.stderr
     assert "exit status -1" not in result.stderr
+
+
+def test_an_app_exiting_4_at_import_is_not_said_to_lack_msgpack(gateway_binary: None, tmp_path: Path) -> None:
+    """Exit status 4 is also the worker's own for a missing msgpack; only its message says which."""
+    (tmp_path / "exit4_app.py").write_text("import os\nos._exit(4)\n")
+    result = subprocess.run(gateway_command("exit4_app:app", "--app-dir", str(tmp_path)),
+                            capture_output=True, text=True, timeout=60, cwd=REPO_ROOT)
+    assert result.returncode == 3, result.stderr
+    assert "msgpack" not in result.stderr, result.stderr
+    assert "the worker exited before it was ready (exit status 4)" in result.stderr, result.stderr
+
+
+def test_a_python_without_msgpack_is_said_to_lack_it(gateway_binary: None, tmp_path: Path) -> None:
+    venv = tmp_path / "bare"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT / "python_worker"))  # the worker, but not msgpack
+    result = subprocess.run(gateway_command("exit4_app:app", "--app-dir", str(tmp_path), python=str(venv / "bin" / "python")),
+                            capture_output=True, text=True, timeout=60, cwd=REPO_ROOT, env=env)
+    assert result.returncode == 3, result.stderr
+    assert "the Python package msgpack is not installed in" in result.stderr, result.stderr
 
 
 def test_an_app_dir_that_is_not_a_directory_is_a_usage_error(gateway_binary: None, tmp_path: Path) -> None:
