@@ -516,6 +516,22 @@ func (s *Server) serveH2Stream(w http.ResponseWriter, r *http.Request) {
 		r.Method = strings.ToUpper(r.Method)
 	}
 	res := h2Response{remaining: -1, worker: -1}
+	var sent *h2stream // the stream, once its request went to a worker
+	defer func() {
+		// Last, after the access-log line: a stream whose response did not complete (reset by the
+		// client, the client gone, a timeout) keeps its handler until the app's task has ended.
+		// x/net counts running handlers against MAX_CONCURRENT_STREAMS, and queues, then refuses,
+		// a connection's streams past it: a client that opens and resets streams (rapid reset,
+		// CVE-2023-44487) cannot keep more of its tasks running in the worker than that. (The app
+		// was told: http.disconnect; --timeout-request still cancels it.)
+		if st := sent; st != nil {
+			st.mu.Lock()
+			for !st.ended && !st.completed {
+				st.cond.Wait()
+			}
+			st.mu.Unlock()
+		}
+	}()
 	defer func() {
 		if res.status == 0 {
 			res.status = statusClientClosed // the client reset the stream before any response
@@ -575,6 +591,7 @@ func (s *Server) serveH2Stream(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	st.sid = sid
+	sent = st
 	s.inflight.Add(1)
 	s.metrics.InflightInc()
 	if err := wc.sendHTTPRequest(sid, &hr); err != nil && !errors.Is(err, errWorkerGone) {

@@ -322,3 +322,67 @@ def test_clients_disconnecting_mid_response_do_not_hurt_others(target: GatewaySe
     log = target.stderr()
     assert log.count("worker died") == deaths, log[-3000:]
     assert "panicked" not in log, log[-3000:]
+
+
+# --- HTTP/2 rapid reset (CVE-2023-44487) ---------------------------------------------------------
+
+RAPID_RESET_APP = '''
+import asyncio
+
+
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    if scope["path"] == "/tasks":
+        body = str(len(asyncio.all_tasks())).encode()
+    else:
+        await asyncio.sleep(30)  # never looks at receive(): runs on after its client left
+        body = b"late"
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": body})
+'''
+
+
+def test_http2_rapid_reset_cannot_pile_up_app_tasks(servers: Any, tmp_path: Any) -> None:
+    """A client that opens streams and resets them at once (rapid reset, CVE-2023-44487) made the
+    worker start a task for each, all running on (3,000 in a few seconds here): the gateway gave
+    up a reset stream's handler at once, so x/net's bound on running handlers (MAX_CONCURRENT_STREAMS,
+    100) never applied. A reset stream now holds its handler until its task ends."""
+    import h2.config
+    import h2.connection
+    import h2.errors
+    import httpx
+
+    (tmp_path / "rapid_app.py").write_text(RAPID_RESET_APP)
+    server = servers.start("rapid_app:app", app_dir=tmp_path,
+                           extra_args=["--http2-cleartext", "--timeout-graceful-shutdown", "1"])
+    host, port = server.url.removeprefix("http://").rsplit(":", 1)
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    conn.initiate_connection()
+    opened = 0
+    with socket.create_connection((host, int(port)), timeout=5) as sock:
+        sock.sendall(conn.data_to_send())
+        sock.settimeout(0.01)
+        deadline = time.monotonic() + 4
+        while opened < 3000 and time.monotonic() < deadline:
+            try:
+                for _ in range(50):
+                    sid = conn.get_next_available_stream_id()
+                    conn.send_headers(sid, [(":method", "GET"), (":path", "/slow"), (":scheme", "http"),
+                                            (":authority", "t")], end_stream=True)
+                    conn.reset_stream(sid, h2.errors.ErrorCodes.CANCEL)
+                    opened += 1
+                sock.sendall(conn.data_to_send())
+                data = sock.recv(65536)
+                if not data:
+                    break  # the server closed the connection (x/net: too many queued streams)
+                conn.receive_data(data)
+                sock.sendall(conn.data_to_send())
+            except socket.timeout:
+                continue
+            except Exception:  # noqa: BLE001 - the connection was closed on us: the attack is over
+                break
+    assert opened >= 150, opened  # more than the stream limit was tried
+    time.sleep(0.5)
+    tasks = int(httpx.get(f"{server.url}/tasks", timeout=10).text)
+    assert tasks <= 100 + 5, f"{tasks} tasks running in the worker after {opened} streams opened and reset"
