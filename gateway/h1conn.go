@@ -899,6 +899,27 @@ func (c *h1conn) pumpChunked(ex *exchange) bool {
 					c.clientGone()
 					return false
 				}
+				continue
+			}
+			// The chunks already read go with this one, in one frame (and one http.request for the
+			// app) up to a piece: a body of 1-byte chunks cost a frame and a receive() each, 6 bytes
+			// on the wire making the worker wake a task. Each chunk's data moves left over the
+			// framing already decoded (pending aliases rbuf; nothing right of rpos is touched).
+			for !done && len(pending) > 0 && c.rpos < c.rend && len(pending)+c.rend-c.rpos <= ex.w.maxPiece {
+				n, data, fin, err := c.chunked.Decode(c.rbuf[c.rpos:c.rend])
+				if err != nil {
+					c.srv.log.Debug().Err(err).Msg("bad chunked request body")
+					c.badBody(ex, 400)
+					return false
+				}
+				if n == 0 && len(data) == 0 && !fin {
+					break // the rest of the next chunk is not here yet
+				}
+				c.rpos += n
+				end := len(pending) // (never past a piece: the data comes from what is buffered)
+				pending = pending[:end+len(data)]
+				copy(pending[end:], data)
+				done = fin
 			}
 			continue
 		}

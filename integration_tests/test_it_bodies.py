@@ -71,6 +71,21 @@ def test_body_chunked_raw_several_chunks(server: GatewayServer) -> None:
     assert int(response.header("x-more-body-true") or -1) == messages - 1
 
 
+def test_tiny_chunks_read_together_reach_the_app_together(server: GatewayServer) -> None:
+    """A body of 1-byte chunks (probe 50: 6 bytes on the wire made the worker wake a task for one
+    http.request each, and 24 such uploads stalled everything else on the worker) reaches the app
+    in as few messages as were read together, each chunk's data in order."""
+    body = os.urandom(6000)
+    wire = b"".join(b"1\r\n" + body[i : i + 1] + b"\r\n" for i in range(len(body))) + b"0\r\n\r\n"
+    with server.raw() as conn:
+        conn.send(b"POST /_/echo HTTP/1.1\r\nHost: test.local\r\nTransfer-Encoding: chunked\r\n\r\n" + wire)
+        response = conn.read_response()
+    assert response.status == 200
+    assert response.body == body
+    messages = int(response.header("x-messages") or 0)
+    assert 1 <= messages <= 20, f"{messages} http.request messages for {len(body)} one-byte chunks sent at once"
+
+
 def test_body_chunked_raw_uppercase_hex_extensions_and_trailers(server: GatewayServer) -> None:
     payload = b"y" * 0x3E8
     request = (
