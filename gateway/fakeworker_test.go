@@ -42,7 +42,7 @@ func fakeWorkerMain(mode string) {
 		fmt.Fprintln(os.Stderr, "fake worker:", err)
 		os.Exit(3)
 	}
-	hello := &protocol.WorkerHello{Protocol: protocol.Version, PID: uint64(os.Getpid()), Python: "fake", Features: []string{}}
+	hello := &protocol.WorkerHello{Protocol: protocol.Version, PID: uint64(os.Getpid()), Python: "fake", Features: []string{"small-window"}}
 	if mode == "hello-error" {
 		hello = &protocol.WorkerHello{Protocol: protocol.Version, PID: uint64(os.Getpid()), Error: "ImportError: fake failure"}
 	}
@@ -109,7 +109,11 @@ func fakeWorkerMain(mode string) {
 				continue
 			case "/window": // a response of ?N bytes, sent as fast as the window allows
 				n, _ := strconv.Atoi(string(f.Request.QueryString))
-				ws := &windowStream{left: n, window: window, first: -1, max: window}
+				w := window
+				if f.Request.Flags&protocol.FlagSmallWindow != 0 {
+					w = min(w, protocol.SmallWindow) // (SPEC §3)
+				}
+				ws := &windowStream{left: n, window: w, first: -1, max: w}
 				windows[f.Stream] = ws
 				out = protocol.AppendResponseStart(out, f.Stream, 200, nil, 0, nil, true)
 				out = ws.pump(out, f.Stream)

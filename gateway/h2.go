@@ -258,6 +258,10 @@ type h2stream struct {
 	respWindow  int64 // response-body bytes the worker may still send (checked, not trusted)
 	uncredited  int64 // response-body bytes written (or dropped) and not yet credited back
 	windowBatch int64
+	// windowSize is the stream's response window when all is credited: it starts at
+	// protocol.SmallWindow (FlagSmallWindow) and doubles with each CREDIT up to the worker's W,
+	// so that a client that takes nothing costs the gateway 32 KiB per stream, not W.
+	windowSize int64
 }
 
 // h2event is one response frame, copied out of the worker's read buffer.
@@ -315,8 +319,15 @@ func (st *h2stream) creditLocked(now bool) {
 		return
 	}
 	if now || st.uncredited >= st.windowBatch {
-		st.respWindow += st.uncredited
-		st.w.sendCredit(st.sid, uint64(st.uncredited))
+		credit := st.uncredited
+		if grow := min(st.windowSize, int64(st.w.window)-st.windowSize); grow > 0 {
+			// The client takes what it is sent: the window grows toward W.
+			credit += grow
+			st.windowSize += grow
+			st.windowBatch = max(st.windowSize/2, 1)
+		}
+		st.respWindow += credit
+		st.w.sendCredit(st.sid, uint64(credit))
 		st.uncredited = 0
 	}
 }
@@ -578,9 +589,14 @@ func (s *Server) serveH2Stream(w http.ResponseWriter, r *http.Request) {
 	res.worker = wc.id
 	st := &h2stream{s: s, w: wc, wake: make(chan struct{}, 1)}
 	st.cond.L = &st.mu
-	st.respWindow = int64(wc.window)
+	st.windowSize = int64(wc.window)
+	if wc.smallWindow {
+		hr.Flags |= protocol.FlagSmallWindow
+		st.windowSize = int64(min(wc.window, protocol.SmallWindow))
+	}
+	st.respWindow = st.windowSize
 	st.reqCredit = int64(wc.window)
-	st.windowBatch = int64(max(wc.window/2, 1))
+	st.windowBatch = max(st.windowSize/2, 1)
 	st.trailersOK = hr.Flags&protocol.FlagTrailersAllowed != 0
 	hasBody := r.ContentLength != 0 // x/net: 0 when the HEADERS frame ended the stream, -1 unknown length
 	hr.MoreBody = hasBody

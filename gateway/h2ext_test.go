@@ -84,12 +84,12 @@ func TestH2ExtensionFlags(t *testing.T) {
 	_, addr := startGatewayCfg(t, "ok", func(c *Config) { c.HTTP2Cleartext = true })
 	client := h2cClient()
 	req, _ := http.NewRequest("GET", "http://"+addr+"/flags", nil)
-	if _, body, err := h2cDo(t, client, req); err != nil || body != "flags=12" { // pathsend|early hints
+	if _, body, err := h2cDo(t, client, req); err != nil || body != "flags=44" { // pathsend|early hints|small window
 		t.Fatalf("HTTP/2 flags without TE: %q %v", body, err)
 	}
 	req, _ = http.NewRequest("GET", "http://"+addr+"/flags", nil)
 	req.Header.Set("TE", "trailers")
-	if _, body, err := h2cDo(t, client, req); err != nil || body != "flags=14" { // trailers|pathsend|early hints
+	if _, body, err := h2cDo(t, client, req); err != nil || body != "flags=46" { // trailers|pathsend|early hints|small window
 		t.Fatalf("HTTP/2 flags with TE: trailers: %q %v", body, err)
 	}
 }

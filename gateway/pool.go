@@ -776,6 +776,7 @@ func (p *Pool) handshake(s *slot, ln *net.UnixListener, exited <-chan struct{}, 
 	}
 	nc.SetDeadline(time.Time{})
 	w := newWorkerConn(s.id, int(h.PID), nc, r, p.cfg.Window, p.cfg.frameLimit())
+	w.smallWindow = slices.Contains(h.Features, "small-window")
 	if ring != nil {
 		if slices.Contains(h.Features, "ring") {
 			w.ring = ring

@@ -83,3 +83,31 @@ func TestResponseWindowGrowsForAFastClient(t *testing.T) {
 		})
 	}
 }
+
+// An HTTP/2 stream's response window starts at protocol.SmallWindow (FlagSmallWindow: a client may
+// hold 100 streams that take nothing) and grows to W as the client takes the response.
+func TestH2ResponseWindowStartsSmallAndGrows(t *testing.T) {
+	_, addr := startGatewayCfg(t, "", func(c *Config) { c.HTTP2Cleartext = true })
+	const size = 2 << 20
+	req, _ := http.NewRequest("GET", fmt.Sprintf("http://%s/window?%d", addr, size), nil)
+	resp, body, err := h2cDo(t, h2cClient(), req)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("%v %v", resp, err)
+	}
+	i := strings.LastIndex(body, "\nfirst=")
+	var first, most int64
+	if i != size {
+		t.Fatalf("%d filler bytes, want %d", i, size)
+	}
+	if _, err := fmt.Sscanf(body[i:], "\nfirst=%d max=%d\n", &first, &most); err != nil {
+		t.Fatalf("report %q: %v", body[i:], err)
+	}
+	w := int64(protocol.DefaultWindow)
+	if first <= protocol.SmallWindow/2 || first > protocol.SmallWindow*2 {
+		// (the first CREDIT: the half taken, and the growth of one window)
+		t.Errorf("first CREDIT %d, want the taken half plus a window's growth", first)
+	}
+	if most < w/2 || most > w {
+		t.Errorf("largest window %d, want grown toward W = %d and never past it", most, w)
+	}
+}

@@ -47,6 +47,8 @@ type workerConn struct {
 	reader   *protocol.Reader
 	window   int
 	maxPiece int // largest body piece per frame
+	// smallWindow: the worker's HELLO features has "small-window": it honours FlagSmallWindow.
+	smallWindow bool
 
 	// ring is the body ring when the worker uses one (SPEC §6), else nil: its G→W half is used under
 	// wmu, its W→G half by the reader goroutine, which unmaps it when it ends.

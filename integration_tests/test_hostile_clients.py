@@ -386,3 +386,58 @@ def test_http2_rapid_reset_cannot_pile_up_app_tasks(servers: Any, tmp_path: Any)
     time.sleep(0.5)
     tasks = int(httpx.get(f"{server.url}/tasks", timeout=10).text)
     assert tasks <= 100 + 5, f"{tasks} tasks running in the worker after {opened} streams opened and reset"
+
+
+STREAMING_APP = '''
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    chunk = b"x" * 65536
+    for _ in range(160):  # 10 MiB
+        await send({"type": "http.response.body", "body": chunk, "more_body": True})
+    await send({"type": "http.response.body", "body": b""})
+'''
+
+
+def _rss_mib(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def test_http2_clients_that_grant_no_window_cost_little_per_stream(servers: Any, tmp_path: Any) -> None:
+    """Probe 50: connections of 100 streams each, from a client whose window is 0, made the gateway
+    hold the worker's whole response window per stream (256 KiB: 27 MB per connection, 1 GB for 40).
+    An HTTP/2 stream's response window now starts at 32 KiB and grows only as the client takes it."""
+    import h2.config
+    import h2.connection
+    import h2.settings
+
+    (tmp_path / "streaming_app.py").write_text(STREAMING_APP)
+    server = servers.start("streaming_app:app", app_dir=tmp_path,
+                           extra_args=["--http2-cleartext", "--timeout-graceful-shutdown", "1"])
+    host, port = server.url.removeprefix("http://").rsplit(":", 1)
+    before = _rss_mib(server.process.pid)
+    socks = []
+    try:
+        for _ in range(10):
+            conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+            conn.initiate_connection()
+            conn.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 0})
+            sock = socket.create_connection((host, int(port)), timeout=5)
+            for _ in range(100):
+                conn.send_headers(conn.get_next_available_stream_id(),
+                                  [(":method", "GET"), (":path", "/"), (":scheme", "http"), (":authority", "t")],
+                                  end_stream=True)
+            sock.sendall(conn.data_to_send())
+            socks.append(sock)  # (it reads nothing: the server's SETTINGS ack is not even needed)
+        time.sleep(3)
+        grown = _rss_mib(server.process.pid) - before
+    finally:
+        for sock in socks:
+            sock.close()
+    # 10 × 100 streams: 1,000 × 256 KiB = 250 MiB held before; 1,000 × 32 KiB = 31 MiB now.
+    assert grown < 120, f"the gateway grew by {grown:.0f} MiB for 1,000 streams whose client takes nothing"

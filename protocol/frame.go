@@ -141,7 +141,13 @@ const (
 	// more item, the tls item (TLSInfo) of the ASGI TLS extension. The encoders set it from
 	// HTTPRequest.TLS / WSConnect.TLS; the decoders require it to match the item.
 	FlagTLS uint64 = 16
+	// FlagSmallWindow, bit 5: the stream's response-body window starts at min(W, SmallWindow)
+	// instead of W (HTTP/2 streams: CREDITs grow it as the client takes the response).
+	FlagSmallWindow uint64 = 32
 )
+
+// SmallWindow is the initial response-body window of a stream with FlagSmallWindow.
+const SmallWindow = 32 << 10
 
 // TLSItems is the length of the tls item: [tls_version, cipher_suite, client_cert_chain,
 // client_cert_name, client_cert_error].

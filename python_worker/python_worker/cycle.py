@@ -51,12 +51,14 @@ from .protocol import (
     FLAG_EXPECT_CONTINUE,
     FLAG_NO_BODY_YET,
     FLAG_PATHSEND,
+    FLAG_SMALL_WINDOW,
     FLAG_TLS,
     FLAG_TRAILERS,
     FLAG_TRAILERS_ALLOWED,
     OUTCOME_APP_ERROR,
     OUTCOME_NO_RESPONSE,
     OUTCOME_OK,
+    SMALL_WINDOW,
     ProtocolError,
     _pack,
     encode_credit,
@@ -222,6 +224,8 @@ class RequestCycle:
         self.scope: Optional[Dict[str, Any]] = None
         self.task: Optional[asyncio.Task] = None
         self._init_stream_state(conn)
+        if flags & FLAG_SMALL_WINDOW:
+            self._send_window = min(conn.window, SMALL_WINDOW)  # (SPEC §3: the gateway's CREDITs grow it)
 
     def _make_scope(self) -> Dict[str, Any]:
         """The ``http`` scope, from the HTTP_REQUEST frame: new dicts (and lists) per request, since

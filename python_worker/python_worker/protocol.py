@@ -157,6 +157,8 @@ FLAG_TRAILERS_ALLOWED = 2  # advertise http.response.trailers
 FLAG_PATHSEND = 4  # advertise http.response.pathsend
 FLAG_EARLY_HINTS = 8  # advertise http.response.early_hint
 FLAG_TLS = 16  # HTTP_REQUEST and WS_CONNECT: a TLS connection; the frame ends with the tls item
+FLAG_SMALL_WINDOW = 32  # HTTP_REQUEST: the response-body window starts at min(W, SMALL_WINDOW)
+SMALL_WINDOW = 32 << 10
 # RESPONSE_START flags
 FLAG_TRAILERS = 1
 FLAG_NO_BODY_YET = 2  # a start alone, before the app's first http.response.body: the gateway holds the head

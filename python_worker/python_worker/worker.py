@@ -377,7 +377,8 @@ async def serve(
     before the worker exits. ``ring`` is the mapped body ring, if the gateway gave one.
     """
     loop = asyncio.get_running_loop()
-    hello = encode_hello_worker(os.getpid(), platform.python_version(), ["ring"] if ring is not None else [])
+    # "small-window": it honours HTTP_REQUEST's flag SMALL_WINDOW (SPEC §3).
+    hello = encode_hello_worker(os.getpid(), platform.python_version(), ["ring", "small-window"] if ring is not None else ["small-window"])
     conn = Connection(app, hello, loop=loop, state=lifespan.state if lifespan is not None else None, ring=ring)
     if lifespan is not None:
         conn.before_close = lifespan.shutdown

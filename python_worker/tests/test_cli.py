@@ -222,7 +222,7 @@ def test_session(server: Tuple[socket.socket, str], appdir: str, factory: bool) 
     with conn:
         conn.settimeout(10)
         f = read_frame(conn)
-        assert f == (P.W_HELLO, 0, {"protocol": 1, "pid": proc.pid, "python": platform.python_version(), "features": ()})
+        assert f == (P.W_HELLO, 0, {"protocol": 1, "pid": proc.pid, "python": platform.python_version(), "features": ("small-window",)})
         gateway_hello(conn)
         conn.sendall(request(1, "/a", b"xyz") + request(2, "/b"))
         frames = [read_frame(conn) for _ in range(4)]

@@ -1271,7 +1271,7 @@ def test_worker_process_with_ring(listener: Tuple[socket.socket, str]) -> None:
         conn, _ = sock.accept()
         try:
             hello = read_frame(conn)
-            assert hello[0] == P.W_HELLO and hello[2]["features"] == ("ring",)
+            assert hello[0] == P.W_HELLO and hello[2]["features"] == ("ring", "small-window")
             conn.sendall(P.encode([P.HELLO, 0, {"protocol": 1, "pid": os.getpid(), "window": size, "ring": size}]))
             body = pattern(300000, 12)
             position = g.put(body)
@@ -1321,7 +1321,7 @@ def test_worker_process_with_bad_ring_fd(listener: Tuple[socket.socket, str], ca
         conn, _ = sock.accept()
         try:
             hello = read_frame(conn)
-            assert hello[0] == P.W_HELLO and hello[2]["features"] == ()
+            assert hello[0] == P.W_HELLO and hello[2]["features"] == ("small-window",)
             conn.sendall(P.encode([P.HELLO, 0, {"protocol": 1, "pid": os.getpid(), "ring": 65536}]))
             conn.sendall(P.encode([P.HTTP_REQUEST, 1, "1.1", "POST", "http", "/", b"/", b"", "", [], None, None,
                                    0, pattern(MIN_PIECE), False]))

@@ -325,6 +325,39 @@ def test_response_headers_too_large_is_app_error(loop_name: str) -> None:
     run(loop_name, main())
 
 
+def test_small_window_flag_starts_the_response_window_at_32_kib(loop_name: str) -> None:
+    # SPEC §3, flag SMALL_WINDOW (HTTP/2 streams): the response window starts at min(W, 32768);
+    # CREDITs grow it from there.
+    big = bytes(range(256)) * 1024  # 256 KiB
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200})
+        await send({"type": "http.response.body", "body": big})
+
+    async def main() -> None:
+        async with FakeGateway(app, window=262144) as gw:
+            gw.request(1, flags=P.FLAG_SMALL_WINDOW)
+            got = []
+            f = await gw.next_frame(1)
+            assert f[0] == P.RESPONSE_START
+            got.append(f[5])
+            while sum(map(len, got)) < P.SMALL_WINDOW:
+                f = await gw.next_frame(1)
+                assert f[0] == P.RESPONSE_BODY
+                got.append(f[2])
+            assert sum(map(len, got)) == P.SMALL_WINDOW
+            await gw.expect_silence(0.3)
+            gw.credit(1, len(big))  # (grown: the whole rest at once)
+            while True:
+                f = await gw.next_frame(1)
+                if f[0] == P.END:
+                    break
+                got.append(f[2])
+            assert b"".join(got) == big
+
+    run(loop_name, main())
+
+
 def test_request_credit_batched_and_not_after_complete(loop_name: str) -> None:
     window = 1000
 
