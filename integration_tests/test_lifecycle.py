@@ -842,19 +842,27 @@ def test_reload_picks_up_edits_and_survives_a_syntax_error(servers: Any, tmp_pat
     assert server.process.poll() is None
 
 
+@contextmanager
+def reload_gateway(tmp_path: Path, name: str, source: str) -> Iterator[tuple[subprocess.Popen[bytes], Path, Callable[[], str], int]]:
+    """A gateway with --reload on the app module ``name`` (its first source given), started without
+    waiting for it to listen: (process, the module's path, its log so far, its port)."""
+    app_dir = tmp_path / "reload_app_dir"
+    app_dir.mkdir()
+    module = app_dir / f"{name}.py"
+    module.write_text(source)
+    stderr_path = tmp_path / "stderr"
+    port = free_port()
+    with raw_gateway(f"{name}:app", stderr_path, "--app-dir", str(app_dir), "--port", str(port), "--reload",
+                     "--reload-dir", str(app_dir), "--reload-delay", "0.1",
+                     env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}) as process:
+        yield process, module, lambda: stderr_path.read_text(errors="replace"), port
+
+
 def test_reload_waits_for_an_app_that_does_not_load_at_startup(gateway_binary: None, tmp_path: Path) -> None:
     # uvicorn's reloader keeps running when the app fails to import at startup, and loads it after
     # the next change: the development server is not ended by the first typo.
-    app_dir = tmp_path / "reload_app_dir"
-    app_dir.mkdir()
-    module = app_dir / "reload_app.py"
-    module.write_text(RELOAD_APP.format(text="version one") + "\ndef broken(:\n")
-    stderr_path = tmp_path / "stderr"
-    port = free_port()
-    with raw_gateway("reload_app:app", stderr_path, "--app-dir", str(app_dir), "--port", str(port), "--reload",
-                     "--reload-dir", str(app_dir), "--reload-delay", "0.1",
-                     env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}) as process:
-        log = lambda: stderr_path.read_text(errors="replace")  # noqa: E731
+    with reload_gateway(tmp_path, "reload_app", RELOAD_APP.format(text="version one") + "\ndef broken(:\n") as (
+            process, module, log, port):
         assert wait_for(lambda: "waiting for a change" in log(), 10), log()
         assert "SyntaxError" in log()
         time.sleep(0.3)
@@ -866,54 +874,15 @@ def test_reload_waits_for_an_app_that_does_not_load_at_startup(gateway_binary: N
         assert process.wait(10) == 0
 
 
-SLOW_FAILING_STARTUP_APP = """
-import asyncio
-FIXED = {fixed}
-async def app(scope, receive, send):
-    if scope["type"] == "lifespan":
-        await receive()
-        if not FIXED:
-            await asyncio.sleep(2)  # a database that does not answer
-            await send({{"type": "lifespan.startup.failed", "message": "db down"}})
-            return
-        await send({{"type": "lifespan.startup.complete"}})
-        await receive()
-        await send({{"type": "lifespan.shutdown.complete"}})
-        return
-    await send({{"type": "http.response.start", "status": 200, "headers": []}})
-    await send({{"type": "http.response.body", "body": b"fixed"}})
-"""
-
-
-def test_reload_sees_a_fix_saved_while_the_failing_start_runs(gateway_binary: None, tmp_path: Path) -> None:
-    # Probe 48: the files were watched only once the start had failed, so a fix saved during a slow
-    # failing startup was never loaded (uvicorn's reloader watches throughout).
-    app_dir = tmp_path / "reload_app_dir"
-    app_dir.mkdir()
-    module = app_dir / "race_app.py"
-    module.write_text(SLOW_FAILING_STARTUP_APP.format(fixed=False))
-    stderr_path = tmp_path / "stderr"
-    port = free_port()
-    with raw_gateway("race_app:app", stderr_path, "--app-dir", str(app_dir), "--port", str(port), "--reload",
-                     "--reload-dir", str(app_dir), "--reload-delay", "0.1",
-                     env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}) as process:
-        log = lambda: stderr_path.read_text(errors="replace")  # noqa: E731
-        time.sleep(1)  # the lifespan startup is running (it fails 2 s in)
-        assert "listening on" not in log() and "db down" not in log(), log()
-        module.write_text(SLOW_FAILING_STARTUP_APP.format(fixed=True))
-        assert wait_for(lambda: "listening on" in log(), 15), log()
-        assert "db down" in log()
-        assert httpx.get(f"http://127.0.0.1:{port}/", timeout=5).text == "fixed"
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(10) == 0
-
-
 SLOW_STARTUP_APP = """
 import asyncio
 async def app(scope, receive, send):
     if scope["type"] == "lifespan":
         await receive()
-        await asyncio.sleep(2)
+        await asyncio.sleep(2)  # a database slow to answer
+        if {fails}:
+            await send({{"type": "lifespan.startup.failed", "message": "db down"}})
+            return
         await send({{"type": "lifespan.startup.complete"}})
         await receive()
         await send({{"type": "lifespan.shutdown.complete"}})
@@ -923,16 +892,31 @@ async def app(scope, receive, send):
 """
 
 
+def test_reload_sees_a_fix_saved_while_the_failing_start_runs(gateway_binary: None, tmp_path: Path) -> None:
+    # Probe 48: the files were watched only once the start had failed, so a fix saved during a slow
+    # failing startup was never loaded (uvicorn's reloader watches throughout).
+    with reload_gateway(tmp_path, "race_app", SLOW_STARTUP_APP.format(fails=True, text="broken")) as (
+            process, module, log, port):
+        time.sleep(1)  # the lifespan startup is running (it fails 2 s in)
+        assert "listening on" not in log() and "db down" not in log(), log()
+        module.write_text(SLOW_STARTUP_APP.format(fails=False, text="fixed"))
+        assert wait_for(lambda: "listening on" in log(), 15), log()
+        assert "db down" in log()
+        assert httpx.get(f"http://127.0.0.1:{port}/", timeout=5).text == "fixed"
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(10) == 0
+
+
 def test_reload_applies_a_change_saved_while_a_good_start_runs(servers: Any, tmp_path: Path) -> None:
     # The workers imported the code before the change: they are replaced once the gateway serves.
     app_dir = tmp_path / "reload_app_dir"
     app_dir.mkdir()
     module = app_dir / "slow_app.py"
-    module.write_text(SLOW_STARTUP_APP.format(text="old"))
+    module.write_text(SLOW_STARTUP_APP.format(fails=False, text="old"))
 
     def edit_soon() -> None:
         time.sleep(1)
-        module.write_text(SLOW_STARTUP_APP.format(text="new"))
+        module.write_text(SLOW_STARTUP_APP.format(fails=False, text="new"))
 
     editor = threading.Thread(target=edit_soon)
     editor.start()
