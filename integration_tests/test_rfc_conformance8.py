@@ -236,6 +236,17 @@ def requests_counted(address: str, status_class: str, method: str = "GET") -> fl
                   method=method, status=status_class)
 
 
+def logged_server(module_servers: Any, app: str = "testapp:app", *args: str) -> tuple[GatewayServer, str]:
+    """A one-worker server whose access-log lines read ``ACCESS status [request line]``, with its
+    metrics at the address returned."""
+    from test_lifecycle import free_port
+
+    address = f"127.0.0.1:{free_port()}"
+    server = module_servers.start(app, app_dir=APPS_DIR, workers=1, extra_args=[
+        *args, "--metrics-address", address, "--access-log-format", "ACCESS %(status)s [%(request_line)s]"])
+    return server, address
+
+
 # === requests the gateway answers itself ===========================================================
 
 
@@ -255,13 +266,9 @@ def test_refused_requests_are_logged_and_counted(
 ) -> None:
     # The access log has "one line per request" (README), the gateway's own refusals too, and the
     # request counter counts them (as it does a 413).
-    from test_lifecycle import free_port, metric
+    from test_lifecycle import metric
 
-    address = f"127.0.0.1:{free_port()}"
-    server = module_servers.start(
-        "testapp:app", app_dir=APPS_DIR, workers=1,
-        extra_args=["--metrics-address", address, "--access-log-format", "ACCESS %(status)s [%(request_line)s]"],
-    )
+    server, address = logged_server(module_servers)
     with server.raw() as conn:
         conn.send(request_bytes)
         assert conn.read_head().status == status
@@ -290,13 +297,7 @@ def test_a_request_whose_client_left_is_logged_and_counted_when_it_leaves(
     # complete, and at once: the app may run on for long (here 30 s; a stream waiting for events,
     # forever). Its status is the response's if it started (as uvicorn, which logs at the start),
     # else 499, nginx's "client closed request"; the request counter counts it.
-    from test_lifecycle import free_port
-
-    address = f"127.0.0.1:{free_port()}"
-    server = module_servers.start(
-        "testapp:app", app_dir=APPS_DIR, workers=1,
-        extra_args=["--metrics-address", address, "--access-log-format", "ACCESS %(status)s [%(request_line)s]"],
-    )
+    server, address = logged_server(module_servers)
     marker = uuid.uuid4().hex
     target = f"{target}&m={marker}"
     with server.raw() as conn:
@@ -331,13 +332,7 @@ def test_the_gateways_own_answers_log_their_body_bytes(module_servers: Any) -> N
 def test_a_websocket_handshake_whose_client_left_before_the_accept_is_logged_as_499(module_servers: Any) -> None:
     # The same for a WebSocket upgrade the app had not accepted yet when its client left (probe
     # 44): a line with 499, counted (an accepted one is logged with its 101).
-    from test_lifecycle import free_port
-
-    address = f"127.0.0.1:{free_port()}"
-    server = module_servers.start(
-        "ws_app:app", app_dir=APPS_DIR, workers=1,
-        extra_args=["--metrics-address", address, "--access-log-format", "ACCESS %(status)s [%(request_line)s]"],
-    )
+    server, address = logged_server(module_servers, "ws_app:app")
     marker = uuid.uuid4().hex
     target = f"/accept?delay=2&m={marker}"
     with server.raw() as conn:
@@ -384,14 +379,7 @@ def test_an_http2_stream_reset_before_its_response_is_logged_as_499(module_serve
     import h2.connection
     import h2.errors
 
-    from test_lifecycle import free_port
-
-    address = f"127.0.0.1:{free_port()}"
-    server = module_servers.start(
-        "testapp:app", app_dir=APPS_DIR, workers=1,
-        extra_args=["--http2-cleartext", "--metrics-address", address,
-                    "--access-log-format", "ACCESS %(status)s [%(request_line)s]"],
-    )
+    server, address = logged_server(module_servers, "testapp:app", "--http2-cleartext")
     marker = uuid.uuid4().hex
     path = f"/_/slow?seconds=30&m={marker}"
     conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding=None))
