@@ -564,3 +564,30 @@ func TestRequestThatCannotBeEncodedFailsAlone(t *testing.T) {
 	}
 	waitInflightZero(t, srv)
 }
+
+// Start returns once every worker of --workers takes traffic: the "listening on" line lists them all
+// (a worker reported started but not yet published made it list fewer, now and then, in CI).
+func TestStartListsEveryWorker(t *testing.T) {
+	for round := 0; round < 8; round++ {
+		t.Setenv(fakeWorkerEnv, "echo")
+		cfg := DefaultConfig()
+		cfg.App = "fake:app"
+		cfg.Python = os.Args[0]
+		cfg.Port = 0
+		cfg.Workers = 4
+		cfg.AccessLog = false
+		cfg.StartupTimeout = 10 * time.Second
+		srv, err := NewServer(cfg, zerolog.New(io.Discard))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := srv.Start(); err != nil {
+			t.Fatalf("start: %v", err)
+		}
+		pids := srv.WorkerPIDs()
+		srv.Shutdown()
+		if len(pids) != 4 {
+			t.Fatalf("round %d: Start returned with workers %v, want 4", round, pids)
+		}
+	}
+}

@@ -205,12 +205,9 @@ func (p *Pool) run(s *slot, first chan<- error) {
 	for {
 		if cur == nil {
 			pr, err := p.spawn(s)
-			if first != nil {
+			if err != nil && first != nil {
 				first <- err
-				first = nil
-				if err != nil {
-					return
-				}
+				return
 			}
 			if err != nil {
 				if p.stopped() {
@@ -238,6 +235,12 @@ func (p *Pool) run(s *slot, first chan<- error) {
 			s.setCur(pr)
 			p.publish(pr.conn, nil)
 			p.log.Info().Int("worker", s.id).Int("pid", pr.conn.pid).Msg("worker ready")
+			if first != nil {
+				// Only once published: Start returns when every first worker takes traffic (and
+				// Workers lists them all).
+				first <- nil
+				first = nil
+			}
 		}
 		select {
 		case <-cur.conn.done:
