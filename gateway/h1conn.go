@@ -113,7 +113,8 @@ type h1conn struct {
 
 	// Scratch for the non-blocking write (avoids a closure per write).
 	wsrc      []byte
-	wvec      [][]byte // writev's pieces (flushBorrowedLocked)
+	wvec      [][]byte     // writev's pieces (flushBorrowedLocked)
+	iovecs    []unix.Iovec // wvec as writev takes them (writevFd)
 	wn        int
 	werr      error
 	rawWrite  func(fd uintptr) bool
@@ -368,7 +369,7 @@ func (c *h1conn) readFd(fd uintptr) bool {
 		c.rpos, c.rend = 0, live
 	}
 	for {
-		n, err := syscall.Read(int(fd), c.rbuf[c.rend:])
+		n, err := readRaw(int(fd), c.rbuf[c.rend:])
 		switch {
 		case err == syscall.EINTR:
 			continue
@@ -1251,8 +1252,10 @@ func (c *h1conn) tryWritev() (int, error) {
 }
 
 func (c *h1conn) writevFd(fd uintptr) bool {
+	c.iovecs = appendIovecs(c.iovecs[:0], c.wvec)
+	defer clear(c.iovecs) // (they point into ring memory)
 	for {
-		if n, err := unix.Writev(int(fd), c.wvec); c.wrote(n, err) {
+		if n, err := writevRaw(int(fd), c.iovecs); c.wrote(n, err) {
 			return true
 		}
 	}
@@ -1273,7 +1276,7 @@ func (c *h1conn) tryWrite(b []byte) (int, error) {
 
 func (c *h1conn) writeFd(fd uintptr) bool {
 	for {
-		if n, err := syscall.Write(int(fd), c.wsrc); c.wrote(n, err) {
+		if n, err := writeRaw(int(fd), c.wsrc); c.wrote(n, err) {
 			return true
 		}
 	}

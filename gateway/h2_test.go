@@ -340,7 +340,11 @@ func newPipeWorker(t *testing.T) (*workerConn, *protocol.Reader, net.Conn) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := newWorkerConn(1, 0, uc, nil, protocol.DefaultWindow, protocol.DefaultMaxFrame)
+	sock, err := newRawSock(uc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := newWorkerConn(1, 0, uc, sock, nil, protocol.DefaultWindow, protocol.DefaultMaxFrame)
 	go w.writeLoop()
 	t.Cleanup(func() {
 		w.fail(errors.New("test over"))

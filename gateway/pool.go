@@ -749,7 +749,12 @@ func (p *Pool) handshake(s *slot, ln *net.UnixListener, exited <-chan struct{}, 
 	// A write error is not final: a worker that failed to load the app sends its error HELLO and
 	// exits without reading ours, and that HELLO is what to report.
 	_, werr := nc.Write(hello)
-	r := protocol.NewReader(nc, p.cfg.frameLimit())
+	sock, err := newRawSock(nc)
+	if err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("worker socket: %w", err)
+	}
+	r := protocol.NewReader(sock, p.cfg.frameLimit())
 	payload, err := r.Next()
 	if err != nil {
 		nc.Close()
@@ -778,7 +783,7 @@ func (p *Pool) handshake(s *slot, ln *net.UnixListener, exited <-chan struct{}, 
 		return nil, fmt.Errorf("the worker speaks protocol version %d, the gateway %d: install the worker package from this release", h.Protocol, protocol.Version)
 	}
 	nc.SetDeadline(time.Time{})
-	w := newWorkerConn(s.id, int(h.PID), nc, r, p.cfg.Window, p.cfg.frameLimit())
+	w := newWorkerConn(s.id, int(h.PID), nc, sock, r, p.cfg.Window, p.cfg.frameLimit())
 	w.smallWindow = slices.Contains(h.Features, "small-window")
 	if ring != nil {
 		if slices.Contains(h.Features, "ring") {

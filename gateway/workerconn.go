@@ -44,6 +44,7 @@ type workerConn struct {
 	id       int
 	pid      int
 	nc       *net.UnixConn
+	sock     *rawSock // nc's reads and writes (both goroutines')
 	reader   *protocol.Reader
 	window   int
 	maxPiece int // largest body piece per frame
@@ -87,13 +88,13 @@ type workerConn struct {
 	failErr  error
 }
 
-func newWorkerConn(id, pid int, nc *net.UnixConn, r *protocol.Reader, window, maxFrame int) *workerConn {
+func newWorkerConn(id, pid int, nc *net.UnixConn, sock *rawSock, r *protocol.Reader, window, maxFrame int) *workerConn {
 	piece := maxFrame - protocol.BodyOverhead
 	if window < piece {
 		piece = window
 	}
 	return &workerConn{
-		id: id, pid: pid, nc: nc, reader: r, window: window, maxPiece: piece,
+		id: id, pid: pid, nc: nc, sock: sock, reader: r, window: window, maxPiece: piece,
 		wbuf:    make([]byte, 0, 64<<10),
 		wspare:  make([]byte, 0, 64<<10),
 		wkick:   make(chan struct{}, 1),
@@ -288,7 +289,7 @@ func (w *workerConn) writeLoop() {
 		w.wspare = nil
 		w.wmu.Unlock()
 		if len(buf) > 0 {
-			if _, err := w.nc.Write(buf); err != nil {
+			if _, err := w.sock.Write(buf); err != nil {
 				w.fail(fmt.Errorf("write to worker %d: %w", w.id, err))
 				return
 			}
