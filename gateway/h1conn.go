@@ -205,7 +205,7 @@ func (c *h1conn) readHead() bool {
 				// or head): the HTTP/2 server keeps its own idle time, between streams only.
 				c.srv.untrack(c)
 				c.nc.SetReadDeadline(time.Time{})
-				c.srv.serveH2Conn(&replayConn{Conn: c.nc, pending: append([]byte(nil), c.rbuf[:c.rend]...)}, c.nc)
+				c.srv.serveH2Conn(&replayConn{Conn: withRawIO(c.nc), pending: append([]byte(nil), c.rbuf[:c.rend]...)}, c.nc)
 				return false
 			}
 			c.srv.log.Debug().Err(err).Str("client", c.nc.RemoteAddr().String()).Msg("bad request")

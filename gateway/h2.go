@@ -108,7 +108,7 @@ type h2ConnInfo struct {
 
 // serveTLS handshakes an accepted connection and serves it with HTTP/2 or HTTP/1.1.
 func (s *Server) serveTLS(nc net.Conn) {
-	tc := tls.Server(nc, s.tls.conf)
+	tc := tls.Server(withRawIO(nc), s.tls.conf)
 	tc.SetDeadline(time.Now().Add(tlsHandshakeTimeout))
 	if err := tc.Handshake(); err != nil {
 		s.log.Debug().Err(err).Str("client", nc.RemoteAddr().String()).Msg("TLS handshake failed")

@@ -2,14 +2,16 @@ package gateway
 
 import (
 	"io"
+	"net"
+	"sync"
 	"syscall"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
 
-// readRaw, writeRaw and writevRaw are read(2) and write(2) on a non-blocking descriptor, made without the
-// runtime's system-call bookkeeping (syscall.RawSyscall rather than syscall.Syscall).
+// readRaw, writeRaw and writevRaw are read(2), write(2) and writev(2) on a non-blocking descriptor,
+// made without the runtime's system-call bookkeeping (syscall.RawSyscall, not syscall.Syscall).
 //
 // A Syscall marks the goroutine's P as in a system call; a P seen there on two ticks of the
 // runtime's monitor thread (sysmon, 20 µs apart while busy) is handed to another thread, and
@@ -19,24 +21,16 @@ import (
 // futex wake and a context switch. RawSyscall keeps the P where it is, as for any other short
 // piece of work. Only for descriptors in non-blocking mode: a call that may block must not hold
 // the P.
-func readRaw(fd int, p []byte) (int, error) {
-	var ptr unsafe.Pointer
-	if len(p) > 0 {
-		ptr = unsafe.Pointer(&p[0])
-	}
-	n, _, errno := syscall.RawSyscall(syscall.SYS_READ, uintptr(fd), uintptr(ptr), uintptr(len(p)))
-	if errno != 0 {
-		return 0, errno
-	}
-	return int(n), nil
-}
+func readRaw(fd int, p []byte) (int, error) { return rawIO(syscall.SYS_READ, fd, p) }
 
-func writeRaw(fd int, p []byte) (int, error) {
+func writeRaw(fd int, p []byte) (int, error) { return rawIO(syscall.SYS_WRITE, fd, p) }
+
+func rawIO(trap uintptr, fd int, p []byte) (int, error) {
 	var ptr unsafe.Pointer
 	if len(p) > 0 {
 		ptr = unsafe.Pointer(&p[0])
 	}
-	n, _, errno := syscall.RawSyscall(syscall.SYS_WRITE, uintptr(fd), uintptr(ptr), uintptr(len(p)))
+	n, _, errno := syscall.RawSyscall(trap, uintptr(fd), uintptr(ptr), uintptr(len(p)))
 	if errno != 0 {
 		return 0, errno
 	}
@@ -156,4 +150,54 @@ func (s *rawSock) writeFd(fd uintptr) bool {
 		s.wbuf = s.wbuf[n:]
 	}
 	return true
+}
+
+// rawNetConn is a client connection whose Read and Write are a rawSock's: the connection under
+// crypto/tls (HTTPS, HTTP/2 over TLS) or x/net/http2 (h2c), which read and write it through
+// net.Conn. Reads and writes are each serialized here (net.Conn allows concurrent calls); errors
+// are *net.OpError, as the connection's own.
+type rawNetConn struct {
+	net.Conn
+	s    *rawSock
+	rmu  sync.Mutex
+	wmu  sync.Mutex
+	netw string
+}
+
+// withRawIO returns nc with raw system calls for its reads and writes, or nc itself when it has
+// no file descriptor.
+func withRawIO(nc net.Conn) net.Conn {
+	sc, ok := nc.(syscall.Conn)
+	if !ok {
+		return nc
+	}
+	s, err := newRawSock(sc)
+	if err != nil {
+		return nc
+	}
+	return &rawNetConn{Conn: nc, s: s, netw: nc.LocalAddr().Network()}
+}
+
+func (c *rawNetConn) Read(p []byte) (int, error) {
+	c.rmu.Lock()
+	n, err := c.s.Read(p)
+	c.rmu.Unlock()
+	if err != nil && err != io.EOF {
+		err = c.opError("read", err)
+	}
+	return n, err
+}
+
+func (c *rawNetConn) Write(p []byte) (int, error) {
+	c.wmu.Lock()
+	n, err := c.s.Write(p)
+	c.wmu.Unlock()
+	if err != nil {
+		err = c.opError("write", err)
+	}
+	return n, err
+}
+
+func (c *rawNetConn) opError(op string, err error) error {
+	return &net.OpError{Op: op, Net: c.netw, Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: err}
 }

@@ -149,3 +149,59 @@ func TestWritevRaw(t *testing.T) {
 		t.Fatalf("read of an empty non-blocking pipe: %v, want EAGAIN", err)
 	}
 }
+
+// rawNetConn: each Write goes out whole even when others run at once (net.Conn allows concurrent
+// calls); errors are *net.OpError as net.Conn's own, a deadline's a timeout, the peer's close io.EOF.
+func TestRawNetConn(t *testing.T) {
+	_, uc, peer := unixPair(t)
+	c := withRawIO(uc)
+	if _, ok := c.(*rawNetConn); !ok {
+		t.Fatalf("withRawIO gave a %T", c)
+	}
+	const writers, size = 4, 1 << 20
+	got := make(chan []byte, 1)
+	go func() {
+		b, _ := io.ReadAll(peer)
+		got <- b
+	}()
+	done := make(chan error, writers)
+	for i := 0; i < writers; i++ {
+		go func(b byte) {
+			_, err := c.Write(bytes.Repeat([]byte{b}, size))
+			done <- err
+		}(byte('a' + i))
+	}
+	for i := 0; i < writers; i++ {
+		if err := <-done; err != nil {
+			t.Fatalf("write: %v", err)
+		}
+	}
+	uc.CloseWrite()
+	b := <-got
+	if len(b) != writers*size {
+		t.Fatalf("the peer read %d bytes, want %d", len(b), writers*size)
+	}
+	for i := 0; i < writers; i++ { // each write is one run of its byte
+		run := b[i*size : (i+1)*size]
+		if bytes.Count(run, run[:1]) != size {
+			t.Fatalf("write %d was interleaved with another", i)
+		}
+	}
+
+	c.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
+	_, err := c.Read(make([]byte, 8))
+	var ne net.Error
+	var op *net.OpError
+	if !errors.As(err, &ne) || !ne.Timeout() || !errors.As(err, &op) || op.Op != "read" {
+		t.Fatalf("read past the deadline: %#v, want a *net.OpError that is a timeout", err)
+	}
+	c.SetReadDeadline(time.Time{})
+	peer.Close()
+	if _, err := c.Read(make([]byte, 8)); err != io.EOF {
+		t.Fatalf("read after the peer closed: %v, want io.EOF", err)
+	}
+	c.Close()
+	if _, err := c.Write([]byte("x")); !errors.Is(err, net.ErrClosed) || !errors.As(err, &op) {
+		t.Fatalf("write after Close: %v, want a *net.OpError of net.ErrClosed", err)
+	}
+}
