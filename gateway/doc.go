@@ -13,7 +13,7 @@
 //   - Pool (pool.go) spawns worker processes, supervises and respawns them, and picks the least busy.
 //   - workerConn (workerconn.go) owns one worker socket: one reader and one writer goroutine, and the
 //     table of open streams.
-//   - rawio.go does the system calls of both kinds of socket (HTTP/1.1 clients, worker sockets) without
-//     the runtime's system-call bookkeeping, which on a busy core spread one goroutine's work over
-//     several threads.
+//   - rawio.go does the system calls of client connections (HTTP/1.1 directly; HTTPS and HTTP/2
+//     under crypto/tls and x/net through rawNetConn) and of worker sockets without the runtime's
+//     system-call bookkeeping, which on a busy core spread one goroutine's work over several threads.
 package gateway
