@@ -498,7 +498,7 @@ func newLogger(level, format string, colors *bool) (zerolog.Logger, error) {
 		if colors != nil {
 			color = *colors
 		}
-		logger = zerolog.New(zerolog.ConsoleWriter{Out: os.Stderr, NoColor: !color, TimeFormat: "15:04:05"})
+		logger = zerolog.New(newConsoleWriter(os.Stderr, !color, "15:04:05")) // (zerolog.ConsoleWriter's output, faster)
 	default:
 		return zerolog.Logger{}, cli.Exit(fmt.Sprintf("--log-format %q: expected console or json", format), 2)
 	}
