@@ -50,6 +50,9 @@ type exchange struct {
 	complete         bool
 	ended            bool
 	lost             bool
+	disconnected     bool        // DISCONNECT decided (sent, or deferred while a body frame is queued): at most once (SPEC §5)
+	bodySending      bool        // the connection's goroutine is queueing a body frame outside c.mu (spend .. bodyQueued)
+	disconnectLater  bool        // ... and the DISCONNECT decided meanwhile follows it
 	failed           bool        // the app's response was invalid; a 500 went out instead
 	discard          bool        // the app's further output is dropped (it overran its content-length, or timed out)
 	bodyDone         bool        // the final body (or the pathsend file) is queued
@@ -438,7 +441,7 @@ func (ex *exchange) bodyLocked(data []byte, more bool, borrowed bool) {
 				// The app means to send more still: drop it, and let its send() raise.
 				ex.discard = true
 				if !ex.ended {
-					ex.w.sendDisconnect(ex.sid)
+					ex.disconnectLocked()
 				}
 			}
 			more = false
@@ -555,7 +558,7 @@ func (ex *exchange) failLocked(reason string) {
 	ex.failed = true
 	ex.gatewayResponseLocked(500)
 	if !ex.ended {
-		ex.w.sendDisconnect(ex.sid)
+		ex.disconnectLocked()
 	}
 }
 
@@ -575,7 +578,7 @@ func (ex *exchange) cutLocked() {
 	c.closing = true
 	c.abort = true
 	if !ex.ended && !ex.lost {
-		ex.w.sendDisconnect(ex.sid)
+		ex.disconnectLocked()
 	}
 	c.wakeUp()
 }
@@ -680,8 +683,23 @@ func (ex *exchange) clientGoneLocked() {
 		ex.logPending = true
 	}
 	if !ex.ended && !ex.complete {
-		ex.w.sendDisconnect(ex.sid)
+		ex.disconnectLocked()
 	}
+}
+
+// disconnectLocked tells the worker the client is gone (DISCONNECT), at most once. Nothing may
+// follow it for the stream (SPEC §4): while the connection's goroutine queues a request-body frame
+// outside c.mu (spend, then bodyQueued), the DISCONNECT waits for that frame and follows it.
+func (ex *exchange) disconnectLocked() {
+	if ex.disconnected {
+		return
+	}
+	ex.disconnected = true
+	if ex.bodySending {
+		ex.disconnectLater = true
+		return
+	}
+	ex.w.sendDisconnect(ex.sid)
 }
 
 func parseContentLength(v []byte) (int64, bool) {

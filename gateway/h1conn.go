@@ -825,13 +825,37 @@ func (c *h1conn) awaitCredit(ex *exchange) int64 {
 	return ex.reqCredit
 }
 
-// spend takes n bytes of request-body window; last marks the body as complete. Both happen before
-// the frame is queued, so that a response racing the frame sees the body as read.
-func (c *h1conn) spend(ex *exchange, n int, last bool) {
+// spend takes n bytes of request-body window before a body frame is queued; last marks the body
+// as read (so that a response racing the frame sees it so). False: the worker was told the client
+// is gone (DISCONNECT), and nothing may follow; the frame is not queued, and unless the client's
+// body was all read the connection cannot carry another request. After a true, the caller queues
+// the frame and calls bodyQueued.
+func (c *h1conn) spend(ex *exchange, n int, last bool) bool {
 	c.mu.Lock()
+	defer c.mu.Unlock()
+	if ex.disconnected {
+		if !last {
+			c.closing = true
+		}
+		return false
+	}
 	ex.reqCredit -= int64(n)
 	ex.bytesIn += int64(n)
 	ex.reqDone = last
+	ex.bodySending = true
+	return true
+}
+
+// bodyQueued ends spend's window: a DISCONNECT decided meanwhile goes now, after the frame.
+func (c *h1conn) bodyQueued(ex *exchange) {
+	c.mu.Lock()
+	ex.bodySending = false
+	if ex.disconnectLater {
+		ex.disconnectLater = false
+		if !ex.ended {
+			ex.w.sendDisconnect(ex.sid)
+		}
+	}
 	c.mu.Unlock()
 }
 
@@ -850,6 +874,9 @@ func (c *h1conn) bodyDone(ex *exchange) bool {
 	c.mu.Unlock()
 	return ok
 }
+
+// testHookBodyQueueing, set by tests, runs between spend and the body frame's queueing.
+var testHookBodyQueueing func(*exchange)
 
 func (c *h1conn) pumpLength(ex *exchange, left int64) bool {
 	c.growForBody()
@@ -870,8 +897,14 @@ func (c *h1conn) pumpLength(ex *exchange, left int64) bool {
 		data := c.rbuf[c.rpos : c.rpos+int(piece)]
 		c.rpos += int(piece)
 		left -= piece
-		c.spend(ex, len(data), left == 0)
+		if !c.spend(ex, len(data), left == 0) {
+			return false
+		}
+		if testHookBodyQueueing != nil {
+			testHookBodyQueueing(ex)
+		}
 		ex.w.sendBody(ex.sid, data, left > 0)
+		c.bodyQueued(ex)
 	}
 	return c.bodyDone(ex)
 }
@@ -925,9 +958,9 @@ func (c *h1conn) pumpChunked(ex *exchange) bool {
 			continue
 		}
 		if len(pending) == 0 && done {
-			if c.awaitCreditOrEnd(ex) {
-				c.spend(ex, 0, true)
+			if c.awaitCreditOrEnd(ex) && c.spend(ex, 0, true) {
 				ex.w.sendBody(ex.sid, nil, false)
+				c.bodyQueued(ex)
 			}
 			return c.bodyDone(ex)
 		}
@@ -942,8 +975,11 @@ func (c *h1conn) pumpChunked(ex *exchange) bool {
 			}
 		}
 		piece := min(int64(len(pending)), credit, int64(ex.w.maxPiece))
-		c.spend(ex, int(piece), false)
+		if !c.spend(ex, int(piece), false) {
+			return false
+		}
 		ex.w.sendBody(ex.sid, pending[:piece], true)
+		c.bodyQueued(ex)
 		pending = pending[piece:]
 	}
 }

@@ -1,7 +1,9 @@
 package gateway
 
 import (
+	"bytes"
 	"encoding/binary"
+	"strings"
 	"testing"
 
 	"github.com/asgi-gateway/asgi-gateway/protocol"
@@ -42,5 +44,47 @@ func TestWSDisconnectDuringDeliveryFollowsTheMessage(t *testing.T) {
 	want := []protocol.Type{protocol.TypeWSReceive, protocol.TypeWSDisconnect}
 	if len(types) != len(want) || types[0] != want[0] || types[1] != want[1] {
 		t.Fatalf("frames to the worker: %v, want %v", types, want)
+	}
+}
+
+// The same for a request body: a DISCONNECT decided (the response's write found the client gone)
+// while the connection's goroutine queues a body frame goes after that frame, and no more body
+// follows it (probe 52: the worker took a REQUEST_BODY after DISCONNECT as a protocol error and
+// dropped every stream it had).
+func TestDisconnectDuringBodyQueueingFollowsTheFrame(t *testing.T) {
+	w := &workerConn{maxPiece: 4}
+	c := &h1conn{rbuf: make([]byte, readBufBody)}
+	c.rend = copy(c.rbuf, "abcdefgh")
+	ex := &exchange{c: c, w: w, sid: 9, reqCredit: 1 << 20, remaining: -1}
+	testHookBodyQueueing = func(ex *exchange) {
+		ex.c.mu.Lock()
+		ex.clientGoneLocked()
+		ex.c.mu.Unlock()
+	}
+	defer func() { testHookBodyQueueing = nil }()
+	if c.pumpLength(ex, 8) {
+		t.Fatal("pumpLength went on after the client was gone")
+	}
+	var got []string
+	for b := w.wbuf; len(b) > 0; {
+		n := int(binary.BigEndian.Uint32(b))
+		var f protocol.Frame
+		if err := f.Decode(b[4 : 4+n]); err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, f.Type.String()+":"+string(f.Body))
+		b = b[4+n:]
+	}
+	want := []string{protocol.TypeRequestBody.String() + ":abcd", protocol.TypeDisconnect.String() + ":"}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Fatalf("frames to the worker: %v, want %v", got, want)
+	}
+	// A DISCONNECT goes at most once.
+	c.mu.Lock()
+	ex.lost = false
+	ex.clientGoneLocked()
+	c.mu.Unlock()
+	if n := bytes.Count(w.wbuf, []byte{0x92, byte(protocol.TypeDisconnect)}); n != 1 {
+		t.Fatalf("%d DISCONNECT frames", n)
 	}
 }

@@ -324,6 +324,69 @@ def test_clients_disconnecting_mid_response_do_not_hurt_others(target: GatewaySe
     assert "panicked" not in log, log[-3000:]
 
 
+STREAM_ECHO_APP = '''
+import asyncio
+
+
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    if scope["path"] == "/sleep":
+        await asyncio.sleep(3)
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"5")]})
+        await send({"type": "http.response.body", "body": b"slept"})
+        return
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    while True:  # each piece of the body back as it comes
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return
+        await send({"type": "http.response.body", "body": message.get("body", b""), "more_body": message.get("more_body", False)})
+        if not message.get("more_body"):
+            return
+'''
+
+
+def test_clients_resetting_mid_upload_do_not_kill_the_worker(servers: Any, tmp_path: Any) -> None:
+    """Clients that reset their connection while uploading to an app that streams the body back:
+    the write of the response finds the client gone and the worker is told (DISCONNECT) while the
+    connection's goroutine is queueing the next piece of the body. That piece went after the
+    DISCONNECT (SPEC §4: nothing follows it), the worker took it as a protocol error and exited,
+    and every other request on it got 502 (probe 52: in 7 of 8 runs of 75 resets). The DISCONNECT
+    now follows the piece."""
+    (tmp_path / "stream_echo_app.py").write_text(STREAM_ECHO_APP)
+    server = servers.start("stream_echo_app:app", app_dir=tmp_path, workers=1)
+    bystander = socket.create_connection((server.host, server.port), timeout=15)
+    bystander.sendall(b"GET /sleep HTTP/1.1\r\nHost: test.local\r\n\r\n")
+    chunk = b"u" * (1 << 20)
+
+    def resetter() -> None:
+        for _ in range(25):
+            try:
+                sock = socket.create_connection((server.host, server.port), timeout=10)
+                sock.sendall(b"POST /echo HTTP/1.1\r\nHost: test.local\r\nContent-Length: %d\r\n\r\n" % (20 << 20))
+                sock.sendall(chunk)
+                sock.recv(1000)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                sock.close()
+            except OSError:
+                pass
+
+    threads = [threading.Thread(target=resetter) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+        assert not thread.is_alive()
+    answer = bystander.recv(100)
+    bystander.close()
+    time.sleep(0.5)
+    log = server.stderr()
+    assert "after DISCONNECT" not in log, log[-3000:]
+    assert "worker died" not in log, log[-3000:]
+    assert answer.startswith(b"HTTP/1.1 200"), answer
+
+
 # --- HTTP/2 rapid reset (CVE-2023-44487) ---------------------------------------------------------
 
 RAPID_RESET_APP = '''
