@@ -57,6 +57,7 @@ func (w *consoleWriter) Write(p []byte) (int, error) {
 	defer w.scratch.Put(s)
 	// The fields alias p (no copy): nothing keeps them past this call (timestamp clones its key).
 	fields, ok := parseFlatJSON(unsafe.String(unsafe.SliceData(p), len(p)), s.fields[:0])
+	defer clear(fields) // (no reference to p stays in the pool)
 	s.fields = fields[:0]
 	if !ok {
 		return w.slow.Write(p)
@@ -76,9 +77,8 @@ func (w *consoleWriter) Write(p []byte) (int, error) {
 // caller, message; then the other fields sorted by name, "error" first). False: a part this writer
 // does not format as ConsoleWriter would.
 func (w *consoleWriter) format1(dst []byte, fields []jsonField) ([]byte, bool) {
-	var level, ts, msg *jsonField
-	for i := range fields {
-		f := &fields[i]
+	var level, ts, msg jsonField // (copies: the fields are sorted below)
+	for _, f := range fields {
 		switch f.key {
 		case zerolog.LevelFieldName:
 			level = f
@@ -90,7 +90,7 @@ func (w *consoleWriter) format1(dst []byte, fields []jsonField) ([]byte, bool) {
 			return dst, false
 		}
 	}
-	if level == nil || level.number || ts == nil || ts.number || ts.value == "" || (msg != nil && msg.number) {
+	if level.key == "" || level.number || ts.key == "" || ts.number || ts.value == "" || msg.number {
 		return dst, false
 	}
 	lvl, err := zerolog.ParseLevel(level.value)
@@ -101,7 +101,7 @@ func (w *consoleWriter) format1(dst []byte, fields []jsonField) ([]byte, bool) {
 	dst = append(dst, w.timestamp(ts.value)...)
 	dst = append(dst, ' ')
 	dst = w.colorize(dst, formatted, zerolog.LevelColors[lvl], 0)
-	if msg != nil && msg.value != "" {
+	if msg.value != "" {
 		dst = append(dst, ' ')
 		switch level.value {
 		case zerolog.LevelInfoValue, zerolog.LevelWarnValue, zerolog.LevelErrorValue, zerolog.LevelFatalValue, zerolog.LevelPanicValue:
