@@ -268,19 +268,13 @@ func jsonNumber(s string) (value, rest string, ok bool) {
 		i++
 	}
 	start := i
-	for i < len(s) && s[i] >= '0' && s[i] <= '9' {
-		i++
-	}
-	if i == start || (s[start] == '0' && i-start > 1) {
+	if i = digits(s, i); i == start || (s[start] == '0' && i-start > 1) {
 		return "", s, false
 	}
 	if i < len(s) && s[i] == '.' {
-		i++
-		d := i
-		for i < len(s) && s[i] >= '0' && s[i] <= '9' {
-			i++
-		}
-		if i == d {
+		if d := digits(s, i+1); d > i+1 {
+			i = d
+		} else {
 			return "", s, false
 		}
 	}
@@ -289,13 +283,19 @@ func jsonNumber(s string) (value, rest string, ok bool) {
 		if i < len(s) && (s[i] == '+' || s[i] == '-') {
 			i++
 		}
-		d := i
-		for i < len(s) && s[i] >= '0' && s[i] <= '9' {
-			i++
-		}
-		if i == d {
+		if d := digits(s, i); d > i {
+			i = d
+		} else {
 			return "", s, false
 		}
 	}
 	return s[:i], s[i:], true
+}
+
+// digits returns the index after the decimal digits of s from i.
+func digits(s string, i int) int {
+	for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+		i++
+	}
+	return i
 }

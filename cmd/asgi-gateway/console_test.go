@@ -53,7 +53,11 @@ func consoleEvents() []string {
 		`{"level":"info","time":"yesterday","message":"unparsed time"}`+"\n",
 		`{"level":"info","time":1700000000,"message":"number time"}`+"\n",
 		`{"level":"nope","time":"2026-12-07T04:04:38Z","message":"unknown level"}`+"\n",
-		`{"level":"info","time":"2026-12-07T04:04:38Z","message":"n","a":-0,"b":1.25e+3,"c":2E-2}`+"\n")
+		`{"level":"info","time":"2026-12-07T04:04:38Z","message":"n","a":-0,"b":1.25e+3,"c":2E-2,"d":10.5}`+"\n",
+		`{"level":"info","time":"2026-12-07T04:04:38Z","message":"n","a":1.}`+"\n",
+		`{"level":"info","time":"2026-12-07T04:04:38Z","message":"n","a":1e+}`+"\n",
+		`{"level":"info","time":"2026-12-07T04:04:38Z","message":"n","a":-}`+"\n",
+		`{"level":"info","time":"2026-12-07T04:04:38Z","message":"n",}`+"\n")
 	return lines
 }
 
