@@ -41,18 +41,24 @@ type exchange struct {
 	target      []byte
 
 	// Guarded by c.mu.
-	reqCredit        int64 // request-body bytes the gateway may still send
-	reqDone          bool
-	continued        bool // 100 Continue written
-	started          bool
-	headHeld         bool // the head is in c.out, not yet written: it waits for the first body (responseStart)
-	headFrom         int  // ... from this offset of c.out
-	complete         bool
-	ended            bool
-	lost             bool
-	disconnected     bool        // DISCONNECT decided (sent, or deferred while a body frame is queued): at most once (SPEC §5)
-	bodySending      bool        // the connection's goroutine is queueing a body frame outside c.mu (spend .. bodyQueued)
-	disconnectLater  bool        // ... and the DISCONNECT decided meanwhile follows it
+	reqCredit    int64 // request-body bytes the gateway may still send
+	reqDone      bool
+	continued    bool // 100 Continue written
+	started      bool
+	headHeld     bool // the head is in c.out, not yet written: it waits for the first body (responseStart)
+	headFrom     int  // ... from this offset of c.out
+	complete     bool
+	ended        bool
+	lost         bool
+	disconnected bool // DISCONNECT decided (sent, or held by queueing): at most once (SPEC §5)
+	// queueing: the connection's goroutine is queueing a frame for the stream outside c.mu (a
+	// request-body piece, a WebSocket message: beginQueueLocked .. endQueue). A DISCONNECT or
+	// WS_DISCONNECT decided meanwhile is held (held, heldCode, heldReason) and follows the frame:
+	// nothing follows either for the stream (SPEC §4).
+	queueing         bool
+	held             protocol.Type // 0, TypeDisconnect or TypeWSDisconnect
+	heldCode         int
+	heldReason       string
 	failed           bool        // the app's response was invalid; a 500 went out instead
 	discard          bool        // the app's further output is dropped (it overran its content-length, or timed out)
 	bodyDone         bool        // the final body (or the pathsend file) is queued
@@ -687,19 +693,36 @@ func (ex *exchange) clientGoneLocked() {
 	}
 }
 
-// disconnectLocked tells the worker the client is gone (DISCONNECT), at most once. Nothing may
-// follow it for the stream (SPEC §4): while the connection's goroutine queues a request-body frame
-// outside c.mu (spend, then bodyQueued), the DISCONNECT waits for that frame and follows it.
+// disconnectLocked tells the worker the client is gone (DISCONNECT), at most once; after the frame
+// being queued, if any (queueing).
 func (ex *exchange) disconnectLocked() {
 	if ex.disconnected {
 		return
 	}
 	ex.disconnected = true
-	if ex.bodySending {
-		ex.disconnectLater = true
+	if ex.queueing {
+		ex.held = protocol.TypeDisconnect
 		return
 	}
 	ex.w.sendDisconnect(ex.sid)
+}
+
+// beginQueueLocked: the connection's goroutine is about to queue a frame for the stream outside
+// c.mu; endQueue, after it, sends what was held meanwhile.
+func (ex *exchange) beginQueueLocked() { ex.queueing = true }
+
+func (ex *exchange) endQueue() {
+	c := ex.c
+	c.mu.Lock()
+	ex.queueing = false
+	switch held := ex.held; {
+	case held == protocol.TypeDisconnect && !ex.ended:
+		ex.w.sendDisconnect(ex.sid)
+	case held == protocol.TypeWSDisconnect && !ex.ended && !ex.ws.appClosed:
+		ex.w.sendWSClose(protocol.TypeWSDisconnect, ex.sid, ex.heldCode, ex.heldReason)
+	}
+	ex.held, ex.heldReason = 0, ""
+	c.mu.Unlock()
 }
 
 func parseContentLength(v []byte) (int64, bool) {

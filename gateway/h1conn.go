@@ -829,7 +829,7 @@ func (c *h1conn) awaitCredit(ex *exchange) int64 {
 // as read (so that a response racing the frame sees it so). False: the worker was told the client
 // is gone (DISCONNECT), and nothing may follow; the frame is not queued, and unless the client's
 // body was all read the connection cannot carry another request. After a true, the caller queues
-// the frame and calls bodyQueued.
+// the frame and calls ex.endQueue.
 func (c *h1conn) spend(ex *exchange, n int, last bool) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -842,21 +842,8 @@ func (c *h1conn) spend(ex *exchange, n int, last bool) bool {
 	ex.reqCredit -= int64(n)
 	ex.bytesIn += int64(n)
 	ex.reqDone = last
-	ex.bodySending = true
+	ex.beginQueueLocked()
 	return true
-}
-
-// bodyQueued ends spend's window: a DISCONNECT decided meanwhile goes now, after the frame.
-func (c *h1conn) bodyQueued(ex *exchange) {
-	c.mu.Lock()
-	ex.bodySending = false
-	if ex.disconnectLater {
-		ex.disconnectLater = false
-		if !ex.ended {
-			ex.w.sendDisconnect(ex.sid)
-		}
-	}
-	c.mu.Unlock()
 }
 
 // bodyDone runs after the last body frame was queued: if the response already completed, the
@@ -904,7 +891,7 @@ func (c *h1conn) pumpLength(ex *exchange, left int64) bool {
 			testHookBodyQueueing(ex)
 		}
 		ex.w.sendBody(ex.sid, data, left > 0)
-		c.bodyQueued(ex)
+		ex.endQueue()
 	}
 	return c.bodyDone(ex)
 }
@@ -960,7 +947,7 @@ func (c *h1conn) pumpChunked(ex *exchange) bool {
 		if len(pending) == 0 && done {
 			if c.awaitCreditOrEnd(ex) && c.spend(ex, 0, true) {
 				ex.w.sendBody(ex.sid, nil, false)
-				c.bodyQueued(ex)
+				ex.endQueue()
 			}
 			return c.bodyDone(ex)
 		}
@@ -979,7 +966,7 @@ func (c *h1conn) pumpChunked(ex *exchange) bool {
 			return false
 		}
 		ex.w.sendBody(ex.sid, pending[:piece], true)
-		c.bodyQueued(ex)
+		ex.endQueue()
 		pending = pending[piece:]
 	}
 }

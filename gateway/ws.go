@@ -30,17 +30,10 @@ type wsState struct {
 	closeSent    bool // our close frame is queued: no message goes out after it
 	closeRecv    bool // the client's close frame arrived
 	appClosed    bool // the app sent websocket.close, or its task ended
-	disconnected bool // WS_DISCONNECT went to the worker (or waits for delivering: deferred)
-	// delivering: a client message is being queued for the worker, outside c.mu (a copy of up to
-	// --ws-max-size); a WS_DISCONNECT meanwhile waits for it (deferred, deferCode, deferReason), so
-	// that nothing follows WS_DISCONNECT for the stream.
-	delivering  bool
-	deferred    bool
-	deferCode   int
-	deferReason string
-	pingPending bool
-	readPaused  bool // the serve goroutine stopped reading: the app's window is full
-	timer       *time.Timer
+	disconnected bool // WS_DISCONNECT decided (sent, or held while a message is queued: exchange.queueing)
+	pingPending  bool
+	readPaused   bool // the serve goroutine stopped reading: the app's window is full
+	timer        *time.Timer
 }
 
 var (
@@ -240,7 +233,7 @@ var testHookWSDelivering func(*exchange)
 // deliverWSMessage sends a client's message to the app once its window is positive, or drops it
 // (after the app closed, or after WS_DISCONNECT: see below). It returns whether to go on reading the
 // client. The message is queued outside c.mu (the copy may be large, and the worker's reader takes
-// c.mu to answer this connection); a WS_DISCONNECT meanwhile follows it (wsState.delivering).
+// c.mu to answer this connection); a WS_DISCONNECT meanwhile follows it (exchange.queueing).
 func (c *h1conn) deliverWSMessage(ex *exchange, text bool, data []byte) bool {
 	c.mu.Lock()
 	ws := ex.ws
@@ -259,7 +252,7 @@ func (c *h1conn) deliverWSMessage(ex *exchange, text bool, data []byte) bool {
 		ex.reqCredit -= int64(len(data))
 		ex.bytesIn += int64(len(data))
 		ex.reqDone = true
-		ws.delivering = true
+		ex.beginQueueLocked()
 	}
 	c.mu.Unlock()
 	if !deliver {
@@ -269,15 +262,7 @@ func (c *h1conn) deliverWSMessage(ex *exchange, text bool, data []byte) bool {
 		testHookWSDelivering(ex)
 	}
 	ex.w.sendWSMessage(ex.sid, text, data)
-	c.mu.Lock()
-	ws.delivering = false
-	if ws.deferred {
-		ws.deferred = false
-		if !ws.appClosed && !ex.ended {
-			ex.w.sendWSClose(protocol.TypeWSDisconnect, ex.sid, ws.deferCode, ws.deferReason)
-		}
-	}
-	c.mu.Unlock()
+	ex.endQueue()
 	return ok
 }
 
@@ -304,8 +289,8 @@ func (ex *exchange) wsDisconnectLocked(code int, reason string) {
 		return
 	}
 	ws.disconnected = true
-	if ws.delivering {
-		ws.deferred, ws.deferCode, ws.deferReason = true, code, reason
+	if ex.queueing {
+		ex.held, ex.heldCode, ex.heldReason = protocol.TypeWSDisconnect, code, reason
 		return
 	}
 	ex.w.sendWSClose(protocol.TypeWSDisconnect, ex.sid, code, reason)
