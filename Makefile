@@ -22,7 +22,9 @@ $(BIN): $(GO_SOURCES)
 # The virtualenv: pinned test and example dependencies, plus the worker package (editable).
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: integration_tests/requirements.txt examples/requirements.txt python_worker/pyproject.toml
+# (setup.py builds the worker's optional C module, python_worker/_speedups.c: a change to it rebuilds.)
+$(VENV)/.installed: integration_tests/requirements.txt examples/requirements.txt python_worker/pyproject.toml \
+		python_worker/setup.py python_worker/python_worker/_speedups.c
 	$(PYTHON) -m venv $(VENV)
 	$(VPY) -m pip install -q --upgrade pip
 	$(VPY) -m pip install -q -r integration_tests/requirements.txt

@@ -51,7 +51,8 @@ from .protocol import (
     REQUEST_BODY,
     REQUEST_BODY_RING,
     ProtocolError,
-    decode,
+    decode_fast,
+    decode_py,
     encode_end,
     encode_pong,
 )
@@ -210,6 +211,7 @@ class Connection(asyncio.Protocol):
         # With no task factory set, loop.create_task(coro) is Task(coro, loop=loop): called directly,
         # without the loop method's own layer (about 0.2 µs a request).
         plain_tasks = loop.get_task_factory() is None
+        fast = decode_fast
         opened = False
         try:
             while True:
@@ -223,12 +225,15 @@ class Connection(asyncio.Protocol):
                 if end > n:
                     self._need = end - pos
                     break
-                if length < _VIEW_THRESHOLD:
-                    f = decode(data[pos + 4 : end])
-                else:
-                    if view is None:
-                        view = memoryview(data)
-                    f = decode(view[pos + 4 : end])
+                # The C decoder reads the payload in place; what it leaves (None) is decoded in Python.
+                f = fast(data, pos + 4, end) if fast is not None else None
+                if f is None:
+                    if length < _VIEW_THRESHOLD:
+                        f = decode_py(data[pos + 4 : end])
+                    else:
+                        if view is None:
+                            view = memoryview(data)
+                        f = decode_py(view[pos + 4 : end])
                 pos = end
                 t = f[0]
                 if not self._hello_received and t != HELLO:

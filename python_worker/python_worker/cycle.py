@@ -67,6 +67,7 @@ from .protocol import (
     encode_response_body_ring,
     encode_response_pathsend,
     encode_response_trailers,
+    pack_headers as _pack_headers,
     pack_uint,
     response_body_parts,
     response_start_parts,
@@ -574,21 +575,6 @@ class RequestCycle:
         cls = headers.__class__
         if cls is not list and cls is not tuple:
             headers = list(headers)  # any iterable
-        try:
-            for item in headers:
-                # Plain (bytes, bytes) pairs as tuples or lists go to the packer as they are. (An item
-                # of another length does not unpack into two; ``x.__class__`` is cheaper than
-                # ``type(x)``, and an object lying about its class would only make the packer raise
-                # TypeError below.)
-                cls = item.__class__
-                if cls is tuple or cls is list:
-                    name, value = item
-                    if name.__class__ is bytes and value.__class__ is bytes:
-                        continue
-                headers = self._normalize_headers(headers)
-                break
-        except ValueError:
-            headers = self._normalize_headers(headers)
         # Trailers only when advertised (else the key is ignored, as uvicorn does).
         if self.flags & FLAG_TRAILERS_ALLOWED and message.get("trailers", False):
             flags = FLAG_TRAILERS
@@ -596,10 +582,13 @@ class RequestCycle:
         else:
             flags = 0
             self._final = _COMPLETE
+        # RESPONSE_START up to its body: 97 12 sid status headers flags (only the headers packed here:
+        # status and flags from tables). Plain (bytes, bytes) pairs are packed in C when it is built.
+        prefix = b"\x97\x12" + self.sid_enc + _STATUS_ENC[status]
+        head = _pack_headers(headers, prefix, _START_FLAGS_ENC[flags]) if _pack_headers is not None else None
+        if head is None:
+            head = prefix + _pack(self._plain_headers(headers)) + _START_FLAGS_ENC[flags]
         self._body_sent = self._in_ring = self._head_held = False
-        # RESPONSE_START up to its body: 97 12 sid status headers flags (only the headers through
-        # the packer: status and flags from tables).
-        head = b"".join((b"\x97\x12", self.sid_enc, _STATUS_ENC[status], _pack(headers), _START_FLAGS_ENC[flags]))
         conn = self.conn
         if len(head) + 3 > conn.max_frame:
             self._invalid(ValueError(
@@ -884,6 +873,24 @@ class RequestCycle:
             if w is not None and not w.done():
                 w.set_result(None)
         self._queue(frame)
+
+    def _plain_headers(self, headers: Any) -> Any:
+        """``headers`` (a list or tuple) as they are when every item is a plain (bytes, bytes) pair, a
+        tuple or a list, which the packer takes as it is; else checked and made plain
+        (:meth:`_normalize_headers`). (An item of another length does not unpack into two;
+        ``x.__class__`` is cheaper than ``type(x)``, and an object lying about its class would only
+        make the packer raise TypeError.)"""
+        try:
+            for item in headers:
+                cls = item.__class__
+                if cls is tuple or cls is list:
+                    name, value = item
+                    if name.__class__ is bytes and value.__class__ is bytes:
+                        continue
+                return self._normalize_headers(headers)
+        except ValueError:
+            return self._normalize_headers(headers)
+        return headers
 
     def _normalize_headers(self, headers: Any, what: str = "http.response.start") -> list:
         """Headers that are not all plain ``(bytes, bytes)`` pairs: validate, return plain pairs."""

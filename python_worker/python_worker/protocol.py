@@ -10,6 +10,13 @@ tuple of ``(bytes, bytes)`` tuples, ``client``/``server`` as ``(host, port)`` tu
 HTTP_REQUEST or WS_CONNECT with flag TLS has one more item at the end, the tls item
 ``(tls_version, cipher_suite, client_cert_chain, client_cert_name, client_cert_error)``.
 
+The hot-path frames (HTTP_REQUEST without the tls item, REQUEST_BODY, REQUEST_BODY_RING, CREDIT and
+WS_RECEIVE) are decoded by the optional C module :mod:`python_worker._speedups` when it was built
+(``decode_fast``: the same tuples, the same checks; anything else it leaves to the Python code here),
+which also packs a response's plain header pairs (``pack_headers``) and the head of a WS_SEND
+(``ws_send_parts``).
+``PYTHON_WORKER_PURE=1`` in the environment makes the worker use the Python code only.
+
 The encoders used on the hot path (``*_parts``) return the frame as a few ``bytes`` pieces, so that a
 large body is never copied into a msgpack buffer: the caller joins them (once, when it writes). The
 plain ``encode_*`` functions return the whole frame (4-byte length prefix and payload).
@@ -18,8 +25,9 @@ plain ``encode_*`` functions return the whole frame (4-byte length prefix and pa
 from __future__ import annotations
 
 import functools
+import os
 import struct
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import msgpack
 
@@ -65,6 +73,9 @@ __all__ = [
     "OUTCOME_NO_RESPONSE",
     "ProtocolError",
     "decode",
+    "decode_fast",
+    "pack_headers",
+    "decode_py",
     "encode",
     "frame",
     "read_length",
@@ -321,7 +332,7 @@ def encode_ws_accept(sid: int, subprotocol: str | None, headers: list) -> bytes:
     return encode([WS_ACCEPT, sid, subprotocol, headers])
 
 
-def ws_send_parts(sid_enc: bytes, data: bytes | str) -> tuple[bytes, bytes, int]:
+def _ws_send_parts_py(sid_enc: bytes, data: bytes | str) -> tuple[bytes, bytes, int]:
     """WS_SEND as two pieces to write one after the other: the frame's length prefix and every byte
     up to the message, then the message (``bytes`` as given, ``str`` as UTF-8); and the message's
     size in bytes (UTF-8 for text), which is what counts against the window. The message is not
@@ -415,7 +426,7 @@ _unpackb = msgpack.unpackb
 _unpack = functools.partial(msgpack.unpackb, raw=False, use_list=False, strict_map_key=True)
 
 
-def decode(payload: bytes | memoryview) -> tuple:
+def decode_py(payload: bytes | memoryview) -> tuple:
     """Decode and validate one frame payload (without the length prefix), either direction.
 
     Returns the frame as a tuple ``(type, stream, field...)``. Raises :class:`ProtocolError` if the
@@ -504,6 +515,39 @@ def decode(payload: bytes | memoryview) -> tuple:
     else:
         _check_schema(f, schema)
     return f
+
+
+def _load_speedups() -> Any:
+    """The C module python_worker._speedups, or None: not built, or ``PYTHON_WORKER_PURE`` is set
+    (not "" or "0")."""
+    if os.environ.get("PYTHON_WORKER_PURE", "") not in ("", "0"):
+        return None
+    try:
+        from . import _speedups
+    except ImportError:
+        return None
+    return _speedups
+
+
+_speedups = _load_speedups()
+
+#: the C decoder of the hot-path frames (python_worker._speedups), or None
+decode_fast = _speedups.decode_fast if _speedups is not None else None
+#: head + msgpack of (bytes, bytes) header pairs + tail, in C (python_worker._speedups), or None
+pack_headers = _speedups.pack_headers if _speedups is not None else None
+#: WS_SEND as pieces (:func:`_ws_send_parts_py`), in C when it is built
+ws_send_parts: Callable[[bytes, "bytes | str"], "tuple[bytes, bytes, int]"] = (
+    _speedups.ws_send_parts if _speedups is not None else _ws_send_parts_py)
+
+
+def decode(payload: bytes | memoryview) -> tuple:
+    """Decode and validate one frame payload (without the length prefix), either direction: as
+    :func:`decode_py`, through the C decoder first when there is one."""
+    if decode_fast is not None:
+        f = decode_fast(payload)
+        if f is not None:
+            return f
+    return decode_py(payload)
 
 
 def _decode_with_map(payload: bytes | memoryview) -> tuple:

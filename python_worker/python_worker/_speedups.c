@@ -1,0 +1,411 @@
+/* python_worker._speedups: hot-path pieces of python_worker.protocol's codec, in C.
+ *
+ * decode_fast(payload), or decode_fast(buffer, start, end) for buffer[start:end] without a copy, unpacks one
+ * frame payload (a msgpack array, SPEC §2) and returns the tuple
+ * python_worker.protocol.decode would return, for the frames of the per-request and per-message
+ * path that pass decode's fast-path checks: HTTP_REQUEST without the tls item, REQUEST_BODY,
+ * REQUEST_BODY_RING, CREDIT and WS_RECEIVE. For anything else (another frame type, a type or value
+ * that is not the one expected, a map, a float, an extension type, bytes after the array, a str
+ * that is not UTF-8), it returns None and the caller decodes with the Python code, which accepts
+ * or refuses it with its message. So this module changes no result, only the cost of the common
+ * ones: the objects built are those of msgpack.unpackb(raw=False, use_list=False) (arrays as tuples,
+ * str as str, bin as bytes), and the checks are decode's.
+ *
+ * pack_headers(headers, head, tail) encodes a response's headers (a list or tuple of (bytes, bytes)
+ * tuples or lists) as msgpack.packb(headers, use_bin_type=True) does, between head and tail, and
+ * returns None when the headers are anything else: the Python code then checks, normalizes or
+ * refuses them.
+ *
+ * ws_send_parts(sid_enc, data) is python_worker.protocol.ws_send_parts (a WS_SEND frame's head, the
+ * message as bytes, its size), for exact bytes and str.
+ *
+ * Optional: the package works without it (pure Python), and PYTHON_WORKER_PURE=1 disables it.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+
+/* ------------------------------------------------------------------------------------------------
+ * Decoding
+ */
+
+/* The frame types handled here (SPEC §3). */
+#define T_HTTP_REQUEST 0x02
+#define T_REQUEST_BODY 0x03
+#define T_CREDIT 0x05
+#define T_WS_RECEIVE 0x08
+#define T_REQUEST_BODY_RING 0x0C
+
+#define FLAG_TLS 16
+#define MAX_U32 0xFFFFFFFFULL
+#define MAX_DEPTH 4 /* frame, headers, header: deeper nesting is not one of the frames handled */
+
+typedef struct {
+    const unsigned char *p;
+    Py_ssize_t n;
+    Py_ssize_t pos;
+} reader;
+
+static int need(reader *r, Py_ssize_t k) { return r->n - r->pos >= k; }
+
+static uint64_t be(const unsigned char *p, int k) {
+    uint64_t v = 0;
+    for (int i = 0; i < k; i++) v = (v << 8) | p[i];
+    return v;
+}
+
+/* read_obj returns a new reference, or NULL with no exception set when the input is not handled
+ * here (the caller returns None), or NULL with an exception set (memory). */
+static PyObject *read_obj(reader *r, int depth);
+
+static PyObject *read_array(reader *r, Py_ssize_t count, int depth) {
+    if (depth >= MAX_DEPTH || count > r->n - r->pos) /* (each item is at least one byte) */
+        return NULL;
+    PyObject *t = PyTuple_New(count);
+    if (t == NULL) return NULL;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *item = read_obj(r, depth + 1);
+        if (item == NULL) {
+            Py_DECREF(t);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(t, i, item);
+    }
+    return t;
+}
+
+static PyObject *read_str(reader *r, Py_ssize_t len) {
+    if (!need(r, len)) return NULL;
+    const char *s = (const char *)r->p + r->pos;
+    r->pos += len;
+    PyObject *o = PyUnicode_DecodeUTF8(s, len, NULL); /* strict, as msgpack's raw=False */
+    if (o == NULL && PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) PyErr_Clear();
+    return o;
+}
+
+static PyObject *read_bin(reader *r, Py_ssize_t len) {
+    if (!need(r, len)) return NULL;
+    PyObject *o = PyBytes_FromStringAndSize((const char *)r->p + r->pos, len);
+    r->pos += len;
+    return o;
+}
+
+static PyObject *read_obj(reader *r, int depth) {
+    if (!need(r, 1)) return NULL;
+    unsigned char c = r->p[r->pos++];
+    if (c <= 0x7f) return PyLong_FromLong(c);
+    if (c >= 0xe0) return PyLong_FromLong((long)(signed char)c);
+    if ((c & 0xe0) == 0xa0) return read_str(r, c & 0x1f);
+    if ((c & 0xf0) == 0x90) return read_array(r, c & 0x0f, depth);
+    const unsigned char *p = r->p + r->pos;
+    switch (c) {
+    case 0xc0: Py_RETURN_NONE;
+    case 0xc2: Py_RETURN_FALSE;
+    case 0xc3: Py_RETURN_TRUE;
+    case 0xc4: if (!need(r, 1)) return NULL; r->pos += 1; return read_bin(r, (Py_ssize_t)be(p, 1));
+    case 0xc5: if (!need(r, 2)) return NULL; r->pos += 2; return read_bin(r, (Py_ssize_t)be(p, 2));
+    case 0xc6: if (!need(r, 4)) return NULL; r->pos += 4; return read_bin(r, (Py_ssize_t)be(p, 4));
+    case 0xcc: if (!need(r, 1)) return NULL; r->pos += 1; return PyLong_FromUnsignedLongLong(be(p, 1));
+    case 0xcd: if (!need(r, 2)) return NULL; r->pos += 2; return PyLong_FromUnsignedLongLong(be(p, 2));
+    case 0xce: if (!need(r, 4)) return NULL; r->pos += 4; return PyLong_FromUnsignedLongLong(be(p, 4));
+    case 0xcf: if (!need(r, 8)) return NULL; r->pos += 8; return PyLong_FromUnsignedLongLong(be(p, 8));
+    case 0xd0: if (!need(r, 1)) return NULL; r->pos += 1; return PyLong_FromLongLong((int8_t)be(p, 1));
+    case 0xd1: if (!need(r, 2)) return NULL; r->pos += 2; return PyLong_FromLongLong((int16_t)be(p, 2));
+    case 0xd2: if (!need(r, 4)) return NULL; r->pos += 4; return PyLong_FromLongLong((int32_t)be(p, 4));
+    case 0xd3: if (!need(r, 8)) return NULL; r->pos += 8; return PyLong_FromLongLong((int64_t)be(p, 8));
+    case 0xd9: if (!need(r, 1)) return NULL; r->pos += 1; return read_str(r, (Py_ssize_t)be(p, 1));
+    case 0xda: if (!need(r, 2)) return NULL; r->pos += 2; return read_str(r, (Py_ssize_t)be(p, 2));
+    case 0xdb: if (!need(r, 4)) return NULL; r->pos += 4; return read_str(r, (Py_ssize_t)be(p, 4));
+    case 0xdc: if (!need(r, 2)) return NULL; r->pos += 2; return read_array(r, (Py_ssize_t)be(p, 2), depth);
+    case 0xdd: if (!need(r, 4)) return NULL; r->pos += 4; return read_array(r, (Py_ssize_t)be(p, 4), depth);
+    default: return NULL; /* maps, floats, extension types, 0xc1: the Python decoder's */
+    }
+}
+
+/* An int (not bool) in lo..hi. */
+static int int_in(PyObject *o, long long lo, unsigned long long hi) {
+    if (!PyLong_CheckExact(o)) return 0;
+    int overflow;
+    long long v = PyLong_AsLongLongAndOverflow(o, &overflow);
+    if (overflow != 0) return overflow > 0 && hi > (unsigned long long)LLONG_MAX; /* > 2**63 */
+    if (v == -1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        return 0;
+    }
+    return v >= lo && (v < 0 || (unsigned long long)v <= hi);
+}
+
+static int is_sid(PyObject *o) { return int_in(o, 1, MAX_U32); }
+static int is_uint(PyObject *o) { return int_in(o, 0, UINT64_MAX); }
+
+/* None, or [str, uint] (client) / [str, uint | nil] (server). */
+static int is_addr(PyObject *o, int port_may_be_nil) {
+    if (o == Py_None) return 1;
+    if (!PyTuple_CheckExact(o) || PyTuple_GET_SIZE(o) != 2) return 0;
+    PyObject *port = PyTuple_GET_ITEM(o, 1);
+    return PyUnicode_CheckExact(PyTuple_GET_ITEM(o, 0)) && ((port_may_be_nil && port == Py_None) || is_uint(port));
+}
+
+static int is_headers(PyObject *o) {
+    if (!PyTuple_CheckExact(o)) return 0;
+    Py_ssize_t n = PyTuple_GET_SIZE(o);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *h = PyTuple_GET_ITEM(o, i);
+        if (!PyTuple_CheckExact(h) || PyTuple_GET_SIZE(h) != 2 || !PyBytes_CheckExact(PyTuple_GET_ITEM(h, 0)) ||
+            !PyBytes_CheckExact(PyTuple_GET_ITEM(h, 1)))
+            return 0;
+    }
+    return 1;
+}
+
+/* decode's fast-path checks, on the unpacked frame f (a tuple of n >= 1 items). */
+static int fast_path_ok(PyObject *f) {
+    Py_ssize_t n = PyTuple_GET_SIZE(f);
+    PyObject *t = PyTuple_GET_ITEM(f, 0);
+    if (n < 2 || !int_in(t, 0, 0x7f) || !is_sid(PyTuple_GET_ITEM(f, 1))) return 0;
+    PyObject *const *it = &PyTuple_GET_ITEM(f, 0);
+    switch (PyLong_AsLong(t)) {
+    case T_HTTP_REQUEST: {
+        if (n != 15) return 0; /* (16: the tls item, checked by the Python code) */
+        PyObject *flags = it[12];
+        return PyUnicode_CheckExact(it[2]) && PyUnicode_CheckExact(it[3]) && PyUnicode_CheckExact(it[4]) &&
+               PyUnicode_CheckExact(it[5]) && PyBytes_CheckExact(it[6]) && PyBytes_CheckExact(it[7]) &&
+               PyUnicode_CheckExact(it[8]) && is_uint(flags) && !(PyLong_AsUnsignedLongLongMask(flags) & FLAG_TLS) &&
+               PyBytes_CheckExact(it[13]) && PyBool_Check(it[14]) && is_addr(it[10], 0) && is_addr(it[11], 1) &&
+               is_headers(it[9]);
+    }
+    case T_REQUEST_BODY:
+        return n == 4 && PyBytes_CheckExact(it[2]) && PyBool_Check(it[3]);
+    case T_REQUEST_BODY_RING:
+        return n == 5 && is_uint(it[2]) && is_uint(it[3]) && PyBool_Check(it[4]);
+    case T_WS_RECEIVE:
+        return n == 3 && (PyBytes_CheckExact(it[2]) || PyUnicode_CheckExact(it[2]));
+    case T_CREDIT:
+        return n == 3 && is_uint(it[2]);
+    default:
+        return 0;
+    }
+}
+
+static PyObject *decode_fast(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 1 && nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "decode_fast(payload) or decode_fast(buffer, start, end)");
+        return NULL;
+    }
+    Py_ssize_t start = 0, end = PY_SSIZE_T_MAX;
+    if (nargs == 3) {
+        start = PyLong_AsSsize_t(args[1]);
+        if (start == -1 && PyErr_Occurred()) return NULL;
+        end = PyLong_AsSsize_t(args[2]);
+        if (end == -1 && PyErr_Occurred()) return NULL;
+    }
+    Py_buffer view;
+    if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0) return NULL;
+    if (end > view.len) end = view.len;
+    if (start < 0 || start > end) {
+        PyBuffer_Release(&view);
+        PyErr_SetString(PyExc_ValueError, "decode_fast: start and end are not a range of the buffer");
+        return NULL;
+    }
+    reader r = {(const unsigned char *)view.buf + start, end - start, 0};
+    PyObject *f = NULL;
+    unsigned char c = r.n > 0 ? r.p[0] : 0;
+    if ((c & 0xf0) == 0x90 || c == 0xdc || c == 0xdd) f = read_obj(&r, 0);
+    PyBuffer_Release(&view);
+    if (f == NULL) {
+        if (PyErr_Occurred()) return NULL;
+        Py_RETURN_NONE;
+    }
+    if (r.pos != r.n || PyTuple_GET_SIZE(f) == 0 || !fast_path_ok(f)) {
+        Py_DECREF(f);
+        Py_RETURN_NONE;
+    }
+    return f;
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * Encoding: headers
+ */
+
+/* The items of a list or tuple of headers as (name, value) bytes, or 0 when one is not a list or
+ * tuple of exactly two bytes objects (of the exact type). */
+static int header_pair(PyObject *item, PyObject **name, PyObject **value) {
+    if (PyTuple_CheckExact(item)) {
+        if (PyTuple_GET_SIZE(item) != 2) return 0;
+        *name = PyTuple_GET_ITEM(item, 0);
+        *value = PyTuple_GET_ITEM(item, 1);
+    } else if (PyList_CheckExact(item)) {
+        if (PyList_GET_SIZE(item) != 2) return 0;
+        *name = PyList_GET_ITEM(item, 0);
+        *value = PyList_GET_ITEM(item, 1);
+    } else {
+        return 0;
+    }
+    return PyBytes_CheckExact(*name) && PyBytes_CheckExact(*value) && PyBytes_GET_SIZE(*name) <= 0xFFFFFFFF &&
+           PyBytes_GET_SIZE(*value) <= 0xFFFFFFFF;
+}
+
+static Py_ssize_t bin_header_size(Py_ssize_t n) { return n < 0x100 ? 2 : n < 0x10000 ? 3 : 5; }
+
+static unsigned char *put_be(unsigned char *w, uint64_t v, int k) {
+    for (int i = k - 1; i >= 0; i--) {
+        w[i] = (unsigned char)(v & 0xff);
+        v >>= 8;
+    }
+    return w + k;
+}
+
+static unsigned char *put_bin(unsigned char *w, PyObject *b) {
+    Py_ssize_t n = PyBytes_GET_SIZE(b);
+    if (n < 0x100) {
+        *w++ = 0xc4;
+        w = put_be(w, (uint64_t)n, 1);
+    } else if (n < 0x10000) {
+        *w++ = 0xc5;
+        w = put_be(w, (uint64_t)n, 2);
+    } else {
+        *w++ = 0xc6;
+        w = put_be(w, (uint64_t)n, 4);
+    }
+    memcpy(w, PyBytes_AS_STRING(b), (size_t)n);
+    return w + n;
+}
+
+static PyObject *pack_headers(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 3 || !PyBytes_CheckExact(args[1]) || !PyBytes_CheckExact(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "pack_headers(headers, head: bytes, tail: bytes)");
+        return NULL;
+    }
+    PyObject *headers = args[0], *head = args[1], *tail = args[2];
+    PyObject *const *items;
+    Py_ssize_t count;
+    if (PyList_CheckExact(headers)) {
+        items = (PyObject *const *)((PyListObject *)headers)->ob_item;
+        count = PyList_GET_SIZE(headers);
+    } else if (PyTuple_CheckExact(headers)) {
+        items = &PyTuple_GET_ITEM(headers, 0);
+        count = PyTuple_GET_SIZE(headers);
+    } else {
+        Py_RETURN_NONE;
+    }
+    if (count > 0xFFFFFFFF) Py_RETURN_NONE;
+    Py_ssize_t size = PyBytes_GET_SIZE(head) + PyBytes_GET_SIZE(tail) + (count < 16 ? 1 : count < 0x10000 ? 3 : 5);
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *name, *value;
+        if (!header_pair(items[i], &name, &value)) Py_RETURN_NONE;
+        size += 1 + bin_header_size(PyBytes_GET_SIZE(name)) + PyBytes_GET_SIZE(name) +
+                bin_header_size(PyBytes_GET_SIZE(value)) + PyBytes_GET_SIZE(value);
+    }
+    PyObject *out = PyBytes_FromStringAndSize(NULL, size);
+    if (out == NULL) return NULL;
+    unsigned char *w = (unsigned char *)PyBytes_AS_STRING(out);
+    memcpy(w, PyBytes_AS_STRING(head), (size_t)PyBytes_GET_SIZE(head));
+    w += PyBytes_GET_SIZE(head);
+    if (count < 16) {
+        *w++ = (unsigned char)(0x90 | count);
+    } else if (count < 0x10000) {
+        *w++ = 0xdc;
+        w = put_be(w, (uint64_t)count, 2);
+    } else {
+        *w++ = 0xdd;
+        w = put_be(w, (uint64_t)count, 4);
+    }
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *name = NULL, *value = NULL;
+        header_pair(items[i], &name, &value);
+        *w++ = 0x92;
+        w = put_bin(w, name);
+        w = put_bin(w, value);
+    }
+    memcpy(w, PyBytes_AS_STRING(tail), (size_t)PyBytes_GET_SIZE(tail));
+    return out;
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * Encoding: WS_SEND
+ */
+
+static PyObject *ws_send_parts(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2 || !PyBytes_CheckExact(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "ws_send_parts(sid_enc: bytes, data: bytes | str)");
+        return NULL;
+    }
+    PyObject *sid_enc = args[0], *data = args[1], *payload;
+    int text = PyUnicode_CheckExact(data);
+    if (text) {
+        payload = PyUnicode_AsUTF8String(data); /* (UnicodeEncodeError for a lone surrogate, as str.encode) */
+        if (payload == NULL) return NULL;
+    } else if (PyBytes_CheckExact(data)) {
+        Py_INCREF(data);
+        payload = data;
+    } else {
+        PyErr_Format(PyExc_TypeError, "ws_send_parts: data must be bytes or str, got %.100s", Py_TYPE(data)->tp_name);
+        return NULL;
+    }
+    Py_ssize_t size = PyBytes_GET_SIZE(payload), sid_len = PyBytes_GET_SIZE(sid_enc);
+    if ((uint64_t)size > 0xFFFFFFFFULL) {
+        Py_DECREF(payload);
+        PyErr_SetString(PyExc_ValueError, "ws_send_parts: the message is larger than 4 GiB");
+        return NULL;
+    }
+    unsigned char mhead[5];
+    int mlen;
+    if (text && size < 32) {
+        mhead[0] = (unsigned char)(0xa0 | size);
+        mlen = 1;
+    } else if (size < 0x100) {
+        mhead[0] = text ? 0xd9 : 0xc4;
+        put_be(mhead + 1, (uint64_t)size, 1);
+        mlen = 2;
+    } else if (size < 0x10000) {
+        mhead[0] = text ? 0xda : 0xc5;
+        put_be(mhead + 1, (uint64_t)size, 2);
+        mlen = 3;
+    } else {
+        mhead[0] = text ? 0xdb : 0xc6;
+        put_be(mhead + 1, (uint64_t)size, 4);
+        mlen = 5;
+    }
+    /* length prefix, 93 18 (array of 3, WS_SEND), sid, the message's str or bin header */
+    uint64_t frame_len = (uint64_t)sid_len + (uint64_t)mlen + (uint64_t)size + 2;
+    PyObject *head = NULL, *result = NULL;
+    if (frame_len > 0xFFFFFFFFULL) {
+        PyErr_SetString(PyExc_ValueError, "ws_send_parts: the frame is larger than 4 GiB");
+        goto done;
+    }
+    head = PyBytes_FromStringAndSize(NULL, 4 + 2 + sid_len + mlen);
+    if (head == NULL) goto done;
+    unsigned char *w = (unsigned char *)PyBytes_AS_STRING(head);
+    w = put_be(w, frame_len, 4);
+    *w++ = 0x93;
+    *w++ = 0x18;
+    memcpy(w, PyBytes_AS_STRING(sid_enc), (size_t)sid_len);
+    memcpy(w + sid_len, mhead, (size_t)mlen);
+    result = Py_BuildValue("(OOn)", head, payload, size);
+done:
+    Py_XDECREF(head);
+    Py_DECREF(payload);
+    return result;
+}
+
+static PyMethodDef methods[] = {
+    {"decode_fast", (PyCFunction)(void (*)(void))decode_fast, METH_FASTCALL,
+     "decode_fast(payload) or decode_fast(buffer, start, end) -> tuple | None: the frame payload (or\n"
+     "buffer[start:end], not copied) as python_worker.protocol.decode returns it, for the hot-path frames\n"
+     "that pass its checks; None for anything else (decode it with the Python code)."},
+    {"pack_headers", (PyCFunction)(void (*)(void))pack_headers, METH_FASTCALL,
+     "pack_headers(headers, head, tail) -> bytes | None: head + the canonical msgpack of headers (a list or\n"
+     "tuple of (name, value) tuples or lists of two bytes) + tail, as head + msgpack.packb(headers,\n"
+     "use_bin_type=True) + tail; None when headers are not all such pairs (check them in Python)."},
+    {"ws_send_parts", (PyCFunction)(void (*)(void))ws_send_parts, METH_FASTCALL,
+     "ws_send_parts(sid_enc, data) -> (head, payload, size): python_worker.protocol.ws_send_parts in C."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "python_worker._speedups",
+    "Hot-path pieces of python_worker.protocol's codec, in C (optional).", -1, methods,
+};
+
+PyMODINIT_FUNC PyInit__speedups(void) { return PyModule_Create(&module); }

@@ -1,0 +1,325 @@
+"""The C decoder (python_worker._speedups.decode_fast) against the Python one (protocol.decode_py).
+
+decode_fast must return exactly what decode_py returns (the same values of the same types, nested)
+for every payload it accepts, and None for every other, so that the Python code decides (and words
+its errors). Checked on the shared vectors, on the hot-path frames built field by field, and on
+many thousand mutations of them (bytes changed, cut, added; fields given other msgpack types and
+encodings). The worker's build (``make venv``) compiles the module: its absence is a failure here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import random
+import subprocess
+import sys
+from typing import Any, List, Optional
+
+import msgpack
+import pytest
+
+from python_worker import protocol as P
+
+try:
+    from python_worker._speedups import decode_fast
+except ImportError:  # pragma: no cover - reported by test_module_is_built
+    decode_fast = None
+
+VECTORS = json.loads(
+    (pathlib.Path(__file__).resolve().parents[2] / "protocol" / "testdata" / "vectors.json").read_text())
+
+needs_module = pytest.mark.skipif(decode_fast is None, reason="python_worker._speedups is not built")
+
+
+def test_module_is_built() -> None:
+    assert decode_fast is not None, (
+        "python_worker._speedups was not compiled (make venv builds it with the C compiler; "
+        "pip prints why it failed)")
+    assert P.decode_fast is decode_fast
+
+
+def pack(obj: Any) -> bytes:
+    return msgpack.packb(obj, use_bin_type=True)
+
+
+def same(a: Any, b: Any) -> bool:
+    """Equal values of identical types, all the way down (1 == True, but not here)."""
+    if type(a) is not type(b):
+        return False
+    if type(a) is tuple:
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+    return bool(a == b)
+
+
+def py_result(payload: bytes) -> Optional[tuple]:
+    try:
+        return P.decode_py(payload)
+    except P.ProtocolError:
+        return None
+
+
+def check(payload: bytes) -> Optional[tuple]:
+    """decode_fast(payload) agrees with decode_py; returns decode_fast's result."""
+    assert decode_fast is not None
+    fast = decode_fast(payload)
+    if fast is not None:
+        expected = py_result(payload)
+        assert expected is not None, f"decode_fast accepted {payload.hex()}, which decode_py refuses"
+        assert same(fast, expected), (payload.hex(), fast, expected)
+        assert same(decode_fast(memoryview(payload)), fast)
+        padded = b"\xc1" * 3 + payload + b"\x00" * 2  # the same payload inside a larger buffer
+        assert same(decode_fast(padded, 3, 3 + len(payload)), fast)
+    return fast
+
+
+HEADERS = [[b"host", b"example.com"], [b"accept", b"*/*"]]
+
+
+def http_request(**over: Any) -> List[Any]:
+    fields = dict(sid=7, hv="1.1", method="GET", scheme="http", path="/a b", raw_path=b"/a%20b", qs=b"x=1",
+                  root_path="", headers=HEADERS, client=["127.0.0.1", 50000], server=["127.0.0.1", 8000],
+                  flags=0, body=b"", more=False)
+    fields.update(over)
+    return [P.HTTP_REQUEST, *fields.values()]
+
+
+# One of each hot-path frame, as the gateway sends them.
+HOT = [
+    http_request(),
+    http_request(sid=0xFFFFFFFF, method="POST", body=b"x" * 300, more=True, flags=1 | 2 | 4 | 8 | 32),
+    http_request(client=None, server=None, headers=[]),
+    http_request(server=["/tmp/s.sock", None], path="/é", headers=[[b"a", b""]] * 20),
+    [P.REQUEST_BODY, 1, b"chunk", True],
+    [P.REQUEST_BODY, 2, b"y" * 70000, False],
+    [P.REQUEST_BODY_RING, 3, 0, 65536, True],
+    [P.REQUEST_BODY_RING, 3, 2**64 - 1, 0, False],
+    [P.WS_RECEIVE, 4, b"\x00\xff" * 600],
+    [P.WS_RECEIVE, 4, "text ✓"],
+    [P.CREDIT, 5, 262144],
+    [P.CREDIT, 5, 2**64 - 1],
+]
+
+
+@needs_module
+@pytest.mark.parametrize("frame", HOT, ids=[f"{P.FRAME_NAMES[f[0]]}-{i}" for i, f in enumerate(HOT)])
+def test_hot_frames_take_the_fast_path(frame: List[Any]) -> None:
+    fast = check(pack(frame))
+    assert fast is not None, "a hot-path frame was left to the Python decoder"
+
+
+@needs_module
+@pytest.mark.parametrize("vector", VECTORS, ids=[v["name"] for v in VECTORS])
+def test_vectors_agree(vector: dict) -> None:
+    payload = bytes.fromhex(vector["hex"])[4:]
+    fast = check(payload)
+    if "malformed" in vector:
+        assert fast is None
+    elif vector["value"][0] in (P.HTTP_REQUEST, P.REQUEST_BODY, P.REQUEST_BODY_RING, P.WS_RECEIVE, P.CREDIT) and not (
+        vector["value"][0] == P.HTTP_REQUEST and len(vector["value"]) == 16
+    ):
+        assert fast is not None, "a hot-path vector was left to the Python decoder"
+
+
+# Values of other types and other encodings of the same value, for any field.
+def other_values(rng: random.Random) -> Any:
+    return rng.choice([
+        None, True, False, 0, 1, -1, 127, 128, 255, 256, 65535, 65536, 2**32 - 1, 2**32, 2**63, 2**64 - 1, -(2**63),
+        1.5, "", "x", "ab", b"", b"ab", b"\xc4", [], ["a", 1], ["a", None], [b"a", b"b"], [[b"a", b"b"]],
+        [[b"a", "b"]], [[b"a"]], {"a": 1}, {}, [[[b"a", b"b"]]], "\u00e9",
+    ])
+
+
+# Other encodings of integers the packer would write in the shortest form (all are valid msgpack).
+def int_encodings(v: int) -> List[bytes]:
+    out = [pack(v)]
+    if 0 <= v <= 0xFF:
+        out.append(b"\xcc" + v.to_bytes(1, "big"))
+    if 0 <= v <= 0xFFFF:
+        out.append(b"\xcd" + v.to_bytes(2, "big"))
+    if 0 <= v <= 0xFFFFFFFF:
+        out.append(b"\xce" + v.to_bytes(4, "big"))
+    if 0 <= v < 2**64:
+        out.append(b"\xcf" + v.to_bytes(8, "big"))
+    if -(2**7) <= v < 2**7:
+        out.append(b"\xd0" + v.to_bytes(1, "big", signed=True))
+    if -(2**63) <= v < 2**63:
+        out.append(b"\xd3" + v.to_bytes(8, "big", signed=True))
+    return out
+
+
+def mutations(rng: random.Random, frame: List[Any]) -> List[bytes]:
+    payload = pack(frame)
+    out: List[bytes] = []
+    for _ in range(40):  # a field replaced
+        f = list(frame)
+        f[rng.randrange(len(f))] = other_values(rng)
+        out.append(pack(f))
+    for _ in range(40):  # bytes changed, cut off, added
+        b = bytearray(payload)
+        for _ in range(rng.randint(1, 3)):
+            b[rng.randrange(len(b))] = rng.randrange(256)
+        out.append(bytes(b))
+        out.append(payload[: rng.randrange(len(payload))])
+        out.append(payload + bytes([rng.randrange(256)]))
+    out.append(pack(frame[:-1]))
+    out.append(pack(frame + [None]))
+    # the array header as array16 and array32 (valid, not canonical)
+    n = len(frame)
+    body = payload[1:] if n < 16 else payload[3:]
+    out.append(b"\xdc" + n.to_bytes(2, "big") + body)
+    out.append(b"\xdd" + n.to_bytes(4, "big") + body)
+    # the type and the stream id in every integer encoding
+    rest = b"".join(pack(x) for x in frame[2:])
+    for t in int_encodings(frame[0]):
+        for sid in int_encodings(frame[1]):
+            out.append(payload[:1] + t + sid + rest)
+    # str as str8/str16, bin as bin16/bin32 for the third field
+    third = frame[2]
+    head = payload[:1] + pack(frame[0]) + pack(frame[1])
+    tail = b"".join(pack(x) for x in frame[3:])
+    if isinstance(third, str):
+        raw = third.encode()
+        out.append(head + b"\xd9" + len(raw).to_bytes(1, "big") + raw + tail)
+        out.append(head + b"\xda" + len(raw).to_bytes(2, "big") + raw + tail)
+        out.append(head + b"\xa2\xed\xa0" + tail)  # a lone surrogate: not UTF-8
+    elif isinstance(third, bytes) and len(third) < 256:
+        out.append(head + b"\xc5" + len(third).to_bytes(2, "big") + third + tail)
+        out.append(head + b"\xc6" + len(third).to_bytes(4, "big") + third + tail)
+    return out
+
+
+@needs_module
+def test_mutations_agree() -> None:
+    rng = random.Random(20261207)
+    accepted = refused = 0
+    for frame in HOT:
+        for payload in mutations(rng, frame):
+            if check(payload) is None:
+                refused += 1
+            else:
+                accepted += 1
+    # Both outcomes happened (the test would prove nothing if either never did).
+    assert accepted > 100 and refused > 1000, (accepted, refused)
+
+
+@needs_module
+def test_random_bytes_never_crash() -> None:
+    rng = random.Random(7)
+    for _ in range(20000):
+        payload = bytes(rng.randrange(256) for _ in range(rng.randrange(24)))
+        check(payload)
+    for prefix in (b"\x9f", b"\xdc\xff\xff", b"\xdd\xff\xff\xff\xff", b"\x93\x08\x01\xc6\xff\xff\xff\xff"):
+        assert decode_fast(prefix) is None  # counts and lengths beyond the buffer
+
+
+@needs_module
+def test_range_arguments() -> None:
+    assert decode_fast is not None
+    payload = pack([P.CREDIT, 1, 10])
+    assert decode_fast(payload, 0, len(payload)) == (5, 1, 10)
+    assert decode_fast(payload + b"\x00", 0, len(payload)) == (5, 1, 10)
+    assert decode_fast(payload, 0, len(payload) - 1) is None
+    assert decode_fast(b"", 0, 0) is None
+    for bad in ((-1, 2), (3, 2), (len(payload) + 1, len(payload) + 1)):
+        with pytest.raises(ValueError):
+            decode_fast(payload, *bad)
+    with pytest.raises(TypeError):
+        decode_fast(payload, 0)
+    with pytest.raises(TypeError):
+        decode_fast("not a buffer")
+
+
+def run_python(code: str, **env: str) -> str:
+    proc = subprocess.run([sys.executable, "-c", code], env={**os.environ, **env}, capture_output=True, text=True,
+                          check=True)
+    return proc.stdout.strip()
+
+
+def test_pure_switch() -> None:
+    code = "from python_worker import protocol as P; print(P.decode_fast is None, P.decode(b'\\x93\\x05\\x01\\x0a'))"
+    assert run_python(code, PYTHON_WORKER_PURE="1") == "True (5, 1, 10)"
+    if decode_fast is not None:
+        assert run_python(code, PYTHON_WORKER_PURE="0") == "False (5, 1, 10)"
+
+
+
+
+class BytesSub(bytes):
+    pass
+
+
+class TupleSub(tuple):
+    pass
+
+
+def plain(headers: Any) -> bool:
+    """What cycle._plain_headers passes as it is (by the real types: the C code's rule)."""
+    return all(
+        type(h) in (tuple, list) and len(h) == 2 and type(h[0]) is bytes and type(h[1]) is bytes for h in headers)
+
+
+def header_lists(rng: random.Random) -> List[Any]:
+    sizes = [0, 1, 2, 255, 256, 65535, 65536]
+    out: List[Any] = [[], (), [(b"content-type", b"text/plain")], [[b"a", b"b"]] * 15, [[b"a", b"b"]] * 16,
+                      [(b"x", b"y")] * 65535, [(b"x", b"y")] * 65536, [(b"n", b"v" * n) for n in sizes],
+                      tuple((b"n" * n, b"") for n in sizes)]
+    odd: List[Any] = [(b"a", "b"), ("a", b"b"), (b"a", b"b", b"c"), (b"a",), [b"a", bytearray(b"b")],
+                      (BytesSub(b"a"), b"b"), TupleSub((b"a", b"b")), b"ab", None, {b"a": b"b"}, memoryview(b"ab")]
+    for _ in range(300):
+        items = [(b"k%d" % i, b"v" * rng.randrange(300)) for i in range(rng.randrange(20))]
+        if rng.random() < 0.5 and items:
+            items[rng.randrange(len(items))] = rng.choice(odd)
+        out.append(items if rng.random() < 0.7 else tuple(items))
+    return out
+
+
+@needs_module
+def test_pack_headers_agrees_with_the_packer() -> None:
+    pack_headers = P.pack_headers
+    assert pack_headers is not None
+    rng = random.Random(11)
+    packed = refused = 0
+    for headers in header_lists(rng):
+        head, tail = bytes(rng.randrange(256) for _ in range(rng.randrange(8))), b"\x00"
+        got = pack_headers(headers, head, tail)
+        if plain(headers):
+            assert got == head + msgpack.packb(headers, use_bin_type=True) + tail
+            packed += 1
+        else:
+            assert got is None, headers
+            refused += 1
+    assert packed > 100 and refused > 50, (packed, refused)
+    for not_a_list in ({}, iter([(b"a", b"b")]), b"", "ab", None):
+        assert pack_headers(not_a_list, b"", b"") is None
+    with pytest.raises(TypeError):
+        pack_headers([], "head", b"")
+    with pytest.raises(TypeError):
+        pack_headers([])  # type: ignore[call-overload]
+
+
+@needs_module
+def test_ws_send_parts_agrees() -> None:
+    assert P._speedups is not None
+    c_parts, py_parts = P._speedups.ws_send_parts, P._ws_send_parts_py
+    assert P.ws_send_parts is c_parts
+    lengths = [0, 1, 31, 32, 255, 256, 65535, 65536, 70000]
+    messages: List[Any] = [b"\x00" * n for n in lengths] + ["a" * n for n in lengths]
+    messages += ["é" * 15, "é" * 16, "€" * 85, "€" * 86, "✓ mixed text", "\U0001f600" * 64]
+    for sid in (1, 127, 128, 65536, 2**32 - 1):
+        sid_enc = P.pack_uint(sid)
+        for data in messages:
+            got, want = c_parts(sid_enc, data), py_parts(sid_enc, data)
+            assert same(got, want), (sid, data[:10])
+            assert type(got[1]) is bytes
+            head, payload, _ = got
+            assert P.decode_py((head + payload)[4:]) == (P.WS_SEND, sid, data)
+    with pytest.raises(UnicodeEncodeError) as c_error:
+        c_parts(b"\x01", "lone \ud800")
+    with pytest.raises(UnicodeEncodeError) as py_error:
+        py_parts(b"\x01", "lone \ud800")
+    assert str(c_error.value) == str(py_error.value)
+    for bad in ((b"\x01", bytearray(b"x")), ("1", b"x"), (b"\x01",)):
+        with pytest.raises(TypeError):
+            c_parts(*bad)
