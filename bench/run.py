@@ -78,6 +78,10 @@ WORKLOADS = [
 WORKLOADS_BY_NAME = {w.name: w for w in WORKLOADS}
 
 SERVERS = ["asgi-gateway", "uvicorn", "granian", "hypercorn", "floor"]
+# Run only when named with -s: asgi-gateway with its worker's C module off (PYTHON_WORKER_PURE=1), to
+# measure what the module saves, side by side.
+OPTIONAL_SERVERS = ["asgi-gateway-pure"]
+GATEWAYS = ("asgi-gateway", "asgi-gateway-pure")
 BASELINE = "uvicorn"
 
 
@@ -249,7 +253,9 @@ def free_port() -> int:
 def server_command(server: str, wl: Workload, port: int) -> tuple[list[str], dict[str, str]]:
     py, app = str(VENV_PY), wl.app
     env = {"PYTHONPATH": str(BENCH)}
-    if server == "asgi-gateway":
+    if server in GATEWAYS:
+        if server == "asgi-gateway-pure":
+            env["PYTHON_WORKER_PURE"] = "1"
         # The worker package, in case the venv does not have it installed (make venv does).
         env["PYTHONPATH"] += os.pathsep + str(ROOT / "python_worker")
         env["VIRTUAL_ENV"] = str(VENV_PY.parent.parent)
@@ -276,9 +282,9 @@ def server_command(server: str, wl: Workload, port: int) -> tuple[list[str], dic
 def not_applicable(server: str, wl: Workload) -> str | None:
     if server == "floor" and wl.kind != "http":
         return "the floor speaks HTTP only"
-    if server == "asgi-gateway" and not GATEWAY.exists():
+    if server in GATEWAYS and not GATEWAY.exists():
         return f"{GATEWAY.relative_to(ROOT)} missing (go build -o bin/asgi-gateway ./cmd/asgi-gateway failed?)"
-    if server == "asgi-gateway" and os.environ.get("BENCH_GATEWAY_BUILD") == "failed":
+    if server in GATEWAYS and os.environ.get("BENCH_GATEWAY_BUILD") == "failed":
         return "go build ./cmd/asgi-gateway failed"
     return None
 
@@ -831,7 +837,8 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog="workloads: " + ", ".join(w.name for w in WORKLOADS)
-                                + "\nservers: " + ", ".join(SERVERS))
+                                + "\nservers: " + ", ".join(SERVERS) + " (and, only when named: "
+                                + ", ".join(OPTIONAL_SERVERS) + ")")
     p.add_argument("--quick", action="store_true",
                    help="smoke run: 1 round, 3 s runs, 1 s warm-up, the quick subset of workloads, 2,000 idle WebSockets")
     p.add_argument("--rounds", type=int, help="rounds, each running every server once per workload (default 3)")
@@ -867,10 +874,10 @@ def parse_args(argv=None):
         args.workload_list = [w for w in WORKLOADS if w.quick or not args.quick]
     if args.servers:
         names = [n.strip() for n in args.servers.split(",") if n.strip()]
-        unknown = [n for n in names if n not in SERVERS]
+        unknown = [n for n in names if n not in SERVERS + OPTIONAL_SERVERS]
         if unknown:
             p.error(f"unknown server(s): {', '.join(unknown)}")
-        args.server_list = [s for s in SERVERS if s in names]
+        args.server_list = [s for s in SERVERS + OPTIONAL_SERVERS if s in names]
     else:
         args.server_list = list(SERVERS)
 
@@ -890,7 +897,7 @@ def main(argv=None) -> int:
     if args.list:
         for w in WORKLOADS:
             print(f"{w.name:10} {'quick ' if w.quick else '      '}{w.title}")
-        print("servers:", ", ".join(SERVERS))
+        print("servers:", ", ".join(SERVERS), "(only when named:", ", ".join(OPTIONAL_SERVERS) + ")")
         return 0
 
     missing = [str(p) for p in (FLOOR, LOADGEN, VENV_PY) if not p.exists()]
