@@ -19,6 +19,9 @@
  * ws_send_parts(sid_enc, data) is python_worker.protocol.ws_send_parts (a WS_SEND frame's head, the
  * message as bytes, its size), for exact bytes and str.
  *
+ * http_scope(frame, state, extensions) builds the http scope of a decoded HTTP_REQUEST as
+ * python_worker.cycle.RequestCycle._make_scope does: new dicts and a new headers list per call.
+ *
  * Optional: the package works without it (pure Python), and PYTHON_WORKER_PURE=1 disables it.
  */
 #define PY_SSIZE_T_CLEAN
@@ -389,6 +392,77 @@ done:
     return result;
 }
 
+/* ------------------------------------------------------------------------------------------------
+ * The http scope
+ */
+
+/* Interned keys and constant values of the scope, made once (PyInit__speedups). */
+static PyObject *k_type, *k_asgi, *k_http_version, *k_server, *k_client, *k_scheme, *k_method, *k_root_path,
+    *k_path, *k_raw_path, *k_query_string, *k_headers, *k_state, *k_extensions, *k_version, *k_spec_version,
+    *v_http, *v_asgi_version, *v_spec_version;
+
+static int set_item(PyObject *d, PyObject *k, PyObject *v) {
+    if (v == NULL) return -1;
+    int r = PyDict_SetItem(d, k, v);
+    Py_DECREF(v);
+    return r;
+}
+
+static PyObject *http_scope(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 3 || !PyTuple_CheckExact(args[0]) || PyTuple_GET_SIZE(args[0]) < 15 || !PyDict_Check(args[1]) ||
+        !PyDict_Check(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "http_scope(frame: HTTP_REQUEST tuple, state: dict, extensions: dict)");
+        return NULL;
+    }
+    PyObject *const *f = &PyTuple_GET_ITEM(args[0], 0);
+    PyObject *scope = PyDict_New();
+    if (scope == NULL) return NULL;
+    PyObject *asgi = PyDict_New();
+    if (asgi == NULL || PyDict_SetItem(asgi, k_version, v_asgi_version) < 0 ||
+        PyDict_SetItem(asgi, k_spec_version, v_spec_version) < 0) {
+        Py_XDECREF(asgi);
+        Py_DECREF(scope);
+        return NULL;
+    }
+    /* The keys in the order of RequestCycle._make_scope's dict. */
+    if (PyDict_SetItem(scope, k_type, v_http) < 0 || set_item(scope, k_asgi, asgi) < 0 ||
+        PyDict_SetItem(scope, k_http_version, f[2]) < 0 || PyDict_SetItem(scope, k_server, f[11]) < 0 ||
+        PyDict_SetItem(scope, k_client, f[10]) < 0 || PyDict_SetItem(scope, k_scheme, f[4]) < 0 ||
+        PyDict_SetItem(scope, k_method, f[3]) < 0 || PyDict_SetItem(scope, k_root_path, f[8]) < 0 ||
+        PyDict_SetItem(scope, k_path, f[5]) < 0 || PyDict_SetItem(scope, k_raw_path, f[6]) < 0 ||
+        PyDict_SetItem(scope, k_query_string, f[7]) < 0 || set_item(scope, k_headers, PySequence_List(f[9])) < 0 ||
+        set_item(scope, k_state, PyDict_Copy(args[1])) < 0 || PyDict_SetItem(scope, k_extensions, args[2]) < 0) {
+        Py_DECREF(scope);
+        return NULL;
+    }
+    return scope;
+}
+
+static int init_scope_constants(void) {
+#define INTERN(var, text) if ((var = PyUnicode_InternFromString(text)) == NULL) return -1
+    INTERN(k_type, "type");
+    INTERN(k_asgi, "asgi");
+    INTERN(k_http_version, "http_version");
+    INTERN(k_server, "server");
+    INTERN(k_client, "client");
+    INTERN(k_scheme, "scheme");
+    INTERN(k_method, "method");
+    INTERN(k_root_path, "root_path");
+    INTERN(k_path, "path");
+    INTERN(k_raw_path, "raw_path");
+    INTERN(k_query_string, "query_string");
+    INTERN(k_headers, "headers");
+    INTERN(k_state, "state");
+    INTERN(k_extensions, "extensions");
+    INTERN(k_version, "version");
+    INTERN(k_spec_version, "spec_version");
+    INTERN(v_http, "http");
+    INTERN(v_asgi_version, "3.0");
+    INTERN(v_spec_version, "2.3");
+#undef INTERN
+    return 0;
+}
+
 static PyMethodDef methods[] = {
     {"decode_fast", (PyCFunction)(void (*)(void))decode_fast, METH_FASTCALL,
      "decode_fast(payload) or decode_fast(buffer, start, end) -> tuple | None: the frame payload (or\n"
@@ -400,6 +474,9 @@ static PyMethodDef methods[] = {
      "use_bin_type=True) + tail; None when headers are not all such pairs (check them in Python)."},
     {"ws_send_parts", (PyCFunction)(void (*)(void))ws_send_parts, METH_FASTCALL,
      "ws_send_parts(sid_enc, data) -> (head, payload, size): python_worker.protocol.ws_send_parts in C."},
+    {"http_scope", (PyCFunction)(void (*)(void))http_scope, METH_FASTCALL,
+     "http_scope(frame, state, extensions) -> dict: RequestCycle._make_scope's scope, from a decoded\n"
+     "HTTP_REQUEST tuple, with a copy of state and the extensions dict as given."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -408,4 +485,7 @@ static struct PyModuleDef module = {
     "Hot-path pieces of python_worker.protocol's codec, in C (optional).", -1, methods,
 };
 
-PyMODINIT_FUNC PyInit__speedups(void) { return PyModule_Create(&module); }
+PyMODINIT_FUNC PyInit__speedups(void) {
+    if (init_scope_constants() < 0) return NULL;
+    return PyModule_Create(&module);
+}

@@ -69,6 +69,7 @@ from .protocol import (
     encode_response_trailers,
     pack_headers as _pack_headers,
     pack_uint,
+    speedups,
     response_body_parts,
     response_start_parts,
 )
@@ -83,6 +84,7 @@ __all__ = ["ClientDisconnected", "RequestCycle"]
 logger = logging.getLogger("python_worker.app")
 
 _CancelledError = asyncio.CancelledError
+_http_scope = speedups.http_scope if speedups is not None else None
 _pack_u32 = struct.Struct(">I").pack
 _BIN8 = [b"\xc4" + bytes((i,)) for i in range(256)]
 
@@ -234,8 +236,7 @@ class RequestCycle:
         f = self._frame
         assert f is not None  # (called once, by run)
         self._frame = None  # (it holds the first body piece, which receive() hands over)
-        (_, _, http_version, method, scheme, path, raw_path, query_string, root_path, headers,
-         client, server, flags, _, _) = f if len(f) == 15 else f[:15]
+        flags = f[12]
         extensions: Dict[str, Any] = {}
         ext = flags & _EXT_FLAGS
         if ext:
@@ -243,6 +244,11 @@ class RequestCycle:
                 extensions[name] = {}
         if flags & FLAG_TLS:
             extensions["tls"] = tls_extension(self.conn, f[15])
+        if _http_scope is not None:  # the same dict, built in C
+            scope = self.scope = _http_scope(f, self.conn.state, extensions)
+            return scope
+        (_, _, http_version, method, scheme, path, raw_path, query_string, root_path, headers,
+         client, server, _, _, _) = f if len(f) == 15 else f[:15]
         scope = self.scope = {
             "type": "http",
             # 2.3, as uvicorn, though send() raises OSError once the client has gone (2.4): Starlette

@@ -74,6 +74,7 @@ __all__ = [
     "ProtocolError",
     "decode",
     "decode_fast",
+    "speedups",
     "pack_headers",
     "decode_py",
     "encode",
@@ -529,15 +530,16 @@ def _load_speedups() -> Any:
     return _speedups
 
 
-_speedups = _load_speedups()
+#: the C module python_worker._speedups, or None (not built, or PYTHON_WORKER_PURE)
+speedups = _load_speedups()
 
 #: the C decoder of the hot-path frames (python_worker._speedups), or None
-decode_fast = _speedups.decode_fast if _speedups is not None else None
+decode_fast = speedups.decode_fast if speedups is not None else None
 #: head + msgpack of (bytes, bytes) header pairs + tail, in C (python_worker._speedups), or None
-pack_headers = _speedups.pack_headers if _speedups is not None else None
+pack_headers = speedups.pack_headers if speedups is not None else None
 #: WS_SEND as pieces (:func:`_ws_send_parts_py`), in C when it is built
 ws_send_parts: Callable[[bytes, "bytes | str"], "tuple[bytes, bytes, int]"] = (
-    _speedups.ws_send_parts if _speedups is not None else _ws_send_parts_py)
+    speedups.ws_send_parts if speedups is not None else _ws_send_parts_py)
 
 
 def decode(payload: bytes | memoryview) -> tuple:

@@ -301,8 +301,8 @@ def test_pack_headers_agrees_with_the_packer() -> None:
 
 @needs_module
 def test_ws_send_parts_agrees() -> None:
-    assert P._speedups is not None
-    c_parts, py_parts = P._speedups.ws_send_parts, P._ws_send_parts_py
+    assert P.speedups is not None
+    c_parts, py_parts = P.speedups.ws_send_parts, P._ws_send_parts_py
     assert P.ws_send_parts is c_parts
     lengths = [0, 1, 31, 32, 255, 256, 65535, 65536, 70000]
     messages: List[Any] = [b"\x00" * n for n in lengths] + ["a" * n for n in lengths]
@@ -323,3 +323,46 @@ def test_ws_send_parts_agrees() -> None:
     for bad in ((b"\x01", bytearray(b"x")), ("1", b"x"), (b"\x01",)):
         with pytest.raises(TypeError):
             c_parts(*bad)
+
+
+@needs_module
+def test_http_scope_agrees(monkeypatch: pytest.MonkeyPatch) -> None:
+    """RequestCycle._make_scope with the C builder and without it: equal scopes, keys in the same
+    order, values of the same types, and new dicts and lists per call."""
+    from python_worker import cycle as C
+
+    assert C._http_scope is not None
+
+    class Conn:
+        window = 65536
+        state = {"db": object(), "n": 1}
+        server_cert = "PEM"
+
+    def scopes(frame: tuple) -> tuple:
+        built = C.RequestCycle(Conn(), frame)._make_scope()  # type: ignore[arg-type]
+        with monkeypatch.context() as m:
+            m.setattr(C, "_http_scope", None)
+            python = C.RequestCycle(Conn(), frame)._make_scope()  # type: ignore[arg-type]
+        return built, python
+
+    tls = [0x0304, 0x1301, ["-----BEGIN CERTIFICATE-----\n"], "CN=client", None]
+    frames = [
+        http_request(),
+        http_request(flags=1 | 2 | 4, client=None, server=["/tmp/s.sock", None], headers=[]),
+        http_request(flags=16) + [tls],
+    ]
+    for frame in frames:
+        f = P.decode(pack(frame))
+        built, python = scopes(f)
+        assert list(built) == list(python)
+        for key in python:
+            assert same(built[key], python[key]), key
+        assert built["state"] == Conn.state and built["state"] is not Conn.state
+        assert built["headers"] == [tuple(h) for h in f[9]]
+        again = C.RequestCycle(Conn(), f)._make_scope()  # type: ignore[arg-type]
+        for key in ("asgi", "headers", "state", "extensions"):
+            assert again[key] == built[key] and again[key] is not built[key], key
+    with pytest.raises(TypeError):
+        C._http_scope((1, 2), {}, {})
+    with pytest.raises(TypeError):
+        C._http_scope(P.decode(pack(http_request())), None, {})
