@@ -147,6 +147,13 @@ async def python(scope: Scope, receive: Receive, send: Send) -> None:
     await respond_json(send, {"executable": sys.executable, "prefix": sys.prefix, "pid": os.getpid()})
 
 
+async def speedups(scope: Scope, receive: Receive, send: Send) -> None:
+    """Whether the worker serving this runs its C module (python_worker._speedups)."""
+    from python_worker import protocol
+
+    await respond_json(send, {"speedups": protocol.speedups is not None})
+
+
 async def slow(scope: Scope, receive: Receive, send: Send) -> None:
     seconds = float(query(scope).get("seconds", "1"))
     await asyncio.sleep(seconds)
@@ -368,6 +375,7 @@ ROUTES: dict[str, Callable[[Scope, Receive, Send], Awaitable[None]]] = {
     "/_/echo": echo,
     "/_/pid": pid,
     "/_/python": python,
+    "/_/speedups": speedups,
     "/_/slow": slow,
     "/_/headers": headers_endpoint,
     "/_/length": length,
