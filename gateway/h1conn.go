@@ -1216,7 +1216,10 @@ func (c *h1conn) flushLocked() {
 		return
 	}
 	if len(c.borrowed) > 0 {
+		// (It closes a closing connection itself once all is written; when the socket did not take
+		// it all, the drain goroutine writes the rest and closes after it.)
 		c.flushBorrowedLocked()
+		return
 	} else if len(c.out) > 0 {
 		n, err := c.tryWrite(c.out)
 		if err != nil {

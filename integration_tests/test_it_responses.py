@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import socket
 import time
 import uuid
@@ -309,3 +310,28 @@ def test_a_starlette_stream_waiting_for_events_ends_when_its_client_leaves(modul
     while (still := httpx.get(f"{server.url}/open", timeout=5).json()) != []:
         assert time.monotonic() - left < 3, f"generators still open 3 s after their client left: {still}"
         time.sleep(0.05)
+
+
+@pytest.mark.parametrize("form", ["close", "close-chunked", "http/1.0"])
+def test_large_response_on_a_closing_unix_socket_connection_arrives_whole(
+    servers: Any, tmp_path: Any, form: str
+) -> None:
+    """A response whose last pieces (from the body ring) the socket could not take at once, on a
+    connection that closes after it (Connection: close, HTTP/1.0: nginx's default to a backend):
+    the rest is written before the close. (A Unix socket's small buffer makes this the common case;
+    it was cut at the first partial write, with a clean close, in 15 of 15 tries.)"""
+    path = str(tmp_path / "gw.sock")
+    server = servers.start("testapp:app", uds=path)
+    chunked = "&chunked=1" if form == "close-chunked" else ""
+    for seed in range(8):
+        target = f"/_/blob?size=1048576&piece=262144&seed={seed}{chunked}"
+        with RawConnection.unix(server.uds) as conn:
+            if form == "http/1.0":
+                conn.send(f"GET {target} HTTP/1.0\r\nHost: test.local\r\n\r\n".encode())
+                response = conn.read_response()
+            else:
+                response = conn.request("GET", target, headers=[("Connection", "close")])
+            assert conn.peer_closed()
+        assert response.status == 200
+        assert len(response.body) == 1048576, f"seed {seed}: {len(response.body)} bytes"
+        assert hashlib.sha256(response.body).hexdigest() == response.header("x-sha256")
