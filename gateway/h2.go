@@ -760,6 +760,12 @@ func (st *h2stream) run(w http.ResponseWriter, r *http.Request, res *h2Response)
 				last := !ev.more
 				*ev = h2event{}
 				if last {
+					if st.trailersOK && flusher != nil {
+						// The head and body go out before the handler returns: x/net would give a
+						// response complete at the return a content-length, and clients that stop
+						// reading at that length (curl) never see the trailers after it.
+						flusher.Flush()
+					}
 					complete = true
 					break events
 				}

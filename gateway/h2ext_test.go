@@ -73,6 +73,11 @@ func TestH2TrailersOnlyWhenTheClientAsks(t *testing.T) {
 	if err != nil || resp.StatusCode != 200 || body != "abc" || resp.Trailer.Get("X-Checksum") != "42" {
 		t.Fatalf("with TE: trailers: %v %q trailer=%v", err, body, resp.Trailer)
 	}
+	// No content-length beside the trailers: curl, for one, stops reading at the length and never
+	// sees them.
+	if resp.ContentLength != -1 || resp.Header.Get("Content-Length") != "" {
+		t.Fatalf("with TE: trailers: a content-length (%d) beside the trailers", resp.ContentLength)
+	}
 	req, _ = http.NewRequest("GET", "http://"+addr+"/trailers", nil)
 	resp, body, err = h2cDo(t, client, req)
 	if err != nil || resp.StatusCode != 200 || body != "abc" || len(resp.Trailer) != 0 {
