@@ -1120,6 +1120,9 @@ func (c *h1conn) finish() {
 	}
 	if ex := c.cur; ex != nil && !ex.complete {
 		ex.clientGoneLocked()
+		if ex.ws == nil {
+			c.abort = true // (a reset: the response cannot be complete, and must not look it)
+		}
 		c.closeLocked()
 	} else if !c.pendingLocked() && !c.draining {
 		c.closeLocked()
@@ -1404,28 +1407,65 @@ func (c *h1conn) writeFailedLocked() {
 }
 
 // closeLocked closes the socket (once). The serve goroutine's blocked read then fails and it ends.
+//
+// abort: a reset (a cut response must not look complete; over TLS no close_notify either).
+// Otherwise a lingering close (lingerClose) when the client may still be sending: a body the app
+// left unread (linger), or input not read yet (pipelined requests behind a closing one): closing
+// with unread data makes the kernel reset the connection, and a reset can take the end of the
+// response from a client still reading it.
 func (c *h1conn) closeLocked() {
 	if c.closed {
 		return
 	}
 	c.closed = true
-	if c.abort {
-		if tc, ok := c.nc.(*net.TCPConn); ok {
-			tc.SetLinger(0)
-		}
-	} else if cw, ok := c.nc.(closeWriter); ok && c.linger {
-		if _, isTLS := c.nc.(*tls.Conn); !isTLS && cw.CloseWrite() == nil {
-			// The serve goroutine reads no more once the connection is closed (it returns after an
-			// error response; a body pump stops at its next read, fillBody), and a read of its still
-			// pending ends by the lingering deadline: the lingering goroutine is the connection's
-			// last reader, and closes it.
-			go lingerClose(c.nc)
-			c.wakeUp()
-			return
+	switch {
+	case c.abort:
+		resetConn(c.nc)
+	case c.linger || c.unreadInputLocked():
+		// The serve goroutine reads no more once the connection is closed (it returns after an
+		// error response; a body pump stops at its next read, fillBody), and a read of its still
+		// pending ends by the lingering deadline: the lingering goroutine is the connection's last
+		// reader, and closes it.
+		go lingerClose(c.nc)
+	default:
+		c.nc.Close()
+	}
+	c.wakeUp()
+}
+
+// unreadInputLocked reports whether the socket holds bytes from the client not yet read (those
+// are what a close turns into a reset; the read buffer belongs to the serve goroutine).
+func (c *h1conn) unreadInputLocked() bool {
+	rc := c.rc
+	if tc, ok := c.nc.(*tls.Conn); ok && rc == nil {
+		switch under := tc.NetConn().(type) {
+		case *rawNetConn:
+			rc = under.s.rc
+		case syscall.Conn:
+			rc, _ = under.SyscallConn()
 		}
 	}
-	c.nc.Close()
-	c.wakeUp()
+	if rc == nil {
+		return false
+	}
+	n := 0
+	rc.Control(func(fd uintptr) { n, _ = unix.IoctlGetInt(int(fd), unix.SIOCINQ) })
+	return n > 0
+}
+
+// resetConn closes nc with a reset where it can (SO_LINGER 0 on TCP), and a TLS connection under
+// its TLS layer, so that no close_notify makes the end look orderly.
+func resetConn(nc net.Conn) {
+	if tc, ok := nc.(*tls.Conn); ok {
+		nc = tc.NetConn()
+	}
+	if rc, ok := nc.(*rawNetConn); ok {
+		nc = rc.Conn
+	}
+	if tc, ok := nc.(*net.TCPConn); ok {
+		tc.SetLinger(0)
+	}
+	nc.Close()
 }
 
 type closeWriter interface{ CloseWrite() error }
@@ -1441,6 +1481,10 @@ const (
 )
 
 func lingerClose(nc net.Conn) {
+	if !closeWrite(nc) {
+		nc.Close()
+		return
+	}
 	nc.SetReadDeadline(time.Now().Add(lingerTime))
 	buf := make([]byte, 32<<10)
 	for total := 0; total < lingerBytes; {
@@ -1451,6 +1495,19 @@ func lingerClose(nc net.Conn) {
 		}
 	}
 	nc.Close()
+}
+
+// closeWrite shuts nc's write side: over TLS a close_notify, then the TCP half-close under it.
+// False when it cannot (then nc is closed at once).
+func closeWrite(nc net.Conn) bool {
+	if tc, ok := nc.(*tls.Conn); ok {
+		if tc.CloseWrite() != nil { // (a handshake not complete)
+			return false
+		}
+		nc = tc.NetConn()
+	}
+	cw, ok := nc.(closeWriter)
+	return ok && cw.CloseWrite() == nil
 }
 
 // closeIfIdle is shutdown's way in: close a connection that has no request in flight.

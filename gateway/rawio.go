@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"errors"
 	"io"
 	"net"
 	"sync"
@@ -176,6 +177,14 @@ func withRawIO(nc net.Conn) net.Conn {
 		return nc
 	}
 	return &rawNetConn{Conn: nc, s: s, netw: nc.LocalAddr().Network()}
+}
+
+// CloseWrite shuts the write side of the connection under it, when it has one (TCP, Unix).
+func (c *rawNetConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return errors.ErrUnsupported
 }
 
 func (c *rawNetConn) Read(p []byte) (int, error) {

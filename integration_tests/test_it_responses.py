@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import socket
+import threading
 import time
 import uuid
 from typing import Any
@@ -335,3 +336,53 @@ def test_large_response_on_a_closing_unix_socket_connection_arrives_whole(
         assert response.status == 200
         assert len(response.body) == 1048576, f"seed {seed}: {len(response.body)} bytes"
         assert hashlib.sha256(response.body).hexdigest() == response.header("x-sha256")
+
+
+def test_closing_after_a_response_with_pipelined_input_unread_keeps_the_response(servers: Any) -> None:
+    """Request 1 says Connection: close and the client has already pipelined a large second request
+    behind it: the gateway closes after response 1 with the second unread. Closed at once, the
+    kernel would reset the connection for the unread bytes and the end of response 1 could be lost
+    (2.5-3.9 MB of 5 MB arrived, then a reset); with a lingering close (RFC 9112 §9.6) it arrives
+    whole."""
+    server = servers.start("testapp:app")
+    sock = socket.create_connection((server.host, server.port), timeout=20)
+    first = b"GET /_/blob?size=5000000&seed=11 HTTP/1.1\r\nHost: test.local\r\nConnection: close\r\n\r\n"
+    second = b"POST /_/echo HTTP/1.1\r\nHost: test.local\r\nContent-Length: 2000000\r\n\r\n" + b"y" * 2_000_000
+
+    def send() -> None:
+        try:
+            sock.sendall(first + second)
+        except OSError:
+            pass  # (the gateway closes without reading it all)
+
+    sender = threading.Thread(target=send, daemon=True)
+    sender.start()
+    conn = RawConnection(sock)
+    response = conn.read_response()
+    assert response.status == 200
+    assert len(response.body) == 5_000_000
+    assert hashlib.sha256(response.body).hexdigest() == response.header("x-sha256")
+    assert conn.peer_closed()
+    conn.close()
+    sender.join(5)
+
+
+def test_a_response_cut_after_a_half_close_ends_with_a_reset(servers: Any) -> None:
+    """A client that shuts its write side after the request (HTTP/1.0 style) counts as gone once
+    halfCloseGrace has passed without the response complete, and the response is cut: with a reset,
+    never a clean close, which would make a close-delimited body look complete."""
+    server = servers.start("testapp:app")
+    for _ in range(3):
+        sock = socket.create_connection((server.host, server.port), timeout=20)
+        sock.sendall(b"GET /_/stream?n=20&delay=0.1 HTTP/1.0\r\nHost: test.local\r\n\r\n")
+        sock.shutdown(socket.SHUT_WR)
+        data = b""
+        reset = False
+        try:
+            while chunk := sock.recv(65536):
+                data += chunk
+        except ConnectionResetError:
+            reset = True
+        sock.close()
+        complete = data.count(b"piece ") == 20
+        assert complete or reset, f"cut with a clean close after {data.count(b'piece ')} of 20 pieces"
