@@ -489,6 +489,20 @@ def test_wss_ping_timeout_sends_its_close_frame(launcher: Launcher, pki: Path) -
         assert conn.peer_closed(timeout=5)
 
 
+def assert_blob_over_tls(server: Launched, pki: Path, request: bytes, size: int) -> None:
+    """Sends request (asking for /_/blob of size bytes) on a new TLS connection and checks that the
+    blob arrives whole (length and SHA-256)."""
+    raw = socket.create_connection(("127.0.0.1", server.port), timeout=20)
+    sock = context(pki).wrap_socket(raw, server_hostname="localhost")
+    sock.sendall(request)
+    conn = RawConnection(sock)
+    response = conn.read_response()
+    conn.close()
+    assert response.status == 200
+    assert len(response.body) == size, f"{len(response.body)} of {size} bytes"
+    assert hashlib.sha256(response.body).hexdigest() == response.header("x-sha256")
+
+
 def test_https_response_whole_when_the_app_leaves_the_body_unread(module_launcher: Launcher, pki: Path) -> None:
     """An app that answers without reading a large request body: over TLS too the connection closes
     in stages (close_notify and the TCP half-close, then the rest of the body read and dropped), so
@@ -496,17 +510,10 @@ def test_https_response_whole_when_the_app_leaves_the_body_unread(module_launche
     of 200,000 bytes arrived, then a reset, every time)."""
     server = module_launcher.start("testapp:app", "--app-dir", str(APPS_DIR), "--port", "0", *tls_args(pki))
     for seed in range(3):
-        raw = socket.create_connection(("127.0.0.1", server.port), timeout=20)
-        sock = context(pki).wrap_socket(raw, server_hostname="localhost")
         body = b"z" * 300_000
-        sock.sendall(b"POST /_/blob?size=200000&seed=%d HTTP/1.1\r\nHost: localhost\r\n"
-                     b"Content-Length: %d\r\n\r\n" % (seed, len(body)) + body)
-        conn = RawConnection(sock)
-        response = conn.read_response()
-        conn.close()
-        assert response.status == 200
-        assert len(response.body) == 200_000, f"seed {seed}: {len(response.body)} bytes"
-        assert hashlib.sha256(response.body).hexdigest() == response.header("x-sha256")
+        request = (b"POST /_/blob?size=200000&seed=%d HTTP/1.1\r\nHost: localhost\r\n"
+                   b"Content-Length: %d\r\n\r\n" % (seed, len(body)) + body)
+        assert_blob_over_tls(server, pki, request, 200_000)
 
 
 def test_https_closing_with_pipelined_input_unread_keeps_the_response(module_launcher: Launcher, pki: Path) -> None:
@@ -515,14 +522,7 @@ def test_https_closing_with_pipelined_input_unread_keeps_the_response(module_lau
     under the TLS layer), so no reset takes the end of the 5 MB response."""
     server = module_launcher.start("testapp:app", "--app-dir", str(APPS_DIR), "--port", "0", *tls_args(pki))
     for seed in range(3):
-        raw = socket.create_connection(("127.0.0.1", server.port), timeout=20)
-        sock = context(pki).wrap_socket(raw, server_hostname="localhost")
-        sock.sendall(b"GET /_/blob?size=5000000&seed=%d HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-                     b"POST /_/echo HTTP/1.1\r\nHost: localhost\r\nContent-Length: 150000\r\n\r\n" % seed
-                     + b"y" * 150_000)
-        conn = RawConnection(sock)
-        response = conn.read_response()
-        conn.close()
-        assert response.status == 200
-        assert len(response.body) == 5_000_000, f"seed {seed}: {len(response.body)} bytes"
-        assert hashlib.sha256(response.body).hexdigest() == response.header("x-sha256")
+        request = (b"GET /_/blob?size=5000000&seed=%d HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+                   b"POST /_/echo HTTP/1.1\r\nHost: localhost\r\nContent-Length: 150000\r\n\r\n" % seed
+                   + b"y" * 150_000)
+        assert_blob_over_tls(server, pki, request, 5_000_000)
