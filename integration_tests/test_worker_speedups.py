@@ -25,8 +25,10 @@ from gateway_harness import GatewayServer, RawConnection
 def pair(module_servers: Any) -> tuple[GatewayServer, GatewayServer]:
     fast = module_servers.start("testapp:app")
     pure = module_servers.start("testapp:app", env={**os.environ, "PYTHON_WORKER_PURE": "1"})
-    assert httpx.get(f"{fast.url}/_/speedups").json() == {"speedups": True}, "the C module is not in use"
-    assert httpx.get(f"{pure.url}/_/speedups").json() == {"speedups": False}
+    assert httpx.get(f"{fast.url}/_/speedups").json() == {
+        "speedups": True, "task_registry_hooked": True, "listed": True}, "the C module is not in use"
+    assert httpx.get(f"{pure.url}/_/speedups").json() == {
+        "speedups": False, "task_registry_hooked": False, "listed": True}
     return fast, pure
 
 

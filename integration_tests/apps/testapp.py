@@ -148,10 +148,17 @@ async def python(scope: Scope, receive: Receive, send: Send) -> None:
 
 
 async def speedups(scope: Scope, receive: Receive, send: Send) -> None:
-    """Whether the worker serving this runs its C module (python_worker._speedups)."""
+    """Whether the worker serving this runs its C module (python_worker._speedups), and whether
+    asyncio's task registry has the module's hooks (worker.speed_up_task_registry): is this very
+    task listed by asyncio.all_tasks()?"""
     from python_worker import protocol
 
-    await respond_json(send, {"speedups": protocol.speedups is not None})
+    registry = asyncio.tasks._all_tasks  # type: ignore[attr-defined] (3.11)
+    await respond_json(send, {
+        "speedups": protocol.speedups is not None,
+        "task_registry_hooked": "add" in vars(registry),
+        "listed": asyncio.current_task() in asyncio.all_tasks(),
+    })
 
 
 async def slow(scope: Scope, receive: Receive, send: Send) -> None:

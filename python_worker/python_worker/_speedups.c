@@ -22,6 +22,9 @@
  * http_scope(frame, state, extensions) builds the http scope of a decoded HTTP_REQUEST as
  * python_worker.cycle.RequestCycle._make_scope does: new dicts and a new headers list per call.
  *
+ * weakset_hooks(wset) makes WeakSet.add and WeakSet's _remove callback, in C, for asyncio's task
+ * registry (python_worker.worker installs them on that one set).
+ *
  * Optional: the package works without it (pure Python), and PYTHON_WORKER_PURE=1 disables it.
  */
 #define PY_SSIZE_T_CLEAN
@@ -463,6 +466,164 @@ static int init_scope_constants(void) {
     return 0;
 }
 
+/* ------------------------------------------------------------------------------------------------
+ * asyncio's task registry
+ *
+ * Python 3.9 to 3.13's _asyncio registers each Task it creates in a weakref.WeakSet (asyncio.all_tasks()
+ * iterates it) by calling the set's add() method, and the weak reference's callback, the set's _remove
+ * closure, takes the task out when it dies: two calls of Python code per task, about a twentieth of the
+ * worker's CPU per request. weakset_hooks(wset) returns (add, remove): callables doing exactly what
+ * WeakSet.add and WeakSet's _remove do (Lib/_weakrefset.py), in C, for python_worker.worker to set as
+ * that one set's instance attributes "add" and "_remove" (an instance attribute comes before the
+ * class's method in the method lookup _asyncio makes). Both hold the set by a weak reference, as the
+ * closure does.
+ */
+
+static PyObject *s_data, *s_pending_removals, *s_iterating, *s_commit_removals;
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *setref; /* weakref to the WeakSet */
+    PyObject *remove; /* add only: the callback of the references it makes (a "remove" hook) */
+} WeakSetHook;
+
+static void hook_dealloc(WeakSetHook *self) {
+    Py_XDECREF(self->setref);
+    Py_XDECREF(self->remove);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* WeakSet.add(item): if self._pending_removals: self._commit_removals(); self.data.add(ref(item, self._remove)) */
+static PyObject *hook_add(WeakSetHook *self, PyObject *args, PyObject *kwargs) {
+    PyObject *item;
+    if (kwargs != NULL && PyDict_GET_SIZE(kwargs) != 0) {
+        PyErr_SetString(PyExc_TypeError, "add() takes no keyword arguments");
+        return NULL;
+    }
+    if (!PyArg_UnpackTuple(args, "add", 1, 1, &item)) return NULL;
+    PyObject *wset = PyWeakref_GetObject(self->setref);
+    if (wset == NULL) return NULL;
+    if (wset == Py_None) {
+        PyErr_SetString(PyExc_ReferenceError, "the WeakSet of this add() no longer exists");
+        return NULL;
+    }
+    Py_INCREF(wset);
+    PyObject *pending = PyObject_GetAttr(wset, s_pending_removals);
+    int has_pending = pending == NULL ? -1 : PyObject_IsTrue(pending);
+    Py_XDECREF(pending);
+    if (has_pending > 0) {
+        PyObject *r = PyObject_CallMethodNoArgs(wset, s_commit_removals);
+        if (r == NULL) has_pending = -1;
+        Py_XDECREF(r);
+    }
+    PyObject *data = has_pending < 0 ? NULL : PyObject_GetAttr(wset, s_data);
+    Py_DECREF(wset);
+    if (data == NULL) return NULL;
+    PyObject *ref = PyWeakref_NewRef(item, self->remove);
+    int r = ref == NULL ? -1 : PySet_Add(data, ref);
+    Py_XDECREF(ref);
+    Py_DECREF(data);
+    if (r < 0) return NULL;
+    Py_RETURN_NONE;
+}
+
+/* WeakSet's _remove(item): if self._iterating: self._pending_removals.append(item) else: self.data.discard(item) */
+static PyObject *hook_remove(WeakSetHook *self, PyObject *args, PyObject *kwargs) {
+    PyObject *item;
+    if (kwargs != NULL && PyDict_GET_SIZE(kwargs) != 0) {
+        PyErr_SetString(PyExc_TypeError, "_remove() takes no keyword arguments");
+        return NULL;
+    }
+    if (!PyArg_UnpackTuple(args, "_remove", 1, 1, &item)) return NULL;
+    PyObject *wset = PyWeakref_GetObject(self->setref);
+    if (wset == NULL) return NULL;
+    if (wset == Py_None) Py_RETURN_NONE;
+    Py_INCREF(wset);
+    PyObject *iterating = PyObject_GetAttr(wset, s_iterating);
+    int busy = iterating == NULL ? -1 : PyObject_IsTrue(iterating);
+    Py_XDECREF(iterating);
+    int r = -1;
+    if (busy > 0) {
+        PyObject *pending = PyObject_GetAttr(wset, s_pending_removals);
+        if (pending != NULL) {
+            PyObject *res = PyObject_CallMethod(pending, "append", "O", item);
+            r = res == NULL ? -1 : 0;
+            Py_XDECREF(res);
+            Py_DECREF(pending);
+        }
+    } else if (busy == 0) {
+        PyObject *data = PyObject_GetAttr(wset, s_data);
+        if (data != NULL) {
+            if (PySet_Check(data)) {
+                r = PySet_Discard(data, item) < 0 ? -1 : 0;
+            } else {
+                PyObject *res = PyObject_CallMethod(data, "discard", "O", item);
+                r = res == NULL ? -1 : 0;
+                Py_XDECREF(res);
+            }
+            Py_DECREF(data);
+        }
+    }
+    Py_DECREF(wset);
+    if (r < 0) return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyTypeObject WeakSetAddType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "python_worker._speedups.WeakSetAdd",
+    .tp_basicsize = sizeof(WeakSetHook),
+    .tp_dealloc = (destructor)hook_dealloc,
+    .tp_call = (ternaryfunc)hook_add,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "WeakSet.add of one set, in C (weakset_hooks).",
+};
+
+static PyTypeObject WeakSetRemoveType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "python_worker._speedups.WeakSetRemove",
+    .tp_basicsize = sizeof(WeakSetHook),
+    .tp_dealloc = (destructor)hook_dealloc,
+    .tp_call = (ternaryfunc)hook_remove,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "The _remove callback of one WeakSet, in C (weakset_hooks).",
+};
+
+static PyObject *new_hook(PyTypeObject *type, PyObject *setref, PyObject *remove) {
+    WeakSetHook *h = PyObject_New(WeakSetHook, type);
+    if (h == NULL) return NULL;
+    Py_INCREF(setref);
+    h->setref = setref;
+    Py_XINCREF(remove);
+    h->remove = remove;
+    return (PyObject *)h;
+}
+
+static PyObject *weakset_hooks(PyObject *module, PyObject *wset) {
+    PyObject *setref = PyWeakref_NewRef(wset, NULL);
+    if (setref == NULL) return NULL;
+    PyObject *remove = new_hook(&WeakSetRemoveType, setref, NULL);
+    PyObject *add = remove == NULL ? NULL : new_hook(&WeakSetAddType, setref, remove);
+    Py_DECREF(setref);
+    if (add == NULL) {
+        Py_XDECREF(remove);
+        return NULL;
+    }
+    PyObject *pair = PyTuple_Pack(2, add, remove);
+    Py_DECREF(add);
+    Py_DECREF(remove);
+    return pair;
+}
+
+static int init_hooks(void) {
+    if (PyType_Ready(&WeakSetAddType) < 0 || PyType_Ready(&WeakSetRemoveType) < 0) return -1;
+#define INTERN(var, text) if ((var = PyUnicode_InternFromString(text)) == NULL) return -1
+    INTERN(s_data, "data");
+    INTERN(s_pending_removals, "_pending_removals");
+    INTERN(s_iterating, "_iterating");
+    INTERN(s_commit_removals, "_commit_removals");
+#undef INTERN
+    return 0;
+}
+
 static PyMethodDef methods[] = {
     {"decode_fast", (PyCFunction)(void (*)(void))decode_fast, METH_FASTCALL,
      "decode_fast(payload) or decode_fast(buffer, start, end) -> tuple | None: the frame payload (or\n"
@@ -477,6 +638,9 @@ static PyMethodDef methods[] = {
     {"http_scope", (PyCFunction)(void (*)(void))http_scope, METH_FASTCALL,
      "http_scope(frame, state, extensions) -> dict: RequestCycle._make_scope's scope, from a decoded\n"
      "HTTP_REQUEST tuple, with a copy of state and the extensions dict as given."},
+    {"weakset_hooks", (PyCFunction)weakset_hooks, METH_O,
+     "weakset_hooks(wset) -> (add, remove): WeakSet.add and WeakSet's _remove callback for this set, in C, to\n"
+     "set as its instance attributes (python_worker.worker speeds up asyncio's task registry with them)."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -486,6 +650,6 @@ static struct PyModuleDef module = {
 };
 
 PyMODINIT_FUNC PyInit__speedups(void) {
-    if (init_scope_constants() < 0) return NULL;
+    if (init_scope_constants() < 0 || init_hooks() < 0) return NULL;
     return PyModule_Create(&module);
 }
