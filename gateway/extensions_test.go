@@ -45,6 +45,34 @@ func TestTrailersOnlyWhenTheClientAsks(t *testing.T) {
 	}
 }
 
+// The worker refuses invalid fields (send() raises in the app); the gateway still guards its output:
+// a trailer section with an invalid field is dropped and the chunked message ends, an invalid response header
+// makes a 500. Nothing of either reaches the client.
+func TestInvalidFieldsFromTheWorkerNeverReachTheClient(t *testing.T) {
+	_, addr := startGatewayCfg(t, "ok", func(c *Config) {})
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	nc.SetDeadline(time.Now().Add(5 * time.Second))
+	io.WriteString(nc, "GET /trailers-invalid HTTP/1.1\r\nHost: x\r\nTE: trailers\r\n\r\n"+
+		"GET /header-invalid HTTP/1.1\r\nHost: x\r\n\r\n")
+	br := bufio.NewReader(nc)
+	first, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(first.Body)
+	if err != nil || string(body) != "abc" || len(first.Trailer) != 0 { // (the whole section is dropped)
+		t.Fatalf("trailers: %q %v, trailer %v", body, err, first.Trailer)
+	}
+	second, err := http.ReadResponse(br, nil)
+	if err != nil || second.StatusCode != 500 || second.Header.Get("X-Bad") != "" || second.Header.Get("X-Injected") != "" {
+		t.Fatalf("invalid header: %v %v", second, err)
+	}
+}
+
 func TestEarlyHintsComeBeforeTheResponse(t *testing.T) {
 	_, addr := startGatewayCfg(t, "ok", func(c *Config) {})
 	nc, err := net.Dial("tcp", addr)

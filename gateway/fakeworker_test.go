@@ -131,6 +131,22 @@ func fakeWorkerMain(mode string) {
 				out = protocol.AppendEnd(out, f.Stream, protocol.OutcomeOK, "")
 				nc.Write(out)
 				continue
+			case "/trailers-invalid": // fields the worker refuses (send() raises): the gateway's own guard
+				out = protocol.AppendResponseStart(out, f.Stream, 200, nil, protocol.FlagTrailers, []byte("abc"), false)
+				out = protocol.AppendResponseTrailers(out, f.Stream, []protocol.Header{
+					{Name: []byte("x-t"), Value: []byte("1\r\nx-injected: 1")},
+					{Name: []byte("bad name"), Value: []byte("2")},
+					{Name: []byte("x-ok"), Value: []byte("3")},
+				}, false)
+				out = protocol.AppendEnd(out, f.Stream, protocol.OutcomeOK, "")
+				nc.Write(out)
+				continue
+			case "/header-invalid": // a response header the worker refuses: the gateway answers 500
+				out = protocol.AppendResponseStart(out, f.Stream, 200, []protocol.Header{
+					{Name: []byte("x-bad"), Value: []byte("a\r\nx-injected: 1")}}, 0, []byte("abc"), false)
+				out = protocol.AppendEnd(out, f.Stream, protocol.OutcomeOK, "")
+				nc.Write(out)
+				continue
 			case "/hint":
 				out = protocol.AppendEarlyHint(out, f.Stream, [][]byte{[]byte("</style.css>; rel=preload; as=style")})
 			case "/tls":

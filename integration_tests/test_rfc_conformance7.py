@@ -494,16 +494,25 @@ def test_uvicorn_options_done_another_way_are_accepted_with_a_message(servers: A
 # --- trailers (asgiref extensions.rst, HTTP Trailers) --------------------------------------------
 
 
-def test_invalid_trailers_still_end_the_chunked_message(app_server: GatewayServer) -> None:
-    """An app's trailer field that is not one is dropped, and the trailer section still ends (RFC
-    9112 §7.1: chunked-body = *chunk last-chunk trailer-section CRLF): the next response on the
-    connection must not run into it."""
+def test_invalid_trailers_raise_in_the_app_and_the_chunked_message_ends(app_server: GatewayServer) -> None:
+    """An app's trailer field with a CRLF in its value: send() raises (asgi.rst, Error Handling: "the
+    server should raise an exception out of the send awaitable"), the app sends valid trailers
+    instead, and the trailer section ends (RFC 9112 §7.1: chunked-body = *chunk last-chunk
+    trailer-section CRLF): nothing injected, and the next response on the connection does not run
+    into it. (The gateway's own guard, for a worker that let such a field through, is
+    gateway/extensions_test.go's TestInvalidFieldsFromTheWorkerNeverReachTheClient.)"""
     with app_server.raw() as conn:
         conn.send(b"GET /trailers-invalid HTTP/1.1\r\nHost: t\r\nTE: trailers\r\n\r\nGET /method HTTP/1.1\r\nHost: t\r\n\r\n")
         first = conn.read_response()
         second = conn.read_response()
-    assert (first.status, first.body, first.trailers) == (200, b"data", [])
+    assert (first.status, first.body, first.trailers) == (200, b"data", [("x-t", "1")])
     assert (second.status, second.body) == (200, b"GET")
+    seen: list[str] = []
+    deadline = time.monotonic() + 10
+    while "trailers-invalid: ValueError" not in seen and time.monotonic() < deadline:
+        seen += events(app_server)
+        time.sleep(0.05)
+    assert "trailers-invalid: ValueError" in seen
 
 
 def test_announced_trailers_that_never_come_leave_the_response_incomplete(app_server: GatewayServer) -> None:

@@ -101,7 +101,11 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": [], "trailers": True})
         await send({"type": "http.response.body", "body": b"data"})
         if path == "/trailers-invalid":
-            await send({"type": "http.response.trailers", "headers": [(b"x-t", b"1\r\nx-injected: 1")]})
+            try:  # (asgi.rst, Error Handling: the server raises out of send for an invalid event)
+                await send({"type": "http.response.trailers", "headers": [(b"x-t", b"1\r\nx-injected: 1")]})
+            except ValueError as exc:
+                _events.append(f"trailers-invalid: {type(exc).__name__}")
+                await send({"type": "http.response.trailers", "headers": [(b"x-t", b"1")]})
         return
     if path == "/pathsend-trailers":
         await send({"type": "http.response.start", "status": 200, "trailers": True,

@@ -161,6 +161,52 @@ async def speedups(scope: Scope, receive: Receive, send: Send) -> None:
     })
 
 
+#: /_/field cases: a header (name, value) for http.response.start, by ?case=
+FIELDS: dict[str, tuple[bytes, bytes]] = {
+    "crlf-value": (b"x-bad", b"a\r\nx-injected: 1"),
+    "lf-value": (b"x-bad", b"a\nb"),
+    "cr-value": (b"x-bad", b"a\rb"),
+    "nul-value": (b"x-bad", b"a\x00b"),
+    "del-value": (b"x-bad", b"a\x7fb"),
+    "esc-value": (b"x-bad", b"\x1b[31m"),
+    "space-name": (b"x bad", b"1"),
+    "colon-name": (b"x-bad:", b"1"),
+    "empty-name": (b"", b"1"),
+    "crlf-name": (b"x-bad\r\nx-injected", b"1"),
+    "non-ascii-name": (b"x-\xc3\xa9", b"1"),
+    # valid: HTAB, SP and obs-text in a value, every tchar in a name
+    "tab-value": (b"x-ok", b"a\tb c"),
+    "obs-text-value": (b"x-ok", b"caf\xc3\xa9"),
+    "tchar-name": (b"x!#$%&'*+-.^_`|~09az", b"1"),
+}
+
+
+async def field(scope: Scope, receive: Receive, send: Send) -> None:
+    """Sends http.response.start with the header FIELDS[?case] (as a list pair with ?as=list); if
+    send() raises, answers 200 with what it raised (x-raised, x-message) instead."""
+    params = query(scope)
+    name, value = FIELDS[params["case"]]
+    pair: Any = [name, value] if params.get("as") == "list" else (name, value)
+    try:
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"x-first", b"1"), pair]})
+    except Exception as exc:  # noqa: BLE001 - reported to the client
+        message = str(exc).encode("ascii", "backslashreplace")
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"x-raised", type(exc).__name__.encode()), (b"x-message", message)]})
+    await send({"type": "http.response.body", "body": b"done"})
+
+
+async def hint_field(scope: Scope, receive: Receive, send: Send) -> None:
+    """An early hint whose link has a CRLF in it: reports (x-raised) what send() raised, if anything."""
+    headers = []
+    try:
+        await send({"type": "http.response.early_hint", "links": [b"</a.css>; rel=preload\r\nx-injected: 1"]})
+    except Exception as exc:  # noqa: BLE001 - reported to the client
+        headers.append((b"x-raised", type(exc).__name__.encode()))
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": b"done"})
+
+
 async def slow(scope: Scope, receive: Receive, send: Send) -> None:
     seconds = float(query(scope).get("seconds", "1"))
     await asyncio.sleep(seconds)
@@ -384,6 +430,8 @@ ROUTES: dict[str, Callable[[Scope, Receive, Send], Awaitable[None]]] = {
     "/_/python": python,
     "/_/speedups": speedups,
     "/_/slow": slow,
+    "/_/field": field,
+    "/_/hint-field": hint_field,
     "/_/headers": headers_endpoint,
     "/_/length": length,
     "/_/stream": stream,

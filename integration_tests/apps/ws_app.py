@@ -146,6 +146,19 @@ async def ws_accept(scope: Scope, receive: Receive, send: Send) -> None:
     await receive_until_disconnect(scope, receive)
 
 
+async def ws_bad_accept(scope: Scope, receive: Receive, send: Send) -> None:
+    """websocket.accept with a header value holding a CRLF: if send() raises, accepts without it and
+    sends "raised <exception class>"; else sends "accepted"."""
+    try:
+        await send({"type": "websocket.accept", "headers": [(b"x-bad", b"a\r\nx-injected: 1")]})
+    except Exception as exc:  # noqa: BLE001 - reported to the client
+        await send({"type": "websocket.accept"})
+        await send({"type": "websocket.send", "text": f"raised {type(exc).__name__}"})
+    else:
+        await send({"type": "websocket.send", "text": "accepted"})
+    await receive_until_disconnect(scope, receive)
+
+
 async def ws_close_before_accept(scope: Scope, receive: Receive, send: Send) -> None:
     await send({"type": "websocket.close", "code": 1000})
 
@@ -295,6 +308,7 @@ async def ws_flood(scope: Scope, receive: Receive, send: Send) -> None:
 
 WS_ROUTES: dict[str, Callable[[Scope, Receive, Send], Awaitable[None]]] = {
     "/accept": ws_accept,
+    "/bad-accept": ws_bad_accept,
     "/close-before-accept": ws_close_before_accept,
     "/http-response": ws_http_response,
     "/raise-before-accept": ws_raise_before_accept,

@@ -13,8 +13,8 @@
  *
  * pack_headers(headers, head, tail) encodes a response's headers (a list or tuple of (bytes, bytes)
  * tuples or lists) as msgpack.packb(headers, use_bin_type=True) does, between head and tail, and
- * returns None when the headers are anything else: the Python code then checks, normalizes or
- * refuses them.
+ * returns None when the headers are anything else, or when a name is not a token or a value has a
+ * control character (but HTAB): the Python code then checks, normalizes or refuses them.
  *
  * ws_send_parts(sid_enc, data) is python_worker.protocol.ws_send_parts (a WS_SEND frame's head, the
  * message as bytes, its size), for exact bytes and str.
@@ -278,6 +278,29 @@ static unsigned char *put_bin(unsigned char *w, PyObject *b) {
     return w + n;
 }
 
+/* Field syntax, as the gateway checks it (gateway/http1/chars.go): a name is a token (RFC 9110 §5.6.2);
+ * a value has no control character but HTAB (field-vchar, SP, HTAB, obs-text). */
+static unsigned char tchar[256], vchar[256];
+
+static void init_field_tables(void) {
+    const char *t = "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
+    for (; *t; t++) tchar[(unsigned char)*t] = 1;
+    for (int c = 0; c < 256; c++) vchar[c] = c == '\t' || (c >= 0x20 && c != 0x7f);
+}
+
+static int valid_field(PyObject *name, PyObject *value) {
+    const unsigned char *p = (const unsigned char *)PyBytes_AS_STRING(name);
+    Py_ssize_t n = PyBytes_GET_SIZE(name);
+    if (n == 0) return 0;
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (!tchar[p[i]]) return 0;
+    p = (const unsigned char *)PyBytes_AS_STRING(value);
+    n = PyBytes_GET_SIZE(value);
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (!vchar[p[i]]) return 0;
+    return 1;
+}
+
 static PyObject *pack_headers(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 3 || !PyBytes_CheckExact(args[1]) || !PyBytes_CheckExact(args[2])) {
         PyErr_SetString(PyExc_TypeError, "pack_headers(headers, head: bytes, tail: bytes)");
@@ -299,7 +322,7 @@ static PyObject *pack_headers(PyObject *module, PyObject *const *args, Py_ssize_
     Py_ssize_t size = PyBytes_GET_SIZE(head) + PyBytes_GET_SIZE(tail) + (count < 16 ? 1 : count < 0x10000 ? 3 : 5);
     for (Py_ssize_t i = 0; i < count; i++) {
         PyObject *name, *value;
-        if (!header_pair(items[i], &name, &value)) Py_RETURN_NONE;
+        if (!header_pair(items[i], &name, &value) || !valid_field(name, value)) Py_RETURN_NONE;
         size += 1 + bin_header_size(PyBytes_GET_SIZE(name)) + PyBytes_GET_SIZE(name) +
                 bin_header_size(PyBytes_GET_SIZE(value)) + PyBytes_GET_SIZE(value);
     }
@@ -632,7 +655,8 @@ static PyMethodDef methods[] = {
     {"pack_headers", (PyCFunction)(void (*)(void))pack_headers, METH_FASTCALL,
      "pack_headers(headers, head, tail) -> bytes | None: head + the canonical msgpack of headers (a list or\n"
      "tuple of (name, value) tuples or lists of two bytes) + tail, as head + msgpack.packb(headers,\n"
-     "use_bin_type=True) + tail; None when headers are not all such pairs (check them in Python)."},
+     "use_bin_type=True) + tail; None when headers are not all such pairs, with a token for a name and no\n"
+     "control character but HTAB in a value (check them in Python)."},
     {"ws_send_parts", (PyCFunction)(void (*)(void))ws_send_parts, METH_FASTCALL,
      "ws_send_parts(sid_enc, data) -> (head, payload, size): python_worker.protocol.ws_send_parts in C."},
     {"http_scope", (PyCFunction)(void (*)(void))http_scope, METH_FASTCALL,
@@ -650,6 +674,7 @@ static struct PyModuleDef module = {
 };
 
 PyMODINIT_FUNC PyInit__speedups(void) {
+    init_field_tables();
     if (init_scope_constants() < 0 || init_hooks() < 0) return NULL;
     return PyModule_Create(&module);
 }

@@ -41,6 +41,7 @@ import asyncio
 import errno
 import logging
 import os
+import re
 import stat
 import struct
 from collections import deque
@@ -92,6 +93,11 @@ _BIN8 = [b"\xc4" + bytes((i,)) for i in range(256)]
 # FLAG_TRAILERS), by flags.
 _STATUS_ENC = [pack_uint(status) for status in range(1000)]
 _START_FLAGS_ENC = (pack_uint(0), pack_uint(FLAG_TRAILERS))
+
+# Field syntax, as the gateway checks it (and _speedups.pack_headers): a name is a token (RFC 9110
+# §5.6.2), a value has no control character but HTAB (field-vchar, SP, HTAB, obs-text: §5.5).
+_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_BAD_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 
 # A RESPONSE_START head is followed by a bin header (at most 5 bytes) and more_body (1 byte).
 _START_SLACK = 6
@@ -781,6 +787,9 @@ class RequestCycle:
                     self._invalid(TypeError(
                         f"http.response.early_hint links must be bytes, got {type(link).__name__} {link!r}"))
                 items[i] = bytes(link)
+            if _BAD_VALUE.search(items[i]):
+                self._invalid(ValueError(
+                    f"http.response.early_hint link {items[i]!r} has a CR, LF, NUL or other control character"))
         if not items:
             return  # nothing to hint
         frame = encode_early_hint(self.sid_enc, items)
@@ -886,12 +895,13 @@ class RequestCycle:
         (:meth:`_normalize_headers`). (An item of another length does not unpack into two;
         ``x.__class__`` is cheaper than ``type(x)``, and an object lying about its class would only
         make the packer raise TypeError.)"""
+        token, bad_value = _TOKEN.fullmatch, _BAD_VALUE.search
         try:
             for item in headers:
                 cls = item.__class__
                 if cls is tuple or cls is list:
                     name, value = item
-                    if name.__class__ is bytes and value.__class__ is bytes:
+                    if name.__class__ is bytes and value.__class__ is bytes and token(name) and not bad_value(value):
                         continue
                 return self._normalize_headers(headers)
         except ValueError:
@@ -899,7 +909,9 @@ class RequestCycle:
         return headers
 
     def _normalize_headers(self, headers: Any, what: str = "http.response.start") -> list:
-        """Headers that are not all plain ``(bytes, bytes)`` pairs: validate, return plain pairs."""
+        """Headers that are not all plain ``(bytes, bytes)`` pairs, or not all valid: check them (raise
+        for the first that is not a pair of bytes, or whose name or value is not valid field syntax,
+        as the gateway would refuse them), return plain pairs."""
         if isinstance(headers, (str, bytes, bytearray, memoryview)):
             self._invalid(TypeError(f"{what} headers must be an iterable of [name, value] pairs, got {headers!r}"))
         try:
@@ -916,6 +928,13 @@ class RequestCycle:
             for kind, x in (("name", name), ("value", value)):
                 if not isinstance(x, bytes):
                     self._invalid(TypeError(f"{what} header {kind}s must be bytes, got {type(x).__name__} {x!r}"))
+            if not _TOKEN.fullmatch(name):
+                self._invalid(ValueError(
+                    f"{what} header name {bytes(name)!r} is not a valid field name (RFC 9110 5.1: a token)"))
+            if _BAD_VALUE.search(value):
+                self._invalid(ValueError(
+                    f"{what} header {bytes(name)!r} has an invalid value {bytes(value)!r} "
+                    "(RFC 9110 5.5: no CR, LF, NUL or other control character but HTAB)"))
             out.append((bytes(name), bytes(value)))
         return out
 

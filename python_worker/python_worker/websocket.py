@@ -246,7 +246,7 @@ class WebSocketCycle(RequestCycle):
             self._invalid(ValueError(
                 f"websocket.accept 'subprotocol' {subprotocol!r} was not offered by the client "
                 f"(scope['subprotocols'] is {list(self._offered)!r})"))
-        headers = self._normalize_headers(message.get("headers") or ())
+        headers = self._normalize_headers(message.get("headers") or (), "websocket.accept")
         for name, _ in headers:
             if name.lower() == b"sec-websocket-protocol":
                 # ASGI websocket.accept: "Must not include a header named sec-websocket-protocol; use
