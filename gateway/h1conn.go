@@ -190,7 +190,6 @@ func (c *h1conn) readHead() bool {
 		if err == nil {
 			c.headAt = c.rpos
 			c.rpos += n
-			upperASCII(c.req.Method) // (in rbuf, which this goroutine owns)
 			return true
 		}
 		if err != http1.ErrNeedMore {
@@ -493,18 +492,6 @@ func visibleASCII(b []byte) bool {
 // A pipelining client that does not read its responses then gets no more of its requests run, so
 // that their responses do not pile up in memory (the response window bounds one response only).
 func (c *h1conn) busyLocked() bool { return c.cur != nil || c.draining }
-
-// upperASCII uppercases a method token in place. The ASGI scope's method is "the HTTP method name,
-// uppercased" (www.rst): a client's "post" must reach every layer of the app as the POST it will
-// be taken for (a middleware comparing with "POST" and a framework that uppercases must agree), and
-// the gateway's own checks (HEAD, static files) see the same.
-func upperASCII(b []byte) {
-	for i, c := range b {
-		if 'a' <= c && c <= 'z' {
-			b[i] = c - ('a' - 'A')
-		}
-	}
-}
 
 // waitPipelined is waitIdle for a request whose head is parsed while the one before it is still in
 // flight (pipelined). It watches the client meanwhile (watchWhile), so that a client that leaves

@@ -521,11 +521,6 @@ const h2MaxStreams = 100
 // serveH2Stream is the http.Handler of every HTTP/2 stream.
 func (s *Server) serveH2Stream(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	if strings.ToUpper(r.Method) != r.Method {
-		// The scope's method is uppercased (upperASCII), and so is what x/net's response writer
-		// checks for HEAD, in this stream's own request.
-		r.Method = strings.ToUpper(r.Method)
-	}
 	res := h2Response{remaining: -1, worker: -1}
 	var sent *h2stream // the stream, once its request went to a worker
 	defer func() {
@@ -560,6 +555,10 @@ func (s *Server) serveH2Stream(w http.ResponseWriter, r *http.Request) {
 	}
 	var hr protocol.HTTPRequest
 	res.client = info.client
+	if http1.HasLower(r.Method) {
+		s.h2SimpleResponse(w, r, &res, 501) // case-sensitive, as over HTTP/1.1 (http1's errMethodCase)
+		return
+	}
 	if status := s.buildH2Scope(r, info, &hr); status != 0 {
 		s.h2SimpleResponse(w, r, &res, status)
 		return

@@ -62,6 +62,16 @@ func isToken(b []byte) bool {
 	return true
 }
 
+// HasLower reports whether b holds an ASCII lowercase letter (a method that is not all uppercase).
+func HasLower[T ~string | ~[]byte](b T) bool {
+	for i := 0; i < len(b); i++ {
+		if c := b[i]; 'a' <= c && c <= 'z' {
+			return true
+		}
+	}
+	return false
+}
+
 // tokenLen returns the length of the token at the start of b.
 func tokenLen(b []byte) int {
 	for i, c := range b {

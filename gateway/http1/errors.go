@@ -56,6 +56,7 @@ var (
 	errHeadTooLarge  = &Error{Status: 431, Reason: "request head too large"}
 	errTooManyFields = &Error{Status: 431, Reason: "too many header fields"}
 	errConnect       = &Error{Status: 501, Reason: "CONNECT is not supported"}
+	errMethodCase    = &Error{Status: 501, Reason: "method names are case-sensitive: a method with lowercase letters is not implemented"}
 	errTECoding      = &Error{Status: 501, Reason: "unsupported transfer coding"}
 	errHTTPVersion   = &Error{Status: 505, Reason: "HTTP version not supported"}
 )

@@ -246,6 +246,13 @@ func parseRequestLine(line []byte, req *Request) (authority []byte, err error) {
 	if equal(method, "CONNECT") {
 		return nil, errConnect
 	}
+	if HasLower(method) {
+		// RFC 9110 §9.1: "The method token is case-sensitive"; "get" is not GET, and an origin
+		// server answers a method it does not implement with 501 (as nginx and uvicorn's
+		// httptools refuse it). Uppercasing it instead (the scope's method is "uppercased",
+		// www.rst) would frame "head" as HEAD behind a proxy that takes it for another method.
+		return nil, errMethodCase
+	}
 
 	if !validTarget(target) {
 		return nil, errTarget

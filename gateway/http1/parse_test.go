@@ -48,6 +48,12 @@ var badHeads = []struct {
 	{"method not token", "GE(T / HTTP/1.1\r\nHost: a\r\n\r\n", 400},
 	{"method with NUL", "GE\x00T / HTTP/1.1\r\nHost: a\r\n\r\n", 400},
 	{"lower-case HTTP", "GET / http/1.1\r\nHost: a\r\n\r\n", 400},
+	// RFC 9110 §9.1: methods are case-sensitive; one with lowercase letters is not implemented.
+	{"lower-case method", "get / HTTP/1.1\r\nHost: a\r\n\r\n", 501},
+	{"mixed-case method", "Post / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n", 501},
+	{"lower-case head", "head / HTTP/1.1\r\nHost: a\r\n\r\n", 501},
+	{"lower-case connect", "connect a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n", 501},
+	{"lower-case options asterisk", "options * HTTP/1.1\r\nHost: a\r\n\r\n", 501},
 	{"version HTTP/1", "GET / HTTP/1\r\nHost: a\r\n\r\n", 400},
 	{"version HTTP/1.10", "GET / HTTP/1.10\r\nHost: a\r\n\r\n", 400},
 	{"version HTTP/11", "GET / HTTP/11\r\nHost: a\r\n\r\n", 400},
