@@ -427,8 +427,13 @@ func ifRangeMatches(v, etag string, modified time.Time) bool {
 // satisfiable single range, (0, -1, true) when the header should be ignored (another unit, several
 // ranges: the whole file is sent), and ok=false when unsatisfiable (416).
 func parseByteRange(v string, size int64) (start, length int64, ok bool) {
-	spec, found := strings.CutPrefix(strings.TrimSpace(v), "bytes=")
-	if !found || strings.Contains(spec, ",") {
+	v = strings.TrimSpace(v)
+	// RFC 9110 §14.1: "Range unit names are case-insensitive".
+	if len(v) < len("bytes=") || !strings.EqualFold(v[:len("bytes=")], "bytes=") {
+		return 0, -1, true
+	}
+	spec := v[len("bytes="):]
+	if strings.Contains(spec, ",") {
 		return 0, -1, true
 	}
 	first, last, found := strings.Cut(strings.TrimSpace(spec), "-")

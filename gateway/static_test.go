@@ -126,6 +126,8 @@ func TestParseByteRange(t *testing.T) {
 		{"items=0-1", 0, -1, true}, {"bytes=4-2", 0, -1, true}, {"bytes=-0", 0, 0, false},
 		// A suffix longer than any int64 is still longer than the file: the whole of it (14.1.3).
 		{"bytes=-99999999999999999999", 0, 10, true},
+		// RFC 9110 §14.1: range unit names are case-insensitive.
+		{"Bytes=0-1", 0, 2, true}, {"BYTES=5-", 5, 5, true}, {"bYtEs=-3", 7, 3, true}, {"bytes", 0, -1, true},
 	}
 	for _, c := range cases {
 		s, n, ok := parseByteRange(c.v, 10)
