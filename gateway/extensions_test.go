@@ -49,16 +49,8 @@ func TestTrailersOnlyWhenTheClientAsks(t *testing.T) {
 // a trailer section with an invalid field is dropped and the chunked message ends, an invalid response header
 // makes a 500. Nothing of either reaches the client.
 func TestInvalidFieldsFromTheWorkerNeverReachTheClient(t *testing.T) {
-	_, addr := startGatewayCfg(t, "ok", func(c *Config) {})
-	nc, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	nc.SetDeadline(time.Now().Add(5 * time.Second))
-	io.WriteString(nc, "GET /trailers-invalid HTTP/1.1\r\nHost: x\r\nTE: trailers\r\n\r\n"+
+	br := sendRaw(t, "GET /trailers-invalid HTTP/1.1\r\nHost: x\r\nTE: trailers\r\n\r\n"+
 		"GET /header-invalid HTTP/1.1\r\nHost: x\r\n\r\n")
-	br := bufio.NewReader(nc)
 	first, err := http.ReadResponse(br, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -73,16 +65,22 @@ func TestInvalidFieldsFromTheWorkerNeverReachTheClient(t *testing.T) {
 	}
 }
 
-func TestEarlyHintsComeBeforeTheResponse(t *testing.T) {
+// sendRaw starts a gateway with the fake worker, sends it the raw requests on a new connection (closed
+// at the test's end; 5 s to answer) and returns the connection's reader.
+func sendRaw(t *testing.T, requests string) *bufio.Reader {
 	_, addr := startGatewayCfg(t, "ok", func(c *Config) {})
 	nc, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer nc.Close()
+	t.Cleanup(func() { nc.Close() })
 	nc.SetDeadline(time.Now().Add(5 * time.Second))
-	io.WriteString(nc, "GET /hint HTTP/1.1\r\nHost: x\r\n\r\n")
-	br := bufio.NewReader(nc)
+	io.WriteString(nc, requests)
+	return bufio.NewReader(nc)
+}
+
+func TestEarlyHintsComeBeforeTheResponse(t *testing.T) {
+	br := sendRaw(t, "GET /hint HTTP/1.1\r\nHost: x\r\n\r\n")
 	hint, err := http.ReadResponse(br, nil)
 	if err != nil || hint.StatusCode != 103 || hint.Header.Get("Link") != "</style.css>; rel=preload; as=style" {
 		t.Fatalf("first response: %v %v", hint, err)

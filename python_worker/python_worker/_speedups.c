@@ -516,14 +516,19 @@ static void hook_dealloc(WeakSetHook *self) {
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
+/* The one positional argument of a hook's call, in *item; 0 (an exception set) otherwise. */
+static int one_arg(const char *name, PyObject *args, PyObject *kwargs, PyObject **item) {
+    if (kwargs != NULL && PyDict_GET_SIZE(kwargs) != 0) {
+        PyErr_Format(PyExc_TypeError, "%s() takes no keyword arguments", name);
+        return 0;
+    }
+    return PyArg_UnpackTuple(args, name, 1, 1, item);
+}
+
 /* WeakSet.add(item): if self._pending_removals: self._commit_removals(); self.data.add(ref(item, self._remove)) */
 static PyObject *hook_add(WeakSetHook *self, PyObject *args, PyObject *kwargs) {
     PyObject *item;
-    if (kwargs != NULL && PyDict_GET_SIZE(kwargs) != 0) {
-        PyErr_SetString(PyExc_TypeError, "add() takes no keyword arguments");
-        return NULL;
-    }
-    if (!PyArg_UnpackTuple(args, "add", 1, 1, &item)) return NULL;
+    if (!one_arg("add", args, kwargs, &item)) return NULL;
     PyObject *wset = PyWeakref_GetObject(self->setref);
     if (wset == NULL) return NULL;
     if (wset == Py_None) {
@@ -553,11 +558,7 @@ static PyObject *hook_add(WeakSetHook *self, PyObject *args, PyObject *kwargs) {
 /* WeakSet's _remove(item): if self._iterating: self._pending_removals.append(item) else: self.data.discard(item) */
 static PyObject *hook_remove(WeakSetHook *self, PyObject *args, PyObject *kwargs) {
     PyObject *item;
-    if (kwargs != NULL && PyDict_GET_SIZE(kwargs) != 0) {
-        PyErr_SetString(PyExc_TypeError, "_remove() takes no keyword arguments");
-        return NULL;
-    }
-    if (!PyArg_UnpackTuple(args, "_remove", 1, 1, &item)) return NULL;
+    if (!one_arg("_remove", args, kwargs, &item)) return NULL;
     PyObject *wset = PyWeakref_GetObject(self->setref);
     if (wset == NULL) return NULL;
     if (wset == Py_None) Py_RETURN_NONE;
