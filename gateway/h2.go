@@ -1156,11 +1156,15 @@ func (s *Server) writeH2Head(w http.ResponseWriter, r *http.Request, status int,
 		h.Add(string(eh.Name), string(eh.Value))
 	}
 	seenCL := false
+	var order []byte // the app's field names in its order, ",name" each (h2FieldOrder)
+	fields := 0
 	for i := range headers {
 		name := strings.ToLower(string(headers[i].Name))
-		if hopByHop[name] {
+		if hopByHop[name] || name == h2FieldOrder {
 			continue
 		}
+		order = append(append(order, ','), name...)
+		fields++
 		if name == "trailer" {
 			// Under net/http's key "Trailer" it would declare trailers, whose values x/net would
 			// then take from the header fields at the end of the stream (an unsolicited trailer
@@ -1171,6 +1175,8 @@ func (s *Server) writeH2Head(w http.ResponseWriter, r *http.Request, status int,
 		}
 		if name == "content-length" {
 			if seenCL || status == 204 || status == 205 {
+				order = order[:len(order)-len(name)-1]
+				fields--
 				continue // duplicates with the same value: send one; never on a 204 (RFC 9110 §8.6)
 			}
 			seenCL = true
@@ -1178,6 +1184,11 @@ func (s *Server) writeH2Head(w http.ResponseWriter, r *http.Request, status int,
 		// An HTTP/2 field value has no whitespace around it (RFC 9113 §8.2.1); HTTP/1.1's optional
 		// whitespace is left out, as an HTTP/1.1 recipient would.
 		h.Add(name, string(http1.TrimOWS(headers[i].Value)))
+	}
+	if fields > 1 {
+		// x/net writes the fields sorted by name; the guard puts them back in the app's order
+		// (www.rst: "Order must be preserved") and drops this one (h2order.go).
+		h[h2FieldOrder] = []string{string(order[1:])}
 	}
 	if status == 205 {
 		h["Content-Length"] = []string{"0"} // no content (RFC 9110 §15.3.6); the app's body is dropped

@@ -40,6 +40,9 @@ import (
 // anything the guard does not understand (no preface, a header block it cannot decode, a block
 // larger than maxGuardBlock) it stops looking and passes the rest of the connection through, so
 // x/net sees exactly what the client sent and answers as it would have.
+//
+// In the other direction (Write, h2order.go) the guard re-encodes every header block x/net writes,
+// with the response's fields in the app's order.
 type h2Guard struct {
 	net.Conn
 
@@ -65,6 +68,8 @@ type h2Guard struct {
 
 	owed  map[uint32]int64 // streams whose request declared a content-length: DATA bytes still to come
 	after []byte           // a frame to pass on once the current frame's payload has passed
+
+	wr h2Writer // the other direction: header blocks in the app's field order (h2order.go)
 }
 
 // h2GuardTLS is an h2Guard over a TLS connection: x/net reads the connection state from it.
