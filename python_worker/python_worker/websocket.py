@@ -275,6 +275,11 @@ class WebSocketCycle(RequestCycle):
             if not isinstance(reason, str):
                 self._invalid(TypeError(f"websocket.close 'reason' must be a str, got {type(reason).__name__}"))
             reason = str.__str__(reason)
+        if reason and not reason.isascii():
+            try:
+                reason.encode("utf-8")
+            except UnicodeEncodeError as exc:  # a lone surrogate: no UTF-8 for the close frame
+                self._invalid(ValueError(f"websocket.close 'reason' is not valid Unicode text: {exc}"))
         if self._ws == _ACCEPTED:  # (before accept the code is not sent: the handshake gets a 403)
             if code == _NO_STATUS:
                 if reason:

@@ -403,6 +403,32 @@ def test_str_subclasses_are_sent_as_str(loop_name: str) -> None:
     run(loop_name, main())
 
 
+def test_close_reason_that_is_no_unicode_text_raises(loop_name: str) -> None:
+    """A close reason with a lone surrogate has no UTF-8 form for the close frame: send() raises
+    (asgi.rst, Error Handling), as uvicorn's encode raises; the app then closes with a valid one.
+    Non-ASCII reasons that are text go out as they are."""
+    seen: List[Any] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        try:
+            await send({"type": "websocket.close", "code": 4000, "reason": "bad \ud800 reason"})
+        except ValueError as exc:
+            seen.append(exc)
+        await send({"type": "websocket.close", "code": 4001, "reason": "fin \u00e9\U0001f600"})
+
+    async def main() -> None:
+        async with FakeGateway(app) as gw:
+            gw.ws_connect(1)
+            r = await gw.response(1)
+            assert [f[0] for f in r.frames] == [P.WS_ACCEPT, P.WS_CLOSE, P.END]
+            assert r.frames[1][2:] == (4001, "fin \u00e9\U0001f600")
+
+    run(loop_name, main())
+    assert len(seen) == 1 and "not valid Unicode text" in str(seen[0])
+
+
 def test_send_after_own_close_raises_an_oserror_and_a_runtimeerror(loop_name: str) -> None:
     """www.rst 2.4: send() on a closed connection raises "a server-specific subclass of OSError";
     after its own websocket.close (and the websocket.disconnect it then receives) the app's
