@@ -17,6 +17,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/net/http/httpguts"
 	"golang.org/x/net/http2"
 
 	"github.com/asgi-gateway/asgi-gateway/gateway/http1"
@@ -1044,13 +1045,20 @@ func (s *Server) addH2Trailers(w http.ResponseWriter, sid uint32, trailers []pro
 		return
 	}
 	h := w.Header()
+	var order []byte // (as in writeH2Start: x/net sorts trailers too)
+	fields := 0
 	for _, t := range trailers {
 		name := strings.ToLower(string(t.Name))
-		if hopByHop[name] || name == "content-length" {
+		if hopByHop[name] || name == "content-length" || name == h2FieldOrder || !httpguts.ValidTrailerHeader(name) {
 			continue
 		}
 		key := http.TrailerPrefix + name
 		h[key] = append(h[key], string(http1.TrimOWS(t.Value)))
+		order = append(append(order, ','), name...)
+		fields++
+	}
+	if fields > 1 {
+		h[http.TrailerPrefix+h2FieldOrder] = []string{string(order[1:])}
 	}
 }
 
