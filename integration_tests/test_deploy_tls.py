@@ -139,6 +139,25 @@ def test_http2_over_tls(tls_server: Launched, pki: Path) -> None:
         assert echoed.content == body
 
 
+def test_http2_over_tls_keeps_the_apps_field_order(tls_server: Launched, pki: Path) -> None:
+    """www.rst: "Order must be preserved in the HTTP response", over HTTP/2 and TLS as over HTTP/1.1
+    (testapp's /_/headers: names out of order, set-cookie and x-dup twice, apart), five responses
+    on one connection (the client's HPACK decoder follows the gateway's re-encoded blocks)."""
+    expected = [
+        (b"x-first", b"1"), (b"set-cookie", b"a=1; Path=/"), (b"content-type", b"text/plain"),
+        (b"x-dup", b"one"), (b"set-cookie", b"b=2; Path=/; HttpOnly"), (b"x-dup", b"two"),
+        (b"content-length", b"7"), (b"x-last", b"z"),
+    ]
+    names = {name for name, _ in expected}
+    with https_client(pki) as c:
+        for _ in range(5):
+            response = c.get(https_url(tls_server, "/_/headers"))
+            assert response.http_version == "HTTP/2" and response.content == b"headers"
+            assert [(n, v) for n, v in response.headers.raw if n in names] == expected
+            assert response.headers.get("x-a") == "1"  # --header, after the app's fields
+            assert not any(n.startswith(b"asgi-gateway") for n, _ in response.headers.raw)
+
+
 def test_http2_many_streams_on_one_connection(tls_server: Launched, pki: Path) -> None:
     # Concurrent streams from one event loop: httpcore's sync HTTP/2 connection shared by threads
     # can send a later stream's HEADERS before an earlier one's (its stream ids are taken and sent
