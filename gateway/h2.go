@@ -1151,21 +1151,28 @@ func (s *Server) writeH2Head(w http.ResponseWriter, r *http.Request, status int,
 		}
 	}
 	h := w.Header()
+	// The field order (h2FieldOrder, ",name" each) is HTTP/1.1's (writeHeadLocked): the gateway's
+	// server and date, the --header fields, then the app's in its order.
+	var order []byte
+	fields := 0
 	if !hasServer && s.cfg.ServerHeader {
 		h["Server"] = []string{"asgi-gateway"}
+		order, fields = append(order, ",server"...), fields+1
 	}
 	if !hasDate && !s.cfg.DateHeader {
 		h["Date"] = nil // suppresses the HTTP/2 server's own date
+	} else if !hasDate {
+		order, fields = append(order, ",date"...), fields+1 // (x/net's own, written last)
 	}
 	if !hasType {
 		h["Content-Type"] = nil // no sniffing: the app said nothing, so nothing is sent
 	}
 	for _, eh := range s.extraHeaders {
 		h.Add(string(eh.Name), string(eh.Value))
+		order = append(append(order, ','), strings.ToLower(string(eh.Name))...)
+		fields++
 	}
 	seenCL := false
-	var order []byte // the app's field names in its order, ",name" each (h2FieldOrder)
-	fields := 0
 	for i := range headers {
 		name := strings.ToLower(string(headers[i].Name))
 		if hopByHop[name] || name == h2FieldOrder {

@@ -281,3 +281,16 @@ def test_response_fields_keep_the_apps_order(h2c_server: GatewayServer, status: 
     assert [(n, v) for n, v in got["headers"] if n in names] == APP_ORDER
     assert got["headers"][0] == (b":status", status.encode())
     assert not any(n.startswith(b"asgi-gateway") for n, _ in got["headers"])
+
+
+def test_header_option_fields_of_the_apps_names_keep_the_order(module_servers: Any) -> None:
+    """A --header field of a name the app sends too (set-cookie, twice in testapp's /_/headers) goes
+    where HTTP/1.1 puts it, after the gateway's server and date and before the app's fields, which
+    keep their order (probe 57: the default took the app's first place)."""
+    server = module_servers.start("faulty_app:app", app_dir=APPS_DIR, workers=1,
+                                  extra_args=["--http2-cleartext", "--header", "set-cookie: default=1"])
+    got = h2_request(server, request_headers("GET", "/_/headers"))
+    assert (got["status"], got["body"], got["reset"]) == ("200", b"headers", None)
+    fields = [(n, v) for n, v in got["headers"] if n != b"date"]
+    assert fields == [(b":status", b"200"), (b"server", b"asgi-gateway"), (b"set-cookie", b"default=1")] + APP_ORDER
+    assert [n for n, _ in got["headers"]][:4] == [b":status", b"server", b"date", b"set-cookie"]
