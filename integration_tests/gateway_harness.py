@@ -23,6 +23,19 @@ EXAMPLES_DIR = REPO_ROOT / "examples"
 BINARY = Path(os.environ.get("ASGI_GATEWAY_BIN", REPO_ROOT / "bin" / "asgi-gateway"))
 START_TIMEOUT = 20.0
 
+#: testapp's /_/headers response fields, in its order: names out of order, set-cookie and x-dup
+#: twice and apart, its own content-length.
+TESTAPP_HEADERS: list[tuple[bytes, bytes]] = [
+    (b"x-first", b"1"),
+    (b"set-cookie", b"a=1; Path=/"),
+    (b"content-type", b"text/plain"),
+    (b"x-dup", b"one"),
+    (b"set-cookie", b"b=2; Path=/; HttpOnly"),
+    (b"x-dup", b"two"),
+    (b"content-length", b"7"),
+    (b"x-last", b"z"),
+]
+
 _LISTENING = re.compile(r"listening on (http://\S+|unix:\S+)")
 
 

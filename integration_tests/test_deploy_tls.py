@@ -24,7 +24,7 @@ import httpx
 import pytest
 from websockets.sync.client import connect
 
-from gateway_harness import APPS_DIR, RawConnection
+from gateway_harness import APPS_DIR, TESTAPP_HEADERS, RawConnection
 from test_deploy_options import Launched, Launcher, launcher  # noqa: F401 (fixture)
 from test_ws_protocol import OP_PING, read_close, read_data_frame, read_frame, upgrade_request
 
@@ -143,11 +143,7 @@ def test_http2_over_tls_keeps_the_apps_field_order(tls_server: Launched, pki: Pa
     """www.rst: "Order must be preserved in the HTTP response", over HTTP/2 and TLS as over HTTP/1.1
     (testapp's /_/headers: names out of order, set-cookie and x-dup twice, apart), five responses
     on one connection (the client's HPACK decoder follows the gateway's re-encoded blocks)."""
-    expected = [
-        (b"x-first", b"1"), (b"set-cookie", b"a=1; Path=/"), (b"content-type", b"text/plain"),
-        (b"x-dup", b"one"), (b"set-cookie", b"b=2; Path=/; HttpOnly"), (b"x-dup", b"two"),
-        (b"content-length", b"7"), (b"x-last", b"z"),
-    ]
+    expected = TESTAPP_HEADERS
     names = {name for name, _ in expected}
     with https_client(pki) as c:
         for _ in range(5):

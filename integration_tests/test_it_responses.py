@@ -12,18 +12,9 @@ from typing import Any
 import httpx
 import pytest
 
-from gateway_harness import GatewayServer, RawConnection
+from gateway_harness import TESTAPP_HEADERS, GatewayServer, RawConnection
 
-APP_HEADERS = [
-    ("x-first", "1"),
-    ("set-cookie", "a=1; Path=/"),
-    ("content-type", "text/plain"),
-    ("x-dup", "one"),
-    ("set-cookie", "b=2; Path=/; HttpOnly"),
-    ("x-dup", "two"),
-    ("content-length", "7"),
-    ("x-last", "z"),
-]
+APP_HEADERS = [(name.decode(), value.decode()) for name, value in TESTAPP_HEADERS]
 
 
 def assert_connection_usable(conn: RawConnection) -> None:

@@ -31,7 +31,7 @@ import h2.errors
 import h2.events
 import pytest
 
-from gateway_harness import APPS_DIR, GatewayServer, app_count
+from gateway_harness import APPS_DIR, TESTAPP_HEADERS, GatewayServer, app_count
 
 PROTOCOL_ERROR = h2.errors.ErrorCodes.PROTOCOL_ERROR
 
@@ -257,16 +257,7 @@ def test_connect_is_501_as_over_http11(h2c_server: GatewayServer) -> None:
     assert app_count(h2c_server) == before  # never reached the app
 
 
-APP_ORDER = [
-    (b"x-first", b"1"),
-    (b"set-cookie", b"a=1; Path=/"),
-    (b"content-type", b"text/plain"),
-    (b"x-dup", b"one"),
-    (b"set-cookie", b"b=2; Path=/; HttpOnly"),
-    (b"x-dup", b"two"),
-    (b"content-length", b"7"),
-    (b"x-last", b"z"),
-]
+APP_ORDER = TESTAPP_HEADERS
 
 
 @pytest.mark.parametrize("status", ["200", "418"])
