@@ -1045,8 +1045,7 @@ func (s *Server) addH2Trailers(w http.ResponseWriter, sid uint32, trailers []pro
 		return
 	}
 	h := w.Header()
-	var order []byte // (as in writeH2Start: x/net sorts trailers too)
-	fields := 0
+	var order fieldOrder // (as in writeH2Head: x/net sorts trailers too)
 	for _, t := range trailers {
 		name := strings.ToLower(string(t.Name))
 		if hopByHop[name] || name == "content-length" || name == h2FieldOrder || !httpguts.ValidTrailerHeader(name) {
@@ -1054,12 +1053,9 @@ func (s *Server) addH2Trailers(w http.ResponseWriter, sid uint32, trailers []pro
 		}
 		key := http.TrailerPrefix + name
 		h[key] = append(h[key], string(http1.TrimOWS(t.Value)))
-		order = append(append(order, ','), name...)
-		fields++
+		order.add(name)
 	}
-	if fields > 1 {
-		h[http.TrailerPrefix+h2FieldOrder] = []string{string(order[1:])}
-	}
+	order.set(h, http.TrailerPrefix+h2FieldOrder)
 }
 
 // sendFile writes the (opened) file of an http.response.pathsend as the body, within the app's
@@ -1153,24 +1149,22 @@ func (s *Server) writeH2Head(w http.ResponseWriter, r *http.Request, status int,
 	h := w.Header()
 	// The field order (h2FieldOrder, ",name" each) is HTTP/1.1's (writeHeadLocked): the gateway's
 	// server and date, the --header fields, then the app's in its order.
-	var order []byte
-	fields := 0
+	var order fieldOrder
 	if !hasServer && s.cfg.ServerHeader {
 		h["Server"] = []string{"asgi-gateway"}
-		order, fields = append(order, ",server"...), fields+1
+		order.add("server")
 	}
 	if !hasDate && !s.cfg.DateHeader {
 		h["Date"] = nil // suppresses the HTTP/2 server's own date
 	} else if !hasDate {
-		order, fields = append(order, ",date"...), fields+1 // (x/net's own, written last)
+		order.add("date") // (x/net's own, written last)
 	}
 	if !hasType {
 		h["Content-Type"] = nil // no sniffing: the app said nothing, so nothing is sent
 	}
 	for _, eh := range s.extraHeaders {
 		h.Add(string(eh.Name), string(eh.Value))
-		order = append(append(order, ','), strings.ToLower(string(eh.Name))...)
-		fields++
+		order.add(strings.ToLower(string(eh.Name)))
 	}
 	seenCL := false
 	for i := range headers {
@@ -1178,20 +1172,17 @@ func (s *Server) writeH2Head(w http.ResponseWriter, r *http.Request, status int,
 		if hopByHop[name] || name == h2FieldOrder {
 			continue
 		}
-		order = append(append(order, ','), name...)
-		fields++
 		if name == "trailer" {
 			// Under net/http's key "Trailer" it would declare trailers, whose values x/net would
 			// then take from the header fields at the end of the stream (an unsolicited trailer
 			// section repeating them): under the lowercase key x/net sends it as a field only (RFC
 			// 9110 §6.6.2: a sender SHOULD). The app's trailers go out as http.response.trailers.
 			h["trailer"] = append(h["trailer"], string(http1.TrimOWS(headers[i].Value)))
+			order.add(name)
 			continue
 		}
 		if name == "content-length" {
 			if seenCL || status == 204 || status == 205 {
-				order = order[:len(order)-len(name)-1]
-				fields--
 				continue // duplicates with the same value: send one; never on a 204 (RFC 9110 §8.6)
 			}
 			seenCL = true
@@ -1199,12 +1190,11 @@ func (s *Server) writeH2Head(w http.ResponseWriter, r *http.Request, status int,
 		// An HTTP/2 field value has no whitespace around it (RFC 9113 §8.2.1); HTTP/1.1's optional
 		// whitespace is left out, as an HTTP/1.1 recipient would.
 		h.Add(name, string(http1.TrimOWS(headers[i].Value)))
+		order.add(name)
 	}
-	if fields > 1 {
-		// x/net writes the fields sorted by name; the guard puts them back in the app's order
-		// (www.rst: "Order must be preserved") and drops this one (h2order.go).
-		h[h2FieldOrder] = []string{string(order[1:])}
-	}
+	// x/net writes the fields sorted by name; the guard puts them back in this order (www.rst:
+	// "Order must be preserved") and drops the order field (h2order.go).
+	order.set(h, h2FieldOrder)
 	if status == 205 {
 		h["Content-Length"] = []string{"0"} // no content (RFC 9110 §15.3.6); the app's body is dropped
 	}

@@ -86,6 +86,7 @@ const (
 	h2Priority       = 0x2
 	h2RSTStream      = 0x3
 	h2Settings       = 0x4
+	h2PushPromise    = 0x5
 	h2Continuation   = 0x9
 
 	h2FlagEndStream  = 0x1

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net/http"
 	"strings"
 
 	"golang.org/x/net/http2/hpack"
@@ -30,11 +31,21 @@ import (
 // of this name is dropped (writeH2Start).
 const h2FieldOrder = "asgi-gateway-field-order"
 
+// fieldOrder is h2FieldOrder's value being built: ",name" for each field, in order.
+type fieldOrder []byte
+
+func (o *fieldOrder) add(name string) { *o = append(append(*o, ','), name...) }
+
+// set puts the order under key in h when it has more than one field (one is in order already).
+func (o fieldOrder) set(h http.Header, key string) {
+	if bytes.Count(o, []byte{','}) > 1 {
+		h[key] = []string{string(o[1:])}
+	}
+}
+
 // h2MaxOutFrame is the largest frame payload the guard writes (RFC 9113 §4.2: SETTINGS_MAX_FRAME_SIZE
 // is at least 16,384).
 const h2MaxOutFrame = 16384
-
-const h2PushPromise = 0x5
 
 var errH2PushPromise = errors.New("http2 guard: a PUSH_PROMISE from the server (never expected)")
 
