@@ -76,10 +76,16 @@ SHUTDOWN_MESSAGE = "the worker is shutting down"
 RING_TRIM_INTERVAL = 1.0
 
 #: seconds without a frame from the gateway after which the response-body pieces waiting for room
-#: in a full body ring give up and go inline. The gateway releases pieces as it reads their frames,
-#: so waits normally end much sooner (on one core, the worker's whole loop iteration of pieces may
-#: not fit in the ring); each frame that comes starts the period again.
-RING_WAIT = 0.005
+#: in a full body ring give up and go inline. The gateway releases pieces as soon as it has read
+#: their frames and written their bytes, so waits normally end much sooner (on one core, the
+#: worker's whole loop iteration of pieces may not fit in the ring, and the gateway runs when the
+#: worker's time slice ends); each frame that comes starts the period again. Giving up is for a
+#: gateway that stopped releasing: a piece sent inline costs both processes a copy more.
+RING_WAIT = 0.1
+
+#: seconds between two looks at the gateway's release mark while pieces wait for room: the gateway
+#: sends no frame when it releases (SPEC §6), so a wait that no frame ends is ended by a look.
+RING_POLL = 0.005
 
 
 class Connection(asyncio.Protocol):
@@ -104,6 +110,7 @@ class Connection(asyncio.Protocol):
         "_ring_waiters",
         "_ring_tickets",
         "_ring_wait_timer",
+        "_ring_deadline",
         "error",
         "closed",
         "handshake",
@@ -154,12 +161,14 @@ class Connection(asyncio.Protocol):
         self._mapped_ring = ring
         self._ring_trim_interval = RING_TRIM_INTERVAL if ring_trim_interval is None else ring_trim_interval
         self._ring_trim_timer: Optional[asyncio.TimerHandle] = None
-        # cycles waiting for room in the full ring (wait_ring_room), first come first served, with
-        # the size of their pieces; and the timer that gives up
-        # Pieces waiting for ring room, in order: (ticket, future, length); tickets count up.
+        # Pieces waiting for room in the full ring (wait_ring_room), first come first served, in
+        # order: (ticket, future, length); tickets count up. While there are any, a timer looks at
+        # the release mark every RING_POLL, and they give up at the deadline (loop time: RING_WAIT
+        # after the last frame from the gateway, or after the first of them began to wait).
         self._ring_waiters: Deque[Tuple[int, asyncio.Future, int]] = deque()
         self._ring_tickets = 0
         self._ring_wait_timer: Optional[asyncio.TimerHandle] = None
+        self._ring_deadline = 0.0
         #: why the connection was closed by us (a protocol error), or None
         self.error: Optional[str] = None
         #: resolved when the connection is lost (result: the exception or None)
@@ -475,10 +484,11 @@ class Connection(asyncio.Protocol):
             self._ring_trim_timer = None
 
     async def wait_ring_room(self, length: int) -> None:
-        """Wait for room in the body ring for a response piece of ``length`` bytes: until frames from
-        the gateway (which releases pieces as it reads theirs) have made room for it, or RING_WAIT
-        has passed without a frame. The caller then puts the piece, or sends it inline if there is
-        still no room. The frames queued so far go out first.
+        """Wait for room in the body ring for a response piece of ``length`` bytes: until the
+        gateway (which releases pieces once it has read their frames) has made room for it, as seen
+        when a frame comes from it or at a look every RING_POLL, or RING_WAIT has passed without a
+        frame. The caller then puts the piece, or sends it inline if there is still no room. The
+        frames queued so far go out first.
 
         Waiting pieces are woken in order, as many as the released room holds. A cycle that has put
         a piece of its response in the ring puts its next pieces without waiting when they fit: a
@@ -505,8 +515,9 @@ class Connection(asyncio.Protocol):
                 waiters.insert(i, (ticket, w, length))
             else:
                 waiters.append((ticket, w, length))
-            if self._ring_wait_timer is None:
-                self._ring_wait_timer = self.loop.call_later(RING_WAIT, self._wake_ring_waiters)
+            if self._ring_wait_timer is None:  # the first waiting piece
+                self._ring_deadline = self.loop.time() + RING_WAIT
+                self._ring_wait_timer = self.loop.call_later(min(RING_POLL, RING_WAIT), self._ring_look)
             if self._out and not self._flush_scheduled:
                 self._schedule_flush()
             if not await w or self.ring is None or self.ring.fits(length):
@@ -516,6 +527,21 @@ class Connection(asyncio.Protocol):
     def _ring_progress(self) -> None:
         """Frames came from the gateway: wake the waiting pieces, in order, that the room it has
         released so far holds, and give the others RING_WAIT again."""
+        self._ring_deadline = self.loop.time() + RING_WAIT
+        self._wake_fitting()
+
+    def _ring_look(self) -> None:
+        """RING_POLL has passed with pieces waiting: wake those the released room holds now, or all
+        of them (to go inline) once RING_WAIT has passed without a frame."""
+        self._ring_wait_timer = None
+        if self.loop.time() >= self._ring_deadline:
+            self._wake_ring_waiters()
+        else:
+            self._wake_fitting()
+
+    def _wake_fitting(self) -> None:
+        """Wake the waiting pieces, in order, that the room released so far holds; keep the timer
+        of the others' looks (RING_POLL, or to their deadline if sooner) going."""
         ring = self.ring
         if ring is None:
             self._wake_ring_waiters()
@@ -532,9 +558,13 @@ class Connection(asyncio.Protocol):
                 w.set_result(True)
             waiters.popleft()
         timer = self._ring_wait_timer
-        if timer is not None:
-            timer.cancel()
-        self._ring_wait_timer = self.loop.call_later(RING_WAIT, self._wake_ring_waiters) if waiters else None
+        if not waiters:
+            if timer is not None:
+                self._ring_wait_timer = None
+                timer.cancel()
+        elif timer is None:
+            delay = min(RING_POLL, self._ring_deadline - self.loop.time())
+            self._ring_wait_timer = self.loop.call_later(max(delay, 0.0), self._ring_look)
 
     def _wake_ring_waiters(self) -> None:
         """Wake every waiting piece (RING_WAIT passed without a frame, or the ring is closed): each

@@ -17,9 +17,10 @@ frame's place, so the frames of a stream always go out in order.
 Body ring (SPEC §6): when the connection uses one, a response-body piece of at least
 :data:`~python_worker.ring.MIN_PIECE` bytes is copied into it and goes out as RESPONSE_BODY_RING,
 after a RESPONSE_START without body, if the ring has room. A piece that finds it full waits (the
-app's ``send()`` with it) until frames from the gateway, which releases pieces as it reads theirs,
-have made room for it, or :data:`~python_worker.connection.RING_WAIT` has passed without a frame,
-and goes inline if there is still no room. Request-body pieces reach :meth:`RequestCycle.on_body` the same whichever path they took. An
+app's ``send()`` with it) until the gateway, which releases pieces once it has read their frames, has
+made room for it (seen when a frame comes, or at a look every
+:data:`~python_worker.connection.RING_POLL`), or :data:`~python_worker.connection.RING_WAIT` has
+passed without a frame, and goes inline if there is still no room. Request-body pieces reach :meth:`RequestCycle.on_body` the same whichever path they took. An
 empty first ``http.request`` that the app has not yet received, with more to come, is replaced by the
 next piece (the gateway sends a large first piece as an empty HTTP_REQUEST body and a ring piece).
 

@@ -615,9 +615,10 @@ def sending(pieces: list) -> Any:
 def test_response_waits_for_room_the_gateway_releases(loop_name: str, monkeypatch: Any) -> None:
     # R = 65536: five 40000-byte pieces in a row do not fit together. Each piece that finds the ring
     # full waits until frames come from the gateway (here a PING, sent after the gateway read and
-    # released the previous piece) instead of going inline; the give-up timer is long (5 s), so only
-    # the gateway's frame can have woken it.
+    # released the previous piece) instead of going inline; the give-up timer and the looks at the
+    # release mark are 5 s apart, so only the gateway's frame can have woken it.
     monkeypatch.setattr(connection_module, "RING_WAIT", 5.0)
+    monkeypatch.setattr(connection_module, "RING_POLL", 5.0)  # (only frames wake)
     pieces = [pattern(40000, 20 + i) for i in range(5)]
 
     app = sending(pieces)
@@ -642,6 +643,7 @@ def test_response_waits_on_through_frames_that_release_nothing(loop_name: str, m
     # the gateway that releases nothing (a PING) does not send it inline: it waits on until the
     # release, then goes into the ring.
     monkeypatch.setattr(connection_module, "RING_WAIT", 5.0)
+    monkeypatch.setattr(connection_module, "RING_POLL", 5.0)  # (only frames wake)
     pieces = [pattern(40000, 40 + i) for i in range(2)]
 
     app = sending(pieces)
@@ -695,6 +697,7 @@ def test_response_pieces_waiting_for_room_wake_in_order(loop_name: str, monkeypa
     # then wait with 30000-byte pieces, in that order. Room for one of them wakes stream 2 only;
     # room for the other wakes stream 3. Neither goes inline.
     monkeypatch.setattr(connection_module, "RING_WAIT", 5.0)
+    monkeypatch.setattr(connection_module, "RING_POLL", 5.0)  # (only frames wake)
     first = pattern(60000, 50)
     later = {2: pattern(30000, 52), 3: pattern(30000, 53)}
     go = {2: asyncio.Event(), 3: asyncio.Event()}
@@ -729,6 +732,7 @@ def test_new_response_waits_behind_waiting_pieces(loop_name: str, monkeypatch: A
     # 3's first piece (20000 bytes) would fit, and still waits behind stream 2's (a stream of new
     # responses must not starve the waiting ones). The next frame wakes both, in order.
     monkeypatch.setattr(connection_module, "RING_WAIT", 5.0)
+    monkeypatch.setattr(connection_module, "RING_POLL", 5.0)  # (only frames wake)
     first = pattern(60000, 60)
     later = {2: pattern(30000, 62), 3: pattern(20000, 63)}
     go = {2: asyncio.Event(), 3: asyncio.Event()}
@@ -759,6 +763,7 @@ def test_woken_pieces_that_lose_their_room_wait_again_in_order(loop_name: str, m
     # wakes 4 and 5, but stream 1 (woken first, by its CREDIT, and already in the ring) puts its two
     # pieces into that room. 4 and 5 wait again, still 4 before 5: room for one more piece goes to 4.
     monkeypatch.setattr(connection_module, "RING_WAIT", 5.0)
+    monkeypatch.setattr(connection_module, "RING_POLL", 5.0)  # (only frames wake)
     piece = {sid: pattern(20000, 70 + sid) for sid in range(1, 6)}
     go = {sid: asyncio.Event() for sid in range(1, 6)}
     finish = asyncio.Event()
@@ -805,9 +810,38 @@ def test_woken_pieces_that_lose_their_room_wait_again_in_order(loop_name: str, m
     run(loop_name, main())
 
 
+def test_response_waiting_piece_sees_a_release_without_a_frame(loop_name: str, monkeypatch: Any) -> None:
+    # R = 65536, nothing auto-released: the second 40000-byte piece finds the ring full. The gateway
+    # then releases the first piece and sends nothing (it owes no frame for a release): a look at
+    # the release mark (every RING_POLL) puts the piece into the ring, long before RING_WAIT would
+    # send it inline.
+    monkeypatch.setattr(connection_module, "RING_WAIT", 5.0)
+    monkeypatch.setattr(connection_module, "RING_POLL", 0.01)
+    pieces = [pattern(40000, 90 + i) for i in range(2)]
+
+    app = sending(pieces)
+
+    async def main() -> None:
+        async with FakeGateway(app, ring=65536, window=1 << 20, auto_release=False) as gw:
+            gw.request(1)
+            frames = [await gw.next_frame(1) for _ in range(2)]  # the start, the first piece
+            await gw.expect_silence(0.1)  # the second waits through its looks: no room yet
+            gw.ring.release_w2g(40000)
+            started = asyncio.get_running_loop().time()
+            frames.append(await gw.next_frame(1))
+            assert asyncio.get_running_loop().time() - started < 2.5  # a look, not the give-up
+            assert [f[0] for f in frames] == [P.RESPONSE_START, P.RESPONSE_BODY_RING, P.RESPONSE_BODY_RING]
+            assert [(f[2], f[5]) for f in frames[1:]] == [(0, pieces[0]), (65536, pieces[1])]
+            assert (await gw.next_frame(1))[:3] == (P.END, 1, P.OUTCOME_OK)
+
+    run(loop_name, main())
+
+
 def test_response_ring_wait_gives_up_inline(loop_name: str, monkeypatch: Any) -> None:
-    # The gateway releases nothing and sends nothing: after RING_WAIT the piece goes inline.
+    # The gateway releases nothing and sends nothing: the looks at the release mark find no room,
+    # and after RING_WAIT the piece goes inline.
     monkeypatch.setattr(connection_module, "RING_WAIT", 0.05)
+    monkeypatch.setattr(connection_module, "RING_POLL", 0.01)
     pieces = [pattern(40000, 30 + i) for i in range(2)]
 
     app = sending(pieces)
