@@ -419,6 +419,60 @@ done:
 }
 
 /* ------------------------------------------------------------------------------------------------
+ * Encoding: RESPONSE_BODY_RING
+ */
+
+/* Canonical msgpack of an unsigned integer (the shortest form), at w; returns the end. */
+static unsigned char *put_uint(unsigned char *w, uint64_t v) {
+    if (v < 0x80) {
+        *w++ = (unsigned char)v;
+        return w;
+    }
+    if (v < 0x100) {
+        *w++ = 0xcc;
+        return put_be(w, v, 1);
+    }
+    if (v < 0x10000) {
+        *w++ = 0xcd;
+        return put_be(w, v, 2);
+    }
+    if (v <= 0xFFFFFFFFULL) {
+        *w++ = 0xce;
+        return put_be(w, v, 4);
+    }
+    *w++ = 0xcf;
+    return put_be(w, v, 8);
+}
+
+static PyObject *response_body_ring(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 4 || !PyBytes_CheckExact(args[0]) || !PyLong_CheckExact(args[1]) || !PyLong_CheckExact(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "response_body_ring(sid_enc: bytes, position: int, length: int, more_body: bool)");
+        return NULL;
+    }
+    uint64_t position = PyLong_AsUnsignedLongLong(args[1]);
+    if (position == (uint64_t)-1 && PyErr_Occurred()) return NULL;
+    uint64_t length = PyLong_AsUnsignedLongLong(args[2]);
+    if (length == (uint64_t)-1 && PyErr_Occurred()) return NULL;
+    int more = PyObject_IsTrue(args[3]);
+    if (more < 0) return NULL;
+    Py_ssize_t sid_len = PyBytes_GET_SIZE(args[0]);
+    if (sid_len > 9) {
+        PyErr_SetString(PyExc_ValueError, "response_body_ring: sid_enc is not an encoded stream id");
+        return NULL;
+    }
+    /* length prefix, 95 1d (array of 5, RESPONSE_BODY_RING), sid, position, length, more_body */
+    unsigned char buf[4 + 2 + 9 + 9 + 9 + 1], *w = buf + 4;
+    *w++ = 0x95;
+    *w++ = 0x1d;
+    memcpy(w, PyBytes_AS_STRING(args[0]), (size_t)sid_len);
+    w = put_uint(w + sid_len, position);
+    w = put_uint(w, length);
+    *w++ = more ? 0xc3 : 0xc2;
+    put_be(buf, (uint64_t)(w - buf - 4), 4);
+    return PyBytes_FromStringAndSize((const char *)buf, w - buf);
+}
+
+/* ------------------------------------------------------------------------------------------------
  * The http scope
  */
 
@@ -660,6 +714,9 @@ static PyMethodDef methods[] = {
      "control character but HTAB in a value (check them in Python)."},
     {"ws_send_parts", (PyCFunction)(void (*)(void))ws_send_parts, METH_FASTCALL,
      "ws_send_parts(sid_enc, data) -> (head, payload, size): python_worker.protocol.ws_send_parts in C."},
+    {"response_body_ring", (PyCFunction)(void (*)(void))response_body_ring, METH_FASTCALL,
+     "response_body_ring(sid_enc, position, length, more_body) -> bytes:\n"
+     "python_worker.protocol.encode_response_body_ring in C (sid_enc: the stream id's encoding)."},
     {"http_scope", (PyCFunction)(void (*)(void))http_scope, METH_FASTCALL,
      "http_scope(frame, state, extensions) -> dict: RequestCycle._make_scope's scope, from a decoded\n"
      "HTTP_REQUEST tuple, with a copy of state and the extensions dict as given."},

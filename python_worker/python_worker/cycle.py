@@ -66,13 +66,13 @@ from .protocol import (
     encode_credit,
     encode_early_hint,
     encode_end,
-    encode_response_body_ring,
     encode_response_pathsend,
     encode_response_trailers,
     pack_headers as _pack_headers,
     pack_uint,
     speedups,
     response_body_parts,
+    response_body_ring,
     response_start_parts,
 )
 from .ring import MIN_PIECE as RING_MIN_PIECE
@@ -532,10 +532,23 @@ class RequestCycle:
             if n > self._send_window or n > conn.max_piece or conn._write_paused:
                 await self._send_slow(body, bool(message.get("more_body", False)))
                 return
-            if n >= RING_MIN_PIECE and self._ring_wait_needed(n):
+            more = message.get("more_body", False)
+            if n >= RING_MIN_PIECE and conn.ring is not None:
+                # Into the body ring now if it has room (and no waiting piece is there for this
+                # response's first to pass), else after a wait for room (or inline: _emit).
+                if (self._in_ring or not conn._ring_waiters) and self._ring_piece(body, bool(more)):
+                    self._send_window -= n
+                    if not more:
+                        self._state = self._final
+                    conn.flush_sent(self)
+                    if not more:
+                        w = self._waiter
+                        if w is not None and not w.done():
+                            w.set_result(None)
+                    return
                 await self._wait_ring_room(n)
             index = self._start_index
-            if message.get("more_body", False):
+            if more:
                 if n:
                     self._send_window -= n
                     self._emit(body, True)
@@ -701,28 +714,39 @@ class RequestCycle:
             if not conn._flush_scheduled:
                 conn._schedule_flush()
 
+    def _ring_piece(self, body: Any, more_body: bool) -> bool:
+        """Put one body piece into the ring and queue its RESPONSE_BODY_RING; False (nothing done)
+        if the ring has no room for it."""
+        conn = self.conn
+        ring = conn.ring
+        if ring is None:
+            return False
+        position = ring.put(body)
+        if position < 0:
+            return False
+        self._body_sent = self._in_ring = True
+        self._head_held = False  # (the gateway sends the head with this piece)
+        # The frame goes into the output list now, as the piece was put: the ring's positions follow
+        # the frames' order on the socket. A held start goes before it, without body.
+        out = conn._out
+        index = self._start_index
+        if index is not None:
+            conn._placeholders -= 1
+            out[index] = self.start_only_frame()
+        out.append(response_body_ring(self.sid_enc, position, len(body), more_body))
+        if not conn._flush_scheduled:
+            conn._schedule_flush()
+        return True
+
     def _emit(self, body: Any, more_body: bool) -> None:
         """Queue one body piece: a RESPONSE_BODY_RING if it is large and the ring has room, else into
         the pending RESPONSE_START if there is one, else a RESPONSE_BODY."""
+        if len(body) >= RING_MIN_PIECE and self._ring_piece(body, more_body):
+            return
         conn = self.conn
         self._body_sent = True
         self._head_held = False  # (the gateway sends the head with this piece)
         index = self._start_index
-        ring = conn.ring
-        if ring is not None and len(body) >= RING_MIN_PIECE:
-            position = ring.put(body)
-            if position >= 0:
-                self._in_ring = True
-                # The frame goes into the output list now, as the piece was put: the ring's positions
-                # follow the frames' order on the socket. A held start goes before it, without body.
-                out = conn._out
-                if index is not None:
-                    conn._placeholders -= 1
-                    out[index] = self.start_only_frame()
-                out.append(encode_response_body_ring(self.sid_enc, position, len(body), more_body))
-                if not conn._flush_scheduled:
-                    conn._schedule_flush()
-                return
         if index is not None:
             conn._placeholders -= 1
             if len(self._start_head) + len(body) + _START_SLACK <= conn.max_frame:

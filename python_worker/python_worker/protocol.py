@@ -13,8 +13,8 @@ HTTP_REQUEST or WS_CONNECT with flag TLS has one more item at the end, the tls i
 The hot-path frames (HTTP_REQUEST without the tls item, REQUEST_BODY, REQUEST_BODY_RING, CREDIT and
 WS_RECEIVE) are decoded by the optional C module :mod:`python_worker._speedups` when it was built
 (``decode_fast``: the same tuples, the same checks; anything else it leaves to the Python code here),
-which also packs a response's plain header pairs (``pack_headers``) and the head of a WS_SEND
-(``ws_send_parts``).
+which also packs a response's plain header pairs (``pack_headers``), the head of a WS_SEND
+(``ws_send_parts``) and a RESPONSE_BODY_RING (``response_body_ring``).
 ``PYTHON_WORKER_PURE=1`` in the environment makes the worker use the Python code only.
 
 The encoders used on the hot path (``*_parts``) return the frame as a few ``bytes`` pieces, so that a
@@ -100,6 +100,7 @@ __all__ = [
     "encode_response_pathsend",
     "encode_early_hint",
     "encode_response_body_ring",
+    "response_body_ring",
 ]
 
 PROTOCOL_VERSION = 1
@@ -537,6 +538,9 @@ speedups = _load_speedups()
 decode_fast = speedups.decode_fast if speedups is not None else None
 #: head + msgpack of (bytes, bytes) header pairs + tail, in C (python_worker._speedups), or None
 pack_headers = speedups.pack_headers if speedups is not None else None
+#: RESPONSE_BODY_RING for an encoded stream id (:func:`encode_response_body_ring`), in C when it is built
+response_body_ring: Callable[[bytes, int, int, bool], bytes] = (
+    speedups.response_body_ring if speedups is not None else encode_response_body_ring)
 #: WS_SEND as pieces (:func:`_ws_send_parts_py`), in C when it is built
 ws_send_parts: Callable[[bytes, "bytes | str"], "tuple[bytes, bytes, int]"] = (
     speedups.ws_send_parts if speedups is not None else _ws_send_parts_py)

@@ -345,6 +345,29 @@ def test_ws_send_parts_agrees() -> None:
 
 
 @needs_module
+def test_response_body_ring_agrees() -> None:
+    assert P.speedups is not None
+    c_ring = P.speedups.response_body_ring
+    assert P.response_body_ring is c_ring
+    edges = [0, 1, 127, 128, 255, 256, 65535, 65536, 2**32 - 1, 2**32, 2**64 - 1]
+    for sid in (1, 127, 128, 65536, 2**32 - 1):
+        sid_enc = P.pack_uint(sid)
+        for position in edges:
+            for length in edges[1:]:
+                for more in (True, False):
+                    got = c_ring(sid_enc, position, length, more)
+                    assert got == P.encode_response_body_ring(sid_enc, position, length, more), (sid, position, length)
+                    assert P.decode_py(got[4:]) == (P.RESPONSE_BODY_RING, sid, position, length, more)
+    assert c_ring(b"\x01", 5, 7, 1) == c_ring(b"\x01", 5, 7, True)  # (any truth value, as the Python one)
+    for bad in ((1, 0, 1, True), (b"\x01", 1.0, 1, True), (b"\x01", 0, "1", True), (b"\x01", 0, 1)):
+        with pytest.raises(TypeError):
+            c_ring(*bad)
+    for bad in ((b"\x01", -1, 1, True), (b"\x01", 0, 2**64, True)):
+        with pytest.raises(OverflowError):
+            c_ring(*bad)
+
+
+@needs_module
 def test_http_scope_agrees(monkeypatch: pytest.MonkeyPatch) -> None:
     """RequestCycle._make_scope with the C builder and without it: equal scopes, keys in the same
     order, values of the same types, and new dicts and lists per call."""
