@@ -190,8 +190,9 @@ func (ex *exchange) takeWindow(n int) error {
 		return errWindow
 	}
 	if ex.lost || ex.failed || ex.discard {
-		// Nobody will write these bytes: give the window straight back so the app is not stalled
-		// before it learns of the disconnect.
+		// Nobody will write these bytes: give the window straight back so that the app is not
+		// stalled (unless the worker was told of a DISCONNECT: nothing follows it, and the app's
+		// send() raises from then on).
 		ex.uncredited += int64(n)
 		ex.creditLocked(false)
 	}
@@ -605,8 +606,10 @@ var wideningBudget int64 = 48 << 20
 // client that keeps up gets more of a body through per round trip to the worker (with W = 256 KiB, a
 // 1 MiB response goes out in one or two writes instead of four or more). A client whose socket did
 // not take W/2 bytes at once stays at W; wideningBudget bounds the rest (SPEC.md §4).
+//
+// None after a DISCONNECT (SPEC.md §3: nothing else follows it for the sid).
 func (ex *exchange) creditLocked(grow bool) {
-	if ex.ended || (ex.complete && !ex.lost && !ex.failed && !ex.discard) {
+	if ex.ended || ex.disconnected || (ex.complete && !ex.lost && !ex.failed && !ex.discard) {
 		return
 	}
 	if ex.uncredited >= ex.window()/2 || (ex.uncredited > 0 && (ex.lost || ex.failed || ex.discard)) {

@@ -314,9 +314,10 @@ func (st *h2stream) takeLocked(n int, more bool) (bool, error) {
 }
 
 // creditLocked returns written or dropped response bytes to the worker in batches (all of them when
-// now is set), never after the response body is complete or the sid closed.
+// now is set), never after the response body is complete, the sid closed, or a DISCONNECT (SPEC.md
+// §3: nothing else follows it for the sid).
 func (st *h2stream) creditLocked(now bool) {
-	if st.ended || st.final || st.uncredited <= 0 {
+	if st.ended || st.final || st.discSent || st.uncredited <= 0 {
 		return
 	}
 	if now || st.uncredited >= st.windowBatch {
@@ -479,7 +480,7 @@ func (st *h2stream) earlyHint(f *protocol.Frame) error {
 }
 
 // disconnectLocked tells the worker the client is gone, once, while the sid is open and the response
-// incomplete; the queued bytes are dropped and their window given back.
+// incomplete; the queued bytes are dropped (their window is given back only if no DISCONNECT went).
 func (st *h2stream) disconnectLocked() {
 	st.gone = true
 	for _, ev := range st.events {

@@ -3,6 +3,7 @@ package gateway
 import (
 	"bytes"
 	"encoding/binary"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -86,5 +87,61 @@ func TestDisconnectDuringBodyQueueingFollowsTheFrame(t *testing.T) {
 	c.mu.Unlock()
 	if n := bytes.Count(w.wbuf, []byte{0x92, byte(protocol.TypeDisconnect)}); n != 1 {
 		t.Fatalf("%d DISCONNECT frames", n)
+	}
+}
+
+// frameTypes decodes the frames queued for the worker (w.wbuf).
+func frameTypes(t *testing.T, w *workerConn) []string {
+	t.Helper()
+	var got []string
+	for b := w.wbuf; len(b) > 0; {
+		n := int(binary.BigEndian.Uint32(b))
+		var f protocol.Frame
+		if err := f.Decode(b[4 : 4+n]); err != nil {
+			t.Fatal(err)
+		}
+		s := f.Type.String()
+		if f.Type == protocol.TypeCreditG2W {
+			s += ":" + strconv.FormatUint(f.Increment, 10)
+		}
+		got = append(got, s)
+		b = b[4+n:]
+	}
+	return got
+}
+
+// Response bytes the app sends after the gateway stopped writing them are dropped and their window
+// given back (the app must not stall), except after a DISCONNECT: nothing follows it for the sid
+// (SPEC §3), and the app's send() raises from then on.
+func TestDroppedResponseBytesCreditedUnlessDisconnected(t *testing.T) {
+	const window = 1 << 16
+	newEx := func() (*exchange, *workerConn) {
+		w := &workerConn{window: window}
+		ex := &exchange{c: &h1conn{}, w: w, sid: 5, started: true, respWindow: window, remaining: -1}
+		return ex, w
+	}
+	// Dropped for a timeout (--timeout-request: CANCEL, no DISCONNECT): the window goes back.
+	ex, w := newEx()
+	ex.c.mu.Lock()
+	ex.discard = true
+	if err := ex.takeWindow(100); err != nil {
+		t.Fatal(err)
+	}
+	ex.c.mu.Unlock()
+	if got := strings.Join(frameTypes(t, w), " "); got != protocol.TypeCreditG2W.String()+":100" {
+		t.Fatalf("frames to the worker: %q, want one CREDIT of 100", got)
+	}
+	// The client left: DISCONNECT, and nothing after it.
+	ex, w = newEx()
+	ex.c.mu.Lock()
+	ex.clientGoneLocked()
+	for range 2 { // (the whole window: what the worker may send before it learns of the DISCONNECT)
+		if err := ex.takeWindow(window / 2); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ex.c.mu.Unlock()
+	if got := strings.Join(frameTypes(t, w), " "); got != protocol.TypeDisconnect.String() {
+		t.Fatalf("frames to the worker: %q, want the DISCONNECT alone", got)
 	}
 }
