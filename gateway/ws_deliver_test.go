@@ -30,17 +30,11 @@ func TestWSDisconnectDuringDeliveryFollowsTheMessage(t *testing.T) {
 	c.deliverWSMessage(ex, true, []byte("later"))
 
 	var types []protocol.Type
-	for b := w.wbuf; len(b) > 0; {
-		n := int(binary.BigEndian.Uint32(b))
-		var f protocol.Frame
-		if err := f.Decode(b[4 : 4+n]); err != nil {
-			t.Fatal(err)
-		}
+	for _, f := range queuedFrames(t, w) {
 		if f.Stream != 7 {
 			t.Fatalf("stream %d", f.Stream)
 		}
 		types = append(types, f.Type)
-		b = b[4+n:]
 	}
 	want := []protocol.Type{protocol.TypeWSReceive, protocol.TypeWSDisconnect}
 	if len(types) != len(want) || types[0] != want[0] || types[1] != want[1] {
@@ -67,14 +61,8 @@ func TestDisconnectDuringBodyQueueingFollowsTheFrame(t *testing.T) {
 		t.Fatal("pumpLength went on after the client was gone")
 	}
 	var got []string
-	for b := w.wbuf; len(b) > 0; {
-		n := int(binary.BigEndian.Uint32(b))
-		var f protocol.Frame
-		if err := f.Decode(b[4 : 4+n]); err != nil {
-			t.Fatal(err)
-		}
+	for _, f := range queuedFrames(t, w) {
 		got = append(got, f.Type.String()+":"+string(f.Body))
-		b = b[4+n:]
 	}
 	want := []string{protocol.TypeRequestBody.String() + ":abcd", protocol.TypeDisconnect.String() + ":"}
 	if strings.Join(got, " ") != strings.Join(want, " ") {
@@ -90,22 +78,32 @@ func TestDisconnectDuringBodyQueueingFollowsTheFrame(t *testing.T) {
 	}
 }
 
-// frameTypes decodes the frames queued for the worker (w.wbuf).
-func frameTypes(t *testing.T, w *workerConn) []string {
+// queuedFrames decodes the frames queued for the worker (w.wbuf).
+func queuedFrames(t *testing.T, w *workerConn) []protocol.Frame {
 	t.Helper()
-	var got []string
+	var frames []protocol.Frame
 	for b := w.wbuf; len(b) > 0; {
 		n := int(binary.BigEndian.Uint32(b))
 		var f protocol.Frame
 		if err := f.Decode(b[4 : 4+n]); err != nil {
 			t.Fatal(err)
 		}
+		frames = append(frames, f)
+		b = b[4+n:]
+	}
+	return frames
+}
+
+// frameTypes names the frames queued for the worker, a CREDIT with its increment.
+func frameTypes(t *testing.T, w *workerConn) []string {
+	t.Helper()
+	var got []string
+	for _, f := range queuedFrames(t, w) {
 		s := f.Type.String()
 		if f.Type == protocol.TypeCreditG2W {
 			s += ":" + strconv.FormatUint(f.Increment, 10)
 		}
 		got = append(got, s)
-		b = b[4+n:]
 	}
 	return got
 }

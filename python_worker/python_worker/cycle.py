@@ -538,13 +538,7 @@ class RequestCycle:
                 # response's first to pass), else after a wait for room (or inline: _emit).
                 if (self._in_ring or not conn._ring_waiters) and self._ring_piece(body, bool(more)):
                     self._send_window -= n
-                    if not more:
-                        self._state = self._final
-                    conn.flush_sent(self)
-                    if not more:
-                        w = self._waiter
-                        if w is not None and not w.done():
-                            w.set_result(None)
+                    self._queued(more)
                     return
                 await self._wait_ring_room(n)
             index = self._start_index
@@ -664,16 +658,21 @@ class RequestCycle:
             self._send_window -= piece
             pos = end
             if final:
-                if not more_body:
-                    self._state = self._final
                 self._emit(chunk, more_body)
-                conn.flush_sent(self)
-                if not more_body:
-                    w = self._waiter
-                    if w is not None and not w.done():
-                        w.set_result(None)
+                self._queued(more_body)
                 return
             self._emit(chunk, True)
+
+    def _queued(self, more_body: bool) -> None:
+        """The app's body message is queued: out now (flush_sent); the final one completes the
+        response (its state, and run()'s wait for it). (send()'s common paths do the same inline.)"""
+        if not more_body:
+            self._state = self._final
+        self.conn.flush_sent(self)
+        if not more_body:
+            w = self._waiter
+            if w is not None and not w.done():
+                w.set_result(None)
 
     async def _wait_credit(self) -> None:
         w = self._credit_waiter
