@@ -21,10 +21,14 @@ import (
 // that order (each name's values keep theirs; pseudo-fields first; the gateway's own fields after),
 // drops h2FieldOrder, and encodes the block again with its own encoder, which is the one the client
 // decodes. Every header block goes through that encoder, with or without h2FieldOrder, so the
-// client's HPACK state is the guard's. The guard's encoder uses no dynamic table (a size update to
-// 0 opens its first block): it needs no knowledge of the client's SETTINGS_HEADER_TABLE_SIZE, and
-// it splits blocks into frames of at most 16,384 bytes, which every peer accepts (RFC 9113 §4.2).
-// All other frames pass unchanged; a write that holds no header block is written as it is.
+// client's HPACK state is the guard's. The guard's encoder keeps a dynamic table of the size x/net's
+// has: both start at 4,096 bytes (RFC 9113 §6.5.2's default), and x/net's encoder opens its next
+// block with a size update when the client's SETTINGS_HEADER_TABLE_SIZE makes it shrink its table
+// (RFC 7541 §4.2); the guard takes those updates from the block's start and opens its own block
+// with the same (tableSizeUpdates). So the guard's encoder follows the client's setting exactly when
+// x/net's does, without reading the client's frames. It splits blocks into frames of at most 16,384
+// bytes, which every peer accepts (RFC 9113 §4.2). All other frames pass unchanged; a write that
+// holds no header block is written as it is.
 
 // h2FieldOrder is the field carrying the app's field names, in order, comma-separated, from
 // serveH2Stream to h2Guard.Write, which drops it: it never reaches the client. An app's own field
@@ -71,8 +75,42 @@ type h2Writer struct {
 func (w *h2Writer) init() {
 	w.dec = hpack.NewDecoder(4096, nil) // x/net's encoder starts at the default size...
 	w.dec.SetAllowedMaxDynamicTableSize(math.MaxUint32)
-	w.enc = hpack.NewEncoder(&w.encBuf)
-	w.enc.SetMaxDynamicTableSizeLimit(0) // (a size update to 0 opens the first block)
+	w.enc = hpack.NewEncoder(&w.encBuf)               // ... and so do the guard's and the client's decoder
+	w.enc.SetMaxDynamicTableSizeLimit(math.MaxUint32) // (the sizes x/net's updates give; tableSizeUpdates)
+}
+
+// tableSizeUpdates gives the guard's encoder the dynamic table size updates that open x/net's header
+// block (RFC 7541 §4.2: a block's size updates come before its first field), in their order, so that
+// the guard's block opens with them too (hpack.Encoder writes the smallest and the last). A block
+// without fields carries them in encBuf as they are.
+func (w *h2Writer) tableSizeUpdates(block []byte) error {
+	for len(block) > 0 && block[0]&0xe0 == 0x20 {
+		size, n, ok := hpackInteger(block, 5)
+		if !ok || size > math.MaxUint32 {
+			return errors.New("http2 guard: a malformed dynamic table size update from the server")
+		}
+		w.enc.SetMaxDynamicTableSize(uint32(size))
+		w.encBuf.Write(block[:n]) // (kept only for a block without fields: endFrame)
+		block = block[n:]
+	}
+	return nil
+}
+
+// hpackInteger decodes an HPACK integer with an n-bit prefix at the start of p (RFC 7541 §5.1): its
+// value and length; not ok if p ends first or the value does not fit in 56 bits.
+func hpackInteger(p []byte, n uint) (uint64, int, bool) {
+	limit := uint64(1)<<n - 1
+	v := uint64(p[0]) & limit
+	if v < limit {
+		return v, 1, true
+	}
+	for i, shift := 1, uint(0); i < len(p) && shift < 56; i, shift = i+1, shift+7 {
+		v += uint64(p[i]&0x7f) << shift
+		if p[i]&0x80 == 0 {
+			return v, i + 1, true
+		}
+	}
+	return 0, 0, false
 }
 
 func (g *h2Guard) Write(p []byte) (int, error) {
@@ -191,6 +229,12 @@ func (w *h2Writer) endFrame(out *[]byte) error {
 		return fmt.Errorf("http2 guard: decoding the server's header block: %w", err)
 	}
 	w.encBuf.Reset()
+	if err := w.tableSizeUpdates(w.block); err != nil {
+		return err
+	}
+	if len(fields) > 0 {
+		w.encBuf.Reset() // (the encoder writes the updates itself, before the first field)
+	}
 	for _, f := range orderFields(fields) {
 		if err := w.enc.WriteField(f); err != nil {
 			return fmt.Errorf("http2 guard: encoding a header block: %w", err)

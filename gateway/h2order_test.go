@@ -225,3 +225,73 @@ func TestOrderFields(t *testing.T) {
 		}
 	}
 }
+
+// The guard's encoder keeps a dynamic table as x/net's does (repeated fields cost a byte or two),
+// and shrinks it exactly when x/net's does: x/net's block that opens with a size update (the client
+// lowered SETTINGS_HEADER_TABLE_SIZE) gives the guard's block the same update.
+func TestH2GuardFollowsTheServersTableSize(t *testing.T) {
+	var out bytes.Buffer
+	fr := http2.NewFramer(&out, nil)
+	var hb bytes.Buffer
+	enc := hpack.NewEncoder(&hb) // x/net's
+	f := func(name, value string) hpack.HeaderField { return hpack.HeaderField{Name: name, Value: value} }
+	fields := []hpack.HeaderField{f(":status", "200"), f("content-type", "text/plain; charset=utf-8"),
+		f("server", "asgi-gateway"), f("x-request-id", "0123456789abcdef0123456789abcdef")}
+	header := func(sid uint32) {
+		hb.Reset()
+		for _, field := range fields {
+			enc.WriteField(field)
+		}
+		fr.WriteHeaders(http2.HeadersFrameParam{StreamID: sid, BlockFragment: hb.Bytes(), EndStream: true, EndHeaders: true})
+	}
+	header(1)
+	header(3)
+	enc.SetMaxDynamicTableSizeLimit(0) // the client's SETTINGS_HEADER_TABLE_SIZE 0, acknowledged
+	header(5)
+	header(7)
+	if hb.Bytes()[0] == 0x20 {
+		t.Fatal("test set-up: x/net's encoder repeats the update")
+	}
+	fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 9, BlockFragment: []byte{0x3f, 0xe1, 0x1f}, EndHeaders: true}) // an update to 4096 alone
+
+	c := &captureConn{}
+	if _, err := newH2Guard(c).Write(out.Bytes()); err != nil {
+		t.Fatal(err)
+	}
+	blocks := map[uint32][]byte{}
+	for r := http2.NewFramer(nil, bytes.NewReader(c.buf.Bytes())); ; {
+		frame, err := r.ReadFrame()
+		if err != nil {
+			break
+		}
+		blocks[frame.Header().StreamID] = append([]byte(nil), frame.(*http2.HeadersFrame).HeaderBlockFragment()...)
+	}
+	if len(blocks[3]) > 8 || len(blocks[1]) < 40 {
+		t.Fatalf("the repeated block is %d bytes (the first %d): no dynamic table?", len(blocks[3]), len(blocks[1]))
+	}
+	if blocks[1][0]&0xe0 == 0x20 || blocks[3][0]&0xe0 == 0x20 {
+		t.Fatal("a size update where x/net's blocks had none")
+	}
+	if blocks[5][0] != 0x20 || blocks[7][0]&0xe0 == 0x20 {
+		t.Fatalf("blocks after x/net's update to 0 open with % x and % x, want the update in the first only", blocks[5][:1], blocks[7][:1])
+	}
+	if len(blocks[7]) < 40 {
+		t.Fatalf("after the update to 0 a repeated block is %d bytes: still indexed", len(blocks[7]))
+	}
+	if !bytes.Equal(blocks[9], []byte{0x3f, 0xe1, 0x1f}) {
+		t.Fatalf("a block of an update alone: % x", blocks[9])
+	}
+	got := readClientSide(t, c.buf.Bytes())
+	for i, sid := range []uint32{1, 3, 5, 7} {
+		if got[i].sid != sid || !reflect.DeepEqual(got[i].fields, fields) {
+			t.Fatalf("block %d as the client decodes it: %+v", sid, got[i])
+		}
+	}
+
+	// A size update cut short is the server's error, not passed on.
+	out.Reset()
+	fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: []byte{0x3f, 0xe1}, EndHeaders: true})
+	if _, err := newH2Guard(&captureConn{}).Write(out.Bytes()); err == nil {
+		t.Fatal("a truncated size update went through")
+	}
+}
