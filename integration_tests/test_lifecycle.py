@@ -595,6 +595,39 @@ def test_max_requests_with_jitter_recycles_workers_without_a_failed_request(serv
     assert "reason=max-requests" in server.stderr()
 
 
+SLOW_START_APP = """
+import asyncio, os
+async def app(scope, receive, send):
+    if scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                if os.path.exists(os.environ["SLOW_FLAG"]):
+                    await asyncio.sleep(3)  # the replacements' start-up
+                await send({"type": "lifespan.startup.complete"})
+            else:
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": str(os.getpid()).encode()})
+"""
+
+
+def test_a_worker_past_max_requests_takes_none_while_another_is_ready(servers: Any, tmp_path: Path) -> None:
+    # Probe 59: --limit-max-requests 5 with two workers whose replacements take 3 s to start. The
+    # first worker to reach 5 gets no more requests while the other, under its limit, is ready
+    # (README: it serves on only while no other worker is ready).
+    (tmp_path / "slow_start_app.py").write_text(SLOW_START_APP)
+    flag = tmp_path / "slow.flag"
+    server = servers.start("slow_start_app:app", app_dir=tmp_path, workers=2, env={**os.environ, "SLOW_FLAG": str(flag)},
+                           extra_args=["--limit-max-requests", "5"])
+    flag.touch()  # (the first two started at once)
+    with httpx.Client(timeout=10) as client:
+        pids = [int(client.get(f"{server.url}/").text) for _ in range(9)]
+    counts = Counter(pids)
+    assert len(counts) == 2 and sorted(counts.values()) == [4, 5], (pids, server.stderr()[-2000:])
+
+
 FLAKY_IMPORT_APP = """
 import os
 if os.path.exists(os.environ["BROKEN_FLAG"]):
