@@ -97,7 +97,7 @@ func runFlags() []cli.Flag {
 		&cli.IntFlag{Name: "body-ring-size", Value: d.BodyRing >> 10, Usage: "KiB of shared memory per worker and direction that carries large request and response bodies past the worker socket (a multiple of 4, at least 64; 0: none)", EnvVars: env("body-ring-size"), Category: "Workers"},
 		&cli.Float64Flag{Name: "workers-lifetime", Usage: "replace a worker after this many seconds (0: never)", EnvVars: env("workers-lifetime"), Category: "Workers"},
 		&cli.StringFlag{Name: "lifespan", Value: "auto", Usage: "ASGI lifespan protocol: auto, on or off", EnvVars: env("lifespan"), Category: "Application"},
-		&cli.IntFlag{Name: "ws-max-size", Value: d.WSMaxSize, Usage: "largest WebSocket message in bytes (larger: close 1009)", EnvVars: env("ws-max-size"), Category: "WebSocket"},
+		&cli.IntFlag{Name: "ws-max-size", Value: d.WSMaxSize, Usage: "largest WebSocket message in bytes, inflated if it came compressed (larger: close 1009)", EnvVars: env("ws-max-size"), Category: "WebSocket"},
 		&cli.Float64Flag{Name: "ws-ping-interval", Value: d.WSPingInterval.Seconds(), Usage: "ping WebSocket clients every this many seconds (0: never)", EnvVars: env("ws-ping-interval"), Category: "WebSocket"},
 		&cli.Float64Flag{Name: "ws-ping-timeout", Value: d.WSPingTimeout.Seconds(), Usage: "close a WebSocket whose pong is this many seconds late (0: never)", EnvVars: env("ws-ping-timeout"), Category: "WebSocket"},
 		&cli.BoolFlag{Name: "ws-per-message-deflate", Value: d.WSPerMessageDeflate, Usage: "negotiate permessage-deflate compression (--ws-per-message-deflate=false to turn off)", EnvVars: env("ws-per-message-deflate"), Category: "WebSocket"},

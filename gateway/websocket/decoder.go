@@ -48,9 +48,10 @@ type Event struct {
 // copy; the payloads of fragmented or partially arrived messages are copied
 // into an internal buffer, which Release drops.
 type Decoder struct {
-	// MaxMessage is the largest message accepted, in bytes (for compressed
-	// messages, both the compressed and the inflated size); 0 means
-	// DefaultMaxMessage.
+	// MaxMessage is the largest message accepted, in bytes: for a compressed
+	// message its inflated size, while its compressed payload may be a quarter
+	// larger (maxCompressed: deflate's framing, a sync flush per fragment, on
+	// data that does not compress); 0 means DefaultMaxMessage.
 	MaxMessage int64
 
 	// permessage-deflate
@@ -98,6 +99,16 @@ func (d *Decoder) maxMessage() int64 {
 		return d.MaxMessage
 	}
 	return DefaultMaxMessage
+}
+
+// maxCompressed is the largest compressed payload of a message: MaxMessage
+// and a quarter. A message that inflates to MaxMessage or less may take more
+// than that on the wire (a client that flushes each fragment adds 5 bytes to
+// each; stored blocks add 5 per 64 KiB), and the compressed bytes are kept
+// until the message ends, so they are bounded too.
+func (d *Decoder) maxCompressed() int64 {
+	m := d.maxMessage()
+	return m + m/4 + 1024
 }
 
 func (d *Decoder) fail(n int, err *ProtocolError) (int, Event, error) {
@@ -248,11 +259,16 @@ func (d *Decoder) Next(buf []byte) (n int, ev Event, err error) {
 			}
 			hdr, plen = 10, int64(u)
 		}
-		have := int64(0)
+		have, limit := int64(0), d.maxMessage()
 		if op == opContinuation {
 			have = int64(len(d.msg))
+			if d.compress {
+				limit = d.maxCompressed()
+			}
+		} else if b0&bitRsv1 != 0 {
+			limit = d.maxCompressed() // (the inflated size is checked as it inflates)
 		}
-		if plen > d.maxMessage()-have {
+		if plen > limit-have {
 			return d.fail(n, errTooBig)
 		}
 		if len(b) < hdr+4 {

@@ -257,7 +257,7 @@ func TestDeflateErrors(t *testing.T) {
 		{"bad utf8 binary ok", clientFrames(fin(opBinary|bitRsv1, newClient(false).compress("ok \xff"))), 0, 0},
 		{"inflated over max", clientFrames(fin(opText|bitRsv1, newClient(false).compress(strings.Repeat("a", 101)))), 100, 1009},
 		{"inflated at max", clientFrames(fin(opText|bitRsv1, newClient(false).compress(strings.Repeat("a", 100)))), 100, 0},
-		{"compressed over max", clientFrames(fin(opText|bitRsv1, big)), int64(len(big) - 1), 1009},
+		{"compressed over max, inflated more", clientFrames(fin(opText|bitRsv1, big)), int64(len(big) - 1), 1009},
 	} {
 		for _, step := range []int{0, 1} {
 			d := &Decoder{MaxMessage: tc.max}
@@ -265,6 +265,67 @@ func TestDeflateErrors(t *testing.T) {
 			if _, err := decodeAll(t, d, tc.in, step); errCode(err) != tc.code {
 				t.Errorf("%s step %d: %v; want code %d", tc.name, step, err, tc.code)
 			}
+		}
+	}
+}
+
+// flushedFragments compresses msg as a client that flushes after each piece of size bytes and sends
+// each flush as a fragment (RFC 7692 §7.2.1: the message's final 00 00 ff ff removed).
+func flushedFragments(op byte, msg []byte, size int) ([]frame, int) {
+	var buf bytes.Buffer
+	w, _ := flate.NewWriter(&buf, flate.BestSpeed)
+	var frames []frame
+	total := 0
+	for i := 0; i < len(msg); i += size {
+		buf.Reset()
+		w.Write(msg[i:min(i+size, len(msg))])
+		w.Flush()
+		p := buf.Bytes()
+		b0 := byte(0)
+		if i == 0 {
+			b0 = op | bitRsv1
+		}
+		if i+size >= len(msg) {
+			b0 |= bitFin
+			p = p[:len(p)-4]
+		}
+		frames = append(frames, frame{b0: b0, payload: string(p)})
+		total += len(p)
+	}
+	return frames, total
+}
+
+// --ws-max-size bounds a compressed message's inflated size: a message that inflates to no more
+// may take more on the wire (probe 61: 60,000 random bytes in 100-byte fragments, each flushed,
+// are 65,996 bytes compressed, and were refused under a limit of 65,536). The compressed bytes,
+// kept until the message ends, are bounded at the limit and a quarter.
+func TestDeflateMaxSizeIsTheInflatedSize(t *testing.T) {
+	random := make([]byte, 60000)
+	r := rand.New(rand.NewPCG(7, 8))
+	for i := range random {
+		random[i] = byte(r.Uint32())
+	}
+	frames, wire := flushedFragments(opBinary, random, 100)
+	if wire <= 65536 {
+		t.Fatalf("test set-up: %d bytes on the wire", wire)
+	}
+	tiny, tinyWire := flushedFragments(opBinary, random[:2000], 1) // 1-byte fragments: 6 bytes each
+	for _, step := range []int{0, 7} {
+		d := &Decoder{MaxMessage: 65536}
+		d.SetDeflate(&DeflateParams{})
+		evs, err := decodeAll(t, d, clientFrames(frames...), step)
+		if err != nil || len(evs) != 1 || !bytes.Equal(evs[0].Data, random) {
+			t.Fatalf("step %d: %d events, %v", step, len(evs), err)
+		}
+		d = &Decoder{MaxMessage: 59999}
+		d.SetDeflate(&DeflateParams{})
+		if _, err := decodeAll(t, d, clientFrames(frames...), step); errCode(err) != CloseTooBig {
+			t.Fatalf("step %d: inflated over the limit: %v", step, err)
+		}
+		d = &Decoder{MaxMessage: 4000}
+		d.SetDeflate(&DeflateParams{})
+		if _, err := decodeAll(t, d, clientFrames(tiny...), step); errCode(err) != CloseTooBig || tinyWire <= 4000+1000+1024 {
+			t.Fatalf("step %d: %d compressed bytes for 2,000 under a limit of 4,000: %v", step, tinyWire, err)
 		}
 	}
 }
