@@ -81,19 +81,19 @@ func (w *h2Writer) init() {
 
 // tableSizeUpdates gives the guard's encoder the dynamic table size updates that open x/net's header
 // block (RFC 7541 §4.2: a block's size updates come before its first field), in their order, so that
-// the guard's block opens with them too (hpack.Encoder writes the smallest and the last). A block
-// without fields carries them in encBuf as they are.
-func (w *h2Writer) tableSizeUpdates(block []byte) error {
-	for len(block) > 0 && block[0]&0xe0 == 0x20 {
-		size, n, ok := hpackInteger(block, 5)
+// the guard's block opens with them too (hpack.Encoder writes the smallest and the last, before the
+// block's first field). It returns the updates' length in block.
+func (w *h2Writer) tableSizeUpdates(block []byte) (int, error) {
+	end := 0
+	for end < len(block) && block[end]&0xe0 == 0x20 {
+		size, n, ok := hpackInteger(block[end:], 5)
 		if !ok || size > math.MaxUint32 {
-			return errors.New("http2 guard: a malformed dynamic table size update from the server")
+			return 0, errors.New("http2 guard: a malformed dynamic table size update from the server")
 		}
 		w.enc.SetMaxDynamicTableSize(uint32(size))
-		w.encBuf.Write(block[:n]) // (kept only for a block without fields: endFrame)
-		block = block[n:]
+		end += n
 	}
-	return nil
+	return end, nil
 }
 
 // hpackInteger decodes an HPACK integer with an n-bit prefix at the start of p (RFC 7541 §5.1): its
@@ -228,12 +228,13 @@ func (w *h2Writer) endFrame(out *[]byte) error {
 	if err != nil {
 		return fmt.Errorf("http2 guard: decoding the server's header block: %w", err)
 	}
-	w.encBuf.Reset()
-	if err := w.tableSizeUpdates(w.block); err != nil {
+	updates, err := w.tableSizeUpdates(w.block)
+	if err != nil {
 		return err
 	}
-	if len(fields) > 0 {
-		w.encBuf.Reset() // (the encoder writes the updates itself, before the first field)
+	w.encBuf.Reset()
+	if len(fields) == 0 {
+		w.encBuf.Write(w.block[:updates]) // (no field for the encoder to write them before)
 	}
 	for _, f := range orderFields(fields) {
 		if err := w.enc.WriteField(f); err != nil {
