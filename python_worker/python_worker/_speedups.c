@@ -22,6 +22,10 @@
  * http_scope(frame, state, extensions) builds the http scope of a decoded HTTP_REQUEST as
  * python_worker.cycle.RequestCycle._make_scope does: new dicts and a new headers list per call.
  *
+ * fast_send(cycle, message) is RequestCycle.send for the two messages of most responses (a plain
+ * http.response.start, then a small final http.response.body), working on the slots of the classes
+ * given to bind_send; for anything else it does nothing and returns False.
+ *
  * weakset_hooks(wset) makes WeakSet.add and WeakSet's _remove callback, in C, for asyncio's task
  * registry (python_worker.worker installs them on that one set).
  *
@@ -29,6 +33,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <structmember.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -301,12 +306,10 @@ static int valid_field(PyObject *name, PyObject *value) {
     return 1;
 }
 
-static PyObject *pack_headers(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 3 || !PyBytes_CheckExact(args[1]) || !PyBytes_CheckExact(args[2])) {
-        PyErr_SetString(PyExc_TypeError, "pack_headers(headers, head: bytes, tail: bytes)");
-        return NULL;
-    }
-    PyObject *headers = args[0], *head = args[1], *tail = args[2];
+/* head + headers + tail (pack_headers), from raw head and tail bytes; None (a new reference) when the
+ * headers are not plain pairs. */
+static PyObject *pack_headers_between(PyObject *headers, const char *head, Py_ssize_t head_len, const char *tail,
+                                      Py_ssize_t tail_len) {
     PyObject *const *items;
     Py_ssize_t count;
     if (PyList_CheckExact(headers)) {
@@ -319,7 +322,7 @@ static PyObject *pack_headers(PyObject *module, PyObject *const *args, Py_ssize_
         Py_RETURN_NONE;
     }
     if (count > 0xFFFFFFFF) Py_RETURN_NONE;
-    Py_ssize_t size = PyBytes_GET_SIZE(head) + PyBytes_GET_SIZE(tail) + (count < 16 ? 1 : count < 0x10000 ? 3 : 5);
+    Py_ssize_t size = head_len + tail_len + (count < 16 ? 1 : count < 0x10000 ? 3 : 5);
     for (Py_ssize_t i = 0; i < count; i++) {
         PyObject *name, *value;
         if (!header_pair(items[i], &name, &value) || !valid_field(name, value)) Py_RETURN_NONE;
@@ -329,8 +332,8 @@ static PyObject *pack_headers(PyObject *module, PyObject *const *args, Py_ssize_
     PyObject *out = PyBytes_FromStringAndSize(NULL, size);
     if (out == NULL) return NULL;
     unsigned char *w = (unsigned char *)PyBytes_AS_STRING(out);
-    memcpy(w, PyBytes_AS_STRING(head), (size_t)PyBytes_GET_SIZE(head));
-    w += PyBytes_GET_SIZE(head);
+    memcpy(w, head, (size_t)head_len);
+    w += head_len;
     if (count < 16) {
         *w++ = (unsigned char)(0x90 | count);
     } else if (count < 0x10000) {
@@ -347,8 +350,17 @@ static PyObject *pack_headers(PyObject *module, PyObject *const *args, Py_ssize_
         w = put_bin(w, name);
         w = put_bin(w, value);
     }
-    memcpy(w, PyBytes_AS_STRING(tail), (size_t)PyBytes_GET_SIZE(tail));
+    memcpy(w, tail, (size_t)tail_len);
     return out;
+}
+
+static PyObject *pack_headers(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 3 || !PyBytes_CheckExact(args[1]) || !PyBytes_CheckExact(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "pack_headers(headers, head: bytes, tail: bytes)");
+        return NULL;
+    }
+    return pack_headers_between(args[0], PyBytes_AS_STRING(args[1]), PyBytes_GET_SIZE(args[1]),
+                                PyBytes_AS_STRING(args[2]), PyBytes_GET_SIZE(args[2]));
 }
 
 /* ------------------------------------------------------------------------------------------------
@@ -702,6 +714,296 @@ static int init_hooks(void) {
     return 0;
 }
 
+/* ------------------------------------------------------------------------------------------------
+ * send(): a small response's two messages
+ *
+ * fast_send(cycle, message) does what python_worker.cycle.RequestCycle.send does for the messages of
+ * most responses: an http.response.start with an int status and plain headers, and then a final
+ * http.response.body small enough to go in the held RESPONSE_START. It returns True when it did,
+ * and False, having changed nothing, for anything else (another message, state or value, a body
+ * with more to come or one for the ring, a window or a paused transport to wait for): send() then
+ * goes on in Python, which accepts or refuses the message with its own code. It reads and writes
+ * the RequestCycle's and its Connection's slots directly, at the offsets bind_send took from the
+ * classes' member descriptors (before bind_send it returns False).
+ */
+
+enum {
+    CY_STATE, CY_DISCONNECTED, CY_FLAGS, CY_SID_ENC, CY_CONN, CY_FINAL, CY_BODY_SENT, CY_IN_RING,
+    CY_HEAD_HELD, CY_START_HEAD, CY_START_INDEX, CY_SEND_WINDOW, CY_WAITER, CY_N
+};
+static const char *const cy_names[CY_N] = {
+    "_state", "disconnected", "flags", "sid_enc", "conn", "_final", "_body_sent", "_in_ring",
+    "_head_held", "_start_head", "_start_index", "_send_window", "_waiter",
+};
+enum { CO_MAX_FRAME, CO_MAX_PIECE, CO_OUT, CO_PLACEHOLDERS, CO_FLUSH_SCHEDULED, CO_WRITE_PAUSED, CO_WROTE_EARLY, CO_N };
+static const char *const co_names[CO_N] = {
+    "max_frame", "max_piece", "_out", "_placeholders", "_flush_scheduled", "_write_paused", "_wrote_early",
+};
+static Py_ssize_t cy_off[CY_N], co_off[CO_N];
+static PyTypeObject *cycle_type, *conn_type; /* NULL until bind_send */
+static PyObject *st_not_started, *st_started, *st_complete; /* cycle.py's _NOT_STARTED, _STARTED, _COMPLETE */
+static long long trailers_allowed, ring_min_piece;
+static PyObject *s_status, *s_headers, *s_trailers, *s_body, *s_more_body, *s_start_type, *s_body_type,
+    *s_schedule_flush, *s_write_out, *s_done, *s_set_result, *empty_bytes, *empty_tuple;
+
+#define SLOT(o, off) (*(PyObject **)((char *)(o) + (off)))
+
+/* Replaces a slot's value with v (a new reference); -1 if v is NULL (an error). */
+static int set_slot(PyObject *o, Py_ssize_t off, PyObject *v) {
+    if (v == NULL) return -1;
+    PyObject *old = SLOT(o, off);
+    SLOT(o, off) = v;
+    Py_XDECREF(old);
+    return 0;
+}
+
+/* A slot holding an exact int that fits: 1 and its value, else 0. */
+static int slot_int(PyObject *o, Py_ssize_t off, long long *out) {
+    PyObject *v = SLOT(o, off);
+    if (v == NULL || !PyLong_CheckExact(v)) return 0;
+    int overflow;
+    long long x = PyLong_AsLongLongAndOverflow(v, &overflow);
+    if (overflow || (x == -1 && PyErr_Occurred())) {
+        PyErr_Clear();
+        return 0;
+    }
+    *out = x;
+    return 1;
+}
+
+/* A slot holding True (1) or False (0); -1 for anything else. */
+static int slot_bool(PyObject *o, Py_ssize_t off) {
+    PyObject *v = SLOT(o, off);
+    return v == Py_True ? 1 : v == Py_False ? 0 : -1;
+}
+
+static int same_str(PyObject *a, PyObject *b) {
+    return a == b || (PyUnicode_CheckExact(a) && PyUnicode_Compare(a, b) == 0);
+}
+
+/* message[key] (borrowed), or dflt when it has no such key; NULL with an error set. */
+static PyObject *get(PyObject *message, PyObject *key, PyObject *dflt) {
+    PyObject *v = PyDict_GetItemWithError(message, key);
+    return v != NULL ? v : PyErr_Occurred() ? NULL : dflt;
+}
+
+/* conn._schedule_flush() unless a flush is scheduled. */
+static int schedule_flush(PyObject *conn) {
+    if (SLOT(conn, co_off[CO_FLUSH_SCHEDULED]) == Py_True) return 0;
+    PyObject *r = PyObject_CallMethodNoArgs(conn, s_schedule_flush);
+    Py_XDECREF(r);
+    return r == NULL ? -1 : 0;
+}
+
+/* RequestCycle._start for a start message with an int status in 200..599 and plain headers, no
+ * trailers: 1 done, 0 not this case (nothing changed), -1 error. */
+static int fast_start(PyObject *self, PyObject *conn, PyObject *message) {
+    PyObject *status = get(message, s_status, NULL);
+    if (status == NULL) return PyErr_Occurred() ? -1 : 0;
+    if (!PyLong_CheckExact(status)) return 0;
+    int overflow;
+    long code = PyLong_AsLongAndOverflow(status, &overflow);
+    if (overflow || code < 200 || code > 599) return 0;
+    PyObject *headers = get(message, s_headers, empty_tuple);
+    if (headers == NULL) return -1;
+    long long flags, max_frame, placeholders;
+    if (!slot_int(self, cy_off[CY_FLAGS], &flags) || !slot_int(conn, co_off[CO_MAX_FRAME], &max_frame) ||
+        !slot_int(conn, co_off[CO_PLACEHOLDERS], &placeholders))
+        return 0;
+    if (flags & trailers_allowed) {
+        PyObject *trailers = get(message, s_trailers, Py_False);
+        if (trailers != Py_False) return trailers == NULL ? -1 : 0; /* trailers (or not a bool): in Python */
+    }
+    PyObject *sid_enc = SLOT(self, cy_off[CY_SID_ENC]), *out = SLOT(conn, co_off[CO_OUT]);
+    if (sid_enc == NULL || !PyBytes_CheckExact(sid_enc) || PyBytes_GET_SIZE(sid_enc) > 9 || out == NULL ||
+        !PyList_CheckExact(out))
+        return 0;
+    /* RESPONSE_START up to its headers: 97 12 sid status; after them, flags 0 */
+    unsigned char prefix[2 + 9 + 3], *w = prefix;
+    *w++ = 0x97;
+    *w++ = 0x12;
+    memcpy(w, PyBytes_AS_STRING(sid_enc), (size_t)PyBytes_GET_SIZE(sid_enc));
+    w = put_uint(w + PyBytes_GET_SIZE(sid_enc), (uint64_t)code);
+    PyObject *head = pack_headers_between(headers, (const char *)prefix, w - prefix, "\x00", 1);
+    if (head == NULL) return -1;
+    if (head == Py_None || PyBytes_GET_SIZE(head) + 3 > max_frame) { /* (Python refuses the size) */
+        Py_DECREF(head);
+        return 0;
+    }
+    if (set_slot(self, cy_off[CY_START_INDEX], PyLong_FromSsize_t(PyList_GET_SIZE(out))) < 0 ||
+        set_slot(conn, co_off[CO_PLACEHOLDERS], PyLong_FromLongLong(placeholders + 1)) < 0) {
+        Py_DECREF(head);
+        return -1;
+    }
+    set_slot(self, cy_off[CY_START_HEAD], head);
+    set_slot(self, cy_off[CY_FINAL], Py_NewRef(st_complete));
+    set_slot(self, cy_off[CY_BODY_SENT], Py_NewRef(Py_False));
+    set_slot(self, cy_off[CY_IN_RING], Py_NewRef(Py_False));
+    set_slot(self, cy_off[CY_HEAD_HELD], Py_NewRef(Py_False));
+    set_slot(self, cy_off[CY_STATE], Py_NewRef(st_started));
+    if (PyList_Append(out, self) < 0) return -1;
+    return schedule_flush(conn) < 0 ? -1 : 1;
+}
+
+/* send()'s inlined common case for a final body: into the held RESPONSE_START, then out
+ * (Connection.flush_sent), and run()'s wait for it ended. 1 done, 0 not this case, -1 error. */
+static int fast_body(PyObject *self, PyObject *conn, PyObject *message) {
+    PyObject *body = get(message, s_body, empty_bytes);
+    if (body == NULL) return -1;
+    if (!PyBytes_CheckExact(body)) return 0;
+    PyObject *more = get(message, s_more_body, Py_False);
+    if (more != Py_False) return more == NULL ? -1 : 0; /* more to come (or not a bool): in Python */
+    Py_ssize_t n = PyBytes_GET_SIZE(body);
+    long long window, max_piece, max_frame, placeholders, index;
+    PyObject *head = SLOT(self, cy_off[CY_START_HEAD]), *final = SLOT(self, cy_off[CY_FINAL]),
+             *out = SLOT(conn, co_off[CO_OUT]);
+    if (!slot_int(self, cy_off[CY_SEND_WINDOW], &window) || !slot_int(conn, co_off[CO_MAX_PIECE], &max_piece) ||
+        !slot_int(conn, co_off[CO_MAX_FRAME], &max_frame) || !slot_int(conn, co_off[CO_PLACEHOLDERS], &placeholders) ||
+        !slot_int(self, cy_off[CY_START_INDEX], &index) || slot_bool(conn, co_off[CO_WRITE_PAUSED]) != 0 ||
+        head == NULL || !PyBytes_CheckExact(head) || final == NULL || out == NULL || !PyList_CheckExact(out))
+        return 0;
+    if (n > window || n > max_piece || n >= ring_min_piece || n >= 256 || PyBytes_GET_SIZE(head) + 258 > max_frame ||
+        index < 0 || index >= PyList_GET_SIZE(out) || PyList_GET_ITEM(out, index) != self)
+        return 0;
+    /* the whole RESPONSE_START: length, head, bin8 body, false */
+    Py_ssize_t hn = PyBytes_GET_SIZE(head), payload = hn + 2 + n + 1;
+    PyObject *frame = PyBytes_FromStringAndSize(NULL, 4 + payload);
+    if (frame == NULL) return -1;
+    unsigned char *w = put_be((unsigned char *)PyBytes_AS_STRING(frame), (uint64_t)payload, 4);
+    memcpy(w, PyBytes_AS_STRING(head), (size_t)hn);
+    w += hn;
+    *w++ = 0xc4;
+    *w++ = (unsigned char)n;
+    memcpy(w, PyBytes_AS_STRING(body), (size_t)n);
+    w[n] = 0xc2;
+    if (set_slot(self, cy_off[CY_SEND_WINDOW], PyLong_FromLongLong(window - n)) < 0 ||
+        set_slot(conn, co_off[CO_PLACEHOLDERS], PyLong_FromLongLong(placeholders - 1)) < 0) {
+        Py_DECREF(frame);
+        return -1;
+    }
+    set_slot(self, cy_off[CY_STATE], Py_NewRef(final));
+    set_slot(self, cy_off[CY_START_INDEX], Py_NewRef(Py_None));
+    PyList_SetItem(out, index, frame); /* (steals frame; releases the list's reference to self) */
+    /* Connection.flush_sent(self) */
+    PyObject *early = SLOT(conn, co_off[CO_WROTE_EARLY]);
+    if (early != NULL && early != Py_None && early != self) {
+        if (schedule_flush(conn) < 0) return -1;
+    } else {
+        set_slot(conn, co_off[CO_WROTE_EARLY], Py_NewRef(self));
+        PyObject *r = PyObject_CallMethodNoArgs(conn, s_write_out);
+        if (r == NULL) return -1;
+        Py_DECREF(r);
+        if (schedule_flush(conn) < 0) return -1;
+    }
+    /* run()'s wait for the response, if it waits (the app's task receiving while it sends) */
+    PyObject *waiter = SLOT(self, cy_off[CY_WAITER]);
+    if (waiter != NULL && waiter != Py_None) {
+        Py_INCREF(waiter);
+        PyObject *done = PyObject_CallMethodNoArgs(waiter, s_done);
+        int d = done == NULL ? -1 : PyObject_IsTrue(done);
+        Py_XDECREF(done);
+        if (d == 0) {
+            PyObject *r = PyObject_CallMethodOneArg(waiter, s_set_result, Py_None);
+            d = r == NULL ? -1 : 1;
+            Py_XDECREF(r);
+        }
+        Py_DECREF(waiter);
+        if (d < 0) return -1;
+    }
+    return 1;
+}
+
+static PyObject *fast_send(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "fast_send(cycle, message)");
+        return NULL;
+    }
+    PyObject *self = args[0], *message = args[1];
+    if (cycle_type == NULL || !PyObject_TypeCheck(self, cycle_type) || !PyDict_CheckExact(message))
+        Py_RETURN_FALSE;
+    PyObject *conn = SLOT(self, cy_off[CY_CONN]), *state = SLOT(self, cy_off[CY_STATE]);
+    if (conn == NULL || !PyObject_TypeCheck(conn, conn_type) || state == NULL ||
+        slot_bool(self, cy_off[CY_DISCONNECTED]) != 0)
+        Py_RETURN_FALSE;
+    PyObject *type = get(message, k_type, NULL);
+    if (type == NULL) {
+        if (PyErr_Occurred()) return NULL;
+        Py_RETURN_FALSE;
+    }
+    int r = 0;
+    Py_INCREF(self); /* (the output list's reference to it goes in fast_body) */
+    Py_INCREF(conn);
+    if (state == st_not_started) {
+        if (same_str(type, s_start_type)) r = fast_start(self, conn, message);
+    } else if (state == st_started) {
+        if (same_str(type, s_body_type)) r = fast_body(self, conn, message);
+    }
+    Py_DECREF(conn);
+    Py_DECREF(self);
+    if (r < 0) return NULL;
+    return PyBool_FromLong(r);
+}
+
+/* The PyMemberDef offset of an object slot of cls (a __slots__ entry), or -1 with an error. */
+static Py_ssize_t slot_offset(PyTypeObject *cls, const char *name) {
+    PyObject *d = PyObject_GetAttrString((PyObject *)cls, name);
+    if (d == NULL) return -1;
+    Py_ssize_t off = -1;
+    if (Py_IS_TYPE(d, &PyMemberDescr_Type) && ((PyMemberDescrObject *)d)->d_member->type == T_OBJECT_EX)
+        off = ((PyMemberDescrObject *)d)->d_member->offset;
+    else
+        PyErr_Format(PyExc_TypeError, "bind_send: %s.%s is not a __slots__ entry", cls->tp_name, name);
+    Py_DECREF(d);
+    return off;
+}
+
+static PyObject *bind_send(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 7 || !PyType_Check(args[0]) || !PyType_Check(args[1]) || !PyLong_CheckExact(args[5]) ||
+        !PyLong_CheckExact(args[6])) {
+        PyErr_SetString(PyExc_TypeError,
+                        "bind_send(RequestCycle, Connection, NOT_STARTED, STARTED, COMPLETE, FLAG_TRAILERS_ALLOWED, "
+                        "RING_MIN_PIECE)");
+        return NULL;
+    }
+    Py_ssize_t cy[CY_N], co[CO_N];
+    for (int i = 0; i < CY_N; i++)
+        if ((cy[i] = slot_offset((PyTypeObject *)args[0], cy_names[i])) < 0) return NULL;
+    for (int i = 0; i < CO_N; i++)
+        if ((co[i] = slot_offset((PyTypeObject *)args[1], co_names[i])) < 0) return NULL;
+    long long allowed = PyLong_AsLongLong(args[5]), min_piece = PyLong_AsLongLong(args[6]);
+    if (PyErr_Occurred()) return NULL;
+    memcpy(cy_off, cy, sizeof cy);
+    memcpy(co_off, co, sizeof co);
+    trailers_allowed = allowed;
+    ring_min_piece = min_piece;
+    Py_XSETREF(st_not_started, Py_NewRef(args[2]));
+    Py_XSETREF(st_started, Py_NewRef(args[3]));
+    Py_XSETREF(st_complete, Py_NewRef(args[4]));
+    Py_XSETREF(conn_type, (PyTypeObject *)Py_NewRef(args[1]));
+    Py_XSETREF(cycle_type, (PyTypeObject *)Py_NewRef(args[0]));
+    Py_RETURN_NONE;
+}
+
+static int init_send_constants(void) {
+#define INTERN(var, text) \
+    if ((var = PyUnicode_InternFromString(text)) == NULL) return -1
+    INTERN(s_status, "status");
+    INTERN(s_headers, "headers");
+    INTERN(s_trailers, "trailers");
+    INTERN(s_body, "body");
+    INTERN(s_more_body, "more_body");
+    INTERN(s_start_type, "http.response.start");
+    INTERN(s_body_type, "http.response.body");
+    INTERN(s_schedule_flush, "_schedule_flush");
+    INTERN(s_write_out, "_write_out");
+    INTERN(s_done, "done");
+    INTERN(s_set_result, "set_result");
+#undef INTERN
+    if ((empty_bytes = PyBytes_FromStringAndSize(NULL, 0)) == NULL) return -1;
+    if ((empty_tuple = PyTuple_New(0)) == NULL) return -1;
+    return 0;
+}
+
 static PyMethodDef methods[] = {
     {"decode_fast", (PyCFunction)(void (*)(void))decode_fast, METH_FASTCALL,
      "decode_fast(payload) or decode_fast(buffer, start, end) -> tuple | None: the frame payload (or\n"
@@ -723,6 +1025,12 @@ static PyMethodDef methods[] = {
     {"weakset_hooks", (PyCFunction)weakset_hooks, METH_O,
      "weakset_hooks(wset) -> (add, remove): WeakSet.add and WeakSet's _remove callback for this set, in C, to\n"
      "set as its instance attributes (python_worker.worker speeds up asyncio's task registry with them)."},
+    {"fast_send", (PyCFunction)(void (*)(void))fast_send, METH_FASTCALL,
+     "fast_send(cycle, message) -> bool: RequestCycle.send for a plain http.response.start, or a small final\n"
+     "http.response.body that goes with the held start; False, with nothing done, for anything else."},
+    {"bind_send", (PyCFunction)(void (*)(void))bind_send, METH_FASTCALL,
+     "bind_send(RequestCycle, Connection, NOT_STARTED, STARTED, COMPLETE, FLAG_TRAILERS_ALLOWED, RING_MIN_PIECE):\n"
+     "the classes whose slots fast_send uses, and cycle.py's constants."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -733,6 +1041,6 @@ static struct PyModuleDef module = {
 
 PyMODINIT_FUNC PyInit__speedups(void) {
     init_field_tables();
-    if (init_scope_constants() < 0 || init_hooks() < 0) return NULL;
+    if (init_scope_constants() < 0 || init_hooks() < 0 || init_send_constants() < 0) return NULL;
     return PyModule_Create(&module);
 }

@@ -30,7 +30,7 @@ import struct
 from collections import deque
 from typing import Any, Awaitable, Callable, Deque, Dict, List, Optional, Tuple, Union
 
-from .cycle import RequestCycle
+from .cycle import RequestCycle, bind_fast_send
 from .protocol import (
     CANCEL,
     SHUTDOWN,
@@ -638,3 +638,6 @@ class Connection(asyncio.Protocol):
         if not self._closed:
             self._flush()
             self.transport.close()
+
+
+bind_fast_send(Connection)

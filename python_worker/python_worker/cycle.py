@@ -87,6 +87,9 @@ logger = logging.getLogger("python_worker.app")
 
 _CancelledError = asyncio.CancelledError
 _http_scope = speedups.http_scope if speedups is not None else None
+# send()'s common messages in C (False: not done, go on in Python); bound to the classes' slots by
+# bind_fast_send once Connection exists.
+_fast_send = speedups.fast_send if speedups is not None else None
 _pack_u32 = struct.Struct(">I").pack
 _BIN8 = [b"\xc4" + bytes((i,)) for i in range(256)]
 
@@ -514,6 +517,8 @@ class RequestCycle:
     # ASGI send
 
     async def send(self, message: Any) -> None:
+        if _fast_send is not None and _fast_send(self, message):
+            return  # a plain start, or a small final body that goes with it: done as below, in C
         state = self._state
         if state == _STARTED:
             if self.disconnected:
@@ -972,6 +977,15 @@ class RequestCycle:
         if self._error is None:
             self._error = exc
         raise exc
+
+
+def bind_fast_send(connection_class: type) -> None:
+    """Let the C module's ``fast_send`` work on :class:`RequestCycle` and ``connection_class``'s slots
+    (connection.py calls this once its class exists)."""
+    if speedups is not None:
+        speedups.bind_send(
+            RequestCycle, connection_class, _NOT_STARTED, _STARTED, _COMPLETE, FLAG_TRAILERS_ALLOWED, RING_MIN_PIECE
+        )
 
 
 def _describe(exc: BaseException) -> str:

@@ -9,13 +9,14 @@ encodings). The worker's build (``make venv``) compiles the module: its absence 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import pathlib
 import random
 import subprocess
 import sys
-from typing import Any, List, Optional
+from typing import Any, List, Optional, Tuple
 
 import msgpack
 import pytest
@@ -408,3 +409,189 @@ def test_http_scope_agrees(monkeypatch: pytest.MonkeyPatch) -> None:
         C._http_scope((1, 2), {}, {})
     with pytest.raises(TypeError):
         C._http_scope(P.decode(pack(http_request())), None, {})
+
+
+class _Transport(asyncio.Transport):
+    """Keeps each write (and writelines) of the worker, separately."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: List[bytes] = []
+
+    def write(self, data: Any) -> None:
+        self.writes.append(bytes(data))
+
+    def writelines(self, parts: Any) -> None:
+        self.writes.append(b"".join(bytes(p) for p in parts))
+
+    def is_closing(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        pass
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return default
+
+
+class _Status(int):
+    pass
+
+
+def _start(status: Any = 200, headers: Any = ((b"content-type", b"text/plain"),), **more: Any) -> dict:
+    return {"type": "http.response.start", "status": status, "headers": headers, **more}
+
+
+def _body(body: Any = b"Hello, world!", **more: Any) -> dict:
+    return {"type": "http.response.body", "body": body, **more}
+
+
+def _send_scenarios() -> List[Tuple[int, List[Any]]]:
+    """(HTTP_REQUEST flags, the app's messages): each a dict for send(), or "receive" (a task that
+    calls receive() twice while the app sends on). New objects per call (one is an iterator)."""
+    return [
+        (0, [_start(), _body()]),
+        (0, [_start(headers=[[b"a", b"1"], (b"b", b"")] * 9), _body(b"")]),
+        (0, [{"type": "http.response.start", "status": 599}, {"type": "http.response.body"}]),
+        (0, [_start(204, headers=()), _body(b"x" * 255)]),
+        (0, [_start(), _body(b"x" * 256)]),  # too large to ride in the start here
+        (0, [_start(), _body(b"x" * 20000)]),
+        (0, [_start(), _body(b"a", more_body=True), _body(b"b", more_body=False)]),
+        (0, [_start(), _body(b"", more_body=True), _body(b"end")]),
+        (0, [_start(), _body(b"a", more_body=1), _body(b"b", more_body=0)]),
+        (0, [_start(), _body(bytearray(b"ba")), _body(b"after")]),
+        (0, [_start(), _body(memoryview(b"mv"))]),
+        (0, [_start(), _body("text")]),
+        (0, [_start(), _body(), _body(b"ignored"), _start()]),
+        (0, [_start(_Status(201)), _body()]),
+        (0, [_start(True), _body()]),
+        (0, [_start(199), _body()]),
+        (0, [_start(600), _body()]),
+        (0, [_start(2**70), _body()]),
+        (0, [_start("200"), _body()]),
+        (0, [_start(headers=[(b"bad name", b"v")]), _body()]),
+        (0, [_start(headers=[(b"x", b"a\nb")]), _body()]),
+        (0, [_start(headers=[(b"x", "str")]), _body()]),
+        (0, [_start(headers=iter([(b"x", b"y")])), _body()]),
+        (0, [_start(headers=[(b"x", b"y" * 5000)]), _body()]),  # over the frame limit
+        (0, [_start(headers=[(b"x", b"y" * 3900)]), _body(b"z" * 200)]),  # the body does not fit beside them
+        (0, [_body()]),
+        (0, [_start(), _start()]),
+        (0, [{"status": 200}]),
+        (0, [{"type": "http.response.start", "status": 200, "headers": [], "extra": 1}, _body()]),
+        (P.FLAG_TRAILERS_ALLOWED, [_start(trailers=False), _body()]),
+        (P.FLAG_TRAILERS_ALLOWED, [_start(trailers=True), _body(),
+                                   {"type": "http.response.trailers", "headers": [(b"t", b"1")]}]),
+        (P.FLAG_TRAILERS_ALLOWED, [_start(trailers=1), _body(),
+                                   {"type": "http.response.trailers", "headers": []}]),
+        (0, [_start(trailers=True), _body()]),  # not advertised: the key is ignored
+        (P.FLAG_SMALL_WINDOW, [_start(), _body(b"w" * 200)]),
+        (0, ["receive", _start(), _body()]),
+    ]
+
+
+async def _drive(scenarios: List[Tuple[int, List[Any]]], one_batch: bool) -> Tuple[List[bytes], dict]:
+    """Run each scenario as a request of one Connection; the worker's writes and each step's outcome."""
+    from python_worker.connection import Connection
+
+    outcomes: dict = {}
+
+    async def receiver(res: List[Any], receive: Any) -> None:
+        for _ in range(2):
+            res.append((await receive())["type"])
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        i = int(scope["path"][1:])
+        res = outcomes[i] = []
+        task = None
+        for m in scenarios[i][1]:
+            if m == "receive":
+                task = asyncio.ensure_future(receiver(res, receive))
+                await asyncio.sleep(0)
+                continue
+            try:
+                await send(m)
+                res.append("ok")
+            except Exception as exc:
+                res.append((type(exc).__name__, str(exc)))
+        if task is not None:
+            await asyncio.wait_for(task, 5)
+
+    conn = Connection(app, P.encode_hello_worker(1, "t"), loop=asyncio.get_running_loop())
+    transport = _Transport()
+    conn.connection_made(transport)
+    conn.data_received(P.encode([P.HELLO, 0, {"protocol": 1, "pid": 1, "max_frame": 4096, "window": 65536,
+                                              "worker_id": 0}]))
+    transport.writes.clear()
+    requests = [
+        P.encode(http_request(sid=i + 1, path=f"/{i}", flags=flags, more=steps[0] == "receive"))
+        for i, (flags, steps) in enumerate(scenarios)
+    ]
+    for data in [b"".join(requests)] if one_batch else requests:
+        conn.data_received(data)
+        for _ in range(5):
+            await asyncio.sleep(0)
+    for _ in range(50):
+        await asyncio.sleep(0)
+    assert not conn.streams
+    return transport.writes, outcomes
+
+
+@needs_module
+@pytest.mark.parametrize("one_batch", [True, False], ids=["one-batch", "one-by-one"])
+def test_fast_send_agrees(monkeypatch: pytest.MonkeyPatch, one_batch: bool) -> None:
+    """send() with the C fast path and without it: the same writes, byte for byte and write for
+    write (the first stream's early write included), and the same outcome of every send(); and the
+    fast path did take the common messages."""
+    from python_worker import cycle as C
+
+    fast = C._fast_send
+    assert fast is not None
+    taken: List[Any] = []
+
+    def counting(cycle: Any, message: Any) -> bool:
+        done = fast(cycle, message)
+        if done:
+            taken.append(message)
+        return done
+
+    scenarios = _send_scenarios()
+    with monkeypatch.context() as m:
+        m.setattr(C, "_fast_send", counting)
+        with_c = asyncio.run(_drive(scenarios, one_batch))
+    with monkeypatch.context() as m:
+        m.setattr(C, "_fast_send", None)
+        python = asyncio.run(_drive(_send_scenarios(), one_batch))
+    assert with_c[1] == python[1]
+    assert with_c[0] == python[0]
+    assert len(with_c[0]) >= 2  # (the early write, then the flush)
+    # Taken: the plain starts (not HTTPStatus, bool, out-of-range or non-plain headers, not trailers)
+    # and the final bodies under 256 bytes that ride in them.
+    firsts = [steps[0] for _, steps in scenarios]
+    assert firsts[0] in taken and scenarios[0][1][1] in taken
+    assert scenarios[3][1][1] in taken and scenarios[2][1][1] in taken
+    assert all(not any(m is t for t in taken) for m in scenarios[13][1][:1] + scenarios[14][1][:1])
+    assert not any(t is scenarios[4][1][1] for t in taken)  # 256 bytes: in Python
+    assert not any(t is scenarios[30][1][0] for t in taken)  # trailers: in Python
+    assert sum(1 for t in taken if t["type"] == "http.response.start") >= 20
+
+
+@needs_module
+def test_fast_send_without_binding_does_nothing() -> None:
+    """fast_send on objects that are not the bound classes (or a message that is not a dict) does
+    nothing and says so."""
+    from python_worker import _speedups
+    from python_worker import cycle as C
+
+    class Other:
+        _state = 0
+
+    assert _speedups.fast_send(Other(), _start()) is False
+    assert _speedups.fast_send(C.RequestCycle.__new__(C.RequestCycle), _start()) is False  # no conn
+    with pytest.raises(TypeError):
+        _speedups.fast_send(Other())  # type: ignore[call-arg]
+    with pytest.raises(AttributeError):
+        _speedups.bind_send(C.RequestCycle, Other, 0, 1, 2, 2, 16384)  # no such attributes
+    Other.max_frame = 1  # type: ignore[attr-defined]
+    with pytest.raises(TypeError, match="Other.max_frame is not a __slots__ entry"):
+        _speedups.bind_send(C.RequestCycle, Other, 0, 1, 2, 2, 16384)
