@@ -22,9 +22,10 @@
  * http_scope(frame, state, extensions) builds the http scope of a decoded HTTP_REQUEST as
  * python_worker.cycle.RequestCycle._make_scope does: new dicts and a new headers list per call.
  *
- * fast_send(cycle, message) is RequestCycle.send for the two messages of most responses (a plain
- * http.response.start, then a small final http.response.body), working on the slots of the classes
- * given to bind_send; for anything else it does nothing and returns False.
+ * new_cycle, start_app, fast_send and end_ok are python_worker.cycle.RequestCycle's per-request steps
+ * (its construction, the app's call, send() for the two messages of most responses, the END after
+ * a complete response), on the slots of the classes given to bind_cycle, for the common cases: for
+ * anything else they do nothing and say so, and the Python code runs.
  *
  * weakset_hooks(wset) makes WeakSet.add and WeakSet's _remove callback, in C, for asyncio's task
  * registry (python_worker.worker installs them on that one set).
@@ -500,13 +501,20 @@ static int set_item(PyObject *d, PyObject *k, PyObject *v) {
     return r;
 }
 
+static PyObject *build_http_scope(PyObject *frame, PyObject *state, PyObject *extensions);
+
 static PyObject *http_scope(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 3 || !PyTuple_CheckExact(args[0]) || PyTuple_GET_SIZE(args[0]) < 15 || !PyDict_Check(args[1]) ||
         !PyDict_Check(args[2])) {
         PyErr_SetString(PyExc_TypeError, "http_scope(frame: HTTP_REQUEST tuple, state: dict, extensions: dict)");
         return NULL;
     }
-    PyObject *const *f = &PyTuple_GET_ITEM(args[0], 0);
+    return build_http_scope(args[0], args[1], args[2]);
+}
+
+/* http_scope's dict from a checked frame (an HTTP_REQUEST tuple), state and extensions dicts. */
+static PyObject *build_http_scope(PyObject *frame, PyObject *state, PyObject *extensions) {
+    PyObject *const *f = &PyTuple_GET_ITEM(frame, 0);
     PyObject *scope = PyDict_New();
     if (scope == NULL) return NULL;
     PyObject *asgi = PyDict_New();
@@ -523,7 +531,7 @@ static PyObject *http_scope(PyObject *module, PyObject *const *args, Py_ssize_t 
         PyDict_SetItem(scope, k_method, f[3]) < 0 || PyDict_SetItem(scope, k_root_path, f[8]) < 0 ||
         PyDict_SetItem(scope, k_path, f[5]) < 0 || PyDict_SetItem(scope, k_raw_path, f[6]) < 0 ||
         PyDict_SetItem(scope, k_query_string, f[7]) < 0 || set_item(scope, k_headers, PySequence_List(f[9])) < 0 ||
-        set_item(scope, k_state, PyDict_Copy(args[1])) < 0 || PyDict_SetItem(scope, k_extensions, args[2]) < 0) {
+        set_item(scope, k_state, PyDict_Copy(state)) < 0 || PyDict_SetItem(scope, k_extensions, extensions) < 0) {
         Py_DECREF(scope);
         return NULL;
     }
@@ -715,36 +723,56 @@ static int init_hooks(void) {
 }
 
 /* ------------------------------------------------------------------------------------------------
- * send(): a small response's two messages
+ * The request cycle: python_worker.cycle.RequestCycle's per-request steps, on its slots
  *
- * fast_send(cycle, message) does what python_worker.cycle.RequestCycle.send does for the messages of
- * most responses: an http.response.start with an int status and plain headers, and then a final
- * http.response.body small enough to go in the held RESPONSE_START. It returns True when it did,
- * and False, having changed nothing, for anything else (another message, state or value, a body
- * with more to come or one for the ring, a window or a paused transport to wait for): send() then
- * goes on in Python, which accepts or refuses the message with its own code. It reads and writes
- * the RequestCycle's and its Connection's slots directly, at the offsets bind_send took from the
- * classes' member descriptors (before bind_send it returns False).
+ * bind_cycle(RequestCycle, Connection, constants) gives the functions below the offsets of the
+ * classes' __slots__ (from their member descriptors) and cycle.py's constants; before it, they do
+ * nothing (None, False). Each does what the Python code it stands for does, for the common case
+ * only, and otherwise changes nothing and says so: the Python code then runs, and accepts or refuses
+ * with its own messages.
+ *
+ * new_cycle(conn, frame) is RequestCycle(conn, frame) for an HTTP_REQUEST without the tls item.
+ *
+ * start_app(cycle) is conn.app(cycle._make_scope(), cycle.receive, cycle.send): the app's awaitable.
+ *
+ * fast_send(cycle, message) is RequestCycle.send for the messages of most responses: an
+ * http.response.start with an int status and plain headers, and then a final http.response.body
+ * small enough to go in the held RESPONSE_START. True when it did; False for anything else
+ * (another message, state or value, a body with more to come or one for the ring, a window or a
+ * paused transport to wait for).
+ *
+ * end_ok(cycle) is run()'s END OK after a complete response (True), or False when the response is
+ * not complete or an error is set.
  */
 
 enum {
     CY_STATE, CY_DISCONNECTED, CY_FLAGS, CY_SID_ENC, CY_CONN, CY_FINAL, CY_BODY_SENT, CY_IN_RING,
-    CY_HEAD_HELD, CY_START_HEAD, CY_START_INDEX, CY_SEND_WINDOW, CY_WAITER, CY_N
+    CY_HEAD_HELD, CY_START_HEAD, CY_START_INDEX, CY_SEND_WINDOW, CY_WAITER, CY_FRAME, CY_SID, CY_REQ_WINDOW,
+    CY_BODY, CY_MORE_BODY, CY_CHUNKS, CY_REQ_DONE, CY_SCOPE, CY_TASK, CY_UNGRANTED, CY_CUT, CY_CREDIT_WAITER,
+    CY_ERROR, CY_CANCEL_REASON, CY_N
 };
 static const char *const cy_names[CY_N] = {
     "_state", "disconnected", "flags", "sid_enc", "conn", "_final", "_body_sent", "_in_ring",
-    "_head_held", "_start_head", "_start_index", "_send_window", "_waiter",
+    "_head_held", "_start_head", "_start_index", "_send_window", "_waiter", "_frame", "sid", "_req_window",
+    "_body", "_more_body", "_chunks", "_req_done", "scope", "task", "_ungranted", "_cut", "_credit_waiter",
+    "_error", "_cancel_reason",
 };
-enum { CO_MAX_FRAME, CO_MAX_PIECE, CO_OUT, CO_PLACEHOLDERS, CO_FLUSH_SCHEDULED, CO_WRITE_PAUSED, CO_WROTE_EARLY, CO_N };
+enum {
+    CO_MAX_FRAME, CO_MAX_PIECE, CO_OUT, CO_PLACEHOLDERS, CO_FLUSH_SCHEDULED, CO_WRITE_PAUSED, CO_WROTE_EARLY,
+    CO_WINDOW, CO_STATE, CO_STREAMS, CO_CLOSED, CO_APP, CO_N
+};
 static const char *const co_names[CO_N] = {
     "max_frame", "max_piece", "_out", "_placeholders", "_flush_scheduled", "_write_paused", "_wrote_early",
+    "window", "state", "streams", "_closed", "app",
 };
 static Py_ssize_t cy_off[CY_N], co_off[CO_N];
-static PyTypeObject *cycle_type, *conn_type; /* NULL until bind_send */
-static PyObject *st_not_started, *st_started, *st_complete; /* cycle.py's _NOT_STARTED, _STARTED, _COMPLETE */
-static long long trailers_allowed, ring_min_piece;
+static PyTypeObject *cycle_type, *conn_type; /* NULL until bind_cycle */
+/* cycle.py's _NOT_STARTED, _STARTED, _COMPLETE, and _EXT_KEYS (extension names by flag bits) */
+static PyObject *st_not_started, *st_started, *st_complete, *ext_keys;
+static long long trailers_allowed, ring_min_piece, expect_continue, small_window_flag, small_window, ext_flags;
 static PyObject *s_status, *s_headers, *s_trailers, *s_body, *s_more_body, *s_start_type, *s_body_type,
-    *s_schedule_flush, *s_write_out, *s_done, *s_set_result, *empty_bytes, *empty_tuple;
+    *s_schedule_flush, *s_write_out, *s_done, *s_set_result, *s_make_scope, *s_receive, *s_send, *empty_bytes,
+    *empty_tuple;
 
 #define SLOT(o, off) (*(PyObject **)((char *)(o) + (off)))
 
@@ -944,6 +972,158 @@ static PyObject *fast_send(PyObject *module, PyObject *const *args, Py_ssize_t n
     return PyBool_FromLong(r);
 }
 
+static PyObject *new_cycle(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "new_cycle(conn, frame)");
+        return NULL;
+    }
+    PyObject *conn = args[0], *f = args[1];
+    if (cycle_type == NULL || !PyObject_TypeCheck(conn, conn_type) || !PyTuple_CheckExact(f) ||
+        PyTuple_GET_SIZE(f) != 15)
+        Py_RETURN_NONE;
+    PyObject *sid = PyTuple_GET_ITEM(f, 1), *flags = PyTuple_GET_ITEM(f, 12), *body = PyTuple_GET_ITEM(f, 13),
+             *more = PyTuple_GET_ITEM(f, 14);
+    long long conn_window, fl, sid_value;
+    if (!PyLong_CheckExact(sid) || !PyLong_CheckExact(flags) || !PyBytes_CheckExact(body) || !PyBool_Check(more) ||
+        !slot_int(conn, co_off[CO_WINDOW], &conn_window))
+        Py_RETURN_NONE;
+    fl = PyLong_AsLongLong(flags);
+    sid_value = PyLong_AsLongLong(sid);
+    if ((fl == -1 || sid_value == -1) && PyErr_Occurred()) {
+        PyErr_Clear();
+        Py_RETURN_NONE;
+    }
+    if (sid_value < 0) Py_RETURN_NONE;
+    long long window = fl & expect_continue ? 0 : conn_window;
+    window -= PyBytes_GET_SIZE(body);
+    if (window < 0) Py_RETURN_NONE; /* (Python refuses it) */
+    long long send_window = conn_window;
+    if (fl & small_window_flag && small_window < send_window) send_window = small_window;
+    unsigned char enc[9];
+    PyObject *sid_enc = PyBytes_FromStringAndSize((const char *)enc, put_uint(enc, (uint64_t)sid_value) - enc);
+    if (sid_enc == NULL) return NULL;
+    PyObject *self = cycle_type->tp_alloc(cycle_type, 0);
+    if (self == NULL) {
+        Py_DECREF(sid_enc);
+        return NULL;
+    }
+    /* In the order of RequestCycle.__init__ and _init_stream_state. */
+    const int which[] = {CY_CONN, CY_FRAME, CY_SID, CY_SID_ENC, CY_FLAGS, CY_REQ_WINDOW, CY_BODY, CY_MORE_BODY,
+                         CY_CHUNKS, CY_REQ_DONE, CY_SCOPE, CY_TASK, CY_UNGRANTED, CY_WAITER, CY_STATE, CY_CUT,
+                         CY_SEND_WINDOW, CY_START_HEAD, CY_START_INDEX, CY_CREDIT_WAITER, CY_DISCONNECTED, CY_ERROR,
+                         CY_CANCEL_REASON};
+    PyObject *values[] = {
+        Py_NewRef(conn), Py_NewRef(f), Py_NewRef(sid), sid_enc, Py_NewRef(flags), PyLong_FromLongLong(window),
+        Py_NewRef(body), Py_NewRef(more), Py_NewRef(Py_None), PyBool_FromLong(more == Py_False),
+        Py_NewRef(Py_None), Py_NewRef(Py_None), PyLong_FromLong(0), Py_NewRef(Py_None), Py_NewRef(st_not_started),
+        Py_NewRef(Py_False), PyLong_FromLongLong(send_window), Py_NewRef(empty_bytes), Py_NewRef(Py_None),
+        Py_NewRef(Py_None), Py_NewRef(Py_False), Py_NewRef(Py_None), Py_NewRef(Py_None),
+    };
+    int n = (int)(sizeof which / sizeof which[0]), failed = 0;
+    for (int i = 0; i < n; i++) {
+        if (failed || values[i] == NULL) {
+            failed = 1;
+            Py_XDECREF(values[i]);
+        } else {
+            set_slot(self, cy_off[which[i]], values[i]);
+        }
+    }
+    if (failed) {
+        Py_DECREF(self);
+        return NULL;
+    }
+    return self;
+}
+
+static PyObject *start_app(PyObject *module, PyObject *self) {
+    if (cycle_type == NULL || !PyObject_TypeCheck(self, cycle_type)) {
+        PyErr_SetString(PyExc_TypeError, "start_app(cycle): a RequestCycle (after bind_cycle)");
+        return NULL;
+    }
+    PyObject *conn = SLOT(self, cy_off[CY_CONN]), *f = SLOT(self, cy_off[CY_FRAME]);
+    if (conn == NULL || !PyObject_TypeCheck(conn, conn_type)) {
+        PyErr_SetString(PyExc_TypeError, "start_app(cycle): the cycle's conn is not a Connection");
+        return NULL;
+    }
+    Py_INCREF(conn);
+    PyObject *scope = NULL, *state = SLOT(conn, co_off[CO_STATE]), *extensions = NULL;
+    long long flags;
+    if (f != NULL && PyTuple_CheckExact(f) && PyTuple_GET_SIZE(f) == 15 && state != NULL && PyDict_Check(state) &&
+        PyLong_CheckExact(PyTuple_GET_ITEM(f, 12)) && (flags = PyLong_AsLongLong(PyTuple_GET_ITEM(f, 12))) >= 0 &&
+        !(flags & FLAG_TLS)) {
+        /* RequestCycle._make_scope without the tls extension */
+        PyObject *names = PyList_GET_ITEM(ext_keys, flags & ext_flags);
+        extensions = PyDict_New();
+        for (Py_ssize_t i = 0; extensions != NULL && i < PyTuple_GET_SIZE(names); i++)
+            if (set_item(extensions, PyTuple_GET_ITEM(names, i), PyDict_New()) < 0) Py_CLEAR(extensions);
+        if (extensions != NULL) {
+            Py_INCREF(f);
+            scope = build_http_scope(f, state, extensions);
+            Py_DECREF(extensions);
+            if (scope != NULL) {
+                set_slot(self, cy_off[CY_FRAME], Py_NewRef(Py_None));
+                set_slot(self, cy_off[CY_SCOPE], Py_NewRef(scope));
+            }
+            Py_DECREF(f);
+        }
+    } else {
+        PyErr_Clear(); /* (a flags value that does not fit: the Python code's) */
+        scope = PyObject_CallMethodNoArgs(self, s_make_scope);
+    }
+    PyObject *result = NULL, *receive = NULL, *send = NULL, *app = SLOT(conn, co_off[CO_APP]);
+    if (scope != NULL && app != NULL && (receive = PyObject_GetAttr(self, s_receive)) != NULL &&
+        (send = PyObject_GetAttr(self, s_send)) != NULL) {
+        PyObject *call[3] = {scope, receive, send};
+        Py_INCREF(app);
+        result = PyObject_Vectorcall(app, call, 3, NULL);
+        Py_DECREF(app);
+    } else if (scope != NULL && app == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "app");
+    }
+    Py_XDECREF(send);
+    Py_XDECREF(receive);
+    Py_XDECREF(scope);
+    Py_DECREF(conn);
+    return result;
+}
+
+static PyObject *end_ok(PyObject *module, PyObject *self) {
+    if (cycle_type == NULL || !PyObject_TypeCheck(self, cycle_type)) Py_RETURN_FALSE;
+    PyObject *conn = SLOT(self, cy_off[CY_CONN]), *sid = SLOT(self, cy_off[CY_SID]),
+             *sid_enc = SLOT(self, cy_off[CY_SID_ENC]), *error = SLOT(self, cy_off[CY_ERROR]);
+    if (SLOT(self, cy_off[CY_STATE]) != st_complete || error != Py_None || conn == NULL ||
+        !PyObject_TypeCheck(conn, conn_type) || sid == NULL || sid_enc == NULL || !PyBytes_CheckExact(sid_enc) ||
+        PyBytes_GET_SIZE(sid_enc) > 9)
+        Py_RETURN_FALSE;
+    PyObject *streams = SLOT(conn, co_off[CO_STREAMS]), *out = SLOT(conn, co_off[CO_OUT]);
+    int closed = slot_bool(conn, co_off[CO_CLOSED]);
+    if (streams == NULL || !PyDict_CheckExact(streams) || out == NULL || !PyList_CheckExact(out) || closed < 0)
+        Py_RETURN_FALSE;
+    Py_INCREF(conn);
+    int r = 0;
+    /* conn.streams.pop(sid, None) */
+    int present = PyDict_Contains(streams, sid);
+    if (present < 0 || (present && PyDict_DelItem(streams, sid) < 0)) r = -1;
+    if (r == 0) set_slot(self, cy_off[CY_DISCONNECTED], Py_NewRef(Py_True));
+    if (r == 0 && !closed) {
+        /* END: 94 15 sid 00 a0 (outcome OK, message "") */
+        Py_ssize_t k = PyBytes_GET_SIZE(sid_enc);
+        unsigned char buf[4 + 2 + 9 + 2], *w = put_be(buf, (uint64_t)(4 + k), 4);
+        *w++ = 0x94;
+        *w++ = 0x15;
+        memcpy(w, PyBytes_AS_STRING(sid_enc), (size_t)k);
+        w += k;
+        *w++ = 0x00;
+        *w++ = 0xa0;
+        PyObject *frame = PyBytes_FromStringAndSize((const char *)buf, w - buf);
+        if (frame == NULL || PyList_Append(out, frame) < 0 || schedule_flush(conn) < 0) r = -1;
+        Py_XDECREF(frame);
+    }
+    Py_DECREF(conn);
+    if (r < 0) return NULL;
+    Py_RETURN_TRUE;
+}
+
 /* The PyMemberDef offset of an object slot of cls (a __slots__ entry), or -1 with an error. */
 static Py_ssize_t slot_offset(PyTypeObject *cls, const char *name) {
     PyObject *d = PyObject_GetAttrString((PyObject *)cls, name);
@@ -952,33 +1132,65 @@ static Py_ssize_t slot_offset(PyTypeObject *cls, const char *name) {
     if (Py_IS_TYPE(d, &PyMemberDescr_Type) && ((PyMemberDescrObject *)d)->d_member->type == T_OBJECT_EX)
         off = ((PyMemberDescrObject *)d)->d_member->offset;
     else
-        PyErr_Format(PyExc_TypeError, "bind_send: %s.%s is not a __slots__ entry", cls->tp_name, name);
+        PyErr_Format(PyExc_TypeError, "bind_cycle: %s.%s is not a __slots__ entry", cls->tp_name, name);
     Py_DECREF(d);
     return off;
 }
 
-static PyObject *bind_send(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 7 || !PyType_Check(args[0]) || !PyType_Check(args[1]) || !PyLong_CheckExact(args[5]) ||
-        !PyLong_CheckExact(args[6])) {
-        PyErr_SetString(PyExc_TypeError,
-                        "bind_send(RequestCycle, Connection, NOT_STARTED, STARTED, COMPLETE, FLAG_TRAILERS_ALLOWED, "
-                        "RING_MIN_PIECE)");
+/* constants[name] as an exact int; -1 with an error set if it is missing or not one. */
+static int const_int(PyObject *constants, const char *name, long long *out) {
+    PyObject *v = PyDict_GetItemString(constants, name);
+    if (v == NULL || !PyLong_CheckExact(v)) {
+        PyErr_Format(PyExc_TypeError, "bind_cycle: constants['%s'] must be an int", name);
+        return -1;
+    }
+    *out = PyLong_AsLongLong(v);
+    return *out == -1 && PyErr_Occurred() ? -1 : 0;
+}
+
+static PyObject *bind_cycle(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 3 || !PyType_Check(args[0]) || !PyType_Check(args[1]) || !PyDict_CheckExact(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "bind_cycle(RequestCycle, Connection, constants: dict)");
         return NULL;
     }
+    PyObject *constants = args[2];
     Py_ssize_t cy[CY_N], co[CO_N];
     for (int i = 0; i < CY_N; i++)
         if ((cy[i] = slot_offset((PyTypeObject *)args[0], cy_names[i])) < 0) return NULL;
     for (int i = 0; i < CO_N; i++)
         if ((co[i] = slot_offset((PyTypeObject *)args[1], co_names[i])) < 0) return NULL;
-    long long allowed = PyLong_AsLongLong(args[5]), min_piece = PyLong_AsLongLong(args[6]);
-    if (PyErr_Occurred()) return NULL;
+    long long c[7], unused;
+    const char *names[7] = {"FLAG_TRAILERS_ALLOWED", "RING_MIN_PIECE", "FLAG_EXPECT_CONTINUE", "FLAG_SMALL_WINDOW",
+                            "SMALL_WINDOW", "EXT_FLAGS", "FLAG_TLS"};
+    for (int i = 0; i < 7; i++)
+        if (const_int(constants, names[i], &c[i]) < 0) return NULL;
+    PyObject *states[3], *keys = PyDict_GetItemString(constants, "EXT_KEYS");
+    const char *state_names[3] = {"NOT_STARTED", "STARTED", "COMPLETE"};
+    for (int i = 0; i < 3; i++) {
+        if (const_int(constants, state_names[i], &unused) < 0) return NULL;
+        states[i] = PyDict_GetItemString(constants, state_names[i]);
+    }
+    if (keys == NULL || !PyList_CheckExact(keys) || PyList_GET_SIZE(keys) != c[5] + 1 || c[6] != FLAG_TLS) {
+        PyErr_SetString(PyExc_TypeError, "bind_cycle: constants['EXT_KEYS'] must be a list of EXT_FLAGS + 1 tuples");
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(keys); i++)
+        if (!PyTuple_CheckExact(PyList_GET_ITEM(keys, i))) {
+            PyErr_SetString(PyExc_TypeError, "bind_cycle: constants['EXT_KEYS'] must be a list of tuples");
+            return NULL;
+        }
     memcpy(cy_off, cy, sizeof cy);
     memcpy(co_off, co, sizeof co);
-    trailers_allowed = allowed;
-    ring_min_piece = min_piece;
-    Py_XSETREF(st_not_started, Py_NewRef(args[2]));
-    Py_XSETREF(st_started, Py_NewRef(args[3]));
-    Py_XSETREF(st_complete, Py_NewRef(args[4]));
+    trailers_allowed = c[0];
+    ring_min_piece = c[1];
+    expect_continue = c[2];
+    small_window_flag = c[3];
+    small_window = c[4];
+    ext_flags = c[5];
+    Py_XSETREF(st_not_started, Py_NewRef(states[0]));
+    Py_XSETREF(st_started, Py_NewRef(states[1]));
+    Py_XSETREF(st_complete, Py_NewRef(states[2]));
+    Py_XSETREF(ext_keys, Py_NewRef(keys));
     Py_XSETREF(conn_type, (PyTypeObject *)Py_NewRef(args[1]));
     Py_XSETREF(cycle_type, (PyTypeObject *)Py_NewRef(args[0]));
     Py_RETURN_NONE;
@@ -998,6 +1210,9 @@ static int init_send_constants(void) {
     INTERN(s_write_out, "_write_out");
     INTERN(s_done, "done");
     INTERN(s_set_result, "set_result");
+    INTERN(s_make_scope, "_make_scope");
+    INTERN(s_receive, "receive");
+    INTERN(s_send, "send");
 #undef INTERN
     if ((empty_bytes = PyBytes_FromStringAndSize(NULL, 0)) == NULL) return -1;
     if ((empty_tuple = PyTuple_New(0)) == NULL) return -1;
@@ -1028,9 +1243,17 @@ static PyMethodDef methods[] = {
     {"fast_send", (PyCFunction)(void (*)(void))fast_send, METH_FASTCALL,
      "fast_send(cycle, message) -> bool: RequestCycle.send for a plain http.response.start, or a small final\n"
      "http.response.body that goes with the held start; False, with nothing done, for anything else."},
-    {"bind_send", (PyCFunction)(void (*)(void))bind_send, METH_FASTCALL,
-     "bind_send(RequestCycle, Connection, NOT_STARTED, STARTED, COMPLETE, FLAG_TRAILERS_ALLOWED, RING_MIN_PIECE):\n"
-     "the classes whose slots fast_send uses, and cycle.py's constants."},
+    {"new_cycle", (PyCFunction)(void (*)(void))new_cycle, METH_FASTCALL,
+     "new_cycle(conn, frame) -> RequestCycle | None: RequestCycle(conn, frame) for an HTTP_REQUEST without\n"
+     "the tls item; None, with nothing done, for anything else."},
+    {"start_app", (PyCFunction)start_app, METH_O,
+     "start_app(cycle) -> awaitable: conn.app(cycle._make_scope(), cycle.receive, cycle.send)."},
+    {"end_ok", (PyCFunction)end_ok, METH_O,
+     "end_ok(cycle) -> bool: run()'s END OK after a complete response; False, with nothing done, otherwise."},
+    {"bind_cycle", (PyCFunction)(void (*)(void))bind_cycle, METH_FASTCALL,
+     "bind_cycle(RequestCycle, Connection, constants): the classes whose slots new_cycle, start_app, fast_send\n"
+     "and end_ok use, and cycle.py's constants (NOT_STARTED, STARTED, COMPLETE, FLAG_TRAILERS_ALLOWED,\n"
+     "RING_MIN_PIECE, FLAG_EXPECT_CONTINUE, FLAG_SMALL_WINDOW, SMALL_WINDOW, EXT_FLAGS, EXT_KEYS, FLAG_TLS)."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -87,9 +87,13 @@ logger = logging.getLogger("python_worker.app")
 
 _CancelledError = asyncio.CancelledError
 _http_scope = speedups.http_scope if speedups is not None else None
-# send()'s common messages in C (False: not done, go on in Python); bound to the classes' slots by
-# bind_fast_send once Connection exists.
+# The per-request steps in C, for the common cases (None or False: not done, go on in Python):
+# RequestCycle(conn, frame), the app's call, send()'s two messages of most responses, and END OK.
+# They work on the classes' slots, given by bind_cycle once Connection exists.
+new_cycle_fast = speedups.new_cycle if speedups is not None else None
+_start_app = speedups.start_app if speedups is not None else None
 _fast_send = speedups.fast_send if speedups is not None else None
+_end_ok = speedups.end_ok if speedups is not None else None
 _pack_u32 = struct.Struct(">I").pack
 _BIN8 = [b"\xc4" + bytes((i,)) for i in range(256)]
 
@@ -300,12 +304,17 @@ class RequestCycle:
     async def run(self) -> None:
         """The stream's task: runs the app, then sends END (always the stream's last frame)."""
         try:
-            result = await self.conn.app(self._make_scope(), self.receive, self.send)
+            if _start_app is not None:
+                result = await _start_app(self)  # (the same call, in C)
+            else:
+                result = await self.conn.app(self._make_scope(), self.receive, self.send)
         except BaseException as exc:  # noqa: B036 - the worker survives whatever the app raises
             outcome, message = self._raised(exc)
         else:
             if result is not None:
                 logger.warning("ASGI callable returned a value other than None (%s); it is ignored", type(result).__name__)
+            if _end_ok is not None and _end_ok(self):
+                return  # END OK after a complete response, in C (as below)
             if self._state == _COMPLETE and self._error is None:
                 # The common case, inlined: END OK.
                 conn = self.conn
@@ -979,13 +988,23 @@ class RequestCycle:
         raise exc
 
 
-def bind_fast_send(connection_class: type) -> None:
-    """Let the C module's ``fast_send`` work on :class:`RequestCycle` and ``connection_class``'s slots
-    (connection.py calls this once its class exists)."""
+def bind_cycle(connection_class: type) -> None:
+    """Let the C module's request-cycle steps work on :class:`RequestCycle`'s and
+    ``connection_class``'s slots (connection.py calls this once its class exists)."""
     if speedups is not None:
-        speedups.bind_send(
-            RequestCycle, connection_class, _NOT_STARTED, _STARTED, _COMPLETE, FLAG_TRAILERS_ALLOWED, RING_MIN_PIECE
-        )
+        speedups.bind_cycle(RequestCycle, connection_class, {
+            "NOT_STARTED": _NOT_STARTED,
+            "STARTED": _STARTED,
+            "COMPLETE": _COMPLETE,
+            "FLAG_TRAILERS_ALLOWED": FLAG_TRAILERS_ALLOWED,
+            "RING_MIN_PIECE": RING_MIN_PIECE,
+            "FLAG_EXPECT_CONTINUE": FLAG_EXPECT_CONTINUE,
+            "FLAG_SMALL_WINDOW": FLAG_SMALL_WINDOW,
+            "SMALL_WINDOW": SMALL_WINDOW,
+            "EXT_FLAGS": _EXT_FLAGS,
+            "EXT_KEYS": _EXT_KEYS,
+            "FLAG_TLS": FLAG_TLS,
+        })
 
 
 def _describe(exc: BaseException) -> str:

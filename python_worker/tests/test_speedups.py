@@ -487,6 +487,14 @@ def _send_scenarios() -> List[Tuple[int, List[Any]]]:
         (0, [_start(trailers=True), _body()]),  # not advertised: the key is ignored
         (P.FLAG_SMALL_WINDOW, [_start(), _body(b"w" * 200)]),
         (0, ["receive", _start(), _body()]),
+        (P.FLAG_PATHSEND | P.FLAG_EARLY_HINTS, [_start(), _body()]),
+        (P.FLAG_TRAILERS_ALLOWED | P.FLAG_PATHSEND | P.FLAG_EARLY_HINTS | P.FLAG_SMALL_WINDOW, [_start(), _body()]),
+        (P.FLAG_EXPECT_CONTINUE, ["receive", _start(), _body()]),
+        (0, [_start()]),  # returns without the body
+        (0, [_start(), _body(b"a", more_body=True)]),  # returns before the end
+        (0, ["raise"]),
+        (0, [_start(), "raise"]),
+        (0, [_start(), _body(), "raise"]),
     ]
 
 
@@ -502,9 +510,11 @@ async def _drive(scenarios: List[Tuple[int, List[Any]]], one_batch: bool) -> Tup
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
         i = int(scope["path"][1:])
-        res = outcomes[i] = []
+        res = outcomes[i] = [repr(scope)]  # (keys in order; types shown)
         task = None
         for m in scenarios[i][1]:
+            if m == "raise":
+                raise RuntimeError("the app fails")
             if m == "receive":
                 task = asyncio.ensure_future(receiver(res, receive))
                 await asyncio.sleep(0)
@@ -524,7 +534,8 @@ async def _drive(scenarios: List[Tuple[int, List[Any]]], one_batch: bool) -> Tup
                                               "worker_id": 0}]))
     transport.writes.clear()
     requests = [
-        P.encode(http_request(sid=i + 1, path=f"/{i}", flags=flags, more=steps[0] == "receive"))
+        P.encode(http_request(sid=(i + 1) * 37, path=f"/{i}", flags=flags, more=steps[0] == "receive",
+                              body=b"" if flags & P.FLAG_EXPECT_CONTINUE else b"first" * (i % 3)))
         for i, (flags, steps) in enumerate(scenarios)
     ]
     for data in [b"".join(requests)] if one_batch else requests:
@@ -539,47 +550,99 @@ async def _drive(scenarios: List[Tuple[int, List[Any]]], one_batch: bool) -> Tup
 
 @needs_module
 @pytest.mark.parametrize("one_batch", [True, False], ids=["one-batch", "one-by-one"])
-def test_fast_send_agrees(monkeypatch: pytest.MonkeyPatch, one_batch: bool) -> None:
-    """send() with the C fast path and without it: the same writes, byte for byte and write for
-    write (the first stream's early write included), and the same outcome of every send(); and the
-    fast path did take the common messages."""
+def test_cycle_steps_agree(monkeypatch: pytest.MonkeyPatch, one_batch: bool) -> None:
+    """A request's steps in C (new_cycle, start_app, fast_send, end_ok) and in Python: the same
+    scopes, the same writes, byte for byte and write for write (the first stream's early write
+    included), and the same outcome of every send(); and the C steps did take the common cases."""
+    from python_worker import connection as N
     from python_worker import cycle as C
 
-    fast = C._fast_send
-    assert fast is not None
-    taken: List[Any] = []
+    steps = {"new_cycle": (N, "new_cycle_fast"), "start_app": (C, "_start_app"), "fast_send": (C, "_fast_send"),
+             "end_ok": (C, "_end_ok")}
+    taken: dict = {name: [] for name in steps}
 
-    def counting(cycle: Any, message: Any) -> bool:
-        done = fast(cycle, message)
-        if done:
-            taken.append(message)
-        return done
+    def counting(name: str, fn: Any) -> Any:
+        def step(*args: Any) -> Any:
+            result = fn(*args)
+            if result is not None and result is not False:
+                taken[name].append(args[-1])
+            return result
+        return step
 
     scenarios = _send_scenarios()
     with monkeypatch.context() as m:
-        m.setattr(C, "_fast_send", counting)
+        for name, (module, attr) in steps.items():
+            assert getattr(module, attr) is not None
+            m.setattr(module, attr, counting(name, getattr(module, attr)))
         with_c = asyncio.run(_drive(scenarios, one_batch))
     with monkeypatch.context() as m:
-        m.setattr(C, "_fast_send", None)
+        for module, attr in steps.values():
+            m.setattr(module, attr, None)
         python = asyncio.run(_drive(_send_scenarios(), one_batch))
     assert with_c[1] == python[1]
     assert with_c[0] == python[0]
     assert len(with_c[0]) >= 2  # (the early write, then the flush)
-    # Taken: the plain starts (not HTTPStatus, bool, out-of-range or non-plain headers, not trailers)
+    # Every request's cycle and app call (none has the tls item); END OK where the response was complete.
+    assert len(taken["new_cycle"]) == len(taken["start_app"]) == len(scenarios)
+    assert 20 <= len(taken["end_ok"]) < len(scenarios) - 5
+    # send(): the plain starts (not HTTPStatus, bool, out-of-range or non-plain headers, not trailers)
     # and the final bodies under 256 bytes that ride in them.
+    sent = taken["fast_send"]
     firsts = [steps[0] for _, steps in scenarios]
-    assert firsts[0] in taken and scenarios[0][1][1] in taken
-    assert scenarios[3][1][1] in taken and scenarios[2][1][1] in taken
-    assert all(not any(m is t for t in taken) for m in scenarios[13][1][:1] + scenarios[14][1][:1])
-    assert not any(t is scenarios[4][1][1] for t in taken)  # 256 bytes: in Python
-    assert not any(t is scenarios[30][1][0] for t in taken)  # trailers: in Python
-    assert sum(1 for t in taken if t["type"] == "http.response.start") >= 20
+    assert firsts[0] in sent and scenarios[0][1][1] in sent
+    assert scenarios[3][1][1] in sent and scenarios[2][1][1] in sent
+    assert all(not any(m is t for t in sent) for m in scenarios[13][1][:1] + scenarios[14][1][:1])
+    assert not any(t is scenarios[4][1][1] for t in sent)  # 256 bytes: in Python
+    assert not any(t is scenarios[30][1][0] for t in sent)  # trailers: in Python
+    assert sum(1 for t in sent if t["type"] == "http.response.start") >= 20
+
+
+CYCLE_SLOTS = [name for name in __import__("python_worker.cycle").cycle.RequestCycle.__slots__]
 
 
 @needs_module
-def test_fast_send_without_binding_does_nothing() -> None:
-    """fast_send on objects that are not the bound classes (or a message that is not a dict) does
-    nothing and says so."""
+def test_new_cycle_agrees() -> None:
+    """new_cycle(conn, frame) sets every slot RequestCycle(conn, frame) sets, to equal values of the
+    same types; None (nothing built) for the frames it leaves to Python."""
+    from python_worker import _speedups
+    from python_worker import cycle as C
+    from python_worker.connection import Connection
+
+    async def check() -> None:
+        conn = Connection(lambda *a: None, b"", loop=asyncio.get_running_loop())
+        conn.window = 65536
+        frames = [
+            http_request(),
+            http_request(sid=1, flags=P.FLAG_EXPECT_CONTINUE, more=True),
+            http_request(sid=127, body=b"x" * 100, more=True),
+            http_request(sid=128, body=b"x" * 65536, more=False),
+            http_request(sid=2**16, flags=P.FLAG_SMALL_WINDOW),
+            http_request(sid=2**32 - 1, flags=63 & ~P.FLAG_TLS),
+        ]
+        for frame in frames:
+            f = P.decode(pack(frame))
+            built = _speedups.new_cycle(conn, f)
+            python = C.RequestCycle(conn, f)
+            assert type(built) is C.RequestCycle
+            for name in CYCLE_SLOTS:
+                a, b = getattr(built, name, KeyError), getattr(python, name, KeyError)
+                assert type(a) is type(b) and (a == b or a is b), (name, a, b)
+        conn.window = 1024
+        too_much = P.decode(pack(http_request(body=b"x" * 1025, more=True)))
+        assert _speedups.new_cycle(conn, too_much) is None
+        with pytest.raises(P.ProtocolError):
+            C.RequestCycle(conn, too_much)
+        tls = P.decode(pack(http_request(flags=P.FLAG_TLS) + [[0x0304, 0x1301, [], None, None]]))
+        assert _speedups.new_cycle(conn, tls) is None
+        assert _speedups.new_cycle(object(), P.decode(pack(http_request()))) is None
+
+    asyncio.run(check())
+
+
+@needs_module
+def test_cycle_steps_refuse_other_objects() -> None:
+    """The C steps on objects that are not of the bound classes do nothing and say so (start_app,
+    which has no Python fallback, raises); bind_cycle takes only classes with those slots."""
     from python_worker import _speedups
     from python_worker import cycle as C
 
@@ -590,8 +653,12 @@ def test_fast_send_without_binding_does_nothing() -> None:
     assert _speedups.fast_send(C.RequestCycle.__new__(C.RequestCycle), _start()) is False  # no conn
     with pytest.raises(TypeError):
         _speedups.fast_send(Other())  # type: ignore[call-arg]
+    with pytest.raises(TypeError):
+        _speedups.start_app(Other())
+    assert _speedups.end_ok(Other()) is False
     with pytest.raises(AttributeError):
-        _speedups.bind_send(C.RequestCycle, Other, 0, 1, 2, 2, 16384)  # no such attributes
+        _speedups.bind_cycle(C.RequestCycle, Other, {})  # no such attributes
     Other.max_frame = 1  # type: ignore[attr-defined]
     with pytest.raises(TypeError, match="Other.max_frame is not a __slots__ entry"):
-        _speedups.bind_send(C.RequestCycle, Other, 0, 1, 2, 2, 16384)
+        _speedups.bind_cycle(C.RequestCycle, Other, {})
+
