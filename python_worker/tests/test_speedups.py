@@ -498,8 +498,10 @@ def _send_scenarios() -> List[Tuple[int, List[Any]]]:
     ]
 
 
-async def _drive(scenarios: List[Tuple[int, List[Any]]], one_batch: bool) -> Tuple[List[bytes], dict]:
-    """Run each scenario as a request of one Connection; the worker's writes and each step's outcome."""
+async def _drive(scenarios: List[Tuple[int, List[Any]]], one_batch: bool,
+                 finish: bool = True) -> Tuple[List[bytes], dict]:
+    """Run each scenario as a request of one Connection; the worker's writes and each step's outcome.
+    ``finish``: every app must have ended; else the connection is then lost (which ends the rest)."""
     from python_worker.connection import Connection
 
     outcomes: dict = {}
@@ -544,6 +546,12 @@ async def _drive(scenarios: List[Tuple[int, List[Any]]], one_batch: bool) -> Tup
             await asyncio.sleep(0)
     for _ in range(50):
         await asyncio.sleep(0)
+    if not finish:
+        writes = list(transport.writes)
+        conn.connection_lost(None)
+        for _ in range(50):
+            await asyncio.sleep(0)
+        transport.writes[:] = writes + [b"lost"] + transport.writes[len(writes):]
     assert not conn.streams
     return transport.writes, outcomes
 
@@ -595,6 +603,68 @@ def test_cycle_steps_agree(monkeypatch: pytest.MonkeyPatch, one_batch: bool) -> 
     assert not any(t is scenarios[4][1][1] for t in sent)  # 256 bytes: in Python
     assert not any(t is scenarios[30][1][0] for t in sent)  # trailers: in Python
     assert sum(1 for t in sent if t["type"] == "http.response.start") >= 20
+
+
+def _random_message(rng: random.Random) -> Any:
+    """A message an app might send, valid or not, mostly near the fast path's edges."""
+    kind = rng.choice(["start", "start", "body", "body", "body", "other"])
+    if kind == "other":
+        return rng.choice([
+            {"type": "http.response.trailers", "headers": [], "more_trailers": rng.random() < 0.5},
+            {"type": "http.response.early_hint", "links": [b"</a>; rel=preload"]},
+            {"type": "http.response.pathsend", "path": "/nonexistent"},
+            {"type": "websocket.send", "bytes": b"x"},
+            {"status": 200},
+            "receive",
+            "raise",
+        ])
+    if kind == "start":
+        message: dict = {"type": "http.response.start"}
+        message["status"] = rng.choice([200, 204, 255, 256, 404, 599, 199, 600, True, _Status(200), "200", 2**64])
+        headers: Any = rng.choice([
+            [], (), [(b"content-type", b"text/plain")], [[b"a", b"b"]] * rng.randrange(1, 20),
+            [(b"x", b"v" * rng.choice([10, 300, 70000]))], [(b"bad name", b"v")], [(b"x", "str")],
+            [(b"x", b"a\r\nb")], [(b"x", b"y", b"z")], None,
+        ])
+        if headers is not None:
+            message["headers"] = headers
+        if rng.random() < 0.3:
+            message["trailers"] = rng.choice([True, False, 0, 1, None])
+        return message
+    message = {"type": "http.response.body"}
+    if rng.random() < 0.9:
+        message["body"] = rng.choice([b"", b"x" * rng.randrange(0, 300), b"y" * rng.choice([255, 256, 16384, 40000]),
+                                      bytearray(b"ba"), "str", None])
+    if rng.random() < 0.6:
+        message["more_body"] = rng.choice([True, False, False, 0, 1, None, "yes"])
+    return message
+
+
+@needs_module
+def test_cycle_steps_agree_on_random_apps(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As test_cycle_steps_agree, on 600 random sequences of messages (valid and invalid, near the
+    fast path's edges), in batches of 40 requests with random flags."""
+    from python_worker import connection as N
+    from python_worker import cycle as C
+
+    rng = random.Random(20261207)
+    flag_choices = [0, 0, P.FLAG_TRAILERS_ALLOWED, P.FLAG_SMALL_WINDOW, P.FLAG_EARLY_HINTS | P.FLAG_PATHSEND,
+                    P.FLAG_EXPECT_CONTINUE]
+    for _ in range(15):
+        seed = rng.random()
+
+        def scenarios() -> List[Tuple[int, List[Any]]]:
+            r = random.Random(seed)  # (the same messages, new objects, for each run)
+            return [(r.choice(flag_choices), [_random_message(r) for _ in range(r.randrange(1, 5))])
+                    for _ in range(40)]
+
+        with_c = asyncio.run(_drive(scenarios(), True, finish=False))
+        with monkeypatch.context() as m:
+            for module, attr in [(N, "new_cycle_fast"), (C, "_start_app"), (C, "_fast_send"), (C, "_end_ok")]:
+                m.setattr(module, attr, None)
+            python = asyncio.run(_drive(scenarios(), True, finish=False))
+        assert with_c[1] == python[1], seed
+        assert with_c[0] == python[0], seed
 
 
 CYCLE_SLOTS = [name for name in __import__("python_worker.cycle").cycle.RequestCycle.__slots__]
