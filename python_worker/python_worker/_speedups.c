@@ -200,6 +200,21 @@ static int fast_path_ok(PyObject *f) {
     }
 }
 
+/* decode_fast on the payload p[0:n]: the frame tuple, or NULL (with an error set, or none: not a
+ * hot-path frame that passes the checks). */
+static PyObject *decode_range(const unsigned char *p, Py_ssize_t n) {
+    reader r = {p, n, 0};
+    PyObject *f = NULL;
+    unsigned char c = r.n > 0 ? r.p[0] : 0;
+    if ((c & 0xf0) == 0x90 || c == 0xdc || c == 0xdd) f = read_obj(&r, 0);
+    if (f == NULL) return NULL;
+    if (r.pos != r.n || PyTuple_GET_SIZE(f) == 0 || !fast_path_ok(f)) {
+        Py_DECREF(f);
+        return NULL;
+    }
+    return f;
+}
+
 static PyObject *decode_fast(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 1 && nargs != 3) {
         PyErr_SetString(PyExc_TypeError, "decode_fast(payload) or decode_fast(buffer, start, end)");
@@ -220,19 +235,9 @@ static PyObject *decode_fast(PyObject *module, PyObject *const *args, Py_ssize_t
         PyErr_SetString(PyExc_ValueError, "decode_fast: start and end are not a range of the buffer");
         return NULL;
     }
-    reader r = {(const unsigned char *)view.buf + start, end - start, 0};
-    PyObject *f = NULL;
-    unsigned char c = r.n > 0 ? r.p[0] : 0;
-    if ((c & 0xf0) == 0x90 || c == 0xdc || c == 0xdd) f = read_obj(&r, 0);
+    PyObject *f = decode_range((const unsigned char *)view.buf + start, end - start);
     PyBuffer_Release(&view);
-    if (f == NULL) {
-        if (PyErr_Occurred()) return NULL;
-        Py_RETURN_NONE;
-    }
-    if (r.pos != r.n || PyTuple_GET_SIZE(f) == 0 || !fast_path_ok(f)) {
-        Py_DECREF(f);
-        Py_RETURN_NONE;
-    }
+    if (f == NULL && !PyErr_Occurred()) Py_RETURN_NONE;
     return f;
 }
 
@@ -733,6 +738,11 @@ static int init_hooks(void) {
  *
  * new_cycle(conn, frame) is RequestCycle(conn, frame) for an HTTP_REQUEST without the tls item.
  *
+ * open_requests(conn, data, pos, task_type) is Connection.data_received's loop over the HTTP_REQUEST
+ * frames (without the tls item) from data[pos:]: a cycle, its entry in conn.streams, its task. It
+ * stops at the first frame that is another, incomplete, or one the Python code must see (a stream
+ * that is open, the connection shutting down, a frame decode_fast leaves), and returns its position.
+ *
  * start_app(cycle) is conn.app(cycle._make_scope(), cycle.receive, cycle.send): the app's awaitable.
  *
  * fast_send(cycle, message) is RequestCycle.send for the messages of most responses: an
@@ -759,11 +769,11 @@ static const char *const cy_names[CY_N] = {
 };
 enum {
     CO_MAX_FRAME, CO_MAX_PIECE, CO_OUT, CO_PLACEHOLDERS, CO_FLUSH_SCHEDULED, CO_WRITE_PAUSED, CO_WROTE_EARLY,
-    CO_WINDOW, CO_STATE, CO_STREAMS, CO_CLOSED, CO_APP, CO_N
+    CO_WINDOW, CO_STATE, CO_STREAMS, CO_CLOSED, CO_APP, CO_HELLO_RECEIVED, CO_SHUTTING_DOWN, CO_LOOP, CO_N
 };
 static const char *const co_names[CO_N] = {
     "max_frame", "max_piece", "_out", "_placeholders", "_flush_scheduled", "_write_paused", "_wrote_early",
-    "window", "state", "streams", "_closed", "app",
+    "window", "state", "streams", "_closed", "app", "_hello_received", "_shutting_down", "loop",
 };
 static Py_ssize_t cy_off[CY_N], co_off[CO_N];
 static PyTypeObject *cycle_type, *conn_type; /* NULL until bind_cycle */
@@ -771,8 +781,8 @@ static PyTypeObject *cycle_type, *conn_type; /* NULL until bind_cycle */
 static PyObject *st_not_started, *st_started, *st_complete, *ext_keys;
 static long long trailers_allowed, ring_min_piece, expect_continue, small_window_flag, small_window, ext_flags;
 static PyObject *s_status, *s_headers, *s_trailers, *s_body, *s_more_body, *s_start_type, *s_body_type,
-    *s_schedule_flush, *s_write_out, *s_done, *s_set_result, *s_make_scope, *s_receive, *s_send, *empty_bytes,
-    *empty_tuple;
+    *s_schedule_flush, *s_write_out, *s_done, *s_set_result, *s_make_scope, *s_receive, *s_send, *s_run,
+    *s_create_task, *kw_loop, *empty_bytes, *empty_tuple;
 
 #define SLOT(o, off) (*(PyObject **)((char *)(o) + (off)))
 
@@ -1035,6 +1045,81 @@ static PyObject *new_cycle(PyObject *module, PyObject *const *args, Py_ssize_t n
     return self;
 }
 
+static PyObject *open_requests(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 4 || !PyLong_CheckExact(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "open_requests(conn, data, pos: int, task_type)");
+        return NULL;
+    }
+    PyObject *conn = args[0], *task_type = args[3];
+    Py_ssize_t pos = PyLong_AsSsize_t(args[2]), start = pos;
+    if (pos == -1 && PyErr_Occurred()) return NULL;
+    if (cycle_type == NULL || !PyObject_TypeCheck(conn, conn_type)) return Py_NewRef(args[2]);
+    PyObject *streams = SLOT(conn, co_off[CO_STREAMS]), *loop = SLOT(conn, co_off[CO_LOOP]);
+    long long max_frame;
+    if (streams == NULL || !PyDict_CheckExact(streams) || loop == NULL ||
+        !slot_int(conn, co_off[CO_MAX_FRAME], &max_frame) || slot_bool(conn, co_off[CO_HELLO_RECEIVED]) != 1)
+        return Py_NewRef(args[2]);
+    Py_buffer view;
+    if (PyObject_GetBuffer(args[1], &view, PyBUF_SIMPLE) < 0) return NULL;
+    const unsigned char *data = (const unsigned char *)view.buf;
+    Py_ssize_t n = view.len;
+    Py_INCREF(conn);
+    Py_INCREF(streams);
+    Py_INCREF(loop);
+    int failed = 0;
+    while (pos >= 0 && n - pos >= 4 + 2) {
+        uint64_t length = be(data + pos, 4);
+        Py_ssize_t end = pos + 4 + (Py_ssize_t)length;
+        /* HTTP_REQUEST without the tls item: a fixarray of 15, type 2 */
+        if (length < 2 || (long long)length > max_frame || end > n || data[pos + 4] != 0x9f || data[pos + 5] != 0x02 ||
+            slot_bool(conn, co_off[CO_SHUTTING_DOWN]) != 0)
+            break;
+        PyObject *f = decode_range(data + pos + 4, (Py_ssize_t)length);
+        if (f == NULL) {
+            failed = PyErr_Occurred() != NULL;
+            break;
+        }
+        PyObject *sid = PyTuple_GET_ITEM(f, 1);
+        int open = PyDict_Contains(streams, sid);
+        PyObject *cycle = NULL;
+        if (open == 0) {
+            PyObject *call[2] = {conn, f};
+            cycle = new_cycle(module, call, 2);
+        }
+        Py_DECREF(f);
+        if (cycle == NULL || cycle == Py_None) { /* (an error, or a frame for the Python code) */
+            failed = open < 0 || PyErr_Occurred() != NULL;
+            Py_XDECREF(cycle);
+            break;
+        }
+        PyObject *coro = NULL, *task = NULL;
+        if (PyDict_SetItem(streams, SLOT(cycle, cy_off[CY_SID]), cycle) == 0 &&
+            (coro = PyObject_CallMethodNoArgs(cycle, s_run)) != NULL) {
+            if (task_type != Py_None) {
+                PyObject *call[2] = {coro, loop};
+                task = PyObject_Vectorcall(task_type, call, 1, kw_loop);
+            } else {
+                task = PyObject_CallMethodOneArg(loop, s_create_task, coro);
+            }
+        }
+        Py_XDECREF(coro);
+        if (task == NULL) {
+            Py_DECREF(cycle);
+            failed = 1;
+            break;
+        }
+        set_slot(cycle, cy_off[CY_TASK], task);
+        Py_DECREF(cycle);
+        pos = end;
+    }
+    Py_DECREF(loop);
+    Py_DECREF(streams);
+    Py_DECREF(conn);
+    PyBuffer_Release(&view);
+    if (failed) return NULL;
+    return pos == start ? Py_NewRef(args[2]) : PyLong_FromSsize_t(pos);
+}
+
 static PyObject *start_app(PyObject *module, PyObject *self) {
     if (cycle_type == NULL || !PyObject_TypeCheck(self, cycle_type)) {
         PyErr_SetString(PyExc_TypeError, "start_app(cycle): a RequestCycle (after bind_cycle)");
@@ -1213,7 +1298,10 @@ static int init_send_constants(void) {
     INTERN(s_make_scope, "_make_scope");
     INTERN(s_receive, "receive");
     INTERN(s_send, "send");
+    INTERN(s_run, "run");
+    INTERN(s_create_task, "create_task");
 #undef INTERN
+    if ((kw_loop = Py_BuildValue("(s)", "loop")) == NULL) return -1;
     if ((empty_bytes = PyBytes_FromStringAndSize(NULL, 0)) == NULL) return -1;
     if ((empty_tuple = PyTuple_New(0)) == NULL) return -1;
     return 0;
@@ -1246,6 +1334,10 @@ static PyMethodDef methods[] = {
     {"new_cycle", (PyCFunction)(void (*)(void))new_cycle, METH_FASTCALL,
      "new_cycle(conn, frame) -> RequestCycle | None: RequestCycle(conn, frame) for an HTTP_REQUEST without\n"
      "the tls item; None, with nothing done, for anything else."},
+    {"open_requests", (PyCFunction)(void (*)(void))open_requests, METH_FASTCALL,
+     "open_requests(conn, data, pos, task_type) -> int: opens the streams of the HTTP_REQUEST frames (without\n"
+     "the tls item) at data[pos:] as Connection.data_received does (task_type(coro, loop=conn.loop), or\n"
+     "conn.loop.create_task(coro) if None) and returns the position of the first frame it leaves."},
     {"start_app", (PyCFunction)start_app, METH_O,
      "start_app(cycle) -> awaitable: conn.app(cycle._make_scope(), cycle.receive, cycle.send)."},
     {"end_ok", (PyCFunction)end_ok, METH_O,

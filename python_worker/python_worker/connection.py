@@ -30,7 +30,7 @@ import struct
 from collections import deque
 from typing import Any, Awaitable, Callable, Deque, Dict, List, Optional, Tuple, Union
 
-from .cycle import RequestCycle, bind_cycle, new_cycle_fast
+from .cycle import RequestCycle, bind_cycle, new_cycle_fast, open_requests_fast
 from .protocol import (
     CANCEL,
     SHUTDOWN,
@@ -222,9 +222,19 @@ class Connection(asyncio.Protocol):
         plain_tasks = loop.get_task_factory() is None
         fast = decode_fast
         new_cycle = new_cycle_fast
+        open_requests = open_requests_fast
+        task_type = _Task if plain_tasks else None
         opened = False
         try:
             while True:
+                if open_requests is not None:
+                    # A run of HTTP_REQUEST frames is opened in C, as below; it stops at the first frame
+                    # that is another or needs the Python code.
+                    at = open_requests(self, data, pos, task_type)
+                    if at != pos:
+                        pos = at
+                        opened = True
+                        continue
                 if n - pos < 4:
                     self._need = 4
                     break

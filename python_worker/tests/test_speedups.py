@@ -565,12 +565,17 @@ def test_cycle_steps_agree(monkeypatch: pytest.MonkeyPatch, one_batch: bool) -> 
     from python_worker import connection as N
     from python_worker import cycle as C
 
-    steps = {"new_cycle": (N, "new_cycle_fast"), "start_app": (C, "_start_app"), "fast_send": (C, "_fast_send"),
-             "end_ok": (C, "_end_ok")}
+    steps = {"open_requests": (N, "open_requests_fast"), "new_cycle": (N, "new_cycle_fast"),
+             "start_app": (C, "_start_app"), "fast_send": (C, "_fast_send"), "end_ok": (C, "_end_ok")}
     taken: dict = {name: [] for name in steps}
 
     def counting(name: str, fn: Any) -> Any:
         def step(*args: Any) -> Any:
+            if name == "open_requests":  # (what it did: the streams it opened)
+                before = len(args[0].streams)
+                result = fn(*args)
+                taken[name] += [None] * (len(args[0].streams) - before)
+                return result
             result = fn(*args)
             if result is not None and result is not False:
                 taken[name].append(args[-1])
@@ -590,8 +595,10 @@ def test_cycle_steps_agree(monkeypatch: pytest.MonkeyPatch, one_batch: bool) -> 
     assert with_c[1] == python[1]
     assert with_c[0] == python[0]
     assert len(with_c[0]) >= 2  # (the early write, then the flush)
-    # Every request's cycle and app call (none has the tls item); END OK where the response was complete.
-    assert len(taken["new_cycle"]) == len(taken["start_app"]) == len(scenarios)
+    # Every request's cycle (in a run of requests, or alone) and app call (none has the tls item); END
+    # OK where the response was complete.
+    assert len(taken["open_requests"]) + len(taken["new_cycle"]) == len(taken["start_app"]) == len(scenarios)
+    assert len(taken["open_requests"]) == len(scenarios)  # (all HTTP_REQUEST frames without the tls item)
     assert 20 <= len(taken["end_ok"]) < len(scenarios) - 5
     # send(): the plain starts (not HTTPStatus, bool, out-of-range or non-plain headers, not trailers)
     # and the final bodies under 256 bytes that ride in them.
@@ -660,11 +667,105 @@ def test_cycle_steps_agree_on_random_apps(monkeypatch: pytest.MonkeyPatch) -> No
 
         with_c = asyncio.run(_drive(scenarios(), True, finish=False))
         with monkeypatch.context() as m:
-            for module, attr in [(N, "new_cycle_fast"), (C, "_start_app"), (C, "_fast_send"), (C, "_end_ok")]:
+            for module, attr in [(N, "open_requests_fast"), (N, "new_cycle_fast"), (C, "_start_app"),
+                                 (C, "_fast_send"), (C, "_end_ok")]:
                 m.setattr(module, attr, None)
             python = asyncio.run(_drive(scenarios(), True, finish=False))
         assert with_c[1] == python[1], seed
         assert with_c[0] == python[0], seed
+
+
+def _gateway_hello(max_frame: int = 1 << 20, window: int = 65536) -> bytes:
+    return P.encode([P.HELLO, 0, {"protocol": 1, "pid": 1, "max_frame": max_frame, "window": window,
+                                  "worker_id": 0}])
+
+
+def _req(sid: int, **over: Any) -> bytes:
+    return P.encode(http_request(sid=sid, path=f"/{sid}", **over))
+
+
+def _input_sequences() -> List[Tuple[str, List[bytes]]]:
+    """What the gateway might write, as the chunks data_received gets (b"": the event loop runs)."""
+    hello = _gateway_hello()
+    tls = [0x0304, 0x1301, [], None, None]
+    run = b"".join(_req(sid) for sid in (1, 2, 3))
+    return [
+        ("requests", [hello + run + P.encode([P.CREDIT, 1, 100]) + _req(4) + _req(5)]),
+        ("split", [(hello + run)[i : i + 7] for i in range(0, len(hello + run), 7)]),
+        ("one by one", [hello, _req(1), _req(2), P.encode([P.CREDIT, 2, 5]), _req(3)]),
+        ("before HELLO", [_req(1) + hello]),
+        ("stream open", [hello + _req(5) + _req(6) + _req(5)]),
+        ("shutting down", [hello + _req(1) + P.encode([P.SHUTDOWN, 0, 1000]) + _req(2) + _req(3)]),
+        ("shut down", [hello + _req(1) + P.encode([P.SHUTDOWN, 0, 1000]), b"", _req(2) + _req(3)]),
+        ("tls", [hello + _req(1) + P.encode(http_request(sid=2, path="/2", flags=P.FLAG_TLS) + [tls]) + _req(3)]),
+        ("over the window", [_gateway_hello(window=1024) + _req(1) + _req(2, body=b"x" * 1025, more=True) + _req(3)]),
+        ("over the frame limit", [_gateway_hello(max_frame=256) + _req(1) + _req(2, headers=[[b"x", b"y" * 300]])]),
+        ("undecodable", [hello + _req(1) + b"\x00\x00\x00\x03\x9f\x02\xc1" + _req(3)]),
+        ("zero length", [hello + _req(1) + b"\x00\x00\x00\x00" + _req(3)]),
+        ("other types", [hello + _req(1) + P.encode([P.REQUEST_BODY, 9, b"x", False]) + _req(2, body=b"ab", more=True)
+                         + P.encode([P.REQUEST_BODY, 2, b"cd", False]) + _req(3)]),
+    ]
+
+
+async def _feed(chunks: List[bytes]) -> tuple:
+    """data_received on each chunk; what the worker wrote, its error, and the apps' order."""
+    from python_worker.connection import Connection
+
+    order: List[str] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        order.append(scope["path"])
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"n", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+    conn = Connection(app, b"", loop=asyncio.get_running_loop())
+    transport = _Transport()
+    conn.connection_made(transport)
+    for chunk in chunks:
+        if chunk:
+            conn.data_received(chunk)
+        else:
+            for _ in range(10):
+                await asyncio.sleep(0)
+    opened = sorted(conn.streams)
+    for _ in range(30):
+        await asyncio.sleep(0)
+    return transport.writes, conn.error, order, opened
+
+
+@needs_module
+@pytest.mark.parametrize("name", [name for name, _ in _input_sequences()])
+def test_open_requests_agrees(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    """Connection.data_received with runs of HTTP_REQUEST frames opened in C (open_requests) and
+    without: the same writes, protocol error, streams and apps, whatever the frames around them."""
+    from python_worker import connection as N
+
+    chunks = dict(_input_sequences())[name]
+    calls: List[int] = []
+    fast = N.open_requests_fast
+
+    def counting(conn: Any, data: Any, pos: int, task_type: Any) -> int:
+        at = fast(conn, data, pos, task_type)
+        calls.append(at - pos)
+        return at
+
+    with monkeypatch.context() as m:
+        m.setattr(N, "open_requests_fast", counting)
+        with_c = asyncio.run(_feed(chunks))
+    with monkeypatch.context() as m:
+        m.setattr(N, "open_requests_fast", None)
+        python = asyncio.run(_feed(chunks))
+    assert with_c == python
+    if name not in ("before HELLO",):
+        assert any(calls), "open_requests opened nothing"
+    if name == "stream open":
+        assert with_c[1] == "HTTP_REQUEST for stream 5, which is open"
 
 
 CYCLE_SLOTS = [name for name in __import__("python_worker.cycle").cycle.RequestCycle.__slots__]
