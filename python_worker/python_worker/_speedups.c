@@ -1133,10 +1133,11 @@ static PyObject *start_app(PyObject *module, PyObject *self) {
     Py_INCREF(conn);
     PyObject *scope = NULL, *state = SLOT(conn, co_off[CO_STATE]), *extensions = NULL;
     long long flags;
-    if (f != NULL && PyTuple_CheckExact(f) && PyTuple_GET_SIZE(f) == 15 && state != NULL && PyDict_Check(state) &&
+    if (Py_TYPE(self) == cycle_type && f != NULL && PyTuple_CheckExact(f) && PyTuple_GET_SIZE(f) == 15 &&
+        state != NULL && PyDict_Check(state) &&
         PyLong_CheckExact(PyTuple_GET_ITEM(f, 12)) && (flags = PyLong_AsLongLong(PyTuple_GET_ITEM(f, 12))) >= 0 &&
         !(flags & FLAG_TLS)) {
-        /* RequestCycle._make_scope without the tls extension */
+        /* RequestCycle._make_scope without the tls extension (a subclass's is its own) */
         PyObject *names = PyList_GET_ITEM(ext_keys, flags & ext_flags);
         extensions = PyDict_New();
         for (Py_ssize_t i = 0; extensions != NULL && i < PyTuple_GET_SIZE(names); i++)

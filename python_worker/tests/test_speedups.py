@@ -833,3 +833,33 @@ def test_cycle_steps_refuse_other_objects() -> None:
     with pytest.raises(TypeError, match="Other.max_frame is not a __slots__ entry"):
         _speedups.bind_cycle(C.RequestCycle, Other, {})
 
+
+
+@needs_module
+def test_start_app_uses_a_subclass_scope() -> None:
+    """start_app builds the scope in C only for a RequestCycle itself: a subclass (WebSocketCycle
+    is one) gets its own _make_scope."""
+    from python_worker import _speedups
+    from python_worker import cycle as C
+    from python_worker.connection import Connection
+
+    class Own(C.RequestCycle):
+        __slots__ = ()
+
+        def _make_scope(self) -> dict:
+            return {"type": "own"}
+
+    async def check() -> None:
+        seen: List[Any] = []
+
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            seen.append(scope)
+
+        conn = Connection(app, b"", loop=asyncio.get_running_loop())
+        f = P.decode(pack(http_request()))
+        await _speedups.start_app(Own(conn, f))
+        await _speedups.start_app(C.RequestCycle(conn, f))
+        assert seen[0] == {"type": "own"}
+        assert seen[1]["type"] == "http" and seen[1]["path"] == "/a b"
+
+    asyncio.run(check())
