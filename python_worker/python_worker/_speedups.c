@@ -747,7 +747,8 @@ static int init_hooks(void) {
  *
  * fast_send(cycle, message) is RequestCycle.send for the messages of most responses: an
  * http.response.start with an int status and plain headers, and then a final http.response.body
- * small enough to go in the held RESPONSE_START. True when it did; False for anything else
+ * that goes in the held RESPONSE_START (under the ring's smallest piece, with room beside the
+ * headers). True when it did; False for anything else
  * (another message, state or value, a body with more to come or one for the ring, a window or a
  * paused transport to wait for).
  *
@@ -883,7 +884,7 @@ static int fast_start(PyObject *self, PyObject *conn, PyObject *message) {
     return schedule_flush(conn) < 0 ? -1 : 1;
 }
 
-/* send()'s inlined common case for a final body: into the held RESPONSE_START, then out
+/* send()'s common case for a final body: into the held RESPONSE_START, then out
  * (Connection.flush_sent), and run()'s wait for it ended. 1 done, 0 not this case, -1 error. */
 static int fast_body(PyObject *self, PyObject *conn, PyObject *message) {
     PyObject *body = get(message, s_body, empty_bytes);
@@ -900,20 +901,28 @@ static int fast_body(PyObject *self, PyObject *conn, PyObject *message) {
         !slot_int(self, cy_off[CY_START_INDEX], &index) || slot_bool(conn, co_off[CO_WRITE_PAUSED]) != 0 ||
         head == NULL || !PyBytes_CheckExact(head) || final == NULL || out == NULL || !PyList_CheckExact(out))
         return 0;
-    if (n > window || n > max_piece || n >= ring_min_piece || n >= 256 || PyBytes_GET_SIZE(head) + 258 > max_frame ||
-        index < 0 || index >= PyList_GET_SIZE(out) || PyList_GET_ITEM(out, index) != self)
+    Py_ssize_t hn = PyBytes_GET_SIZE(head);
+    /* send()'s inlined case (under 256 bytes, with room for any such body), or _emit's (with room
+     * for this one beside the head: its slack is 6); else the start goes alone, in Python */
+    int inlined = n < 256 && hn + 258 <= max_frame;
+    if (n > window || n > max_piece || n >= ring_min_piece || (!inlined && hn + n + 6 > max_frame) || index < 0 ||
+        index >= PyList_GET_SIZE(out) || PyList_GET_ITEM(out, index) != self)
         return 0;
-    /* the whole RESPONSE_START: length, head, bin8 body, false */
-    Py_ssize_t hn = PyBytes_GET_SIZE(head), payload = hn + 2 + n + 1;
+    /* the whole RESPONSE_START: length, head, bin body, false */
+    Py_ssize_t bin = bin_header_size(n), payload = hn + bin + n + 1;
     PyObject *frame = PyBytes_FromStringAndSize(NULL, 4 + payload);
     if (frame == NULL) return -1;
     unsigned char *w = put_be((unsigned char *)PyBytes_AS_STRING(frame), (uint64_t)payload, 4);
     memcpy(w, PyBytes_AS_STRING(head), (size_t)hn);
     w += hn;
-    *w++ = 0xc4;
-    *w++ = (unsigned char)n;
+    *w++ = n < 0x100 ? 0xc4 : n < 0x10000 ? 0xc5 : 0xc6;
+    w = put_be(w, (uint64_t)n, (int)bin - 1);
     memcpy(w, PyBytes_AS_STRING(body), (size_t)n);
     w[n] = 0xc2;
+    if (!inlined) { /* (_emit's marks) */
+        set_slot(self, cy_off[CY_BODY_SENT], Py_NewRef(Py_True));
+        set_slot(self, cy_off[CY_HEAD_HELD], Py_NewRef(Py_False));
+    }
     if (set_slot(self, cy_off[CY_SEND_WINDOW], PyLong_FromLongLong(window - n)) < 0 ||
         set_slot(conn, co_off[CO_PLACEHOLDERS], PyLong_FromLongLong(placeholders - 1)) < 0) {
         Py_DECREF(frame);
@@ -1330,7 +1339,7 @@ static PyMethodDef methods[] = {
      "weakset_hooks(wset) -> (add, remove): WeakSet.add and WeakSet's _remove callback for this set, in C, to\n"
      "set as its instance attributes (python_worker.worker speeds up asyncio's task registry with them)."},
     {"fast_send", (PyCFunction)(void (*)(void))fast_send, METH_FASTCALL,
-     "fast_send(cycle, message) -> bool: RequestCycle.send for a plain http.response.start, or a small final\n"
+     "fast_send(cycle, message) -> bool: RequestCycle.send for a plain http.response.start, or a final\n"
      "http.response.body that goes with the held start; False, with nothing done, for anything else."},
     {"new_cycle", (PyCFunction)(void (*)(void))new_cycle, METH_FASTCALL,
      "new_cycle(conn, frame) -> RequestCycle | None: RequestCycle(conn, frame) for an HTTP_REQUEST without\n"

@@ -529,7 +529,7 @@ class RequestCycle:
 
     async def send(self, message: Any) -> None:
         if _fast_send is not None and _fast_send(self, message):
-            return  # a plain start, or a small final body that goes with it: done as below, in C
+            return  # a plain start, or a final body that goes with it: done as below, in C
         state = self._state
         if state == _STARTED:
             if self.disconnected:

@@ -454,8 +454,8 @@ def _send_scenarios() -> List[Tuple[int, List[Any]]]:
         (0, [_start(headers=[[b"a", b"1"], (b"b", b"")] * 9), _body(b"")]),
         (0, [{"type": "http.response.start", "status": 599}, {"type": "http.response.body"}]),
         (0, [_start(204, headers=()), _body(b"x" * 255)]),
-        (0, [_start(), _body(b"x" * 256)]),  # too large to ride in the start here
-        (0, [_start(), _body(b"x" * 20000)]),
+        (0, [_start(), _body(b"x" * 256)]),
+        (0, [_start(), _body(b"x" * 20000)]),  # ring-sized: in Python
         (0, [_start(), _body(b"a", more_body=True), _body(b"b", more_body=False)]),
         (0, [_start(), _body(b"", more_body=True), _body(b"end")]),
         (0, [_start(), _body(b"a", more_body=1), _body(b"b", more_body=0)]),
@@ -495,11 +495,15 @@ def _send_scenarios() -> List[Tuple[int, List[Any]]]:
         (0, ["raise"]),
         (0, [_start(), "raise"]),
         (0, [_start(), _body(), "raise"]),
+        (0, [_start(), _body(b"k" * 4000)]),
+        (0, [_start(), _body(b"k" * 4096)]),  # (no room beside the headers under the 4096-byte frame limit)
+        (0, [_start(), _body(b"k" * 16383)]),
+        (0, [_start(headers=[(b"x", b"y" * 3900)]), _body(b"z" * 100)]),  # room for this body, not any
     ]
 
 
 async def _drive(scenarios: List[Tuple[int, List[Any]]], one_batch: bool,
-                 finish: bool = True) -> Tuple[List[bytes], dict]:
+                 finish: bool = True, max_frame: int = 4096) -> Tuple[List[bytes], dict]:
     """Run each scenario as a request of one Connection; the worker's writes and each step's outcome.
     ``finish``: every app must have ended; else the connection is then lost (which ends the rest)."""
     from python_worker.connection import Connection
@@ -532,7 +536,7 @@ async def _drive(scenarios: List[Tuple[int, List[Any]]], one_batch: bool,
     conn = Connection(app, P.encode_hello_worker(1, "t"), loop=asyncio.get_running_loop())
     transport = _Transport()
     conn.connection_made(transport)
-    conn.data_received(P.encode([P.HELLO, 0, {"protocol": 1, "pid": 1, "max_frame": 4096, "window": 65536,
+    conn.data_received(P.encode([P.HELLO, 0, {"protocol": 1, "pid": 1, "max_frame": max_frame, "window": 65536,
                                               "worker_id": 0}]))
     transport.writes.clear()
     requests = [
@@ -607,7 +611,10 @@ def test_cycle_steps_agree(monkeypatch: pytest.MonkeyPatch, one_batch: bool) -> 
     assert firsts[0] in sent and scenarios[0][1][1] in sent
     assert scenarios[3][1][1] in sent and scenarios[2][1][1] in sent
     assert all(not any(m is t for t in sent) for m in scenarios[13][1][:1] + scenarios[14][1][:1])
-    assert not any(t is scenarios[4][1][1] for t in sent)  # 256 bytes: in Python
+    assert scenarios[4][1][1] in sent  # 256 bytes
+    assert not any(t is scenarios[5][1][1] for t in sent)  # ring-sized: in Python
+    assert scenarios[-4][1][1] in sent and scenarios[-1][1][1] in sent
+    assert not any(t is scenarios[-3][1][1] or t is scenarios[-2][1][1] for t in sent)  # no room
     assert not any(t is scenarios[30][1][0] for t in sent)  # trailers: in Python
     assert sum(1 for t in sent if t["type"] == "http.response.start") >= 20
 
@@ -641,6 +648,7 @@ def _random_message(rng: random.Random) -> Any:
     message = {"type": "http.response.body"}
     if rng.random() < 0.9:
         message["body"] = rng.choice([b"", b"x" * rng.randrange(0, 300), b"y" * rng.choice([255, 256, 16384, 40000]),
+                                      b"z" * rng.randrange(300, 17000),
                                       bytearray(b"ba"), "str", None])
     if rng.random() < 0.6:
         message["more_body"] = rng.choice([True, False, False, 0, 1, None, "yes"])
@@ -649,28 +657,30 @@ def _random_message(rng: random.Random) -> Any:
 
 @needs_module
 def test_cycle_steps_agree_on_random_apps(monkeypatch: pytest.MonkeyPatch) -> None:
-    """As test_cycle_steps_agree, on 600 random sequences of messages (valid and invalid, near the
-    fast path's edges), in batches of 40 requests with random flags."""
+    """As test_cycle_steps_agree, on 640 random sequences of messages (valid and invalid, near the
+    fast path's edges), in batches of 40 requests with random flags, under frame limits of 4 KiB
+    and 1 MiB."""
     from python_worker import connection as N
     from python_worker import cycle as C
 
     rng = random.Random(20261207)
     flag_choices = [0, 0, P.FLAG_TRAILERS_ALLOWED, P.FLAG_SMALL_WINDOW, P.FLAG_EARLY_HINTS | P.FLAG_PATHSEND,
                     P.FLAG_EXPECT_CONTINUE]
-    for _ in range(15):
+    for round in range(16):
         seed = rng.random()
+        max_frame = 4096 if round % 2 else 1 << 20
 
         def scenarios() -> List[Tuple[int, List[Any]]]:
             r = random.Random(seed)  # (the same messages, new objects, for each run)
             return [(r.choice(flag_choices), [_random_message(r) for _ in range(r.randrange(1, 5))])
                     for _ in range(40)]
 
-        with_c = asyncio.run(_drive(scenarios(), True, finish=False))
+        with_c = asyncio.run(_drive(scenarios(), True, finish=False, max_frame=max_frame))
         with monkeypatch.context() as m:
             for module, attr in [(N, "open_requests_fast"), (N, "new_cycle_fast"), (C, "_start_app"),
                                  (C, "_fast_send"), (C, "_end_ok")]:
                 m.setattr(module, attr, None)
-            python = asyncio.run(_drive(scenarios(), True, finish=False))
+            python = asyncio.run(_drive(scenarios(), True, finish=False, max_frame=max_frame))
         assert with_c[1] == python[1], seed
         assert with_c[0] == python[0], seed
 
