@@ -34,8 +34,9 @@ __all__ = ["HEADER", "MIN_SIZE", "PAGE", "MIN_PIECE", "RingError", "Ring", "ring
 HEADER: Final = 4096  # the release marks; the G→W area starts here
 MIN_SIZE: Final = 65536  # the least R (bytes per direction)
 PAGE: Final = 4096  # R is a multiple of this
-#: pieces at least this large go through the ring when it has room (SPEC §6, "Choice of path")
-MIN_PIECE: Final = 16384
+#: response pieces at least this large go through the ring when it has room (SPEC §6, "Choice of
+#: path"): below it, the frame's copy and the socket's two are cheaper than the ring's bookkeeping
+MIN_PIECE: Final = 4096
 
 # Indexes of the marks in the header seen as native u64 ("Q"): g2w_released at byte 0 (written by
 # the worker), w2g_released at byte 64 (written by the gateway).

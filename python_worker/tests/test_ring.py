@@ -416,7 +416,7 @@ def _ahead_of_mark_later(gw: FakeGateway) -> None:
 
 def _over_stream_window(gw: FakeGateway) -> None:
     gw.request(1, method="POST", body=pattern(60000), more_body=True)
-    gw.ring_body(1, pattern(MIN_PIECE), False)  # 60000 + 16384 > the window (65536)
+    gw.ring_body(1, pattern(16384), False)  # 60000 + 16384 > the window (65536)
 
 
 def _after_body_complete(gw: FakeGateway) -> None:
@@ -443,7 +443,7 @@ RULES = {
     "more than R ahead of the mark": ({"ring": 65536}, _ahead_of_mark, "ahead of the released mark (0)", 0),
     "more than R ahead of the mark, later": (
         {"ring": 65536}, _ahead_of_mark_later, "ahead of the released mark (20000)", 20000),
-    "over the stream's window": ({"ring": 1 << 20}, _over_stream_window, "window", MIN_PIECE),
+    "over the stream's window": ({"ring": 1 << 20}, _over_stream_window, "window", 16384),
     "after the body was complete": ({"ring": 1 << 20}, _after_body_complete, "complete", MIN_PIECE),
     "WebSocket stream": ({"ring": 1 << 20}, _websocket, "WebSocket", MIN_PIECE),
 }
