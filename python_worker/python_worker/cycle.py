@@ -943,10 +943,13 @@ class RequestCycle:
                     name, value = item
                     if name.__class__ is bytes and value.__class__ is bytes and token(name) and not bad_value(value):
                         continue
-                return self._normalize_headers(headers)
-        except ValueError:
-            return self._normalize_headers(headers)
-        return headers
+                break
+            else:
+                return headers
+        except ValueError:  # an item that does not unpack into two
+            pass
+        # (outside the try: the error it raises for the app is not caught and raised a second time)
+        return self._normalize_headers(headers)
 
     def _normalize_headers(self, headers: Any, what: str = "http.response.start") -> list:
         """Headers that are not all plain ``(bytes, bytes)`` pairs, or not all valid: check them (raise
@@ -964,6 +967,10 @@ class RequestCycle:
             try:
                 name, value = item
             except (TypeError, ValueError):
+                pair = False
+            else:
+                pair = True
+            if not pair:  # (raised here, not in the except: the app's error is not chained to the unpacking's)
                 self._invalid(TypeError(f"{what} headers must be [name, value] pairs, got {item!r}"))
             for kind, x in (("name", name), ("value", value)):
                 if not isinstance(x, bytes):

@@ -654,6 +654,24 @@ def test_invalid_messages(loop_name: str, messages: List[dict], error: str) -> N
     assert r.end == (P.END, 1, P.OUTCOME_APP_ERROR, error)
 
 
+@pytest.mark.parametrize("headers", [[(b"x", b"a\nb")], [(b"bad name", b"v")], [(b"a", b"b", b"c")], [("a", b"b")]])
+def test_invalid_headers_raise_once(loop_name: str, headers: list) -> None:
+    """send() raises the header error once: not chained to a first raise of the same error (which
+    the log's traceback would show twice)."""
+    raised: List[BaseException] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+        except (TypeError, ValueError) as exc:
+            raised.append(exc)
+            raise
+
+    r = outcome_of(loop_name, app)
+    assert r.outcome == P.OUTCOME_APP_ERROR
+    assert len(raised) == 1 and raised[0].__context__ is None, repr(raised[0].__context__)
+
+
 def test_swallowed_invalid_message_is_app_error(loop_name: str) -> None:
     async def app(scope: Any, receive: Any, send: Any) -> None:
         try:
