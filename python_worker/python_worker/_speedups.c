@@ -914,11 +914,8 @@ static int fast_body(PyObject *self, PyObject *conn, PyObject *message) {
     if (frame == NULL) return -1;
     unsigned char *w = put_be((unsigned char *)PyBytes_AS_STRING(frame), (uint64_t)payload, 4);
     memcpy(w, PyBytes_AS_STRING(head), (size_t)hn);
-    w += hn;
-    *w++ = n < 0x100 ? 0xc4 : n < 0x10000 ? 0xc5 : 0xc6;
-    w = put_be(w, (uint64_t)n, (int)bin - 1);
-    memcpy(w, PyBytes_AS_STRING(body), (size_t)n);
-    w[n] = 0xc2;
+    w = put_bin(w + hn, body);
+    *w = 0xc2;
     if (!inlined) { /* (_emit's marks) */
         set_slot(self, cy_off[CY_BODY_SENT], Py_NewRef(Py_True));
         set_slot(self, cy_off[CY_HEAD_HELD], Py_NewRef(Py_False));

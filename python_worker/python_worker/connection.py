@@ -30,7 +30,7 @@ import struct
 from collections import deque
 from typing import Any, Awaitable, Callable, Deque, Dict, List, Optional, Tuple, Union
 
-from .cycle import RequestCycle, bind_cycle, new_cycle_fast, open_requests_fast
+from .cycle import RequestCycle, bind_cycle, open_requests_fast
 from .protocol import (
     CANCEL,
     SHUTDOWN,
@@ -221,7 +221,6 @@ class Connection(asyncio.Protocol):
         # without the loop method's own layer (about 0.2 µs a request).
         plain_tasks = loop.get_task_factory() is None
         fast = decode_fast
-        new_cycle = new_cycle_fast
         open_requests = open_requests_fast
         task_type = _Task if plain_tasks else None
         opened = False
@@ -265,13 +264,7 @@ class Connection(asyncio.Protocol):
                     if self._shutting_down:
                         self._refuse(sid)
                         continue
-                    if t == HTTP_REQUEST:
-                        # (RequestCycle(self, f) in C, when it can)
-                        new = new_cycle(self, f) if new_cycle is not None else None
-                        if new is None:
-                            new = RequestCycle(self, f)
-                    else:
-                        new = WebSocketCycle(self, f)
+                    new = RequestCycle(self, f) if t == HTTP_REQUEST else WebSocketCycle(self, f)
                     streams[sid] = new
                     coro = new.run()
                     new.task = _Task(coro, loop=loop) if plain_tasks else loop.create_task(coro)

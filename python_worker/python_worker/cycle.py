@@ -88,10 +88,9 @@ logger = logging.getLogger("python_worker.app")
 _CancelledError = asyncio.CancelledError
 _http_scope = speedups.http_scope if speedups is not None else None
 # The per-request steps in C, for the common cases (None or False: not done, go on in Python):
-# RequestCycle(conn, frame) (and Connection.data_received's loop over HTTP_REQUEST frames), the
+# Connection.data_received's loop over HTTP_REQUEST frames (their RequestCycles and tasks), the
 # app's call, send()'s two messages of most responses, and END OK.
 # They work on the classes' slots, given by bind_cycle once Connection exists.
-new_cycle_fast = speedups.new_cycle if speedups is not None else None
 open_requests_fast = speedups.open_requests if speedups is not None else None
 _start_app = speedups.start_app if speedups is not None else None
 _fast_send = speedups.fast_send if speedups is not None else None

@@ -22,6 +22,7 @@ import msgpack
 import pytest
 
 from python_worker import protocol as P
+from python_worker.cycle import RequestCycle
 
 try:
     from python_worker._speedups import decode_fast
@@ -31,9 +32,11 @@ except ImportError:  # pragma: no cover - reported by test_module_is_built
 VECTORS = json.loads(
     (pathlib.Path(__file__).resolve().parents[2] / "protocol" / "testdata" / "vectors.json").read_text())
 
-needs_module = pytest.mark.skipif(decode_fast is None, reason="python_worker._speedups is not built")
+needs_module = pytest.mark.skipif(decode_fast is None or P.speedups is None,
+                                  reason="python_worker._speedups is not built, or PYTHON_WORKER_PURE turns it off")
 
 
+@pytest.mark.skipif(P.speedups is None and decode_fast is not None, reason="PYTHON_WORKER_PURE turns the module off")
 def test_module_is_built() -> None:
     assert decode_fast is not None, (
         "python_worker._speedups was not compiled (make venv builds it with the C compiler; "
@@ -243,8 +246,6 @@ def test_pure_switch() -> None:
     assert run_python(code, PYTHON_WORKER_PURE="1") == "True (5, 1, 10)"
     if decode_fast is not None:
         assert run_python(code, PYTHON_WORKER_PURE="0") == "False (5, 1, 10)"
-
-
 
 
 class BytesSub(bytes):
@@ -569,8 +570,8 @@ def test_cycle_steps_agree(monkeypatch: pytest.MonkeyPatch, one_batch: bool) -> 
     from python_worker import connection as N
     from python_worker import cycle as C
 
-    steps = {"open_requests": (N, "open_requests_fast"), "new_cycle": (N, "new_cycle_fast"),
-             "start_app": (C, "_start_app"), "fast_send": (C, "_fast_send"), "end_ok": (C, "_end_ok")}
+    steps = {"open_requests": (N, "open_requests_fast"), "start_app": (C, "_start_app"),
+             "fast_send": (C, "_fast_send"), "end_ok": (C, "_end_ok")}
     taken: dict = {name: [] for name in steps}
 
     def counting(name: str, fn: Any) -> Any:
@@ -599,10 +600,8 @@ def test_cycle_steps_agree(monkeypatch: pytest.MonkeyPatch, one_batch: bool) -> 
     assert with_c[1] == python[1]
     assert with_c[0] == python[0]
     assert len(with_c[0]) >= 2  # (the early write, then the flush)
-    # Every request's cycle (in a run of requests, or alone) and app call (none has the tls item); END
-    # OK where the response was complete.
-    assert len(taken["open_requests"]) + len(taken["new_cycle"]) == len(taken["start_app"]) == len(scenarios)
-    assert len(taken["open_requests"]) == len(scenarios)  # (all HTTP_REQUEST frames without the tls item)
+    # Every request's cycle and app call (none has the tls item); END OK where the response was complete.
+    assert len(taken["open_requests"]) == len(taken["start_app"]) == len(scenarios)
     assert 20 <= len(taken["end_ok"]) < len(scenarios) - 5
     # send(): the plain starts (not HTTPStatus, bool, out-of-range or non-plain headers, not trailers)
     # and the final bodies under 256 bytes that ride in them.
@@ -677,8 +676,7 @@ def test_cycle_steps_agree_on_random_apps(monkeypatch: pytest.MonkeyPatch) -> No
 
         with_c = asyncio.run(_drive(scenarios(), True, finish=False, max_frame=max_frame))
         with monkeypatch.context() as m:
-            for module, attr in [(N, "open_requests_fast"), (N, "new_cycle_fast"), (C, "_start_app"),
-                                 (C, "_fast_send"), (C, "_end_ok")]:
+            for module, attr in [(N, "open_requests_fast"), (C, "_start_app"), (C, "_fast_send"), (C, "_end_ok")]:
                 m.setattr(module, attr, None)
             python = asyncio.run(_drive(scenarios(), True, finish=False, max_frame=max_frame))
         assert with_c[1] == python[1], seed
@@ -778,7 +776,7 @@ def test_open_requests_agrees(monkeypatch: pytest.MonkeyPatch, name: str) -> Non
         assert with_c[1] == "HTTP_REQUEST for stream 5, which is open"
 
 
-CYCLE_SLOTS = [name for name in __import__("python_worker.cycle").cycle.RequestCycle.__slots__]
+CYCLE_SLOTS = list(RequestCycle.__slots__)
 
 
 @needs_module
